@@ -1,0 +1,62 @@
+# kiln: `make pipeline` runs the main job, `make test` the tests. Both install
+# what they need first (LibTorch, pre-trained weights, default data) with
+# scripts/setup.sh, into ignored folders of this repo, once.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CONFIG ?= configs/default.toml
+CARGO ?= cargo
+# Tests and the pipeline share one (release) build: a first build takes minutes.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BIN := $(TARGET_DIR)/release
+STAGE_FLAGS ?=
+
+LIBTORCH := .libtorch/build-version
+PRETRAINED := models/pretrained/all-MiniLM-L6-v2/model.safetensors
+DEFAULT_DATA := data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt
+SETUP := $(LIBTORCH) $(PRETRAINED) $(DEFAULT_DATA)
+
+.PHONY: help setup setup-cuda build test pipeline data lint fmt bench-data fixtures
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## Install LibTorch (CPU), all-MiniLM-L6-v2 and the default data (idempotent)
+	scripts/setup.sh libtorch model data
+
+setup-cuda: ## GPU workstation: CUDA torch 2.9.0 in .venv-torch-cuda, linked as .libtorch
+	scripts/setup.sh cuda model data
+
+$(LIBTORCH):
+	scripts/setup.sh libtorch
+$(PRETRAINED):
+	scripts/setup.sh model
+$(DEFAULT_DATA):
+	scripts/setup.sh data
+
+build: $(LIBTORCH) ## Build the stage binaries (release)
+	$(CARGO) build --release --workspace --bins
+
+test: $(SETUP) ## Run every test (installs what is missing first)
+	$(CARGO) test --release --workspace
+
+pipeline: $(SETUP) build ## Run the pipeline on $(CONFIG) (default: movie-review sentiment)
+	$(BIN)/ingest --config $(CONFIG) $(STAGE_FLAGS)
+	$(BIN)/clean --config $(CONFIG) $(STAGE_FLAGS)
+	$(BIN)/tokenize --config $(CONFIG) $(STAGE_FLAGS)
+	@echo "pipeline done: token ids in $$($(BIN)/tokenize --config $(CONFIG) --print-config | sed -n '/^\[tokenize\]/,/^\[/s/^output_dir = \"\(.*\)\"/\1/p')"
+
+lint: $(LIBTORCH) ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+bench-data: $(SETUP) build ## clean/tokenize throughput on ~1M rows vs pandas / HF tokenizers
+	scripts/bench_data.sh
+
+fixtures: $(PRETRAINED) ## Regenerate the tokenizer parity fixture with Python tokenizers
+	scripts/make_fixtures.sh

@@ -1,0 +1,87 @@
+//! What every stage binary shares: the common flags, logging, settings
+//! resolution (defaults < config file < flags) and one exit-code policy.
+//!
+//! Exit codes: 0 success, 1 a problem with the input or settings (the message
+//! says what and where), 2 an unexpected failure (a bug: please report it).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use kiln_config::{ConfigError, PipelineConfig};
+use kiln_data::Progress;
+
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Pipeline config (TOML); flags override its keys. Without one, built-in defaults.
+    #[arg(long, short, value_name = "FILE", env = "KILN_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// No progress bars; only warnings and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Print the resolved settings as TOML and exit without running.
+    #[arg(long, global = true)]
+    pub print_config: bool,
+}
+
+impl CommonArgs {
+    pub fn load_config(&self) -> Result<PipelineConfig, ConfigError> {
+        PipelineConfig::load(self.config.as_deref())
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress::new(self.quiet)
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` refines the level (default: info, or warn with --quiet).
+pub fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .try_init();
+}
+
+/// Runs a stage and turns its outcome into an exit code, printing the error
+/// chain once. Errors from config, schema and input checks are the user's to fix
+/// (exit 1); anything else is unexpected (exit 2).
+pub fn exit_with(stage: &str, result: Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if error.chain().any(|cause| {
+                cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("{stage}: error: {error:#}");
+            if is_unexpected(&error) {
+                eprintln!("{stage}: this looks like a bug in kiln; please report it with the command you ran");
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn is_unexpected(error: &anyhow::Error) -> bool {
+    // Panics never get here; what does is either a user/data problem we described
+    // (config, schema, I/O, bad rows) or a library failure we did not anticipate.
+    error.chain().any(|cause| cause.to_string().contains("This is a bug"))
+}
+
+/// Prints the settings a stage would run with (for `--print-config`).
+pub fn print_config(config: &PipelineConfig) {
+    #[allow(clippy::print_stdout)] // --print-config's output is the program's output.
+    {
+        print!("{}", config.to_toml());
+    }
+}

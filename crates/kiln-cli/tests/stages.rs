@@ -1,0 +1,320 @@
+//! The stage binaries, run as a user runs them: on the default dataset, on
+//! BANKING77 (from ../shared/data, skipped when absent), and on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln_data::output::read_parquet;
+use kiln_data::schema::{self, Split};
+use polars::prelude::*;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+fn binary(stage: &str) -> &'static str {
+    match stage {
+        "ingest" => env!("CARGO_BIN_EXE_ingest"),
+        "clean" => env!("CARGO_BIN_EXE_clean"),
+        "tokenize" => env!("CARGO_BIN_EXE_tokenize"),
+        other => panic!("no stage {other}"),
+    }
+}
+
+/// Runs `stage` from the repo root, as `make` does.
+fn run(stage: &str, args: &[&str]) -> Output {
+    Command::new(binary(stage))
+        .args(args)
+        .arg("--quiet")
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .output()
+        .expect("the stage binary runs")
+}
+
+fn ok(stage: &str, args: &[&str]) {
+    let output = run(stage, args);
+    assert!(output.status.success(), "{stage} {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Paths of a temporary run's three data folders.
+struct Run {
+    _dir: tempfile::TempDir,
+    raw: String,
+    interim: String,
+    processed: String,
+}
+
+impl Run {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        Self { raw: path("raw"), interim: path("interim"), processed: path("processed"), _dir: dir }
+    }
+
+    fn all_stages(&self, config: &str, model_dir: &Path) {
+        ok("ingest", &["--config", config, "--output-dir", &self.raw]);
+        ok("clean", &["--config", config, "--input-dir", &self.raw, "--output-dir", &self.interim]);
+        ok(
+            "tokenize",
+            &[
+                "--config",
+                config,
+                "--input-dir",
+                &self.interim,
+                "--output-dir",
+                &self.processed,
+                "--model-dir",
+                &model_dir.display().to_string(),
+            ],
+        );
+    }
+}
+
+fn frame(dir: &str, split: Split) -> DataFrame {
+    read_parquet(&split.path_in(Path::new(dir)), "a stage").expect("parquet")
+}
+
+fn json(path: impl AsRef<Path>) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path.as_ref()).expect("json file")).expect("valid json")
+}
+
+fn pretrained() -> Option<PathBuf> {
+    let dir = repo().join("models/pretrained/all-MiniLM-L6-v2");
+    if dir.join("tokenizer.json").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: {} is missing; `make setup` installs it", dir.display());
+        None
+    }
+}
+
+/// Checks the processed schema and that every row is a well-formed BERT input.
+fn check_processed(run: &Run, labels: usize) {
+    let expected = [
+        (schema::ID, DataType::String),
+        (schema::INPUT_IDS, DataType::List(Box::new(DataType::UInt32))),
+        (schema::TOKEN_TYPE_IDS, DataType::List(Box::new(DataType::UInt8))),
+        (schema::LENGTH, DataType::UInt32),
+        (schema::LABEL_ID, DataType::UInt32),
+    ];
+    for split in Split::ALL {
+        let frame = frame(&run.processed, split);
+        schema::validate(&frame, &split.path_in(Path::new(&run.processed)), &expected).expect("processed schema");
+        assert_eq!(frame.height(), frame_rows(&run.interim, split), "tokenize keeps every {split} row");
+        let lengths = frame.column(schema::LENGTH).expect("length").u32().expect("u32").clone();
+        let ids = frame.column(schema::INPUT_IDS).expect("ids").list().expect("list").clone();
+        let label_ids = frame.column(schema::LABEL_ID).expect("label_id").u32().expect("u32").clone();
+        for ((row_ids, length), label_id) in ids.series_iter().zip(lengths.iter()).zip(label_ids.iter()) {
+            let row_ids: Vec<u32> = row_ids.expect("ids").u32().expect("u32").no_null_iter().collect();
+            assert_eq!(row_ids.len() as u32, length.expect("length"));
+            assert_eq!((row_ids.first(), row_ids.last()), (Some(&101), Some(&102)), "[CLS] ... [SEP]");
+            assert!((label_id.expect("label id") as usize) < labels);
+        }
+    }
+    let label_map = kiln_data::LabelMap::load(&Path::new(&run.processed).join("labels.json")).expect("labels.json");
+    assert_eq!(label_map.len(), labels);
+}
+
+fn frame_rows(dir: &str, split: Split) -> usize {
+    frame(dir, split).height()
+}
+
+#[test]
+fn default_dataset_runs_through_all_three_stages() {
+    let Some(model) = pretrained() else { return };
+    let source = repo().join("data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt");
+    if !source.exists() {
+        eprintln!("SKIPPED: {} is missing; `make setup` installs it", source.display());
+        return;
+    }
+    let run = Run::new();
+    run.all_stages("configs/default.toml", &model);
+
+    // 10,605 sentences; the 37 rated exactly 0 match neither score rule.
+    let manifest = json(Path::new(&run.raw).join("manifest.json"));
+    assert_eq!(manifest["report"]["sources"][0]["rows_read"], 10_605);
+    assert_eq!(manifest["report"]["sources"][0]["dropped_no_label"], 37);
+    assert_eq!(manifest["inputs"][0]["sha256"].as_str().map(str::len), Some(64));
+    let rows: Vec<usize> = Split::ALL.iter().map(|&s| frame_rows(&run.raw, s)).collect();
+    assert_eq!(rows, [8454, 1057, 1057], "80/10/10, stratified");
+    let train = frame(&run.raw, Split::Train);
+    schema::validate(&train, Path::new("train"), &schema::TEXT_TABLE).expect("raw schema");
+    let labels: Vec<&str> = train.column(schema::LABEL).expect("label").str().expect("str").no_null_iter().collect();
+    let positive = labels.iter().filter(|l| **l == "positive").count();
+    assert!((4150..4250).contains(&positive), "train keeps the 49.6% positive share: {positive}");
+
+    let report = json(Path::new(&run.interim).join("clean_report.json"));
+    for split in Split::ALL {
+        assert_eq!(report["report"]["splits"][split.name()]["rows_out"], frame_rows(&run.interim, split));
+    }
+    check_processed(&run, 2);
+}
+
+fn banking77() -> Option<PathBuf> {
+    let dir = repo().join("../shared/data/banking77");
+    if dir.join("train.csv").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: BANKING77 is not at {} (only kiln's own checkouts have ../shared)", dir.display());
+        None
+    }
+}
+
+#[test]
+fn banking77_runs_through_all_three_stages() {
+    let (Some(_), Some(model)) = (banking77(), pretrained()) else { return };
+    let run = Run::new();
+    run.all_stages("configs/banking77.toml", &model);
+    // The source's own 3,080-row test split; 10% of the 10,003 training rows carved out, per label.
+    let rows: Vec<usize> = Split::ALL.iter().map(|&s| frame_rows(&run.raw, s)).collect();
+    assert_eq!(rows, [8998, 1005, 3080]);
+    let manifest = json(Path::new(&run.raw).join("manifest.json"));
+    assert_eq!(manifest["report"]["splits"]["validation"]["labels"].as_object().map(|m| m.len()), Some(77));
+    // Quoted commas and newlines in the CSV survive as text.
+    let train = frame(&run.raw, Split::Train);
+    let texts = train.column(schema::TEXT).expect("text").str().expect("str").clone();
+    assert!(texts.no_null_iter().any(|t| t.contains(',')), "quoted commas are kept");
+    check_processed(&run, 77);
+    let report = json(Path::new(&run.processed).join("tokenize_report.json"));
+    let truncated = report["report"]["splits"]["train"]["truncation_rate"].as_f64().expect("rate");
+    assert!(truncated < 0.01, "64 tokens fit nearly every query: {truncated}");
+}
+
+#[test]
+fn same_seed_same_bytes_and_reruns_are_idempotent() {
+    let Some(_) = banking77() else { return };
+    let first = Run::new();
+    let second = Run::new();
+    let reseeded = Run::new();
+    ok("ingest", &["-c", "configs/banking77.toml", "--output-dir", &first.raw]);
+    ok("ingest", &["-c", "configs/banking77.toml", "--output-dir", &second.raw]);
+    ok("ingest", &["-c", "configs/banking77.toml", "--output-dir", &reseeded.raw, "--seed", "7"]);
+    let bytes = |run: &Run, split: Split| std::fs::read(split.path_in(Path::new(&run.raw))).expect("read");
+    for split in Split::ALL {
+        assert!(bytes(&first, split) == bytes(&second, split), "{split} differs between two runs");
+    }
+    assert!(bytes(&first, Split::Train) != bytes(&reseeded, Split::Train), "another seed, another split");
+    assert!(bytes(&first, Split::Test) == bytes(&reseeded, Split::Test), "the given test file is not resplit");
+
+    // Cleaning the same input twice gives the same files.
+    ok("clean", &["-c", "configs/banking77.toml", "--input-dir", &first.raw, "--output-dir", &first.interim]);
+    let before = std::fs::read(Split::Train.path_in(Path::new(&first.interim))).expect("read");
+    ok("clean", &["-c", "configs/banking77.toml", "--input-dir", &first.raw, "--output-dir", &first.interim]);
+    assert!(before == std::fs::read(Split::Train.path_in(Path::new(&first.interim))).expect("read"));
+}
+
+/// A bad input: exit code 1, a message naming the problem, and no output files.
+fn fails_cleanly(stage: &str, args: &[&str], output_dir: &Path, needles: &[&str]) {
+    let output = run(stage, args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stage} {args:?} should exit 1:\n{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{stage} {args:?}: '{needle}' not in:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let written: Vec<_> = std::fs::read_dir(output_dir)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(written.is_empty(), "{stage} {args:?} left files behind: {written:?}");
+}
+
+#[test]
+fn bad_input_fails_with_a_clear_message_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        path.display().to_string()
+    };
+    let good = write("good.csv", b"text,label\nhello there,a\nbye now,b\nhi again,a\nsee you,b\n");
+    let out = dir.path().join("out");
+    let out_arg = out.display().to_string();
+    let ingest = |file: &str, extra: &[&str], needles: &[&str]| {
+        let mut args = vec!["--train-file", file, "--output-dir", &out_arg];
+        args.extend_from_slice(extra);
+        fails_cleanly("ingest", &args, &out, needles);
+    };
+
+    ingest(&dir.path().join("missing.csv").display().to_string(), &[], &["missing.csv", "No such file"]);
+    ingest(&write("data.xlsx", b"x"), &[], &["data.xlsx", "ingest.format"]);
+    ingest(&good, &["--text-column", "body"], &["good.csv", "no column 'body'", "text, label"]);
+    ingest(&write("empty.csv", b""), &[], &["empty.csv", "no data rows"]);
+    ingest(
+        &write("latin1.csv", b"text,label\ncaf\xe9,a\n"),
+        &[],
+        &["latin1.csv", "row 1", "'text'", "UTF-8", "byte offset"],
+    );
+    ingest(&write("null.csv", b"text,label\nhi,a\nyo,\n"), &[], &["null.csv", "row 2", "'label' is empty"]);
+    ingest(&write("null.jsonl", b"{\"text\":\"hi\",\"label\":null}\n"), &[], &["null.jsonl", "line 1", "'label'"]);
+    ingest(&good, &["--validation-fraction", "2"], &["ingest.validation_fraction"]);
+
+    let config = write("bad.toml", b"[ingest]\nseed = 1\ntext_colum = \"x\"\n");
+    ingest(&good, &["--config", &config], &["bad.toml", "text_colum", "line 3"]);
+    let config = write("type.toml", b"[ingest]\nseed = \"one\"\n");
+    ingest(&good, &["--config", &config], &["type.toml", "seed"]);
+
+    // An output folder that cannot be created (a file is in the way).
+    let blocker = write("blocker", b"");
+    let inside = format!("{blocker}/out");
+    let output = run("ingest", &["--train-file", &good, "--output-dir", &inside]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot create output folder"));
+
+    // Stages after ingest say which stage to run first.
+    let missing = dir.path().join("nothing").display().to_string();
+    fails_cleanly("clean", &["--input-dir", &missing, "--output-dir", &out_arg], &out, &["train.parquet", "ingest"]);
+    fails_cleanly("tokenize", &["--input-dir", &missing, "--output-dir", &out_arg], &out, &["train.parquet", "clean"]);
+}
+
+#[test]
+fn unknown_test_labels_error_or_drop() {
+    let Some(model) = pretrained() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+    let train = write("train.csv", "text,label\nhello there,a\nbye now,b\nhi again,a\nsee you,b\n");
+    let test = write("test.csv", "text,label\nnew text,a\nodd one,zzz\n");
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let (raw, interim, processed) = (path("raw"), path("interim"), path("processed"));
+    ok("ingest", &["--train-file", &train, "--test-file", &test, "--validation-fraction", "0", "--output-dir", &raw]);
+    ok("clean", &["--input-dir", &raw, "--output-dir", &interim]);
+    let model = model.display().to_string();
+    let tokenize = ["--input-dir", interim.as_str(), "--output-dir", processed.as_str(), "--model-dir", model.as_str()];
+    fails_cleanly("tokenize", &tokenize, Path::new(&processed), &["label 'zzz'", "row 2", "test-2", "unknown_labels"]);
+
+    let mut dropping = tokenize.to_vec();
+    dropping.extend(["--unknown-labels", "drop"]);
+    ok("tokenize", &dropping);
+    assert_eq!(frame_rows(&processed, Split::Test), 1);
+    let report = json(Path::new(&processed).join("tokenize_report.json"));
+    assert_eq!(report["report"]["splits"]["test"]["dropped_unknown_label"], 1);
+}
+
+#[test]
+fn help_and_print_config_describe_every_setting() {
+    for (stage, section, flag) in [
+        ("ingest", "[ingest]", "--score-labels"),
+        ("clean", "[clean]", "--strip-urls"),
+        ("tokenize", "[tokenize]", "--max-length"),
+    ] {
+        let output = Command::new(binary(stage)).arg("--help").output().expect("runs");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success());
+        assert!(help.contains(section) && help.contains(flag) && help.contains("--config"), "{stage} --help:\n{help}");
+
+        let mut args = vec!["--config", "configs/default.toml", "--print-config"];
+        if stage == "ingest" {
+            args.extend(["--seed", "9"]);
+        }
+        let output = run(stage, &args);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        let config = kiln_config::PipelineConfig::from_toml(&printed).expect("--print-config prints valid TOML");
+        assert_eq!(config.ingest.seed, if stage == "ingest" { 9 } else { 42 }, "only ingest has --seed");
+        assert_eq!(config.tokenize.max_length, 128);
+    }
+}

@@ -1,0 +1,236 @@
+//! Command-line overrides: one flag per config key of the stage that reads it.
+//!
+//! A stage resolves its settings as built-in defaults < `--config FILE` < flags.
+//! `tests::flags_and_keys_match` keeps flags and keys one to one.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::{
+    CleanConfig, ConflictPolicy, HashtagMode, IngestConfig, InputFormat, TokenTypeIds, TokenizeConfig,
+    UnicodeNormalization, UnknownLabelPolicy,
+};
+
+/// Sets each `config` field whose flag was given.
+macro_rules! apply_overrides {
+    ($args:expr, $config:expr, [$($field:ident),* $(,)?], optional [$($opt:ident),* $(,)?]) => {
+        $( if let Some(value) = $args.$field { $config.$field = value; } )*
+        $( if let Some(value) = $args.$opt { $config.$opt = Some(value); } )*
+    };
+}
+
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Ingest settings (config section [ingest])")]
+pub struct IngestArgs {
+    /// Training data file (CSV, TSV, JSONL or Parquet); all data when there is no test file.
+    #[arg(long, value_name = "FILE")]
+    pub train_file: Option<PathBuf>,
+    /// The source's own validation file; else validation is carved from train.
+    #[arg(long, value_name = "FILE")]
+    pub validation_file: Option<PathBuf>,
+    /// The source's own test file; else test is carved from the data by --test-fraction.
+    #[arg(long, value_name = "FILE")]
+    pub test_file: Option<PathBuf>,
+    /// Input format [default: auto, from the file extension].
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+    /// Whether CSV/TSV files have a header row [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub has_header: Option<bool>,
+    /// Whether `"` quotes CSV/TSV fields [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub quoting: Option<bool>,
+    /// Column with the text [default: text].
+    #[arg(long, value_name = "NAME")]
+    pub text_column: Option<String>,
+    /// Column with the label [default: label].
+    #[arg(long, value_name = "NAME")]
+    pub label_column: Option<String>,
+    /// Column with a stable row id [default: none, ids are <file stem>-<row>].
+    #[arg(long, value_name = "NAME")]
+    pub id_column: Option<String>,
+    /// Numeric column turned into labels by --score-labels.
+    #[arg(long, value_name = "NAME")]
+    pub score_column: Option<String>,
+    /// Score rule such as "positive > 0" (repeat for each label; first match wins).
+    #[arg(long, value_name = "RULE")]
+    pub score_labels: Vec<String>,
+    /// Share of training rows carved out for validation [default: 0.1].
+    #[arg(long, value_name = "FRACTION")]
+    pub validation_fraction: Option<f64>,
+    /// Share of rows carved out for test when there is no test file [default: 0.1].
+    #[arg(long, value_name = "FRACTION")]
+    pub test_fraction: Option<f64>,
+    /// Seed of the split [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where train/validation/test.parquet and manifest.json go [default: data/raw].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+}
+
+impl IngestArgs {
+    pub fn apply(self, config: &mut IngestConfig) {
+        apply_overrides!(self, config,
+            [format, has_header, quoting, text_column, label_column, validation_fraction, test_fraction, seed, output_dir],
+            optional [train_file, validation_file, test_file, id_column, score_column]);
+        if !self.score_labels.is_empty() {
+            config.score_labels = self.score_labels;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Clean settings (config section [clean])")]
+pub struct CleanArgs {
+    /// Folder with ingest's Parquet splits [default: data/raw].
+    #[arg(long, value_name = "DIR")]
+    pub input_dir: Option<PathBuf>,
+    /// Where cleaned splits and clean_report.json go [default: data/interim].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Remove http(s):// and www. links [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub strip_urls: Option<bool>,
+    /// Remove @mentions [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub strip_mentions: Option<bool>,
+    /// What to do with #hashtags [default: strip-symbol].
+    #[arg(long, value_enum)]
+    pub hashtags: Option<HashtagMode>,
+    /// Decode HTML entities and remove tags [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub strip_html: Option<bool>,
+    /// Remove control and invisible format characters [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub strip_control: Option<bool>,
+    /// Collapse runs of whitespace and trim [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub collapse_whitespace: Option<bool>,
+    /// Lowercase texts [default: false; uncased tokenizers lowercase anyway].
+    #[arg(long, value_name = "BOOL")]
+    pub lowercase: Option<bool>,
+    /// Unicode normalization form [default: nfc].
+    #[arg(long, value_enum)]
+    pub unicode_normalization: Option<UnicodeNormalization>,
+    /// Drop texts with fewer characters, after cleaning [default: 1].
+    #[arg(long, value_name = "N")]
+    pub min_chars: Option<usize>,
+    /// Drop texts with more characters, after cleaning [default: 5000].
+    #[arg(long, value_name = "N")]
+    pub max_chars: Option<usize>,
+    /// Remove exact duplicates (text and label) within a split [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub dedup: Option<bool>,
+    /// Remove validation/test rows whose text is also in an earlier split [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub drop_leaks: Option<bool>,
+    /// Texts seen with several labels: report them, or drop them [default: report].
+    #[arg(long, value_enum)]
+    pub conflicts: Option<ConflictPolicy>,
+}
+
+impl CleanArgs {
+    pub fn apply(self, config: &mut CleanConfig) {
+        apply_overrides!(self, config,
+            [input_dir, output_dir, strip_urls, strip_mentions, hashtags, strip_html, strip_control,
+             collapse_whitespace, lowercase, unicode_normalization, min_chars, max_chars, dedup,
+             drop_leaks, conflicts],
+            optional []);
+    }
+}
+
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Tokenize settings (config section [tokenize])")]
+pub struct TokenizeArgs {
+    /// Folder with clean's Parquet splits [default: data/interim].
+    #[arg(long, value_name = "DIR")]
+    pub input_dir: Option<PathBuf>,
+    /// Where token ids, labels.json and tokenize_report.json go [default: data/processed].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Hugging Face model folder with tokenizer.json [default: models/pretrained/all-MiniLM-L6-v2].
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Truncate to this many tokens, special tokens included [default: 128].
+    #[arg(long, value_name = "N")]
+    pub max_length: Option<usize>,
+    /// Write token_type_ids [default: auto, from the model's config.json].
+    #[arg(long, value_enum)]
+    pub token_type_ids: Option<TokenTypeIds>,
+    /// Validation/test labels never seen in train: error, or drop the rows [default: error].
+    #[arg(long, value_enum)]
+    pub unknown_labels: Option<UnknownLabelPolicy>,
+}
+
+impl TokenizeArgs {
+    pub fn apply(self, config: &mut TokenizeConfig) {
+        apply_overrides!(self, config,
+            [input_dir, output_dir, model_dir, max_length, token_type_ids, unknown_labels],
+            optional []);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::{Args, Command};
+    use serde::Serialize;
+
+    use super::*;
+
+    fn flag_ids<A: Args>() -> BTreeSet<String> {
+        A::augment_args(Command::new("stage")).get_arguments().map(|arg| arg.get_id().to_string()).collect()
+    }
+
+    fn config_keys<C: Serialize + Default>() -> BTreeSet<String> {
+        match serde_json::to_value(C::default()).expect("serialises") {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            other => panic!("a config section should be a table, got {other}"),
+        }
+    }
+
+    #[test]
+    fn flags_and_keys_match() {
+        assert_eq!(flag_ids::<IngestArgs>(), config_keys::<IngestConfig>());
+        assert_eq!(flag_ids::<CleanArgs>(), config_keys::<CleanConfig>());
+        assert_eq!(flag_ids::<TokenizeArgs>(), config_keys::<TokenizeConfig>());
+    }
+
+    #[derive(clap::Parser)]
+    struct Harness {
+        #[command(flatten)]
+        ingest: IngestArgs,
+    }
+
+    #[test]
+    fn flags_override_only_what_they_name() {
+        use clap::Parser;
+        let args = Harness::try_parse_from([
+            "ingest",
+            "--seed",
+            "7",
+            "--id-column",
+            "uid",
+            "--score-labels",
+            "pos > 0",
+            "--score-labels",
+            "neg < 0",
+            "--has-header",
+            "false",
+            "--format",
+            "tsv",
+        ])
+        .expect("parses");
+        let mut config = IngestConfig { text_column: "body".into(), ..IngestConfig::default() };
+        args.ingest.apply(&mut config);
+        assert_eq!(config.seed, 7);
+        assert_eq!(config.id_column.as_deref(), Some("uid"));
+        assert_eq!(config.score_labels, vec!["pos > 0", "neg < 0"]);
+        assert!(!config.has_header);
+        assert_eq!(config.format, InputFormat::Tsv);
+        assert_eq!(config.text_column, "body", "a key without a flag keeps its config value");
+    }
+}

@@ -1,0 +1,431 @@
+//! kiln's pipeline configuration.
+//!
+//! One TOML file drives a run, with one section per stage. Every key has a
+//! default here (the one place defaults live), every key can be overridden by a
+//! command-line flag of the stage that reads it ([`cli`]), and unknown keys or
+//! wrong types are errors that name the file and the key.
+//!
+//! Relative paths in a config are relative to the directory the stage runs in
+//! (the repo root under `make` and `dvc repro`).
+
+pub mod cli;
+mod score;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use score::{ScoreOp, ScoreRule};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    // The underlying errors are part of the message, not `#[source]`s: their text
+    // (a TOML snippet pointing at the key) is the useful part and should print once.
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("config file {path} is not valid: {error}")]
+    Parse { path: PathBuf, error: Box<toml::de::Error> },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        Self::Invalid { key: key.to_owned(), message: message.into() }
+    }
+}
+
+/// The whole pipeline's settings. Sections for later stages join as they land.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub ingest: IngestConfig,
+    pub clean: CleanConfig,
+    pub tokenize: TokenizeConfig,
+}
+
+impl PipelineConfig {
+    /// Reads `path`, or the built-in defaults when there is none.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
+        Self::from_toml(&text).map_err(|error| ConfigError::Parse { path: path.to_owned(), error: Box::new(error) })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("every config value is representable in TOML. This is a bug.")
+    }
+}
+
+/// Input file formats `ingest` (and later `predict`) read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// Pick from the file extension (.csv, .tsv/.tab/.txt, .jsonl/.ndjson, .parquet).
+    #[default]
+    Auto,
+    Csv,
+    Tsv,
+    Jsonl,
+    Parquet,
+}
+
+impl fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::Auto => "auto",
+            Self::Csv => "csv",
+            Self::Tsv => "tsv",
+            Self::Jsonl => "jsonl",
+            Self::Parquet => "parquet",
+        };
+        f.write_str(name)
+    }
+}
+
+/// `[ingest]`: read raw labelled text, map columns, split, write `data/raw`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Training data (or all data, when no test file is given).
+    pub train_file: Option<PathBuf>,
+    /// The source's own validation split, if it has one.
+    pub validation_file: Option<PathBuf>,
+    /// The source's own test split, if it has one.
+    pub test_file: Option<PathBuf>,
+    pub format: InputFormat,
+    /// Whether CSV/TSV files start with a header row; without one, columns are
+    /// named `column_1`, `column_2`, ...
+    pub has_header: bool,
+    /// Whether `"` quotes fields in CSV/TSV (turn off for TSV that uses `"` as text).
+    pub quoting: bool,
+    pub text_column: String,
+    /// Column holding the label; ignored when `score_column` is set.
+    pub label_column: String,
+    /// Column holding a stable row id; without one, ids are `<file stem>-<row>`.
+    pub id_column: Option<String>,
+    /// Numeric column turned into labels by `score_labels`.
+    pub score_column: Option<String>,
+    /// Rules like `"positive > 0"`; the first that matches a row gives its label,
+    /// and rows no rule matches are dropped and counted.
+    pub score_labels: Vec<String>,
+    /// Share of the training rows carved out for validation (stratified).
+    pub validation_fraction: f64,
+    /// Share of all rows carved out for test when the source has no test file.
+    pub test_fraction: f64,
+    /// Seed of the split: the same seed gives the same split, byte for byte.
+    pub seed: u64,
+    pub output_dir: PathBuf,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            train_file: None,
+            validation_file: None,
+            test_file: None,
+            format: InputFormat::Auto,
+            has_header: true,
+            quoting: true,
+            text_column: "text".into(),
+            label_column: "label".into(),
+            id_column: None,
+            score_column: None,
+            score_labels: Vec::new(),
+            validation_fraction: 0.1,
+            test_fraction: 0.1,
+            seed: 42,
+            output_dir: "data/raw".into(),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Checks what TOML types cannot: fractions, rules, required files.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.train_file.is_none() {
+            return Err(ConfigError::invalid(
+                "ingest.train_file",
+                "no training data file given (set it in the config or pass --train-file)",
+            ));
+        }
+        for (key, value) in
+            [("ingest.validation_fraction", self.validation_fraction), ("ingest.test_fraction", self.test_fraction)]
+        {
+            if !(0.0..1.0).contains(&value) {
+                return Err(ConfigError::invalid(key, format!("must be in [0, 1), got {value}")));
+            }
+        }
+        if self.test_file.is_none() && self.validation_fraction + self.test_fraction >= 1.0 {
+            return Err(ConfigError::invalid(
+                "ingest.test_fraction",
+                "validation_fraction + test_fraction must leave rows for training",
+            ));
+        }
+        if self.score_column.is_some() && self.score_labels.is_empty() {
+            return Err(ConfigError::invalid(
+                "ingest.score_labels",
+                "score_column is set but no rules turn scores into labels (e.g. [\"positive > 0\", \"negative < 0\"])",
+            ));
+        }
+        self.score_rules().map(drop)
+    }
+
+    pub fn score_rules(&self) -> Result<Vec<ScoreRule>, ConfigError> {
+        self.score_labels
+            .iter()
+            .map(|rule| rule.parse().map_err(|message| ConfigError::invalid("ingest.score_labels", message)))
+            .collect()
+    }
+}
+
+/// What `clean` does with `#hashtags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum HashtagMode {
+    Keep,
+    /// `#great` -> `great`: keeps the word, which often carries the meaning.
+    #[default]
+    StripSymbol,
+    /// Drops the whole tag.
+    Remove,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UnicodeNormalization {
+    None,
+    /// Canonical composition: same text, one byte form.
+    #[default]
+    Nfc,
+    /// Compatibility composition: also folds ligatures, full-width forms, superscripts.
+    Nfkc,
+}
+
+/// What to do with texts that appear with more than one label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictPolicy {
+    /// Keep them and list them in the report.
+    #[default]
+    Report,
+    /// Drop every row whose text has conflicting labels.
+    Drop,
+}
+
+/// `[clean]`: normalise texts, drop empties, duplicates and cross-split leaks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CleanConfig {
+    pub input_dir: PathBuf,
+    pub output_dir: PathBuf,
+    /// Remove http(s):// and www. links.
+    pub strip_urls: bool,
+    /// Remove @mentions.
+    pub strip_mentions: bool,
+    pub hashtags: HashtagMode,
+    /// Decode HTML entities (`&amp;`) and remove tags (`<br/>`).
+    pub strip_html: bool,
+    /// Remove control and invisible format characters (zero-width spaces, BOMs,
+    /// soft hyphens, U+FFFD); tabs and newlines become spaces.
+    pub strip_control: bool,
+    /// Turn runs of whitespace into one space and trim both ends.
+    pub collapse_whitespace: bool,
+    /// Off by default: uncased tokenizers lowercase anyway, cased ones need case.
+    pub lowercase: bool,
+    pub unicode_normalization: UnicodeNormalization,
+    /// Texts shorter than this (in characters, after cleaning) are dropped.
+    pub min_chars: usize,
+    /// Texts longer than this (in characters, after cleaning) are dropped.
+    pub max_chars: usize,
+    /// Remove exact duplicates (same text and label) within a split.
+    pub dedup: bool,
+    /// Remove validation/test rows whose text is in train (and test rows in validation).
+    pub drop_leaks: bool,
+    pub conflicts: ConflictPolicy,
+}
+
+impl Default for CleanConfig {
+    fn default() -> Self {
+        Self {
+            input_dir: "data/raw".into(),
+            output_dir: "data/interim".into(),
+            strip_urls: true,
+            strip_mentions: true,
+            hashtags: HashtagMode::StripSymbol,
+            strip_html: true,
+            strip_control: true,
+            collapse_whitespace: true,
+            lowercase: false,
+            unicode_normalization: UnicodeNormalization::Nfc,
+            min_chars: 1,
+            max_chars: 5000,
+            dedup: true,
+            drop_leaks: true,
+            conflicts: ConflictPolicy::Report,
+        }
+    }
+}
+
+impl CleanConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.min_chars > self.max_chars {
+            return Err(ConfigError::invalid(
+                "clean.min_chars",
+                format!("{} is larger than clean.max_chars {}", self.min_chars, self.max_chars),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `tokenize` writes a `token_type_ids` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenTypeIds {
+    /// When the model's config.json says it has token types (BERT yes, DistilBERT no).
+    #[default]
+    Auto,
+    Include,
+    Omit,
+}
+
+/// What to do with a validation/test row whose label never occurs in train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownLabelPolicy {
+    /// Stop, naming the label and the row.
+    #[default]
+    Error,
+    /// Drop the row and count it in the report.
+    Drop,
+}
+
+/// `[tokenize]`: token ids for the model, and the label list every later stage shares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenizeConfig {
+    pub input_dir: PathBuf,
+    pub output_dir: PathBuf,
+    /// A Hugging Face model folder with tokenizer.json (and config.json).
+    pub model_dir: PathBuf,
+    /// Longer texts are truncated to this many tokens, [CLS] and [SEP] included.
+    pub max_length: usize,
+    pub token_type_ids: TokenTypeIds,
+    pub unknown_labels: UnknownLabelPolicy,
+}
+
+impl Default for TokenizeConfig {
+    fn default() -> Self {
+        Self {
+            input_dir: "data/interim".into(),
+            output_dir: "data/processed".into(),
+            model_dir: "models/pretrained/all-MiniLM-L6-v2".into(),
+            max_length: 128,
+            token_type_ids: TokenTypeIds::Auto,
+            unknown_labels: UnknownLabelPolicy::Error,
+        }
+    }
+}
+
+impl TokenizeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_length < 2 {
+            return Err(ConfigError::invalid(
+                "tokenize.max_length",
+                format!("must leave room for [CLS] and [SEP] (at least 2), got {}", self.max_length),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(PipelineConfig::from_toml("").expect("parses"), PipelineConfig::default());
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let config = PipelineConfig::default();
+        assert_eq!(PipelineConfig::from_toml(&config.to_toml()).expect("parses"), config);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let error = PipelineConfig::from_toml("[clean]\nstrip_url = true\n").expect_err("unknown key");
+        let message = error.to_string();
+        assert!(message.contains("strip_url"), "{message}");
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let error = PipelineConfig::from_toml("[ingets]\nseed = 1\n").expect_err("unknown section");
+        assert!(error.to_string().contains("ingets"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error_naming_the_key() {
+        let error = PipelineConfig::from_toml("[ingest]\nseed = \"abc\"\n").expect_err("wrong type");
+        let message = error.to_string();
+        assert!(message.contains("seed"), "{message}");
+        assert!(message.contains("integer") || message.contains("u64"), "{message}");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[tokenize]\nmax_lenght = 3\n").expect("write");
+        let message = PipelineConfig::load(Some(&path)).expect_err("bad").to_string();
+        assert!(message.contains("bad.toml") && message.contains("max_lenght"), "{message}");
+        let missing = PipelineConfig::load(Some(&dir.path().join("nope.toml"))).expect_err("missing");
+        assert!(matches!(missing, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn validation_names_keys() {
+        let mut ingest = IngestConfig::default();
+        assert!(ingest.validate().expect_err("no file").to_string().contains("ingest.train_file"));
+        ingest.train_file = Some("x.csv".into());
+        ingest.validate().expect("valid");
+        ingest.validation_fraction = 1.5;
+        assert!(ingest.validate().expect_err("fraction").to_string().contains("validation_fraction"));
+        ingest.validation_fraction = 0.5;
+        ingest.test_fraction = 0.5;
+        assert!(ingest.validate().is_err());
+        ingest.test_fraction = 0.1;
+        ingest.score_column = Some("score".into());
+        assert!(ingest.validate().expect_err("no rules").to_string().contains("score_labels"));
+        ingest.score_labels = vec!["positive >> 0".into()];
+        assert!(ingest.validate().expect_err("bad rule").to_string().contains("score_labels"));
+
+        let clean = CleanConfig { min_chars: 10, max_chars: 5, ..CleanConfig::default() };
+        assert!(clean.validate().is_err());
+        let tokenize = TokenizeConfig { max_length: 1, ..TokenizeConfig::default() };
+        assert!(tokenize.validate().expect_err("too short").to_string().contains("max_length"));
+    }
+
+    #[test]
+    fn shipped_configs_parse_and_validate() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for name in ["default.toml", "banking77.toml"] {
+            let config = PipelineConfig::load(Some(&root.join(name))).expect(name);
+            config.ingest.validate().expect(name);
+            config.clean.validate().expect(name);
+            config.tokenize.validate().expect(name);
+        }
+    }
+}

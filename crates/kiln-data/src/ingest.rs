@@ -1,0 +1,216 @@
+//! `ingest`: raw labelled text in, `{train,validation,test}.parquet` (id, text,
+//! label) and `manifest.json` out.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use kiln_config::IngestConfig;
+use polars::prelude::*;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::output::{FileHash, Manifest, StagedOutput};
+use crate::read::{ColumnMap, LabelSource, ReadOptions, Records, read_records};
+use crate::schema::{self, Split};
+
+pub const MANIFEST: &str = "manifest.json";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceReport {
+    pub role: Split,
+    pub path: String,
+    pub rows_read: usize,
+    /// Rows whose score no `score_labels` rule matched.
+    pub dropped_no_label: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitReport {
+    pub rows: usize,
+    pub labels: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    pub sources: Vec<SourceReport>,
+    pub splits: BTreeMap<Split, SplitReport>,
+}
+
+/// Reads the configured sources, splits them and writes `config.output_dir`.
+pub fn run(config: &IngestConfig) -> Result<IngestReport> {
+    config.validate()?;
+    let mut staged = StagedOutput::new(&config.output_dir)?;
+    let rules = config.score_rules()?;
+    let label = match &config.score_column {
+        Some(column) => LabelSource::Score { column, rules: &rules },
+        None => LabelSource::Column(&config.label_column),
+    };
+    let options = ReadOptions { format: config.format, has_header: config.has_header, quoting: config.quoting };
+
+    let mut sources = Vec::new();
+    let mut inputs = Vec::new();
+    let mut read = |role: Split, path: &Path| -> Result<Records> {
+        let columns =
+            ColumnMap { text: &config.text_column, label, id: config.id_column.as_deref(), id_prefix: role.name() };
+        let records = read_records(path, &options, &columns)?;
+        if records.is_empty() {
+            bail!(
+                "{}: all {} rows were dropped by ingest.score_labels; check the rules",
+                path.display(),
+                records.rows_read
+            );
+        }
+        sources.push(SourceReport {
+            role,
+            path: path.display().to_string(),
+            rows_read: records.rows_read,
+            dropped_no_label: records.dropped_no_label,
+        });
+        inputs.push(FileHash::of(path)?);
+        Ok(records)
+    };
+
+    let train_file = config.train_file.as_deref().context("ingest.train_file is not set")?;
+    let all = read(Split::Train, train_file)?;
+    let given_validation = config.validation_file.as_deref().map(|p| read(Split::Validation, p)).transpose()?;
+    let given_test = config.test_file.as_deref().map(|p| read(Split::Test, p)).transpose()?;
+
+    // Carve what the source does not provide out of the training file, stratified.
+    let validation_fraction = if given_validation.is_some() { 0.0 } else { config.validation_fraction };
+    let test_fraction = if given_test.is_some() { 0.0 } else { config.test_fraction };
+    let assignment = stratified_split(&all.labels, validation_fraction, test_fraction, config.seed);
+    let mut splits: BTreeMap<Split, Records> = BTreeMap::new();
+    for (index, split) in assignment.into_iter().enumerate() {
+        let records = splits.entry(split).or_default();
+        records.ids.push(all.ids[index].clone());
+        records.texts.push(all.texts[index].clone());
+        records.labels.push(all.labels[index].clone());
+    }
+    splits.extend(given_validation.map(|r| (Split::Validation, r)));
+    splits.extend(given_test.map(|r| (Split::Test, r)));
+
+    let mut report = IngestReport { sources, splits: BTreeMap::new() };
+    for split in Split::ALL {
+        let records = splits.remove(&split).unwrap_or_default();
+        check_unique_ids(&records, split, config.id_column.as_deref())?;
+        if records.is_empty() {
+            tracing::warn!("the {split} split is empty; raise the fraction or give a {split} file");
+        }
+        let mut labels = BTreeMap::new();
+        for label in &records.labels {
+            *labels.entry(label.clone()).or_insert(0) += 1;
+        }
+        report.splits.insert(split, SplitReport { rows: records.len(), labels });
+        let mut frame = DataFrame::new(
+            records.len(),
+            vec![
+                Column::new(schema::ID.into(), records.ids),
+                Column::new(schema::TEXT.into(), records.texts),
+                Column::new(schema::LABEL.into(), records.labels),
+            ],
+        )?;
+        staged.write_parquet(&split.file_name(), &mut frame)?;
+    }
+
+    let mut manifest = Manifest::new("ingest", config, &report);
+    manifest.inputs = inputs;
+    manifest.outputs = staged.hashes()?;
+    staged.commit(MANIFEST, &manifest)?;
+    Ok(report)
+}
+
+fn check_unique_ids(records: &Records, split: Split, id_column: Option<&str>) -> Result<()> {
+    let Some(column) = id_column else { return Ok(()) };
+    let mut seen = std::collections::HashMap::with_capacity(records.len());
+    for (index, id) in records.ids.iter().enumerate() {
+        if let Some(first) = seen.insert(id.as_str(), index) {
+            bail!(
+                "id column '{column}' has the value '{id}' twice in the {split} split (its rows {} and {}); ids must be unique",
+                first + 1,
+                index + 1
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Assigns each row to a split, stratified by label: every label keeps its share
+/// in each split, and each label with any rows keeps at least one for training.
+/// Deterministic in `seed` (ChaCha8 is portable across platforms and versions).
+pub fn stratified_split(labels: &[String], validation_fraction: f64, test_fraction: f64, seed: u64) -> Vec<Split> {
+    let mut by_label: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (index, label) in labels.iter().enumerate() {
+        by_label.entry(label).or_default().push(index);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut assignment = vec![Split::Train; labels.len()];
+    for indices in by_label.values_mut() {
+        indices.shuffle(&mut rng);
+        let count = indices.len();
+        let mut test = (count as f64 * test_fraction).round() as usize;
+        let mut validation = (count as f64 * validation_fraction).round() as usize;
+        while test + validation >= count && test + validation > 0 {
+            if validation >= test && validation > 0 {
+                validation -= 1;
+            } else {
+                test -= 1;
+            }
+        }
+        for &index in &indices[..test] {
+            assignment[index] = Split::Test;
+        }
+        for &index in &indices[test..test + validation] {
+            assignment[index] = Split::Validation;
+        }
+    }
+    assignment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(counts: &[(&str, usize)]) -> Vec<String> {
+        counts.iter().flat_map(|(label, n)| std::iter::repeat_n(label.to_string(), *n)).collect()
+    }
+
+    fn count(assignment: &[Split], labels: &[String], split: Split, label: &str) -> usize {
+        assignment.iter().zip(labels).filter(|(s, l)| **s == split && *l == label).count()
+    }
+
+    #[test]
+    fn split_is_stratified() {
+        let labels = labels(&[("a", 100), ("b", 50), ("c", 10)]);
+        let assignment = stratified_split(&labels, 0.1, 0.2, 7);
+        assert_eq!(count(&assignment, &labels, Split::Test, "a"), 20);
+        assert_eq!(count(&assignment, &labels, Split::Validation, "a"), 10);
+        assert_eq!(count(&assignment, &labels, Split::Test, "b"), 10);
+        assert_eq!(count(&assignment, &labels, Split::Validation, "b"), 5);
+        assert_eq!(count(&assignment, &labels, Split::Test, "c"), 2);
+        assert_eq!(count(&assignment, &labels, Split::Validation, "c"), 1);
+    }
+
+    #[test]
+    fn split_is_deterministic_in_the_seed() {
+        let labels = labels(&[("a", 60), ("b", 40)]);
+        assert_eq!(stratified_split(&labels, 0.2, 0.2, 1), stratified_split(&labels, 0.2, 0.2, 1));
+        assert_ne!(stratified_split(&labels, 0.2, 0.2, 1), stratified_split(&labels, 0.2, 0.2, 2));
+    }
+
+    #[test]
+    fn rare_labels_keep_a_training_row() {
+        let labels = labels(&[("one", 1), ("two", 2)]);
+        let assignment = stratified_split(&labels, 0.5, 0.5, 3);
+        assert_eq!(count(&assignment, &labels, Split::Train, "one"), 1);
+        assert_eq!(count(&assignment, &labels, Split::Train, "two"), 1);
+    }
+
+    #[test]
+    fn no_fractions_keeps_everything_in_train() {
+        let labels = labels(&[("a", 5)]);
+        assert!(stratified_split(&labels, 0.0, 0.0, 3).iter().all(|s| *s == Split::Train));
+    }
+}

@@ -1,0 +1,222 @@
+//! Writing a stage's outputs so that a failure never leaves a half result.
+//!
+//! A stage writes every file into a staging folder inside its output folder
+//! (same file system) and [`StagedOutput::commit`]s at the end: each file is
+//! renamed into place, the manifest last, so a manifest on disk means the files
+//! beside it are complete. A stage that fails or is killed before the commit
+//! leaves the previous outputs untouched; the staging folder is removed when
+//! dropped, and a leftover one (SIGKILL) is ignored and cleared by the next run.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use polars::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::KILN_VERSION;
+
+const STAGING_PREFIX: &str = ".kiln-staging-";
+
+pub struct StagedOutput {
+    dir: PathBuf,
+    staging: tempfile::TempDir,
+    files: Vec<String>,
+}
+
+impl StagedOutput {
+    /// Creates `dir` if needed and a staging folder in it: an unwritable output
+    /// folder fails here, before any work is done.
+    pub fn new(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
+        clear_stale_staging(dir);
+        let staging = tempfile::Builder::new()
+            .prefix(STAGING_PREFIX)
+            .tempdir_in(dir)
+            .with_context(|| format!("cannot write to output folder {}", dir.display()))?;
+        Ok(Self { dir: dir.to_owned(), staging, files: Vec::new() })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the final file `name` will be, once committed.
+    pub fn final_path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Opens the staged file `name` for writing, to be committed later.
+    pub fn create(&mut self, name: &str) -> Result<(PathBuf, BufWriter<File>)> {
+        let path = self.staging.path().join(name);
+        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        if !self.files.iter().any(|f| f == name) {
+            self.files.push(name.to_owned());
+        }
+        Ok((path, BufWriter::new(file)))
+    }
+
+    /// Writes `frame` as zstd Parquet to the staged file `name`.
+    pub fn write_parquet(&mut self, name: &str, frame: &mut DataFrame) -> Result<()> {
+        let (path, writer) = self.create(name)?;
+        ParquetWriter::new(writer)
+            .with_compression(ParquetCompression::Zstd(None))
+            .finish(frame)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    pub fn write_json(&mut self, name: &str, value: &impl Serialize) -> Result<()> {
+        let (path, mut writer) = self.create(name)?;
+        serde_json::to_writer_pretty(&mut writer, value).with_context(|| format!("cannot write {}", path.display()))?;
+        writer.write_all(b"\n")?;
+        writer.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    /// sha256 of each staged file so far, by final path: for the manifest.
+    pub fn hashes(&self) -> Result<Vec<FileHash>> {
+        self.files
+            .iter()
+            .map(|name| {
+                Ok(FileHash {
+                    path: self.final_path(name).display().to_string(),
+                    sha256: sha256_file(&self.staging.path().join(name))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Renames every staged file into place, then writes `manifest` as `manifest_name` last.
+    pub fn commit(mut self, manifest_name: &str, manifest: &Manifest) -> Result<()> {
+        let data_files = std::mem::take(&mut self.files);
+        self.write_json(manifest_name, manifest)?;
+        for name in data_files.iter().map(String::as_str).chain([manifest_name]) {
+            let from = self.staging.path().join(name);
+            let to = self.dir.join(name);
+            std::fs::rename(&from, &to).with_context(|| format!("cannot move {} into place", to.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Staging folders left by a killed run are never read; clear them quietly.
+fn clear_stale_staging(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FileHash {
+    pub path: String,
+    pub sha256: String,
+}
+
+impl FileHash {
+    pub fn of(path: &Path) -> Result<Self> {
+        Ok(Self { path: path.display().to_string(), sha256: sha256_file(path)? })
+    }
+}
+
+/// What a stage read, wrote and with which settings: written beside its outputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub stage: &'static str,
+    pub kiln_version: &'static str,
+    pub inputs: Vec<FileHash>,
+    pub outputs: Vec<FileHash>,
+    /// The stage's resolved config section.
+    pub config: serde_json::Value,
+    /// The stage's own figures: counts, drops, lengths.
+    pub report: serde_json::Value,
+}
+
+impl Manifest {
+    pub fn new(stage: &'static str, config: &impl Serialize, report: &impl Serialize) -> Self {
+        Self {
+            stage,
+            kiln_version: KILN_VERSION,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            config: serde_json::to_value(config).expect("configs serialise. This is a bug."),
+            report: serde_json::to_value(report).expect("reports serialise. This is a bug."),
+        }
+    }
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = reader.read(&mut buffer).with_context(|| format!("cannot read {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Reads a Parquet file written by an earlier stage, saying which stage to run if it is missing.
+pub fn read_parquet(path: &Path, made_by: &str) -> Result<DataFrame> {
+    let file = File::open(path).with_context(|| {
+        format!("cannot open {} (run `{made_by}` first, or check the input folder)", path.display())
+    })?;
+    anyhow::Context::with_context(ParquetReader::new(file).finish(), || {
+        format!("{} is not a readable Parquet file", path.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_moves_files_and_manifest_into_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let mut staged = StagedOutput::new(&out).expect("staging");
+        staged.write_json("a.json", &serde_json::json!({"x": 1})).expect("write");
+        assert!(!out.join("a.json").exists(), "nothing is visible before the commit");
+        let mut manifest = Manifest::new("test", &serde_json::json!({}), &serde_json::json!({}));
+        manifest.outputs = staged.hashes().expect("hashes");
+        assert_eq!(manifest.outputs[0].path, out.join("a.json").display().to_string());
+        staged.commit("manifest.json", &manifest).expect("commit");
+        assert!(out.join("a.json").exists() && out.join("manifest.json").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(&out).expect("list").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers.len(), 2, "no staging folder is left: {leftovers:?}");
+    }
+
+    #[test]
+    fn dropping_without_commit_leaves_old_outputs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.json"), "old").expect("write");
+        std::fs::create_dir(dir.path().join(".kiln-staging-stale")).expect("stale");
+        {
+            let mut staged = StagedOutput::new(dir.path()).expect("staging");
+            staged.write_json("a.json", &1).expect("write");
+        }
+        assert_eq!(std::fs::read_to_string(dir.path().join("a.json")).expect("read"), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1, "staging folders are cleared");
+    }
+
+    #[test]
+    fn sha256_matches_known_digest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("abc");
+        std::fs::write(&path, "abc").expect("write");
+        assert_eq!(
+            sha256_file(&path).expect("hash"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

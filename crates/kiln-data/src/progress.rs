@@ -1,0 +1,35 @@
+//! Progress bars for long work, silenced by `--quiet` (and by indicatif itself
+//! when stderr is not a terminal).
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        Self { quiet }
+    }
+
+    pub fn hidden() -> Self {
+        Self { quiet: true }
+    }
+
+    /// A bar over `total` rows, labelled `message`, with a rows/s rate.
+    pub fn rows(&self, total: u64, message: &str) -> ProgressBar {
+        let bar = if self.quiet {
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+        } else {
+            ProgressBar::new(total)
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>12} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, {eta})")
+                .expect("the template is valid. This is a bug.")
+                .progress_chars("=> "),
+        );
+        bar.set_message(message.to_owned());
+        bar
+    }
+}

