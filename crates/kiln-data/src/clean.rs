@@ -8,7 +8,7 @@
 //! never copied (`Cow`).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -79,7 +79,7 @@ pub struct Cleaner {
     mention: Option<Regex>,
     hashtag: Option<(Regex, &'static str)>,
     lowercase: bool,
-    whitespace: Option<Regex>,
+    collapse_whitespace: bool,
 }
 
 impl Cleaner {
@@ -89,16 +89,17 @@ impl Cleaner {
             normalization: config.unicode_normalization,
             html_tag: config.strip_html.then(|| compile(r"<(?:/?[A-Za-z][^<>]*|!--[^>]*--)>")),
             strip_control: config.strip_control,
-            url: config.strip_urls.then(|| compile(r"(?i)\b(?:https?://|www\.)\S+")),
-            // \B before '@' skips e-mail addresses (a word character precedes their '@').
-            mention: config.strip_mentions.then(|| compile(r"\B@\w+")),
+            // ASCII word boundaries `(?-u:\b)` keep the regexes on the fast lazy DFA.
+            url: config.strip_urls.then(|| compile(r"(?i)(?-u:\b)(?:https?://|www\.)\S+")),
+            // A boundary before '@' skips e-mail addresses (a word character precedes their '@').
+            mention: config.strip_mentions.then(|| compile(r"(?-u:\B)@\w+")),
             hashtag: match config.hashtags {
                 HashtagMode::Keep => None,
-                HashtagMode::StripSymbol => Some((compile(r"\B#(\w+)"), "$1")),
-                HashtagMode::Remove => Some((compile(r"\B#\w+"), "")),
+                HashtagMode::StripSymbol => Some((compile(r"(?-u:\B)#(\w+)"), "$1")),
+                HashtagMode::Remove => Some((compile(r"(?-u:\B)#\w+"), "")),
             },
             lowercase: config.lowercase,
-            whitespace: config.collapse_whitespace.then(|| compile(r"\s+")),
+            collapse_whitespace: config.collapse_whitespace,
         }
     }
 
@@ -128,32 +129,45 @@ impl Cleaner {
                     .then(|| text.nfkc().collect()),
             };
         apply(Rule::UnicodeNormalization, &mut text, normalized);
+        // Each regex only runs on texts holding the character it needs: most hold none.
         if let Some(tag) = &self.html_tag {
-            let without_tags = owned(tag.replace_all(&text, " "));
+            let without_tags = text.contains('<').then(|| owned(tag.replace_all(&text, " "))).flatten();
             let source = without_tags.as_deref().unwrap_or(&text);
-            let decoded = owned(html_escape::decode_html_entities(source)).or(without_tags);
+            let decoded = source
+                .contains('&')
+                .then(|| owned(html_escape::decode_html_entities(source)))
+                .flatten()
+                .or(without_tags);
             apply(Rule::StripHtml, &mut text, decoded);
         }
         if self.strip_control {
             let stripped = text.chars().any(is_control_or_invisible).then(|| strip_control(&text));
             apply(Rule::StripControl, &mut text, stripped);
         }
-        for (rule, regex, with) in [(Rule::StripUrls, &self.url, " "), (Rule::StripMentions, &self.mention, " ")] {
-            if let Some(regex) = regex {
-                let replaced = owned(regex.replace_all(&text, with));
-                apply(rule, &mut text, replaced);
-            }
+        if let Some(url) = &self.url
+            && may_hold_url(&text)
+        {
+            let replaced = owned(url.replace_all(&text, " "));
+            apply(Rule::StripUrls, &mut text, replaced);
         }
-        if let Some((regex, with)) = &self.hashtag {
-            let replaced = owned(regex.replace_all(&text, *with));
+        if let Some(mention) = &self.mention
+            && text.contains('@')
+        {
+            let replaced = owned(mention.replace_all(&text, " "));
+            apply(Rule::StripMentions, &mut text, replaced);
+        }
+        if let Some((hashtag, with)) = &self.hashtag
+            && text.contains('#')
+        {
+            let replaced = owned(hashtag.replace_all(&text, *with));
             apply(Rule::Hashtags, &mut text, replaced);
         }
         if self.lowercase {
             let lowered = text.chars().any(char::is_uppercase).then(|| text.to_lowercase());
             apply(Rule::Lowercase, &mut text, lowered);
         }
-        if let Some(whitespace) = &self.whitespace {
-            let collapsed = needs_collapse(&text).then(|| whitespace.replace_all(text.trim(), " ").into_owned());
+        if self.collapse_whitespace {
+            let collapsed = needs_collapse(&text).then(|| collapse_whitespace(&text));
             apply(Rule::CollapseWhitespace, &mut text, collapsed);
         }
         (text, changed)
@@ -184,6 +198,23 @@ fn strip_control(text: &str) -> String {
             c => Some(c),
         })
         .collect()
+}
+
+fn may_hold_url(text: &str) -> bool {
+    text.contains("://") || text.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"www."))
+}
+
+/// Words joined by single spaces; `split_whitespace` splits on Unicode White_Space,
+/// the same set as the regex `\s`.
+fn collapse_whitespace(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 fn needs_collapse(text: &str) -> bool {
@@ -247,13 +278,17 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
     let mut frames = Vec::new();
     for split in Split::ALL {
         let path = split.path_in(&config.input_dir);
+        let started = std::time::Instant::now();
         let frame = read_parquet(&path, "ingest")?;
+        tracing::debug!("read {} in {:?}", path.display(), started.elapsed());
         schema::validate(&frame, &path, &schema::TEXT_TABLE)?;
         inputs.push(FileHash::of(&path)?);
+        tracing::debug!("hashed {} at {:?}", path.display(), started.elapsed());
         let (frame, split_report) = clean_frame(&frame, &cleaner, config, split, progress)
             .with_context(|| format!("cleaning {}", path.display()))?;
         report.splits.insert(split, split_report);
         frames.push((split, frame));
+        tracing::debug!("cleaned {split} at {:?}", started.elapsed());
     }
 
     if config.drop_leaks {
@@ -283,7 +318,9 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
 
     for (split, frame) in &mut frames {
         report.splits.entry(*split).or_default().rows_out = frame.height();
+        let started = std::time::Instant::now();
         staged.write_parquet(&split.file_name(), frame)?;
+        tracing::debug!("wrote {split} in {:?}", started.elapsed());
     }
     let mut manifest = Manifest::new("clean", config, &report);
     manifest.inputs = inputs;
@@ -310,6 +347,8 @@ fn clean_frame(
     let cleaned: Vec<(String, u16)> = texts
         .par_chunks(CHUNK)
         .flat_map_iter(|chunk| {
+            // A clone per chunk gives each thread its regexes' fast, uncontended cache.
+            let cleaner = cleaner.clone();
             let out: Vec<(String, u16)> = chunk
                 .iter()
                 .map(|text| {
@@ -322,6 +361,7 @@ fn clean_frame(
         })
         .collect();
     bar.finish_and_clear();
+    tracing::debug!("rules applied to {} {split} rows", texts.len());
 
     let mut report = SplitCleanReport { rows_in: texts.len(), ..Default::default() };
     for rule in Rule::ALL {
@@ -349,6 +389,7 @@ fn clean_frame(
     let cleaned_texts: Vec<String> = cleaned.into_iter().map(|(text, _)| text).collect();
     frame.with_column(Column::new(schema::TEXT.into(), cleaned_texts))?;
     let mut frame = frame.filter(&BooleanChunked::from_slice("keep".into(), &keep))?;
+    tracing::debug!("filtered {split}");
     if config.dedup {
         let before = frame.height();
         let subset = [schema::TEXT.to_owned(), schema::LABEL.to_owned()];
@@ -377,19 +418,34 @@ fn drop_leaks(frames: &mut [(Split, DataFrame)], report: &mut CleanReport) -> Re
 
 /// Texts that appear with more than one label, across all splits.
 fn find_conflicts(frames: &[(Split, DataFrame)], report: &mut ConflictReport) -> Result<HashSet<String>> {
-    let mut labels_by_text: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-    let mut rows_by_text: HashMap<&str, usize> = HashMap::new();
+    // One pass keeps each text's first label and row count; label sets are only
+    // built for the (few) texts that turn out to conflict.
+    let mut first_label: PlHashMap<&str, (&str, usize, bool)> = PlHashMap::default();
     for (_, frame) in frames {
         let labels = frame.column(schema::LABEL)?.str()?;
         for (text, label) in text_column(frame)?.no_null_iter().zip(labels.no_null_iter()) {
-            labels_by_text.entry(text).or_default().insert(label);
-            *rows_by_text.entry(text).or_default() += 1;
+            let entry = first_label.entry(text).or_insert((label, 0, false));
+            entry.1 += 1;
+            entry.2 |= entry.0 != label;
         }
     }
-    let conflicting: BTreeMap<&str, &BTreeSet<&str>> =
-        labels_by_text.iter().filter(|(_, labels)| labels.len() > 1).map(|(t, l)| (*t, l)).collect();
+    let mut conflicting: BTreeMap<&str, BTreeSet<&str>> = first_label
+        .iter()
+        .filter(|(_, (_, _, conflict))| *conflict)
+        .map(|(text, _)| (*text, BTreeSet::new()))
+        .collect();
+    if !conflicting.is_empty() {
+        for (_, frame) in frames {
+            let labels = frame.column(schema::LABEL)?.str()?;
+            for (text, label) in text_column(frame)?.no_null_iter().zip(labels.no_null_iter()) {
+                if let Some(set) = conflicting.get_mut(text) {
+                    set.insert(label);
+                }
+            }
+        }
+    }
     report.texts = conflicting.len();
-    report.rows = conflicting.keys().map(|t| rows_by_text[t]).sum();
+    report.rows = conflicting.keys().map(|t| first_label[t].1).sum();
     report.examples = conflicting
         .iter()
         .take(CONFLICT_EXAMPLES)
