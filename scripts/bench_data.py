@@ -57,14 +57,24 @@ def prepare(work: Path, rows: int) -> int:
     return len(frame) + 2 * len(small)
 
 
+REPEAT = 3
+
+
 def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
+    """Best of REPEAT runs: this shared 2-core machine is noisy, and the best run
+    is the one least disturbed by others. Both sides get the same treatment."""
+    best, result = float("inf"), None
+    for _ in range(REPEAT):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
 
 
 def run_kiln(stage: str, args):
     binary = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / stage
+    if not binary.exists():
+        sys.exit(f"{binary} is missing: run `make build` (make bench-data does) with the same CARGO_TARGET_DIR")
     return timed(lambda: subprocess.run([str(binary), "--quiet", *args], check=True, cwd=ROOT))[0]
 
 
@@ -114,12 +124,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--work", type=Path, default=ROOT / ".cache/bench-data")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each side; the best is reported")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "models/pretrained/all-MiniLM-L6-v2")
     args = parser.parse_args()
+    global REPEAT
+    REPEAT = args.repeat
     work = args.work.resolve()
 
     rows = prepare(work, args.rows)
-    print(f"bench-data: {rows:,} rows (BANKING77 replicated with noise), {os.cpu_count()} cores, tokenizers {tokenizers.__version__}, pandas {pd.__version__}")
+    print(f"bench-data: {rows:,} rows (BANKING77 replicated with noise), best of {REPEAT}, {os.cpu_count()} cores, tokenizers {tokenizers.__version__}, pandas {pd.__version__}")
 
     kiln_clean = run_kiln("clean", ["--input-dir", str(work / "raw"), "--output-dir", str(work / "kiln-interim"),
                                     "--dedup", "false", "--drop-leaks", "false"])

@@ -40,8 +40,28 @@ impl CommonArgs {
     }
 }
 
+/// A stage's whole life after flag parsing: logging, settings (defaults < file <
+/// flags, through `apply`), `--print-config`, the work itself, the exit code.
+pub fn run_stage(
+    name: &str,
+    common: &CommonArgs,
+    apply: impl FnOnce(&mut PipelineConfig),
+    work: impl FnOnce(&PipelineConfig, Progress) -> Result<()>,
+) -> ExitCode {
+    init_logging(common.quiet);
+    let result = common.load_config().map_err(anyhow::Error::from).and_then(|mut config| {
+        apply(&mut config);
+        if common.print_config {
+            print_config(&config);
+            return Ok(());
+        }
+        work(&config, common.progress())
+    });
+    exit_with(name, result)
+}
+
 /// Logs to stderr; `RUST_LOG` refines the level (default: info, or warn with --quiet).
-pub fn init_logging(quiet: bool) {
+fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -57,7 +77,7 @@ pub fn init_logging(quiet: bool) {
 /// Runs a stage and turns its outcome into an exit code, printing the error
 /// chain once. Errors from config, schema and input checks are the user's to fix
 /// (exit 1); anything else is unexpected (exit 2).
-pub fn exit_with(stage: &str, result: Result<()>) -> ExitCode {
+fn exit_with(stage: &str, result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -84,7 +104,7 @@ fn is_unexpected(error: &anyhow::Error) -> bool {
 }
 
 /// Prints the settings a stage would run with (for `--print-config`).
-pub fn print_config(config: &PipelineConfig) {
+fn print_config(config: &PipelineConfig) {
     #[allow(clippy::print_stdout)] // --print-config's output is the program's output.
     {
         print!("{}", config.to_toml());

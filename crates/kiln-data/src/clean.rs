@@ -120,9 +120,11 @@ impl Cleaner {
                 *text = Cow::Owned(new);
             }
         };
+        // Most texts are ASCII: already NFC and NFKC, and free of invisible characters.
         let normalized =
             match self.normalization {
                 UnicodeNormalization::None => None,
+                _ if text.is_ascii() => None,
                 UnicodeNormalization::Nfc => (unicode_normalization::is_nfc_quick(text.chars()) != IsNormalized::Yes)
                     .then(|| text.nfc().collect()),
                 UnicodeNormalization::Nfkc => (unicode_normalization::is_nfkc_quick(text.chars()) != IsNormalized::Yes)
@@ -141,7 +143,12 @@ impl Cleaner {
             apply(Rule::StripHtml, &mut text, decoded);
         }
         if self.strip_control {
-            let stripped = text.chars().any(is_control_or_invisible).then(|| strip_control(&text));
+            let found = if text.is_ascii() {
+                text.bytes().any(|b| b.is_ascii_control())
+            } else {
+                text.chars().any(is_control_or_invisible)
+            };
+            let stripped = found.then(|| strip_control(&text));
             apply(Rule::StripControl, &mut text, stripped);
         }
         if let Some(url) = &self.url
@@ -223,7 +230,11 @@ fn needs_collapse(text: &str) -> bool {
     edge(bytes.first())
         || edge(bytes.last())
         || bytes.windows(2).any(|w| w[0] == b' ' && w[1] == b' ')
-        || text.chars().any(|c| c.is_whitespace() && c != ' ')
+        || if text.is_ascii() {
+            bytes.iter().any(|&b| b.is_ascii_whitespace() && b != b' ')
+        } else {
+            text.chars().any(|c| c.is_whitespace() && c != ' ')
+        }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -370,7 +381,7 @@ fn clean_frame(
     }
     let mut keep = Vec::with_capacity(cleaned.len());
     for (text, _) in &cleaned {
-        let chars = text.chars().count();
+        let chars = if text.is_ascii() { text.len() } else { text.chars().count() };
         let verdict = if chars == 0 {
             report.dropped.empty += 1;
             false

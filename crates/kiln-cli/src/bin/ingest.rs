@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
 use clap::Parser;
 use kiln_cli::CommonArgs;
 use kiln_config::cli::IngestArgs;
@@ -18,25 +17,25 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    kiln_cli::init_logging(cli.common.quiet);
-    kiln_cli::exit_with("ingest", run(cli))
-}
-
-fn run(Cli { common, settings }: Cli) -> Result<()> {
-    let mut config = common.load_config()?;
-    settings.apply(&mut config.ingest);
-    if common.print_config {
-        kiln_cli::print_config(&config);
-        return Ok(());
-    }
-    let report = kiln_data::ingest::run(&config.ingest)?;
-    for (split, s) in &report.splits {
-        tracing::info!("{split}: {} rows, {} labels", s.rows, s.labels.len());
-    }
-    for source in report.sources.iter().filter(|s| s.dropped_no_label > 0) {
-        tracing::info!("{}: {} rows matched no score rule and were dropped", source.path, source.dropped_no_label);
-    }
-    tracing::info!("wrote {}", config.ingest.output_dir.display());
-    Ok(())
+    let Cli { common, settings } = Cli::parse();
+    kiln_cli::run_stage(
+        "ingest",
+        &common,
+        |config| settings.apply(&mut config.ingest),
+        |config, _progress| {
+            let report = kiln_data::ingest::run(&config.ingest)?;
+            for (split, s) in &report.splits {
+                tracing::info!("{split}: {} rows, {} labels", s.rows, s.labels.len());
+            }
+            for source in report.sources.iter().filter(|s| s.dropped_no_label > 0) {
+                tracing::info!(
+                    "{}: {} rows matched no score rule and were dropped",
+                    source.path,
+                    source.dropped_no_label
+                );
+            }
+            tracing::info!("wrote {}", config.ingest.output_dir.display());
+            Ok(())
+        },
+    )
 }
