@@ -40,13 +40,15 @@ build: $(LIBTORCH) ## Build the stage binaries (release)
 	$(CARGO) build --release --workspace --bins
 
 test: $(SETUP) ## Run every test (installs what is missing first)
-	$(CARGO) test --release --workspace
+	@mkdir -p .cache
+	$(CARGO) test --release --workspace 2>&1 | tee .cache/test.log
+	@scripts/test_summary.sh .cache/test.log
 
 pipeline: $(SETUP) build ## Run the pipeline on $(CONFIG) (default: movie-review sentiment)
 	$(BIN)/ingest --config $(CONFIG) $(STAGE_FLAGS)
 	$(BIN)/clean --config $(CONFIG) $(STAGE_FLAGS)
 	$(BIN)/tokenize --config $(CONFIG) $(STAGE_FLAGS)
-	@echo "pipeline done: token ids in $$($(BIN)/tokenize --config $(CONFIG) --print-config | sed -n '/^\[tokenize\]/,/^\[/s/^output_dir = \"\(.*\)\"/\1/p')"
+	@echo "pipeline done for $(CONFIG): token ids and labels.json are in the [tokenize] output_dir above"
 
 lint: $(LIBTORCH) ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check

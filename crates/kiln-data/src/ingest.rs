@@ -12,6 +12,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::Progress;
 use crate::output::{FileHash, Manifest, StagedOutput};
 use crate::read::{ColumnMap, LabelSource, ReadOptions, Records, read_records};
 use crate::schema::{self, Split};
@@ -40,7 +41,7 @@ pub struct IngestReport {
 }
 
 /// Reads the configured sources, splits them and writes `config.output_dir`.
-pub fn run(config: &IngestConfig) -> Result<IngestReport> {
+pub fn run(config: &IngestConfig, progress: &Progress) -> Result<IngestReport> {
     config.validate()?;
     let mut staged = StagedOutput::new(&config.output_dir)?;
     let rules = config.score_rules()?;
@@ -55,7 +56,7 @@ pub fn run(config: &IngestConfig) -> Result<IngestReport> {
     let mut read = |role: Split, path: &Path| -> Result<Records> {
         let columns =
             ColumnMap { text: &config.text_column, label, id: config.id_column.as_deref(), id_prefix: role.name() };
-        let records = read_records(path, &options, &columns)?;
+        let records = read_records(path, &options, &columns, progress)?;
         if records.is_empty() {
             bail!(
                 "{}: all {} rows were dropped by ingest.score_labels; check the rules",

@@ -17,6 +17,22 @@ impl Progress {
         Self { quiet: true }
     }
 
+    /// A bar over a file's `total` bytes, for readers that know their position.
+    pub fn bytes(&self, total: u64, message: &str) -> ProgressBar {
+        let bar = if self.quiet {
+            ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+        } else {
+            ProgressBar::new(total)
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+                .expect("the template is valid. This is a bug.")
+                .progress_chars("=> "),
+        );
+        bar.set_message(message.to_owned());
+        bar
+    }
+
     /// A bar over `total` rows, labelled `message`, with a rows/s rate.
     pub fn rows(&self, total: u64, message: &str) -> ProgressBar {
         let bar = if self.quiet {

@@ -6,8 +6,11 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use indicatif::ProgressBar;
 use kiln_config::{InputFormat, ScoreRule};
 use polars::prelude::*;
+
+use crate::Progress;
 
 /// Where each row's label comes from.
 #[derive(Debug, Clone, Copy)]
@@ -85,16 +88,20 @@ pub fn resolve_format(path: &Path, format: InputFormat) -> Result<InputFormat> {
     })
 }
 
-pub fn read_records(path: &Path, options: &ReadOptions, columns: &ColumnMap) -> Result<Records> {
+pub fn read_records(path: &Path, options: &ReadOptions, columns: &ColumnMap, progress: &Progress) -> Result<Records> {
     let format = resolve_format(path, options.format)?;
     let mut sink = RecordSink::new(path, columns);
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let bar = progress.bytes(size, &name);
     match format {
-        InputFormat::Csv => read_delimited(path, b',', options, &mut sink)?,
-        InputFormat::Tsv => read_delimited(path, b'\t', options, &mut sink)?,
-        InputFormat::Jsonl => read_jsonl(path, &mut sink)?,
+        InputFormat::Csv => read_delimited(path, b',', options, &mut sink, &bar)?,
+        InputFormat::Tsv => read_delimited(path, b'\t', options, &mut sink, &bar)?,
+        InputFormat::Jsonl => read_jsonl(path, &mut sink, &bar)?,
         InputFormat::Parquet => read_parquet_file(path, &mut sink)?,
         InputFormat::Auto => unreachable!("resolve_format never returns Auto"),
     }
+    bar.finish_and_clear();
     if sink.records.rows_read == 0 {
         bail!(
             "{}: no data rows (the file is empty{})",
@@ -177,7 +184,16 @@ impl<'a> RecordSink<'a> {
     }
 }
 
-fn read_delimited(path: &Path, delimiter: u8, options: &ReadOptions, sink: &mut RecordSink) -> Result<()> {
+/// Rows between progress updates: often enough to move the bar, rare enough to cost nothing.
+const PROGRESS_EVERY: usize = 16_384;
+
+fn read_delimited(
+    path: &Path,
+    delimiter: u8,
+    options: &ReadOptions,
+    sink: &mut RecordSink,
+    bar: &ProgressBar,
+) -> Result<()> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(options.has_header)
@@ -216,6 +232,9 @@ fn read_delimited(path: &Path, delimiter: u8, options: &ReadOptions, sink: &mut 
         }
         row += 1;
         let position = record.position().cloned();
+        if row % PROGRESS_EVERY == 0 {
+            bar.set_position(position.as_ref().map_or(0, |p| p.byte()));
+        }
         let at = position.as_ref().map(|p| format!(" (line {})", p.line())).unwrap_or_default();
         let mut fields = Vec::with_capacity(indices.len());
         for (&index, column) in indices.iter().zip(&wanted) {
@@ -246,7 +265,7 @@ fn csv_error_text(error: &csv::Error) -> String {
     }
 }
 
-fn read_jsonl(path: &Path, sink: &mut RecordSink) -> Result<()> {
+fn read_jsonl(path: &Path, sink: &mut RecordSink, bar: &ProgressBar) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let wanted = sink.wanted();
@@ -272,6 +291,9 @@ fn read_jsonl(path: &Path, sink: &mut RecordSink) -> Result<()> {
             continue;
         }
         row += 1;
+        if row % PROGRESS_EVERY == 0 {
+            bar.set_position(offset as u64);
+        }
         let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
             .with_context(|| format!("{}: line {line_number}: not a JSON object", path.display()))?;
         let mut fields = Vec::with_capacity(wanted.len());
@@ -344,7 +366,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path =
             write(dir.path(), "a.csv", b"text,label\r\n\"hello, world\",greet\r\n\"two\nlines\",multi\r\nplain,x\r\n");
-        let records = read_records(&path, &options(), &PLAIN).expect("reads");
+        let records = read_records(&path, &options(), &PLAIN, &Progress::hidden()).expect("reads");
         assert_eq!(records.texts, ["hello, world", "two\nlines", "plain"]);
         assert_eq!(records.labels, ["greet", "multi", "x"]);
         assert_eq!(records.ids, ["train-1", "train-2", "train-3"]);
@@ -360,7 +382,9 @@ mod tests {
             id: Some("column_1"),
             id_prefix: "train",
         };
-        let records = read_records(&path, &ReadOptions { has_header: false, ..options() }, &columns).expect("reads");
+        let records =
+            read_records(&path, &ReadOptions { has_header: false, ..options() }, &columns, &Progress::hidden())
+                .expect("reads");
         assert_eq!(records.ids, ["7", "8"]);
         assert_eq!(records.texts, ["good film", "bad film"]);
         assert_eq!(records.labels, ["pos", "neg"]);
@@ -370,7 +394,8 @@ mod tests {
     fn tsv_with_a_stray_quote_reads_when_quoting_is_off() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = write(dir.path(), "a.tsv", b"text\tlabel\r\n\"quoted\" start and a 9\" TV\tx\r\nnext\ty\r\n");
-        let records = read_records(&path, &ReadOptions { quoting: false, ..options() }, &PLAIN).expect("reads");
+        let records = read_records(&path, &ReadOptions { quoting: false, ..options() }, &PLAIN, &Progress::hidden())
+            .expect("reads");
         assert_eq!(records.texts, ["\"quoted\" start and a 9\" TV", "next"]);
     }
 
@@ -385,13 +410,14 @@ mod tests {
             id: Some("id"),
             id_prefix: "train",
         };
-        let records = read_records(&path, &options(), &columns).expect("reads");
+        let records = read_records(&path, &options(), &columns, &Progress::hidden()).expect("reads");
         assert_eq!(records.labels, ["positive", "negative"]);
         assert_eq!(records.ids, ["1", "2"]);
         assert_eq!((records.rows_read, records.dropped_no_label), (3, 1));
 
         let bad = write(dir.path(), "b.tsv", b"id\tsentiment\ttext\n1\tgood\tgreat\n");
-        let message = read_records(&bad, &options(), &columns).expect_err("not a number").to_string();
+        let message =
+            read_records(&bad, &options(), &columns, &Progress::hidden()).expect_err("not a number").to_string();
         assert!(
             message.contains("row 1") && message.contains("'sentiment'") && message.contains("number"),
             "{message}"
@@ -406,16 +432,21 @@ mod tests {
             "a.jsonl",
             b"{\"text\": \"hi\", \"label\": 3}\n\n{\"text\": null, \"label\": \"x\", \"extra\": [1]}\n",
         );
-        let records = read_records(&path, &options(), &PLAIN).expect("reads");
+        let records = read_records(&path, &options(), &PLAIN, &Progress::hidden()).expect("reads");
         assert_eq!(records.texts, ["hi", ""]);
         assert_eq!(records.labels, ["3", "x"]);
         assert_eq!(records.ids, ["train-1", "train-2"]);
 
         let bad = write(dir.path(), "b.jsonl", b"{\"text\": \"hi\", \"label\": null}\n");
-        let message = read_records(&bad, &options(), &PLAIN).expect_err("null label").to_string();
+        let message = read_records(&bad, &options(), &PLAIN, &Progress::hidden()).expect_err("null label").to_string();
         assert!(message.contains("line 1") && message.contains("'label' is empty"), "{message}");
         let bad = write(dir.path(), "c.jsonl", b"{\"text\": \"hi\", \"label\": \"a\"}\n[1,2]\n");
-        assert!(read_records(&bad, &options(), &PLAIN).expect_err("array").to_string().contains("line 2"));
+        assert!(
+            read_records(&bad, &options(), &PLAIN, &Progress::hidden())
+                .expect_err("array")
+                .to_string()
+                .contains("line 2")
+        );
     }
 
     #[test]
@@ -425,7 +456,7 @@ mod tests {
         let mut frame = df!("text" => ["a", "b"], "label" => [1i64, 2], "uid" => [10i64, 11]).expect("frame");
         ParquetWriter::new(File::create(&path).expect("create")).finish(&mut frame).expect("write");
         let columns = ColumnMap { id: Some("uid"), ..PLAIN };
-        let records = read_records(&path, &options(), &columns).expect("reads");
+        let records = read_records(&path, &options(), &columns, &Progress::hidden()).expect("reads");
         assert_eq!(
             (records.ids, records.labels),
             (vec!["10".to_owned(), "11".into()], vec!["1".to_owned(), "2".into()])
@@ -446,12 +477,15 @@ mod tests {
         ];
         for (name, bytes, needles) in cases {
             let path = write(dir.path(), name, bytes);
-            let message = format!("{:#}", read_records(&path, &options(), &PLAIN).expect_err(name));
+            let message =
+                format!("{:#}", read_records(&path, &options(), &PLAIN, &Progress::hidden()).expect_err(name));
             for needle in needles {
                 assert!(message.contains(needle), "{name}: '{needle}' not in: {message}");
             }
         }
-        let message = read_records(&dir.path().join("nope.csv"), &options(), &PLAIN).expect_err("missing").to_string();
+        let message = read_records(&dir.path().join("nope.csv"), &options(), &PLAIN, &Progress::hidden())
+            .expect_err("missing")
+            .to_string();
         assert!(message.contains("nope.csv"), "{message}");
     }
 }

@@ -22,8 +22,8 @@ fn main() -> ExitCode {
         "ingest",
         &common,
         |config| settings.apply(&mut config.ingest),
-        |config, _progress| {
-            let report = kiln_data::ingest::run(&config.ingest)?;
+        |config, progress| {
+            let report = kiln_data::ingest::run(&config.ingest, &progress)?;
             for (split, s) in &report.splits {
                 tracing::info!("{split}: {} rows, {} labels", s.rows, s.labels.len());
             }
