@@ -5,17 +5,17 @@
 //! says what and where), 2 an unexpected failure (a bug: please report it).
 
 use std::path::PathBuf;
-
-/// Every stage allocates millions of small strings across threads; mimalloc does
-/// that markedly faster than glibc's malloc.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
 use kiln_config::{ConfigError, PipelineConfig};
 use kiln_data::Progress;
+
+/// Every stage allocates millions of small strings across threads; mimalloc does
+/// that markedly faster than glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
@@ -74,9 +74,9 @@ fn init_logging(quiet: bool) {
         .try_init();
 }
 
-/// Runs a stage and turns its outcome into an exit code, printing the error
-/// chain once. Errors from config, schema and input checks are the user's to fix
-/// (exit 1); anything else is unexpected (exit 2).
+/// Turns a stage's outcome into an exit code, printing the error chain once.
+/// kiln's errors describe bad input or settings (exit 1); a broken invariant,
+/// whose message says "This is a bug", exits 2. A broken pipe is not an error.
 fn exit_with(stage: &str, result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,8 +98,6 @@ fn exit_with(stage: &str, result: Result<()>) -> ExitCode {
 }
 
 fn is_unexpected(error: &anyhow::Error) -> bool {
-    // Panics never get here; what does is either a user/data problem we described
-    // (config, schema, I/O, bad rows) or a library failure we did not anticipate.
     error.chain().any(|cause| cause.to_string().contains("This is a bug"))
 }
 
