@@ -1,6 +1,8 @@
-//! kiln's model crate: the compute backend today, BERT-family encoders and
-//! classification heads next (see the model/train issue).
+//! kiln's model crate: the compute backend and BERT-family encoders with a
+//! sequence-classification head.
 
+pub mod bert;
 pub mod device;
 
+pub use bert::{BertClassifier, BertConfig, BertInput, BertModel, LoadReport, ModelError};
 pub use device::{DeviceError, DeviceSpec};

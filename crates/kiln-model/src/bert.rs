@@ -1,0 +1,332 @@
+//! BERT, shaped like Hugging Face's `BertModel` and
+//! `BertForSequenceClassification` so their checkpoints load by name: post-norm
+//! encoder layers, exact GELU, the checkpoint's layer-norm epsilon, a tanh
+//! pooler over [CLS], and a linear classifier on top.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::activation::{gelu, softmax, tanh};
+use burn::tensor::{Device, Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// The fields of a Hugging Face `config.json` that shape a BERT encoder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path} is not a Hugging Face BERT config: {error}")]
+    Config { path: String, error: serde_json::Error },
+    #[error("{path}: model_type '{found}' is not supported (kiln supports: bert)")]
+    UnsupportedModelType { path: String, found: String },
+    #[error("{path}: hidden_act '{found}' is not supported (kiln supports: gelu)")]
+    UnsupportedActivation { path: String, found: String },
+    #[error("{path}: hidden_size {hidden} is not a positive multiple of num_attention_heads {heads}")]
+    BadHeads { path: String, hidden: usize, heads: usize },
+    #[error("cannot load weights from {path}: {error}")]
+    Weights { path: String, error: String },
+    #[error("{path} lacks encoder weights the model needs: {missing}")]
+    MissingWeights { path: String, missing: String },
+}
+
+impl BertConfig {
+    /// Reads and checks a model folder's `config.json`.
+    pub fn load(model_dir: &Path) -> Result<Self, ModelError> {
+        let path = model_dir.join("config.json");
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|error| ModelError::Read { path: shown.clone(), error })?;
+        let config: Self =
+            serde_json::from_str(&text).map_err(|error| ModelError::Config { path: shown.clone(), error })?;
+        if config.model_type != "bert" {
+            return Err(ModelError::UnsupportedModelType { path: shown, found: config.model_type });
+        }
+        if config.hidden_act != "gelu" {
+            return Err(ModelError::UnsupportedActivation { path: shown, found: config.hidden_act });
+        }
+        if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
+            return Err(ModelError::BadHeads {
+                path: shown,
+                hidden: config.hidden_size,
+                heads: config.num_attention_heads,
+            });
+        }
+        Ok(config)
+    }
+
+    pub fn init(&self, device: &Device) -> BertModel {
+        let norm = || LayerNormConfig::new(self.hidden_size).with_epsilon(self.layer_norm_eps).init(device);
+        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let dropout = || DropoutConfig::new(self.hidden_dropout_prob).init();
+        let layer = |_| BertLayer {
+            attention: BertAttention {
+                self_attn: BertSelfAttention {
+                    query: linear(self.hidden_size, self.hidden_size),
+                    key: linear(self.hidden_size, self.hidden_size),
+                    value: linear(self.hidden_size, self.hidden_size),
+                    dropout: DropoutConfig::new(self.attention_probs_dropout_prob).init(),
+                    heads: self.num_attention_heads,
+                },
+                output: BertResidual {
+                    dense: linear(self.hidden_size, self.hidden_size),
+                    layer_norm: norm(),
+                    dropout: dropout(),
+                },
+            },
+            intermediate: BertIntermediate { dense: linear(self.hidden_size, self.intermediate_size) },
+            output: BertResidual {
+                dense: linear(self.intermediate_size, self.hidden_size),
+                layer_norm: norm(),
+                dropout: dropout(),
+            },
+        };
+        BertModel {
+            embeddings: BertEmbeddings {
+                word_embeddings: EmbeddingConfig::new(self.vocab_size, self.hidden_size).init(device),
+                position_embeddings: EmbeddingConfig::new(self.max_position_embeddings, self.hidden_size).init(device),
+                token_type_embeddings: EmbeddingConfig::new(self.type_vocab_size.max(1), self.hidden_size).init(device),
+                layer_norm: norm(),
+                dropout: dropout(),
+            },
+            encoder: BertEncoder { layer: (0..self.num_hidden_layers).map(layer).collect() },
+            pooler: BertPooler { dense: linear(self.hidden_size, self.hidden_size) },
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEmbeddings {
+    pub word_embeddings: Embedding,
+    pub position_embeddings: Embedding,
+    pub token_type_embeddings: Embedding,
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl BertEmbeddings {
+    fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
+        let [_, seq] = input_ids.dims();
+        let device = input_ids.device();
+        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
+        let summed = self.word_embeddings.forward(input_ids)
+            + self.position_embeddings.forward(positions)
+            + self.token_type_embeddings.forward(token_type_ids);
+        self.dropout.forward(self.layer_norm.forward(summed))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub dropout: Dropout,
+    pub heads: usize,
+}
+
+impl BertSelfAttention {
+    /// `mask_bias` is 0 for real tokens and a huge negative number for padding,
+    /// shaped `[batch, 1, 1, seq]`, exactly as Hugging Face adds it to the scores.
+    fn forward(&self, hidden: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        let [batch, seq, width] = hidden.dims();
+        let head_dim = width / self.heads;
+        let split = |x: Tensor<3>| x.reshape([batch, seq, self.heads, head_dim]).swap_dims(1, 2);
+        let query = split(self.query.forward(hidden.clone()));
+        let key = split(self.key.forward(hidden.clone()));
+        let value = split(self.value.forward(hidden));
+        let scores = query.matmul(key.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt()) + mask_bias;
+        let probs = self.dropout.forward(softmax(scores, 3));
+        probs.matmul(value).swap_dims(1, 2).reshape([batch, seq, width])
+    }
+}
+
+/// Dense, dropout, then layer norm over the residual: BERT's post-norm step.
+#[derive(Module, Debug)]
+pub struct BertResidual {
+    pub dense: Linear,
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl BertResidual {
+    fn forward(&self, hidden: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        self.layer_norm.forward(self.dropout.forward(self.dense.forward(hidden)) + residual)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    pub self_attn: BertSelfAttention,
+    pub output: BertResidual,
+}
+
+#[derive(Module, Debug)]
+pub struct BertIntermediate {
+    pub dense: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    pub attention: BertAttention,
+    pub intermediate: BertIntermediate,
+    pub output: BertResidual,
+}
+
+impl BertLayer {
+    fn forward(&self, hidden: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        let attended =
+            self.attention.output.forward(self.attention.self_attn.forward(hidden.clone(), mask_bias), hidden);
+        let inner = gelu(self.intermediate.dense.forward(attended.clone()));
+        self.output.forward(inner, attended)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEncoder {
+    pub layer: Vec<BertLayer>,
+}
+
+#[derive(Module, Debug)]
+pub struct BertPooler {
+    pub dense: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct BertModel {
+    pub embeddings: BertEmbeddings,
+    pub encoder: BertEncoder,
+    pub pooler: BertPooler,
+}
+
+/// One batch of token ids, padded to a common length; `attention_mask` is 1 for
+/// real tokens and 0 for padding.
+#[derive(Debug, Clone)]
+pub struct BertInput {
+    pub input_ids: Tensor<2, Int>,
+    pub token_type_ids: Tensor<2, Int>,
+    pub attention_mask: Tensor<2, Int>,
+}
+
+pub struct BertOutput {
+    /// `[batch, seq, hidden]`
+    pub last_hidden_state: Tensor<3>,
+    /// `[batch, hidden]`: tanh(dense(hidden state of [CLS])).
+    pub pooled: Tensor<2>,
+}
+
+impl BertModel {
+    pub fn forward(&self, input: BertInput) -> BertOutput {
+        let [batch, seq] = input.input_ids.dims();
+        // Hugging Face's extended mask: (1 - mask) * f32::MIN, added to every score.
+        let mask_bias = (input.attention_mask.float().neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq]);
+        let mut hidden = self.embeddings.forward(input.input_ids, input.token_type_ids);
+        for layer in &self.encoder.layer {
+            hidden = layer.forward(hidden, mask_bias.clone());
+        }
+        let width = hidden.dims()[2];
+        let cls = hidden.clone().slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
+        let pooled = tanh(self.pooler.dense.forward(cls));
+        BertOutput { last_hidden_state: hidden, pooled }
+    }
+}
+
+/// BERT with a classification head, like `BertForSequenceClassification`.
+#[derive(Module, Debug)]
+pub struct BertClassifier {
+    pub bert: BertModel,
+    pub dropout: Dropout,
+    pub classifier: Linear,
+}
+
+impl BertClassifier {
+    pub fn new(config: &BertConfig, num_labels: usize, device: &Device) -> Self {
+        Self {
+            bert: config.init(device),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            classifier: LinearConfig::new(config.hidden_size, num_labels).init(device),
+        }
+    }
+
+    /// Logits, `[batch, num_labels]`.
+    pub fn forward(&self, input: BertInput) -> Tensor<2> {
+        let pooled = self.bert.forward(input).pooled;
+        self.classifier.forward(self.dropout.forward(pooled))
+    }
+}
+
+/// What loading a checkpoint found, for the user to see.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    pub applied: usize,
+    /// Checkpoint tensors the model has no place for (e.g. a pre-training head).
+    pub unused: Vec<String>,
+    /// Model tensors the checkpoint lacks (only the classification head may be).
+    pub initialised: Vec<String>,
+}
+
+/// Loads a Hugging Face BERT checkpoint (`BertModel` keys, or
+/// `BertForSequenceClassification` keys under `bert.` with a `classifier`) into
+/// `model`. A missing encoder tensor is an error; a missing head keeps its
+/// random initialisation and is reported.
+pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadReport, ModelError> {
+    let shown = path.display().to_string();
+    let remapper = KeyRemapper::from_patterns(vec![
+        (r"^(embeddings|encoder|pooler)\.", "bert.$1."),
+        (r"\.attention\.self\.", ".attention.self_attn."),
+        (r"LayerNorm", "layer_norm"),
+    ])
+    .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
+    let mut store =
+        SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).remap(remapper).allow_partial(true);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
+    if !result.errors.is_empty() {
+        let errors: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
+        return Err(ModelError::Weights { path: shown, error: errors.join("; ") });
+    }
+    let (head, encoder): (Vec<String>, Vec<String>) =
+        result.missing.iter().map(|(path, _)| path.clone()).partition(|path| path.starts_with("classifier."));
+    if !encoder.is_empty() {
+        return Err(ModelError::MissingWeights { path: shown, missing: encoder.join(", ") });
+    }
+    let (mut unused, mut initialised) = (result.unused, head);
+    unused.sort();
+    initialised.sort();
+    Ok(LoadReport { applied: result.applied.len(), unused, initialised })
+}

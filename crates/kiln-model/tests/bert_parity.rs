@@ -1,0 +1,133 @@
+//! kiln's BERT against Hugging Face `transformers` on the real all-MiniLM-L6-v2
+//! weights (fixture: scripts/make_model_fixture.py): max abs difference <= 1e-4
+//! in fp32, padded batch included.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::tensor::{Int, Tensor, TensorData};
+use kiln_model::bert::load_safetensors;
+use kiln_model::{BertClassifier, BertConfig, BertInput, DeviceSpec};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn model_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/pretrained/all-MiniLM-L6-v2");
+    if dir.join("model.safetensors").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: {} is missing; `make setup` installs it", dir.display());
+        None
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Fixture {
+    weights_sha256: String,
+    shape: [usize; 2],
+    hidden_size: usize,
+    input_ids: Vec<i64>,
+    token_type_ids: Vec<i64>,
+    attention_mask: Vec<i64>,
+    last_hidden_state: Vec<f32>,
+    pooled: Vec<f32>,
+    classifier_weight: Vec<f32>,
+    classifier_bias: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+fn fixture() -> Fixture {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bert_minilm.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture parses")
+}
+
+fn ints(values: &[i64], shape: [usize; 2], device: &burn::tensor::Device) -> Tensor<2, Int> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
+}
+
+fn floats<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.into_data().try_to_vec::<f32>().expect("f32")
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "shapes differ");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn minilm_matches_transformers_on_a_padded_batch() {
+    let Some(dir) = model_dir() else { return };
+    let fixture = fixture();
+    let weights = dir.join("model.safetensors");
+    assert_eq!(kiln_data::output::sha256_file(&weights).expect("hash"), fixture.weights_sha256);
+
+    let device = DeviceSpec::Cpu.device();
+    let config = BertConfig::load(&dir).expect("config.json");
+    let mut model = BertClassifier::new(&config, 3, &device);
+    let report = load_safetensors(&mut model, &weights).expect("weights load");
+    assert_eq!(report.initialised, ["classifier.bias", "classifier.weight"], "only the head is new");
+    assert_eq!(report.unused, ["bert.embeddings.position_ids"], "every weight but a buffer is used");
+
+    // The head's weights come from the fixture (HF's Linear is [out, in]; burn's is [in, out]).
+    let hidden = fixture.hidden_size;
+    let weight = Tensor::<2>::from_data(TensorData::new(fixture.classifier_weight.clone(), [3, hidden]), &device);
+    model.classifier.weight = Param::from_tensor(weight.transpose());
+    model.classifier.bias =
+        Some(Param::from_tensor(Tensor::from_data(TensorData::new(fixture.classifier_bias.clone(), [3]), &device)));
+
+    let input = BertInput {
+        input_ids: ints(&fixture.input_ids, fixture.shape, &device),
+        token_type_ids: ints(&fixture.token_type_ids, fixture.shape, &device),
+        attention_mask: ints(&fixture.attention_mask, fixture.shape, &device),
+    };
+    let output = model.bert.forward(input.clone());
+    let hidden_diff = max_abs_diff(&floats(output.last_hidden_state), &fixture.last_hidden_state);
+    let pooled_diff = max_abs_diff(&floats(output.pooled), &fixture.pooled);
+    let logits_diff = max_abs_diff(&floats(model.forward(input)), &fixture.logits);
+    eprintln!("max abs diff: hidden {hidden_diff:e}, pooled {pooled_diff:e}, logits {logits_diff:e}");
+    assert!(hidden_diff <= TOLERANCE, "last hidden state differs by {hidden_diff}");
+    assert!(pooled_diff <= TOLERANCE, "pooled output differs by {pooled_diff}");
+    assert!(logits_diff <= TOLERANCE, "logits differ by {logits_diff}");
+}
+
+#[test]
+fn padding_does_not_change_real_tokens() {
+    let Some(dir) = model_dir() else { return };
+    let fixture = fixture();
+    let device = DeviceSpec::Cpu.device();
+    let config = BertConfig::load(&dir).expect("config.json");
+    let mut model = BertClassifier::new(&config, 2, &device);
+    load_safetensors(&mut model, &dir.join("model.safetensors")).expect("weights load");
+
+    // Row 1 of the fixture ("Great film!") is padded; run it alone, unpadded.
+    let [_, seq] = fixture.shape;
+    let row = &fixture.attention_mask[seq..2 * seq];
+    let real = row.iter().filter(|&&m| m == 1).count();
+    assert!(real < seq, "the fixture row must carry padding");
+    let alone = BertInput {
+        input_ids: ints(&fixture.input_ids[seq..seq + real], [1, real], &device),
+        token_type_ids: ints(&fixture.token_type_ids[seq..seq + real], [1, real], &device),
+        attention_mask: ints(&row[..real], [1, real], &device),
+    };
+    let alone = floats(model.bert.forward(alone).last_hidden_state);
+    let hidden = fixture.hidden_size;
+    let padded = &fixture.last_hidden_state[seq * hidden..(seq + real) * hidden];
+    let diff = max_abs_diff(&alone, padded);
+    assert!(diff <= TOLERANCE, "padding changed real tokens' states by {diff}");
+}
+
+#[test]
+fn unsupported_configs_are_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |json: &str| std::fs::write(dir.path().join("config.json"), json).expect("write");
+    write(
+        r#"{"model_type": "gpt2", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 8}"#,
+    );
+    let message = BertConfig::load(dir.path()).expect_err("gpt2").to_string();
+    assert!(message.contains("model_type 'gpt2'") && message.contains("config.json"), "{message}");
+    write(
+        r#"{"model_type": "bert", "vocab_size": 10, "hidden_size": 9, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 8}"#,
+    );
+    assert!(BertConfig::load(dir.path()).expect_err("heads").to_string().contains("multiple"));
+    assert!(BertConfig::load(&dir.path().join("nowhere")).is_err());
+}
