@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::{gelu, softmax, tanh};
@@ -287,6 +288,13 @@ impl BertClassifier {
         let pooled = self.bert.forward(input).pooled;
         self.classifier.forward(self.dropout.forward(pooled))
     }
+
+    /// Mean cross-entropy of the logits against `labels` (`[batch]` label ids), and the logits.
+    pub fn loss(&self, input: BertInput, labels: Tensor<1, Int>) -> (Tensor<1>, Tensor<2>) {
+        let logits = self.forward(input);
+        let loss = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), labels);
+        (loss, logits)
+    }
 }
 
 /// What loading a checkpoint found, for the user to see.
@@ -329,4 +337,101 @@ pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadR
     unused.sort();
     initialised.sort();
     Ok(LoadReport { applied: result.applied.len(), unused, initialised })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::optim::{AdamWConfig, GradientsParams};
+    use burn::tensor::TensorData;
+
+    use super::*;
+    use crate::DeviceSpec;
+
+    /// A BERT small enough to train in milliseconds.
+    fn tiny() -> BertConfig {
+        BertConfig {
+            model_type: "bert".into(),
+            vocab_size: 40,
+            hidden_size: 16,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            intermediate_size: 32,
+            hidden_act: "gelu".into(),
+            hidden_dropout_prob: 0.0,
+            attention_probs_dropout_prob: 0.0,
+            max_position_embeddings: 16,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+        }
+    }
+
+    fn batch(ids: Vec<i64>, mask: Vec<i64>, shape: [usize; 2], device: &Device) -> BertInput {
+        let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, shape), device);
+        BertInput {
+            input_ids: ints(ids),
+            token_type_ids: ints(vec![0; shape[0] * shape[1]]),
+            attention_mask: ints(mask),
+        }
+    }
+
+    fn floats<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+        tensor.into_data().try_to_vec::<f32>().expect("f32")
+    }
+
+    #[test]
+    fn shapes_follow_the_config() {
+        let device = DeviceSpec::Cpu.device();
+        let model = BertClassifier::new(&tiny(), 5, &device);
+        let input = batch((0..21).map(|i| i % 40).collect(), vec![1; 21], [3, 7], &device);
+        let output = model.bert.forward(input.clone());
+        assert_eq!(output.last_hidden_state.dims(), [3, 7, 16]);
+        assert_eq!(output.pooled.dims(), [3, 16]);
+        assert_eq!(model.forward(input).dims(), [3, 5]);
+    }
+
+    #[test]
+    fn padded_positions_are_ignored() {
+        let device = DeviceSpec::Cpu.device();
+        let model = BertClassifier::new(&tiny(), 3, &device);
+        let mask = vec![1, 1, 1, 0, 0];
+        let one = model.forward(batch(vec![2, 7, 9, 0, 0], mask.clone(), [1, 5], &device));
+        let other = model.forward(batch(vec![2, 7, 9, 33, 12], mask, [1, 5], &device));
+        let diff = floats(one).iter().zip(floats(other)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(diff < 1e-6, "what sits under padding changed the logits by {diff}");
+        let unmasked = model.forward(batch(vec![2, 7, 9, 33, 12], vec![1; 5], [1, 5], &device));
+        let first = model.forward(batch(vec![2, 7, 9, 0, 0], vec![1, 1, 1, 0, 0], [1, 5], &device));
+        let moved = floats(first).iter().zip(floats(unmasked)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(moved > 1e-4, "without the mask the extra tokens must matter (this checks the test itself)");
+    }
+
+    #[test]
+    fn a_32_example_set_is_overfitted() {
+        let device = DeviceSpec::Cpu.device().autodiff();
+        let mut model = BertClassifier::new(&tiny(), 2, &device);
+        let mut optimizer = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.0).init();
+        // 32 random sequences of 8 tokens with random labels: only memorising fits them.
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as i64
+        };
+        let ids: Vec<i64> = (0..32 * 8).map(|_| 1 + next() % 39).collect();
+        let labels: Vec<i64> = (0..32).map(|_| next() % 2).collect();
+        let input = batch(ids, vec![1; 32 * 8], [32, 8], &device);
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [32]), &device);
+
+        let mut losses = Vec::new();
+        for _ in 0..150 {
+            let (loss, _) = model.loss(input.clone(), targets.clone());
+            losses.push(floats(loss.clone())[0]);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(3e-3, model, grads);
+        }
+        let (loss, logits) = model.loss(input, targets);
+        let predicted = logits.argmax(1).into_data().try_to_vec::<i64>().expect("ids");
+        let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        let final_loss = floats(loss)[0];
+        assert!(final_loss < losses[0] / 10.0, "loss fell from {} to only {final_loss}", losses[0]);
+        assert_eq!(correct, 32, "memorised {correct}/32 (loss {final_loss})");
+    }
 }
