@@ -176,6 +176,16 @@ fn banking77_runs_through_all_three_stages() {
     let texts = train.column(schema::TEXT).expect("text").str().expect("str").clone();
     assert!(texts.no_null_iter().any(|t| t.contains(',')), "quoted commas are kept");
     check_processed(&run, 77);
+
+    // What train will read back: the same rows, ids and labels tokenize wrote.
+    let examples =
+        kiln_data::processed::read_examples(&Split::Train.path_in(Path::new(&run.processed))).expect("examples");
+    assert_eq!(examples.len(), frame_rows(&run.interim, Split::Train));
+    assert!(examples.iter().all(|e| e.token_type_ids.as_ref().map(Vec::len) == Some(e.len()) && e.label_id < 77));
+    let wrong = kiln_data::processed::read_examples(&Split::Train.path_in(Path::new(&run.interim)));
+    let message = format!("{:#}", wrong.expect_err("interim is not processed"));
+    assert!(message.contains("input_ids"), "{message}");
+
     let report = json(Path::new(&run.processed).join("tokenize_report.json"));
     let truncated = report["report"]["splits"]["train"]["truncation_rate"].as_f64().expect("rate");
     assert!(truncated < 0.01, "64 tokens fit nearly every query: {truncated}");

@@ -9,6 +9,7 @@ pub mod clean;
 pub mod ingest;
 pub mod labels;
 pub mod output;
+pub mod processed;
 pub mod progress;
 pub mod read;
 pub mod schema;

@@ -1,6 +1,7 @@
 //! kiln's model crate: the compute backend and BERT-family encoders with a
 //! sequence-classification head.
 
+pub mod batch;
 pub mod bert;
 pub mod device;
 

@@ -1,0 +1,118 @@
+//! Batches for training and inference: length-bucketed, padded only to the
+//! longest text in each batch, so short texts do not pay for long ones.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use kiln_data::processed::Example;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::bert::BertInput;
+
+/// Batches per bucket: sorting within a bucket groups similar lengths, while the
+/// shuffle before it keeps batches varied from epoch to epoch.
+const BATCHES_PER_BUCKET: usize = 32;
+
+/// Index batches over examples of the given `lengths`: shuffle, sort by length
+/// within buckets of `BATCHES_PER_BUCKET` batches, cut into batches, shuffle the
+/// batch order. The same `seed` gives the same batches.
+pub fn bucketed_batches(lengths: &[usize], batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
+    assert!(batch_size > 0, "batch size must be positive. This is a bug.");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.shuffle(&mut rng);
+    let mut batches: Vec<Vec<usize>> = Vec::with_capacity(lengths.len().div_ceil(batch_size));
+    for bucket in order.chunks_mut(batch_size * BATCHES_PER_BUCKET) {
+        bucket.sort_by_key(|&index| std::cmp::Reverse(lengths[index]));
+        batches.extend(bucket.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    batches.shuffle(&mut rng);
+    batches
+}
+
+/// Pads `examples` to the longest of them and returns the model input and label ids.
+pub fn collate(examples: &[&Example], pad_id: u32, device: &Device) -> (BertInput, Tensor<1, Int>) {
+    let width = examples.iter().map(|e| e.len()).max().unwrap_or(0);
+    let rows = examples.len();
+    let mut ids = Vec::with_capacity(rows * width);
+    let mut types = Vec::with_capacity(rows * width);
+    let mut mask = Vec::with_capacity(rows * width);
+    for example in examples {
+        let pad = width - example.len();
+        ids.extend(
+            example.input_ids.iter().map(|&id| i64::from(id)).chain(std::iter::repeat_n(i64::from(pad_id), pad)),
+        );
+        match &example.token_type_ids {
+            Some(t) => types.extend(t.iter().map(|&t| i64::from(t)).chain(std::iter::repeat_n(0, pad))),
+            None => types.extend(std::iter::repeat_n(0, width)),
+        }
+        mask.extend(std::iter::repeat_n(1i64, example.len()).chain(std::iter::repeat_n(0, pad)));
+    }
+    let ints = |values: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(values, [rows, width]), device);
+    let labels: Vec<i64> = examples.iter().map(|e| i64::from(e.label_id)).collect();
+    let input = BertInput { input_ids: ints(ids), token_type_ids: ints(types), attention_mask: ints(mask) };
+    (input, Tensor::from_data(TensorData::new(labels, [rows]), device))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DeviceSpec;
+
+    /// A skewed length mix like real text: mostly short, a long tail.
+    fn lengths() -> Vec<usize> {
+        (0..1000).map(|i| if i % 10 == 0 { 100 + i % 28 } else { 8 + i % 24 }).collect()
+    }
+
+    fn padded_tokens(lengths: &[usize], batches: &[Vec<usize>]) -> usize {
+        batches.iter().map(|b| b.iter().map(|&i| lengths[i]).max().unwrap_or(0) * b.len()).sum()
+    }
+
+    #[test]
+    fn every_example_once_in_batches_of_at_most_the_size() {
+        let lengths = lengths();
+        let batches = bucketed_batches(&lengths, 32, 1);
+        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+        assert!(batches.iter().all(|b| !b.is_empty() && b.len() <= 32));
+    }
+
+    #[test]
+    fn seeded_and_reshuffled() {
+        let lengths = lengths();
+        assert_eq!(bucketed_batches(&lengths, 32, 1), bucketed_batches(&lengths, 32, 1));
+        assert_ne!(bucketed_batches(&lengths, 32, 1), bucketed_batches(&lengths, 32, 2));
+    }
+
+    #[test]
+    fn bucketing_cuts_padding() {
+        let lengths = lengths();
+        let real: usize = lengths.iter().sum();
+        let bucketed = padded_tokens(&lengths, &bucketed_batches(&lengths, 32, 3));
+        let mut order: Vec<usize> = (0..lengths.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(3));
+        let random: Vec<Vec<usize>> = order.chunks(32).map(<[usize]>::to_vec).collect();
+        let unbucketed = padded_tokens(&lengths, &random);
+        assert!(bucketed * 2 < unbucketed, "bucketed {bucketed} vs random {unbucketed} padded tokens ({real} real)");
+        assert!(bucketed < real * 13 / 10, "bucketed batches should be nearly free of padding: {bucketed} vs {real}");
+    }
+
+    #[test]
+    fn collate_pads_to_the_longest_and_masks_padding() {
+        let device = DeviceSpec::Cpu.device();
+        let example = |ids: &[u32], label| Example {
+            id: "x".into(),
+            input_ids: ids.to_vec(),
+            token_type_ids: Some(vec![0; ids.len()]),
+            label_id: label,
+        };
+        let (a, b) = (example(&[101, 7, 102], 1), example(&[101, 102], 0));
+        let (input, labels) = collate(&[&a, &b], 0, &device);
+        let ints = |t: Tensor<2, Int>| t.into_data().try_to_vec::<i64>().expect("ints");
+        assert_eq!(ints(input.input_ids), [101, 7, 102, 101, 102, 0]);
+        assert_eq!(ints(input.attention_mask), [1, 1, 1, 1, 1, 0]);
+        assert_eq!(ints(input.token_type_ids), [0; 6]);
+        assert_eq!(labels.into_data().try_to_vec::<i64>().expect("labels"), [1, 0]);
+    }
+}
