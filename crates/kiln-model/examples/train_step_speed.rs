@@ -7,9 +7,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use kiln_model::batch::{bucketed_batches, collate};
 use kiln_model::bert::load_safetensors;
+use kiln_model::optim::AdamWSettings;
 use kiln_model::{BertClassifier, BertConfig, DeviceSpec};
 
 fn main() -> anyhow::Result<()> {
@@ -26,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     let device = DeviceSpec::Cpu.device().autodiff();
     let mut model = BertClassifier::new(&BertConfig::load(model_dir)?, labels, &device);
     load_safetensors(&mut model, &model_dir.join("model.safetensors"))?;
-    let mut optimizer = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.01).init();
+    let mut optimizer = AdamWSettings::default().init();
 
     let lengths: Vec<usize> = examples.iter().map(|e| e.len()).collect();
     let batches = bucketed_batches(&lengths, batch_size, 42);

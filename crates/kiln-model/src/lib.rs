@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod bert;
 pub mod device;
+pub mod optim;
 
 pub use bert::{BertClassifier, BertConfig, BertInput, BertModel, LoadReport, ModelError};
 pub use device::{DeviceError, DeviceSpec};
