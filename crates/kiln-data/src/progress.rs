@@ -24,7 +24,7 @@ impl Progress {
 
     /// A bar over `total` rows, labelled `message`, with a rows/s rate.
     pub fn rows(&self, total: u64, message: &str) -> ProgressBar {
-        self.bar(total, message, "{human_pos}/{human_len} rows ({per_sec}, {eta})")
+        self.bar(total, message, "{human_pos}/{human_len} rows ({per_sec:0}, {eta})")
     }
 
     fn bar(&self, total: u64, message: &str, counts: &str) -> ProgressBar {
