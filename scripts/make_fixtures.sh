@@ -11,8 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ ! -x .venv-ref/bin/python ]] || ! .venv-ref/bin/python -c "import torch, transformers, tokenizers" 2>/dev/null; then
   echo "make_fixtures: creating .venv-ref with torch==2.9.0 and transformers==4.57.1" >&2
   python3 -m venv .venv-ref
-  torch_wheel="${KILN_DOWNLOAD_DIR:-.cache/downloads}/torch-2.9.0-cp311-cp311-manylinux_2_28_x86_64.whl"
-  [[ -f "$torch_wheel" && "$(python3 -c 'import sys; print(sys.version_info[:2] == (3, 11))')" == True ]] || torch_wheel="torch==2.9.0"
-  .venv-ref/bin/python -m pip install --quiet "$torch_wheel" transformers==4.57.1 safetensors numpy
+  # --find-links: pip takes setup.sh's cached torch wheel when it fits this Python.
+  .venv-ref/bin/python -m pip install --quiet --find-links "${KILN_DOWNLOAD_DIR:-.cache/downloads}" \
+    torch==2.9.0 transformers==4.57.1 safetensors numpy
 fi
 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv-ref/bin/python scripts/make_model_fixture.py

@@ -91,13 +91,7 @@ fn pretrained() -> Option<PathBuf> {
 
 /// Checks the processed schema and that every row is a well-formed BERT input.
 fn check_processed(run: &Run, labels: usize) {
-    let expected = [
-        (schema::ID, DataType::String),
-        (schema::INPUT_IDS, DataType::List(Box::new(DataType::UInt32))),
-        (schema::TOKEN_TYPE_IDS, DataType::List(Box::new(DataType::UInt8))),
-        (schema::LENGTH, DataType::UInt32),
-        (schema::LABEL_ID, DataType::UInt32),
-    ];
+    let expected = schema::processed_table(true);
     for split in Split::ALL {
         let frame = frame(&run.processed, split);
         schema::validate(&frame, &split.path_in(Path::new(&run.processed)), &expected).expect("processed schema");

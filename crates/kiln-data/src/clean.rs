@@ -291,15 +291,13 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
         let path = split.path_in(&config.input_dir);
         let started = std::time::Instant::now();
         let frame = read_parquet(&path, "ingest")?;
-        tracing::debug!("read {} in {:?}", path.display(), started.elapsed());
         schema::validate(&frame, &path, &schema::TEXT_TABLE)?;
         inputs.push(FileHash::of(&path)?);
-        tracing::debug!("hashed {} at {:?}", path.display(), started.elapsed());
         let (frame, split_report) = clean_frame(&frame, &cleaner, config, split, progress)
             .with_context(|| format!("cleaning {}", path.display()))?;
         report.splits.insert(split, split_report);
         frames.push((split, frame));
-        tracing::debug!("cleaned {split} at {:?}", started.elapsed());
+        tracing::debug!("read and cleaned {} in {:?}", path.display(), started.elapsed());
     }
 
     if config.drop_leaks {
@@ -329,9 +327,7 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
 
     for (split, frame) in &mut frames {
         report.splits.entry(*split).or_default().rows_out = frame.height();
-        let started = std::time::Instant::now();
         staged.write_parquet(&split.file_name(), frame)?;
-        tracing::debug!("wrote {split} in {:?}", started.elapsed());
     }
     let mut manifest = Manifest::new("clean", config, &report);
     manifest.inputs = inputs;
@@ -372,7 +368,6 @@ fn clean_frame(
         })
         .collect();
     bar.finish_and_clear();
-    tracing::debug!("rules applied to {} {split} rows", texts.len());
 
     let mut report = SplitCleanReport { rows_in: texts.len(), ..Default::default() };
     for rule in Rule::ALL {
@@ -400,7 +395,6 @@ fn clean_frame(
     let cleaned_texts: Vec<String> = cleaned.into_iter().map(|(text, _)| text).collect();
     frame.with_column(Column::new(schema::TEXT.into(), cleaned_texts))?;
     let mut frame = frame.filter(&BooleanChunked::from_slice("keep".into(), &keep))?;
-    tracing::debug!("filtered {split}");
     if config.dedup {
         let before = frame.height();
         let subset = [schema::TEXT.to_owned(), schema::LABEL.to_owned()];

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use polars::prelude::*;
 
 use crate::output::read_parquet;
 use crate::schema;
@@ -31,16 +30,8 @@ impl Example {
 /// Reads and checks a processed split.
 pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
     let frame = read_parquet(path, "tokenize")?;
-    let ids_type = DataType::List(Box::new(DataType::UInt32));
-    schema::validate(
-        &frame,
-        path,
-        &[(schema::ID, DataType::String), (schema::INPUT_IDS, ids_type), (schema::LABEL_ID, DataType::UInt32)],
-    )?;
     let with_types = frame.column(schema::TOKEN_TYPE_IDS).is_ok();
-    if with_types {
-        schema::validate(&frame, path, &[(schema::TOKEN_TYPE_IDS, DataType::List(Box::new(DataType::UInt8)))])?;
-    }
+    schema::validate(&frame, path, &schema::processed_table(with_types))?;
     let ids = frame.column(schema::ID)?.str()?;
     let input_ids = frame.column(schema::INPUT_IDS)?.list()?;
     let labels = frame.column(schema::LABEL_ID)?.u32()?;

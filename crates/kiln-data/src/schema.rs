@@ -23,6 +23,17 @@ pub const LABEL_ID: &str = "label_id";
 pub const TEXT_TABLE: [(&str, DataType); 3] =
     [(ID, DataType::String), (TEXT, DataType::String), (LABEL, DataType::String)];
 
+/// Columns of the processed (tokenized) tables; `token_type_ids` only for models that take them.
+pub fn processed_table(with_token_types: bool) -> Vec<(&'static str, DataType)> {
+    let list = |inner| DataType::List(Box::new(inner));
+    let mut columns = vec![(ID, DataType::String), (INPUT_IDS, list(DataType::UInt32))];
+    if with_token_types {
+        columns.push((TOKEN_TYPE_IDS, list(DataType::UInt8)));
+    }
+    columns.extend([(LENGTH, DataType::UInt32), (LABEL_ID, DataType::UInt32)]);
+    columns
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {

@@ -346,37 +346,7 @@ mod tests {
 
     use super::*;
     use crate::DeviceSpec;
-
-    /// A BERT small enough to train in milliseconds.
-    fn tiny() -> BertConfig {
-        BertConfig {
-            model_type: "bert".into(),
-            vocab_size: 40,
-            hidden_size: 16,
-            num_hidden_layers: 2,
-            num_attention_heads: 2,
-            intermediate_size: 32,
-            hidden_act: "gelu".into(),
-            hidden_dropout_prob: 0.0,
-            attention_probs_dropout_prob: 0.0,
-            max_position_embeddings: 16,
-            type_vocab_size: 2,
-            layer_norm_eps: 1e-12,
-        }
-    }
-
-    fn batch(ids: Vec<i64>, mask: Vec<i64>, shape: [usize; 2], device: &Device) -> BertInput {
-        let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, shape), device);
-        BertInput {
-            input_ids: ints(ids),
-            token_type_ids: ints(vec![0; shape[0] * shape[1]]),
-            attention_mask: ints(mask),
-        }
-    }
-
-    fn floats<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-        tensor.into_data().try_to_vec::<f32>().expect("f32")
-    }
+    use crate::test_support::{batch, floats, tiny};
 
     #[test]
     fn shapes_follow_the_config() {

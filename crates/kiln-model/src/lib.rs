@@ -5,6 +5,8 @@ pub mod batch;
 pub mod bert;
 pub mod device;
 pub mod optim;
+#[cfg(test)]
+mod test_support;
 
 pub use bert::{BertClassifier, BertConfig, BertInput, BertModel, LoadReport, ModelError};
 pub use device::{DeviceError, DeviceSpec};

@@ -42,49 +42,26 @@ impl AdamWSettings {
 #[cfg(test)]
 mod tests {
     use burn::optim::GradientsParams;
-    use burn::tensor::{Int, Tensor, TensorData};
 
     use super::*;
     use crate::DeviceSpec;
-    use crate::bert::{BertClassifier, BertConfig, BertInput};
-
-    fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-        tensor.into_data().try_to_vec::<f32>().expect("f32")
-    }
+    use crate::bert::BertClassifier;
+    use crate::test_support::{batch, floats, tiny};
 
     /// With zero gradients AdamW only decays: weights shrink by exactly
     /// (1 - lr * decay), biases and LayerNorm parameters do not move.
     #[test]
     fn decay_skips_biases_and_layer_norm() {
-        let config = BertConfig {
-            model_type: "bert".into(),
-            vocab_size: 20,
-            hidden_size: 8,
-            num_hidden_layers: 1,
-            num_attention_heads: 2,
-            intermediate_size: 16,
-            hidden_act: "gelu".into(),
-            hidden_dropout_prob: 0.0,
-            attention_probs_dropout_prob: 0.0,
-            max_position_embeddings: 8,
-            type_vocab_size: 2,
-            layer_norm_eps: 1e-12,
-        };
         let device = DeviceSpec::Cpu.device().autodiff();
-        let model = BertClassifier::new(&config, 2, &device);
-        let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [1, 4]), &device);
-        let input = BertInput {
-            input_ids: ints(vec![1, 2, 3, 4]),
-            token_type_ids: ints(vec![0; 4]),
-            attention_mask: ints(vec![1; 4]),
-        };
+        let model = BertClassifier::new(&tiny(), 2, &device);
+        let input = batch(vec![1, 2, 3, 4], vec![1; 4], [1, 4], &device);
         let loss = model.forward(input).sum().mul_scalar(0.0);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
 
-        let weight = values(model.classifier.weight.val());
-        let bias = values(model.classifier.bias.as_ref().expect("bias").val());
-        let gamma = values(model.bert.embeddings.layer_norm.gamma.val());
-        let query = values(model.bert.encoder.layer[0].attention.self_attn.query.weight.val());
+        let weight = floats(model.classifier.weight.val());
+        let bias = floats(model.classifier.bias.as_ref().expect("bias").val());
+        let gamma = floats(model.bert.embeddings.layer_norm.gamma.val());
+        let query = floats(model.bert.encoder.layer[0].attention.self_attn.query.weight.val());
 
         let (lr, decay) = (0.1, 0.5);
         let mut optimizer = AdamWSettings { weight_decay: decay, ..AdamWSettings::default() }.init();
@@ -93,9 +70,9 @@ mod tests {
         let scaled = |before: &[f32], after: Vec<f32>| {
             before.iter().zip(after).map(|(b, a)| (b * (1.0 - lr * decay) - a).abs()).fold(0.0, f32::max)
         };
-        assert!(scaled(&weight, values(model.classifier.weight.val())) < 1e-6, "classifier weight decays");
-        assert!(scaled(&query, values(model.bert.encoder.layer[0].attention.self_attn.query.weight.val())) < 1e-6);
-        assert_eq!(bias, values(model.classifier.bias.as_ref().expect("bias").val()), "biases do not decay");
-        assert_eq!(gamma, values(model.bert.embeddings.layer_norm.gamma.val()), "LayerNorm does not decay");
+        assert!(scaled(&weight, floats(model.classifier.weight.val())) < 1e-6, "classifier weight decays");
+        assert!(scaled(&query, floats(model.bert.encoder.layer[0].attention.self_attn.query.weight.val())) < 1e-6);
+        assert_eq!(bias, floats(model.classifier.bias.as_ref().expect("bias").val()), "biases do not decay");
+        assert_eq!(gamma, floats(model.bert.embeddings.layer_norm.gamma.val()), "LayerNorm does not decay");
     }
 }
