@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::{
-    CleanConfig, ConflictPolicy, HashtagMode, IngestConfig, InputFormat, TokenTypeIds, TokenizeConfig,
-    UnicodeNormalization, UnknownLabelPolicy,
+    ClassWeights, CleanConfig, ConflictPolicy, HashtagMode, IngestConfig, InputFormat, SelectionMetric, TokenTypeIds,
+    TokenizeConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -172,6 +172,94 @@ impl TokenizeArgs {
     }
 }
 
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Train settings (config section [train])")]
+pub struct TrainArgs {
+    /// Folder with tokenize's output [default: data/processed].
+    #[arg(long, value_name = "DIR")]
+    pub input_dir: Option<PathBuf>,
+    /// Pre-trained Hugging Face model folder [default: models/pretrained/all-MiniLM-L6-v2].
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Where the fine-tuned model folder goes [default: artifacts/model].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Where metrics.jsonl, the checkpoint and the summary go [default: artifacts/train].
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N [default: auto = CUDA when LibTorch sees a GPU].
+    #[arg(long, value_name = "DEVICE", env = "KILN_DEVICE")]
+    pub device: Option<String>,
+    /// LibTorch CPU threads, 0 = all cores [default: 0].
+    #[arg(long, value_name = "N", env = "KILN_THREADS")]
+    pub threads: Option<usize>,
+    /// Seed of the head's initialisation, batch order and dropout [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Passes over the training data [default: 3].
+    #[arg(long, value_name = "N")]
+    pub epochs: Option<usize>,
+    /// Stop after N optimizer steps, 0 = run all epochs [default: 0].
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<usize>,
+    /// Examples per batch [default: 32].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Batches per optimizer step [default: 1].
+    #[arg(long, value_name = "N")]
+    pub gradient_accumulation: Option<usize>,
+    /// Peak learning rate [default: 5e-5].
+    #[arg(long, value_name = "LR")]
+    pub learning_rate: Option<f64>,
+    /// Share of steps for linear warm-up, then linear decay [default: 0.1].
+    #[arg(long, value_name = "FRACTION")]
+    pub warmup_ratio: Option<f64>,
+    /// AdamW weight decay, not on biases and LayerNorm [default: 0.01].
+    #[arg(long, value_name = "DECAY")]
+    pub weight_decay: Option<f64>,
+    /// AdamW epsilon [default: 1e-8].
+    #[arg(long, value_name = "EPS")]
+    pub adam_epsilon: Option<f64>,
+    /// Clip the global gradient norm, 0 = off [default: 1.0].
+    #[arg(long, value_name = "NORM")]
+    pub max_grad_norm: Option<f64>,
+    /// Class weights in the loss [default: none].
+    #[arg(long, value_enum)]
+    pub class_weights: Option<ClassWeights>,
+    /// Also validate every N steps, 0 = once per epoch [default: 0].
+    #[arg(long, value_name = "N")]
+    pub eval_every_steps: Option<usize>,
+    /// Also checkpoint every N steps, 0 = once per epoch [default: 0].
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every_steps: Option<usize>,
+    /// Log the training loss every N steps [default: 10].
+    #[arg(long, value_name = "N")]
+    pub log_every_steps: Option<usize>,
+    /// Batch size for validation [default: 64].
+    #[arg(long, value_name = "N")]
+    pub eval_batch_size: Option<usize>,
+    /// Validation metric that picks the best model [default: macro-f1].
+    #[arg(long, value_enum)]
+    pub metric: Option<SelectionMetric>,
+    /// Stop after N validations without improvement, 0 = never [default: 0].
+    #[arg(long, value_name = "N")]
+    pub patience: Option<usize>,
+    /// Continue from the checkpoint in --run-dir [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub resume: Option<bool>,
+}
+
+impl TrainArgs {
+    pub fn apply(self, config: &mut TrainConfig) {
+        apply_overrides!(self, config,
+            [input_dir, model_dir, output_dir, run_dir, device, threads, seed, epochs, max_steps, batch_size,
+             gradient_accumulation, learning_rate, warmup_ratio, weight_decay, adam_epsilon, max_grad_norm,
+             class_weights, eval_every_steps, checkpoint_every_steps, log_every_steps, eval_batch_size, metric,
+             patience, resume],
+            optional []);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -197,6 +285,7 @@ mod tests {
         assert_eq!(flag_ids::<IngestArgs>(), config_keys::<IngestConfig>());
         assert_eq!(flag_ids::<CleanArgs>(), config_keys::<CleanConfig>());
         assert_eq!(flag_ids::<TokenizeArgs>(), config_keys::<TokenizeConfig>());
+        assert_eq!(flag_ids::<TrainArgs>(), config_keys::<TrainConfig>());
     }
 
     #[derive(clap::Parser)]

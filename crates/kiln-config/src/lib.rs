@@ -43,6 +43,7 @@ pub struct PipelineConfig {
     pub ingest: IngestConfig,
     pub clean: CleanConfig,
     pub tokenize: TokenizeConfig,
+    pub train: TrainConfig,
 }
 
 impl PipelineConfig {
@@ -347,6 +348,193 @@ impl TokenizeConfig {
     }
 }
 
+/// How `train` weighs each class in the loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassWeights {
+    /// Every example counts the same.
+    #[default]
+    None,
+    /// Weight n / (classes * count): rare classes count as much as common ones in total.
+    InverseFrequency,
+}
+
+/// The validation metric that picks the best model and drives early stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectionMetric {
+    /// Macro-averaged F1: every class counts the same, whatever its size.
+    #[default]
+    MacroF1,
+    Accuracy,
+    /// Cross-entropy on validation (lower is better).
+    Loss,
+}
+
+impl SelectionMetric {
+    pub fn higher_is_better(self) -> bool {
+        !matches!(self, Self::Loss)
+    }
+}
+
+impl fmt::Display for SelectionMetric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MacroF1 => "macro_f1",
+            Self::Accuracy => "accuracy",
+            Self::Loss => "loss",
+        })
+    }
+}
+
+/// `[train]`: fine-tune a pre-trained encoder with a classification head.
+///
+/// The defaults follow Hugging Face `Trainer` fine-tuning (AdamW, lr 5e-5, decay
+/// 0.01, linear warm-up then decay, clip at norm 1.0), sized so the default
+/// config trains in minutes on a laptop CPU. On a GPU: `--device cuda`, and more
+/// epochs or a larger batch as the data calls for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// `tokenize`'s output: train/validation.parquet, labels.json.
+    pub input_dir: PathBuf,
+    /// The pre-trained Hugging Face model folder (config.json, model.safetensors, tokenizer.json).
+    pub model_dir: PathBuf,
+    /// Where the fine-tuned model goes: a folder `eval`, `export`, `predict` and `serve` load.
+    pub output_dir: PathBuf,
+    /// Training run files: metrics.jsonl, the resumable checkpoint, the summary.
+    pub run_dir: PathBuf,
+    /// `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// LibTorch CPU threads; 0 lets LibTorch pick (all cores).
+    pub threads: usize,
+    /// Seeds the head's initialisation, the batch order and dropout.
+    pub seed: u64,
+    pub epochs: usize,
+    /// Stop after this many optimizer steps (0: run all epochs).
+    pub max_steps: usize,
+    /// Examples per forward/backward pass.
+    pub batch_size: usize,
+    /// Batches whose gradients add up to one optimizer step (effective batch = batch_size x this).
+    pub gradient_accumulation: usize,
+    /// Peak learning rate, reached after warm-up.
+    pub learning_rate: f64,
+    /// Share of the optimizer steps spent warming up linearly from 0; then linear decay to 0.
+    pub warmup_ratio: f64,
+    /// AdamW decoupled weight decay (not applied to biases and LayerNorm).
+    pub weight_decay: f64,
+    pub adam_epsilon: f64,
+    /// Clip the global gradient norm to this (0: no clipping).
+    pub max_grad_norm: f64,
+    pub class_weights: ClassWeights,
+    /// Also validate every N optimizer steps (0: only at the end of each epoch).
+    pub eval_every_steps: usize,
+    /// Also checkpoint every N optimizer steps (0: only at the end of each epoch).
+    pub checkpoint_every_steps: usize,
+    /// Write a training-loss record to metrics.jsonl every N optimizer steps.
+    pub log_every_steps: usize,
+    /// Batch size for validation passes (no gradients, so larger fits).
+    pub eval_batch_size: usize,
+    /// Validation metric that picks the best model and drives early stopping.
+    pub metric: SelectionMetric,
+    /// Stop after this many validations without improvement (0: never stop early).
+    pub patience: usize,
+    /// Continue from the checkpoint in run_dir instead of starting over.
+    pub resume: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            input_dir: "data/processed".into(),
+            model_dir: "models/pretrained/all-MiniLM-L6-v2".into(),
+            output_dir: "artifacts/model".into(),
+            run_dir: "artifacts/train".into(),
+            device: "auto".into(),
+            threads: 0,
+            seed: 42,
+            epochs: 3,
+            max_steps: 0,
+            batch_size: 32,
+            gradient_accumulation: 1,
+            learning_rate: 5e-5,
+            warmup_ratio: 0.1,
+            weight_decay: 0.01,
+            adam_epsilon: 1e-8,
+            max_grad_norm: 1.0,
+            class_weights: ClassWeights::None,
+            eval_every_steps: 0,
+            checkpoint_every_steps: 0,
+            log_every_steps: 10,
+            eval_batch_size: 64,
+            metric: SelectionMetric::MacroF1,
+            patience: 0,
+            resume: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("train.epochs", self.epochs),
+            ("train.batch_size", self.batch_size),
+            ("train.gradient_accumulation", self.gradient_accumulation),
+            ("train.log_every_steps", self.log_every_steps),
+            ("train.eval_batch_size", self.eval_batch_size),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(ConfigError::invalid(
+                "train.learning_rate",
+                format!("must be positive, got {}", self.learning_rate),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return Err(ConfigError::invalid(
+                "train.warmup_ratio",
+                format!("must be in [0, 1), got {}", self.warmup_ratio),
+            ));
+        }
+        for (key, value) in [
+            ("train.weight_decay", self.weight_decay),
+            ("train.max_grad_norm", self.max_grad_norm),
+            ("train.adam_epsilon", self.adam_epsilon),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(ConfigError::invalid(key, format!("must be zero or positive, got {value}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The settings a trained model was made with, saved beside its weights as
+/// `kiln.toml`: `predict` and `serve` clean and tokenize text exactly as
+/// training did, so training and serving cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// How texts were cleaned; absent when the data did not go through `clean`.
+    pub clean: Option<CleanConfig>,
+    pub tokenize: TokenizeConfig,
+    pub train: TrainConfig,
+}
+
+impl ModelSettings {
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("every config value is representable in TOML. This is a bug.")
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_owned(), error })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse { path: path.to_owned(), error: Box::new(error) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +604,10 @@ mod tests {
         assert!(clean.validate().is_err());
         let tokenize = TokenizeConfig { max_length: 1, ..TokenizeConfig::default() };
         assert!(tokenize.validate().expect_err("too short").to_string().contains("max_length"));
+        let train = TrainConfig { warmup_ratio: 1.0, ..TrainConfig::default() };
+        assert!(train.validate().expect_err("warm-up").to_string().contains("train.warmup_ratio"));
+        let train = TrainConfig { batch_size: 0, ..TrainConfig::default() };
+        assert!(train.validate().expect_err("batch").to_string().contains("train.batch_size"));
     }
 
     #[test]
@@ -426,6 +618,7 @@ mod tests {
             config.ingest.validate().expect(name);
             config.clean.validate().expect(name);
             config.tokenize.validate().expect(name);
+            config.train.validate().expect(name);
         }
     }
 }

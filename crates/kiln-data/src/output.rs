@@ -50,12 +50,26 @@ impl StagedOutput {
 
     /// Opens the staged file `name` for writing, to be committed later.
     pub fn create(&mut self, name: &str) -> Result<(PathBuf, BufWriter<File>)> {
-        let path = self.staging.path().join(name);
+        let path = self.stage(name);
         let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok((path, BufWriter::new(file)))
+    }
+
+    /// The staged path of `name`, for writers that want a path (safetensors, copies);
+    /// whatever is there at commit time is moved into place.
+    pub fn stage(&mut self, name: &str) -> PathBuf {
         if !self.files.iter().any(|f| f == name) {
             self.files.push(name.to_owned());
         }
-        Ok((path, BufWriter::new(file)))
+        self.staging.path().join(name)
+    }
+
+    /// Stages a copy of `source` as `name`.
+    pub fn copy(&mut self, source: &Path, name: &str) -> Result<()> {
+        let path = self.stage(name);
+        std::fs::copy(source, &path)
+            .with_context(|| format!("cannot copy {} to {}", source.display(), path.display()))?;
+        Ok(())
     }
 
     /// Writes `frame` as zstd Parquet to the staged file `name`.

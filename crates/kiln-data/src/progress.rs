@@ -19,23 +19,28 @@ impl Progress {
 
     /// A bar over a file's `total` bytes, for readers that know their position.
     pub fn bytes(&self, total: u64, message: &str) -> ProgressBar {
-        self.bar(total, message, "{bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+        self.bar(total, message, "{msg:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
     }
 
     /// A bar over `total` rows, labelled `message`, with a rows/s rate.
     pub fn rows(&self, total: u64, message: &str) -> ProgressBar {
-        self.bar(total, message, "{human_pos}/{human_len} rows ({per_sec:0}, {eta})")
+        self.bar(total, message, "{msg:>12} [{bar:30}] {human_pos}/{human_len} rows ({per_sec:0}, {eta})")
     }
 
-    fn bar(&self, total: u64, message: &str, counts: &str) -> ProgressBar {
+    /// A bar over `total` training steps; the prefix names the epoch and the
+    /// message carries loss, learning rate and speed.
+    pub fn steps(&self, total: u64, message: &str) -> ProgressBar {
+        self.bar(total, message, "{prefix} [{bar:30}] {pos}/{len} steps ({elapsed} < {eta}) {msg}")
+    }
+
+    fn bar(&self, total: u64, message: &str, template: &str) -> ProgressBar {
         let bar = if self.quiet {
             ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
         } else {
             ProgressBar::new(total)
         };
-        let template = format!("{{msg:>12}} [{{bar:30}}] {counts}");
         bar.set_style(
-            ProgressStyle::with_template(&template)
+            ProgressStyle::with_template(template)
                 .expect("kiln's progress templates are valid. This is a bug.")
                 .progress_chars("=> "),
         );

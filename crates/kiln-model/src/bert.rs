@@ -8,7 +8,9 @@ use std::path::Path;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::store::{
+    BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore,
+};
 use burn::tensor::activation::{gelu, softmax, tanh};
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -52,6 +54,8 @@ fn default_eps() -> f64 {
 pub enum ModelError {
     #[error("cannot read {path}: {error}")]
     Read { path: String, error: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    Write { path: String, error: std::io::Error },
     #[error("{path} is not a Hugging Face BERT config: {error}")]
     Config { path: String, error: serde_json::Error },
     #[error("{path}: model_type '{found}' is not supported (kiln supports: bert)")]
@@ -291,9 +295,27 @@ impl BertClassifier {
 
     /// Mean cross-entropy of the logits against `labels` (`[batch]` label ids), and the logits.
     pub fn loss(&self, input: BertInput, labels: Tensor<1, Int>) -> (Tensor<1>, Tensor<2>) {
+        self.weighted_loss(input, labels, None)
+    }
+
+    /// Cross-entropy weighted per class (`class_weights[label]`, mean over the
+    /// weights as torch does), and the logits.
+    pub fn weighted_loss(
+        &self,
+        input: BertInput,
+        labels: Tensor<1, Int>,
+        class_weights: Option<&[f32]>,
+    ) -> (Tensor<1>, Tensor<2>) {
         let logits = self.forward(input);
-        let loss = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), labels);
+        let loss = CrossEntropyLossConfig::new()
+            .with_weights(class_weights.map(<[f32]>::to_vec))
+            .init(&logits.device())
+            .forward(logits.clone(), labels);
         (loss, logits)
+    }
+
+    pub fn num_labels(&self) -> usize {
+        self.classifier.weight.dims()[1]
     }
 }
 
@@ -305,6 +327,9 @@ pub struct LoadReport {
     pub unused: Vec<String>,
     /// Model tensors the checkpoint lacks (only the classification head may be).
     pub initialised: Vec<String>,
+    /// The checkpoint's head shape (`[labels, hidden]`), when it had one for
+    /// another number of labels and a new head was initialised instead.
+    pub replaced_head: Option<Vec<usize>>,
 }
 
 /// Loads a Hugging Face BERT checkpoint (`BertModel` keys, or
@@ -321,6 +346,17 @@ pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadR
     .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
     let mut store =
         SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).remap(remapper).allow_partial(true);
+    // A classification head for another label set (a model fine-tuned elsewhere)
+    // cannot be reused: keep the new head, as transformers' ignore_mismatched_sizes.
+    let head_shape = [model.num_labels(), model.classifier.weight.dims()[0]];
+    let checkpoint_head = store
+        .get_tensor("classifier.weight")
+        .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?
+        .map(|tensor| tensor.shape.to_vec());
+    let replaced_head = checkpoint_head.filter(|shape| shape.as_slice() != head_shape);
+    if replaced_head.is_some() {
+        store = store.with_predicate(|path, _| !path.starts_with("classifier."));
+    }
     let result = model
         .load_from(&mut store)
         .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
@@ -328,15 +364,47 @@ pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadR
         let errors: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
         return Err(ModelError::Weights { path: shown, error: errors.join("; ") });
     }
-    let (head, encoder): (Vec<String>, Vec<String>) =
+    let (mut head, encoder): (Vec<String>, Vec<String>) =
         result.missing.iter().map(|(path, _)| path.clone()).partition(|path| path.starts_with("classifier."));
+    if replaced_head.is_some() && head.is_empty() {
+        head = vec!["classifier.weight".into(), "classifier.bias".into()];
+    }
     if !encoder.is_empty() {
         return Err(ModelError::MissingWeights { path: shown, missing: encoder.join(", ") });
     }
     let (mut unused, mut initialised) = (result.unused, head);
     unused.sort();
     initialised.sort();
-    Ok(LoadReport { applied: result.applied.len(), unused, initialised })
+    unused.retain(|name| !(replaced_head.is_some() && name.starts_with("classifier.")));
+    Ok(LoadReport { applied: result.applied.len(), unused, initialised, replaced_head })
+}
+
+/// Writes `model` as a Hugging Face `BertForSequenceClassification` checkpoint:
+/// HF key names, PyTorch layouts, `format = pt` (transformers refuses other tags).
+/// `load_safetensors` reads it back.
+pub fn save_safetensors(model: &BertClassifier, path: &Path) -> Result<(), ModelError> {
+    let shown = path.display().to_string();
+    let remapper = KeyRemapper::from_patterns(vec![
+        (r"\.attention\.self_attn\.", ".attention.self."),
+        (r"layer_norm", "LayerNorm"),
+    ])
+    .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
+    let mut store = SafetensorsStore::from_file(path)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .remap(remapper)
+        .metadata("format", "pt")
+        .overwrite(true);
+    model
+        .save_into(&mut store)
+        .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
+    // The safetensors writer creates a private (0600) file; weights are meant to be shared.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|error| ModelError::Write { path: shown, error })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -357,6 +425,54 @@ mod tests {
         assert_eq!(output.last_hidden_state.dims(), [3, 7, 16]);
         assert_eq!(output.pooled.dims(), [3, 16]);
         assert_eq!(model.forward(input).dims(), [3, 5]);
+    }
+
+    /// What `save_safetensors` writes, `load_safetensors` reads back exactly,
+    /// under Hugging Face's key names.
+    #[test]
+    fn saved_weights_load_back_with_hf_names() {
+        let device = DeviceSpec::Cpu.device();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        let model = BertClassifier::new(&tiny(), 4, &device);
+        save_safetensors(&model, &path).expect("save");
+
+        let mut loaded = BertClassifier::new(&tiny(), 4, &device);
+        let report = load_safetensors(&mut loaded, &path).expect("load");
+        assert!(report.unused.is_empty() && report.initialised.is_empty(), "{report:?}");
+        let input = batch(vec![1, 5, 9, 2, 3, 0], vec![1, 1, 1, 1, 1, 0], [2, 3], &device);
+        assert_eq!(floats(model.forward(input.clone())), floats(loaded.forward(input)));
+
+        let bytes = std::fs::read(&path).expect("read");
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).expect("json header");
+        for key in [
+            "bert.embeddings.LayerNorm.weight",
+            "bert.encoder.layer.1.attention.self.query.weight",
+            "bert.pooler.dense.bias",
+            "classifier.weight",
+        ] {
+            assert!(header.get(key).is_some(), "missing HF key {key}");
+        }
+        assert_eq!(header["__metadata__"]["format"], "pt");
+        assert_eq!(header["classifier.weight"]["shape"], serde_json::json!([4, 16]), "PyTorch layout [out, in]");
+    }
+
+    /// A checkpoint with a head for another label count (a model fine-tuned
+    /// elsewhere) loads its encoder; the head is new and reported.
+    #[test]
+    fn a_head_for_other_labels_is_replaced() {
+        let device = DeviceSpec::Cpu.device();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        let three = BertClassifier::new(&tiny(), 3, &device);
+        save_safetensors(&three, &path).expect("save");
+        let mut five = BertClassifier::new(&tiny(), 5, &device);
+        let report = load_safetensors(&mut five, &path).expect("encoder loads");
+        assert_eq!(report.replaced_head, Some(vec![3, 16]));
+        assert_eq!(report.initialised, ["classifier.bias", "classifier.weight"]);
+        let input = batch(vec![1, 5, 9], vec![1; 3], [1, 3], &device);
+        assert_eq!(floats(three.bert.forward(input.clone()).pooled), floats(five.bert.forward(input).pooled));
     }
 
     #[test]

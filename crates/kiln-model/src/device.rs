@@ -73,6 +73,18 @@ impl DeviceSpec {
     }
 }
 
+/// Sets LibTorch's CPU (OpenMP) thread count; 0 keeps LibTorch's choice (all cores).
+pub fn set_threads(threads: usize) {
+    if threads > 0 {
+        tch::set_num_threads(i32::try_from(threads).unwrap_or(i32::MAX));
+    }
+}
+
+/// LibTorch's current CPU thread count.
+pub fn threads() -> usize {
+    usize::try_from(tch::get_num_threads()).unwrap_or(1)
+}
+
 /// Whether LibTorch was built with CUDA and sees at least one GPU.
 pub fn cuda_available() -> bool {
     tch::Cuda::is_available()

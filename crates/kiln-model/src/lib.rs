@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod bert;
 pub mod device;
+pub mod metrics;
 pub mod optim;
 #[cfg(test)]
 mod test_support;

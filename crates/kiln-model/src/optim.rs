@@ -3,8 +3,9 @@
 //! are not decayed). burn's own AdamW defaults differ (eps 1e-5, decay 1e-4 on
 //! every parameter).
 
-use burn::module::ParamGroup;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
 
 /// Parameters HF leaves out of weight decay, by their path in kiln's modules.
 pub const NO_DECAY: &str = r"(\.bias|layer_norm\.(gamma|beta))$";
@@ -37,6 +38,46 @@ impl AdamWSettings {
         let no_decay = ParamGroup::from_regex(NO_DECAY).expect("NO_DECAY is a valid regex. This is a bug.");
         self.adamw(self.weight_decay).init().with_group(no_decay, self.adamw(0.0).build(), None)
     }
+}
+
+/// Scales the gradients of `model` so that their global L2 norm is at most
+/// `max_norm`, as torch's `clip_grad_norm_` (and so HF `Trainer`) does; burn's
+/// own clipping works per tensor. Returns the norm before clipping (NaN or
+/// infinite when the gradients are).
+pub fn clip_global_norm<M: Module>(model: &M, mut grads: GradientsParams, max_norm: f64) -> (GradientsParams, f64) {
+    struct SquaredNorms<'a> {
+        grads: &'a GradientsParams,
+        sums: Vec<Tensor<1>>,
+    }
+    impl ModuleVisitor for SquaredNorms<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.get::<D>(param.id) {
+                self.sums.push(grad.powi_scalar(2).sum());
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.remove::<D>(param.id) {
+                self.grads.register(param.id, grad.mul_scalar(self.factor));
+            }
+        }
+    }
+
+    let mut squared = SquaredNorms { grads: &grads, sums: Vec::new() };
+    model.visit(&mut squared);
+    if squared.sums.is_empty() {
+        return (grads, 0.0);
+    }
+    let norm = f64::from(Tensor::cat(squared.sums, 0).sum().sqrt().into_scalar::<f32>());
+    if max_norm > 0.0 && norm > max_norm {
+        model.visit(&mut Scale { grads: &mut grads, factor: max_norm / (norm + 1e-6) });
+    }
+    (grads, norm)
 }
 
 #[cfg(test)]
@@ -74,5 +115,38 @@ mod tests {
         assert!(scaled(&query, floats(model.bert.encoder.layer[0].attention.self_attn.query.weight.val())) < 1e-6);
         assert_eq!(bias, floats(model.classifier.bias.as_ref().expect("bias").val()), "biases do not decay");
         assert_eq!(gamma, floats(model.bert.embeddings.layer_norm.gamma.val()), "LayerNorm does not decay");
+    }
+
+    fn gradient_norm(model: &BertClassifier, grads: &GradientsParams) -> f64 {
+        let mut total = 0.0f64;
+        let weight = grads.get::<2>(model.classifier.weight.id).expect("classifier grad");
+        total += floats(weight).iter().map(|g| f64::from(*g).powi(2)).sum::<f64>();
+        let query =
+            grads.get::<2>(model.bert.encoder.layer[0].attention.self_attn.query.weight.id).expect("query grad");
+        total += floats(query).iter().map(|g| f64::from(*g).powi(2)).sum::<f64>();
+        total
+    }
+
+    /// Clipping scales every gradient by one factor so the global norm is max_norm.
+    #[test]
+    fn clipping_scales_all_gradients_by_the_global_norm() {
+        let device = DeviceSpec::Cpu.device().autodiff();
+        let model = BertClassifier::new(&tiny(), 3, &device);
+        let input = batch(vec![1, 2, 3, 4, 5, 6], vec![1; 6], [2, 3], &device);
+        let targets = burn::tensor::Tensor::<1, burn::tensor::Int>::from_ints([0, 2], &device);
+        let grads = || GradientsParams::from_grads(model.loss(input.clone(), targets.clone()).0.backward(), &model);
+
+        let (unclipped, norm) = clip_global_norm(&model, grads(), f64::INFINITY);
+        assert!(norm.is_finite() && norm > 0.0);
+        let partial = gradient_norm(&model, &unclipped);
+        assert!(partial <= norm * norm * (1.0 + 1e-4), "two tensors' share of the squared norm exceeds the total");
+
+        let limit = norm / 4.0;
+        let (clipped, reported) = clip_global_norm(&model, grads(), limit);
+        assert!((reported - norm).abs() < 1e-6 * norm, "the norm before clipping is reported");
+        let ratio = (gradient_norm(&model, &clipped) / partial).sqrt();
+        assert!((ratio - 0.25).abs() < 1e-3, "gradients scaled by {ratio}, expected 0.25");
+        let (kept, _) = clip_global_norm(&model, grads(), norm * 2.0);
+        assert!((gradient_norm(&model, &kept) - partial).abs() < 1e-6 * partial, "below the limit nothing changes");
     }
 }

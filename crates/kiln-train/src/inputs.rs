@@ -1,0 +1,176 @@
+//! Everything `train` reads, checked before any training starts: a bad input
+//! fails here, in seconds, with nothing written.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use kiln_config::{CleanConfig, TokenizeConfig, TrainConfig};
+use kiln_data::LabelMap;
+use kiln_data::output::FileHash;
+use kiln_data::processed::{Example, read_examples};
+use kiln_data::tokenize::{LABELS, REPORT as TOKENIZE_REPORT, load_tokenizer};
+use kiln_data::{Split, clean};
+use kiln_model::BertConfig;
+use serde::Deserialize;
+
+pub const WEIGHTS: &str = "model.safetensors";
+
+/// The checked inputs of a training run.
+pub struct TrainInputs {
+    pub train: Vec<Example>,
+    pub validation: Vec<Example>,
+    pub labels: LabelMap,
+    pub model: BertConfig,
+    /// The pre-trained weights.
+    pub weights: PathBuf,
+    /// sha256 of every input file, in a fixed order: the data, the labels, the
+    /// pre-trained config and weights.
+    pub hashes: Vec<FileHash>,
+    /// How the data was tokenized and cleaned, from those stages' manifests:
+    /// saved with the model so `predict` and `serve` prepare text the same way.
+    pub tokenize: Option<TokenizeConfig>,
+    pub clean: Option<CleanConfig>,
+}
+
+/// The part of a stage manifest `train` reads back.
+#[derive(Deserialize)]
+struct StageManifest<C> {
+    config: C,
+    #[serde(default)]
+    outputs: Vec<FileHash>,
+}
+
+fn read_manifest<C: for<'de> Deserialize<'de>>(path: &Path) -> Option<StageManifest<C>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(manifest) => Some(manifest),
+        Err(error) => {
+            tracing::warn!("ignoring {}: not a manifest this kiln reads ({error})", path.display());
+            None
+        }
+    }
+}
+
+pub fn load(config: &TrainConfig) -> Result<TrainInputs> {
+    let dir = &config.input_dir;
+    let train_path = Split::Train.path_in(dir);
+    let validation_path = Split::Validation.path_in(dir);
+    let labels_path = dir.join(LABELS);
+    let train = read_examples(&train_path)?;
+    let validation = read_examples(&validation_path)?;
+    let labels = LabelMap::load(&labels_path)
+        .with_context(|| format!("{} is needed with the processed data (run `tokenize`)", labels_path.display()))?;
+    if train.is_empty() {
+        bail!("{} has no rows: nothing to train on", train_path.display());
+    }
+    if validation.is_empty() {
+        bail!("{} has no rows: training needs a validation split to pick the best model", validation_path.display());
+    }
+    for (path, examples) in [(&train_path, &train), (&validation_path, &validation)] {
+        check_label_ids(path, examples, &labels, &labels_path)?;
+    }
+
+    let tokenize_manifest = read_manifest::<TokenizeConfig>(&dir.join(TOKENIZE_REPORT));
+    let mut hashes = Vec::new();
+    for path in [&train_path, &validation_path, &labels_path] {
+        let hash = FileHash::of(path)?;
+        let recorded = tokenize_manifest.as_ref().and_then(|m| m.outputs.iter().find(|o| o.path == hash.path));
+        if let Some(recorded) = recorded
+            && recorded.sha256 != hash.sha256
+        {
+            bail!(
+                "{} changed after `tokenize` wrote it (its sha256 differs from {}): rerun `tokenize`",
+                path.display(),
+                dir.join(TOKENIZE_REPORT).display()
+            );
+        }
+        hashes.push(hash);
+    }
+
+    let model = BertConfig::load(&config.model_dir)?;
+    let weights = config.model_dir.join(WEIGHTS);
+    if !weights.is_file() {
+        bail!(
+            "model folder {} has no {WEIGHTS}: it needs pre-trained weights (run `make setup`, or point \
+             --model-dir at a Hugging Face model folder)",
+            config.model_dir.display()
+        );
+    }
+    let vocabulary = load_tokenizer(&config.model_dir, model.max_position_embeddings)?.get_vocab_size(true);
+    if vocabulary > model.vocab_size {
+        bail!(
+            "{}'s tokenizer has {vocabulary} tokens but the model's embedding table only {} (config.json \
+             vocab_size): the tokenizer does not belong to this model",
+            config.model_dir.display(),
+            model.vocab_size
+        );
+    }
+    check_token_ids(config, &model, &train_path, &train)?;
+    check_token_ids(config, &model, &validation_path, &validation)?;
+    hashes.push(FileHash::of(&config.model_dir.join("config.json"))?);
+    hashes.push(FileHash::of(&weights)?);
+
+    let tokenize = tokenize_manifest.map(|m| m.config);
+    let clean = tokenize
+        .as_ref()
+        .and_then(|t| read_manifest::<CleanConfig>(&t.input_dir.join(clean::REPORT)))
+        .map(|m| m.config);
+    if let Some(tokenize) = &tokenize
+        && tokenize.model_dir != config.model_dir
+    {
+        let tokenizer_of = |dir: &Path| kiln_data::output::sha256_file(&dir.join("tokenizer.json")).ok();
+        if tokenizer_of(&tokenize.model_dir) != tokenizer_of(&config.model_dir) {
+            tracing::warn!(
+                "the data was tokenized with {}'s tokenizer, but the model is {}: make sure they share a vocabulary",
+                tokenize.model_dir.display(),
+                config.model_dir.display()
+            );
+        }
+    }
+    Ok(TrainInputs { train, validation, labels, model, weights, hashes, tokenize, clean })
+}
+
+fn check_label_ids(path: &Path, examples: &[Example], labels: &LabelMap, labels_path: &Path) -> Result<()> {
+    if let Some((row, example)) = examples.iter().enumerate().find(|(_, e)| e.label_id as usize >= labels.len()) {
+        bail!(
+            "{}: row {} (id {}) has label_id {}, but {} lists {} labels: labels.json does not belong to this \
+             data (rerun `tokenize`)",
+            path.display(),
+            row + 1,
+            example.id,
+            example.label_id,
+            labels_path.display(),
+            labels.len()
+        );
+    }
+    Ok(())
+}
+
+/// Token ids must fit the model's embedding table, and lengths its positions.
+fn check_token_ids(config: &TrainConfig, model: &BertConfig, path: &Path, examples: &[Example]) -> Result<()> {
+    for (row, example) in examples.iter().enumerate() {
+        if let Some(&id) = example.input_ids.iter().find(|&&id| id as usize >= model.vocab_size) {
+            bail!(
+                "{}: row {} (id {}) has token id {id}, beyond the model's vocabulary of {}: the data was \
+                 tokenized for another model (rerun `tokenize` with --model-dir {})",
+                path.display(),
+                row + 1,
+                example.id,
+                model.vocab_size,
+                config.model_dir.display()
+            );
+        }
+        if example.len() > model.max_position_embeddings {
+            bail!(
+                "{}: row {} (id {}) has {} tokens, more than the model's {} positions (rerun `tokenize` with a \
+                 smaller --max-length)",
+                path.display(),
+                row + 1,
+                example.id,
+                example.len(),
+                model.max_position_embeddings
+            );
+        }
+    }
+    Ok(())
+}

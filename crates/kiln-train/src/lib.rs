@@ -1,0 +1,56 @@
+//! `train`: fine-tune a pre-trained encoder on `tokenize`'s output.
+//!
+//! [`run`] checks every input first ([`inputs`]), then trains with AdamW, a
+//! linear warm-up/decay schedule, global-norm clipping and gradient
+//! accumulation on length-bucketed batches; validates every epoch (and every N
+//! steps), keeps the best model, stops early when asked, and checkpoints so an
+//! interrupted run resumes to the same weights ([`checkpoint`]). The best model
+//! is written as a Hugging Face-style folder ([`model_folder`]).
+
+pub mod checkpoint;
+pub mod inputs;
+mod metrics_log;
+pub mod model_folder;
+pub mod schedule;
+mod trainer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kiln_config::SelectionMetric;
+use serde::{Deserialize, Serialize};
+
+pub use trainer::{Outcome, TrainSummary, run};
+
+/// Validation figures.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvalMetrics {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+}
+
+impl EvalMetrics {
+    pub fn get(&self, metric: SelectionMetric) -> f64 {
+        match metric {
+            SelectionMetric::MacroF1 => self.macro_f1,
+            SelectionMetric::Accuracy => self.accuracy,
+            SelectionMetric::Loss => self.loss,
+        }
+    }
+}
+
+/// How a caller stops a run: Ctrl-C sets `interrupt`; `interrupt_after_step`
+/// stops as if interrupted once that many steps are done (time-boxed runs, tests).
+/// Either way the run checkpoints and returns [`Outcome::Interrupted`].
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    pub interrupt: Arc<AtomicBool>,
+    pub interrupt_after_step: Option<usize>,
+}
+
+impl Control {
+    fn should_stop(&self, step: usize) -> bool {
+        self.interrupt.load(Ordering::SeqCst) || self.interrupt_after_step.is_some_and(|last| step >= last)
+    }
+}

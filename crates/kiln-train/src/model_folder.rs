@@ -1,0 +1,86 @@
+//! The trained model's folder (`artifacts/model/`): a Hugging Face-style
+//! folder (`config.json` with the label names, `model.safetensors` under HF key
+//! names, the tokenizer files) plus kiln's own `labels.json`, `kiln.toml` (the
+//! exact cleaning, tokenizing and training settings) and `manifest.json` (the
+//! sha256 of every input and output). Written staged: all or nothing.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use kiln_config::{ModelSettings, TokenizeConfig, TrainConfig};
+use kiln_data::tokenize::LABELS;
+use kiln_data::{LabelMap, Manifest, StagedOutput};
+use kiln_model::BertClassifier;
+use kiln_model::bert::save_safetensors;
+use serde::Serialize;
+
+use crate::inputs::{TrainInputs, WEIGHTS};
+
+pub const SETTINGS: &str = "kiln.toml";
+pub const MANIFEST: &str = "manifest.json";
+/// Tokenizer files copied from the pre-trained folder when it has them.
+pub const TOKENIZER_FILES: [&str; 4] =
+    ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"];
+
+pub fn write(
+    mut staged: StagedOutput,
+    config: &TrainConfig,
+    inputs: &TrainInputs,
+    model: &BertClassifier,
+    report: &impl Serialize,
+) -> Result<()> {
+    save_safetensors(model, &staged.stage(WEIGHTS))?;
+    staged.write_json("config.json", &hf_config(&config.model_dir, &inputs.labels)?)?;
+    for name in TOKENIZER_FILES {
+        let source = config.model_dir.join(name);
+        if source.is_file() {
+            staged.copy(&source, name)?;
+        }
+    }
+    let (_, mut writer) = staged.create(LABELS)?;
+    std::io::Write::write_all(&mut writer, inputs.labels.to_json().as_bytes())?;
+    std::io::Write::flush(&mut writer)?;
+    drop(writer);
+
+    let tokenize = inputs.tokenize.clone().unwrap_or_else(|| {
+        let longest = inputs.train.iter().map(|e| e.len()).max().unwrap_or(2);
+        tracing::warn!(
+            "no tokenize manifest in {}: kiln.toml records max_length {longest} (the longest training example)",
+            config.input_dir.display()
+        );
+        TokenizeConfig { model_dir: config.model_dir.clone(), max_length: longest, ..TokenizeConfig::default() }
+    });
+    if inputs.clean.is_none() {
+        tracing::warn!("no clean manifest found: predict and serve will not clean texts for this model");
+    }
+    let settings = ModelSettings { clean: inputs.clean.clone(), tokenize, train: config.clone() };
+    let (_, mut writer) = staged.create(SETTINGS)?;
+    std::io::Write::write_all(&mut writer, settings.to_toml().as_bytes())?;
+    std::io::Write::flush(&mut writer)?;
+    drop(writer);
+
+    let mut manifest = Manifest::new("train", config, report);
+    manifest.inputs = inputs.hashes.clone();
+    manifest.outputs = staged.hashes()?;
+    staged.commit(MANIFEST, &manifest)
+}
+
+/// The pre-trained `config.json`, made a `BertForSequenceClassification` config
+/// with kiln's label names, so transformers loads the folder as it is.
+fn hf_config(model_dir: &Path, labels: &LabelMap) -> Result<serde_json::Value> {
+    let path = model_dir.join("config.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut config: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let map = config.as_object_mut().with_context(|| format!("{} is not a JSON object", path.display()))?;
+    let id2label: serde_json::Map<String, serde_json::Value> =
+        labels.labels().iter().enumerate().map(|(id, label)| (id.to_string(), label.clone().into())).collect();
+    let label2id: serde_json::Map<String, serde_json::Value> =
+        labels.labels().iter().enumerate().map(|(id, label)| (label.clone(), id.into())).collect();
+    map.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
+    map.insert("id2label".into(), id2label.into());
+    map.insert("label2id".into(), label2id.into());
+    map.insert("problem_type".into(), "single_label_classification".into());
+    map.insert("torch_dtype".into(), "float32".into());
+    Ok(config)
+}

@@ -1,0 +1,315 @@
+//! `train` end to end on a tiny randomly initialised BERT and a small, easily
+//! learnt sentiment set that runs through the real ingest, clean and tokenize:
+//! learning, the model folder, determinism, resume, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use kiln_config::{CleanConfig, IngestConfig, ModelSettings, TokenizeConfig, TrainConfig};
+use kiln_data::Progress;
+use kiln_model::bert::{load_safetensors, save_safetensors};
+use kiln_model::{BertClassifier, BertConfig, DeviceSpec};
+use kiln_train::{Control, Outcome, TrainSummary};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A BERT with MiniLM's vocabulary (so the real tokenizer fits) and nothing else.
+fn tiny_config(hidden: usize) -> BertConfig {
+    BertConfig {
+        model_type: "bert".into(),
+        vocab_size: 30522,
+        hidden_size: hidden,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        intermediate_size: 2 * hidden,
+        hidden_act: "gelu".into(),
+        hidden_dropout_prob: 0.1,
+        attention_probs_dropout_prob: 0.1,
+        max_position_embeddings: 64,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+    }
+}
+
+/// A Hugging Face-style folder holding a random tiny BERT and the MiniLM tokenizer.
+fn write_model_folder(dir: &Path, config: &BertConfig) {
+    std::fs::create_dir_all(dir).expect("model dir");
+    let device = DeviceSpec::Cpu.device();
+    device.seed(7);
+    let model = BertClassifier::new(config, 2, &device);
+    save_safetensors(&model, &dir.join("model.safetensors")).expect("weights");
+    std::fs::write(dir.join("config.json"), serde_json::to_string(config).expect("json")).expect("config");
+    // Installed by `make setup` (which `make test` runs first).
+    let tokenizer = repo().join("models/pretrained/all-MiniLM-L6-v2/tokenizer.json");
+    std::fs::copy(&tokenizer, dir.join("tokenizer.json")).expect("the MiniLM tokenizer (run `make setup`)");
+}
+
+/// 160 short reviews whose label any bag of words gets right.
+fn write_reviews(path: &Path) {
+    let good = ["great", "wonderful", "excellent", "lovely", "superb"];
+    let bad = ["awful", "terrible", "boring", "dreadful", "horrible"];
+    let things = ["film", "plot", "acting", "ending", "music", "cast", "script", "story"];
+    let mut csv = String::from("text,label\n");
+    for i in 0..160 {
+        let (words, label) = if i % 2 == 0 { (&good, "positive") } else { (&bad, "negative") };
+        let thing = things[(i / 2) % things.len()];
+        csv.push_str(&format!("the {thing} was {} and {},{label}\n", words[i % 5], words[(i / 5) % 5]));
+    }
+    std::fs::write(path, csv).expect("csv");
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        write_model_folder(&root.join("pretrained"), &tiny_config(16));
+        write_reviews(&root.join("reviews.csv"));
+        let quiet = Progress::hidden();
+        let ingest = IngestConfig {
+            train_file: Some(root.join("reviews.csv")),
+            validation_fraction: 0.2,
+            test_fraction: 0.1,
+            output_dir: root.join("raw"),
+            ..IngestConfig::default()
+        };
+        kiln_data::ingest::run(&ingest, &quiet).expect("ingest");
+        let clean =
+            CleanConfig { input_dir: root.join("raw"), output_dir: root.join("interim"), ..CleanConfig::default() };
+        kiln_data::clean::run(&clean, &quiet).expect("clean");
+        let tokenize = TokenizeConfig {
+            input_dir: root.join("interim"),
+            output_dir: root.join("processed"),
+            model_dir: root.join("pretrained"),
+            max_length: 32,
+            ..TokenizeConfig::default()
+        };
+        kiln_data::tokenize::run(&tokenize, &quiet).expect("tokenize");
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Settings for a short run writing under `out`.
+    fn config(&self, out: &str) -> TrainConfig {
+        TrainConfig {
+            input_dir: self.path("processed"),
+            model_dir: self.path("pretrained"),
+            output_dir: self.path(out).join("model"),
+            run_dir: self.path(out).join("run"),
+            device: "cpu".into(),
+            threads: 1,
+            epochs: 6,
+            batch_size: 8,
+            learning_rate: 5e-3,
+            log_every_steps: 2,
+            ..TrainConfig::default()
+        }
+    }
+}
+
+/// LibTorch has one global random generator (dropout draws from it), so runs
+/// in parallel test threads would disturb each other's streams; one at a time.
+static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn run(config: &TrainConfig, control: &Control) -> anyhow::Result<Outcome> {
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    kiln_train::run(config, &Progress::hidden(), control)
+}
+
+fn train(config: &TrainConfig) -> Box<TrainSummary> {
+    match run(config, &Control::default()).expect("trains") {
+        Outcome::Finished(summary) => summary,
+        Outcome::Interrupted { .. } => panic!("nothing interrupted this run"),
+    }
+}
+
+fn train_error(config: &TrainConfig) -> String {
+    match run(config, &Control::default()) {
+        Ok(_) => panic!("training should have refused"),
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+/// The metrics log without wall-clock figures (which differ run to run).
+fn metric_records(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|line| {
+            let mut record: serde_json::Value = serde_json::from_str(line).expect("json line");
+            let map = record.as_object_mut().expect("object");
+            map.remove("samples_per_second");
+            map.remove("tokens_per_second");
+            record
+        })
+        .collect()
+}
+
+#[test]
+fn learns_and_writes_a_model_folder_others_can_load() {
+    let fixture = Fixture::new();
+    let config = fixture.config("a");
+    let summary = train(&config);
+    assert_eq!(summary.steps, summary.total_steps);
+    assert!(summary.best.metrics.accuracy >= 0.9, "a bag-of-words task: {:?}", summary.best);
+
+    let out = &config.output_dir;
+    for file in ["model.safetensors", "config.json", "tokenizer.json", "labels.json", "kiln.toml", "manifest.json"] {
+        assert!(out.join(file).is_file(), "{file} is missing from the model folder");
+    }
+    let hf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).expect("read")).expect("config.json");
+    assert_eq!(hf["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(hf["id2label"]["0"], "negative");
+    assert_eq!(hf["label2id"]["positive"], 1);
+
+    let settings = ModelSettings::load(&out.join("kiln.toml")).expect("kiln.toml");
+    assert_eq!(settings.tokenize.max_length, 32, "the tokenize settings the data was made with");
+    assert!(settings.clean.is_some(), "the clean settings travel with the model");
+    assert_eq!(settings.train, config);
+
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).expect("read")).expect("manifest");
+    let inputs: Vec<&str> =
+        manifest["inputs"].as_array().expect("inputs").iter().filter_map(|i| i["path"].as_str()).collect();
+    assert!(
+        inputs.iter().any(|p| p.ends_with("train.parquet")) && inputs.iter().any(|p| p.ends_with("model.safetensors"))
+    );
+
+    // The saved weights are the best validation model: loading them reproduces its accuracy.
+    let device = DeviceSpec::Cpu.device();
+    let mut model = BertClassifier::new(&BertConfig::load(out).expect("config"), 2, &device);
+    let report = load_safetensors(&mut model, &out.join("model.safetensors")).expect("weights");
+    assert!(report.initialised.is_empty(), "the fine-tuned head is saved too");
+    let validation = kiln_data::processed::read_examples(&fixture.path("processed/validation.parquet")).expect("read");
+    let rows: Vec<_> = validation.iter().collect();
+    let (input, _) = kiln_model::batch::collate(&rows, 0, &device);
+    let predicted = model.forward(input).argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().expect("ids");
+    let correct = rows.iter().zip(&predicted).filter(|(e, p)| i64::from(e.label_id) == **p).count();
+    let accuracy = correct as f64 / rows.len() as f64;
+    assert!((accuracy - summary.best.metrics.accuracy).abs() < 1e-9, "{accuracy} vs {:?}", summary.best);
+
+    let records = metric_records(&config.run_dir);
+    let evals = records.iter().filter(|r| r["kind"] == "eval").count();
+    assert_eq!(evals, 6, "one validation per epoch");
+    assert_eq!(records.iter().filter(|r| r["kind"] == "epoch").count(), 6);
+    let train_losses: Vec<f64> =
+        records.iter().filter(|r| r["kind"] == "train").filter_map(|r| r["loss"].as_f64()).collect();
+    assert!(train_losses.last() < train_losses.first(), "training loss falls: {train_losses:?}");
+}
+
+#[test]
+fn same_seed_same_metrics_and_resume_matches_an_uninterrupted_run() {
+    let fixture = Fixture::new();
+    let mut whole = fixture.config("whole");
+    whole.epochs = 3;
+    whole.gradient_accumulation = 2;
+    whole.eval_every_steps = 3;
+    train(&whole);
+
+    let again =
+        TrainConfig { output_dir: fixture.path("again/model"), run_dir: fixture.path("again/run"), ..whole.clone() };
+    train(&again);
+    assert_eq!(metric_records(&whole.run_dir), metric_records(&again.run_dir), "same seed, same data, same metrics");
+
+    let mut parts =
+        TrainConfig { output_dir: fixture.path("parts/model"), run_dir: fixture.path("parts/run"), ..whole.clone() };
+    let control = Control { interrupt_after_step: Some(4), ..Control::default() };
+    match run(&parts, &control).expect("runs") {
+        Outcome::Interrupted { step, .. } => assert_eq!(step, 4),
+        Outcome::Finished(_) => panic!("the run should stop after step 4"),
+    }
+    assert!(!parts.output_dir.join("model.safetensors").exists(), "an interrupted run writes no model");
+    parts.resume = true;
+    train(&parts);
+
+    let weights = |config: &TrainConfig| std::fs::read(config.output_dir.join("model.safetensors")).expect("weights");
+    assert!(weights(&whole) == weights(&parts), "resumed weights differ from the uninterrupted run's");
+    let evals = |config: &TrainConfig| -> Vec<serde_json::Value> {
+        metric_records(&config.run_dir).into_iter().filter(|r| r["kind"] != "train").collect()
+    };
+    assert_eq!(evals(&whole), evals(&parts), "validation and epoch records match too");
+}
+
+#[test]
+fn bad_inputs_fail_before_training_and_leave_outputs_alone() {
+    let fixture = Fixture::new();
+    let base = fixture.config("bad");
+    std::fs::create_dir_all(&base.output_dir).expect("out");
+    std::fs::write(base.output_dir.join("model.safetensors"), "a previous model").expect("sentinel");
+    let untouched = || {
+        assert_eq!(
+            std::fs::read_to_string(base.output_dir.join("model.safetensors")).expect("read"),
+            "a previous model"
+        );
+        assert!(!base.run_dir.join("checkpoint").exists(), "no checkpoint from a refused run");
+    };
+
+    let missing = TrainConfig { input_dir: fixture.path("nowhere"), ..base.clone() };
+    assert!(train_error(&missing).contains("run `tokenize` first"), "{}", train_error(&missing));
+    untouched();
+
+    // A labels.json that does not belong to the data.
+    let processed = fixture.path("processed");
+    let labels = std::fs::read_to_string(processed.join("labels.json")).expect("labels");
+    std::fs::write(processed.join("labels.json"), r#"{"labels": ["negative"]}"#).expect("write");
+    let message = train_error(&base);
+    assert!(message.contains("labels.json"), "{message}");
+    std::fs::write(processed.join("labels.json"), labels).expect("restore");
+    untouched();
+
+    // A tokenizer bigger than the model's embedding table.
+    let small = fixture.path("small-vocab");
+    write_model_folder(&small, &BertConfig { vocab_size: 1000, ..tiny_config(16) });
+    let message = train_error(&TrainConfig { model_dir: small.clone(), ..base.clone() });
+    assert!(message.contains("30522 tokens") && message.contains("1000"), "{message}");
+    untouched();
+
+    // A model folder without weights.
+    std::fs::remove_file(small.join("model.safetensors")).expect("remove");
+    std::fs::write(small.join("config.json"), serde_json::to_string(&tiny_config(16)).expect("json")).expect("config");
+    let message = train_error(&TrainConfig { model_dir: small, ..base.clone() });
+    assert!(message.contains("model.safetensors"), "{message}");
+    untouched();
+
+    // Resuming with nothing to resume, then from another model's checkpoint.
+    let message = train_error(&TrainConfig { resume: true, ..base.clone() });
+    assert!(message.contains("no checkpoint"), "{message}");
+    let control = Control { interrupt_after_step: Some(1), ..Control::default() };
+    assert!(matches!(run(&base, &control), Ok(Outcome::Interrupted { .. })));
+    let wider = fixture.path("wider");
+    write_model_folder(&wider, &tiny_config(32));
+    let message = train_error(&TrainConfig { model_dir: wider, resume: true, ..base.clone() });
+    assert!(message.contains("another model"), "{message}");
+    let message = train_error(&TrainConfig { learning_rate: 1e-3, resume: true, ..base.clone() });
+    assert!(message.contains("train.learning_rate"), "{message}");
+    assert_eq!(std::fs::read_to_string(base.output_dir.join("model.safetensors")).expect("read"), "a previous model");
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_message_and_keeps_the_last_checkpoint() {
+    let fixture = Fixture::new();
+    let config = TrainConfig {
+        learning_rate: 1e30,
+        warmup_ratio: 0.0,
+        max_grad_norm: 0.0,
+        checkpoint_every_steps: 1,
+        ..fixture.config("nan")
+    };
+    let message = train_error(&config);
+    assert!(message.contains("diverged"), "{message}");
+    assert!(!config.output_dir.join("model.safetensors").exists(), "no model from a diverged run");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(config.run_dir.join("checkpoint/state.json")).expect("the last good checkpoint"),
+    )
+    .expect("state");
+    assert!(state["position"]["step"].as_u64().expect("step") >= 1);
+}
