@@ -18,7 +18,7 @@ PRETRAINED := models/pretrained/all-MiniLM-L6-v2/model.safetensors
 DEFAULT_DATA := data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt
 SETUP := $(LIBTORCH) $(PRETRAINED) $(DEFAULT_DATA)
 
-.PHONY: help setup setup-cuda build test pipeline data lint fmt bench-data fixtures
+.PHONY: help setup setup-cuda build test pipeline data lint fmt bench-data bench-train fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,7 +48,8 @@ pipeline: $(SETUP) build ## Run the pipeline on $(CONFIG) (default: movie-review
 	$(BIN)/ingest --config $(CONFIG) $(STAGE_FLAGS)
 	$(BIN)/clean --config $(CONFIG) $(STAGE_FLAGS)
 	$(BIN)/tokenize --config $(CONFIG) $(STAGE_FLAGS)
-	@echo "pipeline done for $(CONFIG): token ids and labels.json are in the [tokenize] output_dir above"
+	$(BIN)/train --config $(CONFIG) $(STAGE_FLAGS)
+	@echo "pipeline done for $(CONFIG): the fine-tuned model is in the [train] output_dir above"
 
 lint: $(LIBTORCH) ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
@@ -59,6 +60,9 @@ fmt: ## Format the code
 
 bench-data: $(SETUP) build ## clean/tokenize throughput on ~1M rows vs pandas / HF tokenizers
 	scripts/bench_data.sh
+
+bench-train: $(SETUP) build ## train throughput and peak RSS on BANKING77 vs HF Trainer
+	BIN=$(BIN) scripts/bench_train.sh
 
 fixtures: $(PRETRAINED) ## Regenerate the tokenizer parity fixture with Python tokenizers
 	scripts/make_fixtures.sh

@@ -17,6 +17,7 @@ fn binary(stage: &str) -> &'static str {
         "ingest" => env!("CARGO_BIN_EXE_ingest"),
         "clean" => env!("CARGO_BIN_EXE_clean"),
         "tokenize" => env!("CARGO_BIN_EXE_tokenize"),
+        "train" => env!("CARGO_BIN_EXE_train"),
         other => panic!("no stage {other}"),
     }
 }
@@ -115,7 +116,7 @@ fn frame_rows(dir: &str, split: Split) -> usize {
 }
 
 #[test]
-fn default_dataset_runs_through_all_three_stages() {
+fn default_dataset_runs_through_every_stage() {
     let Some(model) = pretrained() else { return };
     let source = repo().join("data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt");
     if !source.exists() {
@@ -143,6 +144,86 @@ fn default_dataset_runs_through_all_three_stages() {
         assert_eq!(report["report"]["splits"][split.name()]["rows_out"], frame_rows(&run.interim, split));
     }
     check_processed(&run, 2);
+    train_is_interrupted_and_resumes(&run);
+}
+
+/// The real `train` binary on the real model and data, briefly: Ctrl-C (SIGINT)
+/// stops it with a checkpoint and exit code 130, `--resume` finishes the run,
+/// and the model folder appears only then.
+fn train_is_interrupted_and_resumes(run: &Run) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let (model_dir, run_dir) = (out.path().join("model"), out.path().join("run"));
+    let args = |resume: bool| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--config",
+            "configs/default.toml",
+            "--input-dir",
+            &run.processed,
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--max-steps",
+            "8",
+            "--log-every-steps",
+            "1",
+            "--quiet",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend(["--output-dir".into(), model_dir.display().to_string()]);
+        args.extend(["--run-dir".into(), run_dir.display().to_string()]);
+        if resume {
+            args.push("--resume".into());
+        }
+        args
+    };
+    let mut child = Command::new(binary("train"))
+        .args(args(false))
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("train starts");
+    let live = run_dir.join("metrics.live.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&live).map_or(true, |log| !log.contains("\"step\":1,")) {
+        assert!(started.elapsed().as_secs() < 300, "no training step within 5 minutes");
+        assert!(child.try_wait().expect("wait").is_none(), "train exited before the first step");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
+    let output = child.wait_with_output().expect("train exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "Ctrl-C exits 130 after a checkpoint:\n{stderr}");
+    assert!(stderr.contains("--resume"), "the user is told how to continue:\n{stderr}");
+    let state = json(run_dir.join("checkpoint/state.json"));
+    let stopped_at = state["position"]["step"].as_u64().expect("step");
+    assert!((1..8).contains(&stopped_at), "stopped mid-run, at step {stopped_at}");
+    assert!(!model_dir.join("model.safetensors").exists(), "an interrupted run writes no model");
+
+    let resumed = Command::new(binary("train"))
+        .args(args(true))
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .output()
+        .expect("train resumes");
+    assert!(resumed.status.success(), "resume failed:\n{}", String::from_utf8_lossy(&resumed.stderr));
+    let summary = json(run_dir.join("train_summary.json"));
+    assert_eq!(summary["report"]["steps"], 8);
+    let steps: Vec<u64> = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .expect("metrics.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("json"))
+        .filter(|r| r["kind"] == "train")
+        .filter_map(|r| r["step"].as_u64())
+        .collect();
+    assert_eq!(steps, (1..=8).collect::<Vec<_>>(), "one record per step, none lost or repeated by the resume");
+    let hf = json(model_dir.join("config.json"));
+    assert_eq!(hf["id2label"], serde_json::json!({"0": "negative", "1": "positive"}));
+    assert!(model_dir.join("model.safetensors").is_file() && model_dir.join("kiln.toml").is_file());
 }
 
 fn banking77() -> Option<PathBuf> {

@@ -2,6 +2,10 @@
 //! `BertForSequenceClassification` so their checkpoints load by name: post-norm
 //! encoder layers, exact GELU, the checkpoint's layer-norm epsilon, a tanh
 //! pooler over [CLS], and a linear classifier on top.
+//!
+//! DistilBERT is the same network built from the same blocks: no token types,
+//! and its head's `pre_classifier` + ReLU stands where BERT's pooler + tanh is.
+//! Its checkpoints load and save under DistilBERT's own key names.
 
 use std::path::Path;
 
@@ -11,7 +15,7 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, La
 use burn::store::{
     BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, SafetensorsStore,
 };
-use burn::tensor::activation::{gelu, softmax, tanh};
+use burn::tensor::activation::{gelu, relu, softmax, tanh};
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +39,57 @@ pub struct BertConfig {
     pub type_vocab_size: usize,
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// Dropout before the classifier; `None` means `hidden_dropout_prob`, as in HF.
+    #[serde(default)]
+    pub classifier_dropout: Option<f64>,
 }
+
+/// DistilBERT's own `config.json` names.
+#[derive(Deserialize)]
+struct DistilBertConfig {
+    vocab_size: usize,
+    dim: usize,
+    n_layers: usize,
+    n_heads: usize,
+    hidden_dim: usize,
+    #[serde(default = "default_act")]
+    activation: String,
+    #[serde(default = "default_dropout")]
+    dropout: f64,
+    #[serde(default = "default_dropout")]
+    attention_dropout: f64,
+    max_position_embeddings: usize,
+    #[serde(default = "default_seq_classif_dropout")]
+    seq_classif_dropout: f64,
+}
+
+fn default_seq_classif_dropout() -> f64 {
+    0.2
+}
+
+impl From<DistilBertConfig> for BertConfig {
+    fn from(d: DistilBertConfig) -> Self {
+        Self {
+            model_type: DISTILBERT.into(),
+            vocab_size: d.vocab_size,
+            hidden_size: d.dim,
+            num_hidden_layers: d.n_layers,
+            num_attention_heads: d.n_heads,
+            intermediate_size: d.hidden_dim,
+            hidden_act: d.activation,
+            hidden_dropout_prob: d.dropout,
+            attention_probs_dropout_prob: d.attention_dropout,
+            max_position_embeddings: d.max_position_embeddings,
+            type_vocab_size: 0,
+            // DistilBERT's LayerNorms use eps 1e-12, fixed in its code.
+            layer_norm_eps: 1e-12,
+            classifier_dropout: Some(d.seq_classif_dropout),
+        }
+    }
+}
+
+pub const BERT: &str = "bert";
+pub const DISTILBERT: &str = "distilbert";
 
 fn default_act() -> String {
     "gelu".into()
@@ -58,7 +112,7 @@ pub enum ModelError {
     Write { path: String, error: std::io::Error },
     #[error("{path} is not a Hugging Face BERT config: {error}")]
     Config { path: String, error: serde_json::Error },
-    #[error("{path}: model_type '{found}' is not supported (kiln supports: bert)")]
+    #[error("{path}: model_type '{found}' is not supported (kiln supports: bert, distilbert)")]
     UnsupportedModelType { path: String, found: String },
     #[error("{path}: hidden_act '{found}' is not supported (kiln supports: gelu)")]
     UnsupportedActivation { path: String, found: String },
@@ -71,16 +125,22 @@ pub enum ModelError {
 }
 
 impl BertConfig {
-    /// Reads and checks a model folder's `config.json`.
+    /// Reads and checks a model folder's `config.json` (BERT or DistilBERT).
     pub fn load(model_dir: &Path) -> Result<Self, ModelError> {
         let path = model_dir.join("config.json");
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(&path).map_err(|error| ModelError::Read { path: shown.clone(), error })?;
-        let config: Self =
+        let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|error| ModelError::Config { path: shown.clone(), error })?;
-        if config.model_type != "bert" {
-            return Err(ModelError::UnsupportedModelType { path: shown, found: config.model_type });
-        }
+        let bad = |error| ModelError::Config { path: shown.clone(), error };
+        let config: Self = match value.get("model_type").and_then(serde_json::Value::as_str) {
+            Some(DISTILBERT) => serde_json::from_value::<DistilBertConfig>(value).map_err(bad)?.into(),
+            Some(BERT) => serde_json::from_value(value).map_err(bad)?,
+            other => {
+                let found = other.unwrap_or("(none)").to_owned();
+                return Err(ModelError::UnsupportedModelType { path: shown, found });
+            }
+        };
         if config.hidden_act != "gelu" {
             return Err(ModelError::UnsupportedActivation { path: shown, found: config.hidden_act });
         }
@@ -92,6 +152,15 @@ impl BertConfig {
             });
         }
         Ok(config)
+    }
+
+    pub fn is_distilbert(&self) -> bool {
+        self.model_type == DISTILBERT
+    }
+
+    /// The Hugging Face class a fine-tuned model of this kind is saved as.
+    pub fn classification_architecture(&self) -> &'static str {
+        if self.is_distilbert() { "DistilBertForSequenceClassification" } else { "BertForSequenceClassification" }
     }
 
     pub fn init(&self, device: &Device) -> BertModel {
@@ -124,12 +193,13 @@ impl BertConfig {
             embeddings: BertEmbeddings {
                 word_embeddings: EmbeddingConfig::new(self.vocab_size, self.hidden_size).init(device),
                 position_embeddings: EmbeddingConfig::new(self.max_position_embeddings, self.hidden_size).init(device),
-                token_type_embeddings: EmbeddingConfig::new(self.type_vocab_size.max(1), self.hidden_size).init(device),
+                token_type_embeddings: (self.type_vocab_size > 0)
+                    .then(|| EmbeddingConfig::new(self.type_vocab_size, self.hidden_size).init(device)),
                 layer_norm: norm(),
                 dropout: dropout(),
             },
             encoder: BertEncoder { layer: (0..self.num_hidden_layers).map(layer).collect() },
-            pooler: BertPooler { dense: linear(self.hidden_size, self.hidden_size) },
+            pooler: BertPooler { dense: linear(self.hidden_size, self.hidden_size), relu: self.is_distilbert() },
         }
     }
 }
@@ -138,7 +208,8 @@ impl BertConfig {
 pub struct BertEmbeddings {
     pub word_embeddings: Embedding,
     pub position_embeddings: Embedding,
-    pub token_type_embeddings: Embedding,
+    /// Absent in DistilBERT, which has no token types.
+    pub token_type_embeddings: Option<Embedding>,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
 }
@@ -148,9 +219,10 @@ impl BertEmbeddings {
         let [_, seq] = input_ids.dims();
         let device = input_ids.device();
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
-        let summed = self.word_embeddings.forward(input_ids)
-            + self.position_embeddings.forward(positions)
-            + self.token_type_embeddings.forward(token_type_ids);
+        let mut summed = self.word_embeddings.forward(input_ids) + self.position_embeddings.forward(positions);
+        if let Some(token_types) = &self.token_type_embeddings {
+            summed = summed + token_types.forward(token_type_ids);
+        }
         self.dropout.forward(self.layer_norm.forward(summed))
     }
 }
@@ -226,9 +298,12 @@ pub struct BertEncoder {
     pub layer: Vec<BertLayer>,
 }
 
+/// BERT's pooler (dense + tanh over [CLS]), or DistilBERT's `pre_classifier`
+/// (dense + ReLU over [CLS]) when `relu`.
 #[derive(Module, Debug)]
 pub struct BertPooler {
     pub dense: Linear,
+    pub relu: bool,
 }
 
 #[derive(Module, Debug)]
@@ -250,7 +325,7 @@ pub struct BertInput {
 pub struct BertOutput {
     /// `[batch, seq, hidden]`
     pub last_hidden_state: Tensor<3>,
-    /// `[batch, hidden]`: tanh(dense(hidden state of [CLS])).
+    /// `[batch, hidden]`: tanh(dense(hidden state of [CLS])), ReLU for DistilBERT.
     pub pooled: Tensor<2>,
 }
 
@@ -265,7 +340,8 @@ impl BertModel {
         }
         let width = hidden.dims()[2];
         let cls = hidden.clone().slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
-        let pooled = tanh(self.pooler.dense.forward(cls));
+        let dense = self.pooler.dense.forward(cls);
+        let pooled = if self.pooler.relu { relu(dense) } else { tanh(dense) };
         BertOutput { last_hidden_state: hidden, pooled }
     }
 }
@@ -282,7 +358,7 @@ impl BertClassifier {
     pub fn new(config: &BertConfig, num_labels: usize, device: &Device) -> Self {
         Self {
             bert: config.init(device),
-            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            dropout: DropoutConfig::new(config.classifier_dropout.unwrap_or(config.hidden_dropout_prob)).init(),
             classifier: LinearConfig::new(config.hidden_size, num_labels).init(device),
         }
     }
@@ -314,6 +390,10 @@ impl BertClassifier {
         (loss, logits)
     }
 
+    pub fn is_distilbert(&self) -> bool {
+        self.bert.pooler.relu
+    }
+
     pub fn num_labels(&self) -> usize {
         self.classifier.weight.dims()[1]
     }
@@ -332,18 +412,57 @@ pub struct LoadReport {
     pub replaced_head: Option<Vec<usize>>,
 }
 
+/// Hugging Face BERT names (`BertModel`, or `BertForSequenceClassification`
+/// under `bert.`) to kiln's, applied in order.
+const BERT_TO_KILN: [(&str, &str); 3] = [
+    (r"^(embeddings|encoder|pooler)\.", "bert.$1."),
+    (r"\.attention\.self\.", ".attention.self_attn."),
+    (r"LayerNorm", "layer_norm"),
+];
+const KILN_TO_BERT: [(&str, &str); 2] =
+    [(r"\.attention\.self_attn\.", ".attention.self."), (r"layer_norm", "LayerNorm")];
+
+/// DistilBERT names (`DistilBertModel`, or `DistilBertForSequenceClassification`
+/// under `distilbert.`) to kiln's, applied in order.
+const DISTILBERT_TO_KILN: [(&str, &str); 12] = [
+    (r"^(distilbert\.)?embeddings\.LayerNorm\.", "bert.embeddings.layer_norm."),
+    (r"^(distilbert\.)?embeddings\.", "bert.embeddings."),
+    (r"^(distilbert\.)?transformer\.layer\.", "bert.encoder.layer."),
+    (r"\.attention\.q_lin\.", ".attention.self_attn.query."),
+    (r"\.attention\.k_lin\.", ".attention.self_attn.key."),
+    (r"\.attention\.v_lin\.", ".attention.self_attn.value."),
+    (r"\.attention\.out_lin\.", ".attention.output.dense."),
+    (r"\.sa_layer_norm\.", ".attention.output.layer_norm."),
+    (r"\.ffn\.lin1\.", ".intermediate.dense."),
+    (r"\.ffn\.lin2\.", ".output.dense."),
+    (r"\.output_layer_norm\.", ".output.layer_norm."),
+    (r"^pre_classifier\.", "bert.pooler.dense."),
+];
+const KILN_TO_DISTILBERT: [(&str, &str); 12] = [
+    (r"^bert\.embeddings\.layer_norm\.", "distilbert.embeddings.LayerNorm."),
+    (r"^bert\.embeddings\.", "distilbert.embeddings."),
+    (r"^bert\.encoder\.layer\.", "distilbert.transformer.layer."),
+    (r"\.attention\.self_attn\.query\.", ".attention.q_lin."),
+    (r"\.attention\.self_attn\.key\.", ".attention.k_lin."),
+    (r"\.attention\.self_attn\.value\.", ".attention.v_lin."),
+    (r"\.attention\.output\.dense\.", ".attention.out_lin."),
+    (r"\.attention\.output\.layer_norm\.", ".sa_layer_norm."),
+    (r"\.intermediate\.dense\.", ".ffn.lin1."),
+    (r"(layer\.\d+)\.output\.dense\.", "$1.ffn.lin2."),
+    (r"(layer\.\d+)\.output\.layer_norm\.", "$1.output_layer_norm."),
+    (r"^bert\.pooler\.dense\.", "pre_classifier."),
+];
+
 /// Loads a Hugging Face BERT checkpoint (`BertModel` keys, or
 /// `BertForSequenceClassification` keys under `bert.` with a `classifier`) into
 /// `model`. A missing encoder tensor is an error; a missing head keeps its
 /// random initialisation and is reported.
 pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadReport, ModelError> {
     let shown = path.display().to_string();
-    let remapper = KeyRemapper::from_patterns(vec![
-        (r"^(embeddings|encoder|pooler)\.", "bert.$1."),
-        (r"\.attention\.self\.", ".attention.self_attn."),
-        (r"LayerNorm", "layer_norm"),
-    ])
-    .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
+    let distilbert = model.is_distilbert();
+    let remapper =
+        KeyRemapper::from_patterns(if distilbert { DISTILBERT_TO_KILN.to_vec() } else { BERT_TO_KILN.to_vec() })
+            .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
     let mut store =
         SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).remap(remapper).allow_partial(true);
     // A classification head for another label set (a model fine-tuned elsewhere)
@@ -364,8 +483,10 @@ pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadR
         let errors: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
         return Err(ModelError::Weights { path: shown, error: errors.join("; ") });
     }
+    // DistilBERT's pre_classifier (kiln's pooler) belongs to its head, not its encoder.
+    let in_head = |path: &str| path.starts_with("classifier.") || (distilbert && path.starts_with("bert.pooler."));
     let (mut head, encoder): (Vec<String>, Vec<String>) =
-        result.missing.iter().map(|(path, _)| path.clone()).partition(|path| path.starts_with("classifier."));
+        result.missing.iter().map(|(path, _)| path.clone()).partition(|path| in_head(path));
     if replaced_head.is_some() && head.is_empty() {
         head = vec!["classifier.weight".into(), "classifier.bias".into()];
     }
@@ -384,11 +505,9 @@ pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadR
 /// `load_safetensors` reads it back.
 pub fn save_safetensors(model: &BertClassifier, path: &Path) -> Result<(), ModelError> {
     let shown = path.display().to_string();
-    let remapper = KeyRemapper::from_patterns(vec![
-        (r"\.attention\.self_attn\.", ".attention.self."),
-        (r"layer_norm", "LayerNorm"),
-    ])
-    .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
+    let patterns = if model.is_distilbert() { KILN_TO_DISTILBERT.to_vec() } else { KILN_TO_BERT.to_vec() };
+    let remapper = KeyRemapper::from_patterns(patterns)
+        .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
     let mut store = SafetensorsStore::from_file(path)
         .with_to_adapter(BurnToPyTorchAdapter)
         .remap(remapper)

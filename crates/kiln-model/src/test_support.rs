@@ -19,6 +19,7 @@ pub fn tiny() -> BertConfig {
         max_position_embeddings: 16,
         type_vocab_size: 2,
         layer_norm_eps: 1e-12,
+        classifier_dropout: None,
     }
 }
 

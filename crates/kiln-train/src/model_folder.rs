@@ -30,7 +30,8 @@ pub fn write(
     report: &impl Serialize,
 ) -> Result<()> {
     save_safetensors(model, &staged.stage(WEIGHTS))?;
-    staged.write_json("config.json", &hf_config(&config.model_dir, &inputs.labels)?)?;
+    let architecture = inputs.model.classification_architecture();
+    staged.write_json("config.json", &hf_config(&config.model_dir, architecture, &inputs.labels)?)?;
     for name in TOKENIZER_FILES {
         let source = config.model_dir.join(name);
         if source.is_file() {
@@ -65,9 +66,9 @@ pub fn write(
     staged.commit(MANIFEST, &manifest)
 }
 
-/// The pre-trained `config.json`, made a `BertForSequenceClassification` config
+/// The pre-trained `config.json`, made a `…ForSequenceClassification` config
 /// with kiln's label names, so transformers loads the folder as it is.
-fn hf_config(model_dir: &Path, labels: &LabelMap) -> Result<serde_json::Value> {
+fn hf_config(model_dir: &Path, architecture: &str, labels: &LabelMap) -> Result<serde_json::Value> {
     let path = model_dir.join("config.json");
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut config: serde_json::Value =
@@ -77,7 +78,7 @@ fn hf_config(model_dir: &Path, labels: &LabelMap) -> Result<serde_json::Value> {
         labels.labels().iter().enumerate().map(|(id, label)| (id.to_string(), label.clone().into())).collect();
     let label2id: serde_json::Map<String, serde_json::Value> =
         labels.labels().iter().enumerate().map(|(id, label)| (label.clone(), id.into())).collect();
-    map.insert("architectures".into(), serde_json::json!(["BertForSequenceClassification"]));
+    map.insert("architectures".into(), serde_json::json!([architecture]));
     map.insert("id2label".into(), id2label.into());
     map.insert("label2id".into(), label2id.into());
     map.insert("problem_type".into(), "single_label_classification".into());

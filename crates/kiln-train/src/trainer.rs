@@ -67,6 +67,10 @@ enum Record {
         loss: f64,
         lr: f64,
         grad_norm: f64,
+        /// Examples, real tokens and step time (validation excluded) since the last record.
+        samples: usize,
+        tokens: usize,
+        seconds: f64,
         samples_per_second: f64,
         tokens_per_second: f64,
     },
@@ -258,6 +262,9 @@ pub fn run(config: &TrainConfig, progress: &Progress, control: &Control) -> Resu
                     loss: window.loss(),
                     lr,
                     grad_norm: window.grad_norm(),
+                    samples: window.samples,
+                    tokens: window.tokens,
+                    seconds: window.time.as_secs_f64(),
                     samples_per_second: window.samples_per_second(),
                     tokens_per_second: window.tokens_per_second(),
                 })?;
@@ -369,7 +376,7 @@ pub fn run(config: &TrainConfig, progress: &Progress, control: &Control) -> Resu
 }
 
 /// Loss, accuracy and macro-F1 of `model` (in validation mode) on `examples`.
-pub(crate) fn evaluate(
+pub fn evaluate(
     model: &BertClassifier,
     examples: &[Example],
     batch_size: usize,
