@@ -2,7 +2,7 @@
 # Regenerates the committed test fixtures from the Python reference libraries:
 #   tests/fixtures/tokenizer_minilm.json  (tokenizers, in .venv-bench)
 #   tests/fixtures/bert_minilm.json       (transformers + torch, in .venv-ref, ~4 GB)
-#   tests/fixtures/distilbert_tiny/       (the same)
+#   tests/fixtures/distilbert_tiny.json   (the same)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 (source scripts/python_env.sh && python scripts/make_tokenizer_fixture.py)

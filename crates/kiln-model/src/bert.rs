@@ -563,18 +563,18 @@ mod tests {
         assert_eq!(floats(model.forward(input.clone())), floats(loaded.forward(input)));
 
         let bytes = std::fs::read(&path).expect("read");
-        let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).expect("json header");
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("a safetensors file");
+        let tensors = header.tensors();
         for key in [
             "bert.embeddings.LayerNorm.weight",
             "bert.encoder.layer.1.attention.self.query.weight",
             "bert.pooler.dense.bias",
             "classifier.weight",
         ] {
-            assert!(header.get(key).is_some(), "missing HF key {key}");
+            assert!(tensors.contains_key(key), "missing HF key {key}");
         }
-        assert_eq!(header["__metadata__"]["format"], "pt");
-        assert_eq!(header["classifier.weight"]["shape"], serde_json::json!([4, 16]), "PyTorch layout [out, in]");
+        assert_eq!(header.metadata().as_ref().and_then(|m| m.get("format")).map(String::as_str), Some("pt"));
+        assert_eq!(tensors["classifier.weight"].shape, [4, 16], "PyTorch layout [out, in]");
     }
 
     /// A checkpoint with a head for another label count (a model fine-tuned

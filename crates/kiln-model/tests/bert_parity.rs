@@ -133,7 +133,15 @@ fn unsupported_configs_are_clear_errors() {
 }
 
 #[derive(serde::Deserialize)]
-struct DistilBertExpected {
+struct FixtureTensor {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+#[derive(serde::Deserialize)]
+struct DistilBertFixture {
+    config: serde_json::Value,
+    tensors: std::collections::BTreeMap<String, FixtureTensor>,
     shape: [usize; 2],
     input_ids: Vec<i64>,
     attention_mask: Vec<i64>,
@@ -141,61 +149,80 @@ struct DistilBertExpected {
     logits: Vec<f32>,
 }
 
+/// Writes the fixture's model back out as the folder transformers saved:
+/// config.json and model.safetensors under DistilBERT's key names.
+fn write_distilbert_folder(fixture: &DistilBertFixture, dir: &Path) {
+    std::fs::write(dir.join("config.json"), fixture.config.to_string()).expect("config.json");
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = fixture
+        .tensors
+        .iter()
+        .map(|(name, t)| (name.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+        .collect();
+    let views = bytes.iter().map(|(name, data, shape)| {
+        (
+            name.clone(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).expect("view"),
+        )
+    });
+    let metadata = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    let file = safetensors::serialize(views, Some(metadata)).expect("serialise");
+    std::fs::write(dir.join("model.safetensors"), file).expect("model.safetensors");
+}
+
+/// The tensor names in a safetensors file's header.
+fn safetensors_keys(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).expect("read");
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).expect("a safetensors file");
+    let mut keys: Vec<String> = metadata.tensors().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
 /// DistilBERT from the same blocks: a seeded random `DistilBertForSequenceClassification`
-/// saved by transformers (fixture: scripts/make_distilbert_fixture.py) loads by
+/// as transformers saves it (fixture: scripts/make_distilbert_fixture.py) loads by
 /// DistilBERT's key names, reproduces its outputs, and saves back under them.
 #[test]
 fn distilbert_matches_transformers_and_round_trips_its_key_names() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/distilbert_tiny");
-    let expected: DistilBertExpected =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).expect("fixture")).expect("parses");
-    let config = BertConfig::load(&dir).expect("a DistilBERT config.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/distilbert_tiny.json");
+    let fixture: DistilBertFixture =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_distilbert_folder(&fixture, dir.path());
+    let config = BertConfig::load(dir.path()).expect("a DistilBERT config.json");
     assert!(config.is_distilbert() && config.type_vocab_size == 0);
     assert_eq!(config.classification_architecture(), "DistilBertForSequenceClassification");
 
     let device = DeviceSpec::Cpu.device();
     let mut model = BertClassifier::new(&config, 3, &device);
-    let report = load_safetensors(&mut model, &dir.join("model.safetensors")).expect("loads");
+    let report = load_safetensors(&mut model, &dir.path().join("model.safetensors")).expect("loads");
     assert!(report.initialised.is_empty() && report.unused.is_empty(), "{report:?}");
 
-    let shape = expected.shape;
+    let shape = fixture.shape;
     let input = BertInput {
-        input_ids: ints(&expected.input_ids, shape, &device),
+        input_ids: ints(&fixture.input_ids, shape, &device),
         token_type_ids: ints(&vec![0; shape[0] * shape[1]], shape, &device),
-        attention_mask: ints(&expected.attention_mask, shape, &device),
+        attention_mask: ints(&fixture.attention_mask, shape, &device),
     };
     let hidden = floats(model.bert.forward(input.clone()).last_hidden_state);
-    // HF computes every position; only real tokens are compared (padding rows are garbage by design).
+    // Only real tokens are compared: what sits at padded positions is unspecified.
     let real: Vec<(f32, f32)> = hidden
         .chunks(config.hidden_size)
-        .zip(expected.last_hidden_state.chunks(config.hidden_size))
-        .zip(&expected.attention_mask)
+        .zip(fixture.last_hidden_state.chunks(config.hidden_size))
+        .zip(&fixture.attention_mask)
         .filter(|(_, mask)| **mask == 1)
         .flat_map(|((ours, theirs), _)| ours.iter().copied().zip(theirs.iter().copied()).collect::<Vec<_>>())
         .collect();
     let hidden_diff = real.iter().map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     assert!(hidden_diff <= TOLERANCE, "last hidden state differs by {hidden_diff}");
     let logits = floats(model.forward(input.clone()));
-    let logits_diff = max_abs_diff(&logits, &expected.logits);
+    let logits_diff = max_abs_diff(&logits, &fixture.logits);
     assert!(logits_diff <= TOLERANCE, "logits differ by {logits_diff}");
     eprintln!("distilbert parity: max abs diff hidden {hidden_diff:.2e}, logits {logits_diff:.2e}");
 
-    let out = tempfile::tempdir().expect("tempdir");
-    let saved = out.path().join("model.safetensors");
+    let saved = dir.path().join("saved.safetensors");
     kiln_model::bert::save_safetensors(&model, &saved).expect("saves");
-    let bytes = std::fs::read(&saved).expect("read");
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).expect("header");
-    let theirs = std::fs::read(dir.join("model.safetensors")).expect("read");
-    let their_len = u64::from_le_bytes(theirs[..8].try_into().expect("8 bytes")) as usize;
-    let their_header: serde_json::Value = serde_json::from_slice(&theirs[8..8 + their_len]).expect("header");
-    let keys = |h: &serde_json::Value| -> Vec<String> {
-        let mut keys: Vec<String> =
-            h.as_object().expect("object").keys().filter(|k| *k != "__metadata__").cloned().collect();
-        keys.sort();
-        keys
-    };
-    assert_eq!(keys(&header), keys(&their_header), "kiln saves DistilBERT under transformers' own names");
+    let theirs: Vec<String> = fixture.tensors.keys().cloned().collect();
+    assert_eq!(safetensors_keys(&saved), theirs, "kiln saves DistilBERT under transformers' own names");
     let mut reloaded = BertClassifier::new(&config, 3, &device);
     load_safetensors(&mut reloaded, &saved).expect("reloads");
     assert_eq!(floats(reloaded.forward(input)), logits);

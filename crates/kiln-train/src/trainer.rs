@@ -465,3 +465,23 @@ impl Window {
         self.tokens as f64 / self.time.as_secs_f64().max(1e-9)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(label_id: u32) -> Example {
+        Example { id: String::new(), input_ids: vec![101, 102], token_type_ids: None, label_id }
+    }
+
+    /// scikit-learn's compute_class_weight("balanced", classes=[0, 1, 2], y=[0, 0, 0, 1]):
+    /// [0.444.., 1.333.., 0] (no examples of class 2: weight 0, never used).
+    #[test]
+    fn inverse_frequency_weights_are_sklearn_balanced() {
+        let train: Vec<Example> = [0, 0, 0, 1].into_iter().map(example).collect();
+        let weights = class_weights(ClassWeights::InverseFrequency, &train, 3).expect("weights");
+        let expected = [4.0 / 9.0, 4.0 / 3.0, 0.0];
+        assert!(weights.iter().zip(expected).all(|(w, e)| (f64::from(*w) - e).abs() < 1e-6), "{weights:?}");
+        assert_eq!(class_weights(ClassWeights::None, &train, 3), None);
+    }
+}

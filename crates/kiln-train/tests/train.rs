@@ -3,7 +3,7 @@
 //! learning, the model folder, determinism, resume, and bad input.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use kiln_config::{CleanConfig, IngestConfig, ModelSettings, TokenizeConfig, TrainConfig};
 use kiln_data::Progress;
@@ -36,6 +36,7 @@ fn tiny_config(hidden: usize) -> BertConfig {
 
 /// A Hugging Face-style folder holding a random tiny BERT and the MiniLM tokenizer.
 fn write_model_folder(dir: &Path, config: &BertConfig) {
+    let _turn = exclusive();
     std::fs::create_dir_all(dir).expect("model dir");
     let device = DeviceSpec::Cpu.device();
     device.seed(7);
@@ -116,12 +117,17 @@ impl Fixture {
     }
 }
 
-/// LibTorch has one global random generator (dropout draws from it), so runs
-/// in parallel test threads would disturb each other's streams; one at a time.
-static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// LibTorch has one global random generator (initialisation and dropout draw
+/// from it), so whatever seeds or draws from it in parallel test threads would
+/// disturb another run's stream: one at a time.
+static GLOBAL_RNG: Mutex<()> = Mutex::new(());
+
+fn exclusive() -> MutexGuard<'static, ()> {
+    GLOBAL_RNG.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn run(config: &TrainConfig, control: &Control) -> anyhow::Result<Outcome> {
-    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = exclusive();
     kiln_train::run(config, &Progress::hidden(), control)
 }
 
@@ -208,6 +214,14 @@ fn learns_and_writes_a_model_folder_others_can_load() {
     assert!(train_losses.last() < train_losses.first(), "training loss falls: {train_losses:?}");
 }
 
+/// Every tensor of the model folder's weights, by name, as raw bytes (the
+/// file's tensor order is not fixed, so whole files are not compared).
+fn weights(config: &TrainConfig) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(config.output_dir.join("model.safetensors")).expect("weights");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("a safetensors file");
+    file.tensors().into_iter().map(|(name, view)| (name, view.data().to_vec())).collect()
+}
+
 #[test]
 fn same_seed_same_metrics_and_resume_matches_an_uninterrupted_run() {
     let fixture = Fixture::new();
@@ -221,6 +235,7 @@ fn same_seed_same_metrics_and_resume_matches_an_uninterrupted_run() {
         TrainConfig { output_dir: fixture.path("again/model"), run_dir: fixture.path("again/run"), ..whole.clone() };
     train(&again);
     assert_eq!(metric_records(&whole.run_dir), metric_records(&again.run_dir), "same seed, same data, same metrics");
+    assert!(weights(&whole) == weights(&again), "same seed, same data, same weights");
 
     let mut parts =
         TrainConfig { output_dir: fixture.path("parts/model"), run_dir: fixture.path("parts/run"), ..whole.clone() };
@@ -233,12 +248,39 @@ fn same_seed_same_metrics_and_resume_matches_an_uninterrupted_run() {
     parts.resume = true;
     train(&parts);
 
-    let weights = |config: &TrainConfig| std::fs::read(config.output_dir.join("model.safetensors")).expect("weights");
-    assert!(weights(&whole) == weights(&parts), "resumed weights differ from the uninterrupted run's");
+    let (whole_weights, resumed_weights) = (weights(&whole), weights(&parts));
+    assert_eq!(whole_weights.len(), resumed_weights.len());
+    for (name, values) in &whole_weights {
+        assert!(resumed_weights[name] == *values, "resumed weights of {name} differ from the uninterrupted run's");
+    }
     let evals = |config: &TrainConfig| -> Vec<serde_json::Value> {
         metric_records(&config.run_dir).into_iter().filter(|r| r["kind"] != "train").collect()
     };
     assert_eq!(evals(&whole), evals(&parts), "validation and epoch records match too");
+}
+
+/// With a learning rate too small to move anything, accuracy never improves on
+/// the first validation: with patience 2 the run stops after the third, and the
+/// model kept is the first validation's.
+#[test]
+fn early_stopping_keeps_the_best_model() {
+    let fixture = Fixture::new();
+    let config = TrainConfig {
+        learning_rate: 1e-12,
+        eval_every_steps: 1,
+        metric: kiln_config::SelectionMetric::Accuracy,
+        patience: 2,
+        ..fixture.config("early")
+    };
+    let summary = train(&config);
+    assert!(summary.stopped_early);
+    assert_eq!((summary.steps, summary.best.step), (3, 1));
+    let evals: Vec<bool> = metric_records(&config.run_dir)
+        .iter()
+        .filter(|r| r["kind"] == "eval")
+        .filter_map(|r| r["best"].as_bool())
+        .collect();
+    assert_eq!(evals, [true, false, false]);
 }
 
 #[test]
