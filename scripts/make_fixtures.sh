@@ -3,6 +3,7 @@
 #   tests/fixtures/tokenizer_minilm.json  (tokenizers, in .venv-bench)
 #   tests/fixtures/bert_minilm.json       (transformers + torch, in .venv-ref, ~4 GB)
 #   tests/fixtures/distilbert_tiny.json   (the same)
+#   tests/fixtures/metrics_sklearn.json   (scikit-learn, the same venv)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 (source scripts/python_env.sh && python scripts/make_tokenizer_fixture.py)
@@ -10,3 +11,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/reference_env.sh
 .venv-ref/bin/python scripts/make_model_fixture.py
 .venv-ref/bin/python scripts/make_distilbert_fixture.py
+.venv-ref/bin/python scripts/make_metrics_fixture.py

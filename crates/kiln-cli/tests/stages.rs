@@ -18,6 +18,7 @@ fn binary(stage: &str) -> &'static str {
         "clean" => env!("CARGO_BIN_EXE_clean"),
         "tokenize" => env!("CARGO_BIN_EXE_tokenize"),
         "train" => env!("CARGO_BIN_EXE_train"),
+        "eval" => env!("CARGO_BIN_EXE_eval"),
         other => panic!("no stage {other}"),
     }
 }
@@ -224,6 +225,56 @@ fn train_is_interrupted_and_resumes(run: &Run) {
     let hf = json(model_dir.join("config.json"));
     assert_eq!(hf["id2label"], serde_json::json!({"0": "negative", "1": "positive"}));
     assert!(model_dir.join("model.safetensors").is_file() && model_dir.join("kiln.toml").is_file());
+    eval_scores_the_model(run, &model_dir, &run_dir, out.path());
+}
+
+/// `eval` on the model just trained: every output, consistent with each other.
+fn eval_scores_the_model(data: &Run, model_dir: &Path, run_dir: &Path, out: &Path) {
+    let eval_dir = out.join("eval");
+    let model = model_dir.display().to_string();
+    let dir = eval_dir.display().to_string();
+    let metrics = run_dir.join("metrics.jsonl").display().to_string();
+    let common = ["--input-dir", &data.processed, "--device", "cpu", "--threads", "1"];
+    ok("eval", &[&["--model-dir", &model, "--output-dir", &dir, "--train-metrics", &metrics], &common[..]].concat());
+    let test_rows = frame_rows(&data.processed, Split::Test);
+    let scores = json(eval_dir.join("metrics.json"));
+    assert_eq!(scores["examples"], test_rows);
+    let accuracy = scores["accuracy"].as_f64().expect("accuracy");
+    assert!((0.0..=1.0).contains(&accuracy) && scores["macro_f1"].as_f64().is_some());
+    assert_eq!(scores["per_class"].as_object().map(|m| m.len()), Some(2));
+
+    let confusion = std::fs::read_to_string(eval_dir.join("confusion.csv")).expect("confusion.csv");
+    let mut lines = confusion.lines();
+    assert_eq!(lines.next(), Some("actual,predicted,count"));
+    let (mut total, mut correct) = (0u64, 0u64);
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        let count: u64 = fields[2].parse().expect("count");
+        total += count;
+        if fields[0] == fields[1] {
+            correct += count;
+        }
+    }
+    assert_eq!(total as usize, test_rows, "the confusion matrix counts every test row once");
+    assert!((correct as f64 / total as f64 - accuracy).abs() < 1e-9, "accuracy agrees with the confusion matrix");
+
+    let predictions = read_parquet(&eval_dir.join("predictions.parquet"), "eval").expect("predictions");
+    assert_eq!(predictions.height(), test_rows);
+    let texts = predictions.column(schema::TEXT).expect("text").str().expect("str").clone();
+    assert_eq!(texts.null_count(), 0, "every prediction carries its cleaned text");
+    let per_class = std::fs::read_to_string(eval_dir.join("per_class.csv")).expect("per_class.csv");
+    assert_eq!(per_class.lines().count(), 3, "a header and one row per class");
+    let report = std::fs::read_to_string(eval_dir.join("report.md")).expect("report.md");
+    assert!(report.contains("| accuracy |") && report.contains("most confident mistakes"), "{report}");
+
+    // A pre-trained encoder is not a classifier: a clear error, and nothing written.
+    let pretrained = repo().join("models/pretrained/all-MiniLM-L6-v2").display().to_string();
+    let refused = out.join("refused").display().to_string();
+    let output = run("eval", &[&["--model-dir", &pretrained, "--output-dir", &refused], &common[..]].concat());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("classification"), "{stderr}");
+    assert!(!Path::new(&refused).exists(), "a refused eval writes nothing");
 }
 
 fn banking77() -> Option<PathBuf> {

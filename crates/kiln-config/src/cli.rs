@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::{
-    ClassWeights, CleanConfig, ConflictPolicy, HashtagMode, IngestConfig, InputFormat, SelectionMetric, TokenTypeIds,
-    TokenizeConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
+    ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, HashtagMode, IngestConfig, InputFormat, SelectionMetric,
+    TokenTypeIds, TokenizeConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -260,6 +260,46 @@ impl TrainArgs {
     }
 }
 
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Eval settings (config section [eval])")]
+pub struct EvalArgs {
+    /// Model folder: train's output, an export or a Hugging Face classifier [default: artifacts/model].
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Folder with tokenize's output [default: data/processed].
+    #[arg(long, value_name = "DIR")]
+    pub input_dir: Option<PathBuf>,
+    /// Split to score: test, validation or train [default: test].
+    #[arg(long, value_name = "SPLIT")]
+    pub split: Option<String>,
+    /// Where metrics, tables, predictions, pictures and report.md go [default: artifacts/eval].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// train's metrics log, drawn as training curves [default: artifacts/train/metrics.jsonl].
+    #[arg(long, value_name = "FILE")]
+    pub train_metrics: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N [default: auto].
+    #[arg(long, value_name = "DEVICE", env = "KILN_DEVICE")]
+    pub device: Option<String>,
+    /// LibTorch CPU threads, 0 = all cores [default: 0].
+    #[arg(long, value_name = "N", env = "KILN_THREADS")]
+    pub threads: Option<usize>,
+    /// Examples per batch [default: 64].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Classes and mistakes listed in report.md [default: 10].
+    #[arg(long, value_name = "N")]
+    pub report_top: Option<usize>,
+}
+
+impl EvalArgs {
+    pub fn apply(self, config: &mut EvalConfig) {
+        apply_overrides!(self, config,
+            [model_dir, input_dir, split, output_dir, train_metrics, device, threads, batch_size, report_top],
+            optional []);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -286,6 +326,7 @@ mod tests {
         assert_eq!(flag_ids::<CleanArgs>(), config_keys::<CleanConfig>());
         assert_eq!(flag_ids::<TokenizeArgs>(), config_keys::<TokenizeConfig>());
         assert_eq!(flag_ids::<TrainArgs>(), config_keys::<TrainConfig>());
+        assert_eq!(flag_ids::<EvalArgs>(), config_keys::<EvalConfig>());
     }
 
     #[derive(clap::Parser)]

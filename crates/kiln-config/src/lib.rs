@@ -44,6 +44,7 @@ pub struct PipelineConfig {
     pub clean: CleanConfig,
     pub tokenize: TokenizeConfig,
     pub train: TrainConfig,
+    pub eval: EvalConfig,
 }
 
 impl PipelineConfig {
@@ -512,6 +513,60 @@ impl TrainConfig {
     }
 }
 
+/// `[eval]`: score a trained model on a labelled split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// A model folder: `train`'s output, an export, or a Hugging Face classifier.
+    pub model_dir: PathBuf,
+    /// `tokenize`'s output folder.
+    pub input_dir: PathBuf,
+    /// Which split to score: `test`, `validation` or `train`.
+    pub split: String,
+    /// Where metrics, tables, predictions, pictures and the report go.
+    pub output_dir: PathBuf,
+    /// `train`'s metrics log, drawn as training curves (skipped when absent).
+    pub train_metrics: PathBuf,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// LibTorch CPU threads; 0 lets LibTorch pick.
+    pub threads: usize,
+    pub batch_size: usize,
+    /// How many classes and mistakes the report lists.
+    pub report_top: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            model_dir: "artifacts/model".into(),
+            input_dir: "data/processed".into(),
+            split: "test".into(),
+            output_dir: "artifacts/eval".into(),
+            train_metrics: "artifacts/train/metrics.jsonl".into(),
+            device: "auto".into(),
+            threads: 0,
+            batch_size: 64,
+            report_top: 10,
+        }
+    }
+}
+
+impl EvalConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !["train", "validation", "test"].contains(&self.split.as_str()) {
+            return Err(ConfigError::invalid(
+                "eval.split",
+                format!("must be train, validation or test, got '{}'", self.split),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(ConfigError::invalid("eval.batch_size", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 /// The settings a trained model was made with, saved beside its weights as
 /// `kiln.toml`: `predict` and `serve` clean and tokenize text exactly as
 /// training did, so training and serving cannot drift apart.
@@ -619,6 +674,7 @@ mod tests {
             config.clean.validate().expect(name);
             config.tokenize.validate().expect(name);
             config.train.validate().expect(name);
+            config.eval.validate().expect(name);
         }
     }
 }

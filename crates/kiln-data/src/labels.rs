@@ -23,6 +23,11 @@ impl LabelMap {
         Self::from_ordered(unique.into_iter().map(str::to_owned).collect())
     }
 
+    /// Labels in the given id order (a Hugging Face `id2label`), not re-sorted.
+    pub fn from_ordered_names(labels: Vec<String>) -> Self {
+        Self::from_ordered(labels)
+    }
+
     fn from_ordered(labels: Vec<String>) -> Self {
         let ids = labels.iter().enumerate().map(|(id, label)| (label.clone(), id as u32)).collect();
         Self { labels, ids }

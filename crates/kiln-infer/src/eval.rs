@@ -1,0 +1,348 @@
+//! `eval`: score a model folder on a labelled split and write what a person
+//! and DVC want to see: metrics.json, per_class.csv, confusion.csv (long form),
+//! predictions.parquet and report.md.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use kiln_config::{EvalConfig, TokenizeConfig};
+use kiln_data::output::{FileHash, Manifest, StagedOutput};
+use kiln_data::processed::{Example, read_examples};
+use kiln_data::tokenize::{LABELS, REPORT as TOKENIZE_REPORT};
+use kiln_data::{LabelMap, Progress, Split, clean, schema};
+use kiln_model::metrics::{ClassScores, Confusion};
+use kiln_model::{DeviceSpec, device};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::Predictor;
+
+pub const METRICS: &str = "metrics.json";
+pub const PER_CLASS: &str = "per_class.csv";
+pub const CONFUSION: &str = "confusion.csv";
+pub const PREDICTIONS: &str = "predictions.parquet";
+pub const REPORT: &str = "report.md";
+pub const MANIFEST: &str = "manifest.json";
+
+/// Everything `metrics.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalMetrics {
+    pub split: String,
+    pub examples: usize,
+    pub accuracy: f64,
+    /// Mean cross-entropy of the true labels.
+    pub loss: f64,
+    pub macro_avg: ClassScores,
+    pub weighted_avg: ClassScores,
+    pub per_class: Vec<(String, ClassScores)>,
+    pub model: Vec<FileHash>,
+    pub data: FileHash,
+}
+
+/// One scored example.
+struct Scored<'a> {
+    example: &'a Example,
+    actual: usize,
+    predicted: usize,
+    probabilities: Vec<f32>,
+}
+
+pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
+    config.validate()?;
+    let spec: DeviceSpec = anyhow::Context::context(config.device.parse(), "config key `eval.device`")?;
+    device::set_threads(config.threads);
+    let predictor = Predictor::load(&config.model_dir, &spec.device())?;
+    let split = match config.split.as_str() {
+        "train" => Split::Train,
+        "validation" => Split::Validation,
+        _ => Split::Test,
+    };
+    let data_path = split.path_in(&config.input_dir);
+    let examples = read_examples(&data_path)?;
+    if examples.is_empty() {
+        bail!("{} has no rows to evaluate", data_path.display());
+    }
+    let data_labels = LabelMap::load(&config.input_dir.join(LABELS))?;
+    let to_model = label_mapping(&data_labels, &predictor.labels, &examples, &data_path)?;
+    let texts = texts_by_id(&config.input_dir, split);
+    let mut staged = StagedOutput::new(&config.output_dir)?;
+
+    let bar = progress.rows(examples.len() as u64, "eval");
+    let mut probabilities = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(config.batch_size * 16) {
+        probabilities.extend(predictor.probabilities_batched(chunk, config.batch_size));
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+
+    let labels = &predictor.labels;
+    let mut confusion = Confusion::new(labels.len());
+    let mut loss = 0.0;
+    let scored: Vec<Scored> = examples
+        .iter()
+        .zip(probabilities)
+        .map(|(example, probabilities)| {
+            let actual = to_model[example.label_id as usize];
+            let predicted = argmax(&probabilities);
+            confusion.add(actual, predicted);
+            loss -= f64::from(probabilities[actual].max(f32::MIN_POSITIVE)).ln();
+            Scored { example, actual, predicted, probabilities }
+        })
+        .collect();
+
+    let mut model_files = Vec::new();
+    for name in ["model.safetensors", "config.json"] {
+        model_files.push(FileHash::of(&config.model_dir.join(name))?);
+    }
+    let metrics = EvalMetrics {
+        split: config.split.clone(),
+        examples: scored.len(),
+        accuracy: confusion.accuracy(),
+        loss: loss / scored.len() as f64,
+        macro_avg: confusion.macro_avg(),
+        weighted_avg: confusion.weighted_avg(),
+        per_class: labels.labels().iter().cloned().zip(confusion.per_class()).collect(),
+        model: model_files,
+        data: FileHash::of(&data_path)?,
+    };
+
+    staged.write_json(METRICS, &metrics_json(&metrics))?;
+    write_per_class(&mut staged, &metrics)?;
+    write_confusion(&mut staged, &confusion, labels)?;
+    write_predictions(&mut staged, &scored, labels, &texts)?;
+    let (_, mut writer) = staged.create(REPORT)?;
+    std::io::Write::write_all(&mut writer, report(&metrics, &scored, labels, &texts, config.report_top).as_bytes())?;
+    std::io::Write::flush(&mut writer)?;
+    drop(writer);
+
+    let mut manifest = Manifest::new(
+        "eval",
+        config,
+        &serde_json::json!({
+            "accuracy": metrics.accuracy, "macro_f1": metrics.macro_avg.f1, "examples": metrics.examples,
+        }),
+    );
+    manifest.inputs = metrics.model.iter().cloned().chain([metrics.data.clone()]).collect();
+    manifest.outputs = staged.hashes()?;
+    staged.commit(MANIFEST, &manifest)?;
+    Ok(metrics)
+}
+
+/// `metrics.json`: flat headline keys first (what `dvc metrics show` lists), then detail.
+fn metrics_json(metrics: &EvalMetrics) -> serde_json::Value {
+    let per_class: serde_json::Map<String, serde_json::Value> = metrics
+        .per_class
+        .iter()
+        .map(|(label, scores)| (label.clone(), serde_json::to_value(scores).unwrap_or_default()))
+        .collect();
+    serde_json::json!({
+        "accuracy": metrics.accuracy,
+        "loss": metrics.loss,
+        "macro_precision": metrics.macro_avg.precision,
+        "macro_recall": metrics.macro_avg.recall,
+        "macro_f1": metrics.macro_avg.f1,
+        "weighted_precision": metrics.weighted_avg.precision,
+        "weighted_recall": metrics.weighted_avg.recall,
+        "weighted_f1": metrics.weighted_avg.f1,
+        "examples": metrics.examples,
+        "split": metrics.split,
+        "per_class": per_class,
+        "model": metrics.model,
+        "data": metrics.data,
+    })
+}
+
+/// Model label id of each data label id; a data label the model does not know is an error.
+fn label_mapping(data: &LabelMap, model: &LabelMap, examples: &[Example], path: &Path) -> Result<Vec<usize>> {
+    let mut mapping = Vec::with_capacity(data.len());
+    for (data_id, label) in data.labels().iter().enumerate() {
+        match model.id(label) {
+            Some(id) => mapping.push(id as usize),
+            None => {
+                let rows: Vec<&Example> = examples.iter().filter(|e| e.label_id as usize == data_id).collect();
+                if let Some(first) = rows.first() {
+                    bail!(
+                        "{}: label '{label}' ({} rows, first id {}) is not one the model knows ({} labels: {})",
+                        path.display(),
+                        rows.len(),
+                        first.id,
+                        model.len(),
+                        preview(model.labels())
+                    );
+                }
+                mapping.push(usize::MAX);
+            }
+        }
+    }
+    Ok(mapping)
+}
+
+fn preview(labels: &[String]) -> String {
+    let shown: Vec<&str> = labels.iter().take(8).map(String::as_str).collect();
+    if labels.len() > shown.len() { format!("{}, ...", shown.join(", ")) } else { shown.join(", ") }
+}
+
+/// The cleaned texts of a split, by id, from the `clean` output the data was
+/// tokenized from (found through tokenize's manifest); empty when unavailable.
+fn texts_by_id(processed: &Path, split: Split) -> HashMap<String, String> {
+    let texts = || -> Result<HashMap<String, String>> {
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(processed.join(TOKENIZE_REPORT))?)?;
+        let tokenize: TokenizeConfig = serde_json::from_value(manifest["config"].clone())?;
+        let frame = clean::read_split(&tokenize.input_dir, split)?;
+        let ids = frame.column(schema::ID)?.str()?;
+        let texts = frame.column(schema::TEXT)?.str()?;
+        Ok(ids.iter().zip(texts.iter()).filter_map(|(id, text)| Some((id?.to_owned(), text?.to_owned()))).collect())
+    };
+    texts().unwrap_or_else(|error| {
+        tracing::warn!("predictions will have no texts: cannot find the cleaned split ({error:#})");
+        HashMap::new()
+    })
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values.iter().enumerate().fold(0, |best, (i, v)| if *v > values[best] { i } else { best })
+}
+
+fn write_per_class(staged: &mut StagedOutput, metrics: &EvalMetrics) -> Result<()> {
+    let (path, writer) = staged.create(PER_CLASS)?;
+    let mut csv = csv::Writer::from_writer(writer);
+    csv.write_record(["label", "precision", "recall", "f1", "support"])?;
+    for (label, s) in &metrics.per_class {
+        csv.write_record([
+            label.clone(),
+            format!("{:.6}", s.precision),
+            format!("{:.6}", s.recall),
+            format!("{:.6}", s.f1),
+            s.support.to_string(),
+        ])?;
+    }
+    csv.flush().with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_confusion(staged: &mut StagedOutput, confusion: &Confusion, labels: &LabelMap) -> Result<()> {
+    let (path, writer) = staged.create(CONFUSION)?;
+    let mut csv = csv::Writer::from_writer(writer);
+    csv.write_record(["actual", "predicted", "count"])?;
+    for actual in 0..labels.len() {
+        for predicted in 0..labels.len() {
+            let count = confusion.count(actual, predicted);
+            if count > 0 {
+                let name = |id: usize| labels.labels()[id].clone();
+                csv.write_record([name(actual), name(predicted), count.to_string()])?;
+            }
+        }
+    }
+    csv.flush().with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_predictions(
+    staged: &mut StagedOutput,
+    scored: &[Scored],
+    labels: &LabelMap,
+    texts: &HashMap<String, String>,
+) -> Result<()> {
+    let name = |id: usize| labels.labels()[id].as_str();
+    let ids: Vec<&str> = scored.iter().map(|s| s.example.id.as_str()).collect();
+    let text: Vec<Option<&str>> = scored.iter().map(|s| texts.get(&s.example.id).map(String::as_str)).collect();
+    let actual: Vec<&str> = scored.iter().map(|s| name(s.actual)).collect();
+    let predicted: Vec<&str> = scored.iter().map(|s| name(s.predicted)).collect();
+    let probability: Vec<f32> = scored.iter().map(|s| s.probabilities[s.predicted]).collect();
+    let all: Vec<Series> = scored.iter().map(|s| Series::new(PlSmallStr::EMPTY, s.probabilities.as_slice())).collect();
+    let mut frame = DataFrame::new_infer_height(vec![
+        Column::new(schema::ID.into(), ids),
+        Column::new(schema::TEXT.into(), text),
+        Column::new(schema::LABEL.into(), actual),
+        Column::new("predicted".into(), predicted),
+        Column::new("probability".into(), probability),
+        Column::new("probabilities".into(), all),
+    ])?;
+    staged.write_parquet(PREDICTIONS, &mut frame)
+}
+
+/// `report.md`: headline figures, the weakest classes, the most confident mistakes.
+fn report(
+    metrics: &EvalMetrics,
+    scored: &[Scored],
+    labels: &LabelMap,
+    texts: &HashMap<String, String>,
+    top: usize,
+) -> String {
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(format!("# Evaluation: {} split, {} examples\n", metrics.split, metrics.examples));
+    line("| metric | value |\n|---|---|".into());
+    line(format!("| accuracy | {:.4} |", metrics.accuracy));
+    line(format!("| macro F1 | {:.4} |", metrics.macro_avg.f1));
+    line(format!(
+        "| macro precision / recall | {:.4} / {:.4} |",
+        metrics.macro_avg.precision, metrics.macro_avg.recall
+    ));
+    line(format!("| weighted F1 | {:.4} |", metrics.weighted_avg.f1));
+    line(format!("| loss | {:.4} |", metrics.loss));
+    line(format!("\nModel: `{}` (sha256 {}).", metrics.model[0].path, &metrics.model[0].sha256[..12]));
+    line(format!("Data: `{}` (sha256 {}).\n", metrics.data.path, &metrics.data.sha256[..12]));
+
+    let mut worst: Vec<&(String, ClassScores)> = metrics.per_class.iter().filter(|(_, s)| s.support > 0).collect();
+    worst.sort_by(|a, b| a.1.f1.total_cmp(&b.1.f1).then_with(|| a.0.cmp(&b.0)));
+    line(format!("## The {} weakest classes (by F1)\n", top.min(worst.len())));
+    line("| class | F1 | precision | recall | support |\n|---|---|---|---|---|".into());
+    for (label, s) in worst.iter().take(top) {
+        line(format!("| {} | {:.3} | {:.3} | {:.3} | {} |", cell(label), s.f1, s.precision, s.recall, s.support));
+    }
+
+    let mut mistakes: Vec<&Scored> = scored.iter().filter(|s| s.actual != s.predicted).collect();
+    mistakes.sort_by(|a, b| b.probabilities[b.predicted].total_cmp(&a.probabilities[a.predicted]));
+    line(format!("\n## The {} most confident mistakes\n", top.min(mistakes.len())));
+    line("| id | text | true | predicted | probability |\n|---|---|---|---|---|".into());
+    for s in mistakes.iter().take(top) {
+        let text = texts.get(&s.example.id).map_or("", String::as_str);
+        line(format!(
+            "| {} | {} | {} | {} | {:.3} |",
+            cell(&s.example.id),
+            cell(text),
+            cell(&labels.labels()[s.actual]),
+            cell(&labels.labels()[s.predicted]),
+            s.probabilities[s.predicted]
+        ));
+    }
+    out
+}
+
+/// Text made safe for a Markdown table cell.
+fn cell(text: &str) -> String {
+    let flat: String = text.replace('|', "\\|").replace(['\n', '\r'], " ");
+    if flat.chars().count() > 120 { format!("{}...", flat.chars().take(117).collect::<String>()) } else { flat }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_map_by_name_and_unknown_ones_are_named() {
+        let example =
+            |id: &str, label_id| Example { id: id.into(), input_ids: vec![1], token_type_ids: None, label_id };
+        let model = LabelMap::from_ordered_names(vec!["b".into(), "a".into()]);
+        let data = LabelMap::from_labels(["a", "b"]);
+        let examples = [example("r1", 0), example("r2", 1)];
+        assert_eq!(label_mapping(&data, &model, &examples, Path::new("test.parquet")).expect("maps"), [1, 0]);
+
+        let data = LabelMap::from_labels(["a", "b", "zebra"]);
+        let examples = [example("r1", 0), example("r7", 2), example("r9", 2)];
+        let error = label_mapping(&data, &model, &examples, Path::new("test.parquet")).expect_err("unknown label");
+        let message = error.to_string();
+        assert!(message.contains("'zebra'") && message.contains("2 rows") && message.contains("r7"), "{message}");
+    }
+
+    #[test]
+    fn cells_escape_pipes_and_newlines_and_stay_short() {
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+        assert_eq!(cell(&"x".repeat(200)).chars().count(), 120);
+        assert_eq!(argmax(&[0.1, 0.7, 0.2]), 1);
+    }
+}

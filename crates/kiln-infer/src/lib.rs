@@ -1,0 +1,9 @@
+//! Inference with a trained model: [`Predictor`] loads a model folder (kiln's
+//! `artifacts/model/`, an export, or any Hugging Face folder with a
+//! classification head) and turns texts or token ids into class probabilities;
+//! [`eval`] scores it on a labelled split.
+
+pub mod eval;
+mod predictor;
+
+pub use predictor::Predictor;
