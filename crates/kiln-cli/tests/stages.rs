@@ -266,6 +266,10 @@ fn eval_scores_the_model(data: &Run, model_dir: &Path, run_dir: &Path, out: &Pat
     assert_eq!(per_class.lines().count(), 3, "a header and one row per class");
     let report = std::fs::read_to_string(eval_dir.join("report.md")).expect("report.md");
     assert!(report.contains("| accuracy |") && report.contains("most confident mistakes"), "{report}");
+    for picture in ["confusion.svg", "training_curves.svg"] {
+        let svg = std::fs::read_to_string(eval_dir.join(picture)).expect(picture);
+        assert!(svg.starts_with("<svg") && report.contains(picture), "{picture} is drawn and shown in the report");
+    }
 
     // A pre-trained encoder is not a classifier: a clear error, and nothing written.
     let pretrained = repo().join("models/pretrained/all-MiniLM-L6-v2").display().to_string();

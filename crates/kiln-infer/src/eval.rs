@@ -17,6 +17,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::Predictor;
+use crate::plots::{CONFUSION_SVG, CURVES_SVG, Curves, confusion_svg, curves_svg};
 
 pub const METRICS: &str = "metrics.json";
 pub const PER_CLASS: &str = "per_class.csv";
@@ -111,8 +112,18 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     write_per_class(&mut staged, &metrics)?;
     write_confusion(&mut staged, &confusion, labels)?;
     write_predictions(&mut staged, &scored, labels, &texts)?;
+    confusion_svg(&confusion, labels, &staged.stage(CONFUSION_SVG))?;
+    let curves = Curves::load(&config.train_metrics)?;
+    match &curves {
+        Some(curves) => curves_svg(curves, &staged.stage(CURVES_SVG))?,
+        None => tracing::info!("no training curves: {} is absent", config.train_metrics.display()),
+    }
     let (_, mut writer) = staged.create(REPORT)?;
-    std::io::Write::write_all(&mut writer, report(&metrics, &scored, labels, &texts, config.report_top).as_bytes())?;
+    let pictures = Pictures { curves: curves.is_some() };
+    std::io::Write::write_all(
+        &mut writer,
+        report(&metrics, &scored, labels, &texts, config.report_top, pictures).as_bytes(),
+    )?;
     std::io::Write::flush(&mut writer)?;
     drop(writer);
 
@@ -268,6 +279,7 @@ fn report(
     labels: &LabelMap,
     texts: &HashMap<String, String>,
     top: usize,
+    pictures: Pictures,
 ) -> String {
     let mut out = String::new();
     let mut line = |text: String| {
@@ -286,6 +298,9 @@ fn report(
     line(format!("| loss | {:.4} |", metrics.loss));
     line(format!("\nModel: `{}` (sha256 {}).", metrics.model[0].path, &metrics.model[0].sha256[..12]));
     line(format!("Data: `{}` (sha256 {}).\n", metrics.data.path, &metrics.data.sha256[..12]));
+    if pictures.curves {
+        line(format!("![Training curves]({CURVES_SVG})\n"));
+    }
 
     let mut worst: Vec<&(String, ClassScores)> = metrics.per_class.iter().filter(|(_, s)| s.support > 0).collect();
     worst.sort_by(|a, b| a.1.f1.total_cmp(&b.1.f1).then_with(|| a.0.cmp(&b.0)));
@@ -310,7 +325,14 @@ fn report(
             s.probabilities[s.predicted]
         ));
     }
+    line(format!("\n## Confusion matrix\n\n![Confusion matrix]({CONFUSION_SVG})"));
     out
+}
+
+/// Which pictures sit beside the report.
+#[derive(Clone, Copy)]
+struct Pictures {
+    curves: bool,
 }
 
 /// Text made safe for a Markdown table cell.

@@ -1,0 +1,207 @@
+//! Pictures for people: the confusion matrix as a heat map and the training
+//! curves, as self-contained SVG (plotters). Sized from the class count so 77
+//! labelled rows stay readable.
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+use kiln_data::LabelMap;
+use kiln_model::metrics::Confusion;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+pub const CONFUSION_SVG: &str = "confusion.svg";
+pub const CURVES_SVG: &str = "training_curves.svg";
+
+fn plot_error(error: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("cannot draw: {error}")
+}
+
+/// Rows are true labels, columns predictions, each cell shaded by its share of
+/// the row (so small classes show as clearly as large ones) and labelled with
+/// its count when non-zero.
+pub fn confusion_svg(confusion: &Confusion, labels: &LabelMap, path: &Path) -> Result<()> {
+    let n = labels.len();
+    let cell = if n > 30 { 16 } else { 40 };
+    let longest = labels.labels().iter().map(|l| l.chars().count()).max().unwrap_or(1) as u32;
+    let margin = 40 + longest * 7;
+    let side = n as u32 * cell;
+    let (width, height) = (side + margin + 40, side + margin + 60);
+    let root = SVGBackend::new(path, (width, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let title = format!("Confusion matrix ({} examples; shade = share of the true class)", confusion.total());
+    root.draw(&Text::new(title, (margin as i32, 10), ("sans-serif", 16).into_font())).map_err(plot_error)?;
+    let origin = (margin as i32, 40);
+    let label_style = ("sans-serif", if n > 30 { 14 } else { 16 }).into_font().color(&BLACK);
+    for actual in 0..n {
+        let row_total: u64 = (0..n).map(|p| confusion.count(actual, p)).sum();
+        let y = origin.1 + (actual as u32 * cell) as i32;
+        root.draw(&Text::new(
+            labels.labels()[actual].clone(),
+            (origin.0 - 6, y + cell as i32 / 2),
+            label_style.clone().pos(Pos::new(HPos::Right, VPos::Center)),
+        ))
+        .map_err(plot_error)?;
+        for predicted in 0..n {
+            let count = confusion.count(actual, predicted);
+            let share = if row_total == 0 { 0.0 } else { count as f64 / row_total as f64 };
+            let x = origin.0 + (predicted as u32 * cell) as i32;
+            let shade = |full: u8| (255.0 - share * (255.0 - f64::from(full))) as u8;
+            let colour = RGBColor(shade(8), shade(48), shade(107));
+            root.draw(&Rectangle::new([(x, y), (x + cell as i32, y + cell as i32)], colour.filled()))
+                .map_err(plot_error)?;
+            if count > 0 && cell >= 16 {
+                let ink = if share > 0.5 { WHITE } else { BLACK };
+                let style = ("sans-serif", if n > 30 { 9 } else { 13 })
+                    .into_font()
+                    .color(&ink)
+                    .pos(Pos::new(HPos::Center, VPos::Center));
+                root.draw(&Text::new(count.to_string(), (x + cell as i32 / 2, y + cell as i32 / 2), style))
+                    .map_err(plot_error)?;
+            }
+        }
+    }
+    for predicted in 0..n {
+        let x = origin.0 + (predicted as u32 * cell) as i32 + cell as i32 / 2;
+        let style = label_style.clone().transform(FontTransform::Rotate90).pos(Pos::new(HPos::Left, VPos::Center));
+        root.draw(&Text::new(labels.labels()[predicted].clone(), (x, origin.1 + side as i32 + 6), style))
+            .map_err(plot_error)?;
+    }
+    root.draw(&Rectangle::new([origin, (origin.0 + side as i32, origin.1 + side as i32)], BLACK.stroke_width(1)))
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)
+}
+
+/// Points of the training curves, from `train`'s metrics log.
+#[derive(Debug, Default)]
+pub struct Curves {
+    /// (step, training loss)
+    pub train_loss: Vec<(f64, f64)>,
+    /// (step, validation loss / accuracy / macro-F1)
+    pub eval_loss: Vec<(f64, f64)>,
+    pub eval_accuracy: Vec<(f64, f64)>,
+    pub eval_macro_f1: Vec<(f64, f64)>,
+}
+
+impl Curves {
+    /// Reads `metrics.jsonl`; `None` when it is absent (a model trained elsewhere).
+    pub fn load(path: &Path) -> Result<Option<Self>> {
+        let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
+        let mut curves = Self::default();
+        for (line_number, line) in text.lines().enumerate() {
+            let record: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| anyhow!("{}: line {}: not JSON: {e}", path.display(), line_number + 1))?;
+            let value = |key: &str| record[key].as_f64();
+            let Some(step) = value("step") else { continue };
+            match record["kind"].as_str() {
+                Some("train") => curves.train_loss.extend(value("loss").map(|v| (step, v))),
+                Some("eval") => {
+                    curves.eval_loss.extend(value("loss").map(|v| (step, v)));
+                    curves.eval_accuracy.extend(value("accuracy").map(|v| (step, v)));
+                    curves.eval_macro_f1.extend(value("macro_f1").map(|v| (step, v)));
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(curves))
+    }
+}
+
+/// Loss (training and validation) and validation accuracy / macro-F1 by step.
+pub fn curves_svg(curves: &Curves, path: &Path) -> Result<()> {
+    let root = SVGBackend::new(path, (1200, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let (left, right) = root.split_horizontally(600);
+    let last_step = curves.train_loss.iter().chain(&curves.eval_loss).map(|p| p.0).fold(1.0, f64::max);
+    let top_loss = curves.train_loss.iter().chain(&curves.eval_loss).map(|p| p.1).fold(0.0, f64::max) * 1.05;
+
+    let mut loss = ChartBuilder::on(&left)
+        .caption("Loss", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..last_step, 0.0..top_loss.max(1e-3))
+        .map_err(plot_error)?;
+    loss.configure_mesh().x_desc("step").y_desc("cross-entropy").draw().map_err(plot_error)?;
+    loss.draw_series(LineSeries::new(curves.train_loss.iter().copied(), BLUE.stroke_width(2)))
+        .map_err(plot_error)?
+        .label("training")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE.stroke_width(2)));
+    loss.draw_series(LineSeries::new(curves.eval_loss.iter().copied(), RED.stroke_width(2)).point_size(3))
+        .map_err(plot_error)?
+        .label("validation")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED.stroke_width(2)));
+    loss.configure_series_labels().background_style(WHITE).border_style(BLACK).draw().map_err(plot_error)?;
+
+    let low = curves.eval_accuracy.iter().chain(&curves.eval_macro_f1).map(|p| p.1).fold(1.0, f64::min);
+    let mut scores = ChartBuilder::on(&right)
+        .caption("Validation", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..last_step, (low - 0.05).clamp(0.0, 0.95)..1.0)
+        .map_err(plot_error)?;
+    scores.configure_mesh().x_desc("step").draw().map_err(plot_error)?;
+    scores
+        .draw_series(LineSeries::new(curves.eval_accuracy.iter().copied(), GREEN.stroke_width(2)).point_size(3))
+        .map_err(plot_error)?
+        .label("accuracy")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], GREEN.stroke_width(2)));
+    scores
+        .draw_series(LineSeries::new(curves.eval_macro_f1.iter().copied(), MAGENTA.stroke_width(2)).point_size(3))
+        .map_err(plot_error)?
+        .label("macro-F1")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], MAGENTA.stroke_width(2)));
+    scores
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heat_map_has_a_cell_per_pair_and_every_label() {
+        let labels = LabelMap::from_labels(["alpha", "beta", "gamma"]);
+        let mut confusion = Confusion::new(3);
+        for (a, p) in [(0, 0), (0, 1), (1, 1), (2, 2), (2, 2)] {
+            confusion.add(a, p);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.svg");
+        confusion_svg(&confusion, &labels, &path).expect("draws");
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        assert_eq!(svg.matches("<rect").count(), 1 + 9 + 1, "background, 9 cells, frame");
+        for label in ["alpha", "beta", "gamma"] {
+            assert_eq!(svg.matches(&format!("\n{label}\n</text>")).count(), 2, "{label} on both axes");
+        }
+        assert!(svg.contains("\n2\n</text>"), "counts are written in their cells");
+    }
+
+    #[test]
+    fn curves_read_the_metrics_log_and_draw() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("metrics.jsonl");
+        std::fs::write(
+            &log,
+            "{\"kind\":\"train\",\"step\":10,\"loss\":0.9}\n{\"kind\":\"train\",\"step\":20,\"loss\":0.5}\n\
+             {\"kind\":\"eval\",\"step\":20,\"loss\":0.6,\"accuracy\":0.8,\"macro_f1\":0.75}\n\
+             {\"kind\":\"epoch\",\"epoch\":1,\"step\":20,\"train_loss\":0.7}\n",
+        )
+        .expect("write");
+        let curves = Curves::load(&log).expect("reads").expect("present");
+        assert_eq!(curves.train_loss, [(10.0, 0.9), (20.0, 0.5)]);
+        assert_eq!(curves.eval_macro_f1, [(20.0, 0.75)]);
+        assert!(Curves::load(&dir.path().join("none.jsonl")).expect("absent is fine").is_none());
+        let path = dir.path().join("curves.svg");
+        curves_svg(&curves, &path).expect("draws");
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        assert!(svg.contains("macro-F1") && svg.contains("validation") && svg.contains("<polyline"));
+    }
+}
