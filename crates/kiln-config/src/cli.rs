@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::{
-    ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, HashtagMode, IngestConfig, InputFormat, SelectionMetric,
-    TokenTypeIds, TokenizeConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
+    ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, HashtagMode, IngestConfig, InputFormat,
+    SelectionMetric, TokenTypeIds, TokenizeConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -300,6 +300,29 @@ impl EvalArgs {
     }
 }
 
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Export settings (config section [export])")]
+pub struct ExportArgs {
+    /// train's model folder [default: artifacts/model].
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Where the Hugging Face folder goes [default: artifacts/export].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// eval's metrics.json, quoted in the model card [default: artifacts/eval/metrics.json].
+    #[arg(long, value_name = "FILE")]
+    pub eval_metrics: Option<PathBuf>,
+    /// Replace an existing export folder [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub force: Option<bool>,
+}
+
+impl ExportArgs {
+    pub fn apply(self, config: &mut ExportConfig) {
+        apply_overrides!(self, config, [model_dir, output_dir, eval_metrics, force], optional []);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -327,6 +350,7 @@ mod tests {
         assert_eq!(flag_ids::<TokenizeArgs>(), config_keys::<TokenizeConfig>());
         assert_eq!(flag_ids::<TrainArgs>(), config_keys::<TrainConfig>());
         assert_eq!(flag_ids::<EvalArgs>(), config_keys::<EvalConfig>());
+        assert_eq!(flag_ids::<ExportArgs>(), config_keys::<ExportConfig>());
     }
 
     #[derive(clap::Parser)]

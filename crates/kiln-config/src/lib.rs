@@ -45,6 +45,7 @@ pub struct PipelineConfig {
     pub tokenize: TokenizeConfig,
     pub train: TrainConfig,
     pub eval: EvalConfig,
+    pub export: ExportConfig,
 }
 
 impl PipelineConfig {
@@ -564,6 +565,30 @@ impl EvalConfig {
             return Err(ConfigError::invalid("eval.batch_size", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+/// `[export]`: a Hugging Face-compatible folder of the trained model, with a model card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// `train`'s model folder.
+    pub model_dir: PathBuf,
+    pub output_dir: PathBuf,
+    /// `eval`'s metrics, quoted in the model card (left out when absent).
+    pub eval_metrics: PathBuf,
+    /// Replace an existing export folder (otherwise refused).
+    pub force: bool,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        Self {
+            model_dir: "artifacts/model".into(),
+            output_dir: "artifacts/export".into(),
+            eval_metrics: "artifacts/eval/metrics.json".into(),
+            force: false,
+        }
     }
 }
 

@@ -117,6 +117,21 @@ impl StagedOutput {
     }
 }
 
+/// Moves the finished folder `new` to `target`, replacing whatever is there:
+/// the old folder is first renamed aside, so at every moment `target` is
+/// either the old folder or the new one, whole.
+pub fn swap_dir_into_place(new: &Path, target: &Path) -> Result<()> {
+    let name = target.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let aside = target.with_file_name(format!(".{name}.old"));
+    let _ = std::fs::remove_dir_all(&aside);
+    if target.exists() {
+        std::fs::rename(target, &aside).with_context(|| format!("cannot move {} aside", target.display()))?;
+    }
+    std::fs::rename(new, target).with_context(|| format!("cannot move {} into place", target.display()))?;
+    let _ = std::fs::remove_dir_all(&aside);
+    Ok(())
+}
+
 /// Staging folders left by a killed run are never read; clear them quietly.
 fn clear_stale_staging(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };

@@ -18,6 +18,9 @@ use crate::schema::{self, Split};
 
 pub const REPORT: &str = "tokenize_report.json";
 pub const LABELS: &str = "labels.json";
+/// A model folder's tokenizer files, copied along wherever the model goes.
+pub const TOKENIZER_FILES: [&str; 4] =
+    ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"];
 
 /// Texts encoded per call: large enough to keep every core busy, small enough
 /// for a smooth progress bar and bounded memory for the encodings.

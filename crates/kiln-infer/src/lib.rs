@@ -4,6 +4,7 @@
 //! [`eval`] scores it on a labelled split.
 
 pub mod eval;
+pub mod export;
 pub mod plots;
 mod predictor;
 

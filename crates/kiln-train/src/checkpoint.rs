@@ -97,7 +97,8 @@ impl Checkpoint {
         Self {
             dir: run_dir.join(DIR),
             staging: run_dir.join(".checkpoint-new"),
-            previous: run_dir.join(".checkpoint-old"),
+            // Where `swap_dir_into_place` sets the old checkpoint aside while swapping.
+            previous: run_dir.join(format!(".{DIR}.old")),
         }
     }
 
@@ -155,14 +156,7 @@ impl Checkpoint {
         std::fs::write(self.staging.join(STATE), state_json)
             .with_context(|| format!("cannot write {}", self.staging.join(STATE).display()))?;
 
-        let _ = std::fs::remove_dir_all(&self.previous);
-        if self.dir.exists() {
-            std::fs::rename(&self.dir, &self.previous)
-                .with_context(|| format!("cannot replace checkpoint {}", self.dir.display()))?;
-        }
-        std::fs::rename(&self.staging, &self.dir)
-            .with_context(|| format!("cannot move checkpoint into {}", self.dir.display()))?;
-        let _ = std::fs::remove_dir_all(&self.previous);
+        kiln_data::output::swap_dir_into_place(&self.staging, &self.dir)?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use kiln_config::{ModelSettings, TokenizeConfig, TrainConfig};
-use kiln_data::tokenize::LABELS;
+use kiln_data::tokenize::{LABELS, TOKENIZER_FILES};
 use kiln_data::{LabelMap, Manifest, StagedOutput};
 use kiln_model::BertClassifier;
 use kiln_model::bert::save_safetensors;
@@ -18,9 +18,6 @@ use crate::inputs::{TrainInputs, WEIGHTS};
 
 pub const SETTINGS: &str = "kiln.toml";
 pub const MANIFEST: &str = "manifest.json";
-/// Tokenizer files copied from the pre-trained folder when it has them.
-pub const TOKENIZER_FILES: [&str; 4] =
-    ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"];
 
 pub fn write(
     mut staged: StagedOutput,
