@@ -19,6 +19,7 @@ fn binary(stage: &str) -> &'static str {
         "tokenize" => env!("CARGO_BIN_EXE_tokenize"),
         "train" => env!("CARGO_BIN_EXE_train"),
         "eval" => env!("CARGO_BIN_EXE_eval"),
+        "predict" => env!("CARGO_BIN_EXE_predict"),
         other => panic!("no stage {other}"),
     }
 }
@@ -226,6 +227,65 @@ fn train_is_interrupted_and_resumes(run: &Run) {
     assert_eq!(hf["id2label"], serde_json::json!({"0": "negative", "1": "positive"}));
     assert!(model_dir.join("model.safetensors").is_file() && model_dir.join("kiln.toml").is_file());
     eval_scores_the_model(run, &model_dir, &run_dir, out.path());
+    predict_classifies_a_file(&model_dir, out.path());
+}
+
+/// `predict` on a small JSONL file: one row per input, ids kept, top-k ranked;
+/// a file without the text column is refused with nothing written.
+fn predict_classifies_a_file(model_dir: &Path, out: &Path) {
+    let input = out.join("reviews.jsonl");
+    let lines: Vec<String> = (0..10)
+        .map(|i| {
+            format!(
+                "{{\"uid\": \"r{i}\", \"review\": \"<b>A {} film</b> number {i}\"}}",
+                if i % 2 == 0 { "wonderful" } else { "dreadful" }
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines.join("\n")).expect("input");
+    let output = out.join("predictions.parquet");
+    let model = model_dir.display().to_string();
+    let (input_arg, output_arg) = (input.display().to_string(), output.display().to_string());
+    let args = [
+        "--input-file",
+        &input_arg,
+        "--text-column",
+        "review",
+        "--id-column",
+        "uid",
+        "--model-dir",
+        &model,
+        "--output-file",
+        &output_arg,
+        "--top-k",
+        "2",
+        "--chunk-rows",
+        "4",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ];
+    ok("predict", &args);
+    let frame = read_parquet(&output, "predict").expect("predictions");
+    assert_eq!(frame.height(), 10, "one row per input, across 3 chunks");
+    let ids: Vec<&str> = frame.column("id").expect("id").str().expect("str").no_null_iter().collect();
+    assert_eq!(ids, (0..10).map(|i| format!("r{i}")).collect::<Vec<_>>());
+    let first = frame.column("probability_1").expect("p1").f32().expect("f32").clone();
+    let second = frame.column("probability_2").expect("p2").f32().expect("f32").clone();
+    for (p1, p2) in first.no_null_iter().zip(second.no_null_iter()) {
+        assert!(p1 >= p2 && (p1 + p2 - 1.0).abs() < 1e-4, "two labels, ranked, summing to 1: {p1} {p2}");
+    }
+
+    let wrong = [&args[..2], &["--text-column", "body"], &args[4..]].concat();
+    let refused = out.join("refused.parquet").display().to_string();
+    let wrong: Vec<&str> =
+        wrong.iter().map(|a| if *a == output_arg.as_str() { refused.as_str() } else { *a }).collect();
+    let result = run("predict", &wrong);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no column 'body'"), "{stderr}");
+    assert!(!Path::new(&refused).exists(), "a refused predict writes nothing");
 }
 
 /// `eval` on the model just trained: every output, consistent with each other.

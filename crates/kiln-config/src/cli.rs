@@ -9,7 +9,8 @@ use clap::Args;
 
 use crate::{
     ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, HashtagMode, IngestConfig, InputFormat,
-    SelectionMetric, TokenTypeIds, TokenizeConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
+    PredictConfig, SelectionMetric, TokenTypeIds, TokenizeConfig, TrainConfig, UnicodeNormalization,
+    UnknownLabelPolicy,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -323,6 +324,59 @@ impl ExportArgs {
     }
 }
 
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Predict settings (config section [predict])")]
+pub struct PredictArgs {
+    /// Texts to classify (CSV, TSV, JSONL or Parquet).
+    #[arg(long, value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+    /// Input format [default: auto, from the file extension].
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+    /// Whether CSV/TSV files have a header row [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub has_header: Option<bool>,
+    /// Whether `"` quotes CSV/TSV fields [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub quoting: Option<bool>,
+    /// Column with the text [default: text].
+    #[arg(long, value_name = "NAME")]
+    pub text_column: Option<String>,
+    /// Column with a row id copied to the output [default: none, ids are <file stem>-<row>].
+    #[arg(long, value_name = "NAME")]
+    pub id_column: Option<String>,
+    /// Model folder: train's output, an export or a Hugging Face classifier [default: artifacts/model].
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Output Parquet file [default: artifacts/predictions.parquet].
+    #[arg(long, value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+    /// Also write the k most likely labels, 0 = only the best [default: 0].
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Texts per chunk (bounds working memory) [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub chunk_rows: Option<usize>,
+    /// Examples per model batch [default: 64].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// auto, cpu, cuda or cuda:N [default: auto].
+    #[arg(long, value_name = "DEVICE", env = "KILN_DEVICE")]
+    pub device: Option<String>,
+    /// LibTorch CPU threads, 0 = all cores [default: 0].
+    #[arg(long, value_name = "N", env = "KILN_THREADS")]
+    pub threads: Option<usize>,
+}
+
+impl PredictArgs {
+    pub fn apply(self, config: &mut PredictConfig) {
+        apply_overrides!(self, config,
+            [format, has_header, quoting, text_column, model_dir, output_file, top_k, chunk_rows, batch_size,
+             device, threads],
+            optional [input_file, id_column]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -351,6 +405,7 @@ mod tests {
         assert_eq!(flag_ids::<TrainArgs>(), config_keys::<TrainConfig>());
         assert_eq!(flag_ids::<EvalArgs>(), config_keys::<EvalConfig>());
         assert_eq!(flag_ids::<ExportArgs>(), config_keys::<ExportConfig>());
+        assert_eq!(flag_ids::<PredictArgs>(), config_keys::<PredictConfig>());
     }
 
     #[derive(clap::Parser)]

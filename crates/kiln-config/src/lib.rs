@@ -46,6 +46,7 @@ pub struct PipelineConfig {
     pub train: TrainConfig,
     pub eval: EvalConfig,
     pub export: ExportConfig,
+    pub predict: PredictConfig,
 }
 
 impl PipelineConfig {
@@ -589,6 +590,67 @@ impl Default for ExportConfig {
             eval_metrics: "artifacts/eval/metrics.json".into(),
             force: false,
         }
+    }
+}
+
+/// `predict`: batch inference over a file of texts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictConfig {
+    /// Texts to classify: CSV, TSV, JSONL or Parquet, read as `ingest` reads.
+    pub input_file: Option<PathBuf>,
+    pub format: InputFormat,
+    pub has_header: bool,
+    pub quoting: bool,
+    pub text_column: String,
+    /// Column with a stable row id, copied to the output; without one, `<file stem>-<row>`.
+    pub id_column: Option<String>,
+    /// A model folder: `train`'s output, an export, or a Hugging Face classifier.
+    pub model_dir: PathBuf,
+    /// Parquet with id, predicted label and probability (and the top-k when asked).
+    pub output_file: PathBuf,
+    /// Also write the k most likely labels and their probabilities (0: only the best).
+    pub top_k: usize,
+    /// Texts cleaned, tokenized and predicted per chunk (bounds the working memory).
+    pub chunk_rows: usize,
+    pub batch_size: usize,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// LibTorch CPU threads; 0 lets LibTorch pick.
+    pub threads: usize,
+}
+
+impl Default for PredictConfig {
+    fn default() -> Self {
+        Self {
+            input_file: None,
+            format: InputFormat::Auto,
+            has_header: true,
+            quoting: true,
+            text_column: "text".into(),
+            id_column: None,
+            model_dir: "artifacts/model".into(),
+            output_file: "artifacts/predictions.parquet".into(),
+            top_k: 0,
+            chunk_rows: 4096,
+            batch_size: 64,
+            device: "auto".into(),
+            threads: 0,
+        }
+    }
+}
+
+impl PredictConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.input_file.is_none() {
+            return Err(ConfigError::invalid("predict.input_file", "no input file given (pass --input-file)"));
+        }
+        for (key, value) in [("predict.chunk_rows", self.chunk_rows), ("predict.batch_size", self.batch_size)] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        Ok(())
     }
 }
 

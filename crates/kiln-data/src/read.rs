@@ -21,12 +21,17 @@ pub enum LabelSource<'a> {
         column: &'a str,
         rules: &'a [ScoreRule],
     },
+    /// Unlabelled text (`predict`): every label is empty.
+    None,
 }
 
-impl LabelSource<'_> {
-    fn column(&self) -> &str {
-        match self {
+impl<'a> LabelSource<'a> {
+    /// The column to read labels from; unlabelled input reads the text column
+    /// again (and ignores it), which keeps every reader's field order the same.
+    fn column(&self, text: &'a str) -> &'a str {
+        match *self {
             Self::Column(column) | Self::Score { column, .. } => column,
+            Self::None => text,
         }
     }
 }
@@ -126,14 +131,14 @@ impl<'a> RecordSink<'a> {
 
     /// The columns to look up, in order: text, label, then id if any.
     fn wanted(&self) -> Vec<&'a str> {
-        let mut wanted = vec![self.columns.text, self.columns.label.column()];
+        let mut wanted = vec![self.columns.text, self.columns.label.column(self.columns.text)];
         wanted.extend(self.columns.id);
         wanted
     }
 
     fn missing_column(&self, column: &str, found: &[String]) -> anyhow::Error {
         anyhow::anyhow!(
-            "{}: no column '{column}' (columns found: {}); set the column names in [ingest] (text_column, label_column, score_column, id_column)",
+            "{}: no column '{column}' (columns found: {}); set the column names in the config (text_column, label_column, score_column, id_column)",
             self.path.display(),
             found.join(", ")
         )
@@ -150,13 +155,14 @@ impl<'a> RecordSink<'a> {
     ) -> Result<()> {
         self.records.rows_read += 1;
         let path = self.path.display();
-        let label_column = self.columns.label.column();
-        let label = match label.filter(|l| !l.trim().is_empty()) {
-            Some(label) => label,
-            None => bail!("{path}: row {row}{at}: column '{label_column}' is empty; every row needs a label"),
+        let label_column = self.columns.label.column(self.columns.text);
+        let label = match (self.columns.label, label.filter(|l| !l.trim().is_empty())) {
+            (LabelSource::None, _) => String::new(),
+            (_, Some(label)) => label,
+            (_, None) => bail!("{path}: row {row}{at}: column '{label_column}' is empty; every row needs a label"),
         };
         let label = match self.columns.label {
-            LabelSource::Column(_) => label,
+            LabelSource::Column(_) | LabelSource::None => label,
             LabelSource::Score { rules, .. } => {
                 let score: f64 = label.trim().parse().map_err(|_| {
                     anyhow::anyhow!(

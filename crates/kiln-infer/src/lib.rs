@@ -6,6 +6,7 @@
 pub mod eval;
 pub mod export;
 pub mod plots;
+pub mod predict;
 mod predictor;
 
 pub use predictor::Predictor;

@@ -1,0 +1,120 @@
+//! `predict`: classify a file of texts, chunk by chunk, into Parquet.
+//!
+//! Texts are read as `ingest` reads them, cleaned with the model's own saved
+//! settings, tokenized and predicted `chunk_rows` at a time, and each chunk is
+//! appended to the output as a Parquet row group, so the working memory of the
+//! model side stays bounded (the input's texts are read whole first). The output is a temp file renamed into place.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use kiln_config::PredictConfig;
+use kiln_data::Progress;
+use kiln_data::read::{ColumnMap, LabelSource, ReadOptions, read_records};
+use kiln_data::schema;
+use kiln_model::{DeviceSpec, device};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::Predictor;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictReport {
+    pub rows: usize,
+    /// Reading, cleaning, tokenizing, predicting and writing.
+    pub seconds: f64,
+    pub rows_per_second: f64,
+}
+
+pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport> {
+    config.validate()?;
+    let input = config.input_file.as_deref().context("predict.input_file is required. This is a bug.")?;
+    let spec: DeviceSpec = anyhow::Context::context(config.device.parse(), "config key `predict.device`")?;
+    device::set_threads(config.threads);
+    let predictor = Predictor::load(&config.model_dir, &spec.device())?;
+    let started = Instant::now();
+    let stem = input.file_stem().map_or_else(|| "row".into(), |s| s.to_string_lossy().into_owned());
+    let options = ReadOptions { format: config.format, has_header: config.has_header, quoting: config.quoting };
+    let columns = ColumnMap {
+        text: &config.text_column,
+        label: LabelSource::None,
+        id: config.id_column.as_deref(),
+        id_prefix: &stem,
+    };
+    let records = read_records(input, &options, &columns, progress)?;
+
+    let out_dir = config.output_file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let temp = tempfile::Builder::new()
+        .prefix(".kiln-predict-")
+        .tempfile_in(out_dir)
+        .with_context(|| format!("cannot write in {}", out_dir.display()))?;
+    let top_k = config.top_k.min(predictor.labels.len());
+    let mut writer = ParquetWriter::new(temp.as_file())
+        .with_compression(ParquetCompression::Zstd(None))
+        .batched(&output_schema(top_k))
+        .map_err(anyhow::Error::from)
+        .context("cannot start the Parquet output")?;
+
+    let bar = progress.rows(records.len() as u64, "predict");
+    for (ids, texts) in records.ids.chunks(config.chunk_rows).zip(records.texts.chunks(config.chunk_rows)) {
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let examples = predictor.encode(&texts)?;
+        let probabilities = predictor.probabilities_batched(&examples, config.batch_size);
+        let frame = chunk_frame(&predictor, ids, &probabilities, top_k)?;
+        writer.write_batch(&frame).map_err(anyhow::Error::from).context("cannot write predictions")?;
+        bar.inc(ids.len() as u64);
+    }
+    writer.finish().map_err(anyhow::Error::from).context("cannot finish the Parquet output")?;
+    bar.finish_and_clear();
+    // Temp files are private (0600); predictions are meant to be read by others.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o644))?;
+    }
+    temp.persist(&config.output_file)
+        .with_context(|| format!("cannot move predictions into {}", config.output_file.display()))?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(PredictReport { rows: records.len(), seconds, rows_per_second: records.len() as f64 / seconds.max(1e-9) })
+}
+
+fn output_schema(top_k: usize) -> Schema {
+    let mut fields = vec![
+        Field::new(schema::ID.into(), DataType::String),
+        Field::new("predicted".into(), DataType::String),
+        Field::new("probability".into(), DataType::Float32),
+    ];
+    for rank in 1..=top_k {
+        fields.push(Field::new(format!("label_{rank}").into(), DataType::String));
+        fields.push(Field::new(format!("probability_{rank}").into(), DataType::Float32));
+    }
+    Schema::from_iter(fields)
+}
+
+fn chunk_frame(predictor: &Predictor, ids: &[String], probabilities: &[Vec<f32>], top_k: usize) -> Result<DataFrame> {
+    let labels = predictor.labels.labels();
+    let ranked: Vec<Vec<usize>> = probabilities
+        .iter()
+        .map(|row| {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            order.truncate(top_k.max(1));
+            order
+        })
+        .collect();
+    let mut columns = vec![
+        Column::new(schema::ID.into(), ids),
+        Column::new("predicted".into(), ranked.iter().map(|r| labels[r[0]].as_str()).collect::<Vec<_>>()),
+        Column::new("probability".into(), ranked.iter().zip(probabilities).map(|(r, p)| p[r[0]]).collect::<Vec<f32>>()),
+    ];
+    // Flat columns rather than lists: every Parquet reader (pandas included) takes them.
+    for rank in 0..top_k {
+        let names: Vec<&str> = ranked.iter().map(|r| labels[r[rank]].as_str()).collect();
+        let scores: Vec<f32> = ranked.iter().zip(probabilities).map(|(r, p)| p[r[rank]]).collect();
+        columns.push(Column::new(format!("label_{}", rank + 1).into(), names));
+        columns.push(Column::new(format!("probability_{}", rank + 1).into(), scores));
+    }
+    Ok(DataFrame::new_infer_height(columns)?)
+}
