@@ -49,7 +49,9 @@ pipeline: $(SETUP) build ## Run the pipeline on $(CONFIG) (default: movie-review
 	$(BIN)/clean --config $(CONFIG) $(STAGE_FLAGS)
 	$(BIN)/tokenize --config $(CONFIG) $(STAGE_FLAGS)
 	$(BIN)/train --config $(CONFIG) $(STAGE_FLAGS)
-	@echo "pipeline done for $(CONFIG): the fine-tuned model is in the [train] output_dir above"
+	$(BIN)/eval --config $(CONFIG) $(STAGE_FLAGS)
+	$(BIN)/export --config $(CONFIG) --force $(STAGE_FLAGS)
+	@echo "pipeline done for $(CONFIG): metrics and report in the [eval] output_dir, the model in the [export] output_dir"
 
 lint: $(LIBTORCH) ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
