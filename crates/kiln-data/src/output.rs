@@ -195,6 +195,28 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// The part of an earlier stage's manifest that later stages read back: the
+/// settings it ran with and the files it wrote.
+#[derive(Debug, serde::Deserialize)]
+pub struct StageManifest<C> {
+    pub config: C,
+    #[serde(default)]
+    pub outputs: Vec<FileHash>,
+}
+
+/// Reads an earlier stage's manifest; `None` (with a warning when it exists but
+/// does not parse) when there is none to read.
+pub fn read_manifest<C: for<'de> serde::Deserialize<'de>>(path: &Path) -> Option<StageManifest<C>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(manifest) => Some(manifest),
+        Err(error) => {
+            tracing::warn!("ignoring {}: not a manifest this kiln reads ({error})", path.display());
+            None
+        }
+    }
+}
+
 /// Reads a Parquet file written by an earlier stage, saying which stage to run if it is missing.
 pub fn read_parquet(path: &Path, made_by: &str) -> Result<DataFrame> {
     let file = File::open(path).with_context(|| {

@@ -7,12 +7,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use kiln_config::{EvalConfig, TokenizeConfig};
-use kiln_data::output::{FileHash, Manifest, StagedOutput};
+use kiln_data::output::{FileHash, Manifest, StagedOutput, read_manifest};
 use kiln_data::processed::{Example, read_examples};
 use kiln_data::tokenize::{LABELS, REPORT as TOKENIZE_REPORT};
 use kiln_data::{LabelMap, Progress, Split, clean, schema};
+use kiln_model::device;
 use kiln_model::metrics::{ClassScores, Confusion};
-use kiln_model::{DeviceSpec, device};
 use polars::prelude::*;
 use serde::Serialize;
 
@@ -51,8 +51,7 @@ struct Scored<'a> {
 
 pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     config.validate()?;
-    let spec: DeviceSpec = anyhow::Context::context(config.device.parse(), "config key `eval.device`")?;
-    device::set_threads(config.threads);
+    let spec = anyhow::Context::context(device::configure(&config.device, config.threads), "config key `eval.device`")?;
     let predictor = Predictor::load(&config.model_dir, &spec.device())?;
     let split = match config.split.as_str() {
         "train" => Split::Train,
@@ -198,9 +197,9 @@ fn preview(labels: &[String]) -> String {
 /// tokenized from (found through tokenize's manifest); empty when unavailable.
 fn texts_by_id(processed: &Path, split: Split) -> HashMap<String, String> {
     let texts = || -> Result<HashMap<String, String>> {
-        let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(processed.join(TOKENIZE_REPORT))?)?;
-        let tokenize: TokenizeConfig = serde_json::from_value(manifest["config"].clone())?;
+        let tokenize = read_manifest::<TokenizeConfig>(&processed.join(TOKENIZE_REPORT))
+            .context("no readable tokenize manifest")?
+            .config;
         let frame = clean::read_split(&tokenize.input_dir, split)?;
         let ids = frame.column(schema::ID)?.str()?;
         let texts = frame.column(schema::TEXT)?.str()?;

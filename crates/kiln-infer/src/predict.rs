@@ -13,7 +13,7 @@ use kiln_config::PredictConfig;
 use kiln_data::Progress;
 use kiln_data::read::{ColumnMap, LabelSource, ReadOptions, read_records};
 use kiln_data::schema;
-use kiln_model::{DeviceSpec, device};
+use kiln_model::device;
 use polars::prelude::*;
 use serde::Serialize;
 
@@ -30,8 +30,8 @@ pub struct PredictReport {
 pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport> {
     config.validate()?;
     let input = config.input_file.as_deref().context("predict.input_file is required. This is a bug.")?;
-    let spec: DeviceSpec = anyhow::Context::context(config.device.parse(), "config key `predict.device`")?;
-    device::set_threads(config.threads);
+    let spec =
+        anyhow::Context::context(device::configure(&config.device, config.threads), "config key `predict.device`")?;
     let predictor = Predictor::load(&config.model_dir, &spec.device())?;
     let started = Instant::now();
     let stem = input.file_stem().map_or_else(|| "row".into(), |s| s.to_string_lossy().into_owned());

@@ -73,6 +73,13 @@ impl DeviceSpec {
     }
 }
 
+/// A stage's `device` and `threads` settings applied: the thread count set, the
+/// device parsed.
+pub fn configure(device: &str, threads: usize) -> Result<DeviceSpec, DeviceError> {
+    set_threads(threads);
+    device.parse()
+}
+
 /// Sets LibTorch's CPU (OpenMP) thread count; 0 keeps LibTorch's choice (all cores).
 pub fn set_threads(threads: usize) {
     if threads > 0 {

@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use kiln_config::{CleanConfig, TokenizeConfig, TrainConfig};
 use kiln_data::LabelMap;
-use kiln_data::output::FileHash;
+use kiln_data::output::{FileHash, read_manifest};
 use kiln_data::processed::{Example, read_examples};
 use kiln_data::tokenize::{LABELS, REPORT as TOKENIZE_REPORT, load_tokenizer};
 use kiln_data::{Split, clean};
 use kiln_model::BertConfig;
-use serde::Deserialize;
 
 pub const WEIGHTS: &str = "model.safetensors";
 
@@ -30,25 +29,6 @@ pub struct TrainInputs {
     /// saved with the model so `predict` and `serve` prepare text the same way.
     pub tokenize: Option<TokenizeConfig>,
     pub clean: Option<CleanConfig>,
-}
-
-/// The part of a stage manifest `train` reads back.
-#[derive(Deserialize)]
-struct StageManifest<C> {
-    config: C,
-    #[serde(default)]
-    outputs: Vec<FileHash>,
-}
-
-fn read_manifest<C: for<'de> Deserialize<'de>>(path: &Path) -> Option<StageManifest<C>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    match serde_json::from_str(&text) {
-        Ok(manifest) => Some(manifest),
-        Err(error) => {
-            tracing::warn!("ignoring {}: not a manifest this kiln reads ({error})", path.display());
-            None
-        }
-    }
 }
 
 pub fn load(config: &TrainConfig) -> Result<TrainInputs> {

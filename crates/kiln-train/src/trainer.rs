@@ -14,7 +14,7 @@ use kiln_model::batch::{bucketed_batches, collate};
 use kiln_model::bert::load_safetensors;
 use kiln_model::metrics::Confusion;
 use kiln_model::optim::{AdamWSettings, clip_global_norm};
-use kiln_model::{BertClassifier, DeviceSpec, device};
+use kiln_model::{BertClassifier, device};
 use serde::Serialize;
 
 use crate::checkpoint::{Best, Checkpoint, CheckpointState, Fingerprint, Position, check_resumable};
@@ -99,8 +99,7 @@ const STEP_SALT: u64 = 0xD1B5_4A32_D192_ED03;
 
 pub fn run(config: &TrainConfig, progress: &Progress, control: &Control) -> Result<Outcome> {
     config.validate()?;
-    let spec: DeviceSpec = config.device.parse().context("config key `train.device`")?;
-    device::set_threads(config.threads);
+    let spec = device::configure(&config.device, config.threads).context("config key `train.device`")?;
     let inputs = inputs::load(config)?;
     let labels = inputs.labels.len();
     let fingerprint = Fingerprint {
