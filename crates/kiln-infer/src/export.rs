@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use kiln_config::ExportConfig;
-use kiln_data::output::{FileHash, Manifest, sha256_file, swap_dir_into_place};
+use kiln_data::output::{FileHash, Manifest, swap_dir_into_place};
 use kiln_data::tokenize::{LABELS, TOKENIZER_FILES};
 use kiln_model::DeviceSpec;
 
@@ -34,24 +34,24 @@ pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
         .tempdir_in(parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
 
-    let mut outputs = Vec::new();
+    // Each file is hashed once: the copy has the source's sha256.
+    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
     for name in MODEL_FILES.iter().chain(&TOKENIZER_FILES) {
         let source = config.model_dir.join(name);
         if source.is_file() {
             std::fs::copy(&source, staging.path().join(name))
                 .with_context(|| format!("cannot copy {}", source.display()))?;
-            outputs.push(FileHash { path: target.join(name).display().to_string(), sha256: sha256_file(&source)? });
+            let hash = FileHash::of(&source)?;
+            outputs.push(FileHash { path: target.join(name).display().to_string(), sha256: hash.sha256.clone() });
+            if MODEL_FILES.contains(name) {
+                inputs.push(hash);
+            }
         }
     }
     let card = model_card(config, &predictor)?;
     std::fs::write(staging.path().join(MODEL_CARD), &card).context("cannot write the model card")?;
     let mut manifest = Manifest::new("export", config, &serde_json::json!({ "labels": predictor.labels.len() }));
-    manifest.inputs = MODEL_FILES
-        .iter()
-        .map(|name| config.model_dir.join(name))
-        .filter(|path| path.is_file())
-        .map(|path| FileHash::of(&path))
-        .collect::<Result<_>>()?;
+    manifest.inputs = inputs;
     manifest.outputs = outputs.clone();
     let manifest_json = serde_json::to_string_pretty(&manifest).context("manifest")?;
     std::fs::write(staging.path().join(MANIFEST), manifest_json).context("cannot write the export manifest")?;

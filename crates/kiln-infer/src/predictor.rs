@@ -9,8 +9,8 @@ use kiln_config::ModelSettings;
 use kiln_data::LabelMap;
 use kiln_data::clean::Cleaner;
 use kiln_data::processed::Example;
-use kiln_data::tokenize::{load_tokenizer, model_uses_token_types};
-use kiln_model::batch::collate;
+use kiln_data::tokenize::load_tokenizer;
+use kiln_model::batch::{collate, length_sorted_batches};
 use kiln_model::bert::load_safetensors;
 use kiln_model::{BertClassifier, BertConfig};
 use tokenizers::Tokenizer;
@@ -66,7 +66,8 @@ impl Predictor {
             );
         }
         let cleaner = settings.as_ref().and_then(|s| s.clean.as_ref()).map(Cleaner::new);
-        let token_types = model_uses_token_types(dir)?;
+        // BERT takes token types, DistilBERT (type_vocab_size 0) does not.
+        let token_types = config.type_vocab_size > 0;
         Ok(Self {
             dir: dir.to_owned(),
             config,
@@ -89,8 +90,9 @@ impl Predictor {
                 None => (*text).to_owned(),
             })
             .collect();
+        // The fast variant skips character offsets, which prediction never uses.
         let encodings =
-            self.tokenizer.encode_batch(cleaned, true).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
+            self.tokenizer.encode_batch_fast(cleaned, true).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
         Ok(encodings
             .into_iter()
             .map(|encoding| Example {
@@ -118,10 +120,9 @@ impl Predictor {
     /// Probabilities for many examples, in batches of `batch_size` grouped by
     /// length (so padding stays small), returned in the input order.
     pub fn probabilities_batched(&self, examples: &[Example], batch_size: usize) -> Vec<Vec<f32>> {
-        let mut order: Vec<usize> = (0..examples.len()).collect();
-        order.sort_by_key(|&i| examples[i].len());
+        let lengths: Vec<usize> = examples.iter().map(Example::len).collect();
         let mut out = vec![Vec::new(); examples.len()];
-        for chunk in order.chunks(batch_size.max(1)) {
+        for chunk in length_sorted_batches(&lengths, batch_size) {
             let rows: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
             for (&index, row) in chunk.iter().zip(self.probabilities(&rows)) {
                 out[index] = row;

@@ -30,6 +30,14 @@ pub fn bucketed_batches(lengths: &[usize], batch_size: usize, seed: u64) -> Vec<
     batches
 }
 
+/// Index batches for inference: examples sorted by length, then cut, so each
+/// batch pads little. Deterministic; callers map results back by index.
+pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&index| lengths[index]);
+    order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
+}
+
 /// Pads `examples` to the longest of them and returns the model input and label ids.
 pub fn collate(examples: &[&Example], pad_id: u32, device: &Device) -> (BertInput, Tensor<1, Int>) {
     let width = examples.iter().map(|e| e.len()).max().unwrap_or(0);
@@ -76,6 +84,12 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
         assert!(batches.iter().all(|b| !b.is_empty() && b.len() <= 32));
+    }
+
+    #[test]
+    fn inference_batches_are_sorted_by_length_and_cover_everything() {
+        let batches = length_sorted_batches(&[5, 1, 3, 2], 3);
+        assert_eq!(batches, [vec![1, 3, 2], vec![0]]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use kiln_config::{ClassWeights, TrainConfig};
 use kiln_data::processed::Example;
 use kiln_data::{Progress, StagedOutput};
-use kiln_model::batch::{bucketed_batches, collate};
+use kiln_model::batch::{bucketed_batches, collate, length_sorted_batches};
 use kiln_model::bert::load_safetensors;
 use kiln_model::metrics::Confusion;
 use kiln_model::optim::{AdamWSettings, clip_global_norm};
@@ -382,11 +382,10 @@ pub fn evaluate(
     device: &Device,
     classes: usize,
 ) -> EvalMetrics {
-    let mut order: Vec<usize> = (0..examples.len()).collect();
-    order.sort_by_key(|&i| examples[i].len());
+    let lengths: Vec<usize> = examples.iter().map(Example::len).collect();
     let mut confusion = Confusion::new(classes);
     let mut loss_sum = 0.0;
-    for chunk in order.chunks(batch_size) {
+    for chunk in length_sorted_batches(&lengths, batch_size) {
         let rows: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
         let (input, targets) = collate(&rows, PAD_ID, device);
         let (loss, logits) = model.loss(input, targets);
