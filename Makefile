@@ -18,7 +18,7 @@ PRETRAINED := models/pretrained/all-MiniLM-L6-v2/model.safetensors
 DEFAULT_DATA := data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt
 SETUP := $(LIBTORCH) $(PRETRAINED) $(DEFAULT_DATA)
 
-.PHONY: help setup setup-cuda build test pipeline data lint fmt bench-data bench-train fixtures
+.PHONY: help setup setup-cuda build test pipeline data lint fmt bench-data bench-train bench-predict fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ bench-data: $(SETUP) build ## clean/tokenize throughput on ~1M rows vs pandas / 
 
 bench-train: $(SETUP) build ## train throughput and peak RSS on BANKING77 vs HF Trainer
 	BIN=$(BIN) scripts/bench_train.sh
+
+bench-predict: $(SETUP) build ## predict rows/s on 1M BANKING77 queries vs HF pipeline (ARGS="--rows N --reference-rows M")
+	BIN=$(BIN) scripts/bench_predict.sh $(ARGS)
 
 fixtures: $(PRETRAINED) ## Regenerate the tokenizer parity fixture with Python tokenizers
 	scripts/make_fixtures.sh

@@ -1,28 +1,92 @@
-"""The reference for predict throughput: Hugging Face `pipeline("text-classification")`
-on the same texts, model (a kiln export) and thread count. Prints rows/s as JSON.
-Run in .venv-ref:  .venv-ref/bin/python scripts/bench_predict.py EXPORT_DIR TEXTS.csv [threads] [batch]
-"""
-import csv
-import json
-import sys
-import time
+"""`make bench-predict`: batch-inference throughput of kiln's `predict` against
+Hugging Face `pipeline("text-classification")`, in the same run, on BANKING77's
+queries replicated to ROWS short texts (1M by default), same model folder, same
+threads, batch 64, max length 64.
 
-import torch
-from transformers import pipeline
+Both are timed as whole processes (start-up, reading, model load, inference;
+kiln also writes its Parquet output). The reference can run on a prefix of the
+file (--reference-rows) when a full run would take too long: its rate per row
+does not depend on the file's length. Prints rows/s, peak RSS and the ratios.
+"""
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
 
 
 def main():
-    folder, path = sys.argv[1], sys.argv[2]
-    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-    batch = int(sys.argv[4]) if len(sys.argv) > 4 else 64
-    torch.set_num_threads(threads)
-    with open(path, newline="") as f:
-        texts = [row["text"] for row in csv.DictReader(f)]
-    classifier = pipeline("text-classification", model=folder, device="cpu", truncation=True, max_length=64)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin", default="target/release", help="folder with kiln's binaries")
+    parser.add_argument("--model", default="artifacts/banking77/model",
+                        help="a classifier folder both sides can load (train's output or an export)")
+    parser.add_argument("--source", default="../shared/data/banking77", help="folder with BANKING77's CSVs")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--reference-rows", type=int, default=None, help="rows for the reference (default: --rows)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--python", default=".venv-ref/bin/python")
+    args = parser.parse_args()
+    reference_rows = min(args.reference_rows or args.rows, args.rows)
+    if not os.path.isfile(os.path.join(args.model, "config.json")):
+        sys.exit(f"bench-predict: no model in {args.model}; train one first "
+                 "(CONFIG=configs/banking77.toml make pipeline) or pass --model")
+
+    queries = []
+    for name in ("train.csv", "test.csv"):
+        with open(os.path.join(args.source, name), newline="") as f:
+            queries.extend(row["text"] for row in csv.DictReader(f))
+
+    with tempfile.TemporaryDirectory() as out:
+        texts = os.path.join(out, "texts.csv")
+        prefix = os.path.join(out, "reference.csv")
+        for path, rows in ((texts, args.rows), (prefix, reference_rows)):
+            with open(path, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["text"])
+                writer.writerows([q] for q in itertools.islice(itertools.cycle(queries), rows))
+
+        kiln = [
+            os.path.join(args.bin, "predict"), "--input-file", texts, "--model-dir", args.model,
+            "--output-file", os.path.join(out, "predictions.parquet"), "--device", "cpu",
+            "--threads", str(args.threads), "--batch-size", str(args.batch), "--quiet",
+        ]
+        kiln_result = timed(kiln, args.rows)
+
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(args.threads))
+        reference = [args.python, "scripts/bench_predict_reference.py", args.model, prefix, str(args.threads),
+                     str(args.batch)]
+        reference_result = timed(reference, reference_rows, env=env)
+
+    print(f"bench-predict: {args.rows:,} BANKING77 queries (reference: first {reference_rows:,}), "
+          f"{args.model}, batch {args.batch}, {args.threads} threads")
+    print(f"{'':34} {'rows':>10} {'seconds':>9} {'rows/s':>8} {'peak RSS':>10}")
+    for name, result in [("kiln predict (streaming)", kiln_result),
+                         ("HF pipeline(text-classification)", reference_result)]:
+        print(f"{name:34} {result['rows']:10,} {result['seconds']:9.1f} {result['rows_per_second']:8.1f} "
+              f"{result['peak_rss_mib']:7.0f} MiB")
+    ratio = kiln_result["rows_per_second"] / reference_result["rows_per_second"]
+    print(f"kiln / HF pipeline: {ratio:.2f}x rows/s, "
+          f"{kiln_result['peak_rss_mib'] / reference_result['peak_rss_mib']:.2f}x peak RSS")
+    print(json.dumps({"kiln": kiln_result, "reference": reference_result, "ratio": ratio}))
+
+
+def timed(command, rows, env=None):
+    """Runs `command` to completion: its wall time, rows/s and peak RSS (MiB)."""
     started = time.perf_counter()
-    results = classifier(texts, batch_size=batch)
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
-    print(json.dumps({"rows": len(results), "seconds": seconds, "rows_per_second": len(results) / seconds}))
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"bench-predict: {command[0]} failed:\n{stderr[-4000:]}")
+    # ru_maxrss is in KiB on Linux.
+    return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
 if __name__ == "__main__":

@@ -286,6 +286,33 @@ fn predict_classifies_a_file(model_dir: &Path, out: &Path) {
     assert_eq!(result.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no column 'body'"), "{stderr}");
     assert!(!Path::new(&refused).exists(), "a refused predict writes nothing");
+
+    // A bad row after two chunks have been predicted: the error names it, and
+    // the chunks already written never reach the output path.
+    let mut broken_lines = lines.clone();
+    broken_lines[8] = "{\"uid\": \"r8\", \"review\": [1, 2]}".into();
+    let broken_input = out.join("broken.jsonl");
+    std::fs::write(&broken_input, broken_lines.join("\n")).expect("input");
+    let broken_arg = broken_input.display().to_string();
+    let broken: Vec<&str> = args
+        .iter()
+        .map(|a| match *a {
+            a if a == input_arg.as_str() => broken_arg.as_str(),
+            a if a == output_arg.as_str() => refused.as_str(),
+            a => a,
+        })
+        .collect();
+    let result = run("predict", &broken);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("line 9") && stderr.contains("'review'"), "{stderr}");
+    assert!(!Path::new(&refused).exists(), "a predict that fails half way writes nothing");
+    let leftovers: Vec<_> = std::fs::read_dir(out)
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".kiln-predict-"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temp file left behind: {leftovers:?}");
 }
 
 /// `eval` on the model just trained: every output, consistent with each other.

@@ -17,9 +17,10 @@ impl Progress {
         Self { quiet: true }
     }
 
-    /// A bar over a file's `total` bytes, for readers that know their position.
+    /// A bar over a file's `total` bytes, for readers that know their position;
+    /// the prefix (shown after it) can count rows.
     pub fn bytes(&self, total: u64, message: &str) -> ProgressBar {
-        self.bar(total, message, "{msg:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+        self.bar(total, message, "{msg:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {prefix}")
     }
 
     /// A bar over `total` rows, labelled `message`, with a rows/s rate.

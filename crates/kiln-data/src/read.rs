@@ -93,40 +93,105 @@ pub fn resolve_format(path: &Path, format: InputFormat) -> Result<InputFormat> {
     })
 }
 
+/// Reads a whole file into memory (`ingest`, which must see every row to split them).
 pub fn read_records(path: &Path, options: &ReadOptions, columns: &ColumnMap, progress: &Progress) -> Result<Records> {
+    let bar = progress.bytes(file_size(path), &file_name(path));
+    let mut records = Records::default();
+    let totals = for_each_chunk(path, options, columns, usize::MAX, &bar, &mut |chunk| {
+        records = chunk;
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    records.rows_read = totals.rows_read;
+    records.dropped_no_label = totals.dropped_no_label;
+    Ok(records)
+}
+
+/// Row counts over a whole file read by [`for_each_chunk`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadTotals {
+    /// Data rows in the file, before any were dropped.
+    pub rows_read: usize,
+    /// Rows whose score no rule turned into a label.
+    pub dropped_no_label: usize,
+}
+
+/// Streams a file: hands `on_chunk` up to `chunk_rows` records at a time (ids,
+/// texts, labels; the counts live in the returned totals), so `predict` works
+/// on a file of any size in bounded memory. `bar` counts the file's bytes.
+///
+/// A bad row stops the read with an error naming it; chunks before it have
+/// already been handed over, so callers that write must stage their output.
+pub fn for_each_chunk(
+    path: &Path,
+    options: &ReadOptions,
+    columns: &ColumnMap,
+    chunk_rows: usize,
+    bar: &ProgressBar,
+    on_chunk: &mut dyn FnMut(Records) -> Result<()>,
+) -> Result<ReadTotals> {
     let format = resolve_format(path, options.format)?;
-    let mut sink = RecordSink::new(path, columns);
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let bar = progress.bytes(size, &name);
+    let mut sink = RecordSink {
+        path,
+        columns,
+        chunk_rows: chunk_rows.max(1),
+        on_chunk,
+        records: Records::default(),
+        totals: ReadTotals::default(),
+        bar,
+    };
     match format {
-        InputFormat::Csv => read_delimited(path, b',', options, &mut sink, &bar)?,
-        InputFormat::Tsv => read_delimited(path, b'\t', options, &mut sink, &bar)?,
-        InputFormat::Jsonl => read_jsonl(path, &mut sink, &bar)?,
+        InputFormat::Csv => read_delimited(path, b',', options, &mut sink)?,
+        InputFormat::Tsv => read_delimited(path, b'\t', options, &mut sink)?,
+        InputFormat::Jsonl => read_jsonl(path, &mut sink)?,
         InputFormat::Parquet => read_parquet_file(path, &mut sink)?,
         InputFormat::Auto => unreachable!("resolve_format never returns Auto"),
     }
-    bar.finish_and_clear();
-    if sink.records.rows_read == 0 {
+    if sink.totals.rows_read == 0 {
         bail!(
             "{}: no data rows (the file is empty{})",
             path.display(),
             if options.has_header { " or has only a header" } else { "" }
         );
     }
-    Ok(sink.records)
+    sink.flush()?;
+    Ok(sink.totals)
+}
+
+pub fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+pub fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Checks and collects one row's fields, whatever the format.
 struct RecordSink<'a> {
     path: &'a Path,
     columns: &'a ColumnMap<'a>,
+    chunk_rows: usize,
+    on_chunk: &'a mut dyn FnMut(Records) -> Result<()>,
+    /// The chunk being filled.
     records: Records,
+    totals: ReadTotals,
+    bar: &'a ProgressBar,
 }
 
 impl<'a> RecordSink<'a> {
-    fn new(path: &'a Path, columns: &'a ColumnMap<'a>) -> Self {
-        Self { path, columns, records: Records::default() }
+    /// Hands over the records collected so far (if any).
+    fn flush(&mut self) -> Result<()> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        (self.on_chunk)(std::mem::take(&mut self.records))
+    }
+
+    /// Moves the bar to `byte` now and then: often enough to move it, rare enough to cost nothing.
+    fn at_byte(&self, byte: u64) {
+        if self.totals.rows_read.is_multiple_of(PROGRESS_EVERY) || self.records.len() + 1 >= self.chunk_rows {
+            self.bar.set_position(byte);
+        }
     }
 
     /// The columns to look up, in order: text, label, then id if any.
@@ -153,7 +218,7 @@ impl<'a> RecordSink<'a> {
         label: Option<String>,
         id: Option<String>,
     ) -> Result<()> {
-        self.records.rows_read += 1;
+        self.totals.rows_read += 1;
         let path = self.path.display();
         let label_column = self.columns.label.column(self.columns.text);
         let label = match (self.columns.label, label.filter(|l| !l.trim().is_empty())) {
@@ -172,7 +237,7 @@ impl<'a> RecordSink<'a> {
                 match ScoreRule::label_for(rules, score) {
                     Some(label) => label.to_owned(),
                     None => {
-                        self.records.dropped_no_label += 1;
+                        self.totals.dropped_no_label += 1;
                         return Ok(());
                     }
                 }
@@ -186,20 +251,17 @@ impl<'a> RecordSink<'a> {
         self.records.ids.push(id);
         self.records.texts.push(text.unwrap_or_default());
         self.records.labels.push(label);
+        if self.records.len() >= self.chunk_rows {
+            self.flush()?;
+        }
         Ok(())
     }
 }
 
-/// Rows between progress updates: often enough to move the bar, rare enough to cost nothing.
+/// Rows between progress updates.
 const PROGRESS_EVERY: usize = 16_384;
 
-fn read_delimited(
-    path: &Path,
-    delimiter: u8,
-    options: &ReadOptions,
-    sink: &mut RecordSink,
-    bar: &ProgressBar,
-) -> Result<()> {
+fn read_delimited(path: &Path, delimiter: u8, options: &ReadOptions, sink: &mut RecordSink) -> Result<()> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(options.has_header)
@@ -238,9 +300,7 @@ fn read_delimited(
         }
         row += 1;
         let position = record.position().cloned();
-        if row % PROGRESS_EVERY == 0 {
-            bar.set_position(position.as_ref().map_or(0, |p| p.byte()));
-        }
+        sink.at_byte(position.as_ref().map_or(0, |p| p.byte()));
         let at = position.as_ref().map(|p| format!(" (line {})", p.line())).unwrap_or_default();
         let mut fields = Vec::with_capacity(indices.len());
         for (&index, column) in indices.iter().zip(&wanted) {
@@ -271,7 +331,7 @@ fn csv_error_text(error: &csv::Error) -> String {
     }
 }
 
-fn read_jsonl(path: &Path, sink: &mut RecordSink, bar: &ProgressBar) -> Result<()> {
+fn read_jsonl(path: &Path, sink: &mut RecordSink) -> Result<()> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let wanted = sink.wanted();
@@ -297,9 +357,7 @@ fn read_jsonl(path: &Path, sink: &mut RecordSink, bar: &ProgressBar) -> Result<(
             continue;
         }
         row += 1;
-        if row % PROGRESS_EVERY == 0 {
-            bar.set_position(offset as u64);
-        }
+        sink.at_byte(offset as u64);
         let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
             .with_context(|| format!("{}: line {line_number}: not a JSON object", path.display()))?;
         let mut fields = Vec::with_capacity(wanted.len());
@@ -327,25 +385,57 @@ fn read_jsonl(path: &Path, sink: &mut RecordSink, bar: &ProgressBar) -> Result<(
     Ok(())
 }
 
+/// Parquet is read a slice of rows at a time (only the wanted columns), so a
+/// large file streams like the text formats.
 fn read_parquet_file(path: &Path, sink: &mut RecordSink) -> Result<()> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let frame = anyhow::Context::with_context(ParquetReader::new(file).finish(), || {
-        format!("{} is not a readable Parquet file", path.display())
-    })?;
-    let names: Vec<String> = frame.get_column_names().iter().map(|n| n.to_string()).collect();
-    let mut columns = Vec::new();
-    for column in sink.wanted() {
-        let series = frame.column(column).map_err(|_| sink.missing_column(column, &names))?;
-        let strings = series
-            .cast(&DataType::String)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("{}: column '{column}' cannot be read as text", path.display()))?;
-        columns.push(strings.str()?.clone());
+    let open = || -> Result<ParquetReader<File>> {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(ParquetReader::new(file))
+    };
+    let not_parquet = || format!("{} is not a readable Parquet file", path.display());
+    let mut reader = open()?;
+    let schema = anyhow::Context::with_context(reader.schema(), not_parquet)?;
+    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+    let wanted = sink.wanted();
+    for column in &wanted {
+        if !names.iter().any(|n| n == column) {
+            return Err(sink.missing_column(column, &names));
+        }
     }
-    for index in 0..frame.height() {
-        let mut fields = columns.iter().map(|c| c.get(index).map(str::to_owned));
-        let (text, label, id) = (fields.next().flatten(), fields.next().flatten(), fields.next().flatten());
-        sink.push(index + 1, "", text, label, id)?;
+    let total = anyhow::Context::with_context(reader.num_rows(), not_parquet)?;
+    let mut distinct = wanted.clone();
+    distinct.dedup();
+    let slice_rows = sink.chunk_rows.clamp(1, 65_536);
+    let size = file_size(path);
+    let mut offset = 0;
+    while offset < total {
+        let frame = anyhow::Context::with_context(
+            open()?
+                .with_columns(Some(distinct.iter().map(|c| c.to_string()).collect()))
+                .with_slice(Some((offset, slice_rows)))
+                .finish(),
+            not_parquet,
+        )?;
+        let mut columns = Vec::new();
+        for column in &wanted {
+            let strings = frame
+                .column(column)
+                .map_err(anyhow::Error::from)?
+                .cast(&DataType::String)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("{}: column '{column}' cannot be read as text", path.display()))?;
+            columns.push(strings.str()?.clone());
+        }
+        for index in 0..frame.height() {
+            let mut fields = columns.iter().map(|c| c.get(index).map(str::to_owned));
+            let (text, label, id) = (fields.next().flatten(), fields.next().flatten(), fields.next().flatten());
+            sink.push(offset + index + 1, "", text, label, id)?;
+        }
+        if frame.height() == 0 {
+            break;
+        }
+        offset += frame.height();
+        sink.bar.set_position(size * offset as u64 / total.max(1) as u64);
     }
     Ok(())
 }
@@ -467,6 +557,60 @@ mod tests {
             (records.ids, records.labels),
             (vec!["10".to_owned(), "11".into()], vec!["1".to_owned(), "2".into()])
         );
+    }
+
+    /// Every format streams the same rows, in order, `chunk_rows` at a time,
+    /// and row numbers in errors count from the file's start, not the chunk's.
+    #[test]
+    fn chunks_cover_every_row_in_order_for_each_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let texts: Vec<String> = (1..=10).map(|i| format!("text {i}")).collect();
+        let labels: Vec<String> = (1..=10).map(|i| format!("l{}", i % 3)).collect();
+        let csv: String = std::iter::once("text,label".to_owned())
+            .chain(texts.iter().zip(&labels).map(|(t, l)| format!("{t},{l}")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let jsonl: String = texts
+            .iter()
+            .zip(&labels)
+            .map(|(t, l)| format!("{{\"text\": \"{t}\", \"label\": \"{l}\"}}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parquet = dir.path().join("a.parquet");
+        let mut frame = df!("label" => &labels, "text" => &texts).expect("frame");
+        // Row groups of 4 so slices cross row-group boundaries.
+        ParquetWriter::new(File::create(&parquet).expect("create"))
+            .with_row_group_size(Some(4))
+            .finish(&mut frame)
+            .expect("write");
+        let paths =
+            [write(dir.path(), "a.csv", csv.as_bytes()), write(dir.path(), "a.jsonl", jsonl.as_bytes()), parquet];
+        let bar = ProgressBar::hidden();
+        for path in &paths {
+            let mut sizes = Vec::new();
+            let mut seen = Records::default();
+            let totals = for_each_chunk(path, &options(), &PLAIN, 3, &bar, &mut |chunk| {
+                sizes.push(chunk.len());
+                seen.ids.extend(chunk.ids);
+                seen.texts.extend(chunk.texts);
+                seen.labels.extend(chunk.labels);
+                Ok(())
+            })
+            .expect("reads");
+            assert_eq!(sizes, [3, 3, 3, 1], "{}", path.display());
+            assert_eq!(seen.texts, texts, "{}", path.display());
+            assert_eq!(seen.labels, labels, "{}", path.display());
+            assert_eq!(seen.ids, (1..=10).map(|i| format!("train-{i}")).collect::<Vec<_>>());
+            assert_eq!(totals, ReadTotals { rows_read: 10, dropped_no_label: 0 });
+        }
+
+        let mut frame = df!("text" => &texts, "label" => (1..=10).map(|i| (i != 8).then_some("x")).collect::<Vec<_>>())
+            .expect("frame");
+        let holed = dir.path().join("b.parquet");
+        ParquetWriter::new(File::create(&holed).expect("create")).finish(&mut frame).expect("write");
+        let message =
+            for_each_chunk(&holed, &options(), &PLAIN, 3, &bar, &mut |_| Ok(())).expect_err("hole").to_string();
+        assert!(message.contains("row 8") && message.contains("'label' is empty"), "{message}");
     }
 
     #[test]

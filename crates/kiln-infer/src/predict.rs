@@ -1,9 +1,10 @@
 //! `predict`: classify a file of texts, chunk by chunk, into Parquet.
 //!
-//! Texts are read as `ingest` reads them, cleaned with the model's own saved
-//! settings, tokenized and predicted `chunk_rows` at a time, and each chunk is
-//! appended to the output as a Parquet row group, so the working memory of the
-//! model side stays bounded (the input's texts are read whole first). The output is a temp file renamed into place.
+//! Texts are streamed from the input as `ingest` reads them, `chunk_rows` at a
+//! time; each chunk is cleaned with the model's own saved settings, tokenized,
+//! predicted and appended to the output as a Parquet row group, so memory stays
+//! bounded whatever the file's size. The output is a temp file renamed into
+//! place: a bad row half way leaves nothing behind.
 
 use std::path::Path;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use kiln_config::PredictConfig;
 use kiln_data::Progress;
-use kiln_data::read::{ColumnMap, LabelSource, ReadOptions, read_records};
+use kiln_data::read::{self, ColumnMap, LabelSource, ReadOptions};
 use kiln_data::schema;
 use kiln_model::device;
 use polars::prelude::*;
@@ -42,7 +43,6 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
         id: config.id_column.as_deref(),
         id_prefix: &stem,
     };
-    let records = read_records(input, &options, &columns, progress)?;
 
     let out_dir = config.output_file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
@@ -57,15 +57,19 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
         .map_err(anyhow::Error::from)
         .context("cannot start the Parquet output")?;
 
-    let bar = progress.rows(records.len() as u64, "predict");
-    for (ids, texts) in records.ids.chunks(config.chunk_rows).zip(records.texts.chunks(config.chunk_rows)) {
-        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let bar = progress.bytes(read::file_size(input), &read::file_name(input));
+    let mut rows = 0usize;
+    read::for_each_chunk(input, &options, &columns, config.chunk_rows, &bar, &mut |records| {
+        let texts: Vec<&str> = records.texts.iter().map(String::as_str).collect();
         let examples = predictor.encode(&texts)?;
         let probabilities = predictor.probabilities_batched(&examples, config.batch_size);
-        let frame = chunk_frame(&predictor, ids, &probabilities, top_k)?;
+        let frame = chunk_frame(&predictor, &records.ids, &probabilities, top_k)?;
         writer.write_batch(&frame).map_err(anyhow::Error::from).context("cannot write predictions")?;
-        bar.inc(ids.len() as u64);
-    }
+        rows += records.len();
+        let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_prefix(format!("{rows} rows, {rate:.0} rows/s"));
+        Ok(())
+    })?;
     writer.finish().map_err(anyhow::Error::from).context("cannot finish the Parquet output")?;
     bar.finish_and_clear();
     // Temp files are private (0600); predictions are meant to be read by others.
@@ -77,7 +81,7 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
     temp.persist(&config.output_file)
         .with_context(|| format!("cannot move predictions into {}", config.output_file.display()))?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok(PredictReport { rows: records.len(), seconds, rows_per_second: records.len() as f64 / seconds.max(1e-9) })
+    Ok(PredictReport { rows, seconds, rows_per_second: rows as f64 / seconds.max(1e-9) })
 }
 
 fn output_schema(top_k: usize) -> Schema {

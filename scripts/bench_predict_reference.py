@@ -1,0 +1,29 @@
+"""The reference for `make bench-predict`: Hugging Face `pipeline("text-classification")`
+on the same texts, model folder and thread count as kiln's `predict`. Prints rows/s as JSON.
+Run in .venv-ref:  .venv-ref/bin/python scripts/bench_predict_reference.py MODEL_DIR TEXTS.csv [threads] [batch]
+"""
+import csv
+import json
+import sys
+import time
+
+import torch
+from transformers import pipeline
+
+
+def main():
+    folder, path = sys.argv[1], sys.argv[2]
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    batch = int(sys.argv[4]) if len(sys.argv) > 4 else 64
+    torch.set_num_threads(threads)
+    with open(path, newline="") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    classifier = pipeline("text-classification", model=folder, device="cpu", truncation=True, max_length=64)
+    started = time.perf_counter()
+    results = classifier(texts, batch_size=batch)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"rows": len(results), "seconds": seconds, "rows_per_second": len(results) / seconds}))
+
+
+if __name__ == "__main__":
+    main()
