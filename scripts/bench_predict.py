@@ -14,10 +14,10 @@ import csv
 import itertools
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
+
+from bench_util import run_measured
 
 
 def main():
@@ -78,15 +78,8 @@ def main():
 
 def timed(command, rows, env=None):
     """Runs `command` to completion: its wall time, rows/s and peak RSS (MiB)."""
-    started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
-    stderr = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"bench-predict: {command[0]} failed:\n{stderr[-4000:]}")
-    # ru_maxrss is in KiB on Linux.
-    return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds, "peak_rss_mib": usage.ru_maxrss / 1024}
+    seconds, rss, _ = run_measured(command, env=env)
+    return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds, "peak_rss_mib": rss}
 
 
 if __name__ == "__main__":

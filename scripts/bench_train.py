@@ -11,9 +11,9 @@ peak RSS of each process, and the ratios.
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
+
+from bench_util import run_measured
 
 
 def main():
@@ -36,7 +36,7 @@ def main():
             "--log-every-steps", "1", "--output-dir", os.path.join(out, "model"),
             "--run-dir", os.path.join(out, "run"), "--quiet",
         ]
-        kiln_rss = peak_rss_mib(kiln)
+        _, kiln_rss, _ = run_measured(kiln)
         records = [json.loads(line) for line in open(os.path.join(out, "run", "metrics.jsonl"))]
     timed = [r for r in records if r["kind"] == "train" and r["step"] > args.warmup_steps]
     seconds = sum(r["seconds"] for r in timed)
@@ -51,7 +51,7 @@ def main():
         "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps), "--threads", str(args.threads),
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(args.threads))
-    reference_rss, stdout = peak_rss_mib(reference, env=env, capture=True)
+    _, reference_rss, stdout = run_measured(reference, env=env, capture=True)
     reference_result = json.loads(stdout.strip().splitlines()[-1])
     reference_result["peak_rss_mib"] = reference_rss
 
@@ -67,21 +67,6 @@ def main():
     print(f"kiln / Trainer: {ratio:.2f}x samples/s (target >= 1.5x), "
           f"{kiln_result['peak_rss_mib'] / reference_result['peak_rss_mib']:.2f}x peak RSS")
     print(json.dumps({"kiln": kiln_result, "reference": reference_result, "ratio": ratio}))
-
-
-def peak_rss_mib(command, env=None, capture=False):
-    """Runs `command` to completion; its peak RSS in MiB (and stdout if `capture`)."""
-    child = subprocess.Popen(command, stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, env=env, text=True)
-    stdout_chunks = []
-    if capture:
-        stdout_chunks.append(child.stdout.read())
-    stderr = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"bench-train: {command[0]} failed:\n{stderr[-4000:]}")
-    rss = usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
-    return (rss, "".join(stdout_chunks)) if capture else rss
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 //! Progress bars for long work, silenced by `--quiet` (and by indicatif itself
 //! when stderr is not a terminal).
 
+use std::path::Path;
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -21,6 +23,13 @@ impl Progress {
     /// the prefix (shown after it) can count rows.
     pub fn bytes(&self, total: u64, message: &str) -> ProgressBar {
         self.bar(total, message, "{msg:>12} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {prefix}")
+    }
+
+    /// A bar over the bytes of the file at `path`, named by the file.
+    pub fn file(&self, path: &Path) -> ProgressBar {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        self.bytes(size, &name)
     }
 
     /// A bar over `total` rows, labelled `message`, with a rows/s rate.

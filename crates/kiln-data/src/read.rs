@@ -95,7 +95,7 @@ pub fn resolve_format(path: &Path, format: InputFormat) -> Result<InputFormat> {
 
 /// Reads a whole file into memory (`ingest`, which must see every row to split them).
 pub fn read_records(path: &Path, options: &ReadOptions, columns: &ColumnMap, progress: &Progress) -> Result<Records> {
-    let bar = progress.bytes(file_size(path), &file_name(path));
+    let bar = progress.file(path);
     let mut records = Records::default();
     let totals = for_each_chunk(path, options, columns, usize::MAX, &bar, &mut |chunk| {
         records = chunk;
@@ -158,14 +158,6 @@ pub fn for_each_chunk(
     Ok(sink.totals)
 }
 
-pub fn file_size(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-pub fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
-}
-
 /// Checks and collects one row's fields, whatever the format.
 struct RecordSink<'a> {
     path: &'a Path,
@@ -187,9 +179,10 @@ impl<'a> RecordSink<'a> {
         (self.on_chunk)(std::mem::take(&mut self.records))
     }
 
-    /// Moves the bar to `byte` now and then: often enough to move it, rare enough to cost nothing.
+    /// Moves the bar to `byte` every [`PROGRESS_EVERY`] rows, or every chunk
+    /// when chunks are smaller: often enough to move it, rare enough to cost nothing.
     fn at_byte(&self, byte: u64) {
-        if self.totals.rows_read.is_multiple_of(PROGRESS_EVERY) || self.records.len() + 1 >= self.chunk_rows {
+        if self.totals.rows_read.is_multiple_of(PROGRESS_EVERY.min(self.chunk_rows)) {
             self.bar.set_position(byte);
         }
     }
@@ -394,6 +387,8 @@ fn read_parquet_file(path: &Path, sink: &mut RecordSink) -> Result<()> {
     };
     let not_parquet = || format!("{} is not a readable Parquet file", path.display());
     let mut reader = open()?;
+    // The footer is parsed once; each slice's reader reuses it.
+    let metadata = anyhow::Context::with_context(reader.get_metadata(), not_parquet)?.clone();
     let schema = anyhow::Context::with_context(reader.schema(), not_parquet)?;
     let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
     let wanted = sink.wanted();
@@ -405,12 +400,14 @@ fn read_parquet_file(path: &Path, sink: &mut RecordSink) -> Result<()> {
     let total = anyhow::Context::with_context(reader.num_rows(), not_parquet)?;
     let mut distinct = wanted.clone();
     distinct.dedup();
-    let slice_rows = sink.chunk_rows.clamp(1, 65_536);
-    let size = file_size(path);
+    let slice_rows = sink.chunk_rows.min(65_536);
+    let size = sink.bar.length().unwrap_or(0);
     let mut offset = 0;
     while offset < total {
+        let mut slice = open()?;
+        slice.set_metadata(metadata.clone());
         let frame = anyhow::Context::with_context(
-            open()?
+            slice
                 .with_columns(Some(distinct.iter().map(|c| c.to_string()).collect()))
                 .with_slice(Some((offset, slice_rows)))
                 .finish(),

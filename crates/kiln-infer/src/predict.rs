@@ -57,7 +57,7 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
         .map_err(anyhow::Error::from)
         .context("cannot start the Parquet output")?;
 
-    let bar = progress.bytes(read::file_size(input), &read::file_name(input));
+    let bar = progress.file(input);
     let mut rows = 0usize;
     read::for_each_chunk(input, &options, &columns, config.chunk_rows, &bar, &mut |records| {
         let texts: Vec<&str> = records.texts.iter().map(String::as_str).collect();
