@@ -17,8 +17,10 @@ LIBTORCH := .libtorch/build-version
 PRETRAINED := models/pretrained/all-MiniLM-L6-v2/model.safetensors
 DEFAULT_DATA := data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt
 SETUP := $(LIBTORCH) $(PRETRAINED) $(DEFAULT_DATA)
+# For the web page test (skipped, with a message, where it cannot be installed).
+BROWSER := .tools/e2e/node_modules/playwright-core/package.json
 
-.PHONY: help setup setup-cuda build test pipeline data lint fmt bench-data bench-train bench-predict fixtures
+.PHONY: help setup setup-cuda build test pipeline data lint fmt bench-data bench-train bench-predict bench-serve serve fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,7 +41,10 @@ $(DEFAULT_DATA):
 build: $(LIBTORCH) ## Build the stage binaries (release)
 	$(CARGO) build --release --workspace --bins
 
-test: $(SETUP) ## Run every test (installs what is missing first)
+$(BROWSER):
+	scripts/setup.sh browser
+
+test: $(SETUP) $(BROWSER) ## Run every test (installs what is missing first)
 	@mkdir -p .cache
 	$(CARGO) test --release --workspace 2>&1 | tee .cache/test.log
 	@scripts/test_summary.sh .cache/test.log
@@ -68,6 +73,12 @@ bench-train: $(SETUP) build ## train throughput and peak RSS on BANKING77 vs HF 
 
 bench-predict: $(SETUP) build ## predict rows/s on 1M BANKING77 queries vs HF pipeline (ARGS="--rows N --reference-rows M")
 	BIN=$(BIN) scripts/bench_predict.sh $(ARGS)
+
+bench-serve: $(SETUP) build ## serve req/s and latency at concurrency 1-64 vs FastAPI + transformers (ARGS="--duration S")
+	BIN=$(BIN) scripts/bench_serve.sh $(ARGS)
+
+serve: $(SETUP) build ## Serve the model of $(CONFIG)'s [serve] model_dir on http://127.0.0.1:8080 (after `make pipeline`)
+	$(BIN)/serve --config $(CONFIG) $(STAGE_FLAGS)
 
 fixtures: $(PRETRAINED) ## Regenerate the tokenizer parity fixture with Python tokenizers
 	scripts/make_fixtures.sh

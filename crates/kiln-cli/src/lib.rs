@@ -103,6 +103,11 @@ fn is_unexpected(error: &anyhow::Error) -> bool {
 
 /// Prints the settings a stage would run with (for `--print-config`).
 fn print_config(config: &PipelineConfig) {
+    // Secrets stay out of terminals and CI logs.
+    let mut config = config.clone();
+    for token in &mut config.serve.api_tokens {
+        *token = "<redacted>".into();
+    }
     #[allow(clippy::print_stdout)] // --print-config's output is the program's output.
     {
         print!("{}", config.to_toml());

@@ -9,8 +9,8 @@ use clap::Args;
 
 use crate::{
     ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, HashtagMode, IngestConfig, InputFormat,
-    PredictConfig, SelectionMetric, TokenTypeIds, TokenizeConfig, TrainConfig, UnicodeNormalization,
-    UnknownLabelPolicy,
+    LogText, PredictConfig, SelectionMetric, ServeConfig, TokenTypeIds, TokenizeConfig, TrainConfig,
+    UnicodeNormalization, UnknownLabelPolicy,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -377,6 +377,104 @@ impl PredictArgs {
     }
 }
 
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Serve settings (config section [serve])")]
+pub struct ServeArgs {
+    /// Address to listen on; 0.0.0.0 for other machines [default: 127.0.0.1].
+    #[arg(long, value_name = "ADDR", env = "KILN_HOST")]
+    pub host: Option<String>,
+    /// Port; 0 picks a free one [default: 8080].
+    #[arg(long, value_name = "PORT", env = "KILN_PORT")]
+    pub port: Option<u16>,
+    /// Serve /metrics on this port instead, without auth [default: none, on --port].
+    #[arg(long, value_name = "PORT", env = "KILN_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// Model folder: an export, train's output or a Hugging Face classifier [default: artifacts/export].
+    #[arg(long, value_name = "DIR", env = "KILN_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N [default: auto].
+    #[arg(long, value_name = "DEVICE", env = "KILN_DEVICE")]
+    pub device: Option<String>,
+    /// LibTorch CPU threads, 0 = all cores [default: 0].
+    #[arg(long, value_name = "N", env = "KILN_THREADS")]
+    pub threads: Option<usize>,
+    /// Most texts the model runs together [default: 32].
+    #[arg(long, value_name = "N", env = "KILN_MAX_BATCH_SIZE")]
+    pub max_batch_size: Option<usize>,
+    /// Most tokens the model runs together [default: 16384].
+    #[arg(long, value_name = "N", env = "KILN_MAX_BATCH_TOKENS")]
+    pub max_batch_tokens: Option<usize>,
+    /// Milliseconds a batch waits for more requests; 0 = take what is queued [default: 0].
+    #[arg(long, value_name = "MS", env = "KILN_MAX_WAIT_MS")]
+    pub max_wait_ms: Option<u64>,
+    /// Most texts in one request, 413 above [default: 64].
+    #[arg(long, value_name = "N", env = "KILN_MAX_CLIENT_BATCH")]
+    pub max_client_batch: Option<usize>,
+    /// Most requests waiting for the model, 429 above [default: 512].
+    #[arg(long, value_name = "N", env = "KILN_MAX_QUEUE")]
+    pub max_queue: Option<usize>,
+    /// Largest request body in bytes, 413 above [default: 1048576].
+    #[arg(long, value_name = "BYTES", env = "KILN_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Texts are cut to this many characters before tokenizing [default: 10000].
+    #[arg(long, value_name = "N", env = "KILN_MAX_TEXT_CHARS")]
+    pub max_text_chars: Option<usize>,
+    /// Bearer tokens allowed to call the API, comma-separated; none = no auth [default: none].
+    #[arg(long, value_name = "TOKEN", env = "KILN_API_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub api_tokens: Vec<String>,
+    /// Append each prediction and feedback to JSON lines under --log-dir [default: true].
+    #[arg(long, value_name = "BOOL", env = "KILN_LOG_PREDICTIONS")]
+    pub log_predictions: Option<bool>,
+    /// Folder of the prediction log [default: artifacts/serve/log].
+    #[arg(long, value_name = "DIR", env = "KILN_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// What the log keeps of a text: full, hash (sha256) or none [default: full].
+    #[arg(long, value_enum, env = "KILN_LOG_TEXT")]
+    pub log_text: Option<LogText>,
+    /// Start a new log file past this many bytes [default: 67108864].
+    #[arg(long, value_name = "BYTES", env = "KILN_LOG_ROTATE_BYTES")]
+    pub log_rotate_bytes: Option<u64>,
+    /// Reload the model when its folder changes [default: false].
+    #[arg(long, value_name = "BOOL", env = "KILN_WATCH")]
+    pub watch: Option<bool>,
+    /// How often --watch checks the folder, in milliseconds [default: 2000].
+    #[arg(long, value_name = "MS", env = "KILN_WATCH_INTERVAL_MS")]
+    pub watch_interval_ms: Option<u64>,
+}
+
+impl ServeArgs {
+    pub fn apply(self, config: &mut ServeConfig) {
+        apply_overrides!(
+            self,
+            config,
+            [
+                host,
+                port,
+                model_dir,
+                device,
+                threads,
+                max_batch_size,
+                max_batch_tokens,
+                max_wait_ms,
+                max_client_batch,
+                max_queue,
+                max_body_bytes,
+                max_text_chars,
+                log_predictions,
+                log_dir,
+                log_text,
+                log_rotate_bytes,
+                watch,
+                watch_interval_ms
+            ],
+            optional[metrics_port]
+        );
+        if !self.api_tokens.is_empty() {
+            config.api_tokens = self.api_tokens;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -406,6 +504,7 @@ mod tests {
         assert_eq!(flag_ids::<EvalArgs>(), config_keys::<EvalConfig>());
         assert_eq!(flag_ids::<ExportArgs>(), config_keys::<ExportConfig>());
         assert_eq!(flag_ids::<PredictArgs>(), config_keys::<PredictConfig>());
+        assert_eq!(flag_ids::<ServeArgs>(), config_keys::<ServeConfig>());
     }
 
     #[derive(clap::Parser)]

@@ -47,6 +47,7 @@ pub struct PipelineConfig {
     pub eval: EvalConfig,
     pub export: ExportConfig,
     pub predict: PredictConfig,
+    pub serve: ServeConfig,
 }
 
 impl PipelineConfig {
@@ -654,6 +655,117 @@ impl PredictConfig {
     }
 }
 
+/// What the prediction log keeps of each text: all of it, only its sha256
+/// (privacy: no text leaves the request), or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogText {
+    Full,
+    Hash,
+    None,
+}
+
+/// `[serve]`: the HTTP service (`serve`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address to listen on; `0.0.0.0` to accept connections from other machines.
+    pub host: String,
+    /// 0 picks a free port (the log says which).
+    pub port: u16,
+    /// Serve `/metrics` on this port instead, without auth (for a scraper on an internal network).
+    pub metrics_port: Option<u16>,
+    /// A model folder: an export, `train`'s output, or a Hugging Face classifier.
+    pub model_dir: PathBuf,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// LibTorch CPU threads; 0 lets LibTorch pick.
+    pub threads: usize,
+    /// Most texts the model runs together.
+    pub max_batch_size: usize,
+    /// Most tokens (summed over texts) the model runs together.
+    pub max_batch_tokens: usize,
+    /// How long a batch waits for more requests once one arrived. 0: take what
+    /// is queued and go (batches still form under load, while the model is busy).
+    pub max_wait_ms: u64,
+    /// Most texts in one request (413 above).
+    pub max_client_batch: usize,
+    /// Most requests waiting for the model (429 above).
+    pub max_queue: usize,
+    /// Largest request body in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Texts are cut to this many characters before tokenizing (the model sees
+    /// at most its max_length tokens anyway).
+    pub max_text_chars: usize,
+    /// Bearer tokens that may call the API; none: no auth.
+    pub api_tokens: Vec<String>,
+    /// Append every prediction (and feedback) as JSON lines under `log_dir`.
+    pub log_predictions: bool,
+    pub log_dir: PathBuf,
+    /// What the log keeps of a text: `full`, `hash` (sha256) or `none`.
+    pub log_text: LogText,
+    /// A log file is closed and a new one started past this size.
+    pub log_rotate_bytes: u64,
+    /// Reload the model when its folder changes.
+    pub watch: bool,
+    /// How often the folder is checked when `watch` is on.
+    pub watch_interval_ms: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            metrics_port: None,
+            model_dir: "artifacts/export".into(),
+            device: "auto".into(),
+            threads: 0,
+            max_batch_size: 32,
+            max_batch_tokens: 16384,
+            max_wait_ms: 0,
+            max_client_batch: 64,
+            max_queue: 512,
+            max_body_bytes: 1 << 20,
+            max_text_chars: 10_000,
+            api_tokens: Vec::new(),
+            log_predictions: true,
+            log_dir: "artifacts/serve/log".into(),
+            log_text: LogText::Full,
+            log_rotate_bytes: 64 << 20,
+            watch: false,
+            watch_interval_ms: 2000,
+        }
+    }
+}
+
+impl ServeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("serve.max_batch_size", self.max_batch_size),
+            ("serve.max_batch_tokens", self.max_batch_tokens),
+            ("serve.max_client_batch", self.max_client_batch),
+            ("serve.max_queue", self.max_queue),
+            ("serve.max_body_bytes", self.max_body_bytes),
+            ("serve.max_text_chars", self.max_text_chars),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        if self.watch && self.watch_interval_ms == 0 {
+            return Err(ConfigError::invalid("serve.watch_interval_ms", "must be at least 1 when watch is on"));
+        }
+        if let Some(token) = self.api_tokens.iter().find(|t| t.trim().is_empty() || t.trim() != t.as_str()) {
+            return Err(ConfigError::invalid(
+                "serve.api_tokens",
+                format!("a token is empty or has surrounding spaces ({:?} characters)", token.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The settings a trained model was made with, saved beside its weights as
 /// `kiln.toml`: `predict` and `serve` clean and tokenize text exactly as
 /// training did, so training and serving cannot drift apart.
@@ -762,6 +874,7 @@ mod tests {
             config.tokenize.validate().expect(name);
             config.train.validate().expect(name);
             config.eval.validate().expect(name);
+            config.serve.validate().expect(name);
         }
     }
 }

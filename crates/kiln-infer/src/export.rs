@@ -16,6 +16,10 @@ use crate::Predictor;
 
 pub const MODEL_CARD: &str = "README.md";
 pub const MANIFEST: &str = "kiln_export.json";
+/// `eval`'s metrics, copied in so they travel with the weights (`serve` shows them).
+pub const EVAL_METRICS: &str = "eval_metrics.json";
+/// `train`'s manifest (the hashes of the data it read), copied in for the same reason.
+pub const TRAIN_MANIFEST: &str = "train_manifest.json";
 /// Files of kiln's model folder that travel with the export (beyond the tokenizer's).
 const MODEL_FILES: [&str; 4] = ["config.json", "model.safetensors", LABELS, "kiln.toml"];
 
@@ -48,7 +52,22 @@ pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
             }
         }
     }
-    let card = model_card(config, &predictor)?;
+    let train_manifest = config.model_dir.join("manifest.json");
+    if train_manifest.is_file() {
+        std::fs::copy(&train_manifest, staging.path().join(TRAIN_MANIFEST))
+            .with_context(|| format!("cannot copy {}", train_manifest.display()))?;
+        let hash = FileHash::of(&train_manifest)?;
+        outputs.push(FileHash { path: target.join(TRAIN_MANIFEST).display().to_string(), sha256: hash.sha256 });
+    }
+    let metrics = read_eval_metrics(config)?;
+    if let Some(metrics) = &metrics {
+        let staged = staging.path().join(EVAL_METRICS);
+        std::fs::write(&staged, serde_json::to_string_pretty(metrics).context("metrics")?)
+            .context("cannot write the eval metrics")?;
+        let hash = FileHash::of(&staged)?;
+        outputs.push(FileHash { path: target.join(EVAL_METRICS).display().to_string(), sha256: hash.sha256 });
+    }
+    let card = model_card(config, &predictor, metrics.as_ref())?;
     std::fs::write(staging.path().join(MODEL_CARD), &card).context("cannot write the model card")?;
     let mut manifest = Manifest::new("export", config, &serde_json::json!({ "labels": predictor.labels.len() }));
     manifest.inputs = inputs;
@@ -61,20 +80,23 @@ pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
 
 /// The model card: what the model is, what it was trained on and with, how good
 /// it is, and how to use it.
-fn model_card(config: &ExportConfig, predictor: &Predictor) -> Result<String> {
-    let labels = predictor.labels.labels();
-    let metrics: Option<serde_json::Value> = std::fs::read_to_string(&config.eval_metrics)
+fn read_eval_metrics(config: &ExportConfig) -> Result<Option<serde_json::Value>> {
+    std::fs::read_to_string(&config.eval_metrics)
         .ok()
         .map(|text| serde_json::from_str(&text))
         .transpose()
-        .with_context(|| format!("{} is not valid JSON", config.eval_metrics.display()))?;
+        .with_context(|| format!("{} is not valid JSON", config.eval_metrics.display()))
+}
+
+fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&serde_json::Value>) -> Result<String> {
+    let labels = predictor.labels.labels();
     let train_manifest: Option<serde_json::Value> = std::fs::read_to_string(config.model_dir.join("manifest.json"))
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
 
     let mut card = String::new();
     let _ = writeln!(card, "---\nlibrary_name: transformers\npipeline_tag: text-classification\ntags:\n- kiln");
-    if let Some(m) = &metrics {
+    if let Some(m) = metrics {
         let _ = writeln!(
             card,
             "model-index:\n- name: {}\n  results:\n  - task:\n      type: text-classification",
@@ -99,7 +121,7 @@ fn model_card(config: &ExportConfig, predictor: &Predictor) -> Result<String> {
     let _ = writeln!(card, "## Labels\n\n{}\n", labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", "));
 
     let _ = writeln!(card, "## Evaluation\n");
-    match &metrics {
+    match metrics {
         Some(m) => {
             let _ =
                 writeln!(card, "On the `{}` split ({} examples):\n", m["split"].as_str().unwrap_or("?"), m["examples"]);

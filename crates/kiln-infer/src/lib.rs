@@ -8,5 +8,6 @@ pub mod export;
 pub mod plots;
 pub mod predict;
 mod predictor;
+pub mod testing;
 
 pub use predictor::Predictor;

@@ -7,44 +7,15 @@ use std::process::Command;
 
 use kiln_config::ExportConfig;
 use kiln_infer::Predictor;
-use kiln_model::bert::save_safetensors;
-use kiln_model::{BertClassifier, BertConfig, DeviceSpec};
+use kiln_model::DeviceSpec;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A fine-tuned-shaped folder: a random 2-layer BERT with MiniLM's vocabulary
-/// and tokenizer, a 3-label head, and HF's id2label.
 fn classifier_folder(dir: &Path) {
-    std::fs::create_dir_all(dir).expect("dir");
-    let config = BertConfig {
-        model_type: "bert".into(),
-        vocab_size: 30522,
-        hidden_size: 32,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        intermediate_size: 64,
-        hidden_act: "gelu".into(),
-        hidden_dropout_prob: 0.1,
-        attention_probs_dropout_prob: 0.1,
-        max_position_embeddings: 64,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        classifier_dropout: None,
-    };
-    let device = DeviceSpec::Cpu.device();
-    device.seed(3);
-    save_safetensors(&BertClassifier::new(&config, 3, &device), &dir.join("model.safetensors")).expect("weights");
-    let mut json = serde_json::to_value(&config).expect("json");
-    json["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
-    json["id2label"] = serde_json::json!({"0": "billing", "1": "cards", "2": "transfers"});
-    json["label2id"] = serde_json::json!({"billing": 0, "cards": 1, "transfers": 2});
-    std::fs::write(dir.join("config.json"), json.to_string()).expect("config");
-    let pretrained = repo().join("models/pretrained/all-MiniLM-L6-v2");
-    for name in kiln_data::tokenize::TOKENIZER_FILES {
-        std::fs::copy(pretrained.join(name), dir.join(name)).expect("the MiniLM tokenizer files (run `make setup`)");
-    }
+    kiln_infer::testing::classifier_folder(dir, &["billing", "cards", "transfers"], 3)
+        .expect("a classifier folder (MiniLM's tokenizer comes from `make setup`)");
 }
 
 fn export_config(root: &Path) -> ExportConfig {

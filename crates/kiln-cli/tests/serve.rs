@@ -1,0 +1,637 @@
+//! `serve`, run as a user runs it: the real binary on a free port, called over
+//! HTTP. A small random-weight classifier keeps each start under a second.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kiln_infer::Predictor;
+use kiln_model::DeviceSpec;
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, Response};
+use serde_json::{Value, json};
+
+const LABELS: [&str; 3] = ["billing", "cards", "transfers"];
+const OTHER_LABELS: [&str; 4] = ["north", "south", "east", "west"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+fn model_folder(dir: &Path, labels: &[&str], seed: u64) {
+    kiln_infer::testing::classifier_folder(dir, labels, seed)
+        .expect("a classifier folder (MiniLM's tokenizer comes from `make setup`)");
+}
+
+/// A running `serve`; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    /// Everything the server logged so far.
+    log: Arc<Mutex<String>>,
+    client: Client,
+}
+
+impl Server {
+    fn start(model_dir: &Path, log_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_serve"));
+        for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("KILN_")) {
+            command.env_remove(key);
+        }
+        command
+            .args(["--host", "127.0.0.1", "--port", "0", "--device", "cpu", "--threads", "1"])
+            .arg("--model-dir")
+            .arg(model_dir)
+            .arg("--log-dir")
+            .arg(log_dir)
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("serve starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = line.split("listening on ").nth(1) {
+                    let _ = address_tx.send(address.trim().to_owned());
+                }
+                let mut log = sink.lock().expect("log");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let base = address_rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("serve did not say where it listens:\n{}", log.lock().expect("log")));
+        let server = Self { child, base, log, client: Client::builder().build().expect("client") };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.client.get(self.url("/readyz")).send().is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("serve never became ready:\n{}", self.log.lock().expect("log"));
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Response {
+        self.client.post(self.url(path)).json(body).send().expect("the server answers")
+    }
+
+    fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().expect("the server answers")
+    }
+
+    /// SIGTERM, as an orchestrator stops a service; returns whether it exited cleanly.
+    fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("serve did not stop within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json_of(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let body = response.text().expect("a body");
+    let value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status}: not JSON: {body}"));
+    (status, value)
+}
+
+/// The status and `code` of an error answer, which must be JSON `{"error", "code"}`.
+fn error_of(response: Response) -> (StatusCode, String) {
+    let (status, body) = json_of(response);
+    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{status}: no error message: {body}");
+    (status, body["code"].as_str().expect("a code").to_owned())
+}
+
+/// Every prediction record in completed log files.
+fn log_records(dir: &Path) -> Vec<Value> {
+    let mut records = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("log dir") {
+        let path = entry.expect("entry").path();
+        assert!(
+            !path.to_string_lossy().ends_with(".partial"),
+            "{} was left incomplete after a graceful shutdown",
+            path.display()
+        );
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let text = std::fs::read_to_string(&path).expect("read log");
+            records.extend(text.lines().map(|line| serde_json::from_str::<Value>(line).expect("a JSON line")));
+        }
+    }
+    records
+}
+
+/// Lines of the Prometheus text format: `# HELP`/`# TYPE` comments, or
+/// `name{labels} value`.
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|line| !line.is_empty())
+        .filter_map(|line| {
+            if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+                return None;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample line: {line}"));
+            let name_end = series.find('{').unwrap_or(series.len());
+            let name = &series[..name_end];
+            assert!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                "bad metric name in {line}"
+            );
+            assert!(name_end == series.len() || series.ends_with('}'), "bad labels in {line}");
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
+            Some((series.to_owned(), value))
+        })
+        .collect()
+}
+
+fn sample(samples: &[(String, f64)], series: &str) -> Option<f64> {
+    samples.iter().find(|(name, _)| name == series).map(|(_, value)| *value)
+}
+
+#[test]
+fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 1);
+    let log_dir = root.path().join("log");
+    let mut server = Server::start(&model, &log_dir, &["--max-client-batch", "8", "--max-body-bytes", "4096"], &[]);
+
+    // Liveness, readiness and the model's description.
+    assert_eq!(server.get("/healthz").status(), StatusCode::OK);
+    let (status, ready) = json_of(server.get("/readyz"));
+    assert_eq!(status, StatusCode::OK);
+    let (status, info) = json_of(server.get("/v1/model"));
+    assert_eq!(status, StatusCode::OK);
+    let version = info["version"].as_str().expect("version").to_owned();
+    assert_eq!(ready["model_version"], json!(version));
+    assert_eq!(info["labels"], json!(LABELS));
+    assert_eq!(info["weights_sha256"].as_str().map(|s| &s[..12]), Some(version.as_str()));
+
+    // The server's probabilities are the library's, whether texts come alone or batched.
+    let texts = ["I am still waiting on my card?", "how do i top up", "Is there a fee for sending money abroad?"];
+    let predictor = Predictor::load(&model, &DeviceSpec::Cpu.device()).expect("loads");
+    let expected = predictor.probabilities_batched(&predictor.encode(&texts).expect("encodes"), 8);
+    let response = server.post("/v1/predict", &json!({"texts": texts, "return_all_scores": true}));
+    let request_id = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    let (status, batch) = json_of(response);
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    assert_eq!(batch["request_id"], json!(request_id));
+    assert_eq!(batch["model_version"], json!(version));
+    let predictions = batch["predictions"].as_array().expect("predictions");
+    assert_eq!(predictions.len(), texts.len());
+    for (prediction, probabilities) in predictions.iter().zip(&expected) {
+        let scores = prediction["scores"].as_array().expect("all scores");
+        assert_eq!(scores.len(), LABELS.len());
+        for pair in scores.windows(2) {
+            assert!(pair[0]["score"].as_f64() >= pair[1]["score"].as_f64(), "scores are not sorted: {scores:?}");
+        }
+        for score in scores {
+            let index = LABELS.iter().position(|l| score["label"] == json!(l)).expect("a known label");
+            let served = score["score"].as_f64().expect("score");
+            assert!((served - f64::from(probabilities[index])).abs() < 1e-5, "{served} vs {}", probabilities[index]);
+        }
+        assert_eq!(prediction["label"], scores[0]["label"]);
+    }
+    for (text, batched) in texts.iter().zip(predictions) {
+        let (status, single) = json_of(server.post("/v1/predict", &json!({"text": text})));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(single["label"], batched["label"]);
+        assert!((single["score"].as_f64().expect("f") - batched["score"].as_f64().expect("f")).abs() < 1e-5);
+        assert!(single.get("scores").is_none(), "scores only when asked: {single}");
+    }
+    let (_, tei_single) = json_of(server.post("/v1/predict", &json!({"inputs": texts[0], "top_k": 2})));
+    assert_eq!(tei_single["scores"].as_array().map(Vec::len), Some(2));
+    let (_, tei_batch) = json_of(server.post("/v1/predict", &json!({"inputs": [texts[0], texts[1]]})));
+    assert_eq!(tei_batch["predictions"].as_array().map(Vec::len), Some(2));
+    let given_id = server
+        .client
+        .post(server.url("/v1/predict"))
+        .header("x-request-id", "order-17:a")
+        .json(&json!({"text": "card?"}))
+        .send()
+        .expect("answers");
+    assert_eq!(json_of(given_id).1["request_id"], json!("order-17:a"), "a caller's request id is kept");
+
+    // Bad requests: the right status and a JSON error, never a 500.
+    let raw = |body: &str, content_type: Option<&str>| {
+        let mut request = server.client.post(server.url("/v1/predict")).body(body.to_owned());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        error_of(request.send().expect("answers"))
+    };
+    assert_eq!(raw("{\"text\": ", Some("application/json")), (StatusCode::BAD_REQUEST, "malformed_json".into()));
+    assert_eq!(raw("{\"text\": \"a\"}", None), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type".into()));
+    for body in [
+        json!({"texts": []}),
+        json!({"txt": "typo"}),
+        json!({}),
+        json!({"text": "a", "texts": ["b"]}),
+        json!({"text": "a", "top_k": 0}),
+        json!({"text": 5}),
+    ] {
+        assert_eq!(
+            error_of(server.post("/v1/predict", &body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request".into()),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        error_of(server.post("/v1/predict", &json!({"texts": vec!["a"; 9]}))),
+        (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large".into())
+    );
+    assert_eq!(
+        error_of(server.post("/v1/predict", &json!({"text": "x".repeat(5000)}))),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into())
+    );
+    assert_eq!(error_of(server.get("/v2/nothing")), (StatusCode::NOT_FOUND, "not_found".into()));
+    assert_eq!(error_of(server.get("/v1/predict")), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".into()));
+
+    // Feedback joins the log; a label the model does not know is refused.
+    let feedback = server.post("/v1/feedback", &json!({"request_id": request_id, "label": "cards"}));
+    assert_eq!(feedback.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        error_of(server.post("/v1/feedback", &json!({"request_id": request_id, "label": "nope"}))),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request".into())
+    );
+
+    // Metrics: valid Prometheus text that counted what happened.
+    let metrics = server.get("/metrics");
+    assert!(metrics.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain"));
+    let samples = parse_prometheus(&metrics.text().expect("text"));
+    let ok_predictions = sample(&samples, r#"kiln_requests_total{route="/v1/predict",status="200"}"#);
+    assert!(ok_predictions >= Some(7.0), "{ok_predictions:?}");
+    assert!(sample(&samples, r#"kiln_requests_total{route="/v1/predict",status="422"}"#) >= Some(6.0));
+    assert_eq!(sample(&samples, &format!(r#"kiln_model_info{{name="model",version="{version}"}}"#)), Some(1.0));
+    let predicted: f64 =
+        samples.iter().filter(|(name, _)| name.starts_with("kiln_predictions_total{")).map(|(_, value)| value).sum();
+    assert!(predicted >= 10.0, "{predicted}");
+    for histogram in ["request_duration_seconds", "queue_duration_seconds", "tokenize_duration_seconds"] {
+        assert!(samples.iter().any(|(name, _)| name.starts_with(&format!("kiln_{histogram}_bucket"))), "{histogram}");
+    }
+    assert!(sample(&samples, "kiln_batch_size_count") >= Some(7.0));
+    assert_eq!(sample(&samples, "kiln_queue_depth"), Some(0.0));
+
+    // The OpenAPI document lists every route and the fields the answers really have.
+    let (status, spec) = json_of(server.get("/openapi.json"));
+    assert_eq!(status, StatusCode::OK);
+    assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", spec["openapi"]);
+    let paths: BTreeSet<&str> = spec["paths"].as_object().expect("paths").keys().map(String::as_str).collect();
+    let expected_paths = [
+        "/v1/predict",
+        "/v1/feedback",
+        "/v1/model",
+        "/admin/reload",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ];
+    assert_eq!(paths, expected_paths.into_iter().collect());
+    let properties = |schema: &str| -> BTreeSet<String> {
+        spec["components"]["schemas"][schema]["properties"].as_object().expect(schema).keys().cloned().collect()
+    };
+    let keys = |value: &Value| -> BTreeSet<String> { value.as_object().expect("object").keys().cloned().collect() };
+    assert!(keys(&tei_single).is_subset(&properties("SingleResponse")), "{tei_single}");
+    assert!(keys(&batch).is_subset(&properties("BatchResponse")), "{batch}");
+    assert!(keys(&info).is_subset(&properties("ModelInfo")), "{info}");
+    openapi_validates(&spec);
+
+    // The page.
+    let page = server.get("/");
+    assert!(page.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
+    assert!(page.text().expect("html").contains("id=\"predict\""));
+
+    // Graceful shutdown: requests in flight are answered, then the log is completed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, stop, statuses) = (server.url("/v1/predict"), stop.clone(), statuses.clone());
+            std::thread::spawn(move || {
+                let client = Client::new();
+                while !stop.load(Ordering::SeqCst) {
+                    match client.post(&url).json(&json!({"texts": vec!["where is my card"; 8]})).send() {
+                        Ok(response) => statuses.lock().expect("lock").push(response.status()),
+                        Err(_) => break, // the server stopped accepting
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.terminate(), "serve exits 0 after SIGTERM:\n{}", server.log.lock().expect("log"));
+    stop.store(true, Ordering::SeqCst);
+    for sender in senders {
+        sender.join().expect("sender");
+    }
+    let statuses = statuses.lock().expect("lock");
+    assert!(!statuses.is_empty());
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::SERVICE_UNAVAILABLE), "{statuses:?}");
+
+    let records = log_records(&log_dir);
+    let predictions: Vec<&Value> = records.iter().filter(|r| r["type"] == "prediction").collect();
+    let answered = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!(predictions.len() >= 3 + 3 + 1 + 2 + 1 + 8 * answered, "{} records", predictions.len());
+    let first = predictions.iter().find(|r| r["request_id"] == json!(request_id)).expect("the batch is logged");
+    assert_eq!(first["text"], json!(texts[0]));
+    assert_eq!(first["model_version"], json!(version));
+    assert!(first["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["type"] == "feedback" && r["label"] == "cards" && r["request_id"] == json!(request_id))
+    );
+}
+
+/// openapi-spec-validator, where the reference Python has it (scripts/reference_env.sh).
+fn openapi_validates(spec: &Value) {
+    let python = repo().join(".venv-ref/bin/python");
+    let check = "import json, sys; from openapi_spec_validator import validate; validate(json.load(sys.stdin))";
+    let Ok(mut child) = Command::new(&python).args(["-c", check]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()
+    else {
+        eprintln!("SKIPPED the OpenAPI validator: no {} (scripts/reference_env.sh makes it)", python.display());
+        return;
+    };
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(spec.to_string().as_bytes()).expect("write spec");
+    }
+    let output = child.wait_with_output().expect("python runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("No module named 'openapi_spec_validator'") {
+        eprintln!("SKIPPED the OpenAPI validator: not installed in .venv-ref (scripts/reference_env.sh installs it)");
+        return;
+    }
+    assert!(output.status.success(), "the OpenAPI document does not validate:\n{stderr}");
+}
+
+#[test]
+fn tokens_guard_everything_but_health_and_metrics_can_move_to_their_own_port() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 1);
+    let metrics_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("address").port()
+    };
+    let server = Server::start(
+        &model,
+        &root.path().join("log"),
+        &["--metrics-port", &metrics_port.to_string(), "--log-predictions", "false"],
+        &[("KILN_API_TOKENS", "first-secret,second-secret")],
+    );
+    assert_eq!(server.get("/healthz").status(), StatusCode::OK);
+    assert_eq!(server.get("/readyz").status(), StatusCode::OK);
+    assert_eq!(server.get("/").status(), StatusCode::OK, "the static page is public; it asks for the token");
+
+    let body = json!({"text": "my card has not arrived"});
+    let unauthenticated = server.post("/v1/predict", &body);
+    assert_eq!(unauthenticated.headers()["www-authenticate"], "Bearer");
+    assert_eq!(error_of(unauthenticated), (StatusCode::UNAUTHORIZED, "unauthorized".into()));
+    let with = |token: &str, path: &str| {
+        server.client.post(server.url(path)).bearer_auth(token).json(&body).send().expect("answers")
+    };
+    assert_eq!(error_of(with("first-secre", "/v1/predict")).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_of(with("first-secret,second-secret", "/v1/predict")).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(with("second-secret", "/v1/predict").status(), StatusCode::OK);
+    assert_eq!(with("first-secret", "/v1/predict").status(), StatusCode::OK);
+    for path in ["/v1/model", "/openapi.json"] {
+        assert_eq!(error_of(server.get(path)).0, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert_eq!(error_of(server.post("/admin/reload", &json!({}))).0, StatusCode::UNAUTHORIZED);
+    // Feedback needs the log, which is off here.
+    let feedback = server
+        .client
+        .post(server.url("/v1/feedback"))
+        .bearer_auth("first-secret")
+        .json(&json!({"request_id": "r1", "label": "cards"}))
+        .send()
+        .expect("answers");
+    assert_eq!(error_of(feedback), (StatusCode::SERVICE_UNAVAILABLE, "log_disabled".into()));
+
+    // /metrics is on its own port, without auth, and no longer on the API port.
+    let metrics = server.client.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().expect("answers");
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let samples = parse_prometheus(&metrics.text().expect("text"));
+    assert_eq!(sample(&samples, r#"kiln_requests_total{route="/v1/predict",status="401"}"#), Some(3.0));
+    assert_eq!(error_of(server.get("/metrics")).0, StatusCode::NOT_FOUND);
+    assert!(!root.path().join("log").exists(), "no log folder when logging is off");
+}
+
+#[test]
+fn a_full_queue_answers_429_and_the_rest_are_served() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 1);
+    let server = Server::start(
+        &model,
+        &root.path().join("log"),
+        &["--max-queue", "1", "--max-batch-size", "1", "--log-predictions", "false"],
+        &[],
+    );
+    let url = server.url("/v1/predict");
+    let long = "please tell me why my card payment was declined at the shop yesterday ".repeat(4);
+    let mut statuses = Vec::new();
+    for _burst in 0..20 {
+        let threads: Vec<_> = (0..24)
+            .map(|_| {
+                let (url, long) = (url.clone(), long.clone());
+                std::thread::spawn(move || {
+                    let response =
+                        Client::new().post(&url).json(&json!({"texts": vec![long; 16]})).send().expect("answers");
+                    let status = response.status();
+                    let code = (status != StatusCode::OK).then(|| error_of(response).1);
+                    (status, code)
+                })
+            })
+            .collect();
+        statuses.extend(threads.into_iter().map(|t| t.join().expect("thread")));
+        if statuses.iter().any(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS) {
+            break;
+        }
+    }
+    assert!(statuses.iter().any(|(s, _)| *s == StatusCode::OK), "{statuses:?}");
+    assert!(
+        statuses.iter().any(|(s, code)| *s == StatusCode::TOO_MANY_REQUESTS && code.as_deref() == Some("queue_full")),
+        "a queue of 1 never overflowed: {statuses:?}"
+    );
+    assert!(statuses.iter().all(|(s, _)| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+}
+
+/// Moves a freshly written model folder into `dir`'s place.
+fn replace_folder(dir: &Path, labels: &[&str], seed: u64) {
+    let staging = dir.with_extension("next");
+    model_folder(&staging, labels, seed);
+    std::fs::remove_dir_all(dir).expect("remove the old folder");
+    std::fs::rename(&staging, dir).expect("move the new folder in");
+}
+
+#[test]
+fn reload_swaps_models_under_load_without_losing_requests_and_refuses_broken_ones() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 1);
+    let server = Server::start(
+        &model,
+        &root.path().join("log"),
+        &["--watch", "true", "--watch-interval-ms", "100", "--log-predictions", "false"],
+        &[],
+    );
+    let version = |server: &Server| json_of(server.get("/v1/model")).1["version"].as_str().expect("v").to_owned();
+    let first = version(&server);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, stop, seen) = (server.url("/v1/predict"), stop.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let client = Client::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let (status, body) =
+                        json_of(client.post(&url).json(&json!({"text": "card?"})).send().expect("answers"));
+                    let version = body["model_version"].as_str().unwrap_or("").to_owned();
+                    seen.lock().expect("lock").push((status, version, started));
+                }
+            })
+        })
+        .collect();
+
+    // An explicit reload, with the folder replaced under the running server.
+    std::thread::sleep(Duration::from_millis(200));
+    // Slower than the watch interval twice over, so the watcher may also pick it up: both must be safe.
+    replace_folder(&model, &OTHER_LABELS, 2);
+    let (status, reloaded) = json_of(server.post("/admin/reload", &json!({})));
+    assert_eq!(status, StatusCode::OK, "{reloaded}");
+    let second = reloaded["model"]["version"].as_str().expect("version").to_owned();
+    assert_ne!(second, first);
+    assert_eq!(reloaded["model"]["labels"], json!(OTHER_LABELS));
+    let reloaded_at = Instant::now();
+
+    // A broken folder is refused; the model serving stays.
+    std::fs::write(model.join("model.safetensors"), b"not a safetensors file").expect("break the weights");
+    let (status, code) = error_of(server.post("/admin/reload", &json!({})));
+    assert_eq!((status, code.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "model_invalid"));
+    std::thread::sleep(Duration::from_millis(400)); // the watcher sees the change and fails too
+    assert_eq!(version(&server), second);
+
+    // The watcher picks up a good folder by itself.
+    replace_folder(&model, &LABELS, 3);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let third = loop {
+        let current = version(&server);
+        if current != second {
+            break current;
+        }
+        assert!(Instant::now() < deadline, "the watcher never reloaded:\n{}", server.log.lock().expect("log"));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::SeqCst);
+    for sender in senders {
+        sender.join().expect("sender");
+    }
+
+    let seen = seen.lock().expect("lock");
+    assert!(seen.iter().all(|(status, ..)| *status == StatusCode::OK), "a request failed during reloads");
+    let versions: BTreeSet<&str> = seen.iter().map(|(_, v, _)| v.as_str()).collect();
+    assert!(versions.contains(first.as_str()) && versions.contains(third.as_str()), "{versions:?}");
+    assert!(versions.is_subset(&[first.as_str(), second.as_str(), third.as_str()].into()), "{versions:?}");
+    assert!(
+        seen.iter().filter(|(_, _, started)| *started > reloaded_at).all(|(_, v, _)| *v != first),
+        "a request that started after the reload answered was served by the old model"
+    );
+    let samples = parse_prometheus(&server.get("/metrics").text().expect("metrics"));
+    assert!(sample(&samples, r#"kiln_reloads_total{result="failed"}"#) >= Some(1.0));
+    assert_eq!(sample(&samples, &format!(r#"kiln_model_info{{name="model",version="{third}"}}"#)), Some(1.0));
+}
+
+/// The page, in headless Chromium (tests/e2e/page.mjs): refused without the
+/// token, then one text with a bar per class, then a batch of lines. Skipped
+/// where `scripts/setup.sh browser` could not install Chromium or playwright-core.
+#[test]
+fn the_page_classifies_in_a_real_browser() {
+    let modules = repo().join(".tools/e2e/node_modules");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !modules.join("playwright-core").is_dir() || !Path::new(&chromium).exists() {
+        eprintln!(
+            "SKIPPED the browser test: needs {chromium} and {} (scripts/setup.sh browser installs both)",
+            modules.display()
+        );
+        return;
+    }
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 1);
+    let token = "page-secret";
+    let server =
+        Server::start(&model, &root.path().join("log"), &["--log-predictions", "false"], &[("KILN_API_TOKENS", token)]);
+    let output = Command::new("node")
+        .arg(repo().join("tests/e2e/page.mjs"))
+        .arg(&server.base)
+        .arg(token)
+        .env("KILN_E2E_MODULES", &modules)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    assert!(output.status.success(), "the browser script failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+
+    let api = |body: Value| {
+        let response = server.client.post(server.url("/v1/predict")).bearer_auth(token).json(&body).send();
+        json_of(response.expect("answers")).1
+    };
+    assert!(seen["refused"].as_str().is_some_and(|e| e.contains("Bearer")), "{}", seen["refused"]);
+    let text = "I am still waiting on my card?";
+    assert_eq!(seen["label"], api(json!({"text": text}))["label"], "the page shows the API's label");
+    let bars = seen["bars"].as_array().expect("bars");
+    assert_eq!(bars.len(), LABELS.len(), "a bar per class");
+    assert_eq!(bars[0]["label"], seen["label"], "the predicted label's bar comes first");
+    assert!(bars.iter().all(|bar| bar["width"].as_str().is_some_and(|w| w.ends_with('%'))));
+    let version = json_of(server.client.get(server.url("/v1/model")).bearer_auth(token).send().expect("answers")).1;
+    assert!(seen["model"].as_str().is_some_and(|m| m.contains(version["version"].as_str().expect("v"))));
+
+    let lines = ["how do i top up", "where is my card", "Is there a fee for sending money abroad?"];
+    let expected = api(json!({"texts": lines}));
+    let batch = seen["batch"].as_array().expect("batch rows");
+    assert_eq!(batch.len(), lines.len(), "blank lines are skipped: {batch:?}");
+    for ((row, line), prediction) in batch.iter().zip(lines).zip(expected["predictions"].as_array().expect("p")) {
+        assert_eq!(row["text"], json!(line));
+        assert_eq!(row["label"], prediction["label"]);
+    }
+}

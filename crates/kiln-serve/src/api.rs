@@ -1,0 +1,451 @@
+//! The HTTP API: request and response types (which the OpenAPI spec is built
+//! from, so the two cannot disagree) and the route handlers.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use kiln_config::LogText;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::log::LogRecord;
+use crate::model::{ModelInfo, TrainingInput};
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// One text or several, as Hugging Face TEI's `inputs` takes them.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Inputs {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Give exactly one of `text`, `texts` or `inputs`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    /// One text; the answer is one prediction.
+    pub text: Option<String>,
+    /// Several texts (at most `max_client_batch`); the answer lists a prediction per text, in order.
+    pub texts: Option<Vec<String>>,
+    /// TEI's form: a string (answered like `text`) or a list (answered like `texts`).
+    pub inputs: Option<Inputs>,
+    /// Also return the k most likely labels with their scores.
+    #[schema(minimum = 1)]
+    pub top_k: Option<usize>,
+    /// Also return every label's score, most likely first.
+    #[serde(default)]
+    pub return_all_scores: bool,
+    /// Accepted for TEI compatibility: texts are always truncated to the model's max length.
+    pub truncate: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LabelScore {
+    pub label: String,
+    pub score: f32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Prediction {
+    /// The most likely label.
+    pub label: String,
+    /// Its probability.
+    pub score: f32,
+    /// The top-k (or all) labels, most likely first, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scores: Option<Vec<LabelScore>>,
+}
+
+/// The answer to `text` (or `inputs` as a string).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SingleResponse {
+    pub label: String,
+    pub score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scores: Option<Vec<LabelScore>>,
+    /// The version of the model that answered (see `GET /v1/model`).
+    pub model_version: String,
+    /// Quote it in `POST /v1/feedback`.
+    pub request_id: String,
+}
+
+/// The answer to `texts` (or `inputs` as a list).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub predictions: Vec<Prediction>,
+    pub model_version: String,
+    pub request_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PredictResponse {
+    Single(SingleResponse),
+    Batch(BatchResponse),
+}
+
+/// The true label of an earlier prediction, once someone knows it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    /// The `request_id` of the prediction.
+    pub request_id: String,
+    /// One of the model's labels.
+    pub label: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReloadResponse {
+    pub previous_version: Option<String>,
+    pub model: ModelInfo,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "kiln serve", description = "Text classification with a kiln-trained (or Hugging Face) model."),
+    paths(predict, feedback, model_info, reload, healthz, readyz, metrics, openapi_spec),
+    components(schemas(
+        PredictRequest, Inputs, PredictResponse, SingleResponse, BatchResponse, Prediction, LabelScore,
+        FeedbackRequest, Status, ReloadResponse, ModelInfo, TrainingInput, ErrorBody
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Classify one text or a batch.
+#[utoipa::path(
+    post, path = "/v1/predict", request_body = PredictRequest,
+    responses(
+        (status = 200, description = "Predictions", body = PredictResponse),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 413, description = "Body or batch too large", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "Valid JSON, but not a valid request", body = ErrorBody),
+        (status = 429, description = "Too many requests waiting", body = ErrorBody),
+        (status = 503, description = "Model not loaded yet, or shutting down", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<PredictRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let Json(request) = body?;
+    let request_id = request_id(&headers);
+    let (texts, single) = request_texts(&request, state.config.max_client_batch)?;
+    if request.top_k == Some(0) {
+        return Err(ApiError::invalid("top_k must be at least 1"));
+    }
+    if state.model.load().is_none() {
+        return Err(ApiError::not_ready());
+    }
+    let texts: Vec<String> = texts.into_iter().map(|text| truncate_chars(text, state.config.max_text_chars)).collect();
+    let logged_texts = state.log.as_ref().map(|_| texts.clone());
+    let answer = state.queue.submit(texts)?.await.map_err(|_| ApiError::shutting_down())??;
+
+    let labels = &answer.model.labels;
+    let detail = if request.return_all_scores { Some(labels.len()) } else { request.top_k };
+    let predictions: Vec<Prediction> =
+        answer.probabilities.iter().map(|probabilities| rank(labels, probabilities, detail)).collect();
+    for prediction in &predictions {
+        state.metrics.predictions.with_label_values(&[prediction.label.as_str()]).inc();
+    }
+    if let (Some(log), Some(texts)) = (&state.log, logged_texts) {
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        let time = now();
+        for (index, (text, prediction)) in texts.into_iter().zip(&predictions).enumerate() {
+            let (text, text_sha256) = match state.config.log_text {
+                LogText::Full => (Some(text), None),
+                LogText::Hash => (None, Some(hex::encode(Sha256::digest(text.as_bytes())))),
+                LogText::None => (None, None),
+            };
+            log.append(LogRecord::Prediction {
+                time: time.clone(),
+                request_id: request_id.clone(),
+                index,
+                text,
+                text_sha256,
+                label: prediction.label.clone(),
+                score: prediction.score,
+                model_version: answer.model.version.clone(),
+                latency_ms,
+            });
+        }
+    }
+
+    let model_version = answer.model.version.clone();
+    let response = if single {
+        let Prediction { label, score, scores } = predictions.into_iter().next().ok_or_else(|| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no prediction. This is a bug.")
+        })?;
+        PredictResponse::Single(SingleResponse { label, score, scores, model_version, request_id: request_id.clone() })
+    } else {
+        PredictResponse::Batch(BatchResponse { predictions, model_version, request_id: request_id.clone() })
+    };
+    Ok(with_request_id(Json(response).into_response(), &request_id))
+}
+
+/// The best label and, when `detail` asks, the `detail` best with their scores.
+fn rank(labels: &[String], probabilities: &[f32], detail: Option<usize>) -> Prediction {
+    let mut ranked: Vec<LabelScore> =
+        labels.iter().zip(probabilities).map(|(label, &score)| LabelScore { label: label.clone(), score }).collect();
+    ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let best = ranked.first().cloned().unwrap_or(LabelScore { label: String::new(), score: 0.0 });
+    Prediction {
+        label: best.label,
+        score: best.score,
+        scores: detail.map(|k| {
+            ranked.truncate(k);
+            ranked
+        }),
+    }
+}
+
+/// The texts of a request, and whether it asked for one text (not a list).
+fn request_texts(request: &PredictRequest, max_client_batch: usize) -> Result<(Vec<String>, bool), ApiError> {
+    let (texts, single) = match (&request.text, &request.texts, &request.inputs) {
+        (Some(text), None, None) | (None, None, Some(Inputs::One(text))) => (vec![text.clone()], true),
+        (None, Some(texts), None) | (None, None, Some(Inputs::Many(texts))) => (texts.clone(), false),
+        (None, None, None) => {
+            return Err(ApiError::invalid("give the text to classify as `text`, `texts` or `inputs`"));
+        }
+        _ => return Err(ApiError::invalid("give only one of `text`, `texts` or `inputs`")),
+    };
+    if texts.is_empty() {
+        return Err(ApiError::invalid("`texts` is empty: give at least one text"));
+    }
+    if texts.len() > max_client_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("{} texts in one request; the most is {max_client_batch} (serve.max_client_batch)", texts.len()),
+        ));
+    }
+    Ok((texts, single))
+}
+
+/// Cuts `text` to `max` characters, on a character boundary.
+fn truncate_chars(mut text: String, max: usize) -> String {
+    if let Some((end, _)) = text.char_indices().nth(max) {
+        text.truncate(end);
+    }
+    text
+}
+
+/// The caller's `x-request-id` when it is a sensible one, else a new UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+fn with_request_id(mut response: Response, request_id: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Record the true label of an earlier prediction (appended to the prediction log).
+#[utoipa::path(
+    post, path = "/v1/feedback", request_body = FeedbackRequest,
+    responses(
+        (status = 202, description = "Recorded", body = Status),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 422, description = "Not a valid request, or a label the model does not know", body = ErrorBody),
+        (status = 503, description = "No model loaded, or the prediction log is off", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn feedback(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<FeedbackRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let Some(model) = state.model.load_full() else {
+        return Err(ApiError::not_ready());
+    };
+    if request.request_id.trim().is_empty() {
+        return Err(ApiError::invalid("request_id is empty"));
+    }
+    if !model.labels.contains(&request.label) {
+        return Err(ApiError::invalid(format!(
+            "unknown label '{}'; the model's labels are listed by GET /v1/model",
+            request.label
+        )));
+    }
+    let Some(log) = &state.log else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_disabled",
+            "feedback is kept in the prediction log, which is off (serve.log_predictions)",
+        ));
+    };
+    log.append(LogRecord::Feedback {
+        time: now(),
+        request_id: request.request_id,
+        label: request.label,
+        model_version: model.version.clone(),
+    });
+    Ok((StatusCode::ACCEPTED, Json(Status { status: "recorded".into(), model_version: None })).into_response())
+}
+
+/// The model being served: labels, version, training data and weight hashes, eval metrics.
+#[utoipa::path(
+    get, path = "/v1/model",
+    responses(
+        (status = 200, description = "The model", body = ModelInfo),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 503, description = "Not loaded yet", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn model_info(State(state): State<Arc<AppState>>) -> Result<Json<ModelInfo>, ApiError> {
+    state.model.load_full().map(|info| Json((*info).clone())).ok_or_else(ApiError::not_ready)
+}
+
+/// Load the model folder again and serve it from the next batch on; a folder
+/// that does not load is refused and the current model keeps serving.
+#[utoipa::path(
+    post, path = "/admin/reload",
+    responses(
+        (status = 200, description = "The new model is serving", body = ReloadResponse),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 422, description = "The folder does not hold a valid model; nothing changed", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn reload(State(state): State<Arc<AppState>>) -> Result<Json<ReloadResponse>, ApiError> {
+    let previous_version = state.model.load_full().map(|info| info.version.clone());
+    match crate::reload(&state).await {
+        Ok(info) => Ok(Json(ReloadResponse { previous_version, model: (*info).clone() })),
+        Err(error) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "model_invalid",
+            format!("the model was not reloaded, the old one keeps serving: {error:#}"),
+        )),
+    }
+}
+
+/// Alive (the process answers).
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Alive", body = Status)))]
+pub async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok".into(), model_version: None })
+}
+
+/// Ready to predict: a model is loaded and the server is not shutting down.
+#[utoipa::path(
+    get, path = "/readyz",
+    responses((status = 200, description = "Ready", body = Status), (status = 503, description = "Not ready", body = ErrorBody))
+)]
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Status>, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::shutting_down());
+    }
+    let info = state.model.load_full().ok_or_else(ApiError::not_ready)?;
+    Ok(Json(Status { status: "ready".into(), model_version: Some(info.version.clone()) }))
+}
+
+/// Prometheus metrics (text format).
+#[utoipa::path(
+    get, path = "/metrics",
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")),
+    security(("bearer" = []))
+)]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
+}
+
+/// This OpenAPI 3 document.
+#[utoipa::path(
+    get, path = "/openapi.json",
+    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")),
+    security(("bearer" = []))
+)]
+pub async fn openapi_spec() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+        .into_response()
+}
+
+/// The page to try the model in a browser.
+pub async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_characters() {
+        assert_eq!(truncate_chars("héllo".into(), 2), "hé");
+        assert_eq!(truncate_chars("short".into(), 10), "short");
+    }
+
+    #[test]
+    fn ranking_orders_and_cuts() {
+        let labels = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let prediction = rank(&labels, &[0.2, 0.5, 0.3], Some(2));
+        assert_eq!(prediction.label, "b");
+        let scores: Vec<&str> = prediction.scores.iter().flatten().map(|s| s.label.as_str()).collect();
+        assert_eq!(scores, ["b", "c"]);
+        assert!(rank(&labels, &[0.2, 0.5, 0.3], None).scores.is_none());
+    }
+
+    #[test]
+    fn a_request_names_its_texts_once() {
+        let parse = |json: &str| serde_json::from_str::<PredictRequest>(json).expect("parses");
+        assert_eq!(request_texts(&parse(r#"{"text": "hi"}"#), 4).expect("ok"), (vec!["hi".to_owned()], true));
+        assert_eq!(request_texts(&parse(r#"{"inputs": ["a", "b"]}"#), 4).expect("ok").0.len(), 2);
+        assert!(request_texts(&parse(r#"{"inputs": "a"}"#), 4).expect("ok").1);
+        assert_eq!(
+            request_texts(&parse(r#"{"text": "a", "texts": ["b"]}"#), 4).expect_err("both").code,
+            "invalid_request"
+        );
+        assert_eq!(request_texts(&parse(r#"{"texts": []}"#), 4).expect_err("empty").code, "invalid_request");
+        let too_many = request_texts(&parse(r#"{"texts": ["a", "b", "c"]}"#), 2).expect_err("too many");
+        assert_eq!(too_many.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(serde_json::from_str::<PredictRequest>(r#"{"txt": "a"}"#).is_err(), "unknown fields are refused");
+    }
+}

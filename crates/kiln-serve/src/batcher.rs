@@ -1,0 +1,299 @@
+//! Dynamic batching: requests wait in a bounded queue; one inference thread
+//! takes what is queued (up to the batch limits), runs it through the model in
+//! one go and answers each request. Throughput grows with concurrency because
+//! the model's cost per text falls with batch size.
+//!
+//! The same queue carries model swaps, so a reload takes effect between two
+//! batches: requests queued before it finish on the old model.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kiln_data::processed::Example;
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+use crate::model::{ModelInfo, ServedModel};
+
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_batch_size: usize,
+    pub max_batch_tokens: usize,
+    pub max_wait: Duration,
+}
+
+/// A request's answer: probabilities per text, from the model named in `model`.
+#[derive(Debug)]
+pub struct Answer {
+    pub probabilities: Vec<Vec<f32>>,
+    pub model: Arc<ModelInfo>,
+    pub queue_seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("no model is loaded yet")]
+    NotReady,
+    #[error("cannot tokenize the text: {0}")]
+    Tokenize(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("too many requests are waiting for the model")]
+    Full,
+    #[error("the server is shutting down")]
+    Closed,
+}
+
+struct Job {
+    texts: Vec<String>,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<Answer, BatchError>>,
+}
+
+enum Work {
+    Predict(Job),
+    Swap(Box<ServedModel>, oneshot::Sender<()>),
+    Stop,
+}
+
+/// A job taken off the queue and tokenized, waiting for its batch to run.
+struct Encoded {
+    job: Job,
+    examples: Vec<Example>,
+    tokens: usize,
+}
+
+/// The sending side, shared by every request handler.
+#[derive(Clone)]
+pub struct Queue {
+    sender: SyncSender<Work>,
+    depth: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl Queue {
+    /// Starts the inference thread, with no model until the first [`Queue::swap`].
+    pub fn start(limits: BatchLimits, capacity: usize, metrics: Arc<Metrics>) -> (Self, JoinHandle<()>) {
+        let (sender, receiver) = sync_channel(capacity);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let worker = Worker { receiver, limits, depth: depth.clone(), metrics: metrics.clone(), model: None };
+        let handle = std::thread::Builder::new()
+            .name("kiln-inference".into())
+            .spawn(move || worker.run())
+            .expect("the OS lets the server start a thread");
+        (Self { sender, depth, metrics }, handle)
+    }
+
+    /// Queues `texts`; the receiver yields the answer once their batch ran.
+    pub fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Result<Answer, BatchError>>, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job { texts, enqueued: Instant::now(), reply };
+        let depth = self.depth.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.sender.try_send(Work::Predict(job)) {
+            Ok(()) => {
+                self.metrics.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+                Ok(answer)
+            }
+            Err(error) => {
+                self.depth.fetch_sub(1, Ordering::SeqCst);
+                Err(match error {
+                    TrySendError::Full(_) => SubmitError::Full,
+                    TrySendError::Disconnected(_) => SubmitError::Closed,
+                })
+            }
+        }
+    }
+
+    /// Serves `model` from the next batch on; returns once it is in place.
+    /// Blocks while the queue is full, so call it off the async runtime.
+    pub fn swap(&self, model: ServedModel) -> Result<(), SubmitError> {
+        let (done, swapped) = oneshot::channel();
+        self.sender.send(Work::Swap(Box::new(model), done)).map_err(|_| SubmitError::Closed)?;
+        swapped.blocking_recv().map_err(|_| SubmitError::Closed)
+    }
+
+    /// Asks the thread to finish what is queued and stop.
+    pub fn stop(&self) {
+        let _ = self.sender.send(Work::Stop);
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::SeqCst)
+    }
+}
+
+struct Worker {
+    receiver: Receiver<Work>,
+    limits: BatchLimits,
+    depth: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+    model: Option<Box<ServedModel>>,
+}
+
+/// What the worker handles next: fresh work, or a tokenized job that did not
+/// fit in the previous batch and starts the next one.
+enum Next {
+    Work(Work),
+    Encoded(Encoded),
+}
+
+/// How long [`Worker::receive`] waits.
+enum Wait {
+    Forever,
+    Until(Instant),
+    No,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut next: Option<Next> = None;
+        loop {
+            let item = match next.take() {
+                Some(item) => item,
+                None => match self.receive(Wait::Forever) {
+                    Some(work) => Next::Work(work),
+                    None => return,
+                },
+            };
+            match item {
+                Next::Encoded(first) => next = self.gather_and_run(first),
+                Next::Work(Work::Stop) => return,
+                Next::Work(Work::Swap(model, done)) => {
+                    self.model = Some(model);
+                    let _ = done.send(());
+                }
+                Next::Work(Work::Predict(job)) => {
+                    if let Some(first) = self.encode(job) {
+                        next = self.gather_and_run(first);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next work item, keeping the queue-depth gauge true.
+    fn receive(&self, wait: Wait) -> Option<Work> {
+        let work = match wait {
+            Wait::Forever => self.receiver.recv().ok(),
+            Wait::Until(deadline) => {
+                self.receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()
+            }
+            Wait::No => self.receiver.try_recv().ok(),
+        };
+        if matches!(work, Some(Work::Predict(_))) {
+            let depth = self.depth.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+            self.metrics.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+        }
+        work
+    }
+
+    /// Cleans and tokenizes a job's texts with the current model; answers it
+    /// at once when that is impossible.
+    fn encode(&self, job: Job) -> Option<Encoded> {
+        let Some(model) = &self.model else {
+            let _ = job.reply.send(Err(BatchError::NotReady));
+            return None;
+        };
+        let started = Instant::now();
+        let texts: Vec<&str> = job.texts.iter().map(String::as_str).collect();
+        let encoded = model.predictor.encode(&texts);
+        self.metrics.tokenize_seconds.observe(started.elapsed().as_secs_f64());
+        match encoded {
+            Ok(examples) => {
+                let tokens = examples.iter().map(Example::len).sum();
+                Some(Encoded { job, examples, tokens })
+            }
+            Err(error) => {
+                let _ = job.reply.send(Err(BatchError::Tokenize(format!("{error:#}"))));
+                None
+            }
+        }
+    }
+
+    /// Takes queued jobs after `first` up to the limits, runs them as one batch
+    /// and answers each. Returns what ended the gathering and must be handled
+    /// next: a swap or stop, or a job that did not fit.
+    fn gather_and_run(&mut self, first: Encoded) -> Option<Next> {
+        let limits = self.limits;
+        let deadline = Instant::now() + limits.max_wait;
+        let (mut texts, mut tokens) = (first.examples.len(), first.tokens);
+        let mut batch = vec![first];
+        let mut next = None;
+        while texts < limits.max_batch_size && tokens < limits.max_batch_tokens {
+            let wait = if limits.max_wait.is_zero() { Wait::No } else { Wait::Until(deadline) };
+            match self.receive(wait) {
+                None => break,
+                Some(Work::Predict(job)) => {
+                    let Some(encoded) = self.encode(job) else { continue };
+                    if texts + encoded.examples.len() > limits.max_batch_size
+                        || tokens + encoded.tokens > limits.max_batch_tokens
+                    {
+                        next = Some(Next::Encoded(encoded));
+                        break;
+                    }
+                    texts += encoded.examples.len();
+                    tokens += encoded.tokens;
+                    batch.push(encoded);
+                }
+                Some(other) => {
+                    next = Some(Next::Work(other));
+                    break;
+                }
+            }
+        }
+        self.run_batch(batch);
+        next
+    }
+    fn run_batch(&self, batch: Vec<Encoded>) {
+        let Some(model) = &self.model else {
+            return;
+        };
+        let started = Instant::now();
+        let sizes: Vec<usize> = batch.iter().map(|encoded| encoded.examples.len()).collect();
+        let mut jobs = Vec::with_capacity(batch.len());
+        let mut examples = Vec::with_capacity(sizes.iter().sum());
+        for encoded in batch {
+            examples.extend(encoded.examples);
+            jobs.push(encoded.job);
+        }
+        self.metrics.batch_size.observe(examples.len() as f64);
+        // A LibTorch error surfaces as a panic; it fails this batch, not the server.
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            model.predictor.probabilities_batched(&examples, self.limits.max_batch_size)
+        }));
+        self.metrics.inference_seconds.observe(started.elapsed().as_secs_f64());
+        let mut probabilities = match outcome {
+            Ok(probabilities) => probabilities.into_iter(),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "the model panicked".into());
+                tracing::error!("inference failed: {message}");
+                for job in jobs {
+                    let _ = job.reply.send(Err(BatchError::Inference(message.clone())));
+                }
+                return;
+            }
+        };
+        for (job, size) in jobs.into_iter().zip(sizes) {
+            let queue_seconds = started.duration_since(job.enqueued).as_secs_f64();
+            self.metrics.queue_seconds.observe(queue_seconds);
+            let answer = Answer {
+                probabilities: probabilities.by_ref().take(size).collect(),
+                model: model.info.clone(),
+                queue_seconds,
+            };
+            let _ = job.reply.send(Ok(answer));
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The prediction log: every prediction and every feedback as a JSON line, for
+//! monitoring (drift, live accuracy) to read later.
+//!
+//! Request handlers hand records to a writer thread through a bounded channel,
+//! so a slow disk never slows a response: when the writer falls behind, records
+//! are dropped and counted (`kiln_prediction_log_dropped`). The writer buffers,
+//! flushes every second, and starts a new file past `rotate_bytes`. A file is
+//! written as `*.jsonl.partial` and renamed to `*.jsonl` when complete, so
+//! readers of `*.jsonl` never see half a file.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+
+/// Records waiting for the writer before new ones are dropped.
+const CAPACITY: usize = 65_536;
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+const PARTIAL: &str = "partial";
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum LogRecord {
+    Prediction {
+        time: String,
+        request_id: String,
+        /// The text's position in its request.
+        index: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text_sha256: Option<String>,
+        label: String,
+        score: f32,
+        model_version: String,
+        latency_ms: f64,
+    },
+    Feedback {
+        time: String,
+        request_id: String,
+        label: String,
+        model_version: String,
+    },
+}
+
+enum Message {
+    Record(Box<LogRecord>),
+    Close,
+}
+
+pub struct PredictionLog {
+    sender: SyncSender<Message>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl PredictionLog {
+    pub fn start(dir: &Path, rotate_bytes: u64, metrics: Arc<Metrics>) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the prediction log folder {}", dir.display()))?;
+        let writer = Writer { dir: dir.to_owned(), rotate_bytes, file: None, sequence: 0 };
+        // Fail now, not on the first request, when the folder is not writable.
+        let probe = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("cannot write in the prediction log folder {}", dir.display()))?;
+        drop(probe);
+        let (sender, receiver) = sync_channel(CAPACITY);
+        let handle = std::thread::Builder::new()
+            .name("kiln-prediction-log".into())
+            .spawn(move || writer.run(&receiver))
+            .context("cannot start the prediction log thread")?;
+        Ok(Self { sender, writer: Mutex::new(Some(handle)), metrics })
+    }
+
+    /// Queues a record; never blocks.
+    pub fn append(&self, record: LogRecord) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.sender.try_send(Message::Record(Box::new(record)))
+        {
+            self.metrics.log_dropped.inc();
+        }
+    }
+
+    /// Writes what is queued, completes the current file and stops the writer.
+    pub fn close(&self) {
+        let handle = self.writer.lock().ok().and_then(|mut writer| writer.take());
+        if let Some(handle) = handle {
+            let _ = self.sender.send(Message::Close);
+            let _ = handle.join();
+        }
+    }
+}
+
+struct OpenFile {
+    path: PathBuf,
+    out: BufWriter<File>,
+    bytes: u64,
+}
+
+struct Writer {
+    dir: PathBuf,
+    rotate_bytes: u64,
+    file: Option<OpenFile>,
+    sequence: u64,
+}
+
+impl Writer {
+    fn run(mut self, receiver: &Receiver<Message>) {
+        loop {
+            match receiver.recv_timeout(FLUSH_EVERY) {
+                Ok(Message::Record(record)) => {
+                    if let Err(error) = self.write(&record) {
+                        tracing::error!("prediction log: {error:#}");
+                    }
+                }
+                Ok(Message::Close) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(file) = &mut self.file
+                        && let Err(error) = file.out.flush()
+                    {
+                        tracing::error!("prediction log: cannot write {}: {error}", file.path.display());
+                    }
+                }
+            }
+        }
+        if let Err(error) = self.complete() {
+            tracing::error!("prediction log: {error:#}");
+        }
+    }
+
+    fn write(&mut self, record: &LogRecord) -> Result<()> {
+        if self.file.as_ref().is_some_and(|file| file.bytes >= self.rotate_bytes) {
+            self.complete()?;
+        }
+        let mut file = match self.file.take() {
+            Some(file) => file,
+            None => self.open()?,
+        };
+        let mut line = serde_json::to_vec(record).context("a log record")?;
+        line.push(b'\n');
+        let written = file.out.write_all(&line).with_context(|| format!("cannot write {}", file.path.display()));
+        file.bytes += line.len() as u64;
+        self.file = Some(file);
+        written
+    }
+
+    fn open(&mut self) -> Result<OpenFile> {
+        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        self.sequence += 1;
+        let path = self.dir.join(format!("predictions-{millis}-{:04}.jsonl.{PARTIAL}", self.sequence));
+        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(OpenFile { path, out: BufWriter::with_capacity(1 << 16, file), bytes: 0 })
+    }
+
+    /// Flushes the current file and renames it to its final `.jsonl` name.
+    fn complete(&mut self) -> Result<()> {
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        file.out.flush().with_context(|| format!("cannot write {}", file.path.display()))?;
+        // `x.jsonl.partial` -> `x.jsonl`
+        let done = file.path.with_extension("");
+        std::fs::rename(&file.path, &done).with_context(|| format!("cannot rename {}", file.path.display()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,39 @@
+"""The reference for `make bench-serve`: the same model folder behind FastAPI +
+uvicorn (uvloop, httptools) + a transformers `pipeline("text-classification")`,
+as a team would deploy it today. Same request and answer shape as kiln's
+`POST /v1/predict` for one text.
+Run in .venv-ref:  .venv-ref/bin/python scripts/bench_serve_reference.py MODEL_DIR PORT [threads]
+"""
+import sys
+
+import torch
+import uvicorn
+from fastapi import FastAPI
+from pydantic import BaseModel
+from transformers import pipeline
+
+folder, port = sys.argv[1], int(sys.argv[2])
+threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+torch.set_num_threads(threads)
+classifier = pipeline("text-classification", model=folder, device="cpu", truncation=True, max_length=64)
+app = FastAPI()
+
+
+class PredictRequest(BaseModel):
+    text: str
+
+
+@app.get("/readyz")
+def readyz():
+    return {"status": "ready"}
+
+
+# A plain `def`: FastAPI runs it on its thread pool, so the event loop keeps accepting.
+@app.post("/v1/predict")
+def predict(request: PredictRequest):
+    result = classifier(request.text)[0]
+    return {"label": result["label"], "score": result["score"]}
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", loop="uvloop", http="httptools")
