@@ -180,6 +180,43 @@ fn sample(samples: &[(String, f64)], series: &str) -> Option<f64> {
     samples.iter().find(|(name, _)| name == series).map(|(_, value)| *value)
 }
 
+/// Four clients posting `body` to `url` back to back until [`Load::finish`];
+/// `record` turns each answer (sent at the given instant) into what the test
+/// keeps, or ends that client with `None`.
+struct Load<T> {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<T>>>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl<T: Send + 'static> Load<T> {
+    fn start(url: String, body: Value, record: fn(reqwest::Result<Response>, Instant) -> Option<T>) -> Self {
+        let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+        let clients = (0..4)
+            .map(|_| {
+                let (url, body, stop, seen) = (url.clone(), body.clone(), stop.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let client = Client::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        let started = Instant::now();
+                        let Some(kept) = record(client.post(&url).json(&body).send(), started) else { break };
+                        seen.lock().expect("lock").push(kept);
+                    }
+                })
+            })
+            .collect();
+        Self { stop, seen, clients }
+    }
+
+    fn finish(self) -> Vec<T> {
+        self.stop.store(true, Ordering::SeqCst);
+        for client in self.clients {
+            client.join().expect("client");
+        }
+        std::mem::take(&mut *self.seen.lock().expect("lock"))
+    }
+}
+
 #[test]
 fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -335,29 +372,13 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     assert!(page.text().expect("html").contains("id=\"predict\""));
 
     // Graceful shutdown: requests in flight are answered, then the log is completed.
-    let stop = Arc::new(AtomicBool::new(false));
-    let statuses = Arc::new(Mutex::new(Vec::new()));
-    let senders: Vec<_> = (0..4)
-        .map(|_| {
-            let (url, stop, statuses) = (server.url("/v1/predict"), stop.clone(), statuses.clone());
-            std::thread::spawn(move || {
-                let client = Client::new();
-                while !stop.load(Ordering::SeqCst) {
-                    match client.post(&url).json(&json!({"texts": vec!["where is my card"; 8]})).send() {
-                        Ok(response) => statuses.lock().expect("lock").push(response.status()),
-                        Err(_) => break, // the server stopped accepting
-                    }
-                }
-            })
-        })
-        .collect();
+    // A client ends when the server stops accepting.
+    let load = Load::start(server.url("/v1/predict"), json!({"texts": vec!["where is my card"; 8]}), |answer, _| {
+        answer.ok().map(|response| response.status())
+    });
     std::thread::sleep(Duration::from_millis(300));
     assert!(server.terminate(), "serve exits 0 after SIGTERM:\n{}", server.log.lock().expect("log"));
-    stop.store(true, Ordering::SeqCst);
-    for sender in senders {
-        sender.join().expect("sender");
-    }
-    let statuses = statuses.lock().expect("lock");
+    let statuses = load.finish();
     assert!(!statuses.is_empty());
     assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::SERVICE_UNAVAILABLE), "{statuses:?}");
 
@@ -514,23 +535,10 @@ fn reload_swaps_models_under_load_without_losing_requests_and_refuses_broken_one
     let version = |server: &Server| json_of(server.get("/v1/model")).1["version"].as_str().expect("v").to_owned();
     let first = version(&server);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let senders: Vec<_> = (0..4)
-        .map(|_| {
-            let (url, stop, seen) = (server.url("/v1/predict"), stop.clone(), seen.clone());
-            std::thread::spawn(move || {
-                let client = Client::new();
-                while !stop.load(Ordering::SeqCst) {
-                    let started = Instant::now();
-                    let (status, body) =
-                        json_of(client.post(&url).json(&json!({"text": "card?"})).send().expect("answers"));
-                    let version = body["model_version"].as_str().unwrap_or("").to_owned();
-                    seen.lock().expect("lock").push((status, version, started));
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(server.url("/v1/predict"), json!({"text": "card?"}), |answer, started| {
+        let (status, body) = json_of(answer.expect("answers"));
+        Some((status, body["model_version"].as_str().unwrap_or("").to_owned(), started))
+    });
 
     // An explicit reload, with the folder replaced under the running server.
     std::thread::sleep(Duration::from_millis(200));
@@ -562,12 +570,7 @@ fn reload_swaps_models_under_load_without_losing_requests_and_refuses_broken_one
         std::thread::sleep(Duration::from_millis(50));
     };
     std::thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::SeqCst);
-    for sender in senders {
-        sender.join().expect("sender");
-    }
-
-    let seen = seen.lock().expect("lock");
+    let seen = load.finish();
     assert!(seen.iter().all(|(status, ..)| *status == StatusCode::OK), "a request failed during reloads");
     let versions: BTreeSet<&str> = seen.iter().map(|(_, v, _)| v.as_str()).collect();
     assert!(versions.contains(first.as_str()) && versions.contains(third.as_str()), "{versions:?}");

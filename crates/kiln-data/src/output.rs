@@ -196,10 +196,12 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// The part of an earlier stage's manifest that later stages read back: the
-/// settings it ran with and the files it wrote.
+/// settings it ran with and the files it read and wrote.
 #[derive(Debug, serde::Deserialize)]
 pub struct StageManifest<C> {
     pub config: C,
+    #[serde(default)]
+    pub inputs: Vec<FileHash>,
     #[serde(default)]
     pub outputs: Vec<FileHash>,
 }

@@ -21,7 +21,7 @@ pub const EVAL_METRICS: &str = "eval_metrics.json";
 /// `train`'s manifest (the hashes of the data it read), copied in for the same reason.
 pub const TRAIN_MANIFEST: &str = "train_manifest.json";
 /// Files of kiln's model folder that travel with the export (beyond the tokenizer's).
-const MODEL_FILES: [&str; 4] = ["config.json", "model.safetensors", LABELS, "kiln.toml"];
+pub const MODEL_FILES: [&str; 4] = ["config.json", "model.safetensors", LABELS, "kiln.toml"];
 
 pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
     let target = &config.output_dir;
@@ -38,34 +38,23 @@ pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
         .tempdir_in(parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
 
-    // Each file is hashed once: the copy has the source's sha256.
+    // Each file is hashed once: the copy has the source's sha256. Training's
+    // manifest and eval's metrics travel with the weights, renamed.
+    let metrics = read_eval_metrics(config)?;
+    let model_files = MODEL_FILES.iter().chain(&TOKENIZER_FILES).map(|name| (config.model_dir.join(name), *name));
+    let records =
+        [(config.model_dir.join("manifest.json"), TRAIN_MANIFEST), (config.eval_metrics.clone(), EVAL_METRICS)];
     let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
-    for name in MODEL_FILES.iter().chain(&TOKENIZER_FILES) {
-        let source = config.model_dir.join(name);
+    for (source, name) in model_files.chain(records) {
         if source.is_file() {
             std::fs::copy(&source, staging.path().join(name))
                 .with_context(|| format!("cannot copy {}", source.display()))?;
             let hash = FileHash::of(&source)?;
             outputs.push(FileHash { path: target.join(name).display().to_string(), sha256: hash.sha256.clone() });
-            if MODEL_FILES.contains(name) {
+            if MODEL_FILES.contains(&name) {
                 inputs.push(hash);
             }
         }
-    }
-    let train_manifest = config.model_dir.join("manifest.json");
-    if train_manifest.is_file() {
-        std::fs::copy(&train_manifest, staging.path().join(TRAIN_MANIFEST))
-            .with_context(|| format!("cannot copy {}", train_manifest.display()))?;
-        let hash = FileHash::of(&train_manifest)?;
-        outputs.push(FileHash { path: target.join(TRAIN_MANIFEST).display().to_string(), sha256: hash.sha256 });
-    }
-    let metrics = read_eval_metrics(config)?;
-    if let Some(metrics) = &metrics {
-        let staged = staging.path().join(EVAL_METRICS);
-        std::fs::write(&staged, serde_json::to_string_pretty(metrics).context("metrics")?)
-            .context("cannot write the eval metrics")?;
-        let hash = FileHash::of(&staged)?;
-        outputs.push(FileHash { path: target.join(EVAL_METRICS).display().to_string(), sha256: hash.sha256 });
     }
     let card = model_card(config, &predictor, metrics.as_ref())?;
     std::fs::write(staging.path().join(MODEL_CARD), &card).context("cannot write the model card")?;

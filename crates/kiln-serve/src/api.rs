@@ -2,7 +2,7 @@
 //! from, so the two cannot disagree) and the route handlers.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -169,9 +169,6 @@ pub async fn predict(
     if request.top_k == Some(0) {
         return Err(ApiError::invalid("top_k must be at least 1"));
     }
-    if state.model.load().is_none() {
-        return Err(ApiError::not_ready());
-    }
     let texts: Vec<String> = texts.into_iter().map(|text| truncate_chars(text, state.config.max_text_chars)).collect();
     let logged_texts = state.log.as_ref().map(|_| texts.clone());
     let answer = state.queue.submit(texts)?.await.map_err(|_| ApiError::shutting_down())??;
@@ -185,7 +182,7 @@ pub async fn predict(
     }
     if let (Some(log), Some(texts)) = (&state.log, logged_texts) {
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-        let time = now();
+        let time = crate::log::now();
         for (index, (text, prediction)) in texts.into_iter().zip(&predictions).enumerate() {
             let (text, text_sha256) = match state.config.log_text {
                 LogText::Full => (Some(text), None),
@@ -283,10 +280,6 @@ fn with_request_id(mut response: Response, request_id: &str) -> Response {
     response
 }
 
-fn now() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
-
 /// Record the true label of an earlier prediction (appended to the prediction log).
 #[utoipa::path(
     post, path = "/v1/feedback", request_body = FeedbackRequest,
@@ -323,7 +316,7 @@ pub async fn feedback(
         ));
     };
     log.append(LogRecord::Feedback {
-        time: now(),
+        time: crate::log::now(),
         request_id: request.request_id,
         label: request.label,
         model_version: model.version.clone(),

@@ -8,7 +8,6 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,7 +30,6 @@ pub struct BatchLimits {
 pub struct Answer {
     pub probabilities: Vec<Vec<f32>>,
     pub model: Arc<ModelInfo>,
-    pub queue_seconds: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +73,6 @@ struct Encoded {
 #[derive(Clone)]
 pub struct Queue {
     sender: SyncSender<Work>,
-    depth: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
 }
 
@@ -83,27 +80,24 @@ impl Queue {
     /// Starts the inference thread, with no model until the first [`Queue::swap`].
     pub fn start(limits: BatchLimits, capacity: usize, metrics: Arc<Metrics>) -> (Self, JoinHandle<()>) {
         let (sender, receiver) = sync_channel(capacity);
-        let depth = Arc::new(AtomicUsize::new(0));
-        let worker = Worker { receiver, limits, depth: depth.clone(), metrics: metrics.clone(), model: None };
+        let worker = Worker { receiver, limits, metrics: metrics.clone(), model: None };
         let handle = std::thread::Builder::new()
             .name("kiln-inference".into())
             .spawn(move || worker.run())
             .expect("the OS lets the server start a thread");
-        (Self { sender, depth, metrics }, handle)
+        (Self { sender, metrics }, handle)
     }
 
     /// Queues `texts`; the receiver yields the answer once their batch ran.
     pub fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Result<Answer, BatchError>>, SubmitError> {
         let (reply, answer) = oneshot::channel();
         let job = Job { texts, enqueued: Instant::now(), reply };
-        let depth = self.depth.fetch_add(1, Ordering::SeqCst) + 1;
+        // Counted before it is sent, so the worker's decrement never comes first.
+        self.metrics.queue_depth.inc();
         match self.sender.try_send(Work::Predict(job)) {
-            Ok(()) => {
-                self.metrics.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
-                Ok(answer)
-            }
+            Ok(()) => Ok(answer),
             Err(error) => {
-                self.depth.fetch_sub(1, Ordering::SeqCst);
+                self.metrics.queue_depth.dec();
                 Err(match error {
                     TrySendError::Full(_) => SubmitError::Full,
                     TrySendError::Disconnected(_) => SubmitError::Closed,
@@ -124,16 +118,11 @@ impl Queue {
     pub fn stop(&self) {
         let _ = self.sender.send(Work::Stop);
     }
-
-    pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::SeqCst)
-    }
 }
 
 struct Worker {
     receiver: Receiver<Work>,
     limits: BatchLimits,
-    depth: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     model: Option<Box<ServedModel>>,
 }
@@ -189,8 +178,7 @@ impl Worker {
             Wait::No => self.receiver.try_recv().ok(),
         };
         if matches!(work, Some(Work::Predict(_))) {
-            let depth = self.depth.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-            self.metrics.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+            self.metrics.queue_depth.dec();
         }
         work
     }
@@ -252,6 +240,7 @@ impl Worker {
         self.run_batch(batch);
         next
     }
+
     fn run_batch(&self, batch: Vec<Encoded>) {
         let Some(model) = &self.model else {
             return;
@@ -286,13 +275,9 @@ impl Worker {
             }
         };
         for (job, size) in jobs.into_iter().zip(sizes) {
-            let queue_seconds = started.duration_since(job.enqueued).as_secs_f64();
-            self.metrics.queue_seconds.observe(queue_seconds);
-            let answer = Answer {
-                probabilities: probabilities.by_ref().take(size).collect(),
-                model: model.info.clone(),
-                queue_seconds,
-            };
+            self.metrics.queue_seconds.observe(started.duration_since(job.enqueued).as_secs_f64());
+            let answer =
+                Answer { probabilities: probabilities.by_ref().take(size).collect(), model: model.info.clone() };
             let _ = job.reply.send(Ok(answer));
         }
     }

@@ -34,6 +34,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use burn::tensor::Device;
 use kiln_config::ServeConfig;
+use kiln_data::tokenize::TOKENIZER_FILES;
+use kiln_infer::export::MODEL_FILES;
 use kiln_model::device;
 use tokio::net::TcpListener;
 
@@ -294,10 +296,12 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
     response
 }
 
-/// What identifies the folder's current contents, cheaply: each file's size and mtime.
+/// What identifies the folder's current contents, cheaply: the size and mtime
+/// of each file a model folder is made of.
 fn fingerprint(dir: &std::path::Path) -> Vec<Option<(u64, SystemTime)>> {
-    ["model.safetensors", "config.json", "labels.json", "kiln.toml", "tokenizer.json"]
+    MODEL_FILES
         .iter()
+        .chain(&TOKENIZER_FILES)
         .map(|name| {
             let metadata = std::fs::metadata(dir.join(name)).ok()?;
             Some((metadata.len(), metadata.modified().ok()?))

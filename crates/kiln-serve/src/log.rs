@@ -26,6 +26,11 @@ const CAPACITY: usize = 65_536;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const PARTIAL: &str = "partial";
 
+/// The current time as RFC 3339 with milliseconds, as every record and `/v1/model` show it.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum LogRecord {

@@ -2,13 +2,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
+use kiln_data::output::read_manifest;
 use kiln_infer::Predictor;
 use kiln_infer::export::{EVAL_METRICS, TRAIN_MANIFEST};
 use serde::Serialize;
+use serde::de::IgnoredAny;
 use utoipa::ToSchema;
 
 /// Hex digits of the weights' sha256 that name a model version.
@@ -69,9 +70,9 @@ impl ServedModel {
             labels: predictor.labels.labels().to_vec(),
             max_length,
             weights_sha256,
-            training_inputs: training_inputs(dir)?,
+            training_inputs: training_inputs(dir),
             eval_metrics: read_json(&dir.join(EVAL_METRICS))?,
-            loaded_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            loaded_at: crate::log::now(),
         };
         Ok(Self { predictor, info: Arc::new(info) })
     }
@@ -79,21 +80,14 @@ impl ServedModel {
 
 /// An export keeps training's manifest as `train_manifest.json`; `train`'s own
 /// folder has it as `manifest.json`.
-fn training_inputs(dir: &Path) -> Result<Vec<TrainingInput>> {
-    let manifest = match read_json(&dir.join(TRAIN_MANIFEST))? {
-        Some(manifest) => Some(manifest),
-        None => read_json(&dir.join("manifest.json"))?,
-    };
-    let inputs = manifest.as_ref().and_then(|m| m["inputs"].as_array()).map(Vec::as_slice).unwrap_or_default();
-    Ok(inputs
+fn training_inputs(dir: &Path) -> Vec<TrainingInput> {
+    [TRAIN_MANIFEST, "manifest.json"]
         .iter()
-        .filter_map(|input| {
-            Some(TrainingInput {
-                path: input["path"].as_str()?.to_owned(),
-                sha256: input["sha256"].as_str()?.to_owned(),
-            })
+        .find_map(|name| read_manifest::<IgnoredAny>(&dir.join(name)))
+        .map(|manifest| {
+            manifest.inputs.into_iter().map(|input| TrainingInput { path: input.path, sha256: input.sha256 }).collect()
         })
-        .collect())
+        .unwrap_or_default()
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
