@@ -19,8 +19,10 @@ DEFAULT_DATA := data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt
 SETUP := $(LIBTORCH) $(PRETRAINED) $(DEFAULT_DATA)
 # For the web page test (skipped, with a message, where it cannot be installed).
 BROWSER := .tools/e2e/node_modules/playwright-core/package.json
+# DVC, for `make repro` and the dvc.yaml test.
+DVC := .venv-tools/.kiln-installed
 
-.PHONY: help setup setup-cuda build test pipeline data lint fmt bench-data bench-train bench-predict bench-serve serve fixtures
+.PHONY: help setup setup-cuda build test pipeline repro data lint fmt bench-data bench-train bench-predict bench-serve serve fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,20 +45,19 @@ build: $(LIBTORCH) ## Build the stage binaries (release)
 
 $(BROWSER):
 	scripts/setup.sh browser
+$(DVC):
+	scripts/setup.sh dvc
 
-test: $(SETUP) $(BROWSER) ## Run every test (installs what is missing first)
+test: $(SETUP) $(BROWSER) $(DVC) ## Run every test (installs what is missing first)
 	@mkdir -p .cache
 	$(CARGO) test --release --workspace 2>&1 | tee .cache/test.log
 	@scripts/test_summary.sh .cache/test.log
 
-pipeline: $(SETUP) build ## Run the pipeline on $(CONFIG) (default: movie-review sentiment)
-	$(BIN)/ingest --config $(CONFIG) $(STAGE_FLAGS)
-	$(BIN)/clean --config $(CONFIG) $(STAGE_FLAGS)
-	$(BIN)/tokenize --config $(CONFIG) $(STAGE_FLAGS)
-	$(BIN)/train --config $(CONFIG) $(STAGE_FLAGS)
-	$(BIN)/eval --config $(CONFIG) $(STAGE_FLAGS)
-	$(BIN)/export --config $(CONFIG) --force $(STAGE_FLAGS)
-	@echo "pipeline done for $(CONFIG): metrics and report in the [eval] output_dir, the model in the [export] output_dir"
+pipeline: $(SETUP) build ## Run the pipeline on $(CONFIG), each stage only when its inputs or settings changed
+	@$(MAKE) --no-print-directory -f scripts/pipeline.mk CONFIG=$(CONFIG) BIN=$(BIN) STAGE_FLAGS="$(STAGE_FLAGS)"
+
+repro: $(SETUP) $(DVC) build ## `dvc repro`: the pipeline of dvc.yaml (configs/default.toml) under DVC
+	.venv-tools/bin/dvc repro
 
 lint: $(LIBTORCH) ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check

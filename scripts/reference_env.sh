@@ -8,8 +8,9 @@ if [[ ! -x .venv-ref/bin/python ]] ||
   echo "reference_env: creating .venv-ref with ${KILN_REF_PACKAGES[*]}" >&2
   python3 -m venv .venv-ref
   # --find-links: pip takes setup.sh's cached torch wheel when it fits this Python.
-  .venv-ref/bin/python -m pip install --quiet --find-links "${KILN_DOWNLOAD_DIR:-.cache/downloads}" \
-    "${KILN_REF_PACKAGES[@]}"
+  KILN_REF_LINKS=()
+  [[ -d "${KILN_DOWNLOAD_DIR:-.cache/downloads}" ]] && KILN_REF_LINKS=(--find-links "${KILN_DOWNLOAD_DIR:-.cache/downloads}")
+  .venv-ref/bin/python -m pip install --quiet "${KILN_REF_LINKS[@]}" "${KILN_REF_PACKAGES[@]}"
 fi
 # Model hubs are out of reach here and never needed: everything is local.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1

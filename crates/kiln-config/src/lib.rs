@@ -48,6 +48,7 @@ pub struct PipelineConfig {
     pub export: ExportConfig,
     pub predict: PredictConfig,
     pub serve: ServeConfig,
+    pub track: TrackConfig,
 }
 
 impl PipelineConfig {
@@ -567,6 +568,21 @@ impl EvalConfig {
             return Err(ConfigError::invalid("eval.batch_size", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+/// `[track]`: the run record every `train` and `eval` run leaves, which `runs`
+/// lists and compares.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackConfig {
+    /// Each run's record goes to `<runs_dir>/<run-id>/`.
+    pub runs_dir: PathBuf,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        Self { runs_dir: "artifacts/runs".into() }
     }
 }
 

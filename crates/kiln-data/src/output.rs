@@ -108,12 +108,27 @@ impl StagedOutput {
     pub fn commit(mut self, manifest_name: &str, manifest: &Manifest) -> Result<()> {
         let data_files = std::mem::take(&mut self.files);
         self.write_json(manifest_name, manifest)?;
-        for name in data_files.iter().map(String::as_str).chain([manifest_name]) {
+        for (moved, name) in data_files.iter().map(String::as_str).chain([manifest_name]).enumerate() {
+            if moved == 1 {
+                pause_for_kill_test(&self.dir);
+            }
             let from = self.staging.path().join(name);
             let to = self.dir.join(name);
             std::fs::rename(&from, &to).with_context(|| format!("cannot move {} into place", to.display()))?;
         }
         Ok(())
+    }
+}
+
+/// Test hook for the worst moment to die: with `KILN_TEST_PAUSE_IN_COMMIT` set,
+/// a stage that has moved one new file into place (its manifest not yet) says
+/// so on stderr and waits to be killed.
+fn pause_for_kill_test(dir: &Path) {
+    if std::env::var_os("KILN_TEST_PAUSE_IN_COMMIT").is_some() {
+        eprintln!("KILN_TEST_PAUSE_IN_COMMIT: paused half way through committing {}", dir.display());
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
     }
 }
 

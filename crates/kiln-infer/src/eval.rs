@@ -1,6 +1,7 @@
 //! `eval`: score a model folder on a labelled split and write what a person
 //! and DVC want to see: metrics.json, per_class.csv, confusion.csv (long form),
-//! predictions.parquet and report.md.
+//! predictions.parquet and report.md, plus the CSV files `dvc plots` draws from
+//! (`dvc plots` reads CSV, not Parquet or JSON lines).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,6 +26,12 @@ pub const CONFUSION: &str = "confusion.csv";
 pub const PREDICTIONS: &str = "predictions.parquet";
 pub const REPORT: &str = "report.md";
 pub const MANIFEST: &str = "manifest.json";
+/// One row per example (`actual,predicted`): DVC's confusion template counts rows.
+pub const PLOT_CONFUSION: &str = "plot_confusion.csv";
+/// `step,loss` of training, from `train`'s metrics log.
+pub const PLOT_TRAIN_LOSS: &str = "plot_train_loss.csv";
+/// `step,loss,accuracy,macro_f1` of each validation during training.
+pub const PLOT_VALIDATION: &str = "plot_validation.csv";
 
 /// Everything `metrics.json` holds.
 #[derive(Debug, Clone, Serialize)]
@@ -112,9 +119,32 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     write_confusion(&mut staged, &confusion, labels)?;
     write_predictions(&mut staged, &scored, labels, &texts)?;
     confusion_svg(&confusion, labels, &staged.stage(CONFUSION_SVG))?;
+    write_csv(
+        &mut staged,
+        PLOT_CONFUSION,
+        ["actual", "predicted"],
+        scored.iter().map(|s| [labels.labels()[s.actual].clone(), labels.labels()[s.predicted].clone()]),
+    )?;
     let curves = Curves::load(&config.train_metrics)?;
     match &curves {
-        Some(curves) => curves_svg(curves, &staged.stage(CURVES_SVG))?,
+        Some(curves) => {
+            curves_svg(curves, &staged.stage(CURVES_SVG))?;
+            write_csv(
+                &mut staged,
+                PLOT_TRAIN_LOSS,
+                ["step", "loss"],
+                curves.train_loss.iter().map(|(step, loss)| [step.to_string(), loss.to_string()]),
+            )?;
+            let validations = curves.eval_loss.iter().zip(&curves.eval_accuracy).zip(&curves.eval_macro_f1);
+            write_csv(
+                &mut staged,
+                PLOT_VALIDATION,
+                ["step", "loss", "accuracy", "macro_f1"],
+                validations.map(|(((step, loss), (_, accuracy)), (_, f1))| {
+                    [step.to_string(), loss.to_string(), accuracy.to_string(), f1.to_string()]
+                }),
+            )?;
+        }
         None => tracing::info!("no training curves: {} is absent", config.train_metrics.display()),
     }
     let (_, mut writer) = staged.create(REPORT)?;
@@ -227,6 +257,21 @@ fn write_per_class(staged: &mut StagedOutput, metrics: &EvalMetrics) -> Result<(
             format!("{:.6}", s.f1),
             s.support.to_string(),
         ])?;
+    }
+    csv.flush().with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_csv<const N: usize>(
+    staged: &mut StagedOutput,
+    name: &str,
+    header: [&str; N],
+    rows: impl Iterator<Item = [String; N]>,
+) -> Result<()> {
+    let (path, writer) = staged.create(name)?;
+    let mut csv = csv::Writer::from_writer(writer);
+    csv.write_record(header)?;
+    for row in rows {
+        csv.write_record(row)?;
     }
     csv.flush().with_context(|| format!("cannot write {}", path.display()))
 }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use kiln_config::SelectionMetric;
 use serde::{Deserialize, Serialize};
 
-pub use trainer::{Outcome, TrainSummary, evaluate, run};
+pub use trainer::{METRICS, Outcome, SUMMARY, TrainSummary, evaluate, run};
 
 /// Validation figures.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

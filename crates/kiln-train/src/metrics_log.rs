@@ -35,8 +35,18 @@ impl MetricsLog {
         &self.path
     }
 
+    /// Appends `record` with the time it was written (`time_ms`, Unix milliseconds).
     pub fn write(&mut self, record: &impl Serialize) -> Result<()> {
-        let mut line = serde_json::to_vec(record).expect("metric records serialise. This is a bug.");
+        #[derive(Serialize)]
+        struct Stamped<'a, R> {
+            #[serde(flatten)]
+            record: &'a R,
+            time_ms: u64,
+        }
+        let time_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let mut line =
+            serde_json::to_vec(&Stamped { record, time_ms }).expect("metric records serialise. This is a bug.");
         line.push(b'\n');
         self.file.write_all(&line).with_context(|| format!("cannot write {}", self.path.display()))
     }

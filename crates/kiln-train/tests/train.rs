@@ -153,7 +153,7 @@ fn metric_records(run_dir: &Path) -> Vec<serde_json::Value> {
         .map(|line| {
             let mut record: serde_json::Value = serde_json::from_str(line).expect("json line");
             let map = record.as_object_mut().expect("object");
-            for timing in ["seconds", "samples_per_second", "tokens_per_second"] {
+            for timing in ["seconds", "samples_per_second", "tokens_per_second", "time_ms"] {
                 map.remove(timing);
             }
             record

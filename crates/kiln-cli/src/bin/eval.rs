@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln_cli::CommonArgs;
-use kiln_config::cli::EvalArgs;
+use kiln_config::cli::{EvalArgs, TrackArgs};
+use kiln_track::RunStatus;
 
 /// Score a trained model on a labelled split (default: the test split): metrics.json,
 /// per_class.csv, confusion.csv, predictions.parquet and report.md in artifacts/eval.
@@ -15,16 +16,22 @@ struct Cli {
     common: CommonArgs,
     #[command(flatten)]
     settings: EvalArgs,
+    #[command(flatten)]
+    track: TrackArgs,
 }
 
 fn main() -> ExitCode {
-    let Cli { common, settings } = Cli::parse();
-    kiln_cli::run_stage(
+    let Cli { common, settings, track } = Cli::parse();
+    kiln_cli::run_tracked_stage(
         "eval",
         &common,
-        |config| settings.apply(&mut config.eval),
-        |config, progress| {
+        |config| {
+            settings.apply(&mut config.eval);
+            track.apply(&mut config.track);
+        },
+        |config, progress, run| {
             let metrics = kiln_infer::eval::run(&config.eval, &progress)?;
+            kiln_cli::record_eval(run, &config.eval, &metrics);
             tracing::info!(
                 "{} split, {} examples: accuracy {:.4}, macro-F1 {:.4}, weighted F1 {:.4}, loss {:.4}; wrote {}",
                 metrics.split,
@@ -35,7 +42,7 @@ fn main() -> ExitCode {
                 metrics.loss,
                 config.eval.output_dir.display()
             );
-            Ok(())
+            Ok(RunStatus::Finished)
         },
     )
 }

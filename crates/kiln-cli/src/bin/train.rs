@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 
 use clap::Parser;
 use kiln_cli::CommonArgs;
-use kiln_config::cli::TrainArgs;
+use kiln_config::cli::{TrackArgs, TrainArgs};
+use kiln_track::RunStatus;
 use kiln_train::{Control, Outcome};
 
 /// Fine-tune the pre-trained model on tokenize's output, validating every epoch;
@@ -19,13 +20,15 @@ struct Cli {
     common: CommonArgs,
     #[command(flatten)]
     settings: TrainArgs,
+    #[command(flatten)]
+    track: TrackArgs,
 }
 
 /// The conventional exit code of a program stopped by SIGINT.
 const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    let Cli { common, settings } = Cli::parse();
+    let Cli { common, settings, track } = Cli::parse();
     let control = Control::default();
     let flag = control.interrupt.clone();
     // First Ctrl-C (or SIGTERM): finish the step, checkpoint, exit. Second: exit now.
@@ -36,44 +39,47 @@ fn main() -> ExitCode {
         eprintln!("\ntrain: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
     });
     let interrupted = Cell::new(false);
-    let code = kiln_cli::run_stage(
+    let code = kiln_cli::run_tracked_stage(
         "train",
         &common,
-        |config| settings.apply(&mut config.train),
-        |config, progress| {
-            match kiln_train::run(&config.train, &progress, &control)? {
-                Outcome::Finished(summary) => {
-                    let best = &summary.best;
-                    tracing::info!(
-                        "done: {} steps ({:.2} epochs{}) in {:.0} s, {:.1} samples/s, {:.0} tokens/s",
-                        summary.steps,
-                        summary.epochs,
-                        if summary.stopped_early { ", stopped early" } else { "" },
-                        summary.train_seconds,
-                        summary.samples_per_second,
-                        summary.tokens_per_second
-                    );
-                    tracing::info!(
-                        "best model (step {}, epoch {:.2}): validation accuracy {:.4}, macro-F1 {:.4}, loss {:.4}; \
+        |config| {
+            settings.apply(&mut config.train);
+            track.apply(&mut config.track);
+        },
+        |config, progress, run| match kiln_train::run(&config.train, &progress, &control)? {
+            Outcome::Finished(summary) => {
+                kiln_cli::record_train(run, &config.train, &summary)?;
+                let best = &summary.best;
+                tracing::info!(
+                    "done: {} steps ({:.2} epochs{}) in {:.0} s, {:.1} samples/s, {:.0} tokens/s",
+                    summary.steps,
+                    summary.epochs,
+                    if summary.stopped_early { ", stopped early" } else { "" },
+                    summary.train_seconds,
+                    summary.samples_per_second,
+                    summary.tokens_per_second
+                );
+                tracing::info!(
+                    "best model (step {}, epoch {:.2}): validation accuracy {:.4}, macro-F1 {:.4}, loss {:.4}; \
                          written to {}",
-                        best.step,
-                        best.epoch,
-                        best.metrics.accuracy,
-                        best.metrics.macro_f1,
-                        best.metrics.loss,
-                        summary.output_dir.display()
-                    );
-                }
-                Outcome::Interrupted { step, checkpoint } => {
-                    interrupted.set(true);
-                    tracing::warn!(
-                        "interrupted after step {step}; checkpoint saved in {}. Continue with `train --resume` \
-                         (same settings)",
-                        checkpoint.display()
-                    );
-                }
+                    best.step,
+                    best.epoch,
+                    best.metrics.accuracy,
+                    best.metrics.macro_f1,
+                    best.metrics.loss,
+                    summary.output_dir.display()
+                );
+                Ok(RunStatus::Finished)
             }
-            Ok(())
+            Outcome::Interrupted { step, checkpoint } => {
+                interrupted.set(true);
+                tracing::warn!(
+                    "interrupted after step {step}; checkpoint saved in {}. Continue with `train --resume` \
+                         (same settings)",
+                    checkpoint.display()
+                );
+                Ok(RunStatus::Interrupted)
+            }
         },
     );
     if interrupted.get() { ExitCode::from(INTERRUPTED) } else { code }

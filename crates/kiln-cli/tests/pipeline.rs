@@ -1,0 +1,361 @@
+//! The pipeline as a whole, with the real `make` (scripts/pipeline.mk) and the
+//! real `dvc` (dvc.yaml), on a slice of the default data and settings small
+//! enough for CI: each stage runs only when its inputs or its own settings
+//! changed, and a stage killed half way is never taken as done.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use kiln_data::output::FileHash;
+
+const STAGES: [&str; 6] = ["ingest", "clean", "tokenize", "train", "eval", "export"];
+const DATA: &str = "data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt";
+const PRETRAINED: &str = "models/pretrained/all-MiniLM-L6-v2";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// Where cargo put the stage binaries (all in one folder).
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_ingest")).parent().expect("bin dir").to_owned()
+}
+
+fn installed() -> bool {
+    let ready = repo().join(DATA).exists() && repo().join(PRETRAINED).join("model.safetensors").exists();
+    if !ready {
+        eprintln!("SKIPPED: the default data and model are not installed (`make setup`)");
+    }
+    ready
+}
+
+/// The first `rows` rows (and the header) of the default data.
+fn data_slice(rows: usize) -> String {
+    let text = std::fs::read_to_string(repo().join(DATA)).expect("default data");
+    text.lines().take(rows + 1).map(|line| format!("{line}\n")).collect()
+}
+
+/// configs/default.toml with CI-sized settings, as a TOML table to edit.
+fn small_config(data_file: &Path, out: &Path) -> toml::Table {
+    let text = std::fs::read_to_string(repo().join("configs/default.toml")).expect("default config");
+    let mut config: toml::Table = text.parse().expect("default config parses");
+    config.entry("track").or_insert_with(|| toml::Table::new().into());
+    let mut set = |section: &str, key: &str, value: toml::Value| {
+        config[section].as_table_mut().expect("section").insert(key.into(), value);
+    };
+    let path = |p: &Path| toml::Value::String(p.display().to_string());
+    set("ingest", "train_file", path(data_file));
+    for (section, key, dir) in [
+        ("ingest", "output_dir", "raw"),
+        ("clean", "input_dir", "raw"),
+        ("clean", "output_dir", "interim"),
+        ("tokenize", "input_dir", "interim"),
+        ("tokenize", "output_dir", "processed"),
+        ("train", "input_dir", "processed"),
+        ("train", "output_dir", "model"),
+        ("train", "run_dir", "train"),
+        ("eval", "model_dir", "model"),
+        ("eval", "input_dir", "processed"),
+        ("eval", "output_dir", "eval"),
+        ("export", "model_dir", "model"),
+        ("export", "output_dir", "export"),
+    ] {
+        set(section, key, path(&out.join(dir)));
+    }
+    set("eval", "train_metrics", path(&out.join("train/metrics.jsonl")));
+    set("track", "runs_dir", path(&out.join("runs")));
+    set("export", "eval_metrics", path(&out.join("eval/metrics.json")));
+    set("tokenize", "max_length", 32.into());
+    for (key, value) in [("max_steps", 4), ("batch_size", 8), ("threads", 1), ("log_every_steps", 1)] {
+        set("train", key, value.into());
+    }
+    set("train", "device", "cpu".into());
+    set("eval", "device", "cpu".into());
+    set("eval", "threads", 1.into());
+    config
+}
+
+fn write_config(path: &Path, config: &toml::Table) {
+    std::fs::write(path, toml::to_string(config).expect("toml")).expect("write config");
+}
+
+fn make_command(config: &Path) -> Command {
+    let mut command = Command::new("make");
+    command
+        .args(["--no-print-directory", "-f", "scripts/pipeline.mk"])
+        .arg(format!("CONFIG={}", config.display()))
+        .arg(format!("BIN={}", bin_dir().display()))
+        .arg("STAGE_FLAGS=--quiet")
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .env_remove("MAKEFLAGS")
+        .env("OMP_NUM_THREADS", "1");
+    command
+}
+
+/// Runs the pipeline; returns the stages make ran (it echoes each recipe).
+fn make_pipeline(config: &Path) -> (Vec<String>, String) {
+    let output = make_command(config).output().expect("make runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "make pipeline failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    (ran_stages(&stdout, &bin_dir().display().to_string()), stdout)
+}
+
+fn ran_stages(log: &str, bin: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|line| line.strip_prefix(bin)?.strip_prefix('/')?.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+fn names(stages: &[&str]) -> Vec<String> {
+    stages.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Every output a stage's manifest lists is on disk with the recorded sha256:
+/// a manifest never describes a half-written folder.
+fn assert_manifest_matches(manifest: &Path) {
+    let text = std::fs::read_to_string(manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("manifest JSON");
+    let outputs = manifest["outputs"].as_array().expect("outputs");
+    assert!(!outputs.is_empty(), "{manifest}");
+    for output in outputs {
+        let path = Path::new(output["path"].as_str().expect("path"));
+        let actual = FileHash::of(&repo().join(path)).expect("output exists");
+        assert_eq!(actual.sha256, output["sha256"].as_str().expect("sha256"), "{}", path.display());
+    }
+}
+
+/// Starts the pipeline with the commit test hook and SIGKILLs make and the stage
+/// (one process group) once the stage has moved its first new file into place.
+fn kill_in_commit(config: &Path, stage: &str) {
+    let mut child = make_command(config)
+        .env("KILN_TEST_PAUSE_IN_COMMIT", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("make starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let echoed = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap_or_default();
+        let paused = line.starts_with("KILN_TEST_PAUSE_IN_COMMIT");
+        seen.push(line);
+        if paused {
+            break;
+        }
+    }
+    let status = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status().expect("kill");
+    assert!(status.success());
+    let exit = child.wait().expect("make exits");
+    assert!(!exit.success());
+    let ran = ran_stages(&echoed.join().unwrap_or_default(), &bin_dir().display().to_string());
+    assert_eq!(ran.last().map(String::as_str), Some(stage), "stages run before the kill: {ran:?}; stderr: {seen:?}");
+    assert!(seen.last().is_some_and(|l| l.contains("paused")), "the stage reached its commit: {seen:?}");
+}
+
+#[test]
+fn make_reruns_only_what_changed_and_survives_a_kill() {
+    if !installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let data = dir.path().join("reviews.tsv");
+    std::fs::write(&data, data_slice(600)).expect("data slice");
+    let config_path = dir.path().join("small.toml");
+    let mut config = small_config(&data, &out);
+    write_config(&config_path, &config);
+
+    let (ran, log) = make_pipeline(&config_path);
+    assert_eq!(ran, names(&STAGES), "{log}");
+    assert!(log.contains("pipeline done") && log.contains("macro_f1"), "ends with the headline metrics: {log}");
+    assert!(log.contains(&out.join("export").display().to_string()), "and says where the model is: {log}");
+
+    let (ran, log) = make_pipeline(&config_path);
+    assert_eq!(ran, Vec::<String>::new(), "nothing changed, nothing runs: {log}");
+
+    // A training setting reruns training and what depends on it, nothing before.
+    config["train"]["learning_rate"] = 1e-4.into();
+    write_config(&config_path, &config);
+    assert_eq!(make_pipeline(&config_path).0, names(&["train", "eval", "export"]));
+    config["eval"]["batch_size"] = 16.into();
+    write_config(&config_path, &config);
+    assert_eq!(make_pipeline(&config_path).0, names(&["eval", "export"]));
+    // A new input file reruns everything downstream of ingest.
+    std::fs::write(&data, data_slice(500)).expect("data slice");
+    assert_eq!(make_pipeline(&config_path).0, names(&STAGES));
+
+    // SIGKILL half way through committing: the next run redoes that stage.
+    config["train"]["seed"] = 7.into();
+    write_config(&config_path, &config);
+    kill_in_commit(&config_path, "train");
+    assert_eq!(make_pipeline(&config_path).0, names(&["train", "eval", "export"]));
+    assert_manifest_matches(&out.join("model/manifest.json"));
+
+    config["tokenize"]["max_length"] = 24.into();
+    write_config(&config_path, &config);
+    kill_in_commit(&config_path, "tokenize");
+    assert_eq!(make_pipeline(&config_path).0, names(&["tokenize", "train", "eval", "export"]));
+    assert_manifest_matches(&out.join("processed/tokenize_report.json"));
+    assert_manifest_matches(&out.join("train/train_summary.json"));
+}
+
+#[test]
+fn configs_never_share_an_output_folder() {
+    let mut seen = BTreeSet::new();
+    let mut configs = 0;
+    for entry in std::fs::read_dir(repo().join("configs")).expect("configs/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        configs += 1;
+        let output = Command::new(bin_dir().join("ingest"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--print-config")
+            .current_dir(repo())
+            .output()
+            .expect("ingest runs");
+        assert!(output.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
+        let resolved: toml::Table = String::from_utf8_lossy(&output.stdout).parse().expect("resolved TOML");
+        for (section, key) in [
+            ("ingest", "output_dir"),
+            ("clean", "output_dir"),
+            ("tokenize", "output_dir"),
+            ("train", "output_dir"),
+            ("train", "run_dir"),
+            ("eval", "output_dir"),
+            ("export", "output_dir"),
+            ("serve", "log_dir"),
+        ] {
+            let dir = resolved[section][key].as_str().expect("a path").to_owned();
+            assert!(seen.insert(dir.clone()), "{}: [{section}] {key} = {dir} is another config's too", path.display());
+        }
+    }
+    assert!(configs >= 2);
+}
+
+/// A throwaway git repo holding what a fresh clone of kiln holds, with the
+/// installed model and LibTorch (not re-downloaded), a slice of the default
+/// data, and configs/default.toml shrunk to CI size.
+fn dvc_workspace(dir: &Path) -> PathBuf {
+    let repo = repo();
+    let work = dir.join("kiln");
+    let listed = Command::new("git")
+        .args(["ls-files", "--cached", "--others", "--exclude-standard", "-z"])
+        .current_dir(&repo)
+        .output()
+        .expect("git ls-files");
+    for file in String::from_utf8_lossy(&listed.stdout).split('\0').filter(|f| !f.is_empty()) {
+        let (from, to) = (repo.join(file), work.join(file));
+        if from.is_file() {
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {file}: {e}"));
+        }
+    }
+    std::os::unix::fs::symlink(repo.join(".libtorch"), work.join(".libtorch")).expect("link LibTorch");
+    let model = work.join(PRETRAINED);
+    std::fs::create_dir_all(&model).expect("model dir");
+    for entry in std::fs::read_dir(repo.join(PRETRAINED)).expect("pretrained") {
+        let entry = entry.expect("entry");
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), model.join(entry.file_name())).expect("copy model file");
+        }
+    }
+    std::fs::create_dir_all(work.join(DATA).parent().expect("parent")).expect("data dir");
+    std::fs::write(work.join(DATA), data_slice(500)).expect("data slice");
+
+    let mut config = small_config(Path::new("unused"), Path::new("unused"));
+    // Keep the default paths: dvc.yaml names them.
+    let default: toml::Table =
+        std::fs::read_to_string(repo.join("configs/default.toml")).expect("default config").parse().expect("parses");
+    for (section, table) in &default {
+        for (key, value) in table.as_table().expect("section") {
+            if key.ends_with("_dir") || key.ends_with("_file") || key.ends_with("_metrics") {
+                config[section][key] = value.clone();
+            }
+        }
+    }
+    write_config(&work.join("configs/default.toml"), &config);
+    git(&work, &["init", "-q"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "kiln"]);
+    work
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(["-c", "user.name=kiln-test", "-c", "user.email=test@localhost"])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+fn dvc(work: &Path, args: &[&str]) -> String {
+    let output = Command::new(repo().join(".venv-tools/bin/dvc"))
+        .args(args)
+        .current_dir(work)
+        .env("KILN_BIN_DIR", bin_dir())
+        .env("DVC_NO_ANALYTICS", "1")
+        .env("OMP_NUM_THREADS", "1")
+        .env("GIT_AUTHOR_NAME", "kiln-test")
+        .env("GIT_AUTHOR_EMAIL", "test@localhost")
+        .env("GIT_COMMITTER_NAME", "kiln-test")
+        .env("GIT_COMMITTER_EMAIL", "test@localhost")
+        .env_remove("KILN_CONFIG")
+        .output()
+        .expect("dvc runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "dvc {args:?} failed:\n{text}");
+    text
+}
+
+fn dvc_ran(log: &str) -> Vec<String> {
+    log.lines().filter_map(|line| line.strip_prefix("Running stage '")?.split('\'').next().map(str::to_owned)).collect()
+}
+
+#[test]
+fn dvc_repro_runs_the_pipeline_and_tracks_params_and_metrics() {
+    if !installed() {
+        return;
+    }
+    if !repo().join(".venv-tools/bin/dvc").exists() {
+        eprintln!("SKIPPED: DVC is not installed (`scripts/setup.sh dvc`, which `make test` runs)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dvc_workspace(dir.path());
+
+    let log = dvc(&work, &["repro"]);
+    let mut expected = vec!["setup".to_owned()];
+    expected.extend(names(&STAGES));
+    assert_eq!(dvc_ran(&log), expected, "{log}");
+    let metrics = dvc(&work, &["metrics", "show"]);
+    assert!(metrics.contains("macro_f1") && metrics.contains("accuracy"), "{metrics}");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "lock"]);
+
+    let log = dvc(&work, &["repro"]);
+    assert_eq!(dvc_ran(&log), Vec::<String>::new(), "a second repro does nothing: {log}");
+
+    // One training param: only train and what follows rerun, as an experiment.
+    let log = dvc(&work, &["exp", "run", "-S", "configs/default.toml:train.learning_rate=0.0001"]);
+    assert_eq!(dvc_ran(&log), names(&["train", "eval", "export"]), "{log}");
+    let table = dvc(&work, &["exp", "show", "--no-pager", "--md"]);
+    assert!(table.contains("macro_f1") && table.contains("0.0001"), "{table}");
+
+    let plots = dvc(&work, &["plots", "show", "-o", "plots"]);
+    let html = std::fs::read_to_string(work.join("plots/index.html")).unwrap_or_else(|e| panic!("{e}: {plots}"));
+    for title in ["Confusion matrix", "Training loss", "Validation during training"] {
+        assert!(html.contains(title), "{title} is drawn");
+    }
+}

@@ -1,0 +1,50 @@
+# The stages of `make pipeline` as file targets, run by the top Makefile once the
+# binaries are built: `make -f scripts/pipeline.mk CONFIG=... BIN=...`.
+#
+# Each stage's target is the file it writes last (its manifest, or train's
+# summary), so a stage killed half way never looks done. A stage reruns when its
+# binary was rebuilt, its own config section changed (.cache/pipeline/<config>/
+# <stage>.json is rewritten only then) or an input changed. Paths come from the
+# config resolved by the binaries themselves (`ingest --print-config`), so make
+# and the stages can never disagree on where things are.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := pipeline
+
+CONFIG ?= configs/default.toml
+BIN ?= target/release
+PYTHON ?= python3
+STAGE_FLAGS ?=
+STATE := .cache/pipeline/$(subst /,_,$(basename $(CONFIG)))
+
+RESOLVED := $(shell mkdir -p $(STATE) && \
+  $(BIN)/ingest --config $(CONFIG) --print-config > $(STATE)/resolved.toml && \
+  $(PYTHON) scripts/pipeline_state.py $(STATE) < $(STATE)/resolved.toml && echo ok)
+ifneq ($(RESOLVED),ok)
+$(error cannot read $(CONFIG); the message above says why)
+endif
+include $(STATE)/paths.mk
+
+.PHONY: pipeline
+pipeline: $(EXPORT_DONE)
+	@$(PYTHON) scripts/pipeline_summary.py $(CONFIG) $(EVAL_METRICS) $(EXPORT_DIR)
+
+$(INGEST_DONE): $(STATE)/ingest.json $(BIN)/ingest $(INGEST_DEPS)
+	$(BIN)/ingest --config $(CONFIG) $(STAGE_FLAGS)
+
+$(CLEAN_DONE): $(STATE)/clean.json $(BIN)/clean $(CLEAN_DEPS)
+	$(BIN)/clean --config $(CONFIG) $(STAGE_FLAGS)
+
+$(TOKENIZE_DONE): $(STATE)/tokenize.json $(BIN)/tokenize $(TOKENIZE_DEPS)
+	$(BIN)/tokenize --config $(CONFIG) $(STAGE_FLAGS)
+
+$(TRAIN_DONE): $(STATE)/train.json $(BIN)/train $(TRAIN_DEPS)
+	$(BIN)/train --config $(CONFIG) $(STAGE_FLAGS)
+
+$(EVAL_DONE): $(STATE)/eval.json $(BIN)/eval $(EVAL_DEPS)
+	$(BIN)/eval --config $(CONFIG) $(STAGE_FLAGS)
+
+# --force: the export folder is this config's, replaced by each new model.
+$(EXPORT_DONE): $(STATE)/export.json $(BIN)/export $(EXPORT_DEPS)
+	$(BIN)/export --config $(CONFIG) --force $(STAGE_FLAGS)
