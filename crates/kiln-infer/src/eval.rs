@@ -246,21 +246,19 @@ fn argmax(values: &[f32]) -> usize {
 }
 
 fn write_per_class(staged: &mut StagedOutput, metrics: &EvalMetrics) -> Result<()> {
-    let (path, writer) = staged.create(PER_CLASS)?;
-    let mut csv = csv::Writer::from_writer(writer);
-    csv.write_record(["label", "precision", "recall", "f1", "support"])?;
-    for (label, s) in &metrics.per_class {
-        csv.write_record([
+    let rows = metrics.per_class.iter().map(|(label, s)| {
+        [
             label.clone(),
             format!("{:.6}", s.precision),
             format!("{:.6}", s.recall),
             format!("{:.6}", s.f1),
             s.support.to_string(),
-        ])?;
-    }
-    csv.flush().with_context(|| format!("cannot write {}", path.display()))
+        ]
+    });
+    write_csv(staged, PER_CLASS, ["label", "precision", "recall", "f1", "support"], rows)
 }
 
+/// One CSV file of the staged output: the header, then `rows`.
 fn write_csv<const N: usize>(
     staged: &mut StagedOutput,
     name: &str,
@@ -276,20 +274,15 @@ fn write_csv<const N: usize>(
     csv.flush().with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Long form: one `actual,predicted,count` row per non-empty cell.
 fn write_confusion(staged: &mut StagedOutput, confusion: &Confusion, labels: &LabelMap) -> Result<()> {
-    let (path, writer) = staged.create(CONFUSION)?;
-    let mut csv = csv::Writer::from_writer(writer);
-    csv.write_record(["actual", "predicted", "count"])?;
-    for actual in 0..labels.len() {
-        for predicted in 0..labels.len() {
-            let count = confusion.count(actual, predicted);
-            if count > 0 {
-                let name = |id: usize| labels.labels()[id].clone();
-                csv.write_record([name(actual), name(predicted), count.to_string()])?;
-            }
-        }
-    }
-    csv.flush().with_context(|| format!("cannot write {}", path.display()))
+    let name = |id: usize| labels.labels()[id].clone();
+    let cells = (0..labels.len()).flat_map(|actual| (0..labels.len()).map(move |predicted| (actual, predicted)));
+    let rows = cells.filter_map(|(actual, predicted)| {
+        let count = confusion.count(actual, predicted);
+        (count > 0).then(|| [name(actual), name(predicted), count.to_string()])
+    });
+    write_csv(staged, CONFUSION, ["actual", "predicted", "count"], rows)
 }
 
 fn write_predictions(
