@@ -21,6 +21,8 @@ SETUP := $(LIBTORCH) $(PRETRAINED) $(DEFAULT_DATA)
 BROWSER := .tools/e2e/node_modules/playwright-core/package.json
 # DVC, for `make repro` and the dvc.yaml test.
 DVC := .venv-tools/.kiln-installed
+# An MLflow tracking server, for the tracking test.
+MLFLOW := .venv-mlflow/.kiln-installed
 
 .PHONY: help setup setup-cuda build test pipeline repro data lint fmt bench-data bench-train bench-predict bench-serve serve fixtures
 
@@ -47,8 +49,10 @@ $(BROWSER):
 	scripts/setup.sh browser
 $(DVC):
 	scripts/setup.sh dvc
+$(MLFLOW):
+	scripts/setup.sh mlflow
 
-test: $(SETUP) $(BROWSER) $(DVC) ## Run every test (installs what is missing first)
+test: $(SETUP) $(BROWSER) $(DVC) $(MLFLOW) ## Run every test (installs what is missing first)
 	@mkdir -p .cache
 	$(CARGO) test --release --workspace 2>&1 | tee .cache/test.log
 	@scripts/test_summary.sh .cache/test.log

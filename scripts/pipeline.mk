@@ -27,8 +27,8 @@ endif
 include $(STATE)/paths.mk
 
 .PHONY: pipeline
-pipeline: $(EXPORT_DONE)
-	@$(PYTHON) scripts/pipeline_summary.py $(CONFIG) $(EVAL_METRICS) $(EXPORT_DIR)
+pipeline: $(REGISTRY_INDEX)
+	@BIN=$(BIN) $(PYTHON) scripts/pipeline_summary.py $(CONFIG) $(EVAL_METRICS) $(EXPORT_DIR) $(REGISTRY_DIR)
 
 $(INGEST_DONE): $(STATE)/ingest.json $(BIN)/ingest $(INGEST_DEPS)
 	$(BIN)/ingest --config $(CONFIG) $(STAGE_FLAGS)
@@ -48,3 +48,10 @@ $(EVAL_DONE): $(STATE)/eval.json $(BIN)/eval $(EVAL_DEPS)
 # --force: the export folder is this config's, replaced by each new model.
 $(EXPORT_DONE): $(STATE)/export.json $(BIN)/export $(EXPORT_DEPS)
 	$(BIN)/export --config $(CONFIG) --force $(STAGE_FLAGS)
+
+# Each new export becomes the registry's next version (the first one goes to
+# production). The target is the registry's index, touched when the export was
+# registered already (same weights), so make sees this step as done.
+$(REGISTRY_INDEX): $(EXPORT_DONE)
+	$(BIN)/registry --config $(CONFIG) $(STAGE_FLAGS) add
+	@touch $@

@@ -94,6 +94,9 @@ def main() -> None:
     lines = [f"{stage.upper()}_DONE := {done[stage]}\n{stage.upper()}_DEPS := {deps[stage]}\n" for stage in STAGES]
     lines.append(f"EVAL_METRICS := {evaluate['output_dir']}/metrics.json\n")
     lines.append(f"EXPORT_DIR := {export['output_dir']}\n")
+    # `registry add` records the export; its index is rewritten by each change.
+    lines.append(f"REGISTRY_DIR := {config['registry']['dir']}\n")
+    lines.append(f"REGISTRY_INDEX := {config['registry']['dir']}/registry.json\n")
     paths = state / "paths.mk"
     tmp = paths.with_suffix(".tmp")
     tmp.write_text("".join(lines))

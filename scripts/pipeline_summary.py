@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """The last lines of `make pipeline`: the headline test metrics and where the model is.
 
-Usage: pipeline_summary.py CONFIG EVAL_METRICS_JSON EXPORT_DIR
+Usage: pipeline_summary.py CONFIG EVAL_METRICS_JSON EXPORT_DIR REGISTRY_DIR
 """
 
+import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
 
 def main() -> None:
-    if len(sys.argv) != 4:
+    if len(sys.argv) != 5:
         sys.exit(__doc__)
     config, metrics_path, export_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    registry = Path(sys.argv[4])
     metrics = json.loads(metrics_path.read_text())
     headline = ", ".join(
         f"{key} {metrics[key]:.4f}" for key in ("accuracy", "macro_f1", "loss") if isinstance(metrics.get(key), float)
@@ -20,8 +23,17 @@ def main() -> None:
     print(f"pipeline done for {config}")
     print(f"  {metrics.get('split', 'test')} metrics ({metrics.get('examples', '?')} examples): {headline}")
     print(f"  report:  {metrics_path.parent / 'report.md'}")
-    print(f"  model:   {export_dir}/ (serve it with `make serve CONFIG={config}`)")
-
+    print(f"  model:   {export_dir}/")
+    versions = json.loads((registry / "registry.json").read_text())["versions"]
+    weights = hashlib.sha256((export_dir / "model.safetensors").read_bytes()).hexdigest()
+    this = next((v for v in versions if v["weights_sha256"] == weights), None)
+    production = next((v for v in versions if v["stage"] == "production"), None)
+    if this is not None:
+        print(f"  version: v{this['version']} ({this['stage']}) in {registry}/")
+    if production is not None:
+        print(f"  serving: v{production['version']}, {registry}/production (`make serve CONFIG={config}`)")
+    if this is not None and this["stage"] == "candidate":
+        print(f"  to serve this one: {os.environ.get('BIN', 'target/release')}/registry --config {config} promote v{this['version']}")
 
 if __name__ == "__main__":
     main()

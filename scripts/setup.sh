@@ -6,8 +6,9 @@
 #   browser   for the web page test: Debian's chromium (apt, when root) and
 #             playwright-core (npm, no browser download)     -> .tools/e2e/
 #   dvc       DVC, for `dvc repro` and its test              -> .venv-tools/
+#   mlflow    an MLflow tracking server, for the tracking test -> .venv-mlflow/
 #
-# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc]...   (no argument: libtorch model data)
+# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow]...   (no argument: libtorch model data)
 #
 # Every wheel is checked against a pinned sha256 before use, and every install is
 # unpacked into a temp dir next to its target and renamed into place, so an
@@ -210,6 +211,8 @@ install_browser() {
 }
 
 DVC_VERSION=3.67.1
+# 3.18.0 cannot be installed: it needs mlflow-skinny 3.18, which PyPI lacks.
+MLFLOW_VERSION=3.17.2
 
 # A Python tool in its own venv. The marker file is written last, so a venv
 # whose install was interrupted is rebuilt, never taken as installed.
@@ -235,6 +238,7 @@ for what in "$@"; do
     data) install_data ;;
     browser) install_browser ;;
     dvc) install_venv .venv-tools "dvc==$DVC_VERSION" ;;
-    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser or dvc)" ;;
+    mlflow) install_venv .venv-mlflow "mlflow==$MLFLOW_VERSION" ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc or mlflow)" ;;
   esac
 done

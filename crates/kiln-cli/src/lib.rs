@@ -12,6 +12,7 @@ use clap::Args;
 use kiln_config::{ConfigError, EvalConfig, PipelineConfig, TrainConfig};
 use kiln_data::Progress;
 use kiln_data::output::read_manifest;
+use kiln_track::mlflow::Mlflow;
 use kiln_track::{Run, RunStatus};
 
 /// Every stage allocates millions of small strings across threads; mimalloc does
@@ -74,6 +75,15 @@ pub fn run_tracked_stage(
     run_stage(name, common, apply, |config, progress| {
         let mut run = Run::start(&config.track.runs_dir, name, common.config.as_deref(), &redacted(config))
             .context("cannot start the run record (config key `track.runs_dir`)")?;
+        let track = &config.track;
+        let mut mlflow = track.mlflow_tracking_uri.as_deref().map(|uri| {
+            let mlflow = Mlflow::start(uri, &track.mlflow_experiment, run.record());
+            if let Some(id) = mlflow.run_id() {
+                tracing::info!("MLflow run {id} in experiment '{}'", track.mlflow_experiment);
+                run.tag("mlflow.run_id", id);
+            }
+            mlflow
+        });
         let outcome = work(config, progress, &mut run);
         let (status, error) = match &outcome {
             Ok(status) => (*status, None),
@@ -81,7 +91,12 @@ pub fn run_tracked_stage(
         };
         let dir = run.dir().to_owned();
         match run.finish(status, error) {
-            Ok(_) => tracing::info!("run record: {}", dir.display()),
+            Ok((record, points)) => {
+                tracing::info!("run record: {}", dir.display());
+                if let Some(mlflow) = &mut mlflow {
+                    mlflow.finish(&record, &points);
+                }
+            }
             Err(error) => tracing::warn!("could not complete the run record {}: {error:#}", dir.display()),
         }
         outcome.map(|_| ())
@@ -140,6 +155,9 @@ fn redacted(config: &PipelineConfig) -> PipelineConfig {
     let mut config = config.clone();
     for token in &mut config.serve.api_tokens {
         *token = "<redacted>".into();
+    }
+    if let Some(uri) = &mut config.track.mlflow_tracking_uri {
+        *uri = kiln_track::mlflow::without_credentials(uri);
     }
     config
 }

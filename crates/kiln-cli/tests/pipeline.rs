@@ -42,7 +42,9 @@ fn data_slice(rows: usize) -> String {
 fn small_config(data_file: &Path, out: &Path) -> toml::Table {
     let text = std::fs::read_to_string(repo().join("configs/default.toml")).expect("default config");
     let mut config: toml::Table = text.parse().expect("default config parses");
-    config.entry("track").or_insert_with(|| toml::Table::new().into());
+    for section in ["track", "registry"] {
+        config.entry(section).or_insert_with(|| toml::Table::new().into());
+    }
     let mut set = |section: &str, key: &str, value: toml::Value| {
         config[section].as_table_mut().expect("section").insert(key.into(), value);
     };
@@ -62,6 +64,8 @@ fn small_config(data_file: &Path, out: &Path) -> toml::Table {
         ("eval", "output_dir", "eval"),
         ("export", "model_dir", "model"),
         ("export", "output_dir", "export"),
+        ("registry", "dir", "registry"),
+        ("registry", "model_dir", "export"),
     ] {
         set(section, key, path(&out.join(dir)));
     }
@@ -173,9 +177,12 @@ fn make_reruns_only_what_changed_and_survives_a_kill() {
     write_config(&config_path, &config);
 
     let (ran, log) = make_pipeline(&config_path);
-    assert_eq!(ran, names(&STAGES), "{log}");
+    assert_eq!(ran, [names(&STAGES), names(&["registry"])].concat(), "{log}");
     assert!(log.contains("pipeline done") && log.contains("macro_f1"), "ends with the headline metrics: {log}");
     assert!(log.contains(&out.join("export").display().to_string()), "and says where the model is: {log}");
+    assert!(log.contains("version: v1 (production)"), "the first export is registered and served: {log}");
+    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).expect("weights");
+    assert_eq!(weights(&out.join("registry/production")), weights(&out.join("export")));
 
     let (ran, log) = make_pipeline(&config_path);
     assert_eq!(ran, Vec::<String>::new(), "nothing changed, nothing runs: {log}");
@@ -183,27 +190,81 @@ fn make_reruns_only_what_changed_and_survives_a_kill() {
     // A training setting reruns training and what depends on it, nothing before.
     config["train"]["learning_rate"] = 1e-4.into();
     write_config(&config_path, &config);
-    assert_eq!(make_pipeline(&config_path).0, names(&["train", "eval", "export"]));
+    let (ran, log) = make_pipeline(&config_path);
+    assert_eq!(ran, names(&["train", "eval", "export", "registry"]));
+    assert!(log.contains("version: v2 (candidate)") && log.contains("serving: v1"), "{log}");
+    promote_as_the_metrics_say(&config_path, &out.join("registry"), 2);
+    // Same model, new eval settings: a new export with the same weights is the same version.
     config["eval"]["batch_size"] = 16.into();
     write_config(&config_path, &config);
-    assert_eq!(make_pipeline(&config_path).0, names(&["eval", "export"]));
+    assert_eq!(make_pipeline(&config_path).0, names(&["eval", "export", "registry"]));
+    let index = std::fs::read_to_string(out.join("registry/registry.json")).expect("registry index");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&index).expect("JSON")["versions"].as_array().map(Vec::len),
+        Some(2)
+    );
     // A new input file reruns everything downstream of ingest.
     std::fs::write(&data, data_slice(500)).expect("data slice");
-    assert_eq!(make_pipeline(&config_path).0, names(&STAGES));
+    assert_eq!(make_pipeline(&config_path).0, [names(&STAGES), names(&["registry"])].concat());
 
     // SIGKILL half way through committing: the next run redoes that stage.
     config["train"]["seed"] = 7.into();
     write_config(&config_path, &config);
     kill_in_commit(&config_path, "train");
-    assert_eq!(make_pipeline(&config_path).0, names(&["train", "eval", "export"]));
+    assert_eq!(make_pipeline(&config_path).0, names(&["train", "eval", "export", "registry"]));
     assert_manifest_matches(&out.join("model/manifest.json"));
 
     config["tokenize"]["max_length"] = 24.into();
     write_config(&config_path, &config);
     kill_in_commit(&config_path, "tokenize");
-    assert_eq!(make_pipeline(&config_path).0, names(&["tokenize", "train", "eval", "export"]));
+    assert_eq!(make_pipeline(&config_path).0, names(&["tokenize", "train", "eval", "export", "registry"]));
     assert_manifest_matches(&out.join("processed/tokenize_report.json"));
     assert_manifest_matches(&out.join("train/train_summary.json"));
+}
+
+/// `registry promote` on a version whose metrics came from the same test data
+/// as production's: refused exactly when its macro F1 is lower, and then
+/// `--force` promotes it; either way the production link follows.
+fn promote_as_the_metrics_say(config: &Path, registry_dir: &Path, version: u32) {
+    let registry = |args: &[&str]| {
+        Command::new(bin_dir().join("registry"))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .current_dir(repo())
+            .env_remove("KILN_CONFIG")
+            .output()
+            .expect("registry runs")
+    };
+    let output = registry(&["show", &format!("v{version}")]);
+    let candidate: serde_json::Value = serde_json::from_slice(&output.stdout).expect("show prints JSON");
+    let output = registry(&["show", "1"]);
+    let production: serde_json::Value = serde_json::from_slice(&output.stdout).expect("show prints JSON");
+    assert_eq!(production["stage"], "production");
+    assert_eq!(candidate["test_data"], production["test_data"], "same test data, so comparable");
+    let worse = candidate["metrics"]["macro_f1"].as_f64() < production["metrics"]["macro_f1"].as_f64();
+
+    let output = registry(&["promote", &format!("v{version}")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.success(), !worse, "{stderr}");
+    if worse {
+        assert!(stderr.contains("worse than production v1") && stderr.contains("--force"), "{stderr}");
+        assert!(registry(&["promote", &version.to_string(), "--force"]).status.success());
+    }
+    let list = String::from_utf8_lossy(&registry(&["list"]).stdout).into_owned();
+    let stage = |v: &str| {
+        list.lines()
+            .find(|l| l.starts_with(&format!("{v} ")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        (stage("v1"), stage(&format!("v{version}"))),
+        (Some("archived".into()), Some("production".into())),
+        "{list}"
+    );
+    let link = std::fs::read_link(registry_dir.join("production")).expect("production is a link");
+    assert_eq!(link, Path::new(&format!("v{version}")));
 }
 
 #[test]
@@ -233,6 +294,7 @@ fn configs_never_share_an_output_folder() {
             ("train", "run_dir"),
             ("eval", "output_dir"),
             ("export", "output_dir"),
+            ("registry", "dir"),
             ("serve", "log_dir"),
         ] {
             let dir = resolved[section][key].as_str().expect("a path").to_owned();
@@ -357,5 +419,176 @@ fn dvc_repro_runs_the_pipeline_and_tracks_params_and_metrics() {
     let html = std::fs::read_to_string(work.join("plots/index.html")).unwrap_or_else(|e| panic!("{e}: {plots}"));
     for title in ["Confusion matrix", "Training loss", "Validation during training"] {
         assert!(html.contains(title), "{title} is drawn");
+    }
+}
+
+/// A real MLflow tracking server on loopback (SQLite backend), killed on drop.
+struct MlflowServer {
+    child: std::process::Child,
+    uri: String,
+    stopped: bool,
+}
+
+impl MlflowServer {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let log = std::fs::File::create(dir.join("mlflow-server.log")).expect("server log");
+        let child = Command::new(repo().join(".venv-mlflow/bin/mlflow"))
+            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+            .arg("--default-artifact-root")
+            .arg(dir.join("mlflow-artifacts"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("mlflow server starts");
+        let server = Self { child, uri: format!("http://127.0.0.1:{port}"), stopped: false };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while !reqwest::blocking::get(format!("{}/health", server.uri)).is_ok_and(|r| r.status().is_success()) {
+            let log = std::fs::read_to_string(dir.join("mlflow-server.log")).unwrap_or_default();
+            assert!(std::time::Instant::now() < deadline, "MLflow server did not come up:\n{log}");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        server
+    }
+
+    fn api(&self, method: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("{}/api/2.0/mlflow/{method}", self.uri);
+        let response = reqwest::blocking::Client::new().post(&url).json(&body).send().expect("MLflow answers");
+        assert!(response.status().is_success(), "{method}: {}", response.status());
+        response.json().expect("JSON")
+    }
+
+    fn get(&self, method: &str, query: &[(&str, &str)]) -> serde_json::Value {
+        let url = format!("{}/api/2.0/mlflow/{method}", self.uri);
+        let response = reqwest::blocking::Client::new().get(&url).query(query).send().expect("MLflow answers");
+        assert!(response.status().is_success(), "{method}: {}", response.status());
+        response.json().expect("JSON")
+    }
+
+    /// Kills the server's process group (uvicorn and MLflow's job runners), once.
+    fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        // `--` matters: without it procps' kill reads `-1234` as a signal number
+        // followed by pid -1, which is every process.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs the pipeline with MLFLOW_TRACKING_URI set; returns make's stderr.
+fn make_pipeline_tracked(config: &Path, tracking_uri: &str) -> String {
+    let output = make_command(config)
+        .env("MLFLOW_TRACKING_URI", tracking_uri)
+        .env("MLFLOW_EXPERIMENT_NAME", "kiln-test")
+        .output()
+        .expect("make runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "make pipeline failed:\n{}\n{stderr}", String::from_utf8_lossy(&output.stdout));
+    stderr
+}
+
+#[test]
+fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
+    if !installed() {
+        return;
+    }
+    if !repo().join(".venv-mlflow/bin/mlflow").exists() {
+        eprintln!("SKIPPED: MLflow is not installed (`scripts/setup.sh mlflow`, which `make test` runs)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let data = dir.path().join("reviews.tsv");
+    std::fs::write(&data, data_slice(300)).expect("data slice");
+    let config_path = dir.path().join("small.toml");
+    let mut config = small_config(&data, &out);
+    write_config(&config_path, &config);
+    let mut server = MlflowServer::start(dir.path());
+
+    let stderr = make_pipeline_tracked(&config_path, &server.uri);
+    assert!(!stderr.contains("MLflow tracking at"), "no warning while the server is up: {stderr}");
+    let experiment = server.get("experiments/get-by-name", &[("experiment_name", "kiln-test")]);
+    let experiment_id = experiment["experiment"]["experiment_id"].as_str().expect("experiment created by name");
+    let runs = server.api("runs/search", serde_json::json!({ "experiment_ids": [experiment_id] }));
+    let runs = runs["runs"].as_array().expect("runs");
+    let local = kiln_track::list(&out.join("runs")).expect("local records");
+    assert_eq!((runs.len(), local.len()), (2, 2), "a train and an eval run, in both places");
+
+    for record in &local {
+        let mlflow_id = record.tags.get("mlflow.run_id").expect("the local record names its MLflow run");
+        let run = runs.iter().find(|r| r["info"]["run_id"] == mlflow_id.as_str()).expect("run in MLflow");
+        assert_eq!(run["info"]["status"], "FINISHED");
+        assert_eq!(run["info"]["run_name"], record.id.as_str());
+        let pairs = |key: &str| -> std::collections::BTreeMap<String, String> {
+            run["data"][key]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|i| (i["key"].as_str().expect("key").into(), i["value"].as_str().expect("value").into()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (params, tags) = (pairs("params"), pairs("tags"));
+        assert_eq!(params, kiln_track::flatten_params(&record.params), "every resolved setting is a param");
+        for key in ["git.commit", "git.dirty", "host", "kiln.version", "device"] {
+            assert_eq!(tags.get(key), record.tags.get(key), "tag {key}");
+        }
+        assert_eq!(tags["kiln.stage"], record.stage);
+        for (key, value) in &record.metrics {
+            let latest = run["data"]["metrics"]
+                .as_array()
+                .and_then(|m| m.iter().find(|m| m["key"] == key.as_str()))
+                .unwrap_or_else(|| panic!("metric {key} in MLflow"));
+            assert!((latest["value"].as_f64().expect("value") - value).abs() < 1e-9, "{key}");
+        }
+    }
+
+    // Per-step metrics keep their steps and timestamps.
+    let train = local.iter().find(|r| r.stage == "train").expect("train run");
+    let points = kiln_track::read_points(&out.join("runs").join(&train.id)).expect("local points");
+    let local_loss: Vec<(u64, f64, u64)> =
+        points.iter().filter(|p| p.key == "train_loss").map(|p| (p.step, p.value, p.timestamp_ms)).collect();
+    assert_eq!(local_loss.len(), 4, "one loss per step (max_steps 4, log_every_steps 1)");
+    let history = server
+        .get("metrics/get-history", &[("run_id", train.tags["mlflow.run_id"].as_str()), ("metric_key", "train_loss")]);
+    let mut logged: Vec<(u64, f64, u64)> = history["metrics"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|m| {
+            let number = |k: &str| m[k].as_str().and_then(|s| s.parse().ok()).or_else(|| m[k].as_u64()).unwrap_or(0);
+            (number("step"), m["value"].as_f64().expect("value"), number("timestamp"))
+        })
+        .collect();
+    logged.sort_by_key(|(step, _, _)| *step);
+    assert_eq!(logged, local_loss);
+
+    // The server goes away: training and eval still run and keep their local
+    // records, with one warning each and an error nowhere.
+    server.stop();
+    assert!(reqwest::blocking::get(format!("{}/health", server.uri)).is_err(), "the server is down");
+    config["train"]["learning_rate"] = 1e-4.into();
+    write_config(&config_path, &config);
+    let stderr = make_pipeline_tracked(&config_path, &server.uri);
+    assert_eq!(stderr.matches("MLflow tracking at").count(), 2, "one warning per tracked stage: {stderr}");
+    let local = kiln_track::list(&out.join("runs")).expect("local records");
+    assert_eq!(local.len(), 4);
+    for record in &local[2..] {
+        assert_eq!(record.status, kiln_track::RunStatus::Finished);
+        assert!(!record.tags.contains_key("mlflow.run_id"));
     }
 }

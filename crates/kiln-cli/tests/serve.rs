@@ -584,6 +584,38 @@ fn reload_swaps_models_under_load_without_losing_requests_and_refuses_broken_one
     assert_eq!(sample(&samples, &format!(r#"kiln_model_info{{name="model",version="{third}"}}"#)), Some(1.0));
 }
 
+/// `serve` on the registry's `production` link (what `make serve` serves)
+/// follows a promotion by itself, through the watcher.
+#[test]
+fn serving_the_registry_follows_a_promotion() {
+    use kiln_infer::registry::Registry;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (first, second) = (root.path().join("export-1"), root.path().join("export-2"));
+    model_folder(&first, &LABELS, 1);
+    model_folder(&second, &OTHER_LABELS, 2);
+    let registry = Registry::at(&root.path().join("registry"));
+    registry.add(&first, true).expect("v1, production");
+    registry.add(&second, true).expect("v2, a candidate");
+    let server = Server::start(
+        &registry.production_dir(),
+        &root.path().join("log"),
+        &["--watch", "true", "--watch-interval-ms", "100", "--log-predictions", "false"],
+        &[],
+    );
+    let labels = |server: &Server| json_of(server.get("/v1/model")).1["labels"].clone();
+    assert_eq!(labels(&server), json!(LABELS));
+
+    registry.promote(2, kiln_config::SelectionMetric::MacroF1, false).expect("promoted");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while labels(&server) != json!(OTHER_LABELS) {
+        assert!(Instant::now() < deadline, "serve never picked up v2:\n{}", server.log.lock().expect("log"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, answer) = json_of(server.post("/v1/predict", &json!({ "text": "which way?" })));
+    assert_eq!(status, StatusCode::OK);
+    assert!(OTHER_LABELS.contains(&answer["label"].as_str().expect("label")), "{answer}");
+}
+
 /// The page, in headless Chromium (tests/e2e/page.mjs): refused without the
 /// token, then one text with a bar per class, then a batch of lines. Skipped
 /// where `scripts/setup.sh browser` could not install Chromium or playwright-core.

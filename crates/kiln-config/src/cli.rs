@@ -9,8 +9,8 @@ use clap::Args;
 
 use crate::{
     ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, HashtagMode, IngestConfig, InputFormat,
-    LogText, PredictConfig, SelectionMetric, ServeConfig, TokenTypeIds, TokenizeConfig, TrackConfig, TrainConfig,
-    UnicodeNormalization, UnknownLabelPolicy,
+    LogText, PredictConfig, RegistryConfig, SelectionMetric, ServeConfig, TokenTypeIds, TokenizeConfig, TrackConfig,
+    TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -330,11 +330,40 @@ pub struct TrackArgs {
     /// Where each train/eval run's record goes, as <runs-dir>/<run-id>/ [default: artifacts/runs].
     #[arg(long, value_name = "DIR", env = "KILN_RUNS_DIR")]
     pub runs_dir: Option<PathBuf>,
+    /// Also log each run to this MLflow tracking server (http or https) [default: none].
+    #[arg(long, value_name = "URI", env = "MLFLOW_TRACKING_URI")]
+    pub mlflow_tracking_uri: Option<String>,
+    /// MLflow experiment the runs go to, created when missing [default: kiln].
+    #[arg(long, value_name = "NAME", env = "MLFLOW_EXPERIMENT_NAME")]
+    pub mlflow_experiment: Option<String>,
 }
 
 impl TrackArgs {
     pub fn apply(self, config: &mut TrackConfig) {
-        apply_overrides!(self, config, [runs_dir], optional []);
+        apply_overrides!(self, config, [runs_dir, mlflow_experiment], optional[mlflow_tracking_uri]);
+    }
+}
+
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Registry settings (config section [registry])")]
+pub struct RegistryArgs {
+    /// The registry: registry.json, v<N>/ folders, the production link [default: artifacts/registry].
+    #[arg(long = "registry-dir", value_name = "DIR", env = "KILN_REGISTRY_DIR")]
+    pub dir: Option<PathBuf>,
+    /// The export that `add` records as a new version [default: artifacts/export].
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Metric `promote` compares with production's on the same test data [default: macro-f1].
+    #[arg(long, value_enum)]
+    pub metric: Option<SelectionMetric>,
+    /// Make the first version production at once [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub promote_first: Option<bool>,
+}
+
+impl RegistryArgs {
+    pub fn apply(self, config: &mut RegistryConfig) {
+        apply_overrides!(self, config, [dir, model_dir, metric, promote_first], optional []);
     }
 }
 
@@ -403,7 +432,7 @@ pub struct ServeArgs {
     /// Serve /metrics on this port instead, without auth [default: none, on --port].
     #[arg(long, value_name = "PORT", env = "KILN_METRICS_PORT")]
     pub metrics_port: Option<u16>,
-    /// Model folder: an export, train's output or a Hugging Face classifier [default: artifacts/export].
+    /// Model folder: an export, train's output or a Hugging Face classifier [default: artifacts/registry/production].
     #[arg(long, value_name = "DIR", env = "KILN_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
     /// auto, cpu, cuda or cuda:N [default: auto].
@@ -520,6 +549,7 @@ mod tests {
         assert_eq!(flag_ids::<PredictArgs>(), config_keys::<PredictConfig>());
         assert_eq!(flag_ids::<ServeArgs>(), config_keys::<ServeConfig>());
         assert_eq!(flag_ids::<TrackArgs>(), config_keys::<TrackConfig>());
+        assert_eq!(flag_ids::<RegistryArgs>(), config_keys::<RegistryConfig>());
     }
 
     #[derive(clap::Parser)]

@@ -49,6 +49,7 @@ pub struct PipelineConfig {
     pub predict: PredictConfig,
     pub serve: ServeConfig,
     pub track: TrackConfig,
+    pub registry: RegistryConfig,
 }
 
 impl PipelineConfig {
@@ -578,11 +579,42 @@ impl EvalConfig {
 pub struct TrackConfig {
     /// Each run's record goes to `<runs_dir>/<run-id>/`.
     pub runs_dir: PathBuf,
+    /// An MLflow tracking server (http or https) that each run is also logged
+    /// to. A server that cannot be reached costs a warning, never the run.
+    pub mlflow_tracking_uri: Option<String>,
+    /// The MLflow experiment the runs go to; created when missing.
+    pub mlflow_experiment: String,
 }
 
 impl Default for TrackConfig {
     fn default() -> Self {
-        Self { runs_dir: "artifacts/runs".into() }
+        Self { runs_dir: "artifacts/runs".into(), mlflow_tracking_uri: None, mlflow_experiment: "kiln".into() }
+    }
+}
+
+/// `[registry]`: numbered versions of exported models, each a `candidate`,
+/// the one `production` model (what `serve` serves) or `archived`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Holds `registry.json`, a `v<N>/` folder per version and the `production` link.
+    pub dir: PathBuf,
+    /// The export that `registry add` records as a new version.
+    pub model_dir: PathBuf,
+    /// What `promote` compares with production on the same test data.
+    pub metric: SelectionMetric,
+    /// Make the first version production, so there is a model to serve at once.
+    pub promote_first: bool,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            dir: "artifacts/registry".into(),
+            model_dir: "artifacts/export".into(),
+            metric: SelectionMetric::MacroF1,
+            promote_first: true,
+        }
     }
 }
 
@@ -734,7 +766,7 @@ impl Default for ServeConfig {
             host: "127.0.0.1".into(),
             port: 8080,
             metrics_port: None,
-            model_dir: "artifacts/export".into(),
+            model_dir: "artifacts/registry/production".into(),
             device: "auto".into(),
             threads: 0,
             max_batch_size: 32,
@@ -891,6 +923,25 @@ mod tests {
             config.train.validate().expect(name);
             config.eval.validate().expect(name);
             config.serve.validate().expect(name);
+        }
+    }
+
+    /// Each stage's default input is the default output of the stage before
+    /// it, in the built-in defaults and in every shipped config.
+    #[test]
+    fn stages_chain_by_default() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let shipped = ["default.toml", "banking77.toml"].map(|name| PipelineConfig::load(Some(&root.join(name))));
+        for config in [Ok(PipelineConfig::default())].into_iter().chain(shipped) {
+            let c = config.expect("config");
+            assert_eq!(c.clean.input_dir, c.ingest.output_dir);
+            assert_eq!(c.tokenize.input_dir, c.clean.output_dir);
+            assert_eq!(c.train.input_dir, c.tokenize.output_dir);
+            assert_eq!((&c.eval.model_dir, &c.eval.input_dir), (&c.train.output_dir, &c.tokenize.output_dir));
+            assert_eq!(c.export.model_dir, c.train.output_dir);
+            assert_eq!(c.export.eval_metrics, c.eval.output_dir.join("metrics.json"));
+            assert_eq!(c.registry.model_dir, c.export.output_dir);
+            assert_eq!(c.serve.model_dir, c.registry.dir.join("production"));
         }
     }
 }

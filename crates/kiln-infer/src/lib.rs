@@ -8,6 +8,7 @@ pub mod export;
 pub mod plots;
 pub mod predict;
 mod predictor;
+pub mod registry;
 pub mod testing;
 
 pub use predictor::Predictor;

@@ -70,7 +70,18 @@ pub async fn reload(state: &Arc<AppState>) -> Result<Arc<ModelInfo>> {
     let outcome = tokio::task::spawn_blocking(move || ServedModel::load(&dir, &device))
         .await
         .context("the model loading thread failed")?
-        .with_context(|| format!("cannot load the model in {}", state.config.model_dir.display()));
+        .with_context(|| {
+            let dir = &state.config.model_dir;
+            if dir.exists() {
+                format!("cannot load the model in {}", dir.display())
+            } else {
+                format!(
+                    "there is no model in {}: `make pipeline` exports one and records it in the registry, whose \
+                     first version becomes production (`registry promote` picks another), or pass --model-dir",
+                    dir.display()
+                )
+            }
+        });
     let model = match outcome {
         Ok(model) => model,
         Err(error) => {

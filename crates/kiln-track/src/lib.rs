@@ -7,6 +7,7 @@
 //! still shows) and rewritten when it ends; each write goes to a temp file that
 //! is renamed into place, so a reader never sees half a record.
 
+pub mod mlflow;
 pub mod table;
 
 use std::collections::BTreeMap;
@@ -257,6 +258,30 @@ pub fn read_points(run_dir: &Path) -> Result<Vec<MetricPoint>> {
         .collect()
 }
 
+/// `{"train": {"seed": 42}}` -> `train.seed` = `42`: the flat string params
+/// that `runs compare` shows and MLflow stores.
+pub fn flatten_params(value: &serde_json::Value) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    walk(&key, value, out);
+                }
+            }
+            serde_json::Value::String(s) => {
+                out.insert(prefix.into(), s.clone());
+            }
+            other => {
+                out.insert(prefix.into(), other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", value, &mut out);
+    out
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -331,6 +356,14 @@ mod tests {
         assert_eq!(read_points(&dir.path().join(&id)).expect("points"), points);
         assert_eq!(points.len(), 2);
         assert!(record.seconds().is_some());
+    }
+
+    #[test]
+    fn params_flatten_to_dotted_string_keys() {
+        let params = serde_json::json!({ "train": { "seed": 42, "device": "cpu", "dir": null }, "x": [1, 2] });
+        let flat = flatten_params(&params);
+        let expected = [("train.seed", "42"), ("train.device", "cpu"), ("train.dir", "null"), ("x", "[1,2]")];
+        assert_eq!(flat, expected.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::RunRecord;
+use crate::{RunRecord, flatten_params};
 
 /// Metrics shown in the one-line-per-run list, when a run has them.
 const HEADLINE: [&str; 4] = ["accuracy", "macro_f1", "val_macro_f1", "loss"];
@@ -47,7 +47,7 @@ fn headline(record: &RunRecord) -> String {
 
 /// Params that differ between the runs (dotted keys), then every metric.
 pub fn compare(records: &[RunRecord]) -> String {
-    let flat: Vec<BTreeMap<String, String>> = records.iter().map(|r| flatten(&r.params)).collect();
+    let flat: Vec<BTreeMap<String, String>> = records.iter().map(|r| flatten_params(&r.params)).collect();
     let keys: BTreeSet<&String> = flat.iter().flat_map(|f| f.keys()).collect();
     let mut header = vec!["".to_owned()];
     header.extend(records.iter().map(|r| r.id.clone()));
@@ -70,31 +70,8 @@ pub fn compare(records: &[RunRecord]) -> String {
     render(&rows)
 }
 
-/// `{"train": {"seed": 42}}` -> `train.seed = 42`.
-fn flatten(value: &serde_json::Value) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (key, value) in map {
-                    let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-                    walk(&key, value, out);
-                }
-            }
-            serde_json::Value::String(s) => {
-                out.insert(prefix.into(), s.clone());
-            }
-            other => {
-                out.insert(prefix.into(), other.to_string());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk("", value, &mut out);
-    out
-}
-
 /// Left-aligned columns, two spaces apart.
-fn render(rows: &[Vec<String>]) -> String {
+pub fn render(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))

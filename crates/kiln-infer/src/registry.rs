@@ -1,0 +1,585 @@
+//! Model versions: each exported model that `registry add` records becomes
+//! version N, a copy in `<dir>/v<N>/` with its metrics, the hashes of its
+//! weights, training config and data, and a stage: `candidate`, `production`
+//! (one at most) or `archived`. `<dir>/production` is a link to the production
+//! version's folder, which is what `serve` serves; `promote` swaps it in one
+//! rename, so a reader sees the old model or the new one, never neither.
+//!
+//! `<dir>/registry.json` is the index. Every change takes `<dir>/.lock` first
+//! (two `add`s at once get two numbers) and writes the index to a temp file
+//! renamed into place. A version folder is copied under a temp name and renamed
+//! into place before the index names it, so a crash leaves at most an unnamed
+//! folder, whose number is then skipped.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use kiln_config::{RegistryConfig, SelectionMetric};
+use kiln_data::output::FileHash;
+use serde::{Deserialize, Serialize};
+
+use crate::export::{EVAL_METRICS, TRAIN_MANIFEST};
+
+pub const INDEX: &str = "registry.json";
+pub const PRODUCTION: &str = "production";
+const LOCK: &str = ".lock";
+/// The weights: two versions with the same weights are the same model.
+const WEIGHTS: &str = "model.safetensors";
+/// The training config saved next to the weights.
+const TRAINING_CONFIG: &str = "kiln.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Candidate,
+    Production,
+    Archived,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Candidate => "candidate",
+            Self::Production => "production",
+            Self::Archived => "archived",
+        })
+    }
+}
+
+/// One registered model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    pub version: u32,
+    pub stage: Stage,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+    /// The folder it was copied from.
+    pub source: String,
+    pub weights_sha256: String,
+    /// sha256 of the training config saved with the weights (`kiln.toml`).
+    pub config_sha256: Option<String>,
+    /// Every file training read (from the export's training manifest).
+    pub data: Vec<FileHash>,
+    /// The data the metrics were measured on: metrics compare only on the same.
+    pub test_data: Option<FileHash>,
+    /// `eval`'s figures (accuracy, macro_f1, loss, ...), empty when not evaluated.
+    pub metrics: BTreeMap<String, f64>,
+    /// Every stage change: (stage, unix milliseconds).
+    pub history: Vec<(Stage, u64)>,
+}
+
+impl Version {
+    pub fn name(&self) -> String {
+        format!("v{}", self.version)
+    }
+
+    fn set_stage(&mut self, stage: Stage) {
+        self.stage = stage;
+        self.history.push((stage, now_ms()));
+    }
+}
+
+/// `registry.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    pub versions: Vec<Version>,
+}
+
+impl Index {
+    pub fn get(&self, version: u32) -> Option<&Version> {
+        self.versions.iter().find(|v| v.version == version)
+    }
+
+    pub fn production(&self) -> Option<&Version> {
+        self.versions.iter().find(|v| v.stage == Stage::Production)
+    }
+}
+
+/// What callers branch on: `registry` exits with its own code for each.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no version {0} in the registry (`registry list` shows them)")]
+    NoSuchVersion(u32),
+    #[error(
+        "v{candidate} has {metric} {candidate_value:.4}, worse than production v{production}'s \
+         {production_value:.4} on the same test data: not promoted (--force promotes it anyway)"
+    )]
+    WorseThanProduction {
+        candidate: u32,
+        production: u32,
+        metric: SelectionMetric,
+        candidate_value: f64,
+        production_value: f64,
+    },
+    #[error(
+        "v{candidate} has no {metric} to compare with production v{production}'s (was it evaluated \
+         before export?): not promoted (--force promotes it anyway)"
+    )]
+    NotComparable { candidate: u32, production: u32, metric: SelectionMetric },
+    #[error("v{0} is in production: promote another version first")]
+    ArchivingProduction(u32),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// What `add` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Added {
+    pub version: Version,
+    /// False when these weights were registered already (nothing was added).
+    pub new: bool,
+}
+
+/// What `promote` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promoted {
+    pub version: Version,
+    /// The version it replaced, now archived.
+    pub replaced: Option<u32>,
+    /// Set when the metrics could not be compared (different test data).
+    pub warning: Option<String>,
+}
+
+pub struct Registry {
+    dir: PathBuf,
+}
+
+impl Registry {
+    pub fn new(config: &RegistryConfig) -> Self {
+        Self { dir: config.dir.clone() }
+    }
+
+    pub fn at(dir: &Path) -> Self {
+        Self { dir: dir.to_owned() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn version_dir(&self, version: u32) -> PathBuf {
+        self.dir.join(format!("v{version}"))
+    }
+
+    pub fn production_dir(&self) -> PathBuf {
+        self.dir.join(PRODUCTION)
+    }
+
+    /// The index; an empty one when nothing was registered yet.
+    pub fn load(&self) -> Result<Index> {
+        let path = self.dir.join(INDEX);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                serde_json::from_str(&text).with_context(|| format!("{} is not a kiln registry", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Records `model_dir` (an export) as the next version, a `candidate`, or
+    /// `production` when `promote_first` and there is no production yet.
+    /// Weights registered already are not added twice.
+    pub fn add(&self, model_dir: &Path, promote_first: bool) -> Result<Added> {
+        let weights = model_dir.join(WEIGHTS);
+        let weights_sha256 = FileHash::of(&weights)
+            .with_context(|| format!("{} is not an exported model (run `export` first)", model_dir.display()))?
+            .sha256;
+        let _lock = self.lock()?;
+        let mut index = self.load()?;
+        if let Some(existing) = index.versions.iter().find(|v| v.weights_sha256 == weights_sha256) {
+            return Ok(Added { version: existing.clone(), new: false });
+        }
+        let number = self.next_number(&index)?;
+        let eval: Option<EvalFigures> = read_json(&model_dir.join(EVAL_METRICS))?;
+        let training: Option<TrainingManifest> = read_json(&model_dir.join(TRAIN_MANIFEST))?;
+        let config_path = model_dir.join(TRAINING_CONFIG);
+        let mut version = Version {
+            version: number,
+            stage: Stage::Candidate,
+            created_ms: now_ms(),
+            source: model_dir.display().to_string(),
+            weights_sha256,
+            config_sha256: config_path.is_file().then(|| FileHash::of(&config_path)).transpose()?.map(|h| h.sha256),
+            data: training.map(|t| t.inputs).unwrap_or_default(),
+            test_data: eval.as_ref().and_then(|e| e.data.clone()),
+            metrics: eval.map(|e| e.figures()).unwrap_or_default(),
+            history: vec![(Stage::Candidate, now_ms())],
+        };
+        self.copy_in(model_dir, number)?;
+        if promote_first && index.production().is_none() {
+            version.set_stage(Stage::Production);
+        }
+        index.versions.push(version.clone());
+        self.save(&index)?;
+        self.link_production(&index)?;
+        Ok(Added { version, new: true })
+    }
+
+    /// Makes `version` production and archives the one it replaces. Refused
+    /// when its metric is worse than production's on the same test data, or
+    /// missing, unless `force`.
+    pub fn promote(&self, version: u32, metric: SelectionMetric, force: bool) -> Result<Promoted, RegistryError> {
+        let _lock = self.lock()?;
+        let mut index = self.load()?;
+        let candidate = index.get(version).ok_or(RegistryError::NoSuchVersion(version))?.clone();
+        let production = index.production().cloned();
+        let mut warning = None;
+        if let Some(production) = production.as_ref().filter(|p| p.version != version) {
+            let comparable = candidate.test_data.is_some()
+                && candidate.test_data.as_ref().map(|d| &d.sha256) == production.test_data.as_ref().map(|d| &d.sha256);
+            let key = metric_key(metric);
+            match (candidate.metrics.get(key), production.metrics.get(key)) {
+                (Some(&new), Some(&old)) if comparable => {
+                    let worse = if metric.higher_is_better() { new < old } else { new > old };
+                    if worse && !force {
+                        return Err(RegistryError::WorseThanProduction {
+                            candidate: version,
+                            production: production.version,
+                            metric,
+                            candidate_value: new,
+                            production_value: old,
+                        });
+                    }
+                }
+                (None, Some(_)) if !force => {
+                    return Err(RegistryError::NotComparable {
+                        candidate: version,
+                        production: production.version,
+                        metric,
+                    });
+                }
+                _ => {
+                    warning = Some(format!(
+                        "v{version} and production v{} were not measured on the same test data, so their \
+                         metrics were not compared",
+                        production.version
+                    ));
+                }
+            }
+        }
+        let replaced = production.filter(|p| p.version != version).map(|p| p.version);
+        for entry in &mut index.versions {
+            if Some(entry.version) == replaced {
+                entry.set_stage(Stage::Archived);
+            } else if entry.version == version && entry.stage != Stage::Production {
+                entry.set_stage(Stage::Production);
+            }
+        }
+        self.save(&index)?;
+        self.link_production(&index)?;
+        let version = index.get(version).cloned().ok_or(RegistryError::NoSuchVersion(version))?;
+        Ok(Promoted { version, replaced, warning })
+    }
+
+    /// Retires a candidate; its files stay, so it can be promoted back.
+    pub fn archive(&self, version: u32) -> Result<Version, RegistryError> {
+        let _lock = self.lock()?;
+        let mut index = self.load()?;
+        let entry =
+            index.versions.iter_mut().find(|v| v.version == version).ok_or(RegistryError::NoSuchVersion(version))?;
+        match entry.stage {
+            Stage::Production => return Err(RegistryError::ArchivingProduction(version)),
+            Stage::Archived => return Ok(entry.clone()),
+            Stage::Candidate => entry.set_stage(Stage::Archived),
+        }
+        let archived = entry.clone();
+        self.save(&index)?;
+        Ok(archived)
+    }
+
+    /// A number no version and no leftover folder has.
+    fn next_number(&self, index: &Index) -> Result<u32> {
+        let mut highest = index.versions.iter().map(|v| v.version).max().unwrap_or(0);
+        for entry in std::fs::read_dir(&self.dir).with_context(|| format!("cannot list {}", self.dir.display()))? {
+            let name = entry.context("registry folder entry")?.file_name();
+            if let Some(number) = name.to_str().and_then(|n| n.strip_prefix('v')).and_then(|n| n.parse().ok()) {
+                highest = highest.max(number);
+            }
+        }
+        Ok(highest + 1)
+    }
+
+    fn copy_in(&self, model_dir: &Path, number: u32) -> Result<()> {
+        let staging = tempfile::Builder::new()
+            .prefix(".kiln-add-")
+            .tempdir_in(&self.dir)
+            .with_context(|| format!("cannot write in {}", self.dir.display()))?;
+        let entries = std::fs::read_dir(model_dir).with_context(|| format!("cannot list {}", model_dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", model_dir.display()))?;
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), staging.path().join(entry.file_name()))
+                    .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+            }
+        }
+        let target = self.version_dir(number);
+        std::fs::rename(staging.keep(), &target).with_context(|| format!("cannot create {}", target.display()))
+    }
+
+    /// Points `<dir>/production` at the production version's folder (or removes
+    /// it when there is none), by renaming a new link over the old one.
+    fn link_production(&self, index: &Index) -> Result<()> {
+        let link = self.production_dir();
+        let Some(production) = index.production() else {
+            return match std::fs::remove_file(&link) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).context("cannot remove the production link")
+                }
+                _ => Ok(()),
+            };
+        };
+        if std::fs::read_link(&link).is_ok_and(|target| target == Path::new(&production.name())) {
+            return Ok(());
+        }
+        let tmp = self.dir.join(".production.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(production.name(), &tmp).context("cannot create the production link")?;
+        std::fs::rename(&tmp, &link).with_context(|| format!("cannot move {} into place", link.display()))
+    }
+
+    fn save(&self, index: &Index) -> Result<()> {
+        let path = self.dir.join(INDEX);
+        let tmp = self.dir.join(format!(".{INDEX}.tmp"));
+        let mut file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(&serde_json::to_vec_pretty(index).context("registry index")?)
+            .and_then(|()| file.write_all(b"\n"))
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into place", path.display()))
+    }
+
+    /// Held until dropped; the OS releases it if the process dies.
+    fn lock(&self) -> Result<File> {
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let path = self.dir.join(LOCK);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(file)
+    }
+}
+
+/// `eval`'s metrics file, as much of it as the registry keeps.
+#[derive(Debug, Deserialize)]
+struct EvalFigures {
+    #[serde(default)]
+    data: Option<FileHash>,
+    #[serde(flatten)]
+    rest: BTreeMap<String, serde_json::Value>,
+}
+
+impl EvalFigures {
+    fn figures(&self) -> BTreeMap<String, f64> {
+        self.rest.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).filter(|(k, _)| k != "examples").collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TrainingManifest {
+    inputs: Vec<FileHash>,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).with_context(|| format!("{} is not valid", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The key of `eval`'s metrics file that `metric` names.
+pub fn metric_key(metric: SelectionMetric) -> &'static str {
+    match metric {
+        SelectionMetric::MacroF1 => "macro_f1",
+        SelectionMetric::Accuracy => "accuracy",
+        SelectionMetric::Loss => "loss",
+    }
+}
+
+/// `v3` or `3`.
+pub fn parse_version(text: &str) -> Result<u32, String> {
+    text.strip_prefix('v').unwrap_or(text).parse().map_err(|_| format!("'{text}' is not a version (v3, or 3)"))
+}
+
+/// A header and one row per version, newest first (`runs`' table renderer prints them).
+pub fn rows(index: &Index) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        ["version", "stage", "created", "accuracy", "macro_f1", "loss", "test data", "weights", "source"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for v in index.versions.iter().rev() {
+        let created = humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_millis(v.created_ms));
+        let figure = |key: &str| v.metrics.get(key).map_or_else(|| "-".into(), |x| format!("{x:.4}"));
+        let short = |hash: &str| hash.chars().take(12).collect::<String>();
+        rows.push(vec![
+            v.name(),
+            v.stage.to_string(),
+            created.to_string(),
+            figure("accuracy"),
+            figure("macro_f1"),
+            figure("loss"),
+            v.test_data.as_ref().map_or_else(|| "-".into(), |d| short(&d.sha256)),
+            short(&v.weights_sha256),
+            v.source.clone(),
+        ]);
+    }
+    rows
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An export-shaped folder: weights (any bytes), training config, eval
+    /// metrics measured on `test_sha`.
+    fn export(dir: &Path, weights: &str, macro_f1: f64, test_sha: &str) -> PathBuf {
+        let out = dir.join(format!("export-{weights}-{test_sha}"));
+        std::fs::create_dir_all(&out).expect("mkdir");
+        std::fs::write(out.join(WEIGHTS), weights).expect("weights");
+        std::fs::write(out.join(TRAINING_CONFIG), "[train]\nseed = 1\n").expect("config");
+        let metrics = serde_json::json!({
+            "split": "test", "examples": 100, "accuracy": macro_f1 + 0.01, "macro_f1": macro_f1, "loss": 1.0 - macro_f1,
+            "data": { "path": "data/processed/test.parquet", "sha256": test_sha },
+        });
+        std::fs::write(out.join(EVAL_METRICS), metrics.to_string()).expect("metrics");
+        let manifest = serde_json::json!({ "inputs": [{ "path": "data/processed/train.parquet", "sha256": "t" }] });
+        std::fs::write(out.join(TRAIN_MANIFEST), manifest.to_string()).expect("manifest");
+        out
+    }
+
+    fn production_weights(registry: &Registry) -> String {
+        std::fs::read_to_string(registry.production_dir().join(WEIGHTS)).expect("production link resolves")
+    }
+
+    #[test]
+    fn versions_are_numbered_recorded_and_added_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(&dir.path().join("registry"));
+        let first = registry.add(&export(dir.path(), "a", 0.8, "test1"), true).expect("add");
+        assert!(first.new);
+        let v1 = &first.version;
+        assert_eq!((v1.version, v1.stage), (1, Stage::Production), "the first version goes to production");
+        assert_eq!(v1.metrics["macro_f1"], 0.8);
+        assert!(!v1.metrics.contains_key("examples") && v1.metrics.contains_key("loss"));
+        assert_eq!(v1.test_data.as_ref().map(|d| d.sha256.as_str()), Some("test1"));
+        assert_eq!(v1.data[0].sha256, "t");
+        assert!(v1.config_sha256.is_some());
+        assert_eq!(production_weights(&registry), "a");
+
+        let again = registry.add(&export(dir.path(), "a", 0.8, "test1"), true).expect("add again");
+        assert!(!again.new && again.version.version == 1, "the same weights are not added twice");
+        let second = registry.add(&export(dir.path(), "b", 0.9, "test1"), true).expect("add");
+        assert_eq!((second.version.version, second.version.stage), (2, Stage::Candidate));
+        assert_eq!(std::fs::read_to_string(registry.version_dir(2).join(WEIGHTS)).expect("copied"), "b");
+        assert_eq!(registry.load().expect("index").versions.len(), 2);
+
+        // A folder a crash left behind (copied, never indexed) keeps its number.
+        std::fs::create_dir(registry.version_dir(3)).expect("leftover");
+        assert_eq!(registry.add(&export(dir.path(), "c", 0.9, "test1"), true).expect("add").version.version, 4);
+    }
+
+    #[test]
+    fn promote_refuses_a_worse_model_on_the_same_test_data_unless_forced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(&dir.path().join("registry"));
+        registry.add(&export(dir.path(), "a", 0.8, "test1"), true).expect("v1");
+        registry.add(&export(dir.path(), "worse", 0.7, "test1"), true).expect("v2");
+        registry.add(&export(dir.path(), "better", 0.85, "test1"), true).expect("v3");
+        registry.add(&export(dir.path(), "other-data", 0.5, "test2"), true).expect("v4");
+
+        let refused = registry.promote(2, SelectionMetric::MacroF1, false).expect_err("worse");
+        assert!(matches!(refused, RegistryError::WorseThanProduction { candidate: 2, production: 1, .. }), "{refused}");
+        assert_eq!(production_weights(&registry), "a", "a refusal changes nothing");
+        // Lower loss is better: v2's loss (0.3) is higher than v1's (0.2).
+        assert!(registry.promote(2, SelectionMetric::Loss, false).is_err());
+
+        let promoted = registry.promote(3, SelectionMetric::MacroF1, false).expect("better");
+        assert_eq!((promoted.replaced, promoted.warning), (Some(1), None));
+        assert_eq!(production_weights(&registry), "better");
+        let index = registry.load().expect("index");
+        assert_eq!(index.get(1).map(|v| v.stage), Some(Stage::Archived));
+        assert_eq!(index.get(3).map(|v| v.history.len()), Some(2));
+
+        let forced = registry.promote(2, SelectionMetric::MacroF1, true).expect("forced");
+        assert_eq!(forced.replaced, Some(3));
+        assert_eq!(production_weights(&registry), "worse");
+
+        // Different test data: nothing to compare, so it is promoted with a warning.
+        let other = registry.promote(4, SelectionMetric::MacroF1, false).expect("not comparable");
+        assert!(other.warning.is_some_and(|w| w.contains("same test data")));
+        let index = registry.load().expect("index");
+        assert_eq!(index.versions.iter().filter(|v| v.stage == Stage::Production).count(), 1);
+        assert!(matches!(registry.promote(9, SelectionMetric::MacroF1, false), Err(RegistryError::NoSuchVersion(9))));
+    }
+
+    #[test]
+    fn an_unevaluated_model_is_not_promoted_over_an_evaluated_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(&dir.path().join("registry"));
+        registry.add(&export(dir.path(), "a", 0.8, "test1"), true).expect("v1");
+        let bare = export(dir.path(), "bare", 0.0, "x");
+        std::fs::remove_file(bare.join(EVAL_METRICS)).expect("unevaluated");
+        let v2 = registry.add(&bare, true).expect("v2").version;
+        assert!(v2.metrics.is_empty() && v2.test_data.is_none());
+        let refused = registry.promote(2, SelectionMetric::MacroF1, false).expect_err("no metrics");
+        assert!(matches!(refused, RegistryError::NotComparable { .. }), "{refused}");
+    }
+
+    #[test]
+    fn production_cannot_be_archived_and_candidates_can() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(&dir.path().join("registry"));
+        registry.add(&export(dir.path(), "a", 0.8, "test1"), false).expect("v1");
+        assert!(registry.load().expect("index").production().is_none(), "promote_first = false");
+        assert!(!registry.production_dir().exists());
+        registry.promote(1, SelectionMetric::MacroF1, false).expect("first promotion has nothing to beat");
+        registry.add(&export(dir.path(), "b", 0.9, "test1"), false).expect("v2");
+        assert!(matches!(registry.archive(1), Err(RegistryError::ArchivingProduction(1))));
+        assert_eq!(registry.archive(2).expect("archived").stage, Stage::Archived);
+        // An archived version can come back.
+        registry.promote(2, SelectionMetric::MacroF1, false).expect("back");
+        assert_eq!(production_weights(&registry), "b");
+    }
+
+    #[test]
+    fn concurrent_adds_get_distinct_numbers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_owned();
+        let exports: Vec<PathBuf> = (0..4).map(|i| export(&root, &format!("w{i}"), 0.5, "t")).collect();
+        let handles: Vec<_> = exports
+            .into_iter()
+            .map(|path| {
+                let registry = root.join("registry");
+                std::thread::spawn(move || Registry::at(&registry).add(&path, true).expect("add").version.version)
+            })
+            .collect();
+        let mut numbers: Vec<u32> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, [1, 2, 3, 4]);
+        let index = Registry::at(&root.join("registry")).load().expect("index");
+        assert_eq!(index.versions.len(), 4);
+        assert_eq!(index.versions.iter().filter(|v| v.stage == Stage::Production).count(), 1);
+    }
+
+    #[test]
+    fn versions_parse_with_or_without_v() {
+        assert_eq!(parse_version("v3"), Ok(3));
+        assert_eq!(parse_version("12"), Ok(12));
+        assert!(parse_version("latest").is_err());
+    }
+}

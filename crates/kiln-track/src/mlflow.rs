@@ -1,0 +1,260 @@
+//! Mirrors a run record to an MLflow tracking server through its REST API
+//! (`/api/2.0/mlflow/...`): the experiment by name (created when missing), a
+//! run named after kiln's run id with the params and tags, every metric point
+//! with its step and timestamp, and the final status.
+//!
+//! Tracking is a side channel: when the server cannot be reached or refuses a
+//! call, [`Mlflow`] warns once and makes no more calls, and the local record
+//! (which is always written) stays the source of truth.
+//!
+//! Credentials come from the environment variables MLflow's own client reads:
+//! `MLFLOW_TRACKING_TOKEN` (bearer) or `MLFLOW_TRACKING_USERNAME` and
+//! `MLFLOW_TRACKING_PASSWORD` (basic).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::{MetricPoint, RunRecord, RunStatus, flatten_params};
+
+/// MLflow's limits on one `runs/log-batch` call.
+const MAX_METRICS_PER_BATCH: usize = 1000;
+const MAX_PARAMS_PER_BATCH: usize = 100;
+const MAX_TAGS_PER_BATCH: usize = 100;
+/// MLflow refuses longer values (6000 characters for params, 8000 for tags).
+const MAX_PARAM_VALUE: usize = 6000;
+const MAX_TAG_VALUE: usize = 8000;
+
+/// An MLflow run that mirrors one kiln run.
+pub struct Mlflow {
+    api: String,
+    client: reqwest::blocking::Client,
+    run_id: Option<String>,
+    failed: bool,
+}
+
+impl Mlflow {
+    /// Starts an MLflow run mirroring `record` (params and tags included).
+    /// Never fails: a server that cannot be used gives one warning and a
+    /// tracker that does nothing.
+    pub fn start(tracking_uri: &str, experiment: &str, record: &RunRecord) -> Self {
+        let api = format!("{}/api/2.0/mlflow", tracking_uri.trim_end_matches('/'));
+        let mut tracker = Self { api, client: reqwest::blocking::Client::new(), run_id: None, failed: false };
+        let started = client().and_then(|client| {
+            tracker.client = client;
+            if !(tracking_uri.starts_with("http://") || tracking_uri.starts_with("https://")) {
+                bail!("only http(s) tracking servers are supported, not '{tracking_uri}'");
+            }
+            tracker.create_run(experiment, record)
+        });
+        tracker.run_id = tracker.check(started, tracking_uri);
+        tracker
+    }
+
+    /// The MLflow run id, when the run was created.
+    pub fn run_id(&self) -> Option<&str> {
+        self.run_id.as_deref()
+    }
+
+    /// Logs the final tags, every metric point and the final status.
+    pub fn finish(&mut self, record: &RunRecord, points: &[MetricPoint]) {
+        let Some(run_id) = self.run_id.clone() else { return };
+        let finished = self.log_tags(&run_id, record).and_then(|()| self.log_metrics(&run_id, points)).and_then(|()| {
+            let status = match record.status {
+                RunStatus::Finished => "FINISHED",
+                RunStatus::Failed => "FAILED",
+                RunStatus::Interrupted => "KILLED",
+                RunStatus::Running => "RUNNING",
+            };
+            let end_time = record.ended_ms.unwrap_or_else(crate::now_ms);
+            self.post("runs/update", &json!({ "run_id": run_id, "status": status, "end_time": end_time })).map(drop)
+        });
+        let api = self.api.clone();
+        self.check(finished, &api);
+    }
+
+    fn create_run(&self, experiment: &str, record: &RunRecord) -> Result<String> {
+        let experiment_id = self.experiment_id(experiment)?;
+        let created = self.post(
+            "runs/create",
+            &json!({ "experiment_id": experiment_id, "run_name": record.id, "start_time": record.started_ms }),
+        )?;
+        let run_id =
+            created["run"]["info"]["run_id"].as_str().context("runs/create answered without a run id")?.to_owned();
+        self.log_tags(&run_id, record)?;
+        let params: Vec<Value> = flatten_params(&record.params)
+            .into_iter()
+            .map(|(key, value)| json!({ "key": key, "value": truncate(&value, MAX_PARAM_VALUE) }))
+            .collect();
+        for chunk in params.chunks(MAX_PARAMS_PER_BATCH) {
+            self.post("runs/log-batch", &json!({ "run_id": run_id, "params": chunk }))?;
+        }
+        Ok(run_id)
+    }
+
+    /// Tags may be set again (params may not), so the final ones, such as the
+    /// device a run chose, are logged at the end too.
+    fn log_tags(&self, run_id: &str, record: &RunRecord) -> Result<()> {
+        // The local record's `mlflow.run_id` names this very run: not a tag for MLflow.
+        let mut tags: Vec<(&str, &str)> =
+            record.tags.iter().filter(|(k, _)| *k != "mlflow.run_id").map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        tags.push(("kiln.stage", &record.stage));
+        tags.push(("kiln.run_id", &record.id));
+        if let Some(commit) = record.tags.get("git.commit") {
+            tags.push(("mlflow.source.git.commit", commit));
+        }
+        if let Some(config) = &record.config_file {
+            tags.push(("kiln.config_file", config));
+        }
+        if let Some(error) = &record.error {
+            tags.push(("kiln.error", error));
+        }
+        let tags: Vec<Value> = tags
+            .into_iter()
+            .map(|(key, value)| json!({ "key": key, "value": truncate(value, MAX_TAG_VALUE) }))
+            .collect();
+        for chunk in tags.chunks(MAX_TAGS_PER_BATCH) {
+            self.post("runs/log-batch", &json!({ "run_id": run_id, "tags": chunk }))?;
+        }
+        Ok(())
+    }
+
+    fn experiment_id(&self, name: &str) -> Result<String> {
+        let url = format!("{}/experiments/get-by-name", self.api);
+        let request = self.client.get(&url).query(&[("experiment_name", name)]);
+        let response = authorized(request).send().context("cannot reach it")?;
+        let status = response.status();
+        let body: Value = response.json().unwrap_or_default();
+        if status.is_success() {
+            return body["experiment"]["experiment_id"].as_str().map(str::to_owned).context("no experiment id");
+        }
+        if body["error_code"] != "RESOURCE_DOES_NOT_EXIST" {
+            bail!("experiments/get-by-name: {status}: {body}");
+        }
+        let created = self.post("experiments/create", &json!({ "name": name }))?;
+        created["experiment_id"].as_str().map(str::to_owned).context("experiments/create answered without an id")
+    }
+
+    fn log_metrics(&self, run_id: &str, points: &[MetricPoint]) -> Result<()> {
+        let metrics: Vec<Value> = points
+            .iter()
+            .map(|p| json!({ "key": p.key, "value": p.value, "timestamp": p.timestamp_ms, "step": p.step }))
+            .collect();
+        for chunk in metrics.chunks(MAX_METRICS_PER_BATCH) {
+            self.post("runs/log-batch", &json!({ "run_id": run_id, "metrics": chunk }))?;
+        }
+        Ok(())
+    }
+
+    fn post(&self, method: &str, body: &Value) -> Result<Value> {
+        let url = format!("{}/{method}", self.api);
+        let response = authorized(self.client.post(&url).json(body))
+            .send()
+            .with_context(|| format!("{method}: cannot reach it"))?;
+        let status = response.status();
+        let answer: Value = response.json().unwrap_or_default();
+        if !status.is_success() {
+            bail!("{method}: {status}: {answer}");
+        }
+        Ok(answer)
+    }
+
+    /// The one warning: after it, this tracker makes no more calls.
+    fn check<T>(&mut self, result: Result<T>, uri: &str) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                if !self.failed {
+                    tracing::warn!("MLflow tracking at {uri} failed, so this run is recorded locally only: {error:#}");
+                }
+                self.failed = true;
+                self.run_id = None;
+                None
+            }
+        }
+    }
+}
+
+/// `https://user:secret@host/` -> `https://host/`, for logs and run records.
+pub fn without_credentials(uri: &str) -> String {
+    match reqwest::Url::parse(uri) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => uri.to_owned(),
+    }
+}
+
+fn client() -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("cannot build an HTTP client")
+}
+
+/// Adds the credentials MLflow's own client would send.
+fn authorized(request: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(token) = env("MLFLOW_TRACKING_TOKEN") {
+        request.bearer_auth(token)
+    } else if let Some(user) = env("MLFLOW_TRACKING_USERNAME") {
+        request.basic_auth(user, env("MLFLOW_TRACKING_PASSWORD"))
+    } else {
+        request
+    }
+}
+
+fn truncate(value: &str, max_chars: usize) -> String {
+    value.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn record() -> RunRecord {
+        RunRecord {
+            id: "r".into(),
+            stage: "train".into(),
+            status: RunStatus::Finished,
+            started_ms: 1,
+            ended_ms: Some(2),
+            config_file: None,
+            params: json!({}),
+            tags: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn an_unreachable_server_fails_the_tracker_once_and_for_all() {
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut tracker = Mlflow::start(&format!("http://127.0.0.1:{port}"), "kiln", &record());
+        assert!(tracker.failed && tracker.run_id().is_none());
+        tracker.finish(&record(), &[]);
+        assert!(tracker.failed && tracker.run_id().is_none());
+    }
+
+    #[test]
+    fn a_non_http_uri_is_refused_without_a_call() {
+        let tracker = Mlflow::start("file:./mlruns", "kiln", &record());
+        assert!(tracker.failed && tracker.run_id().is_none());
+    }
+
+    #[test]
+    fn credentials_are_left_out_of_the_uri() {
+        assert_eq!(without_credentials("https://me:secret@mlflow.example.com/"), "https://mlflow.example.com/");
+        assert_eq!(without_credentials("http://127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(without_credentials("databricks"), "databricks");
+    }
+}
