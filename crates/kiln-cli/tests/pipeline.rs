@@ -32,6 +32,15 @@ fn installed() -> bool {
     ready
 }
 
+/// A tool `scripts/setup.sh <component>` installs (`make test` runs it).
+fn tool_installed(path: &str, component: &str) -> bool {
+    let ready = repo().join(path).exists();
+    if !ready {
+        eprintln!("SKIPPED: {path} is not installed (`scripts/setup.sh {component}`, which `make test` runs)");
+    }
+    ready
+}
+
 /// The first `rows` rows (and the header) of the default data.
 fn data_slice(rows: usize) -> String {
     let text = std::fs::read_to_string(repo().join(DATA)).expect("default data");
@@ -387,11 +396,7 @@ fn dvc_ran(log: &str) -> Vec<String> {
 
 #[test]
 fn dvc_repro_runs_the_pipeline_and_tracks_params_and_metrics() {
-    if !installed() {
-        return;
-    }
-    if !repo().join(".venv-tools/bin/dvc").exists() {
-        eprintln!("SKIPPED: DVC is not installed (`scripts/setup.sh dvc`, which `make test` runs)");
+    if !installed() || !tool_installed(".venv-tools/bin/dvc", "dvc") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -501,11 +506,7 @@ fn make_pipeline_tracked(config: &Path, tracking_uri: &str) -> String {
 
 #[test]
 fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
-    if !installed() {
-        return;
-    }
-    if !repo().join(".venv-mlflow/bin/mlflow").exists() {
-        eprintln!("SKIPPED: MLflow is not installed (`scripts/setup.sh mlflow`, which `make test` runs)");
+    if !installed() || !tool_installed(".venv-mlflow/bin/mlflow", "mlflow") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
