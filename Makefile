@@ -82,7 +82,7 @@ bench-predict: $(SETUP) build ## predict rows/s on 1M BANKING77 queries vs HF pi
 bench-serve: $(SETUP) build ## serve req/s and latency at concurrency 1-64 vs FastAPI + transformers (ARGS="--duration S")
 	BIN=$(BIN) scripts/bench_serve.sh $(ARGS)
 
-serve: $(SETUP) build ## Serve the model of $(CONFIG)'s [serve] model_dir on http://127.0.0.1:8080 (after `make pipeline`)
+serve: $(SETUP) build ## Serve $(CONFIG)'s production model (its registry's, after `make pipeline`) on http://127.0.0.1:8080
 	$(BIN)/serve --config $(CONFIG) $(STAGE_FLAGS)
 
 fixtures: $(PRETRAINED) ## Regenerate the tokenizer parity fixture with Python tokenizers
