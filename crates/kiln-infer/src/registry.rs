@@ -8,8 +8,8 @@
 //! `<dir>/registry.json` is the index. Every change takes `<dir>/.lock` first
 //! (two `add`s at once get two numbers) and writes the index to a temp file
 //! renamed into place. A version folder is copied under a temp name and renamed
-//! into place before the index names it, so a crash leaves at most an unnamed
-//! folder, whose number is then skipped.
+//! into place before the index names it, so a crash leaves at most a folder the
+//! index does not name, which the next `add` removes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +28,8 @@ use crate::export::{EVAL_METRICS, TRAIN_MANIFEST};
 pub const INDEX: &str = "registry.json";
 pub const PRODUCTION: &str = "production";
 const LOCK: &str = ".lock";
+/// `add` copies a version in under this prefix, then renames it to `v<N>`.
+const STAGING: &str = ".kiln-add-";
 /// The weights: two versions with the same weights are the same model.
 const WEIGHTS: &str = "model.safetensors";
 /// The training config saved next to the weights.
@@ -195,7 +197,8 @@ impl Registry {
         if let Some(existing) = index.versions.iter().find(|v| v.weights_sha256 == weights_sha256) {
             return Ok(Added { version: existing.clone(), new: false });
         }
-        let number = self.next_number(&index)?;
+        self.remove_leftovers(&index)?;
+        let number = index.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
         let eval: Option<EvalFigures> = read_json(&model_dir.join(EVAL_METRICS))?;
         let training: Option<TrainingManifest> = read_json(&model_dir.join(TRAIN_MANIFEST))?;
         let config_path = model_dir.join(TRAINING_CONFIG);
@@ -293,21 +296,29 @@ impl Registry {
         Ok(archived)
     }
 
-    /// A number no version and no leftover folder has.
-    fn next_number(&self, index: &Index) -> Result<u32> {
-        let mut highest = index.versions.iter().map(|v| v.version).max().unwrap_or(0);
+    /// What a killed `add` left: its staging folder, or a version folder it
+    /// moved into place but never recorded. Only called under the lock, so no
+    /// other `add` is using them.
+    fn remove_leftovers(&self, index: &Index) -> Result<()> {
         for entry in std::fs::read_dir(&self.dir).with_context(|| format!("cannot list {}", self.dir.display()))? {
-            let name = entry.context("registry folder entry")?.file_name();
-            if let Some(number) = name.to_str().and_then(|n| n.strip_prefix('v')).and_then(|n| n.parse().ok()) {
-                highest = highest.max(number);
+            let entry = entry.context("registry folder entry")?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let unrecorded = name
+                .strip_prefix('v')
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|number| index.get(number).is_none());
+            if (unrecorded || name.starts_with(STAGING)) && entry.path().is_dir() {
+                tracing::info!("removing {}, left by an interrupted `registry add`", entry.path().display());
+                std::fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("cannot remove {}", entry.path().display()))?;
             }
         }
-        Ok(highest + 1)
+        Ok(())
     }
 
     fn copy_in(&self, model_dir: &Path, number: u32) -> Result<()> {
         let staging = tempfile::Builder::new()
-            .prefix(".kiln-add-")
+            .prefix(STAGING)
             .tempdir_in(&self.dir)
             .with_context(|| format!("cannot write in {}", self.dir.display()))?;
         let entries = std::fs::read_dir(model_dir).with_context(|| format!("cannot list {}", model_dir.display()))?;
@@ -488,9 +499,14 @@ mod tests {
         assert_eq!(std::fs::read_to_string(registry.version_dir(2).join(WEIGHTS)).expect("copied"), "b");
         assert_eq!(registry.load().expect("index").versions.len(), 2);
 
-        // A folder a crash left behind (copied, never indexed) keeps its number.
-        std::fs::create_dir(registry.version_dir(3)).expect("leftover");
-        assert_eq!(registry.add(&export(dir.path(), "c", 0.9, "test1"), true).expect("add").version.version, 4);
+        // What a killed `add` leaves (a staging folder, a version folder it
+        // never recorded) is cleared by the next one.
+        std::fs::create_dir_all(registry.version_dir(3).join("half")).expect("unrecorded version");
+        std::fs::create_dir(registry.dir().join(".kiln-add-x")).expect("staging folder");
+        let third = registry.add(&export(dir.path(), "c", 0.9, "test1"), true).expect("add");
+        assert_eq!(third.version.version, 3);
+        assert!(!registry.version_dir(3).join("half").exists() && !registry.dir().join(".kiln-add-x").exists());
+        assert_eq!(std::fs::read_to_string(registry.version_dir(3).join(WEIGHTS)).expect("copied"), "c");
     }
 
     #[test]
