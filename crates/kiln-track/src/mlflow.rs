@@ -28,10 +28,10 @@ const MAX_TAG_VALUE: usize = 8000;
 
 /// An MLflow run that mirrors one kiln run.
 pub struct Mlflow {
-    api: String,
-    client: reqwest::blocking::Client,
-    run_id: Option<String>,
-    failed: bool,
+    /// For messages: the tracking URI without credentials.
+    uri: String,
+    /// None once a call failed: the one warning is given, no more calls are made.
+    connection: Option<Connection>,
 }
 
 impl Mlflow {
@@ -39,39 +39,67 @@ impl Mlflow {
     /// Never fails: a server that cannot be used gives one warning and a
     /// tracker that does nothing.
     pub fn start(tracking_uri: &str, experiment: &str, record: &RunRecord) -> Self {
-        let api = format!("{}/api/2.0/mlflow", tracking_uri.trim_end_matches('/'));
-        let mut tracker = Self { api, client: reqwest::blocking::Client::new(), run_id: None, failed: false };
-        let started = client().and_then(|client| {
-            tracker.client = client;
-            if !(tracking_uri.starts_with("http://") || tracking_uri.starts_with("https://")) {
-                bail!("only http(s) tracking servers are supported, not '{tracking_uri}'");
-            }
-            tracker.create_run(experiment, record)
-        });
-        tracker.run_id = tracker.check(started, tracking_uri);
-        tracker
+        let uri = without_credentials(tracking_uri);
+        let opened = Connection::open(tracking_uri, experiment, record);
+        Self { connection: warn_on_error(&uri, opened), uri }
     }
 
     /// The MLflow run id, when the run was created.
     pub fn run_id(&self) -> Option<&str> {
-        self.run_id.as_deref()
+        self.connection.as_ref().map(|c| c.run_id.as_str())
     }
 
     /// Logs the final tags, every metric point and the final status.
     pub fn finish(&mut self, record: &RunRecord, points: &[MetricPoint]) {
-        let Some(run_id) = self.run_id.clone() else { return };
-        let finished = self.log_tags(&run_id, record).and_then(|()| self.log_metrics(&run_id, points)).and_then(|()| {
-            let status = match record.status {
-                RunStatus::Finished => "FINISHED",
-                RunStatus::Failed => "FAILED",
-                RunStatus::Interrupted => "KILLED",
-                RunStatus::Running => "RUNNING",
-            };
-            let end_time = record.ended_ms.unwrap_or_else(crate::now_ms);
-            self.post("runs/update", &json!({ "run_id": run_id, "status": status, "end_time": end_time })).map(drop)
-        });
-        let api = self.api.clone();
-        self.check(finished, &api);
+        if let Some(connection) = self.connection.take() {
+            warn_on_error(&self.uri, connection.finish(record, points));
+        }
+    }
+}
+
+fn warn_on_error<T>(uri: &str, result: Result<T>) -> Option<T> {
+    result
+        .inspect_err(|error| {
+            tracing::warn!("MLflow tracking at {uri} failed, so this run is recorded locally only: {error:#}");
+        })
+        .ok()
+}
+
+/// A run created on a server that answered.
+struct Connection {
+    api: String,
+    client: reqwest::blocking::Client,
+    run_id: String,
+}
+
+impl Connection {
+    fn open(tracking_uri: &str, experiment: &str, record: &RunRecord) -> Result<Self> {
+        if !(tracking_uri.starts_with("http://") || tracking_uri.starts_with("https://")) {
+            bail!("only http(s) tracking servers are supported");
+        }
+        let client = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build an HTTP client")?;
+        let api = format!("{}/api/2.0/mlflow", tracking_uri.trim_end_matches('/'));
+        let mut connection = Self { api, client, run_id: String::new() };
+        connection.run_id = connection.create_run(experiment, record)?;
+        Ok(connection)
+    }
+
+    fn finish(&self, record: &RunRecord, points: &[MetricPoint]) -> Result<()> {
+        self.log_tags(&self.run_id, record)?;
+        self.log_metrics(&self.run_id, points)?;
+        let status = match record.status {
+            RunStatus::Finished => "FINISHED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Interrupted => "KILLED",
+            RunStatus::Running => "RUNNING",
+        };
+        let end_time = record.ended_ms.unwrap_or_else(crate::now_ms);
+        self.post("runs/update", &json!({ "run_id": self.run_id, "status": status, "end_time": end_time }))?;
+        Ok(())
     }
 
     fn create_run(&self, experiment: &str, record: &RunRecord) -> Result<String> {
@@ -123,7 +151,7 @@ impl Mlflow {
     fn experiment_id(&self, name: &str) -> Result<String> {
         let url = format!("{}/experiments/get-by-name", self.api);
         let request = self.client.get(&url).query(&[("experiment_name", name)]);
-        let response = authorized(request).send().context("cannot reach it")?;
+        let response = authorized(request).send().map_err(reqwest::Error::without_url).context("cannot reach it")?;
         let status = response.status();
         let body: Value = response.json().unwrap_or_default();
         if status.is_success() {
@@ -149,8 +177,10 @@ impl Mlflow {
 
     fn post(&self, method: &str, body: &Value) -> Result<Value> {
         let url = format!("{}/{method}", self.api);
+        // Errors leave the URL out: it may hold credentials.
         let response = authorized(self.client.post(&url).json(body))
             .send()
+            .map_err(reqwest::Error::without_url)
             .with_context(|| format!("{method}: cannot reach it"))?;
         let status = response.status();
         let answer: Value = response.json().unwrap_or_default();
@@ -158,21 +188,6 @@ impl Mlflow {
             bail!("{method}: {status}: {answer}");
         }
         Ok(answer)
-    }
-
-    /// The one warning: after it, this tracker makes no more calls.
-    fn check<T>(&mut self, result: Result<T>, uri: &str) -> Option<T> {
-        match result {
-            Ok(value) => Some(value),
-            Err(error) => {
-                if !self.failed {
-                    tracing::warn!("MLflow tracking at {uri} failed, so this run is recorded locally only: {error:#}");
-                }
-                self.failed = true;
-                self.run_id = None;
-                None
-            }
-        }
     }
 }
 
@@ -186,14 +201,6 @@ pub fn without_credentials(uri: &str) -> String {
         }
         _ => uri.to_owned(),
     }
-}
-
-fn client() -> Result<reqwest::blocking::Client> {
-    reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("cannot build an HTTP client")
 }
 
 /// Adds the credentials MLflow's own client would send.
@@ -236,19 +243,19 @@ mod tests {
     }
 
     #[test]
-    fn an_unreachable_server_fails_the_tracker_once_and_for_all() {
+    fn an_unreachable_server_leaves_a_tracker_that_does_nothing() {
         // A port that was just free: nothing listens there.
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let mut tracker = Mlflow::start(&format!("http://127.0.0.1:{port}"), "kiln", &record());
-        assert!(tracker.failed && tracker.run_id().is_none());
+        assert!(tracker.connection.is_none() && tracker.run_id().is_none());
         tracker.finish(&record(), &[]);
-        assert!(tracker.failed && tracker.run_id().is_none());
+        assert!(tracker.connection.is_none());
     }
 
     #[test]
     fn a_non_http_uri_is_refused_without_a_call() {
         let tracker = Mlflow::start("file:./mlruns", "kiln", &record());
-        assert!(tracker.failed && tracker.run_id().is_none());
+        assert!(tracker.connection.is_none());
     }
 
     #[test]
