@@ -195,6 +195,23 @@ impl Manifest {
     }
 }
 
+/// Writes one file whole or not at all: a temp file beside it, synced, then
+/// renamed over it. For the small records that are rewritten in place (run
+/// records, the model registry's index).
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+}
+
+/// Unix milliseconds, the timestamps of run records and registry entries.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 pub fn sha256_file(path: &Path) -> Result<String> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -247,6 +264,19 @@ pub fn read_parquet(path: &Path, made_by: &str) -> Result<DataFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_written_atomically_replaces_the_old_one_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("record.json");
+        write_file_atomically(&path, b"old").expect("first write");
+        write_file_atomically(&path, b"new").expect("second write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"new");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("list").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, ["record.json"]);
+        let error = write_file_atomically(&dir.path().join("missing/record.json"), b"x").expect_err("no folder");
+        assert!(format!("{error:#}").contains("missing"), "{error:#}");
+    }
 
     #[test]
     fn commit_moves_files_and_manifest_into_place() {

@@ -14,13 +14,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
 use kiln_config::{RegistryConfig, SelectionMetric};
-use kiln_data::output::FileHash;
+use kiln_data::output::{FileHash, now_ms, write_file_atomically};
 use serde::{Deserialize, Serialize};
 
 use crate::export::{EVAL_METRICS, TRAIN_MANIFEST};
@@ -355,14 +354,9 @@ impl Registry {
     }
 
     fn save(&self, index: &Index) -> Result<()> {
-        let path = self.dir.join(INDEX);
-        let tmp = self.dir.join(format!(".{INDEX}.tmp"));
-        let mut file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.write_all(&serde_json::to_vec_pretty(index).context("registry index")?)
-            .and_then(|()| file.write_all(b"\n"))
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into place", path.display()))
+        let mut json = serde_json::to_vec_pretty(index).context("registry index")?;
+        json.push(b'\n');
+        write_file_atomically(&self.dir.join(INDEX), &json)
     }
 
     /// Held until dropped; the OS releases it if the process dies.
@@ -446,10 +440,6 @@ pub fn rows(index: &Index) -> Vec<Vec<String>> {
         ]);
     }
     rows
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -11,13 +11,13 @@ pub mod mlflow;
 pub mod table;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use kiln_data::output::FileHash;
+pub use kiln_data::output::now_ms;
+use kiln_data::output::{FileHash, write_file_atomically};
 use serde::{Deserialize, Serialize};
 
 pub const RECORD: &str = "run.json";
@@ -167,14 +167,14 @@ impl Run {
             serde_json::to_writer(&mut lines, point).context("metric point")?;
             lines.push(b'\n');
         }
-        write_atomically(&self.dir.join(METRICS), &lines)?;
+        write_file_atomically(&self.dir.join(METRICS), &lines)?;
         self.save()?;
         Ok((self.record, self.points))
     }
 
     fn save(&self) -> Result<()> {
         let json = serde_json::to_vec_pretty(&self.record).context("run record")?;
-        write_atomically(&self.dir.join(RECORD), &json)
+        write_file_atomically(&self.dir.join(RECORD), &json)
     }
 }
 
@@ -282,25 +282,11 @@ pub fn flatten_params(value: &serde_json::Value) -> BTreeMap<String, String> {
     out
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 /// `20261122T193012Z-train-3fa9c01d`: sorts by time, names the stage, and the
 /// random suffix keeps two runs started in the same second apart.
 fn run_id(stage: &str) -> String {
     let time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
     format!("{time}-{stage}-{:08x}", rand::random::<u32>())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("a record file has a folder")?;
-    let name = path.file_name().map_or_else(|| "record".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.sync_all().ok();
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
 }
 
 /// `git.commit` and `git.dirty` of the working directory; `unknown` outside a
