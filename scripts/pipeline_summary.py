@@ -4,7 +4,6 @@
 Usage: pipeline_summary.py CONFIG EVAL_METRICS_JSON EXPORT_DIR REGISTRY_DIR
 """
 
-import hashlib
 import json
 import os
 import sys
@@ -25,7 +24,9 @@ def main() -> None:
     print(f"  report:  {metrics_path.parent / 'report.md'}")
     print(f"  model:   {export_dir}/")
     versions = json.loads((registry / "registry.json").read_text())["versions"]
-    weights = hashlib.sha256((export_dir / "model.safetensors").read_bytes()).hexdigest()
+    # The export's manifest has the weights' sha256 already.
+    exported = json.loads((export_dir / "kiln_export.json").read_text())["outputs"]
+    weights = next(o["sha256"] for o in exported if Path(o["path"]).name == "model.safetensors")
     this = next((v for v in versions if v["weights_sha256"] == weights), None)
     production = next((v for v in versions if v["stage"] == "production"), None)
     if this is not None:
@@ -34,6 +35,7 @@ def main() -> None:
         print(f"  serving: v{production['version']}, {registry}/production (`make serve CONFIG={config}`)")
     if this is not None and this["stage"] == "candidate":
         print(f"  to serve this one: {os.environ.get('BIN', 'target/release')}/registry --config {config} promote v{this['version']}")
+
 
 if __name__ == "__main__":
     main()

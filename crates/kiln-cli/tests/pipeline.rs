@@ -91,6 +91,18 @@ fn small_config(data_file: &Path, out: &Path) -> toml::Table {
     config
 }
 
+/// A folder with `rows` rows of the default data (`reviews.tsv`), the
+/// CI-sized config for them (`small.toml`, returned to edit) and `out/` for
+/// the outputs.
+fn small_pipeline(rows: usize) -> (tempfile::TempDir, toml::Table) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("reviews.tsv");
+    std::fs::write(&data, data_slice(rows)).expect("data slice");
+    let config = small_config(&data, &dir.path().join("out"));
+    write_config(&dir.path().join("small.toml"), &config);
+    (dir, config)
+}
+
 fn write_config(path: &Path, config: &toml::Table) {
     std::fs::write(path, toml::to_string(config).expect("toml")).expect("write config");
 }
@@ -177,13 +189,9 @@ fn make_reruns_only_what_changed_and_survives_a_kill() {
     if !installed() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out");
-    let data = dir.path().join("reviews.tsv");
-    std::fs::write(&data, data_slice(600)).expect("data slice");
-    let config_path = dir.path().join("small.toml");
-    let mut config = small_config(&data, &out);
-    write_config(&config_path, &config);
+    let (dir, mut config) = small_pipeline(600);
+    let (out, data, config_path) =
+        (dir.path().join("out"), dir.path().join("reviews.tsv"), dir.path().join("small.toml"));
 
     let (ran, log) = make_pipeline(&config_path);
     assert_eq!(ran, [names(&STAGES), names(&["registry"])].concat(), "{log}");
@@ -509,13 +517,8 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
     if !installed() || !tool_installed(".venv-mlflow/bin/mlflow", "mlflow") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out");
-    let data = dir.path().join("reviews.tsv");
-    std::fs::write(&data, data_slice(300)).expect("data slice");
-    let config_path = dir.path().join("small.toml");
-    let mut config = small_config(&data, &out);
-    write_config(&config_path, &config);
+    let (dir, mut config) = small_pipeline(300);
+    let (out, config_path) = (dir.path().join("out"), dir.path().join("small.toml"));
     let mut server = MlflowServer::start(dir.path());
 
     let stderr = make_pipeline_tracked(&config_path, &server.uri);

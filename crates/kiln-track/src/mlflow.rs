@@ -67,8 +67,7 @@ fn warn_on_error<T>(uri: &str, result: Result<T>) -> Option<T> {
 
 /// A run created on a server that answered.
 struct Connection {
-    api: String,
-    client: reqwest::blocking::Client,
+    api: Api,
     run_id: String,
 }
 
@@ -82,15 +81,23 @@ impl Connection {
             .timeout(Duration::from_secs(30))
             .build()
             .context("cannot build an HTTP client")?;
-        let api = format!("{}/api/2.0/mlflow", tracking_uri.trim_end_matches('/'));
-        let mut connection = Self { api, client, run_id: String::new() };
-        connection.run_id = connection.create_run(experiment, record)?;
+        let api = Api { base: format!("{}/api/2.0/mlflow", tracking_uri.trim_end_matches('/')), client };
+        let run_id = api.create_run(experiment, record)?;
+        let connection = Self { api, run_id };
+        connection.log_tags(record)?;
+        let params = flatten_params(&record.params)
+            .into_iter()
+            .map(|(key, value)| json!({ "key": key, "value": truncate(&value, MAX_PARAM_VALUE) }));
+        connection.log_batch("params", params, MAX_PARAMS_PER_BATCH)?;
         Ok(connection)
     }
 
     fn finish(&self, record: &RunRecord, points: &[MetricPoint]) -> Result<()> {
-        self.log_tags(&self.run_id, record)?;
-        self.log_metrics(&self.run_id, points)?;
+        self.log_tags(record)?;
+        let metrics = points
+            .iter()
+            .map(|p| json!({ "key": p.key, "value": p.value, "timestamp": p.timestamp_ms, "step": p.step }));
+        self.log_batch("metrics", metrics, MAX_METRICS_PER_BATCH)?;
         let status = match record.status {
             RunStatus::Finished => "FINISHED",
             RunStatus::Failed => "FAILED",
@@ -98,32 +105,13 @@ impl Connection {
             RunStatus::Running => "RUNNING",
         };
         let end_time = record.ended_ms.unwrap_or_else(crate::now_ms);
-        self.post("runs/update", &json!({ "run_id": self.run_id, "status": status, "end_time": end_time }))?;
+        self.api.post("runs/update", &json!({ "run_id": self.run_id, "status": status, "end_time": end_time }))?;
         Ok(())
-    }
-
-    fn create_run(&self, experiment: &str, record: &RunRecord) -> Result<String> {
-        let experiment_id = self.experiment_id(experiment)?;
-        let created = self.post(
-            "runs/create",
-            &json!({ "experiment_id": experiment_id, "run_name": record.id, "start_time": record.started_ms }),
-        )?;
-        let run_id =
-            created["run"]["info"]["run_id"].as_str().context("runs/create answered without a run id")?.to_owned();
-        self.log_tags(&run_id, record)?;
-        let params: Vec<Value> = flatten_params(&record.params)
-            .into_iter()
-            .map(|(key, value)| json!({ "key": key, "value": truncate(&value, MAX_PARAM_VALUE) }))
-            .collect();
-        for chunk in params.chunks(MAX_PARAMS_PER_BATCH) {
-            self.post("runs/log-batch", &json!({ "run_id": run_id, "params": chunk }))?;
-        }
-        Ok(run_id)
     }
 
     /// Tags may be set again (params may not), so the final ones, such as the
     /// device a run chose, are logged at the end too.
-    fn log_tags(&self, run_id: &str, record: &RunRecord) -> Result<()> {
+    fn log_tags(&self, record: &RunRecord) -> Result<()> {
         // The local record's `mlflow.run_id` names this very run: not a tag for MLflow.
         let mut tags: Vec<(&str, &str)> =
             record.tags.iter().filter(|(k, _)| *k != "mlflow.run_id").map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -138,18 +126,40 @@ impl Connection {
         if let Some(error) = &record.error {
             tags.push(("kiln.error", error));
         }
-        let tags: Vec<Value> = tags
-            .into_iter()
-            .map(|(key, value)| json!({ "key": key, "value": truncate(value, MAX_TAG_VALUE) }))
-            .collect();
-        for chunk in tags.chunks(MAX_TAGS_PER_BATCH) {
-            self.post("runs/log-batch", &json!({ "run_id": run_id, "tags": chunk }))?;
+        let tags = tags.into_iter().map(|(key, value)| json!({ "key": key, "value": truncate(value, MAX_TAG_VALUE) }));
+        self.log_batch("tags", tags, MAX_TAGS_PER_BATCH)
+    }
+
+    /// `runs/log-batch` calls of at most `per_batch` `field` entries each.
+    fn log_batch(&self, field: &str, entries: impl Iterator<Item = Value>, per_batch: usize) -> Result<()> {
+        let entries: Vec<Value> = entries.collect();
+        for chunk in entries.chunks(per_batch) {
+            self.api.post("runs/log-batch", &json!({ "run_id": self.run_id, field: chunk }))?;
         }
         Ok(())
     }
+}
 
+/// MLflow's REST API on one server.
+struct Api {
+    base: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Api {
+    /// Creates a run named after kiln's run id in `experiment`; returns MLflow's id.
+    fn create_run(&self, experiment: &str, record: &RunRecord) -> Result<String> {
+        let experiment_id = self.experiment_id(experiment)?;
+        let created = self.post(
+            "runs/create",
+            &json!({ "experiment_id": experiment_id, "run_name": record.id, "start_time": record.started_ms }),
+        )?;
+        created["run"]["info"]["run_id"].as_str().map(str::to_owned).context("runs/create answered without a run id")
+    }
+
+    /// The experiment named `name`, created when missing.
     fn experiment_id(&self, name: &str) -> Result<String> {
-        let url = format!("{}/experiments/get-by-name", self.api);
+        let url = format!("{}/experiments/get-by-name", self.base);
         let request = self.client.get(&url).query(&[("experiment_name", name)]);
         let response = authorized(request).send().map_err(reqwest::Error::without_url).context("cannot reach it")?;
         let status = response.status();
@@ -164,19 +174,8 @@ impl Connection {
         created["experiment_id"].as_str().map(str::to_owned).context("experiments/create answered without an id")
     }
 
-    fn log_metrics(&self, run_id: &str, points: &[MetricPoint]) -> Result<()> {
-        let metrics: Vec<Value> = points
-            .iter()
-            .map(|p| json!({ "key": p.key, "value": p.value, "timestamp": p.timestamp_ms, "step": p.step }))
-            .collect();
-        for chunk in metrics.chunks(MAX_METRICS_PER_BATCH) {
-            self.post("runs/log-batch", &json!({ "run_id": run_id, "metrics": chunk }))?;
-        }
-        Ok(())
-    }
-
     fn post(&self, method: &str, body: &Value) -> Result<Value> {
-        let url = format!("{}/{method}", self.api);
+        let url = format!("{}/{method}", self.base);
         // Errors leave the URL out: it may hold credentials.
         let response = authorized(self.client.post(&url).json(body))
             .send()

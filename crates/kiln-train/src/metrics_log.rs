@@ -43,10 +43,8 @@ impl MetricsLog {
             record: &'a R,
             time_ms: u64,
         }
-        let time_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let mut line =
-            serde_json::to_vec(&Stamped { record, time_ms }).expect("metric records serialise. This is a bug.");
+        let stamped = Stamped { record, time_ms: kiln_data::output::now_ms() };
+        let mut line = serde_json::to_vec(&stamped).expect("metric records serialise. This is a bug.");
         line.push(b'\n');
         self.file.write_all(&line).with_context(|| format!("cannot write {}", self.path.display()))
     }
