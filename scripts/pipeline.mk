@@ -4,9 +4,9 @@
 # Each stage's target is the file it writes last (its manifest, or train's
 # summary), so a stage killed half way never looks done. A stage reruns when its
 # binary was rebuilt, its own config section changed (.cache/pipeline/<config>/
-# <stage>.json is rewritten only then) or an input changed. Paths come from the
-# config resolved by the binaries themselves (`ingest --print-config`), so make
-# and the stages can never disagree on where things are.
+# <stage>.json is rewritten only then) or an input changed. Paths and done files
+# come from the binaries themselves (`ingest --print-config`,
+# `--print-done-files`), so make and the stages can never disagree on them.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -20,6 +20,7 @@ STATE := .cache/pipeline/$(subst /,_,$(basename $(CONFIG)))
 
 RESOLVED := $(shell mkdir -p $(STATE) && \
   $(BIN)/ingest --config $(CONFIG) --print-config > $(STATE)/resolved.toml && \
+  $(BIN)/ingest --config $(CONFIG) --print-done-files > $(STATE)/done.toml && \
   $(PYTHON) scripts/pipeline_state.py $(STATE) < $(STATE)/resolved.toml && echo ok)
 ifneq ($(RESOLVED),ok)
 $(error cannot read $(CONFIG); the message above says why)

@@ -3,6 +3,7 @@
 each stage only when its inputs or its own config section changed.
 
 Usage: ingest --config CONFIG --print-config | pipeline_state.py STATE_DIR
+with STATE_DIR/done.toml from `ingest --config CONFIG --print-done-files`.
 
 Writes into STATE_DIR (one folder per config, so configs never share state):
   <stage>.json  the stage's resolved section, rewritten only when it changed,
@@ -44,17 +45,8 @@ def main() -> None:
 
     ingest, clean, tokenize = config["ingest"], config["clean"], config["tokenize"]
     train, evaluate, export = config["train"], config["eval"], config["export"]
-    # The manifest each stage commits last (the REPORT/MANIFEST/SUMMARY
-    # constants of kiln-data, kiln-train and kiln-infer).
-    done = {
-        "ingest": f"{ingest['output_dir']}/manifest.json",
-        "clean": f"{clean['output_dir']}/clean_report.json",
-        "tokenize": f"{tokenize['output_dir']}/tokenize_report.json",
-        # train writes the model folder, then its run folder's summary last.
-        "train": f"{train['run_dir']}/train_summary.json",
-        "eval": f"{evaluate['output_dir']}/manifest.json",
-        "export": f"{export['output_dir']}/kiln_export.json",
-    }
+    # The file each stage commits last, as the binaries name it (kiln_core::stages).
+    done = tomllib.loads((state / "done.toml").read_text())
     produced = {
         norm(ingest["output_dir"]): done["ingest"],
         norm(clean["output_dir"]): done["clean"],
@@ -96,7 +88,7 @@ def main() -> None:
     lines.append(f"EXPORT_DIR := {export['output_dir']}\n")
     # `registry add` records the export; its index is rewritten by each change.
     lines.append(f"REGISTRY_DIR := {config['registry']['dir']}\n")
-    lines.append(f"REGISTRY_INDEX := {config['registry']['dir']}/registry.json\n")
+    lines.append(f"REGISTRY_INDEX := {done['registry']}\n")
     paths = state / "paths.mk"
     tmp = paths.with_suffix(".tmp")
     tmp.write_text("".join(lines))

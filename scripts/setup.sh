@@ -7,8 +7,13 @@
 #             playwright-core (npm, no browser download)     -> .tools/e2e/
 #   dvc       DVC, for `dvc repro` and its test              -> .venv-tools/
 #   mlflow    an MLflow tracking server, for the tracking test -> .venv-mlflow/
+#   reference CPU-run torch + transformers and the other Python references
+#             (export round trip, OpenAPI validation, benchmarks) -> .venv-ref/
+#             (or $KILN_REF_VENV, linked as .venv-ref: CI keeps it outside the clone)
+#   schemathesis  the OpenAPI contract checker, for the serve test -> .venv-schemathesis/
 #
-# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow]...   (no argument: libtorch model data)
+# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis]...
+# (no argument: libtorch model data)
 #
 # Every wheel is checked against a pinned sha256 before use, and every install is
 # unpacked into a temp dir next to its target and renamed into place, so an
@@ -176,8 +181,9 @@ EOF
 PLAYWRIGHT_VERSION=1.65.1
 E2E_DIR="$ROOT/.tools/e2e"
 
-# The browser test is optional: what cannot be installed here is reported, and
-# the test says SKIPPED, rather than failing the set-up.
+# The web page test's browser. `make test` installs it, so a machine where it
+# cannot be installed fails here, saying what to install, rather than letting
+# the test pass without running.
 install_browser() {
   if ! command -v chromium >/dev/null; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
@@ -185,18 +191,15 @@ install_browser() {
       export DEBIAN_FRONTEND=noninteractive
       apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 ||
         { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; } ||
-        log "could not install chromium; the web page test will be skipped"
+        die "could not install chromium with apt-get (the web page test needs it)"
     else
-      log "no chromium (sudo apt-get install chromium); the web page test will be skipped"
+      die "no chromium: install it (sudo apt-get install chromium) for the web page test"
     fi
   fi
   if [[ -f "$E2E_DIR/node_modules/playwright-core/package.json" ]]; then
     return 0
   fi
-  if ! command -v npm >/dev/null; then
-    log "no npm (Node.js); the web page test will be skipped"
-    return 0
-  fi
+  command -v npm >/dev/null || die "no npm: install Node.js (apt-get install npm) for the web page test"
   log "installing playwright-core $PLAYWRIGHT_VERSION into .tools/e2e"
   mkdir -p "$ROOT/.tools"
   local staging
@@ -206,7 +209,7 @@ install_browser() {
     publish "$staging" "$E2E_DIR"
   else
     rm -rf "$staging"
-    log "could not install playwright-core; the web page test will be skipped"
+    die "could not install playwright-core from npm (the web page test needs it)"
   fi
 }
 
@@ -214,18 +217,43 @@ DVC_VERSION=3.67.1
 # 3.18.0 cannot be installed: it needs mlflow-skinny 3.18, which PyPI lacks.
 MLFLOW_VERSION=3.17.2
 
-# A Python tool in its own venv. The marker file is written last, so a venv
-# whose install was interrupted is rebuilt, never taken as installed.
+SCHEMATHESIS_VERSION=4.32.5
+# The Python references: torch (PyPI's wheel, run on the CPU) and transformers
+# for the export round trip and the benchmarks, FastAPI for the serving
+# reference, openapi-spec-validator for the serve test. About 5.6 GB.
+REFERENCE_PACKAGES=(torch==2.9.0 transformers==4.57.1 accelerate==1.11.0 scikit-learn==1.7.2 safetensors numpy
+  pyarrow fastapi==0.163.2 uvicorn==0.54.0 uvloop==0.23.0 httptools==0.9.0 openapi-spec-validator==0.9.0)
+
+# install_venv DIR PACKAGE...: Python packages in their own venv (DIR relative to
+# the repo, or absolute). The marker file is written last, so a venv whose
+# install was interrupted is rebuilt, never taken as installed.
 install_venv() {
-  local venv="$ROOT/$1" marker="$ROOT/$1/.kiln-installed" package="$2"
-  if [[ -f "$marker" && "$(cat "$marker")" == "$package" ]]; then
+  local venv="$1"
+  shift
+  [[ "$venv" == /* ]] || venv="$ROOT/$venv"
+  local marker="$venv/.kiln-installed" wanted="$*"
+  if [[ -f "$marker" && "$(cat "$marker")" == "$wanted" ]]; then
     return 0
   fi
-  log "installing $package into $1"
+  log "installing $wanted into $venv"
   rm -rf "$venv"
   "$PYTHON" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet "$package"
-  echo "$package" > "$marker"
+  # --find-links: pip takes the cached torch wheel (libtorch's) when it fits.
+  local links=()
+  [[ -d "$DOWNLOADS" ]] && links=(--find-links "$DOWNLOADS")
+  "$venv/bin/python" -m pip install --quiet "${links[@]}" "$@"
+  echo "$wanted" > "$marker"
+}
+
+# The reference venv lives in $KILN_REF_VENV when set (CI keeps it outside the
+# clone, to install it once per machine), with .venv-ref a link to it.
+install_reference() {
+  local venv="${KILN_REF_VENV:-$ROOT/.venv-ref}"
+  install_venv "$venv" "${REFERENCE_PACKAGES[@]}"
+  if [[ "$venv" != "$ROOT/.venv-ref" && "$(readlink "$ROOT/.venv-ref" 2>/dev/null)" != "$venv" ]]; then
+    rm -rf "$ROOT/.venv-ref"
+    ln -s "$venv" "$ROOT/.venv-ref"
+  fi
 }
 
 command -v unzip >/dev/null || die "unzip is needed (apt-get install unzip)"
@@ -239,6 +267,8 @@ for what in "$@"; do
     browser) install_browser ;;
     dvc) install_venv .venv-tools "dvc==$DVC_VERSION" ;;
     mlflow) install_venv .venv-mlflow "mlflow==$MLFLOW_VERSION" ;;
-    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc or mlflow)" ;;
+    reference) install_reference ;;
+    schemathesis) install_venv .venv-schemathesis "schemathesis==$SCHEMATHESIS_VERSION" ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference or schemathesis)" ;;
   esac
 done

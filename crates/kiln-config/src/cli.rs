@@ -9,8 +9,8 @@ use clap::Args;
 
 use crate::{
     ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, HashtagMode, IngestConfig, InputFormat,
-    LogText, PredictConfig, RegistryConfig, SelectionMetric, ServeConfig, TokenTypeIds, TokenizeConfig, TrackConfig,
-    TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
+    LogText, PredictConfig, RegistryConfig, Metric, ServeConfig, TokenTypeIds, TokenizeConfig, TrackConfig,
+    TrainConfig, UnicodeNormalization, UnknownLabelPolicy, Split,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -239,9 +239,9 @@ pub struct TrainArgs {
     /// Batch size for validation [default: 64].
     #[arg(long, value_name = "N")]
     pub eval_batch_size: Option<usize>,
-    /// Validation metric that picks the best model [default: macro-f1].
+    /// Validation metric that picks the best model [default: macro_f1].
     #[arg(long, value_enum)]
-    pub metric: Option<SelectionMetric>,
+    pub metric: Option<Metric>,
     /// Stop after N validations without improvement, 0 = never [default: 0].
     #[arg(long, value_name = "N")]
     pub patience: Option<usize>,
@@ -272,7 +272,7 @@ pub struct EvalArgs {
     pub input_dir: Option<PathBuf>,
     /// Split to score: test, validation or train [default: test].
     #[arg(long, value_name = "SPLIT")]
-    pub split: Option<String>,
+    pub split: Option<Split>,
     /// Where metrics, tables, predictions, pictures and report.md go [default: artifacts/eval].
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
@@ -353,9 +353,9 @@ pub struct RegistryArgs {
     /// The export that `add` records as a new version [default: artifacts/export].
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
-    /// Metric `promote` compares with production's on the same test data [default: macro-f1].
+    /// Metric `promote` compares with production's on the same test data [default: macro_f1].
     #[arg(long, value_enum)]
-    pub metric: Option<SelectionMetric>,
+    pub metric: Option<Metric>,
     /// Make the first version production at once [default: true].
     #[arg(long, value_name = "BOOL")]
     pub promote_first: Option<bool>,

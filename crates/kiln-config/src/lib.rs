@@ -10,10 +10,13 @@
 
 pub mod cli;
 mod score;
+pub mod stage;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use kiln_core::{Metric, Split};
 use serde::{Deserialize, Serialize};
 
 pub use score::{ScoreOp, ScoreRule};
@@ -36,7 +39,7 @@ impl ConfigError {
     }
 }
 
-/// The whole pipeline's settings. Sections for later stages join as they land.
+/// The whole pipeline's settings: one section per stage.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
@@ -68,6 +71,52 @@ impl PipelineConfig {
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("every config value is representable in TOML. This is a bug.")
+    }
+
+    /// The file each pipeline stage writes last, by stage: the stage is done
+    /// exactly when it exists (`make`'s targets).
+    pub fn done_files(&self) -> BTreeMap<&'static str, PathBuf> {
+        use kiln_core::stages::*;
+        BTreeMap::from([
+            ("ingest", self.ingest.output_dir.join(INGEST_DONE)),
+            ("clean", self.clean.output_dir.join(CLEAN_DONE)),
+            ("tokenize", self.tokenize.output_dir.join(TOKENIZE_DONE)),
+            ("train", self.train.run_dir.join(TRAIN_DONE)),
+            ("eval", self.eval.output_dir.join(EVAL_DONE)),
+            ("export", self.export.output_dir.join(EXPORT_DONE)),
+            ("registry", self.registry.dir.join(REGISTRY_DONE)),
+        ])
+    }
+
+    /// [`Self::done_files`] as a TOML table of `stage = "path"`.
+    pub fn done_files_toml(&self) -> String {
+        let table: BTreeMap<&str, String> =
+            self.done_files().into_iter().map(|(stage, path)| (stage, path.display().to_string())).collect();
+        toml::to_string(&table).expect("a table of strings is TOML. This is a bug.")
+    }
+
+    /// The settings with secrets left out, for terminals, logs and run records.
+    pub fn redacted(&self) -> Self {
+        let mut config = self.clone();
+        for token in &mut config.serve.api_tokens {
+            *token = "<redacted>".into();
+        }
+        if let Some(uri) = &mut config.track.mlflow_tracking_uri {
+            *uri = without_credentials(uri);
+        }
+        config
+    }
+}
+
+/// A URL with any user name and password removed (they may be credentials).
+pub fn without_credentials(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => uri.to_owned(),
     }
 }
 
@@ -365,34 +414,6 @@ pub enum ClassWeights {
     InverseFrequency,
 }
 
-/// The validation metric that picks the best model and drives early stopping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum SelectionMetric {
-    /// Macro-averaged F1: every class counts the same, whatever its size.
-    #[default]
-    MacroF1,
-    Accuracy,
-    /// Cross-entropy on validation (lower is better).
-    Loss,
-}
-
-impl SelectionMetric {
-    pub fn higher_is_better(self) -> bool {
-        !matches!(self, Self::Loss)
-    }
-}
-
-impl fmt::Display for SelectionMetric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::MacroF1 => "macro_f1",
-            Self::Accuracy => "accuracy",
-            Self::Loss => "loss",
-        })
-    }
-}
-
 /// `[train]`: fine-tune a pre-trained encoder with a classification head.
 ///
 /// The defaults follow Hugging Face `Trainer` fine-tuning (AdamW, lr 5e-5, decay
@@ -442,7 +463,7 @@ pub struct TrainConfig {
     /// Batch size for validation passes (no gradients, so larger fits).
     pub eval_batch_size: usize,
     /// Validation metric that picks the best model and drives early stopping.
-    pub metric: SelectionMetric,
+    pub metric: Metric,
     /// Stop after this many validations without improvement (0: never stop early).
     pub patience: usize,
     /// Continue from the checkpoint in run_dir instead of starting over.
@@ -473,7 +494,7 @@ impl Default for TrainConfig {
             checkpoint_every_steps: 0,
             log_every_steps: 10,
             eval_batch_size: 64,
-            metric: SelectionMetric::MacroF1,
+            metric: Metric::MacroF1,
             patience: 0,
             resume: false,
         }
@@ -527,7 +548,7 @@ pub struct EvalConfig {
     /// `tokenize`'s output folder.
     pub input_dir: PathBuf,
     /// Which split to score: `test`, `validation` or `train`.
-    pub split: String,
+    pub split: Split,
     /// Where metrics, tables, predictions, pictures and the report go.
     pub output_dir: PathBuf,
     /// `train`'s metrics log, drawn as training curves (skipped when absent).
@@ -546,7 +567,7 @@ impl Default for EvalConfig {
         Self {
             model_dir: "artifacts/model".into(),
             input_dir: "data/processed".into(),
-            split: "test".into(),
+            split: Split::Test,
             output_dir: "artifacts/eval".into(),
             train_metrics: "artifacts/train/metrics.jsonl".into(),
             device: "auto".into(),
@@ -559,12 +580,6 @@ impl Default for EvalConfig {
 
 impl EvalConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !["train", "validation", "test"].contains(&self.split.as_str()) {
-            return Err(ConfigError::invalid(
-                "eval.split",
-                format!("must be train, validation or test, got '{}'", self.split),
-            ));
-        }
         if self.batch_size == 0 {
             return Err(ConfigError::invalid("eval.batch_size", "must be at least 1"));
         }
@@ -602,7 +617,7 @@ pub struct RegistryConfig {
     /// The export that `registry add` records as a new version.
     pub model_dir: PathBuf,
     /// What `promote` compares with production on the same test data.
-    pub metric: SelectionMetric,
+    pub metric: Metric,
     /// Make the first version production, so there is a model to serve at once.
     pub promote_first: bool,
 }
@@ -612,7 +627,7 @@ impl Default for RegistryConfig {
         Self {
             dir: "artifacts/registry".into(),
             model_dir: "artifacts/export".into(),
-            metric: SelectionMetric::MacroF1,
+            metric: Metric::MacroF1,
             promote_first: true,
         }
     }
@@ -943,5 +958,17 @@ mod tests {
             assert_eq!(c.registry.model_dir, c.export.output_dir);
             assert_eq!(c.serve.model_dir, c.registry.dir.join("production"));
         }
+    }
+
+    #[test]
+    fn done_files_follow_the_output_folders() {
+        let mut config = PipelineConfig::default();
+        config.eval.output_dir = "out/eval".into();
+        let done = config.done_files();
+        assert_eq!(done["eval"], Path::new("out/eval/manifest.json"));
+        assert_eq!(done["train"], config.train.run_dir.join("train_summary.json"));
+        assert_eq!(done.len(), 7);
+        let table: toml::Table = config.done_files_toml().parse().expect("TOML");
+        assert_eq!(table["export"].as_str(), Some("artifacts/export/kiln_export.json"));
     }
 }

@@ -1,241 +1,23 @@
-//! `clean`: normalise texts by configurable rules, then drop empty, too short or
-//! too long texts, duplicates within a split and rows that leak across splits.
-//!
-//! [`Cleaner`] cleans one text and is the single definition of the rules:
-//! `predict` and `serve` apply the same one from the model's saved config, so
-//! training and serving cannot clean differently. The stage runs it over a
-//! column on every core (rayon) with regexes compiled once; unchanged texts are
-//! never copied (`Cow`).
+//! `clean`: normalise texts by the `[clean]` rules ([`Cleaner`], the one
+//! definition training and serving share), then drop empty, too short or too
+//! long texts, duplicates within a split and rows that leak across splits. The
+//! rules run over a column on every core (rayon).
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::Path;
 
 use anyhow::{Context, Result};
-use kiln_config::{CleanConfig, ConflictPolicy, HashtagMode, UnicodeNormalization};
+use kiln_config::{CleanConfig, ConflictPolicy};
+use kiln_core::{FileHash, Manifest, Progress, Split, StagedOutput};
+use kiln_text::clean::{Cleaner, Rule};
 use polars::prelude::*;
 use rayon::prelude::*;
-use regex::Regex;
 use serde::Serialize;
-use unicode_normalization::{IsNormalized, UnicodeNormalization as _};
 
-use crate::Progress;
-use crate::output::{FileHash, Manifest, StagedOutput, read_parquet};
-use crate::schema::{self, Split};
+use crate::parquet::{read_parquet, write_parquet};
+use crate::schema;
 
-pub const REPORT: &str = "clean_report.json";
-
-/// The text rules, in the order they run. Each is counted in the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Rule {
-    UnicodeNormalization,
-    StripHtml,
-    StripControl,
-    StripUrls,
-    StripMentions,
-    Hashtags,
-    Lowercase,
-    CollapseWhitespace,
-}
-
-impl Rule {
-    pub const ALL: [Rule; 8] = [
-        Rule::UnicodeNormalization,
-        Rule::StripHtml,
-        Rule::StripControl,
-        Rule::StripUrls,
-        Rule::StripMentions,
-        Rule::Hashtags,
-        Rule::Lowercase,
-        Rule::CollapseWhitespace,
-    ];
-
-    /// The config key that turns the rule on or off.
-    pub fn key(self) -> &'static str {
-        match self {
-            Rule::UnicodeNormalization => "unicode_normalization",
-            Rule::StripHtml => "strip_html",
-            Rule::StripControl => "strip_control",
-            Rule::StripUrls => "strip_urls",
-            Rule::StripMentions => "strip_mentions",
-            Rule::Hashtags => "hashtags",
-            Rule::Lowercase => "lowercase",
-            Rule::CollapseWhitespace => "collapse_whitespace",
-        }
-    }
-
-    fn bit(self) -> u16 {
-        1 << (self as u16)
-    }
-}
-
-/// The rules of a [`CleanConfig`], compiled once.
-#[derive(Debug, Clone)]
-pub struct Cleaner {
-    normalization: UnicodeNormalization,
-    html_tag: Option<Regex>,
-    strip_control: bool,
-    url: Option<Regex>,
-    mention: Option<Regex>,
-    hashtag: Option<(Regex, &'static str)>,
-    lowercase: bool,
-    collapse_whitespace: bool,
-}
-
-impl Cleaner {
-    pub fn new(config: &CleanConfig) -> Self {
-        let compile = |pattern: &str| Regex::new(pattern).expect("kiln's cleaning patterns are valid. This is a bug.");
-        Self {
-            normalization: config.unicode_normalization,
-            html_tag: config.strip_html.then(|| compile(r"<(?:/?[A-Za-z][^<>]*|!--[^>]*--)>")),
-            strip_control: config.strip_control,
-            // ASCII word boundaries `(?-u:\b)` keep the regexes on the fast lazy DFA.
-            url: config.strip_urls.then(|| compile(r"(?i)(?-u:\b)(?:https?://|www\.)\S+")),
-            // A boundary before '@' skips e-mail addresses (a word character precedes their '@').
-            mention: config.strip_mentions.then(|| compile(r"(?-u:\B)@\w+")),
-            hashtag: match config.hashtags {
-                HashtagMode::Keep => None,
-                HashtagMode::StripSymbol => Some((compile(r"(?-u:\B)#(\w+)"), "$1")),
-                HashtagMode::Remove => Some((compile(r"(?-u:\B)#\w+"), "")),
-            },
-            lowercase: config.lowercase,
-            collapse_whitespace: config.collapse_whitespace,
-        }
-    }
-
-    /// The cleaned text.
-    pub fn clean<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        self.clean_counted(text).0
-    }
-
-    /// The cleaned text, and a bit per [`Rule`] that changed it.
-    pub fn clean_counted<'a>(&self, text: &'a str) -> (Cow<'a, str>, u16) {
-        let mut text = Cow::Borrowed(text);
-        let mut changed = 0u16;
-        let mut apply = |rule: Rule, text: &mut Cow<'a, str>, result: Option<String>| {
-            if let Some(new) = result
-                && new != **text
-            {
-                changed |= rule.bit();
-                *text = Cow::Owned(new);
-            }
-        };
-        // Most texts are ASCII: already NFC and NFKC, and free of invisible characters.
-        let normalized =
-            match self.normalization {
-                UnicodeNormalization::None => None,
-                _ if text.is_ascii() => None,
-                UnicodeNormalization::Nfc => (unicode_normalization::is_nfc_quick(text.chars()) != IsNormalized::Yes)
-                    .then(|| text.nfc().collect()),
-                UnicodeNormalization::Nfkc => (unicode_normalization::is_nfkc_quick(text.chars()) != IsNormalized::Yes)
-                    .then(|| text.nfkc().collect()),
-            };
-        apply(Rule::UnicodeNormalization, &mut text, normalized);
-        // Each regex only runs on texts holding the character it needs: most hold none.
-        if let Some(tag) = &self.html_tag {
-            let without_tags = text.contains('<').then(|| owned(tag.replace_all(&text, " "))).flatten();
-            let source = without_tags.as_deref().unwrap_or(&text);
-            let decoded = source
-                .contains('&')
-                .then(|| owned(html_escape::decode_html_entities(source)))
-                .flatten()
-                .or(without_tags);
-            apply(Rule::StripHtml, &mut text, decoded);
-        }
-        if self.strip_control {
-            let found = if text.is_ascii() {
-                text.bytes().any(|b| b.is_ascii_control())
-            } else {
-                text.chars().any(is_control_or_invisible)
-            };
-            let stripped = found.then(|| strip_control(&text));
-            apply(Rule::StripControl, &mut text, stripped);
-        }
-        if let Some(url) = &self.url
-            && may_hold_url(&text)
-        {
-            let replaced = owned(url.replace_all(&text, " "));
-            apply(Rule::StripUrls, &mut text, replaced);
-        }
-        if let Some(mention) = &self.mention
-            && text.contains('@')
-        {
-            let replaced = owned(mention.replace_all(&text, " "));
-            apply(Rule::StripMentions, &mut text, replaced);
-        }
-        if let Some((hashtag, with)) = &self.hashtag
-            && text.contains('#')
-        {
-            let replaced = owned(hashtag.replace_all(&text, *with));
-            apply(Rule::Hashtags, &mut text, replaced);
-        }
-        if self.lowercase {
-            let lowered = text.chars().any(char::is_uppercase).then(|| text.to_lowercase());
-            apply(Rule::Lowercase, &mut text, lowered);
-        }
-        if self.collapse_whitespace {
-            let collapsed = needs_collapse(&text).then(|| collapse_whitespace(&text));
-            apply(Rule::CollapseWhitespace, &mut text, collapsed);
-        }
-        (text, changed)
-    }
-}
-
-fn owned(text: Cow<'_, str>) -> Option<String> {
-    match text {
-        Cow::Borrowed(_) => None,
-        Cow::Owned(text) => Some(text),
-    }
-}
-
-/// Control characters (Cc), invisible format characters (Cf: zero-width spaces,
-/// BOM, soft hyphen, bidi marks) and the replacement character U+FFFD.
-fn is_control_or_invisible(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFD}')
-}
-
-/// Tabs and line breaks become spaces (they separate words); the rest goes.
-fn strip_control(text: &str) -> String {
-    text.chars()
-        .filter_map(|c| match c {
-            '\t' | '\n' | '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' => Some(' '),
-            c if is_control_or_invisible(c) => None,
-            c => Some(c),
-        })
-        .collect()
-}
-
-fn may_hold_url(text: &str) -> bool {
-    text.contains("://") || text.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"www."))
-}
-
-/// Words joined by single spaces; `split_whitespace` splits on Unicode White_Space,
-/// the same set as the regex `\s`.
-fn collapse_whitespace(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for word in text.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-    out
-}
-
-fn needs_collapse(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_whitespace());
-    edge(bytes.first())
-        || edge(bytes.last())
-        || bytes.windows(2).any(|w| w[0] == b' ' && w[1] == b' ')
-        || if text.is_ascii() {
-            bytes.iter().any(|&b| b.is_ascii_whitespace() && b != b' ')
-        } else {
-            text.chars().any(|c| c.is_whitespace() && c != ' ')
-        }
-}
+/// The manifest, written last.
+pub const MANIFEST: &str = kiln_core::stages::CLEAN_DONE;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DropCounts {
@@ -315,7 +97,7 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
     }
     if report.conflicts.texts > 0 {
         tracing::warn!(
-            "{} texts appear with more than one label ({} rows); {} (see {REPORT})",
+            "{} texts appear with more than one label ({} rows); {} (see {MANIFEST})",
             report.conflicts.texts,
             report.conflicts.rows,
             match config.conflicts {
@@ -327,12 +109,12 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
 
     for (split, frame) in &mut frames {
         report.splits.entry(*split).or_default().rows_out = frame.height();
-        staged.write_parquet(&split.file_name(), frame)?;
+        write_parquet(&mut staged, &split.file_name(), frame)?;
     }
     let mut manifest = Manifest::new("clean", config, &report);
     manifest.inputs = inputs;
     manifest.outputs = staged.hashes()?;
-    staged.commit(REPORT, &manifest)?;
+    staged.commit(MANIFEST, &manifest)?;
     Ok(report)
 }
 
@@ -407,16 +189,17 @@ fn clean_frame(
 /// Removes validation rows whose text is in train, and test rows whose text is
 /// in train or validation: a model must never be scored on what it trained on.
 fn drop_leaks(frames: &mut [(Split, DataFrame)], report: &mut CleanReport) -> Result<()> {
-    let texts_of = |frame: &DataFrame| frame.clone().lazy().select([col(schema::TEXT)]);
     for later in 1..frames.len() {
-        let mut seen = texts_of(&frames[0].1);
-        for earlier in &frames[1..later] {
-            seen = concat([seen, texts_of(&earlier.1)], UnionArgs::default())?;
+        let (earlier, rest) = frames.split_at_mut(later);
+        let (split, frame) = &mut rest[0];
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (_, earlier) in earlier.iter() {
+            seen.extend(text_column(earlier)?.iter().flatten());
         }
-        let (split, frame) = &frames[later];
-        let kept = frame.clone().lazy().anti_join(seen, col(schema::TEXT), col(schema::TEXT)).collect()?;
+        let keep: Vec<bool> = text_column(frame)?.iter().map(|text| text.is_none_or(|t| !seen.contains(t))).collect();
+        let kept = frame.filter(&BooleanChunked::from_slice("keep".into(), &keep))?;
         report.splits.entry(*split).or_default().dropped.leak = frame.height() - kept.height();
-        frames[later].1 = kept;
+        *frame = kept;
     }
     Ok(())
 }
@@ -462,96 +245,12 @@ fn find_conflicts(frames: &[(Split, DataFrame)], report: &mut ConflictReport) ->
     Ok(conflicting.into_keys().map(str::to_owned).collect())
 }
 
-/// Reads a cleaned split (for `tokenize`), checking its schema.
-pub fn read_split(dir: &Path, split: Split) -> Result<DataFrame> {
-    let path = split.path_in(dir);
-    let frame = read_parquet(&path, "clean")?;
-    schema::validate(&frame, &path, &schema::TEXT_TABLE)?;
-    Ok(frame)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
-
-    fn cleaner(edit: impl FnOnce(&mut CleanConfig)) -> Cleaner {
-        let mut config = CleanConfig::default();
-        edit(&mut config);
-        Cleaner::new(&config)
-    }
-
-    fn only(rule: Rule, text: &str) -> (String, u16) {
-        let (clean, changed) = cleaner(|_| {}).clean_counted(text);
-        assert_eq!(changed & !rule.bit() & !Rule::CollapseWhitespace.bit(), 0, "only {rule:?} fires on {text:?}");
-        (clean.into_owned(), changed)
-    }
-
-    #[test]
-    fn urls_are_removed() {
-        let (text, changed) = only(Rule::StripUrls, "see https://x.org/a?b=1 and www.kiln.dev now");
-        assert_eq!(text, "see and now");
-        assert_ne!(changed & Rule::StripUrls.bit(), 0);
-        assert_eq!(cleaner(|c| c.strip_urls = false).clean("go to http://a.b"), "go to http://a.b");
-    }
-
-    #[test]
-    fn mentions_are_removed_but_not_emails() {
-        assert_eq!(only(Rule::StripMentions, "@bank my card, mail me at a@b.com").0, "my card, mail me at a@b.com");
-        assert_eq!(cleaner(|c| c.strip_mentions = false).clean("@bank hi"), "@bank hi");
-    }
-
-    #[test]
-    fn hashtags_keep_the_word_or_go() {
-        assert_eq!(cleaner(|_| {}).clean("loved it #great #film"), "loved it great film");
-        assert_eq!(cleaner(|c| c.hashtags = HashtagMode::Remove).clean("loved it #great #film"), "loved it");
-        assert_eq!(cleaner(|c| c.hashtags = HashtagMode::Keep).clean("loved it #great"), "loved it #great");
-        assert_eq!(cleaner(|_| {}).clean("issue C#1 stays"), "issue C#1 stays");
-    }
-
-    #[test]
-    fn html_tags_go_and_entities_decode() {
-        assert_eq!(only(Rule::StripHtml, "a<br/>b &amp; <b>c</b> &lt;3 &quot;q&quot;").0, "a b & c <3 \"q\"");
-        assert_eq!(cleaner(|_| {}).clean("x &lt;b&gt; y"), "x <b> y", "decoded entities are not re-parsed as tags");
-        assert_eq!(cleaner(|c| c.strip_html = false).clean("a &amp; b"), "a &amp; b");
-        assert_eq!(cleaner(|_| {}).clean("2 < 3 and 5 > 4"), "2 < 3 and 5 > 4");
-    }
-
-    #[test]
-    fn control_and_invisible_characters_go() {
-        assert_eq!(
-            only(Rule::StripControl, "zero\u{200B}width\u{FEFF} soft\u{00AD}hy\u{0007}phen\u{FFFD}").0,
-            "zerowidth softhyphen"
-        );
-        assert_eq!(cleaner(|_| {}).clean("tab\there\r\nnew"), "tab here new");
-        assert_eq!(cleaner(|c| c.strip_control = false).clean("a\u{200B}b"), "a\u{200B}b");
-    }
-
-    #[test]
-    fn whitespace_collapses_and_trims() {
-        assert_eq!(only(Rule::CollapseWhitespace, "  a   b \u{00A0} c ").0, "a b c");
-        let (_, changed) = cleaner(|_| {}).clean_counted("already clean");
-        assert_eq!(changed, 0);
-        assert_eq!(cleaner(|c| c.collapse_whitespace = false).clean(" a  b "), " a  b ");
-    }
-
-    #[test]
-    fn lowercase_is_off_by_default() {
-        assert_eq!(cleaner(|_| {}).clean("Great Film"), "Great Film");
-        assert_eq!(cleaner(|c| c.lowercase = true).clean("Great FILM Ünd"), "great film ünd");
-    }
-
-    #[test]
-    fn unicode_normalization_forms() {
-        let decomposed = "Cafe\u{0301} \u{FB01}ne";
-        assert_eq!(cleaner(|_| {}).clean(decomposed), "Café \u{FB01}ne", "NFC composes, keeps the ligature");
-        assert_eq!(cleaner(|c| c.unicode_normalization = UnicodeNormalization::Nfkc).clean(decomposed), "Café fine");
-        assert_eq!(cleaner(|c| c.unicode_normalization = UnicodeNormalization::None).clean(decomposed), decomposed);
-    }
-
-    #[test]
-    fn untouched_text_is_not_copied() {
-        assert!(matches!(cleaner(|_| {}).clean("nothing to do here"), Cow::Borrowed(_)));
-    }
+    use crate::schema::read_split;
 
     fn frame(ids: &[&str], texts: &[&str], labels: &[&str]) -> DataFrame {
         df!(schema::ID => ids, schema::TEXT => texts, schema::LABEL => labels).expect("frame")
@@ -612,7 +311,7 @@ mod tests {
         assert_eq!(report.conflicts.examples[0].labels, ["neg", "pos"]);
 
         let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(config.output_dir.join(REPORT)).expect("report"))
+            serde_json::from_str(&std::fs::read_to_string(config.output_dir.join(MANIFEST)).expect("report"))
                 .expect("json");
         assert_eq!(manifest["stage"], "clean");
         assert_eq!(manifest["inputs"].as_array().expect("inputs").len(), 3);
@@ -634,6 +333,6 @@ mod tests {
         };
         let message = format!("{:#}", run(&config, &Progress::hidden()).expect_err("missing"));
         assert!(message.contains("train.parquet") && message.contains("ingest"), "{message}");
-        assert!(!config.output_dir.join(REPORT).exists());
+        assert!(!config.output_dir.join(MANIFEST).exists());
     }
 }

@@ -12,12 +12,13 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::Progress;
-use crate::output::{FileHash, Manifest, StagedOutput};
-use crate::read::{ColumnMap, LabelSource, ReadOptions, Records, read_records};
-use crate::schema::{self, Split};
+use kiln_core::{FileHash, Manifest, Progress, Split, StagedOutput};
 
-pub const MANIFEST: &str = "manifest.json";
+use crate::parquet::write_parquet;
+use crate::read::{ColumnMap, LabelSource, ReadOptions, Records, read_records};
+use crate::schema;
+
+pub const MANIFEST: &str = kiln_core::stages::INGEST_DONE;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceReport {
@@ -113,7 +114,7 @@ pub fn run(config: &IngestConfig, progress: &Progress) -> Result<IngestReport> {
                 Column::new(schema::LABEL.into(), records.labels),
             ],
         )?;
-        staged.write_parquet(&split.file_name(), &mut frame)?;
+        write_parquet(&mut staged, &split.file_name(), &mut frame)?;
     }
 
     let mut manifest = Manifest::new("ingest", config, &report);

@@ -7,18 +7,8 @@
 
 pub mod clean;
 pub mod ingest;
-pub mod labels;
-pub mod output;
+pub mod parquet;
 pub mod processed;
-pub mod progress;
 pub mod read;
 pub mod schema;
 pub mod tokenize;
-
-pub use labels::LabelMap;
-pub use output::{Manifest, StagedOutput};
-pub use progress::Progress;
-pub use schema::Split;
-
-/// kiln's version, recorded in every manifest.
-pub const KILN_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -3,28 +3,28 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use kiln_core::{Example, LabelMap};
 
-use crate::output::read_parquet;
+use crate::parquet::read_parquet;
 use crate::schema;
 
-/// One tokenized row of `data/processed/{split}.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Example {
-    pub id: String,
-    pub input_ids: Vec<u32>,
-    /// Absent when the model takes no token types (DistilBERT).
-    pub token_type_ids: Option<Vec<u8>>,
-    pub label_id: u32,
-}
-
-impl Example {
-    pub fn len(&self) -> usize {
-        self.input_ids.len()
+/// Every example's `label_id` must name a label of `labels` (read from
+/// `labels_path`): a `labels.json` from another run of `tokenize` fails here,
+/// naming the first row that does not fit.
+pub fn check_label_ids(path: &Path, examples: &[Example], labels: &LabelMap, labels_path: &Path) -> Result<()> {
+    if let Some((row, example)) = examples.iter().enumerate().find(|(_, e)| e.label_id as usize >= labels.len()) {
+        bail!(
+            "{}: row {} (id {}) has label_id {}, but {} lists {} labels: labels.json does not belong to this \
+             data (rerun `tokenize`)",
+            path.display(),
+            row + 1,
+            example.id,
+            example.label_id,
+            labels_path.display(),
+            labels.len()
+        );
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.input_ids.is_empty()
-    }
+    Ok(())
 }
 
 /// Reads and checks a processed split.

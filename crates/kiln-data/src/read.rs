@@ -10,7 +10,7 @@ use indicatif::ProgressBar;
 use kiln_config::{InputFormat, ScoreRule};
 use polars::prelude::*;
 
-use crate::Progress;
+use kiln_core::Progress;
 
 /// Where each row's label comes from.
 #[derive(Debug, Clone, Copy)]

@@ -6,10 +6,13 @@
 //! | `data/interim/*.parquet`| id: str, text: str, label: str                                 |
 //! | `data/processed/*.parquet` | id: str, input_ids: list<u32>, [token_type_ids: list<u8>], length: u32, label_id: u32 |
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use anyhow::Result;
+use kiln_core::Split;
 use polars::prelude::{DataFrame, DataType};
+
+use crate::parquet::read_parquet;
 
 pub const ID: &str = "id";
 pub const TEXT: &str = "text";
@@ -34,40 +37,6 @@ pub fn processed_table(with_token_types: bool) -> Vec<(&'static str, DataType)> 
     columns
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Split {
-    Train,
-    Validation,
-    Test,
-}
-
-impl Split {
-    pub const ALL: [Split; 3] = [Split::Train, Split::Validation, Split::Test];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Train => "train",
-            Self::Validation => "validation",
-            Self::Test => "test",
-        }
-    }
-
-    pub fn file_name(self) -> String {
-        format!("{}.parquet", self.name())
-    }
-
-    pub fn path_in(self, dir: &Path) -> PathBuf {
-        dir.join(self.file_name())
-    }
-}
-
-impl fmt::Display for Split {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SchemaError {
     #[error("{file}: missing column '{column}' (expected columns: {expected}; found: {found})")]
@@ -76,6 +45,14 @@ pub enum SchemaError {
     WrongType { file: String, column: String, expected: String, found: String },
     #[error("{file}: column '{column}' has {count} null value(s), first at row {first_row}")]
     Nulls { file: String, column: String, count: usize, first_row: usize },
+}
+
+/// Reads a cleaned split (`clean`'s output, which `tokenize` and `eval` read), checking its schema.
+pub fn read_split(dir: &Path, split: Split) -> Result<DataFrame> {
+    let path = split.path_in(dir);
+    let frame = read_parquet(&path, "clean")?;
+    validate(&frame, &path, &TEXT_TABLE)?;
+    Ok(frame)
 }
 
 /// Checks `frame` has each `(column, type)` with no nulls: a later stage then

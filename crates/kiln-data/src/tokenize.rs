@@ -4,54 +4,25 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use kiln_config::{TokenTypeIds, TokenizeConfig, UnknownLabelPolicy};
 use polars::prelude::*;
 use serde::Serialize;
-use tokenizers::{Tokenizer, TruncationParams};
+use kiln_text::load_tokenizer;
+use tokenizers::Tokenizer;
 
-use crate::Progress;
-use crate::clean::read_split;
-use crate::labels::LabelMap;
-use crate::output::{FileHash, Manifest, StagedOutput};
-use crate::schema::{self, Split};
+use kiln_core::model_folder::LABELS;
+use kiln_core::{FileHash, LabelMap, Manifest, ModelFolder, Progress, Split, StagedOutput};
 
-pub const REPORT: &str = "tokenize_report.json";
-pub const LABELS: &str = "labels.json";
-/// A model folder's tokenizer files, copied along wherever the model goes.
-pub const TOKENIZER_FILES: [&str; 4] =
-    ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"];
+use crate::parquet::write_parquet;
+use crate::schema::{self, read_split};
+
+/// The manifest, written last.
+pub const MANIFEST: &str = kiln_core::stages::TOKENIZE_DONE;
 
 /// Texts encoded per call: large enough to keep every core busy, small enough
 /// for a smooth progress bar and bounded memory for the encodings.
 const BATCH: usize = 8192;
-
-/// A model folder's tokenizer, set up the way kiln trains and serves with it:
-/// no padding (batches pad dynamically), truncation to `max_length`.
-pub fn load_tokenizer(model_dir: &Path, max_length: usize) -> Result<Tokenizer> {
-    let path = model_dir.join("tokenizer.json");
-    let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| {
-        anyhow::anyhow!("cannot load {}: {e} (is {} a Hugging Face model folder?)", path.display(), model_dir.display())
-    })?;
-    tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(Some(TruncationParams { max_length, ..TruncationParams::default() }))
-        .map_err(|e| anyhow::anyhow!("cannot truncate to {max_length} tokens: {e}"))?;
-    Ok(tokenizer)
-}
-
-/// Whether the model in `model_dir` takes token type ids, from its config.json:
-/// BERT does (`type_vocab_size` > 0), DistilBERT (`model_type: distilbert`) does not.
-pub fn model_uses_token_types(model_dir: &Path) -> Result<bool> {
-    let path = model_dir.join("config.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let config: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-    if config["model_type"].as_str() == Some("distilbert") {
-        return Ok(false);
-    }
-    Ok(config["type_vocab_size"].as_u64().is_some_and(|n| n > 0))
-}
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LengthStats {
@@ -105,7 +76,7 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
     config.validate()?;
     let tokenizer = load_tokenizer(&config.model_dir, config.max_length)?;
     let with_token_types = match config.token_type_ids {
-        TokenTypeIds::Auto => model_uses_token_types(&config.model_dir)?,
+        TokenTypeIds::Auto => ModelFolder::open(&config.model_dir)?.takes_token_types(),
         TokenTypeIds::Include => true,
         TokenTypeIds::Omit => false,
     };
@@ -137,17 +108,14 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
         let entry = report.splits.entry(split).or_default();
         let dropped = entry.dropped_unknown_label;
         *entry = SplitTokenReport { dropped_unknown_label: dropped, ..split_report };
-        staged.write_parquet(&split.file_name(), &mut frame)?;
+        write_parquet(&mut staged, &split.file_name(), &mut frame)?;
     }
-    let (_, mut writer) = staged.create(LABELS)?;
-    std::io::Write::write_all(&mut writer, labels.to_json().as_bytes())?;
-    std::io::Write::flush(&mut writer)?;
-    drop(writer);
+    staged.write_bytes(LABELS, labels.to_json().as_bytes())?;
 
     let mut manifest = Manifest::new("tokenize", config, &report);
     manifest.inputs = inputs;
     manifest.outputs = staged.hashes()?;
-    staged.commit(REPORT, &manifest)?;
+    staged.commit(MANIFEST, &manifest)?;
     Ok(report)
 }
 
@@ -249,17 +217,5 @@ mod tests {
         assert_eq!((stats.p50, stats.p90, stats.p95, stats.p99, stats.max), (50, 90, 95, 99, 100));
         assert!((stats.mean - 50.5).abs() < 1e-9);
         assert_eq!(LengthStats::of(&[7]).p99, 7);
-    }
-
-    #[test]
-    fn token_types_follow_the_model_config() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let write = |json: &str| std::fs::write(dir.path().join("config.json"), json).expect("write");
-        write(r#"{"model_type": "bert", "type_vocab_size": 2}"#);
-        assert!(model_uses_token_types(dir.path()).expect("reads"));
-        write(r#"{"model_type": "distilbert"}"#);
-        assert!(!model_uses_token_types(dir.path()).expect("reads"));
-        write(r#"{"model_type": "roberta", "type_vocab_size": 0}"#);
-        assert!(!model_uses_token_types(dir.path()).expect("reads"));
     }
 }

@@ -8,16 +8,18 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use kiln_config::{EvalConfig, TokenizeConfig};
-use kiln_data::output::{FileHash, Manifest, StagedOutput, read_manifest};
-use kiln_data::processed::{Example, read_examples};
-use kiln_data::tokenize::{LABELS, REPORT as TOKENIZE_REPORT};
-use kiln_data::{LabelMap, Progress, Split, clean, schema};
+use kiln_core::metrics::{ClassScores, Confusion, argmax};
+use kiln_core::model_folder::{CONFIG, LABELS};
+use kiln_core::output::read_manifest;
+use kiln_core::{EvalMetrics, Example, FileHash, LabelMap, Manifest, Progress, Split, StagedOutput};
+use kiln_data::parquet::write_parquet;
+use kiln_data::processed::{check_label_ids, read_examples};
+use kiln_data::schema;
+use kiln_data::tokenize::MANIFEST as TOKENIZE_MANIFEST;
 use kiln_model::device;
-use kiln_model::metrics::{ClassScores, Confusion};
 use polars::prelude::*;
-use serde::Serialize;
 
-use crate::Predictor;
+use kiln_model::Predictor;
 use crate::plots::{CONFUSION_SVG, CURVES_SVG, Curves, confusion_svg, curves_svg};
 
 pub const METRICS: &str = "metrics.json";
@@ -25,28 +27,13 @@ pub const PER_CLASS: &str = "per_class.csv";
 pub const CONFUSION: &str = "confusion.csv";
 pub const PREDICTIONS: &str = "predictions.parquet";
 pub const REPORT: &str = "report.md";
-pub const MANIFEST: &str = "manifest.json";
+pub const MANIFEST: &str = kiln_core::stages::EVAL_DONE;
 /// One row per example (`actual,predicted`): DVC's confusion template counts rows.
 pub const PLOT_CONFUSION: &str = "plot_confusion.csv";
 /// `step,loss` of training, from `train`'s metrics log.
 pub const PLOT_TRAIN_LOSS: &str = "plot_train_loss.csv";
 /// `step,loss,accuracy,macro_f1` of each validation during training.
 pub const PLOT_VALIDATION: &str = "plot_validation.csv";
-
-/// Everything `metrics.json` holds.
-#[derive(Debug, Clone, Serialize)]
-pub struct EvalMetrics {
-    pub split: String,
-    pub examples: usize,
-    pub accuracy: f64,
-    /// Mean cross-entropy of the true labels.
-    pub loss: f64,
-    pub macro_avg: ClassScores,
-    pub weighted_avg: ClassScores,
-    pub per_class: Vec<(String, ClassScores)>,
-    pub model: Vec<FileHash>,
-    pub data: FileHash,
-}
 
 /// One scored example.
 struct Scored<'a> {
@@ -60,17 +47,15 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     config.validate()?;
     let spec = anyhow::Context::context(device::configure(&config.device, config.threads), "config key `eval.device`")?;
     let predictor = Predictor::load(&config.model_dir, &spec.device())?;
-    let split = match config.split.as_str() {
-        "train" => Split::Train,
-        "validation" => Split::Validation,
-        _ => Split::Test,
-    };
+    let split = config.split;
     let data_path = split.path_in(&config.input_dir);
     let examples = read_examples(&data_path)?;
     if examples.is_empty() {
         bail!("{} has no rows to evaluate", data_path.display());
     }
-    let data_labels = LabelMap::load(&config.input_dir.join(LABELS))?;
+    let labels_path = config.input_dir.join(LABELS);
+    let data_labels = LabelMap::load(&labels_path)?;
+    check_label_ids(&data_path, &examples, &data_labels, &labels_path)?;
     let to_model = label_mapping(&data_labels, &predictor.labels, &examples, &data_path)?;
     let texts = texts_by_id(&config.input_dir, split);
     let mut staged = StagedOutput::new(&config.output_dir)?;
@@ -78,7 +63,7 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     let bar = progress.rows(examples.len() as u64, "eval");
     let mut probabilities = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(config.batch_size * 16) {
-        probabilities.extend(predictor.probabilities_batched(chunk, config.batch_size));
+        probabilities.extend(predictor.probabilities_batched(chunk, config.batch_size)?);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
@@ -98,23 +83,13 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
         })
         .collect();
 
-    let mut model_files = Vec::new();
-    for name in ["model.safetensors", "config.json"] {
-        model_files.push(FileHash::of(&config.model_dir.join(name))?);
-    }
-    let metrics = EvalMetrics {
-        split: config.split.clone(),
-        examples: scored.len(),
-        accuracy: confusion.accuracy(),
-        loss: loss / scored.len() as f64,
-        macro_avg: confusion.macro_avg(),
-        weighted_avg: confusion.weighted_avg(),
-        per_class: labels.labels().iter().cloned().zip(confusion.per_class()).collect(),
-        model: model_files,
-        data: FileHash::of(&data_path)?,
-    };
+    let folder = &predictor.folder;
+    let model_files = vec![FileHash::of(&folder.weights()?)?, FileHash::of(&folder.path(CONFIG))?];
+    let data = FileHash::of(&data_path)?;
+    let metrics =
+        EvalMetrics::new(&confusion, loss / scored.len() as f64, labels.labels(), split, model_files, data);
 
-    staged.write_json(METRICS, &metrics_json(&metrics))?;
+    staged.write_json(METRICS, &metrics)?;
     write_per_class(&mut staged, &metrics)?;
     write_confusion(&mut staged, &confusion, labels)?;
     write_predictions(&mut staged, &scored, labels, &texts)?;
@@ -147,50 +122,20 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
         }
         None => tracing::info!("no training curves: {} is absent", config.train_metrics.display()),
     }
-    let (_, mut writer) = staged.create(REPORT)?;
     let pictures = Pictures { curves: curves.is_some() };
-    std::io::Write::write_all(
-        &mut writer,
-        report(&metrics, &scored, labels, &texts, config.report_top, pictures).as_bytes(),
-    )?;
-    std::io::Write::flush(&mut writer)?;
-    drop(writer);
+    staged.write_bytes(REPORT, report(&metrics, &scored, labels, &texts, config.report_top, pictures).as_bytes())?;
 
     let mut manifest = Manifest::new(
         "eval",
         config,
         &serde_json::json!({
-            "accuracy": metrics.accuracy, "macro_f1": metrics.macro_avg.f1, "examples": metrics.examples,
+            "accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1, "examples": metrics.examples,
         }),
     );
     manifest.inputs = metrics.model.iter().cloned().chain([metrics.data.clone()]).collect();
     manifest.outputs = staged.hashes()?;
     staged.commit(MANIFEST, &manifest)?;
     Ok(metrics)
-}
-
-/// `metrics.json`: flat headline keys first (what `dvc metrics show` lists), then detail.
-fn metrics_json(metrics: &EvalMetrics) -> serde_json::Value {
-    let per_class: serde_json::Map<String, serde_json::Value> = metrics
-        .per_class
-        .iter()
-        .map(|(label, scores)| (label.clone(), serde_json::to_value(scores).unwrap_or_default()))
-        .collect();
-    serde_json::json!({
-        "accuracy": metrics.accuracy,
-        "loss": metrics.loss,
-        "macro_precision": metrics.macro_avg.precision,
-        "macro_recall": metrics.macro_avg.recall,
-        "macro_f1": metrics.macro_avg.f1,
-        "weighted_precision": metrics.weighted_avg.precision,
-        "weighted_recall": metrics.weighted_avg.recall,
-        "weighted_f1": metrics.weighted_avg.f1,
-        "examples": metrics.examples,
-        "split": metrics.split,
-        "per_class": per_class,
-        "model": metrics.model,
-        "data": metrics.data,
-    })
 }
 
 /// Model label id of each data label id; a data label the model does not know is an error.
@@ -227,10 +172,10 @@ fn preview(labels: &[String]) -> String {
 /// tokenized from (found through tokenize's manifest); empty when unavailable.
 fn texts_by_id(processed: &Path, split: Split) -> HashMap<String, String> {
     let texts = || -> Result<HashMap<String, String>> {
-        let tokenize = read_manifest::<TokenizeConfig>(&processed.join(TOKENIZE_REPORT))
+        let tokenize = read_manifest::<TokenizeConfig>(&processed.join(TOKENIZE_MANIFEST))
             .context("no readable tokenize manifest")?
             .config;
-        let frame = clean::read_split(&tokenize.input_dir, split)?;
+        let frame = schema::read_split(&tokenize.input_dir, split)?;
         let ids = frame.column(schema::ID)?.str()?;
         let texts = frame.column(schema::TEXT)?.str()?;
         Ok(ids.iter().zip(texts.iter()).filter_map(|(id, text)| Some((id?.to_owned(), text?.to_owned()))).collect())
@@ -239,10 +184,6 @@ fn texts_by_id(processed: &Path, split: Split) -> HashMap<String, String> {
         tracing::warn!("predictions will have no texts: cannot find the cleaned split ({error:#})");
         HashMap::new()
     })
-}
-
-fn argmax(values: &[f32]) -> usize {
-    values.iter().enumerate().fold(0, |best, (i, v)| if *v > values[best] { i } else { best })
 }
 
 fn write_per_class(staged: &mut StagedOutput, metrics: &EvalMetrics) -> Result<()> {
@@ -306,7 +247,7 @@ fn write_predictions(
         Column::new("probability".into(), probability),
         Column::new("probabilities".into(), all),
     ])?;
-    staged.write_parquet(PREDICTIONS, &mut frame)
+    write_parquet(staged, PREDICTIONS, &mut frame)
 }
 
 /// `report.md`: headline figures, the weakest classes, the most confident mistakes.
@@ -326,12 +267,9 @@ fn report(
     line(format!("# Evaluation: {} split, {} examples\n", metrics.split, metrics.examples));
     line("| metric | value |\n|---|---|".into());
     line(format!("| accuracy | {:.4} |", metrics.accuracy));
-    line(format!("| macro F1 | {:.4} |", metrics.macro_avg.f1));
-    line(format!(
-        "| macro precision / recall | {:.4} / {:.4} |",
-        metrics.macro_avg.precision, metrics.macro_avg.recall
-    ));
-    line(format!("| weighted F1 | {:.4} |", metrics.weighted_avg.f1));
+    line(format!("| macro F1 | {:.4} |", metrics.macro_f1));
+    line(format!("| macro precision / recall | {:.4} / {:.4} |", metrics.macro_precision, metrics.macro_recall));
+    line(format!("| weighted F1 | {:.4} |", metrics.weighted_f1));
     line(format!("| loss | {:.4} |", metrics.loss));
     line(format!("\nModel: `{}` (sha256 {}).", metrics.model[0].path, &metrics.model[0].sha256[..12]));
     line(format!("Data: `{}` (sha256 {}).\n", metrics.data.path, &metrics.data.sha256[..12]));
@@ -402,6 +340,5 @@ mod tests {
     fn cells_escape_pipes_and_newlines_and_stay_short() {
         assert_eq!(cell("a|b\nc"), "a\\|b c");
         assert_eq!(cell(&"x".repeat(200)).chars().count(), 120);
-        assert_eq!(argmax(&[0.1, 0.7, 0.2]), 1);
     }
 }

@@ -8,20 +8,15 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use kiln_config::ExportConfig;
-use kiln_data::output::{FileHash, Manifest, swap_dir_into_place};
-use kiln_data::tokenize::{LABELS, TOKENIZER_FILES};
+use kiln_core::model_folder::{
+    EVAL_METRICS, EXPORT_MANIFEST, MODEL_CARD, MODEL_FILES, TOKENIZER, TOKENIZER_CONFIG, TOKENIZER_FILES,
+    TRAIN_MANIFEST,
+};
+use kiln_core::output::swap_dir_into_place;
+use kiln_core::{EvalMetrics, FileHash, Manifest};
 use kiln_model::DeviceSpec;
 
-use crate::Predictor;
-
-pub const MODEL_CARD: &str = "README.md";
-pub const MANIFEST: &str = "kiln_export.json";
-/// `eval`'s metrics, copied in so they travel with the weights (`serve` shows them).
-pub const EVAL_METRICS: &str = "eval_metrics.json";
-/// `train`'s manifest (the hashes of the data it read), copied in for the same reason.
-pub const TRAIN_MANIFEST: &str = "train_manifest.json";
-/// Files of kiln's model folder that travel with the export (beyond the tokenizer's).
-pub const MODEL_FILES: [&str; 4] = ["config.json", "model.safetensors", LABELS, "kiln.toml"];
+use kiln_model::Predictor;
 
 pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
     let target = &config.output_dir;
@@ -31,6 +26,7 @@ pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
     }
     // Loading the folder is the check: config, weights with a head, labels, tokenizer.
     let predictor = Predictor::load(&config.model_dir, &DeviceSpec::Cpu.device())?;
+    let folder = &predictor.folder;
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let staging = tempfile::Builder::new()
@@ -38,50 +34,76 @@ pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
         .tempdir_in(parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
 
-    // Each file is hashed once: the copy has the source's sha256. Training's
-    // manifest and eval's metrics travel with the weights, renamed.
-    let metrics = read_eval_metrics(config)?;
-    let model_files = MODEL_FILES.iter().chain(&TOKENIZER_FILES).map(|name| (config.model_dir.join(name), *name));
-    let records =
-        [(config.model_dir.join("manifest.json"), TRAIN_MANIFEST), (config.eval_metrics.clone(), EVAL_METRICS)];
-    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
-    for (source, name) in model_files.chain(records) {
+    // Training's manifest and eval's metrics travel with the weights, renamed.
+    let metrics = EvalMetrics::load_if_present(&config.eval_metrics)?;
+    let model_files = MODEL_FILES.iter().chain(&TOKENIZER_FILES).map(|name| (folder.path(name), *name));
+    let records = folder.train_manifest_path().map(|path| (path, TRAIN_MANIFEST));
+    let eval = Some((config.eval_metrics.clone(), EVAL_METRICS));
+    let mut inputs = Vec::new();
+    let mut names = Vec::new();
+    for (source, name) in model_files.chain(records).chain(eval) {
         if source.is_file() {
             std::fs::copy(&source, staging.path().join(name))
                 .with_context(|| format!("cannot copy {}", source.display()))?;
-            let hash = FileHash::of(&source)?;
-            outputs.push(FileHash { path: target.join(name).display().to_string(), sha256: hash.sha256.clone() });
             if MODEL_FILES.contains(&name) {
-                inputs.push(hash);
+                inputs.push(FileHash::of(&source)?);
             }
+            names.push(name);
         }
     }
+    truncate_like_kiln(staging.path(), predictor.max_length())?;
     let card = model_card(config, &predictor, metrics.as_ref())?;
     std::fs::write(staging.path().join(MODEL_CARD), &card).context("cannot write the model card")?;
+    let outputs = names
+        .into_iter()
+        .chain([MODEL_CARD])
+        .map(|name| {
+            let hash = FileHash::of(&staging.path().join(name))?;
+            Ok(FileHash { path: target.join(name).display().to_string(), sha256: hash.sha256 })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut manifest = Manifest::new("export", config, &serde_json::json!({ "labels": predictor.labels.len() }));
     manifest.inputs = inputs;
     manifest.outputs = outputs.clone();
     let manifest_json = serde_json::to_string_pretty(&manifest).context("manifest")?;
-    std::fs::write(staging.path().join(MANIFEST), manifest_json).context("cannot write the export manifest")?;
+    std::fs::write(staging.path().join(EXPORT_MANIFEST), manifest_json).context("cannot write the export manifest")?;
     swap_dir_into_place(&staging.keep(), target)?;
     Ok(outputs)
 }
 
-/// The model card: what the model is, what it was trained on and with, how good
-/// it is, and how to use it.
-fn read_eval_metrics(config: &ExportConfig) -> Result<Option<serde_json::Value>> {
-    std::fs::read_to_string(&config.eval_metrics)
-        .ok()
-        .map(|text| serde_json::from_str(&text))
-        .transpose()
-        .with_context(|| format!("{} is not valid JSON", config.eval_metrics.display()))
+/// Makes the exported tokenizer files read what kiln reads: transformers
+/// truncates at `tokenizer_config.json`'s `model_max_length`, the `tokenizers`
+/// library at `tokenizer.json`'s truncation, and both pad only as asked
+/// (kiln pads each batch to its longest text, never to a fixed length).
+fn truncate_like_kiln(dir: &Path, max_length: usize) -> Result<()> {
+    let edit = |name: &str, change: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| -> Result<()> {
+        let path = dir.join(name);
+        let mut json = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let map = json.as_object_mut().with_context(|| format!("{} is not a JSON object", path.display()))?;
+        change(map);
+        std::fs::write(&path, serde_json::to_string_pretty(&json)?).with_context(|| format!("cannot write {}", path.display()))
+    };
+    edit(TOKENIZER, &|map| {
+        map.insert(
+            "truncation".into(),
+            serde_json::json!({ "direction": "Right", "max_length": max_length, "strategy": "LongestFirst", "stride": 0 }),
+        );
+        map.insert("padding".into(), serde_json::Value::Null);
+    })?;
+    edit(TOKENIZER_CONFIG, &|map| {
+        map.insert("model_max_length".into(), max_length.into());
+    })
 }
 
-fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&serde_json::Value>) -> Result<String> {
+/// The model card: what the model is, what it was trained on and with, how good
+/// it is, and how to use it.
+fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&EvalMetrics>) -> Result<String> {
     let labels = predictor.labels.labels();
-    let train_manifest: Option<serde_json::Value> = std::fs::read_to_string(config.model_dir.join("manifest.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok());
+    let train_manifest = predictor.folder.train_manifest();
 
     let mut card = String::new();
     let _ = writeln!(card, "---\nlibrary_name: transformers\npipeline_tag: text-classification\ntags:\n- kiln");
@@ -94,7 +116,7 @@ fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&ser
         let _ = writeln!(
             card,
             "    metrics:\n    - type: accuracy\n      value: {}\n    - type: f1\n      name: macro F1\n      value: {}",
-            m["accuracy"], m["macro_f1"]
+            m.accuracy, m.macro_f1
         );
     }
     let _ = writeln!(card, "---\n\n# {}\n", folder_name(&config.output_dir));
@@ -112,13 +134,10 @@ fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&ser
     let _ = writeln!(card, "## Evaluation\n");
     match metrics {
         Some(m) => {
-            let _ =
-                writeln!(card, "On the `{}` split ({} examples):\n", m["split"].as_str().unwrap_or("?"), m["examples"]);
+            let _ = writeln!(card, "On the `{}` split ({} examples):\n", m.split, m.examples);
             let _ = writeln!(card, "| metric | value |\n|---|---|");
-            for key in ["accuracy", "macro_f1", "macro_precision", "macro_recall", "weighted_f1", "loss"] {
-                if let Some(value) = m[key].as_f64() {
-                    let _ = writeln!(card, "| {key} | {value:.4} |");
-                }
+            for (key, value) in m.headline() {
+                let _ = writeln!(card, "| {key} | {value:.4} |");
             }
             let _ = writeln!(card);
         }
@@ -128,15 +147,8 @@ fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&ser
     }
 
     let _ = writeln!(card, "## Training data and inputs\n\nsha256 of every file training read:\n");
-    if let Some(inputs) = train_manifest.as_ref().and_then(|m| m["inputs"].as_array()) {
-        for input in inputs {
-            let _ = writeln!(
-                card,
-                "- `{}`: `{}`",
-                input["path"].as_str().unwrap_or("?"),
-                input["sha256"].as_str().unwrap_or("?")
-            );
-        }
+    for input in train_manifest.iter().flat_map(|m| &m.inputs) {
+        let _ = writeln!(card, "- `{}`: `{}`", input.path, input.sha256);
     }
     if let Some(settings) = &predictor.settings {
         let _ = writeln!(
@@ -152,12 +164,63 @@ fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&ser
          with unwarranted confidence. Check the per-class figures from `eval` before relying on a rare class, and \
          keep a human in the loop for decisions that matter.\n"
     );
+    let max_length = predictor.max_length();
     let _ = writeln!(
         card,
-        "## How to use\n\n```python\nfrom transformers import pipeline\nclassifier = pipeline(\"text-classification\", model=\"path/to/this/folder\")\nprint(classifier(\"I am still waiting on my card?\"))\n```\n\nWith kiln: `serve --model-dir path/to/this/folder` \
-         (kiln applies the same text cleaning as in training, from `kiln.toml`)."
+        "## How to use\n\nTexts are truncated to {max_length} tokens, as in training (the tokenizer files say so).\n"
+    );
+    match predictor.settings.as_ref().and_then(|s| s.clean.as_ref()) {
+        Some(clean) => {
+            let rules = clean_rules(clean);
+            let _ = writeln!(
+                card,
+                "kiln cleaned the training texts ({rules}) and cleans every text it predicts on the same way. \
+                 With transformers, clean each text first with `kiln_clean`, or the model sees text unlike its \
+                 training data:\n\n```python\n{}\nfrom transformers import pipeline\nclassifier = \
+                 pipeline(\"text-classification\", model=\"path/to/this/folder\")\n\
+                 print(classifier(kiln_clean(\"I am still waiting on my card?\"), truncation=True))\n```\n",
+                kiln_text::clean::python_snippet(clean)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                card,
+                "```python\nfrom transformers import pipeline\nclassifier = pipeline(\"text-classification\", \
+                 model=\"path/to/this/folder\")\nprint(classifier(\"I am still waiting on my card?\", \
+                 truncation=True))\n```\n"
+            );
+        }
+    }
+    let _ = writeln!(
+        card,
+        "With kiln: `serve --model-dir path/to/this/folder` (it applies the training's cleaning and truncation \
+         itself, from `kiln.toml`)."
     );
     Ok(card)
+}
+
+/// The `[clean]` rules that change text, as config keys.
+fn clean_rules(clean: &kiln_config::CleanConfig) -> String {
+    let mut rules: Vec<String> = [
+        ("strip_html", clean.strip_html),
+        ("strip_control", clean.strip_control),
+        ("strip_urls", clean.strip_urls),
+        ("strip_mentions", clean.strip_mentions),
+        ("lowercase", clean.lowercase),
+        ("collapse_whitespace", clean.collapse_whitespace),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on)
+    .map(|(key, _)| format!("`{key}`"))
+    .collect();
+    rules.push(format!("`unicode_normalization = \"{}\"`", toml_value(&clean.unicode_normalization)));
+    rules.push(format!("`hashtags = \"{}\"`", toml_value(&clean.hashtags)));
+    rules.join(", ")
+}
+
+/// A config enum as its TOML spelling.
+fn toml_value(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn folder_name(path: &Path) -> String {

@@ -1,14 +1,8 @@
-//! Inference with a trained model: [`Predictor`] loads a model folder (kiln's
-//! `artifacts/model/`, an export, or any Hugging Face folder with a
-//! classification head) and turns texts or token ids into class probabilities;
-//! [`eval`] scores it on a labelled split.
+//! The batch stages that use a trained model ([`kiln_model::Predictor`]):
+//! [`eval`] scores it on a labelled split (with [`plots`]), [`predict`] labels
+//! a file of texts, and [`export`] writes it as a Hugging Face folder.
 
 pub mod eval;
 pub mod export;
 pub mod plots;
 pub mod predict;
-mod predictor;
-pub mod registry;
-pub mod testing;
-
-pub use predictor::Predictor;

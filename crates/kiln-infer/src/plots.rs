@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use anyhow::{Result, anyhow};
-use kiln_data::LabelMap;
-use kiln_model::metrics::Confusion;
+use kiln_core::LabelMap;
+use kiln_core::metrics::{Confusion, TrainLogLine, TrainLogRecord};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -86,21 +86,20 @@ pub struct Curves {
 impl Curves {
     /// Reads `metrics.jsonl`; `None` when it is absent (a model trained elsewhere).
     pub fn load(path: &Path) -> Result<Option<Self>> {
-        let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
+        if !path.is_file() {
+            return Ok(None);
+        }
         let mut curves = Self::default();
-        for (line_number, line) in text.lines().enumerate() {
-            let record: serde_json::Value = serde_json::from_str(line)
-                .map_err(|e| anyhow!("{}: line {}: not JSON: {e}", path.display(), line_number + 1))?;
-            let value = |key: &str| record[key].as_f64();
-            let Some(step) = value("step") else { continue };
-            match record["kind"].as_str() {
-                Some("train") => curves.train_loss.extend(value("loss").map(|v| (step, v))),
-                Some("eval") => {
-                    curves.eval_loss.extend(value("loss").map(|v| (step, v)));
-                    curves.eval_accuracy.extend(value("accuracy").map(|v| (step, v)));
-                    curves.eval_macro_f1.extend(value("macro_f1").map(|v| (step, v)));
+        for line in TrainLogLine::read_all(path)? {
+            match line.record {
+                TrainLogRecord::Train { step, loss, .. } => curves.train_loss.push((step as f64, loss)),
+                TrainLogRecord::Eval { step, loss, accuracy, macro_f1, .. } => {
+                    let step = step as f64;
+                    curves.eval_loss.push((step, loss));
+                    curves.eval_accuracy.push((step, accuracy));
+                    curves.eval_macro_f1.push((step, macro_f1));
                 }
-                _ => {}
+                TrainLogRecord::Epoch { .. } | TrainLogRecord::Other => {}
             }
         }
         Ok(Some(curves))

@@ -11,14 +11,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use kiln_config::PredictConfig;
-use kiln_data::Progress;
+use kiln_core::Progress;
+use kiln_core::metrics::top_k as ranked_classes;
 use kiln_data::read::{self, ColumnMap, LabelSource, ReadOptions};
 use kiln_data::schema;
 use kiln_model::device;
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::Predictor;
+use kiln_model::Predictor;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PredictReport {
@@ -62,7 +63,7 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
     read::for_each_chunk(input, &options, &columns, config.chunk_rows, &bar, &mut |records| {
         let texts: Vec<&str> = records.texts.iter().map(String::as_str).collect();
         let examples = predictor.encode(&texts)?;
-        let probabilities = predictor.probabilities_batched(&examples, config.batch_size);
+        let probabilities = predictor.probabilities_batched(&examples, config.batch_size)?;
         let frame = chunk_frame(&predictor, &records.ids, &probabilities, top_k)?;
         writer.write_batch(&frame).map_err(anyhow::Error::from).context("cannot write predictions")?;
         rows += records.len();
@@ -99,15 +100,7 @@ fn output_schema(top_k: usize) -> Schema {
 
 fn chunk_frame(predictor: &Predictor, ids: &[String], probabilities: &[Vec<f32>], top_k: usize) -> Result<DataFrame> {
     let labels = predictor.labels.labels();
-    let ranked: Vec<Vec<usize>> = probabilities
-        .iter()
-        .map(|row| {
-            let mut order: Vec<usize> = (0..row.len()).collect();
-            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-            order.truncate(top_k.max(1));
-            order
-        })
-        .collect();
+    let ranked: Vec<Vec<usize>> = probabilities.iter().map(|row| ranked_classes(row, top_k)).collect();
     let mut columns = vec![
         Column::new(schema::ID.into(), ids),
         Column::new("predicted".into(), ranked.iter().map(|r| labels[r[0]].as_str()).collect::<Vec<_>>()),

@@ -1,21 +1,32 @@
 //! `export` on a small classifier folder: the files, the refusals, and the
-//! round trip through Python transformers (when a Python with transformers is
-//! available: `.venv-ref`, made by scripts/reference_env.sh).
+//! round trip through Python transformers (`.venv-ref`, which `make test`
+//! installs with `scripts/setup.sh reference`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiln_config::ExportConfig;
-use kiln_infer::Predictor;
+use kiln_model::Predictor;
 use kiln_model::DeviceSpec;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Tokens a text is truncated to in the tests' kiln.toml: short, so long texts are cut.
+const MAX_LENGTH: usize = 16;
+
+/// A small classifier folder, trained (as kiln.toml says) with the default
+/// `[clean]` rules and texts truncated to [`MAX_LENGTH`] tokens.
 fn classifier_folder(dir: &Path) {
-    kiln_infer::testing::classifier_folder(dir, &["billing", "cards", "transfers"], 3)
+    kiln_testing::classifier_folder(dir, &["billing", "cards", "transfers"], 3)
         .expect("a classifier folder (MiniLM's tokenizer comes from `make setup`)");
+    let settings = format!("[clean]\n\n[tokenize]\nmax_length = {MAX_LENGTH}\n\n[train]\n");
+    std::fs::write(dir.join("kiln.toml"), settings).expect("kiln.toml");
+}
+
+fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("json")
 }
 
 fn export_config(root: &Path) -> ExportConfig {
@@ -42,6 +53,12 @@ fn exports_a_folder_and_refuses_to_overwrite_or_export_broken_ones() {
     let card = std::fs::read_to_string(out.join("README.md")).expect("card");
     assert!(card.contains("pipeline_tag: text-classification") && card.contains("`transfers`"), "{card}");
     assert!(card.contains("Intended use"));
+    assert!(card.contains("def kiln_clean(text):") && card.contains("`strip_urls`"), "{card}");
+    // transformers and the tokenizers library truncate where kiln does, and pad only when asked.
+    assert_eq!(json_file(&out.join("tokenizer_config.json"))["model_max_length"], MAX_LENGTH);
+    let tokenizer = json_file(&out.join("tokenizer.json"));
+    assert_eq!(tokenizer["truncation"]["max_length"], MAX_LENGTH);
+    assert!(tokenizer["padding"].is_null(), "{}", tokenizer["padding"]);
 
     let error = kiln_infer::export::run(&config).expect_err("exists");
     assert!(error.to_string().contains("--force"), "{error}");
@@ -62,20 +79,20 @@ fn exports_a_folder_and_refuses_to_overwrite_or_export_broken_ones() {
     assert!(!broken.output_dir.exists(), "a refused export writes nothing");
 }
 
+/// The reference Python with transformers, which `make test` installs
+/// (`scripts/setup.sh reference`): missing is a broken set-up, not a skip.
 fn reference_python() -> Option<PathBuf> {
     let python = repo().join(".venv-ref/bin/python");
     let usable =
         Command::new(&python).args(["-c", "import transformers, torch"]).output().is_ok_and(|o| o.status.success());
-    if usable {
-        Some(python)
-    } else {
-        eprintln!("SKIPPED: no Python with transformers at {} (scripts/reference_env.sh makes it)", python.display());
-        None
-    }
+    assert!(usable, "no Python with transformers at {}: run `scripts/setup.sh reference`", python.display());
+    Some(python)
 }
 
-/// transformers' AutoModelForSequenceClassification loads the export, and gives
-/// the probabilities kiln gives, within 1e-4.
+/// transformers' AutoModelForSequenceClassification loads the export and gives
+/// the probabilities kiln gives, within 1e-4: on a text longer than the
+/// training `max_length` (both truncate it the same), and on a noisy text that
+/// kiln cleans, after the model card's `kiln_clean`.
 #[test]
 fn transformers_loads_the_export_and_agrees_with_kiln() {
     let Some(python) = reference_python() else { return };
@@ -84,9 +101,13 @@ fn transformers_loads_the_export_and_agrees_with_kiln() {
     let config = export_config(root.path());
     kiln_infer::export::run(&config).expect("exports");
 
-    let texts = ["I am still waiting on my card?", "how do i top up", "Is there a fee for sending money abroad?"];
+    let long = "I ordered a new card three weeks ago, it still has not arrived, the tracking page says nothing \
+                and nobody answers the phone when I call, so what should I do now?";
+    let noisy = "<b>Card</b> blocked &amp; stuck?? see https://example.com/help @support #urgent\u{200b}  thanks";
+    let texts = ["I am still waiting on my card?", "how do i top up", long, noisy];
     let output = Command::new(python)
         .arg(repo().join("scripts/check_export.py"))
+        .arg("--clean-with-card")
         .arg(&config.output_dir)
         .args(texts)
         .env("HF_HUB_OFFLINE", "1")
@@ -99,7 +120,10 @@ fn transformers_loads_the_export_and_agrees_with_kiln() {
 
     let predictor = Predictor::load(&config.output_dir, &DeviceSpec::Cpu.device()).expect("kiln loads the export");
     let examples = predictor.encode(&texts).expect("encodes");
-    let ours = predictor.probabilities_batched(&examples, 8);
+    assert_eq!(examples[2].len(), MAX_LENGTH, "the long text is truncated");
+    assert_eq!(theirs["lengths"][2], MAX_LENGTH, "transformers truncates it at the same length");
+    assert_eq!(theirs["cleaned"][3], "Card blocked & stuck?? see urgent thanks", "the card's cleaning");
+    let ours = predictor.probabilities_batched(&examples, 8).expect("predicts");
     let mut max_diff = 0.0f64;
     for (row, probabilities) in ours.iter().enumerate() {
         for (class, p) in probabilities.iter().enumerate() {
@@ -107,6 +131,10 @@ fn transformers_loads_the_export_and_agrees_with_kiln() {
             max_diff = max_diff.max((f64::from(*p) - reference).abs());
         }
     }
-    eprintln!("export round trip: max abs probability difference {max_diff:.2e}");
+    kiln_testing::figure(&format!(
+        "export round trip through transformers ({} texts, a truncated long one and a cleaned noisy one): max abs \
+         probability difference {max_diff:.2e}",
+        texts.len()
+    ));
     assert!(max_diff <= 1e-4, "kiln and transformers differ by {max_diff}");
 }

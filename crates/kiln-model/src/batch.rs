@@ -2,7 +2,7 @@
 //! longest text in each batch, so short texts do not pay for long ones.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use kiln_data::processed::Example;
+use kiln_core::Example;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;

@@ -17,6 +17,8 @@ use burn::store::{
 };
 use burn::tensor::activation::{gelu, relu, softmax, tanh};
 use burn::tensor::{Device, Int, Tensor};
+use kiln_core::ModelFolder;
+use kiln_core::model_folder;
 use serde::{Deserialize, Serialize};
 
 /// The fields of a Hugging Face `config.json` that shape a BERT encoder.
@@ -106,8 +108,6 @@ fn default_eps() -> f64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("cannot read {path}: {error}")]
-    Read { path: String, error: std::io::Error },
     #[error("cannot write {path}: {error}")]
     Write { path: String, error: std::io::Error },
     #[error("{path} is not a Hugging Face BERT config: {error}")]
@@ -126,12 +126,14 @@ pub enum ModelError {
 
 impl BertConfig {
     /// Reads and checks a model folder's `config.json` (BERT or DistilBERT).
-    pub fn load(model_dir: &Path) -> Result<Self, ModelError> {
-        let path = model_dir.join("config.json");
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|error| ModelError::Read { path: shown.clone(), error })?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|error| ModelError::Config { path: shown.clone(), error })?;
+    pub fn load(model_dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self::from_folder(&ModelFolder::open(model_dir)?)?)
+    }
+
+    /// The encoder shape of an opened model folder (its `config.json`, read once).
+    pub fn from_folder(folder: &ModelFolder) -> Result<Self, ModelError> {
+        let shown = folder.path(model_folder::CONFIG).display().to_string();
+        let value = folder.config().clone();
         let bad = |error| ModelError::Config { path: shown.clone(), error };
         let config: Self = match value.get("model_type").and_then(serde_json::Value::as_str) {
             Some(DISTILBERT) => serde_json::from_value::<DistilBertConfig>(value).map_err(bad)?.into(),

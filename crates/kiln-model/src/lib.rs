@@ -1,13 +1,15 @@
-//! kiln's model crate: the compute backend and BERT-family encoders with a
-//! sequence-classification head.
+//! kiln's model crate: the compute backend, BERT-family encoders with a
+//! sequence-classification head, and [`Predictor`], a model folder loaded for
+//! prediction.
 
 pub mod batch;
 pub mod bert;
 pub mod device;
-pub mod metrics;
 pub mod optim;
+mod predictor;
 #[cfg(test)]
 mod test_support;
 
 pub use bert::{BertClassifier, BertConfig, BertInput, BertModel, LoadReport, ModelError};
 pub use device::{DeviceError, DeviceSpec};
+pub use predictor::Predictor;

@@ -217,18 +217,10 @@ pub async fn predict(
 
 /// The best label and, when `detail` asks, the `detail` best with their scores.
 fn rank(labels: &[String], probabilities: &[f32], detail: Option<usize>) -> Prediction {
-    let mut ranked: Vec<LabelScore> =
-        labels.iter().zip(probabilities).map(|(label, &score)| LabelScore { label: label.clone(), score }).collect();
-    ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let best = ranked.first().cloned().unwrap_or(LabelScore { label: String::new(), score: 0.0 });
-    Prediction {
-        label: best.label,
-        score: best.score,
-        scores: detail.map(|k| {
-            ranked.truncate(k);
-            ranked
-        }),
-    }
+    let ranked = kiln_core::metrics::top_k(probabilities, detail.unwrap_or(1));
+    let score = |id: usize| LabelScore { label: labels[id].clone(), score: probabilities[id] };
+    let best = score(ranked[0]);
+    Prediction { label: best.label, score: best.score, scores: detail.map(|_| ranked.into_iter().map(score).collect()) }
 }
 
 /// The texts of a request, and whether it asked for one text (not a list).
@@ -285,7 +277,10 @@ fn with_request_id(mut response: Response, request_id: &str) -> Response {
     post, path = "/v1/feedback", request_body = FeedbackRequest,
     responses(
         (status = 202, description = "Recorded", body = Status),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
         (status = 422, description = "Not a valid request, or a label the model does not know", body = ErrorBody),
         (status = 503, description = "No model loaded, or the prediction log is off", body = ErrorBody),
     ),
@@ -383,7 +378,10 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Status>, 
 /// Prometheus metrics (text format).
 #[utoipa::path(
     get, path = "/metrics",
-    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")),
+    responses(
+        (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -393,12 +391,89 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// This OpenAPI 3 document.
 #[utoipa::path(
     get, path = "/openapi.json",
-    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")),
+    responses(
+        (status = 200, description = "OpenAPI 3 document", content_type = "application/json"),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
-pub async fn openapi_spec() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+pub async fn openapi_spec(State(state): State<Arc<AppState>>) -> Response {
+    let labels = state.model.load_full().map(|info| info.labels.clone());
+    let contract = Contract {
+        tokens: state.tokens.required(),
+        metrics_here: state.config.metrics_port.is_none(),
+        max_client_batch: state.config.max_client_batch,
+        labels,
+    };
+    let document = contract.document();
+    ([(header::CONTENT_TYPE, "application/json")], serde_json::to_string_pretty(&document).unwrap_or_default())
         .into_response()
+}
+
+/// What the OpenAPI document must say beyond what the types give: it follows
+/// this server's settings (bearer tokens or none, `/metrics` here or on its own
+/// port, the batch limit) and the loaded model's labels, and states the rules
+/// the handlers enforce, so every request the schema allows is one the server
+/// accepts (schemathesis checks both ways).
+pub struct Contract {
+    pub tokens: bool,
+    pub metrics_here: bool,
+    pub max_client_batch: usize,
+    pub labels: Option<Vec<String>>,
+}
+
+impl Contract {
+    pub fn document(&self) -> serde_json::Value {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        if !self.metrics_here
+            && let Some(paths) = doc["paths"].as_object_mut()
+        {
+            paths.remove("/metrics");
+        }
+        if !self.tokens {
+            if let Some(components) = doc["components"].as_object_mut() {
+                components.remove("securitySchemes");
+            }
+            for operation in operations(&mut doc) {
+                operation.remove("security");
+                if let Some(responses) = operation.get_mut("responses").and_then(serde_json::Value::as_object_mut) {
+                    responses.remove("401");
+                }
+            }
+        }
+        let schemas = &mut doc["components"]["schemas"];
+        let texts = serde_json::json!({ "type": "array", "items": { "type": "string" }, "minItems": 1,
+            "maxItems": self.max_client_batch });
+        let predict = &mut schemas["PredictRequest"];
+        predict["additionalProperties"] = false.into();
+        predict["properties"]["texts"] = serde_json::json!({ "type": ["array", "null"], "items": { "type": "string" },
+            "minItems": 1, "maxItems": self.max_client_batch });
+        // Exactly one of `text`, `texts` or `inputs`, and not null.
+        predict["oneOf"] = serde_json::json!([
+            { "required": ["text"], "properties": { "text": { "type": "string" } } },
+            { "required": ["texts"], "properties": { "texts": texts } },
+            { "required": ["inputs"], "properties": { "inputs": { "oneOf": [{ "type": "string" }, texts] } } },
+        ]);
+        let feedback = &mut schemas["FeedbackRequest"];
+        feedback["additionalProperties"] = false.into();
+        feedback["properties"]["request_id"] = serde_json::json!({ "type": "string", "pattern": "\\S",
+            "description": "The `request_id` of the prediction." });
+        if let Some(labels) = &self.labels {
+            feedback["properties"]["label"]["enum"] = labels.clone().into();
+        }
+        doc
+    }
+}
+
+/// Every operation object of every path.
+fn operations(doc: &mut serde_json::Value) -> impl Iterator<Item = &mut serde_json::Map<String, serde_json::Value>> {
+    doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|path| path.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
 }
 
 /// The page to try the model in a browser.

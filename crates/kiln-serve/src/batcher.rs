@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kiln_data::processed::Example;
+use kiln_core::Example;
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
@@ -254,19 +254,23 @@ impl Worker {
             jobs.push(encoded.job);
         }
         self.metrics.batch_size.observe(examples.len() as f64);
-        // A LibTorch error surfaces as a panic; it fails this batch, not the server.
+        // A LibTorch error surfaces as a panic (or an error); it fails this batch, not the server.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             model.predictor.probabilities_batched(&examples, self.limits.max_batch_size)
         }));
         self.metrics.inference_seconds.observe(started.elapsed().as_secs_f64());
-        let mut probabilities = match outcome {
+        let failure = match outcome {
+            Ok(Ok(probabilities)) => Ok(probabilities),
+            Ok(Err(error)) => Err(format!("{error:#}")),
+            Err(panic) => Err(panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "the model panicked".into())),
+        };
+        let mut probabilities = match failure {
             Ok(probabilities) => probabilities.into_iter(),
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_else(|| "the model panicked".into());
+            Err(message) => {
                 tracing::error!("inference failed: {message}");
                 for job in jobs {
                     let _ = job.reply.send(Err(BatchError::Inference(message.clone())));

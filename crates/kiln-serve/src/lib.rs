@@ -34,8 +34,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use burn::tensor::Device;
 use kiln_config::ServeConfig;
-use kiln_data::tokenize::TOKENIZER_FILES;
-use kiln_infer::export::MODEL_FILES;
+use kiln_core::model_folder::{MODEL_FILES, TOKENIZER_FILES};
 use kiln_model::device;
 use tokio::net::TcpListener;
 

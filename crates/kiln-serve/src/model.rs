@@ -3,13 +3,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::tensor::Device;
-use kiln_data::output::read_manifest;
-use kiln_infer::Predictor;
-use kiln_infer::export::{EVAL_METRICS, TRAIN_MANIFEST};
+use kiln_core::{EvalMetrics, ModelFolder};
+use kiln_model::Predictor;
 use serde::Serialize;
-use serde::de::IgnoredAny;
 use utoipa::ToSchema;
 
 /// Hex digits of the weights' sha256 that name a model version.
@@ -37,7 +35,7 @@ pub struct ModelInfo {
     pub training_inputs: Vec<TrainingInput>,
     /// `eval`'s metrics that came with the folder, when it has them.
     #[schema(value_type = Option<Object>)]
-    pub eval_metrics: Option<serde_json::Value>,
+    pub eval_metrics: Option<EvalMetrics>,
     /// When this server loaded the model (RFC 3339).
     pub loaded_at: String,
 }
@@ -52,12 +50,9 @@ impl ServedModel {
     /// Loads and checks a model folder (see [`Predictor::load`]) and describes it.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let predictor = Predictor::load(dir, device)?;
-        let weights_sha256 = kiln_data::output::sha256_file(&dir.join("model.safetensors"))?;
-        let max_length = predictor
-            .settings
-            .as_ref()
-            .map_or(predictor.config.max_position_embeddings, |s| s.tokenize.max_length)
-            .min(predictor.config.max_position_embeddings);
+        let folder = &predictor.folder;
+        let weights_sha256 = kiln_core::output::sha256_file(&folder.weights()?)?;
+        let max_length = predictor.max_length();
         let info = ModelInfo {
             name: dir
                 .canonicalize()
@@ -70,32 +65,16 @@ impl ServedModel {
             labels: predictor.labels.labels().to_vec(),
             max_length,
             weights_sha256,
-            training_inputs: training_inputs(dir),
-            eval_metrics: read_json(&dir.join(EVAL_METRICS))?,
+            training_inputs: training_inputs(folder),
+            eval_metrics: folder.eval_metrics()?,
             loaded_at: crate::log::now(),
         };
         Ok(Self { predictor, info: Arc::new(info) })
     }
 }
 
-/// An export keeps training's manifest as `train_manifest.json`; `train`'s own
-/// folder has it as `manifest.json`.
-fn training_inputs(dir: &Path) -> Vec<TrainingInput> {
-    [TRAIN_MANIFEST, "manifest.json"]
-        .iter()
-        .find_map(|name| read_manifest::<IgnoredAny>(&dir.join(name)))
-        .map(|manifest| {
-            manifest.inputs.into_iter().map(|input| TrainingInput { path: input.path, sha256: input.sha256 }).collect()
-        })
-        .unwrap_or_default()
-}
-
-fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            serde_json::from_str(&text).map(Some).with_context(|| format!("{} is not valid JSON", path.display()))
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
-    }
+/// sha256 of each file training read, from the folder's training manifest.
+fn training_inputs(folder: &ModelFolder) -> Vec<TrainingInput> {
+    let inputs = folder.train_manifest().map(|manifest| manifest.inputs).unwrap_or_default();
+    inputs.into_iter().map(|input| TrainingInput { path: input.path, sha256: input.sha256 }).collect()
 }

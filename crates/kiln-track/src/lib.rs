@@ -7,7 +7,9 @@
 //! still shows) and rewritten when it ends; each write goes to a temp file that
 //! is renamed into place, so a reader never sees half a record.
 
+pub mod cli;
 pub mod mlflow;
+pub mod registry;
 pub mod table;
 
 use std::collections::BTreeMap;
@@ -16,8 +18,9 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-pub use kiln_data::output::now_ms;
-use kiln_data::output::{FileHash, write_file_atomically};
+use kiln_core::metrics::{TrainLogLine, TrainLogRecord};
+pub use kiln_core::output::now_ms;
+use kiln_core::output::{FileHash, write_file_atomically};
 use serde::{Deserialize, Serialize};
 
 pub const RECORD: &str = "run.json";
@@ -97,7 +100,7 @@ impl Run {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create the run record {}", dir.display()))?;
         let mut tags = git_tags();
         tags.insert("host".into(), host());
-        tags.insert("kiln.version".into(), kiln_data::KILN_VERSION.into());
+        tags.insert("kiln.version".into(), kiln_core::KILN_VERSION.into());
         let record = RunRecord {
             id,
             stage: stage.into(),
@@ -181,27 +184,26 @@ impl Run {
 /// `train`'s metrics log as points: `train_loss`, `learning_rate`, ... for
 /// training records, `val_loss`, `val_accuracy`, `val_macro_f1` for validations.
 pub fn points_from_train_log(path: &Path, fallback_ms: u64) -> Result<Vec<MetricPoint>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut points = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let record: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("{}: line {}: not JSON", path.display(), number + 1))?;
-        let (Some(kind), Some(step)) = (record["kind"].as_str(), record["step"].as_u64()) else { continue };
-        let timestamp_ms = record["time_ms"].as_u64().unwrap_or(fallback_ms);
-        let fields: &[(&str, &str)] = match kind {
-            "train" => &[
-                ("loss", "train_loss"),
-                ("lr", "learning_rate"),
-                ("grad_norm", "grad_norm"),
-                ("samples_per_second", "samples_per_second"),
-            ],
-            "eval" => &[("loss", "val_loss"), ("accuracy", "val_accuracy"), ("macro_f1", "val_macro_f1")],
-            _ => &[],
-        };
-        for (field, key) in fields {
-            if let Some(value) = record[*field].as_f64().filter(|v| v.is_finite()) {
-                points.push(MetricPoint { key: (*key).into(), value, step, timestamp_ms });
+    for line in TrainLogLine::read_all(path)? {
+        let timestamp_ms = line.time_ms.unwrap_or(fallback_ms);
+        let (step, figures) = match line.record {
+            TrainLogRecord::Train { step, loss, lr, grad_norm, samples_per_second, .. } => (
+                step,
+                vec![
+                    ("train_loss", loss),
+                    ("learning_rate", lr),
+                    ("grad_norm", grad_norm),
+                    ("samples_per_second", samples_per_second),
+                ],
+            ),
+            TrainLogRecord::Eval { step, loss, accuracy, macro_f1, .. } => {
+                (step, vec![("val_loss", loss), ("val_accuracy", accuracy), ("val_macro_f1", macro_f1)])
             }
+            TrainLogRecord::Epoch { .. } | TrainLogRecord::Other => continue,
+        };
+        for (key, value) in figures.into_iter().filter(|(_, value)| value.is_finite()) {
+            points.push(MetricPoint { key: key.into(), value, step: step as u64, timestamp_ms });
         }
     }
     Ok(points)
@@ -358,9 +360,10 @@ mod tests {
         let log = dir.path().join("metrics.jsonl");
         std::fs::write(
             &log,
-            "{\"kind\":\"train\",\"step\":10,\"loss\":0.9,\"lr\":1e-5,\"grad_norm\":2.0,\"samples_per_second\":50.0,\
-             \"time_ms\":1000}\n{\"kind\":\"eval\",\"step\":10,\"loss\":0.6,\"accuracy\":0.8,\"macro_f1\":0.75,\
-             \"best\":true}\n{\"kind\":\"epoch\",\"epoch\":1,\"step\":10,\"train_loss\":0.7}\n",
+            "{\"kind\":\"train\",\"step\":10,\"epoch\":0.5,\"loss\":0.9,\"lr\":1e-5,\"grad_norm\":2.0,\"samples\":160,\
+             \"tokens\":4000,\"seconds\":3.2,\"samples_per_second\":50.0,\"tokens_per_second\":1250.0,\"time_ms\":1000}\n\
+             {\"kind\":\"eval\",\"step\":10,\"epoch\":0.5,\"loss\":0.6,\"accuracy\":0.8,\"macro_f1\":0.75,\"best\":true}\n\
+             {\"kind\":\"epoch\",\"epoch\":1,\"step\":10,\"train_loss\":0.7}\n",
         )
         .expect("write");
         let points = points_from_train_log(&log, 7).expect("points");

@@ -16,6 +16,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use kiln_config::without_credentials;
+
 use crate::{MetricPoint, RunRecord, RunStatus, flatten_params};
 
 /// MLflow's limits on one `runs/log-batch` call.
@@ -187,18 +189,6 @@ impl Api {
             bail!("{method}: {status}: {answer}");
         }
         Ok(answer)
-    }
-}
-
-/// `https://user:secret@host/` -> `https://host/`, for logs and run records.
-pub fn without_credentials(uri: &str) -> String {
-    match reqwest::Url::parse(uri) {
-        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.to_string()
-        }
-        _ => uri.to_owned(),
     }
 }
 

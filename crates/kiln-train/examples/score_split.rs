@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use kiln_data::LabelMap;
+use kiln_core::LabelMap;
 use kiln_model::bert::load_safetensors;
 use kiln_model::{BertClassifier, BertConfig, DeviceSpec, device};
 

@@ -13,11 +13,11 @@ use anyhow::{Context, Result, bail};
 use burn::optim::ModuleOptimizer;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use kiln_config::TrainConfig;
-use kiln_data::output::FileHash;
+use kiln_core::FileHash;
 use kiln_model::{BertClassifier, BertConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::EvalMetrics;
+use crate::ValidationMetrics;
 
 const DIR: &str = "checkpoint";
 const STATE: &str = "state.json";
@@ -49,7 +49,7 @@ pub struct Best {
     pub value: f64,
     pub step: usize,
     pub epoch: f64,
-    pub metrics: EvalMetrics,
+    pub metrics: ValidationMetrics,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ impl CheckpointState {
     pub fn new(position: Position, fingerprint: Fingerprint, config: TrainConfig) -> Self {
         Self {
             format: FORMAT,
-            kiln_version: kiln_data::KILN_VERSION.to_owned(),
+            kiln_version: kiln_core::KILN_VERSION.to_owned(),
             position,
             best: None,
             evals_since_best: 0,
@@ -156,7 +156,7 @@ impl Checkpoint {
         std::fs::write(self.staging.join(STATE), state_json)
             .with_context(|| format!("cannot write {}", self.staging.join(STATE).display()))?;
 
-        kiln_data::output::swap_dir_into_place(&self.staging, &self.dir)?;
+        kiln_core::output::swap_dir_into_place(&self.staging, &self.dir)?;
         Ok(())
     }
 

@@ -5,20 +5,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use kiln_config::{CleanConfig, TokenizeConfig, TrainConfig};
-use kiln_data::LabelMap;
-use kiln_data::output::{FileHash, read_manifest};
-use kiln_data::processed::{Example, read_examples};
-use kiln_data::tokenize::{LABELS, REPORT as TOKENIZE_REPORT, load_tokenizer};
-use kiln_data::{Split, clean};
+use kiln_core::model_folder::{CONFIG, LABELS, TOKENIZER, WEIGHTS};
+use kiln_core::output::{read_manifest, sha256_file};
+use kiln_core::{Example, FileHash, LabelMap, ModelFolder, Split};
+use kiln_data::clean;
+use kiln_data::processed::{check_label_ids, read_examples};
+use kiln_data::tokenize::MANIFEST as TOKENIZE_MANIFEST;
+use kiln_text::load_tokenizer;
 use kiln_model::BertConfig;
-
-pub const WEIGHTS: &str = "model.safetensors";
 
 /// The checked inputs of a training run.
 pub struct TrainInputs {
     pub train: Vec<Example>,
     pub validation: Vec<Example>,
     pub labels: LabelMap,
+    /// The pre-trained model folder, its `config.json` read.
+    pub pretrained: ModelFolder,
     pub model: BertConfig,
     /// The pre-trained weights.
     pub weights: PathBuf,
@@ -50,7 +52,7 @@ pub fn load(config: &TrainConfig) -> Result<TrainInputs> {
         check_label_ids(path, examples, &labels, &labels_path)?;
     }
 
-    let tokenize_manifest = read_manifest::<TokenizeConfig>(&dir.join(TOKENIZE_REPORT));
+    let tokenize_manifest = read_manifest::<TokenizeConfig>(&dir.join(TOKENIZE_MANIFEST));
     let mut hashes = Vec::new();
     for path in [&train_path, &validation_path, &labels_path] {
         let hash = FileHash::of(path)?;
@@ -61,13 +63,14 @@ pub fn load(config: &TrainConfig) -> Result<TrainInputs> {
             bail!(
                 "{} changed after `tokenize` wrote it (its sha256 differs from {}): rerun `tokenize`",
                 path.display(),
-                dir.join(TOKENIZE_REPORT).display()
+                dir.join(TOKENIZE_MANIFEST).display()
             );
         }
         hashes.push(hash);
     }
 
-    let model = BertConfig::load(&config.model_dir)?;
+    let pretrained = ModelFolder::open(&config.model_dir)?;
+    let model = BertConfig::from_folder(&pretrained)?;
     let weights = config.model_dir.join(WEIGHTS);
     if !weights.is_file() {
         bail!(
@@ -87,18 +90,18 @@ pub fn load(config: &TrainConfig) -> Result<TrainInputs> {
     }
     check_token_ids(config, &model, &train_path, &train)?;
     check_token_ids(config, &model, &validation_path, &validation)?;
-    hashes.push(FileHash::of(&config.model_dir.join("config.json"))?);
+    hashes.push(FileHash::of(&pretrained.path(CONFIG))?);
     hashes.push(FileHash::of(&weights)?);
 
     let tokenize = tokenize_manifest.map(|m| m.config);
     let clean = tokenize
         .as_ref()
-        .and_then(|t| read_manifest::<CleanConfig>(&t.input_dir.join(clean::REPORT)))
+        .and_then(|t| read_manifest::<CleanConfig>(&t.input_dir.join(clean::MANIFEST)))
         .map(|m| m.config);
     if let Some(tokenize) = &tokenize
         && tokenize.model_dir != config.model_dir
     {
-        let tokenizer_of = |dir: &Path| kiln_data::output::sha256_file(&dir.join("tokenizer.json")).ok();
+        let tokenizer_of = |dir: &Path| sha256_file(&dir.join(TOKENIZER)).ok();
         if tokenizer_of(&tokenize.model_dir) != tokenizer_of(&config.model_dir) {
             tracing::warn!(
                 "the data was tokenized with {}'s tokenizer, but the model is {}: make sure they share a vocabulary",
@@ -107,23 +110,7 @@ pub fn load(config: &TrainConfig) -> Result<TrainInputs> {
             );
         }
     }
-    Ok(TrainInputs { train, validation, labels, model, weights, hashes, tokenize, clean })
-}
-
-fn check_label_ids(path: &Path, examples: &[Example], labels: &LabelMap, labels_path: &Path) -> Result<()> {
-    if let Some((row, example)) = examples.iter().enumerate().find(|(_, e)| e.label_id as usize >= labels.len()) {
-        bail!(
-            "{}: row {} (id {}) has label_id {}, but {} lists {} labels: labels.json does not belong to this \
-             data (rerun `tokenize`)",
-            path.display(),
-            row + 1,
-            example.id,
-            example.label_id,
-            labels_path.display(),
-            labels.len()
-        );
-    }
-    Ok(())
+    Ok(TrainInputs { train, validation, labels, pretrained, model, weights, hashes, tokenize, clean })
 }
 
 /// Token ids must fit the model's embedding table, and lengths its positions.

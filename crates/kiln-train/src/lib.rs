@@ -17,26 +17,22 @@ mod trainer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kiln_config::SelectionMetric;
+use kiln_config::Metric;
 use serde::{Deserialize, Serialize};
 
 pub use trainer::{METRICS, Outcome, SUMMARY, TrainSummary, evaluate, run};
 
-/// Validation figures.
+/// Validation figures, taken during training.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EvalMetrics {
+pub struct ValidationMetrics {
     pub loss: f64,
     pub accuracy: f64,
     pub macro_f1: f64,
 }
 
-impl EvalMetrics {
-    pub fn get(&self, metric: SelectionMetric) -> f64 {
-        match metric {
-            SelectionMetric::MacroF1 => self.macro_f1,
-            SelectionMetric::Accuracy => self.accuracy,
-            SelectionMetric::Loss => self.loss,
-        }
+impl ValidationMetrics {
+    pub fn get(&self, metric: Metric) -> f64 {
+        metric.pick(self.accuracy, self.macro_f1, self.loss)
     }
 }
 

@@ -7,7 +7,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use kiln_core::metrics::{TrainLogLine, TrainLogRecord};
 
 pub const LIVE: &str = "metrics.live.jsonl";
 
@@ -36,14 +36,8 @@ impl MetricsLog {
     }
 
     /// Appends `record` with the time it was written (`time_ms`, Unix milliseconds).
-    pub fn write(&mut self, record: &impl Serialize) -> Result<()> {
-        #[derive(Serialize)]
-        struct Stamped<'a, R> {
-            #[serde(flatten)]
-            record: &'a R,
-            time_ms: u64,
-        }
-        let stamped = Stamped { record, time_ms: kiln_data::output::now_ms() };
+    pub fn write(&mut self, record: TrainLogRecord) -> Result<()> {
+        let stamped = TrainLogLine { record, time_ms: Some(kiln_core::output::now_ms()) };
         let mut line = serde_json::to_vec(&stamped).expect("metric records serialise. This is a bug.");
         line.push(b'\n');
         self.file.write_all(&line).with_context(|| format!("cannot write {}", self.path.display()))

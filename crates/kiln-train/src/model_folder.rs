@@ -4,20 +4,15 @@
 //! exact cleaning, tokenizing and training settings) and `manifest.json` (the
 //! sha256 of every input and output). Written staged: all or nothing.
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use kiln_config::{ModelSettings, TokenizeConfig, TrainConfig};
-use kiln_data::tokenize::{LABELS, TOKENIZER_FILES};
-use kiln_data::{LabelMap, Manifest, StagedOutput};
+use kiln_core::model_folder::{CONFIG, LABELS, MANIFEST, SETTINGS, TOKENIZER_FILES, WEIGHTS};
+use kiln_core::{LabelMap, Manifest, ModelFolder, StagedOutput};
 use kiln_model::BertClassifier;
 use kiln_model::bert::save_safetensors;
 use serde::Serialize;
 
-use crate::inputs::{TrainInputs, WEIGHTS};
-
-pub const SETTINGS: &str = "kiln.toml";
-pub const MANIFEST: &str = "manifest.json";
+use crate::inputs::TrainInputs;
 
 pub fn write(
     mut staged: StagedOutput,
@@ -28,17 +23,14 @@ pub fn write(
 ) -> Result<()> {
     save_safetensors(model, &staged.stage(WEIGHTS))?;
     let architecture = inputs.model.classification_architecture();
-    staged.write_json("config.json", &hf_config(&config.model_dir, architecture, &inputs.labels)?)?;
+    staged.write_json(CONFIG, &hf_config(&inputs.pretrained, architecture, &inputs.labels)?)?;
     for name in TOKENIZER_FILES {
         let source = config.model_dir.join(name);
         if source.is_file() {
             staged.copy(&source, name)?;
         }
     }
-    let (_, mut writer) = staged.create(LABELS)?;
-    std::io::Write::write_all(&mut writer, inputs.labels.to_json().as_bytes())?;
-    std::io::Write::flush(&mut writer)?;
-    drop(writer);
+    staged.write_bytes(LABELS, inputs.labels.to_json().as_bytes())?;
 
     let tokenize = inputs.tokenize.clone().unwrap_or_else(|| {
         let longest = inputs.train.iter().map(|e| e.len()).max().unwrap_or(2);
@@ -52,10 +44,7 @@ pub fn write(
         tracing::warn!("no clean manifest found: predict and serve will not clean texts for this model");
     }
     let settings = ModelSettings { clean: inputs.clean.clone(), tokenize, train: config.clone() };
-    let (_, mut writer) = staged.create(SETTINGS)?;
-    std::io::Write::write_all(&mut writer, settings.to_toml().as_bytes())?;
-    std::io::Write::flush(&mut writer)?;
-    drop(writer);
+    staged.write_bytes(SETTINGS, settings.to_toml().as_bytes())?;
 
     let mut manifest = Manifest::new("train", config, report);
     manifest.inputs = inputs.hashes.clone();
@@ -65,11 +54,9 @@ pub fn write(
 
 /// The pre-trained `config.json`, made a `…ForSequenceClassification` config
 /// with kiln's label names, so transformers loads the folder as it is.
-fn hf_config(model_dir: &Path, architecture: &str, labels: &LabelMap) -> Result<serde_json::Value> {
-    let path = model_dir.join("config.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut config: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+fn hf_config(pretrained: &ModelFolder, architecture: &str, labels: &LabelMap) -> Result<serde_json::Value> {
+    let mut config = pretrained.config().clone();
+    let path = pretrained.path(CONFIG);
     let map = config.as_object_mut().with_context(|| format!("{} is not a JSON object", path.display()))?;
     let id2label: serde_json::Map<String, serde_json::Value> =
         labels.labels().iter().enumerate().map(|(id, label)| (id.to_string(), label.clone().into())).collect();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use kiln_config::{CleanConfig, IngestConfig, ModelSettings, TokenizeConfig, TrainConfig};
-use kiln_data::Progress;
+use kiln_core::Progress;
 use kiln_model::bert::{load_safetensors, save_safetensors};
 use kiln_model::{BertClassifier, BertConfig, DeviceSpec};
 use kiln_train::{Control, Outcome, TrainSummary};
@@ -17,21 +17,7 @@ fn repo() -> PathBuf {
 
 /// A BERT with MiniLM's vocabulary (so the real tokenizer fits) and nothing else.
 fn tiny_config(hidden: usize) -> BertConfig {
-    BertConfig {
-        model_type: "bert".into(),
-        vocab_size: 30522,
-        hidden_size: hidden,
-        num_hidden_layers: 2,
-        num_attention_heads: 2,
-        intermediate_size: 2 * hidden,
-        hidden_act: "gelu".into(),
-        hidden_dropout_prob: 0.1,
-        attention_probs_dropout_prob: 0.1,
-        max_position_embeddings: 64,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        classifier_dropout: None,
-    }
+    kiln_testing::tiny_bert(hidden, 2)
 }
 
 /// A Hugging Face-style folder holding a random tiny BERT and the MiniLM tokenizer.
@@ -268,7 +254,7 @@ fn early_stopping_keeps_the_best_model() {
     let config = TrainConfig {
         learning_rate: 1e-12,
         eval_every_steps: 1,
-        metric: kiln_config::SelectionMetric::Accuracy,
+        metric: kiln_config::Metric::Accuracy,
         patience: 2,
         ..fixture.config("early")
     };

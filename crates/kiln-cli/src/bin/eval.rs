@@ -37,8 +37,8 @@ fn main() -> ExitCode {
                 metrics.split,
                 metrics.examples,
                 metrics.accuracy,
-                metrics.macro_avg.f1,
-                metrics.weighted_avg.f1,
+                metrics.macro_f1,
+                metrics.weighted_f1,
                 metrics.loss,
                 config.eval.output_dir.display()
             );

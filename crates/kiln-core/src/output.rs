@@ -12,7 +12,6 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use polars::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -72,23 +71,18 @@ impl StagedOutput {
         Ok(())
     }
 
-    /// Writes `frame` as zstd Parquet to the staged file `name`.
-    pub fn write_parquet(&mut self, name: &str, frame: &mut DataFrame) -> Result<()> {
-        let (path, writer) = self.create(name)?;
-        ParquetWriter::new(writer)
-            .with_compression(ParquetCompression::Zstd(None))
-            .finish(frame)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
-    }
-
     pub fn write_json(&mut self, name: &str, value: &impl Serialize) -> Result<()> {
         let (path, mut writer) = self.create(name)?;
         serde_json::to_writer_pretty(&mut writer, value).with_context(|| format!("cannot write {}", path.display()))?;
         writer.write_all(b"\n")?;
         writer.flush().with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
+    }
+
+    /// Stages a small text or binary file written in one go (labels, settings, a report).
+    pub fn write_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let (path, mut writer) = self.create(name)?;
+        writer.write_all(bytes).and_then(|()| writer.flush()).with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// sha256 of each staged file so far, by final path: for the manifest.
@@ -249,16 +243,6 @@ pub fn read_manifest<C: for<'de> serde::Deserialize<'de>>(path: &Path) -> Option
             None
         }
     }
-}
-
-/// Reads a Parquet file written by an earlier stage, saying which stage to run if it is missing.
-pub fn read_parquet(path: &Path, made_by: &str) -> Result<DataFrame> {
-    let file = File::open(path).with_context(|| {
-        format!("cannot open {} (run `{made_by}` first, or check the input folder)", path.display())
-    })?;
-    anyhow::Context::with_context(ParquetReader::new(file).finish(), || {
-        format!("{} is not a readable Parquet file", path.display())
-    })
 }
 
 #[cfg(test)]

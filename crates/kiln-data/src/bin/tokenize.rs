@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_cli::CommonArgs;
+use kiln_config::stage::{CommonArgs, run_stage};
 use kiln_config::cli::TokenizeArgs;
 
 /// Turn cleaned text into token ids with the model folder's tokenizer.json, and write labels.json, the label list every later stage shares.
@@ -18,7 +18,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let Cli { common, settings } = Cli::parse();
-    kiln_cli::run_stage(
+    run_stage(
         "tokenize",
         &common,
         |config| settings.apply(&mut config.tokenize),

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_cli::CommonArgs;
+use kiln_config::stage::{CommonArgs, run_stage};
 use kiln_config::cli::CleanArgs;
 
 /// Normalise texts (URLs, mentions, hashtags, HTML, control characters, whitespace, case, Unicode) and drop empty, over-long, duplicate and leaking rows.
@@ -18,7 +18,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let Cli { common, settings } = Cli::parse();
-    kiln_cli::run_stage(
+    run_stage(
         "clean",
         &common,
         |config| settings.apply(&mut config.clean),

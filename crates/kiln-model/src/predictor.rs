@@ -1,26 +1,28 @@
-//! A model folder, loaded for prediction.
+//! A model folder, loaded for prediction: what `eval`, `predict`, `export`
+//! and `serve` share. It cleans and tokenizes texts as training did (from the
+//! folder's `kiln.toml`), so every consumer predicts the same way.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::tensor::Device;
 use burn::tensor::activation::softmax;
 use kiln_config::ModelSettings;
-use kiln_data::LabelMap;
-use kiln_data::clean::Cleaner;
-use kiln_data::processed::Example;
-use kiln_data::tokenize::load_tokenizer;
-use kiln_model::batch::{collate, length_sorted_batches};
-use kiln_model::bert::load_safetensors;
-use kiln_model::{BertClassifier, BertConfig};
+use kiln_core::{Bug, Example, LabelMap, ModelFolder};
+use kiln_text::clean::Cleaner;
+use kiln_text::load_tokenizer;
 use tokenizers::Tokenizer;
+
+use crate::batch::{collate, length_sorted_batches};
+use crate::bert::load_safetensors;
+use crate::{BertClassifier, BertConfig};
 
 /// Texts longer than this many tokens are truncated when the folder does not
 /// say (a Hugging Face folder without kiln.toml).
 const DEFAULT_MAX_LENGTH: usize = 512;
 
 pub struct Predictor {
-    pub dir: PathBuf,
+    pub folder: ModelFolder,
     pub config: BertConfig,
     pub labels: LabelMap,
     /// The settings the model was trained with; absent for a foreign HF folder.
@@ -36,16 +38,12 @@ impl Predictor {
     /// Loads `dir`: config.json, model.safetensors (with a classification head),
     /// tokenizer.json, and the label names from labels.json or config.json's `id2label`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let config = BertConfig::load(dir)?;
-        let labels = load_labels(dir)?;
-        let settings_path = dir.join("kiln.toml");
-        let settings = settings_path.is_file().then(|| ModelSettings::load(&settings_path)).transpose()?;
-        let max_length = settings.as_ref().map_or(DEFAULT_MAX_LENGTH, |s| s.tokenize.max_length);
-        let tokenizer = load_tokenizer(dir, max_length.min(config.max_position_embeddings))?;
-        let weights = dir.join("model.safetensors");
-        if !weights.is_file() {
-            bail!("model folder {} has no model.safetensors", dir.display());
-        }
+        let folder = ModelFolder::open(dir)?;
+        let config = BertConfig::from_folder(&folder)?;
+        let labels = folder.labels()?;
+        let settings = folder.settings_path().map(|path| ModelSettings::load(&path)).transpose()?;
+        let tokenizer = load_tokenizer(dir, max_length(settings.as_ref(), &config))?;
+        let weights = folder.weights()?;
         let mut model = BertClassifier::new(&config, labels.len(), device);
         let report = load_safetensors(&mut model, &weights)?;
         if let Some(shape) = report.replaced_head {
@@ -66,10 +64,9 @@ impl Predictor {
             );
         }
         let cleaner = settings.as_ref().and_then(|s| s.clean.as_ref()).map(Cleaner::new);
-        // BERT takes token types, DistilBERT (type_vocab_size 0) does not.
-        let token_types = config.type_vocab_size > 0;
+        let token_types = folder.takes_token_types();
         Ok(Self {
-            dir: dir.to_owned(),
+            folder,
             config,
             labels,
             settings,
@@ -106,64 +103,51 @@ impl Predictor {
             .collect())
     }
 
+    /// Texts are truncated to this many tokens.
+    pub fn max_length(&self) -> usize {
+        max_length(self.settings.as_ref(), &self.config)
+    }
+
     /// Class probabilities for one batch of examples, row by row, in label-id order.
-    pub fn probabilities(&self, examples: &[&Example]) -> Vec<Vec<f32>> {
+    pub fn probabilities(&self, examples: &[&Example]) -> Result<Vec<Vec<f32>>> {
         if examples.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let (input, _) = collate(examples, 0, &self.device);
         let probabilities = softmax(self.model.forward(input), 1);
-        let flat = probabilities.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
-        flat.chunks(self.labels.len()).map(<[f32]>::to_vec).collect()
+        let flat = probabilities
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|error| Bug::new(format!("cannot read the model's output as f32: {error:?}")))?;
+        if flat.len() != examples.len() * self.labels.len() {
+            return Err(Bug::new(format!(
+                "the model gave {} scores for {} examples of {} labels",
+                flat.len(),
+                examples.len(),
+                self.labels.len()
+            ))
+            .into());
+        }
+        Ok(flat.chunks(self.labels.len()).map(<[f32]>::to_vec).collect())
     }
 
     /// Probabilities for many examples, in batches of `batch_size` grouped by
     /// length (so padding stays small), returned in the input order.
-    pub fn probabilities_batched(&self, examples: &[Example], batch_size: usize) -> Vec<Vec<f32>> {
+    pub fn probabilities_batched(&self, examples: &[Example], batch_size: usize) -> Result<Vec<Vec<f32>>> {
         let lengths: Vec<usize> = examples.iter().map(Example::len).collect();
         let mut out = vec![Vec::new(); examples.len()];
         for chunk in length_sorted_batches(&lengths, batch_size) {
             let rows: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
-            for (&index, row) in chunk.iter().zip(self.probabilities(&rows)) {
+            for (&index, row) in chunk.iter().zip(self.probabilities(&rows)?) {
                 out[index] = row;
             }
         }
-        out
+        Ok(out)
     }
 }
 
-/// kiln's labels.json, else config.json's `id2label`; both, when present, must agree.
-fn load_labels(dir: &Path) -> Result<LabelMap> {
-    let config_path = dir.join("config.json");
-    let text =
-        std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
-    let config: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", config_path.display()))?;
-    let from_config: Option<Vec<String>> = config.get("id2label").and_then(|map| {
-        let map = map.as_object()?;
-        (0..map.len()).map(|id| map.get(&id.to_string()).and_then(|v| v.as_str()).map(str::to_owned)).collect()
-    });
-    let labels_path = dir.join("labels.json");
-    if labels_path.is_file() {
-        let labels = LabelMap::load(&labels_path)?;
-        if let Some(names) = &from_config
-            && names.len() != labels.len()
-        {
-            bail!(
-                "{} lists {} labels but {}'s id2label has {}: the folder is inconsistent",
-                labels_path.display(),
-                labels.len(),
-                config_path.display(),
-                names.len()
-            );
-        }
-        return Ok(labels);
-    }
-    match from_config {
-        Some(names) if !names.is_empty() => Ok(LabelMap::from_ordered_names(names)),
-        _ => bail!(
-            "{} has neither labels.json nor an id2label in config.json: it is not a classification model folder",
-            dir.display()
-        ),
-    }
+/// The training `max_length` (kiln.toml), else 512, within the model's positions.
+fn max_length(settings: Option<&ModelSettings>, config: &BertConfig) -> usize {
+    settings.map_or(DEFAULT_MAX_LENGTH, |s| s.tokenize.max_length).min(config.max_position_embeddings)
 }

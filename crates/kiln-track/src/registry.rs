@@ -18,21 +18,18 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
-use kiln_config::{RegistryConfig, SelectionMetric};
-use kiln_data::output::{FileHash, now_ms, write_file_atomically};
+use kiln_config::RegistryConfig;
+use kiln_core::model_folder::{EVAL_METRICS, SETTINGS, TRAIN_MANIFEST, WEIGHTS};
+use kiln_core::output::{FileHash, now_ms, read_manifest, write_file_atomically};
+use kiln_core::{EvalMetrics, Metric};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
-use crate::export::{EVAL_METRICS, TRAIN_MANIFEST};
-
-pub const INDEX: &str = "registry.json";
+pub const INDEX: &str = kiln_core::stages::REGISTRY_DONE;
 pub const PRODUCTION: &str = "production";
 const LOCK: &str = ".lock";
 /// `add` copies a version in under this prefix, then renames it to `v<N>`.
 const STAGING: &str = ".kiln-add-";
-/// The weights: two versions with the same weights are the same model.
-const WEIGHTS: &str = "model.safetensors";
-/// The training config saved next to the weights.
-const TRAINING_CONFIG: &str = "kiln.toml";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -101,7 +98,8 @@ impl Index {
     }
 }
 
-/// What callers branch on: `registry` exits with its own code for each.
+/// What callers branch on: a refused promotion is an expected outcome (the
+/// retrain gate, scripts), not a broken registry. `registry` exits 1 on each.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("no version {0} in the registry (`registry list` shows them)")]
@@ -113,7 +111,7 @@ pub enum RegistryError {
     WorseThanProduction {
         candidate: u32,
         production: u32,
-        metric: SelectionMetric,
+        metric: Metric,
         candidate_value: f64,
         production_value: f64,
     },
@@ -121,7 +119,7 @@ pub enum RegistryError {
         "v{candidate} has no {metric} to compare with production v{production}'s (was it evaluated \
          before export?): not promoted (--force promotes it anyway)"
     )]
-    NotComparable { candidate: u32, production: u32, metric: SelectionMetric },
+    NotComparable { candidate: u32, production: u32, metric: Metric },
     #[error("v{0} is in production: promote another version first")]
     ArchivingProduction(u32),
     #[error(transparent)]
@@ -198,9 +196,9 @@ impl Registry {
         }
         self.remove_leftovers(&index)?;
         let number = index.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
-        let eval: Option<EvalFigures> = read_json(&model_dir.join(EVAL_METRICS))?;
-        let training: Option<TrainingManifest> = read_json(&model_dir.join(TRAIN_MANIFEST))?;
-        let config_path = model_dir.join(TRAINING_CONFIG);
+        let eval = EvalMetrics::load_if_present(&model_dir.join(EVAL_METRICS))?;
+        let training = read_manifest::<IgnoredAny>(&model_dir.join(TRAIN_MANIFEST));
+        let config_path = model_dir.join(SETTINGS);
         let mut version = Version {
             version: number,
             stage: Stage::Candidate,
@@ -209,8 +207,8 @@ impl Registry {
             weights_sha256,
             config_sha256: config_path.is_file().then(|| FileHash::of(&config_path)).transpose()?.map(|h| h.sha256),
             data: training.map(|t| t.inputs).unwrap_or_default(),
-            test_data: eval.as_ref().and_then(|e| e.data.clone()),
-            metrics: eval.map(|e| e.figures()).unwrap_or_default(),
+            test_data: eval.as_ref().map(|e| e.data.clone()),
+            metrics: eval.map(|e| e.headline().into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).unwrap_or_default(),
             history: vec![(Stage::Candidate, now_ms())],
         };
         self.copy_in(model_dir, number)?;
@@ -226,7 +224,7 @@ impl Registry {
     /// Makes `version` production and archives the one it replaces. Refused
     /// when its metric is worse than production's on the same test data, or
     /// missing, unless `force`.
-    pub fn promote(&self, version: u32, metric: SelectionMetric, force: bool) -> Result<Promoted, RegistryError> {
+    pub fn promote(&self, version: u32, metric: Metric, force: bool) -> Result<Promoted, RegistryError> {
         let _lock = self.lock()?;
         let mut index = self.load()?;
         let candidate = index.get(version).ok_or(RegistryError::NoSuchVersion(version))?.clone();
@@ -235,11 +233,10 @@ impl Registry {
         if let Some(production) = production.as_ref().filter(|p| p.version != version) {
             let comparable = candidate.test_data.is_some()
                 && candidate.test_data.as_ref().map(|d| &d.sha256) == production.test_data.as_ref().map(|d| &d.sha256);
-            let key = metric_key(metric);
+            let key = metric.key();
             match (candidate.metrics.get(key), production.metrics.get(key)) {
                 (Some(&new), Some(&old)) if comparable => {
-                    let worse = if metric.higher_is_better() { new < old } else { new > old };
-                    if worse && !force {
+                    if metric.is_better(old, new) && !force {
                         return Err(RegistryError::WorseThanProduction {
                             candidate: version,
                             production: production.version,
@@ -374,43 +371,6 @@ impl Registry {
     }
 }
 
-/// `eval`'s metrics file, as much of it as the registry keeps.
-#[derive(Debug, Deserialize)]
-struct EvalFigures {
-    #[serde(default)]
-    data: Option<FileHash>,
-    #[serde(flatten)]
-    rest: BTreeMap<String, serde_json::Value>,
-}
-
-impl EvalFigures {
-    fn figures(&self) -> BTreeMap<String, f64> {
-        self.rest.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).filter(|(k, _)| k != "examples").collect()
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct TrainingManifest {
-    inputs: Vec<FileHash>,
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).with_context(|| format!("{} is not valid", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-/// The key of `eval`'s metrics file that `metric` names.
-pub fn metric_key(metric: SelectionMetric) -> &'static str {
-    match metric {
-        SelectionMetric::MacroF1 => "macro_f1",
-        SelectionMetric::Accuracy => "accuracy",
-        SelectionMetric::Loss => "loss",
-    }
-}
-
 /// `v3` or `3`.
 pub fn parse_version(text: &str) -> Result<u32, String> {
     text.strip_prefix('v').unwrap_or(text).parse().map_err(|_| format!("'{text}' is not a version (v3, or 3)"))
@@ -452,13 +412,26 @@ mod tests {
         let out = dir.join(format!("export-{weights}-{test_sha}"));
         std::fs::create_dir_all(&out).expect("mkdir");
         std::fs::write(out.join(WEIGHTS), weights).expect("weights");
-        std::fs::write(out.join(TRAINING_CONFIG), "[train]\nseed = 1\n").expect("config");
-        let metrics = serde_json::json!({
-            "split": "test", "examples": 100, "accuracy": macro_f1 + 0.01, "macro_f1": macro_f1, "loss": 1.0 - macro_f1,
-            "data": { "path": "data/processed/test.parquet", "sha256": test_sha },
+        std::fs::write(out.join(SETTINGS), "[train]\nseed = 1\n").expect("config");
+        let metrics = EvalMetrics {
+            accuracy: macro_f1 + 0.01,
+            loss: 1.0 - macro_f1,
+            macro_precision: macro_f1,
+            macro_recall: macro_f1,
+            macro_f1,
+            weighted_precision: macro_f1,
+            weighted_recall: macro_f1,
+            weighted_f1: macro_f1,
+            examples: 100,
+            split: kiln_core::Split::Test,
+            per_class: Vec::new(),
+            model: Vec::new(),
+            data: FileHash { path: "data/processed/test.parquet".into(), sha256: test_sha.into() },
+        };
+        std::fs::write(out.join(EVAL_METRICS), serde_json::to_string(&metrics).expect("json")).expect("metrics");
+        let manifest = serde_json::json!({
+            "config": {}, "inputs": [{ "path": "data/processed/train.parquet", "sha256": "t" }],
         });
-        std::fs::write(out.join(EVAL_METRICS), metrics.to_string()).expect("metrics");
-        let manifest = serde_json::json!({ "inputs": [{ "path": "data/processed/train.parquet", "sha256": "t" }] });
         std::fs::write(out.join(TRAIN_MANIFEST), manifest.to_string()).expect("manifest");
         out
     }
@@ -508,29 +481,29 @@ mod tests {
         registry.add(&export(dir.path(), "better", 0.85, "test1"), true).expect("v3");
         registry.add(&export(dir.path(), "other-data", 0.5, "test2"), true).expect("v4");
 
-        let refused = registry.promote(2, SelectionMetric::MacroF1, false).expect_err("worse");
+        let refused = registry.promote(2, Metric::MacroF1, false).expect_err("worse");
         assert!(matches!(refused, RegistryError::WorseThanProduction { candidate: 2, production: 1, .. }), "{refused}");
         assert_eq!(production_weights(&registry), "a", "a refusal changes nothing");
         // Lower loss is better: v2's loss (0.3) is higher than v1's (0.2).
-        assert!(registry.promote(2, SelectionMetric::Loss, false).is_err());
+        assert!(registry.promote(2, Metric::Loss, false).is_err());
 
-        let promoted = registry.promote(3, SelectionMetric::MacroF1, false).expect("better");
+        let promoted = registry.promote(3, Metric::MacroF1, false).expect("better");
         assert_eq!((promoted.replaced, promoted.warning), (Some(1), None));
         assert_eq!(production_weights(&registry), "better");
         let index = registry.load().expect("index");
         assert_eq!(index.get(1).map(|v| v.stage), Some(Stage::Archived));
         assert_eq!(index.get(3).map(|v| v.history.len()), Some(2));
 
-        let forced = registry.promote(2, SelectionMetric::MacroF1, true).expect("forced");
+        let forced = registry.promote(2, Metric::MacroF1, true).expect("forced");
         assert_eq!(forced.replaced, Some(3));
         assert_eq!(production_weights(&registry), "worse");
 
         // Different test data: nothing to compare, so it is promoted with a warning.
-        let other = registry.promote(4, SelectionMetric::MacroF1, false).expect("not comparable");
+        let other = registry.promote(4, Metric::MacroF1, false).expect("not comparable");
         assert!(other.warning.is_some_and(|w| w.contains("same test data")));
         let index = registry.load().expect("index");
         assert_eq!(index.versions.iter().filter(|v| v.stage == Stage::Production).count(), 1);
-        assert!(matches!(registry.promote(9, SelectionMetric::MacroF1, false), Err(RegistryError::NoSuchVersion(9))));
+        assert!(matches!(registry.promote(9, Metric::MacroF1, false), Err(RegistryError::NoSuchVersion(9))));
     }
 
     #[test]
@@ -542,7 +515,7 @@ mod tests {
         std::fs::remove_file(bare.join(EVAL_METRICS)).expect("unevaluated");
         let v2 = registry.add(&bare, true).expect("v2").version;
         assert!(v2.metrics.is_empty() && v2.test_data.is_none());
-        let refused = registry.promote(2, SelectionMetric::MacroF1, false).expect_err("no metrics");
+        let refused = registry.promote(2, Metric::MacroF1, false).expect_err("no metrics");
         assert!(matches!(refused, RegistryError::NotComparable { .. }), "{refused}");
     }
 
@@ -553,12 +526,12 @@ mod tests {
         registry.add(&export(dir.path(), "a", 0.8, "test1"), false).expect("v1");
         assert!(registry.load().expect("index").production().is_none(), "promote_first = false");
         assert!(!registry.production_dir().exists());
-        registry.promote(1, SelectionMetric::MacroF1, false).expect("first promotion has nothing to beat");
+        registry.promote(1, Metric::MacroF1, false).expect("first promotion has nothing to beat");
         registry.add(&export(dir.path(), "b", 0.9, "test1"), false).expect("v2");
         assert!(matches!(registry.archive(1), Err(RegistryError::ArchivingProduction(1))));
         assert_eq!(registry.archive(2).expect("archived").stage, Stage::Archived);
         // An archived version can come back.
-        registry.promote(2, SelectionMetric::MacroF1, false).expect("back");
+        registry.promote(2, Metric::MacroF1, false).expect("back");
         assert_eq!(production_weights(&registry), "b");
     }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_cli::CommonArgs;
+use kiln_config::stage::{CommonArgs, run_stage};
 use kiln_config::cli::IngestArgs;
 
 /// Read raw labelled text (CSV, TSV, JSONL, Parquet), map its columns, split it and write train/validation/test Parquet files.
@@ -18,7 +18,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let Cli { common, settings } = Cli::parse();
-    kiln_cli::run_stage(
+    run_stage(
         "ingest",
         &common,
         |config| settings.apply(&mut config.ingest),

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use kiln_model::metrics::Confusion;
+use kiln_core::metrics::Confusion;
 
 #[derive(serde::Deserialize)]
 struct Fixture {

@@ -1,0 +1,203 @@
+//! What every stage binary shares: the common flags, logging, settings
+//! resolution (defaults < config file < flags), `--print-config` and one
+//! exit-code policy.
+//!
+//! Exit codes: 0 success; 1 a problem with the input or settings (the message
+//! says what and where); 2 a bug in kiln: a [`Bug`] error or any panic,
+//! LibTorch errors that surface as panics included.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::Result;
+use clap::Args;
+use kiln_core::{Bug, Progress};
+
+use crate::{ConfigError, PipelineConfig};
+
+/// Every stage allocates millions of small strings across threads; mimalloc does
+/// that markedly faster than glibc's malloc. Every kiln binary runs through
+/// this harness, so this is the one place it is set.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Exit code of a stage that failed on its input or settings.
+pub const EXIT_INPUT: u8 = 1;
+/// Exit code of a bug in kiln (a panic, a broken invariant).
+pub const EXIT_BUG: u8 = 2;
+
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Pipeline config (TOML); flags override its keys. Without one, built-in defaults.
+    #[arg(long, short, value_name = "FILE", env = "KILN_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// No progress bars; only warnings and errors.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Print the resolved settings as TOML and exit without running.
+    #[arg(long, global = true)]
+    pub print_config: bool,
+    /// Print, as TOML, the file each stage of the resolved settings writes last
+    /// (its manifest: there means done), and exit without running. For `make`.
+    #[arg(long, global = true)]
+    pub print_done_files: bool,
+}
+
+impl CommonArgs {
+    pub fn load_config(&self) -> Result<PipelineConfig, ConfigError> {
+        PipelineConfig::load(self.config.as_deref())
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress::new(self.quiet)
+    }
+}
+
+/// A stage's whole life after flag parsing: logging, settings (defaults < file <
+/// flags, through `apply`), `--print-config`, the work itself, the exit code.
+/// A panic in `work` (a LibTorch error surfaces as one) exits 2 with the bug
+/// message, never 101.
+pub fn run_stage(
+    name: &str,
+    common: &CommonArgs,
+    apply: impl FnOnce(&mut PipelineConfig),
+    work: impl FnOnce(&PipelineConfig, Progress) -> Result<()>,
+) -> ExitCode {
+    run_stage_catching(name, common, apply, |config, progress| {
+        catch_panics(|| {
+            panic_if_asked(name);
+            work(config, progress)
+        })
+    })
+}
+
+/// [`run_stage`] for a harness that catches panics in `work` itself (with
+/// [`catch_panics`]), to finish what it started around the work.
+pub fn run_stage_catching(
+    name: &str,
+    common: &CommonArgs,
+    apply: impl FnOnce(&mut PipelineConfig),
+    work: impl FnOnce(&PipelineConfig, Progress) -> Result<()>,
+) -> ExitCode {
+    init_logging(common.quiet);
+    std::panic::set_hook(Box::new(remember_panic));
+    let result = common.load_config().map_err(anyhow::Error::from).and_then(|mut config| {
+        apply(&mut config);
+        if common.print_config {
+            print_config(&config);
+            return Ok(());
+        }
+        if common.print_done_files {
+            print_output(&config.done_files_toml());
+            return Ok(());
+        }
+        work(&config, common.progress())
+    });
+    exit_with(name, result)
+}
+
+/// Test hook: with `KILN_TEST_PANIC=<stage>` that stage panics where its work
+/// starts, so tests can see a panic from outside (exit code, message, records).
+pub fn panic_if_asked(stage: &str) {
+    if std::env::var("KILN_TEST_PANIC").is_ok_and(|asked| asked == stage) {
+        panic!("KILN_TEST_PANIC asked {stage} to panic");
+    }
+}
+
+/// The last panic's message and place, kept by the panic hook for [`catch_panics`].
+static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+fn remember_panic(info: &std::panic::PanicHookInfo) {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".into());
+    let place = info.location().map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+    if let Ok(mut last) = LAST_PANIC.lock() {
+        *last = Some(format!("{message}{place}"));
+    }
+}
+
+/// Runs `work`, turning a panic into a [`Bug`] error, so the caller can still
+/// finish what it started (a run record says `failed`, not `running` forever).
+pub fn catch_panics<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        let message = LAST_PANIC.lock().ok().and_then(|mut last| last.take());
+        Err(Bug::new(format!("panicked: {}", message.unwrap_or_else(|| "no message".into()))).into())
+    })
+}
+
+/// Turns a stage's outcome into an exit code, printing the error chain once.
+/// A broken pipe (output piped into `head`) is not an error.
+fn exit_with(stage: &str, result: Result<()>) -> ExitCode {
+    let Err(error) = result else { return ExitCode::SUCCESS };
+    let broken_pipe = error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("{stage}: error: {error:#}");
+    if error.chain().any(|cause| cause.is::<Bug>()) {
+        eprintln!("{stage}: this is a bug in kiln; please report it with the command you ran");
+        ExitCode::from(EXIT_BUG)
+    } else {
+        ExitCode::from(EXIT_INPUT)
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` refines the level (default: info, or warn with --quiet).
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .try_init();
+}
+
+/// Prints the settings a stage would run with (for `--print-config`), secrets left out.
+fn print_config(config: &PipelineConfig) {
+    #[allow(clippy::print_stdout)] // --print-config's output is the program's output.
+    {
+        print!("{}", config.redacted().to_toml());
+    }
+}
+
+/// Prints a command's result (a table, a version, JSON) on stdout.
+pub fn print_output(output: &str) {
+    #[allow(clippy::print_stdout)] // The table or record is the program's output.
+    {
+        print!("{output}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bugs_exit_2_and_other_errors_exit_1_and_broken_pipes_0() {
+        let input = anyhow::anyhow!("data/raw/train.parquet: row 3: empty text");
+        assert_eq!(exit_with("t", Err(input)), ExitCode::from(EXIT_INPUT));
+        let bug = anyhow::Error::new(Bug::new("label id out of range")).context("scoring");
+        assert_eq!(exit_with("t", Err(bug)), ExitCode::from(EXIT_BUG));
+        let text_only = anyhow::anyhow!("mentions This is a bug but is no Bug");
+        assert_eq!(exit_with("t", Err(text_only)), ExitCode::from(EXIT_INPUT), "typed, not a substring");
+        std::panic::set_hook(Box::new(remember_panic));
+        let caught = catch_panics::<()>(|| panic!("index out of bounds")).expect_err("a panic is an error");
+        assert!(caught.is::<Bug>(), "{caught:#}");
+        assert!(format!("{caught:#}").contains("index out of bounds at crates/kiln-config"), "{caught:#}");
+        assert_eq!(exit_with("t", Err(caught)), ExitCode::from(EXIT_BUG));
+        let pipe = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert_eq!(exit_with("t", Err(pipe)), ExitCode::SUCCESS);
+    }
+}

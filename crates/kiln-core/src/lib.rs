@@ -1,0 +1,26 @@
+//! The files kiln's stages share, each with one owner: the model folder and its
+//! file names, `eval`'s metrics and `train`'s metrics log, the label list,
+//! splits, tokenized examples, manifests and atomic writes. Light on purpose
+//! (no polars, no LibTorch), so a crate that only reads records depends on this.
+
+pub mod error;
+pub mod example;
+pub mod labels;
+pub mod metrics;
+pub mod model_folder;
+pub mod output;
+pub mod progress;
+pub mod split;
+pub mod stages;
+
+pub use error::Bug;
+pub use example::Example;
+pub use labels::LabelMap;
+pub use metrics::{EvalMetrics, Metric};
+pub use model_folder::ModelFolder;
+pub use output::{FileHash, Manifest, StagedOutput};
+pub use progress::Progress;
+pub use split::Split;
+
+/// kiln's version, recorded in every manifest and run record.
+pub const KILN_VERSION: &str = env!("CARGO_PKG_VERSION");

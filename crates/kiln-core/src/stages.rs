@@ -1,0 +1,19 @@
+//! The file each stage writes last, in its output folder: a stage is done
+//! exactly when this file is there (everything else is moved into place
+//! before it). `make` takes these as the stages' targets, through
+//! `--print-done-files`, so the names live only here.
+
+/// `ingest`'s manifest, in `[ingest] output_dir`.
+pub const INGEST_DONE: &str = "manifest.json";
+/// `clean`'s manifest, in `[clean] output_dir`.
+pub const CLEAN_DONE: &str = "clean_report.json";
+/// `tokenize`'s manifest, in `[tokenize] output_dir` (beside `labels.json`).
+pub const TOKENIZE_DONE: &str = "tokenize_report.json";
+/// `train`'s summary, in `[train] run_dir`, written after the model folder.
+pub const TRAIN_DONE: &str = "train_summary.json";
+/// `eval`'s manifest, in `[eval] output_dir`.
+pub const EVAL_DONE: &str = "manifest.json";
+/// `export`'s manifest, in `[export] output_dir`.
+pub const EXPORT_DONE: &str = crate::model_folder::EXPORT_MANIFEST;
+/// The registry's index, in `[registry] dir`, rewritten by each change.
+pub const REGISTRY_DONE: &str = "registry.json";

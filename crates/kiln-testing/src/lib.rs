@@ -1,0 +1,79 @@
+//! Test support shared by kiln's crates, and never part of a release build (a
+//! dev-dependency only): a small classifier folder for the tests of crates that
+//! load models (`export`, `serve`), random weights, so fast to make, in the
+//! shape of a fine-tuned model folder.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use kiln_core::model_folder::{CONFIG, TOKENIZER_FILES, WEIGHTS};
+use kiln_model::bert::save_safetensors;
+use kiln_model::{BertClassifier, BertConfig, DeviceSpec};
+
+/// A BERT with MiniLM's vocabulary (so the real tokenizer fits), 2 layers of
+/// `hidden` units and `heads` heads, 64 positions: fast to make and to run.
+pub fn tiny_bert(hidden: usize, heads: usize) -> BertConfig {
+    BertConfig {
+        model_type: "bert".into(),
+        vocab_size: 30522,
+        hidden_size: hidden,
+        num_hidden_layers: 2,
+        num_attention_heads: heads,
+        intermediate_size: 2 * hidden,
+        hidden_act: "gelu".into(),
+        hidden_dropout_prob: 0.1,
+        attention_probs_dropout_prob: 0.1,
+        max_position_embeddings: 64,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+        classifier_dropout: None,
+    }
+}
+
+/// The MiniLM folder `make setup` installs; its tokenizer is the folder's.
+pub fn pretrained_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/pretrained/all-MiniLM-L6-v2")
+}
+
+/// Writes a random 2-layer BERT with MiniLM's vocabulary and tokenizer, a head
+/// for `labels`, and HF's id2label, into `dir`. `seed` picks the weights.
+pub fn classifier_folder(dir: &Path, labels: &[&str], seed: u64) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let config = tiny_bert(32, 4);
+    let device = DeviceSpec::Cpu.device();
+    device.seed(seed);
+    save_safetensors(&BertClassifier::new(&config, labels.len(), &device), &dir.join(WEIGHTS))?;
+    let mut json = serde_json::to_value(&config)?;
+    json["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
+    let id2label: serde_json::Map<String, serde_json::Value> =
+        labels.iter().enumerate().map(|(id, label)| (id.to_string(), serde_json::Value::from(*label))).collect();
+    let label2id: serde_json::Map<String, serde_json::Value> =
+        labels.iter().enumerate().map(|(id, label)| ((*label).to_owned(), serde_json::Value::from(id))).collect();
+    json["id2label"] = id2label.into();
+    json["label2id"] = label2id.into();
+    std::fs::write(dir.join(CONFIG), json.to_string())?;
+    let pretrained = pretrained_dir();
+    for name in TOKENIZER_FILES {
+        std::fs::copy(pretrained.join(name), dir.join(name))
+            .with_context(|| format!("no {} in {} (run `make setup`)", name, pretrained.display()))?;
+    }
+    Ok(())
+}
+
+/// Reports a figure a test measured (a difference against a reference, a
+/// failure count): test output is captured, so besides stderr it is appended
+/// to the file `$KILN_TEST_FIGURES` names, which `make test` prints before its
+/// closing line.
+pub fn figure(line: &str) {
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("KILN_TEST_FIGURES") {
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
+        if let Err(error) = appended {
+            eprintln!("cannot append to {}: {error}", std::path::Path::new(&path).display());
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The text rules, one definition for training and serving: [`Cleaner`]
+//! cleans one text; `clean` runs it over a column, and `predict` and `serve`
+//! apply the same one from the model's saved config, so training and serving
+//! cannot clean differently. Regexes are compiled once; unchanged texts are
+//! never copied (`Cow`).
+
+use std::borrow::Cow;
+
+use kiln_config::{CleanConfig, HashtagMode, UnicodeNormalization};
+use regex::Regex;
+use unicode_normalization::{IsNormalized, UnicodeNormalization as _};
+
+/// The text rules, in the order they run. Each is counted in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rule {
+    UnicodeNormalization,
+    StripHtml,
+    StripControl,
+    StripUrls,
+    StripMentions,
+    Hashtags,
+    Lowercase,
+    CollapseWhitespace,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 8] = [
+        Rule::UnicodeNormalization,
+        Rule::StripHtml,
+        Rule::StripControl,
+        Rule::StripUrls,
+        Rule::StripMentions,
+        Rule::Hashtags,
+        Rule::Lowercase,
+        Rule::CollapseWhitespace,
+    ];
+
+    /// The config key that turns the rule on or off.
+    pub fn key(self) -> &'static str {
+        match self {
+            Rule::UnicodeNormalization => "unicode_normalization",
+            Rule::StripHtml => "strip_html",
+            Rule::StripControl => "strip_control",
+            Rule::StripUrls => "strip_urls",
+            Rule::StripMentions => "strip_mentions",
+            Rule::Hashtags => "hashtags",
+            Rule::Lowercase => "lowercase",
+            Rule::CollapseWhitespace => "collapse_whitespace",
+        }
+    }
+
+    pub fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// The rules of a [`CleanConfig`], compiled once.
+#[derive(Debug, Clone)]
+pub struct Cleaner {
+    normalization: UnicodeNormalization,
+    html_tag: Option<Regex>,
+    strip_control: bool,
+    url: Option<Regex>,
+    mention: Option<Regex>,
+    hashtag: Option<(Regex, &'static str)>,
+    lowercase: bool,
+    collapse_whitespace: bool,
+}
+
+impl Cleaner {
+    pub fn new(config: &CleanConfig) -> Self {
+        let compile = |pattern: &str| Regex::new(pattern).expect("kiln's cleaning patterns are valid. This is a bug.");
+        Self {
+            normalization: config.unicode_normalization,
+            html_tag: config.strip_html.then(|| compile(r"<(?:/?[A-Za-z][^<>]*|!--[^>]*--)>")),
+            strip_control: config.strip_control,
+            // ASCII word boundaries `(?-u:\b)` keep the regexes on the fast lazy DFA.
+            url: config.strip_urls.then(|| compile(r"(?i)(?-u:\b)(?:https?://|www\.)\S+")),
+            // A boundary before '@' skips e-mail addresses (a word character precedes their '@').
+            mention: config.strip_mentions.then(|| compile(r"(?-u:\B)@\w+")),
+            hashtag: match config.hashtags {
+                HashtagMode::Keep => None,
+                HashtagMode::StripSymbol => Some((compile(r"(?-u:\B)#(\w+)"), "$1")),
+                HashtagMode::Remove => Some((compile(r"(?-u:\B)#\w+"), "")),
+            },
+            lowercase: config.lowercase,
+            collapse_whitespace: config.collapse_whitespace,
+        }
+    }
+
+    /// The cleaned text.
+    pub fn clean<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        self.clean_counted(text).0
+    }
+
+    /// The cleaned text, and a bit per [`Rule`] that changed it.
+    pub fn clean_counted<'a>(&self, text: &'a str) -> (Cow<'a, str>, u16) {
+        let mut text = Cow::Borrowed(text);
+        let mut changed = 0u16;
+        let mut apply = |rule: Rule, text: &mut Cow<'a, str>, result: Option<String>| {
+            if let Some(new) = result
+                && new != **text
+            {
+                changed |= rule.bit();
+                *text = Cow::Owned(new);
+            }
+        };
+        // Most texts are ASCII: already NFC and NFKC, and free of invisible characters.
+        let normalized =
+            match self.normalization {
+                UnicodeNormalization::None => None,
+                _ if text.is_ascii() => None,
+                UnicodeNormalization::Nfc => (unicode_normalization::is_nfc_quick(text.chars()) != IsNormalized::Yes)
+                    .then(|| text.nfc().collect()),
+                UnicodeNormalization::Nfkc => (unicode_normalization::is_nfkc_quick(text.chars()) != IsNormalized::Yes)
+                    .then(|| text.nfkc().collect()),
+            };
+        apply(Rule::UnicodeNormalization, &mut text, normalized);
+        // Each regex only runs on texts holding the character it needs: most hold none.
+        if let Some(tag) = &self.html_tag {
+            let without_tags = text.contains('<').then(|| owned(tag.replace_all(&text, " "))).flatten();
+            let source = without_tags.as_deref().unwrap_or(&text);
+            let decoded = source
+                .contains('&')
+                .then(|| owned(html_escape::decode_html_entities(source)))
+                .flatten()
+                .or(without_tags);
+            apply(Rule::StripHtml, &mut text, decoded);
+        }
+        if self.strip_control {
+            let found = if text.is_ascii() {
+                text.bytes().any(|b| b.is_ascii_control())
+            } else {
+                text.chars().any(is_control_or_invisible)
+            };
+            let stripped = found.then(|| strip_control(&text));
+            apply(Rule::StripControl, &mut text, stripped);
+        }
+        if let Some(url) = &self.url
+            && may_hold_url(&text)
+        {
+            let replaced = owned(url.replace_all(&text, " "));
+            apply(Rule::StripUrls, &mut text, replaced);
+        }
+        if let Some(mention) = &self.mention
+            && text.contains('@')
+        {
+            let replaced = owned(mention.replace_all(&text, " "));
+            apply(Rule::StripMentions, &mut text, replaced);
+        }
+        if let Some((hashtag, with)) = &self.hashtag
+            && text.contains('#')
+        {
+            let replaced = owned(hashtag.replace_all(&text, *with));
+            apply(Rule::Hashtags, &mut text, replaced);
+        }
+        if self.lowercase {
+            let lowered = text.chars().any(char::is_uppercase).then(|| text.to_lowercase());
+            apply(Rule::Lowercase, &mut text, lowered);
+        }
+        if self.collapse_whitespace {
+            let collapsed = needs_collapse(&text).then(|| collapse_whitespace(&text));
+            apply(Rule::CollapseWhitespace, &mut text, collapsed);
+        }
+        (text, changed)
+    }
+}
+
+/// The same cleaning as [`Cleaner`] for `config`, as a Python function
+/// `kiln_clean(text)`: what a transformers user of an export must apply to get
+/// kiln's predictions (the export's model card carries it, and the round-trip
+/// test runs it). Rule for rule the same patterns; word boundaries are ASCII,
+/// as kiln's are.
+pub fn python_snippet(config: &CleanConfig) -> String {
+    let mut lines = vec![
+        "import html, re, unicodedata".to_owned(),
+        String::new(),
+        "INVISIBLE = set(\"\\u00ad\\u061c\\u180e\\ufeff\") | {chr(c) for r in ((0x200B, 0x200F), (0x202A, 0x202E), \
+         (0x2060, 0x2064), (0x2066, 0x206F), (0xFFF9, 0xFFFD)) for c in range(r[0], r[1] + 1)}"
+            .to_owned(),
+        String::new(),
+        "def kiln_clean(text):".to_owned(),
+    ];
+    let mut step = |line: &str| lines.push(format!("    {line}"));
+    match config.unicode_normalization {
+        UnicodeNormalization::None => {}
+        UnicodeNormalization::Nfc => step("text = unicodedata.normalize(\"NFC\", text)"),
+        UnicodeNormalization::Nfkc => step("text = unicodedata.normalize(\"NFKC\", text)"),
+    }
+    if config.strip_html {
+        step("text = html.unescape(re.sub(r\"<(?:/?[A-Za-z][^<>]*|!--[^>]*--)>\", \" \", text))");
+    }
+    if config.strip_control {
+        step(
+            "text = \"\".join(\" \" if c in \"\\t\\n\\r\\x0b\\x0c\\x85\" else \"\" if unicodedata.category(c) == \"Cc\" \
+             or c in INVISIBLE else c for c in text)",
+        );
+    }
+    if config.strip_urls {
+        step("text = re.sub(r\"(?i)(?<![A-Za-z0-9_])(?:https?://|www\\.)\\S+\", \" \", text)");
+    }
+    if config.strip_mentions {
+        step("text = re.sub(r\"(?<![A-Za-z0-9_])@\\w+\", \" \", text)");
+    }
+    match config.hashtags {
+        HashtagMode::Keep => {}
+        HashtagMode::StripSymbol => step("text = re.sub(r\"(?<![A-Za-z0-9_])#(\\w+)\", r\"\\1\", text)"),
+        HashtagMode::Remove => step("text = re.sub(r\"(?<![A-Za-z0-9_])#\\w+\", \"\", text)"),
+    }
+    if config.lowercase {
+        step("text = text.lower()");
+    }
+    if config.collapse_whitespace {
+        step("text = \" \".join(text.split())");
+    }
+    step("return text");
+    lines.join("\n") + "\n"
+}
+
+fn owned(text: Cow<'_, str>) -> Option<String> {
+    match text {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(text) => Some(text),
+    }
+}
+
+/// Control characters (Cc), invisible format characters (Cf: zero-width spaces,
+/// BOM, soft hyphen, bidi marks) and the replacement character U+FFFD.
+fn is_control_or_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFD}')
+}
+
+/// Tabs and line breaks become spaces (they separate words); the rest goes.
+fn strip_control(text: &str) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            '\t' | '\n' | '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' => Some(' '),
+            c if is_control_or_invisible(c) => None,
+            c => Some(c),
+        })
+        .collect()
+}
+
+fn may_hold_url(text: &str) -> bool {
+    text.contains("://") || text.as_bytes().windows(4).any(|w| w.eq_ignore_ascii_case(b"www."))
+}
+
+/// Words joined by single spaces; `split_whitespace` splits on Unicode White_Space,
+/// the same set as the regex `\s`.
+fn collapse_whitespace(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+fn needs_collapse(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_whitespace());
+    edge(bytes.first())
+        || edge(bytes.last())
+        || bytes.windows(2).any(|w| w[0] == b' ' && w[1] == b' ')
+        || if text.is_ascii() {
+            bytes.iter().any(|&b| b.is_ascii_whitespace() && b != b' ')
+        } else {
+            text.chars().any(|c| c.is_whitespace() && c != ' ')
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cleaner(edit: impl FnOnce(&mut CleanConfig)) -> Cleaner {
+        let mut config = CleanConfig::default();
+        edit(&mut config);
+        Cleaner::new(&config)
+    }
+
+    fn only(rule: Rule, text: &str) -> (String, u16) {
+        let (clean, changed) = cleaner(|_| {}).clean_counted(text);
+        assert_eq!(changed & !rule.bit() & !Rule::CollapseWhitespace.bit(), 0, "only {rule:?} fires on {text:?}");
+        (clean.into_owned(), changed)
+    }
+
+    #[test]
+    fn urls_are_removed() {
+        let (text, changed) = only(Rule::StripUrls, "see https://x.org/a?b=1 and www.kiln.dev now");
+        assert_eq!(text, "see and now");
+        assert_ne!(changed & Rule::StripUrls.bit(), 0);
+        assert_eq!(cleaner(|c| c.strip_urls = false).clean("go to http://a.b"), "go to http://a.b");
+    }
+
+    #[test]
+    fn mentions_are_removed_but_not_emails() {
+        assert_eq!(only(Rule::StripMentions, "@bank my card, mail me at a@b.com").0, "my card, mail me at a@b.com");
+        assert_eq!(cleaner(|c| c.strip_mentions = false).clean("@bank hi"), "@bank hi");
+    }
+
+    #[test]
+    fn hashtags_keep_the_word_or_go() {
+        assert_eq!(cleaner(|_| {}).clean("loved it #great #film"), "loved it great film");
+        assert_eq!(cleaner(|c| c.hashtags = HashtagMode::Remove).clean("loved it #great #film"), "loved it");
+        assert_eq!(cleaner(|c| c.hashtags = HashtagMode::Keep).clean("loved it #great"), "loved it #great");
+        assert_eq!(cleaner(|_| {}).clean("issue C#1 stays"), "issue C#1 stays");
+    }
+
+    #[test]
+    fn html_tags_go_and_entities_decode() {
+        assert_eq!(only(Rule::StripHtml, "a<br/>b &amp; <b>c</b> &lt;3 &quot;q&quot;").0, "a b & c <3 \"q\"");
+        assert_eq!(cleaner(|_| {}).clean("x &lt;b&gt; y"), "x <b> y", "decoded entities are not re-parsed as tags");
+        assert_eq!(cleaner(|c| c.strip_html = false).clean("a &amp; b"), "a &amp; b");
+        assert_eq!(cleaner(|_| {}).clean("2 < 3 and 5 > 4"), "2 < 3 and 5 > 4");
+    }
+
+    #[test]
+    fn control_and_invisible_characters_go() {
+        assert_eq!(
+            only(Rule::StripControl, "zero\u{200B}width\u{FEFF} soft\u{00AD}hy\u{0007}phen\u{FFFD}").0,
+            "zerowidth softhyphen"
+        );
+        assert_eq!(cleaner(|_| {}).clean("tab\there\r\nnew"), "tab here new");
+        assert_eq!(cleaner(|c| c.strip_control = false).clean("a\u{200B}b"), "a\u{200B}b");
+    }
+
+    #[test]
+    fn whitespace_collapses_and_trims() {
+        assert_eq!(only(Rule::CollapseWhitespace, "  a   b \u{00A0} c ").0, "a b c");
+        let (_, changed) = cleaner(|_| {}).clean_counted("already clean");
+        assert_eq!(changed, 0);
+        assert_eq!(cleaner(|c| c.collapse_whitespace = false).clean(" a  b "), " a  b ");
+    }
+
+    #[test]
+    fn lowercase_is_off_by_default() {
+        assert_eq!(cleaner(|_| {}).clean("Great Film"), "Great Film");
+        assert_eq!(cleaner(|c| c.lowercase = true).clean("Great FILM Ünd"), "great film ünd");
+    }
+
+    #[test]
+    fn unicode_normalization_forms() {
+        let decomposed = "Cafe\u{0301} \u{FB01}ne";
+        assert_eq!(cleaner(|_| {}).clean(decomposed), "Café \u{FB01}ne", "NFC composes, keeps the ligature");
+        assert_eq!(cleaner(|c| c.unicode_normalization = UnicodeNormalization::Nfkc).clean(decomposed), "Café fine");
+        assert_eq!(cleaner(|c| c.unicode_normalization = UnicodeNormalization::None).clean(decomposed), decomposed);
+    }
+
+    #[test]
+    fn untouched_text_is_not_copied() {
+        assert!(matches!(cleaner(|_| {}).clean("nothing to do here"), Cow::Borrowed(_)));
+    }
+}

@@ -1,0 +1,25 @@
+//! Text on its way into a model, the same in training and serving: the
+//! `[clean]` rules ([`clean::Cleaner`]) and a model folder's tokenizer set up
+//! as kiln uses it. No polars, no LibTorch: `serve` links this, not the data stages.
+
+pub mod clean;
+
+use std::path::Path;
+
+use anyhow::Result;
+use kiln_core::model_folder::TOKENIZER;
+use tokenizers::{Tokenizer, TruncationParams};
+
+/// A model folder's tokenizer, set up the way kiln trains and serves with it:
+/// no padding (batches pad dynamically), truncation to `max_length`.
+pub fn load_tokenizer(model_dir: &Path, max_length: usize) -> Result<Tokenizer> {
+    let path = model_dir.join(TOKENIZER);
+    let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| {
+        anyhow::anyhow!("cannot load {}: {e} (is {} a Hugging Face model folder?)", path.display(), model_dir.display())
+    })?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams { max_length, ..TruncationParams::default() }))
+        .map_err(|e| anyhow::anyhow!("cannot truncate to {max_length} tokens: {e}"))?;
+    Ok(tokenizer)
+}
