@@ -56,7 +56,7 @@ test: $(SETUP) ## Run every test (installs what is missing first); the last line
 	scripts/setup.sh $(TEST_TOOLS)
 	@mkdir -p .cache && rm -f .cache/test-figures.txt
 	KILN_TEST_FIGURES=$(CURDIR)/.cache/test-figures.txt \
-	  $(CARGO) test --release --workspace -- $(SHARED_TESTS) 2>&1 | tee .cache/test.log
+	  $(CARGO) test --release --workspace --no-fail-fast -- $(SHARED_TESTS) 2>&1 | tee .cache/test.log
 	@scripts/test_summary.sh .cache/test.log .cache/test-figures.txt
 
 pipeline: $(SETUP) build ## Run the pipeline on $(CONFIG), each stage only when its inputs or settings changed

@@ -316,7 +316,8 @@ fn dvc_deps_name_every_crate_a_stage_binary_is_built_from() {
     let lines: Vec<&str> = text.lines().collect();
     for stage in STAGES {
         let start = lines.iter().position(|l| *l == format!("  {stage}:")).expect("stage in dvc.yaml");
-        let section = lines[start + 1..].iter().take_while(|l| l.is_empty() || l.starts_with("   ") || l.starts_with("  #"));
+        let section =
+            lines[start + 1..].iter().take_while(|l| l.is_empty() || l.starts_with("   ") || l.starts_with("  #"));
         let deps: BTreeSet<&str> = section.filter_map(|l| l.trim().strip_prefix("- crates/")).collect();
         let bin = ["kiln-data", "kiln-cli"]
             .map(|krate| format!("crates/{krate}/src/bin/{stage}.rs"))

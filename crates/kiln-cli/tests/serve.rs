@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kiln_model::Predictor;
 use kiln_model::DeviceSpec;
+use kiln_model::Predictor;
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
 use serde_json::{Value, json};
@@ -429,13 +429,21 @@ fn schemathesis_finds_no_contract_failures_with_tokens_and_without() {
         }
         let output = command.output().expect("schemathesis runs");
         let report = String::from_utf8_lossy(&output.stdout);
-        let summary = report.lines().rev().find(|line| line.contains("passed") || line.contains("failed"));
+        // "Test cases:" is followed by "N generated, ...", and the last line sums up.
+        let lines: Vec<&str> = report.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+        let cases = lines.iter().position(|line| *line == "Test cases:").and_then(|i| lines.get(i + 1));
+        let verdict = lines.last().map(|line| line.trim_matches(|c: char| c == '=' || c.is_whitespace()));
         kiln_testing::figure(&format!(
-            "schemathesis --checks all against serve ({}): {}",
+            "schemathesis --checks all against serve ({}): {}; {}",
             if token.is_some() { "with tokens" } else { "no tokens" },
-            summary.unwrap_or("no summary line").trim_matches(|c: char| c == '=' || c.is_whitespace())
+            cases.unwrap_or(&"no test-case count"),
+            verdict.unwrap_or("no summary line")
         ));
-        assert!(output.status.success(), "schemathesis found failures:\n{report}\n{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "schemathesis found failures:\n{report}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 

@@ -20,7 +20,9 @@ fn binary(stage: &str) -> PathBuf {
         "predict" => env!("CARGO_BIN_EXE_predict"),
         // kiln-data's and kiln-track's binaries, beside these (their own
         // integration tests make cargo build them).
-        "ingest" | "clean" | "tokenize" | "runs" => return Path::new(env!("CARGO_BIN_EXE_train")).with_file_name(stage),
+        "ingest" | "clean" | "tokenize" | "runs" => {
+            return Path::new(env!("CARGO_BIN_EXE_train")).with_file_name(stage);
+        }
         other => panic!("no stage {other}"),
     })
 }
@@ -71,7 +73,16 @@ impl Run {
             ("clean", vec!["--config", config, "--input-dir", &self.raw, "--output-dir", &self.interim]),
             (
                 "tokenize",
-                vec!["--config", config, "--input-dir", &self.interim, "--output-dir", &self.processed, "--model-dir", &model],
+                vec![
+                    "--config",
+                    config,
+                    "--input-dir",
+                    &self.interim,
+                    "--output-dir",
+                    &self.processed,
+                    "--model-dir",
+                    &model,
+                ],
             ),
         ];
         for (stage, args) in stages {
@@ -454,13 +465,15 @@ fn eval_scores_the_model(data: &Run, model_dir: &Path, run_dir: &Path, out: &Pat
     }
     std::fs::write(mismatched.join("labels.json"), r#"{"labels": ["only-one"]}"#).expect("labels.json");
     let mismatched_arg = mismatched.display().to_string();
-    let eval_args = ["--model-dir", &model, "--output-dir", &refused, "--runs-dir", &runs, "--device", "cpu"];
+    // Their own runs folder: the one above is checked for exactly the runs that succeeded.
+    let failed_runs = out.join("failed-runs").display().to_string();
+    let eval_args = ["--model-dir", &model, "--output-dir", &refused, "--runs-dir", &failed_runs, "--device", "cpu"];
     let output = run("eval", &[&eval_args[..], &["--input-dir", &mismatched_arg]].concat());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("has label_id 1") && stderr.contains("lists 1 labels"), "{stderr}");
     assert!(!Path::new(&refused).exists(), "a refused eval writes nothing");
-    let record = latest_run_record(Path::new(&runs));
+    let record = latest_run_record(Path::new(&failed_runs));
     assert_eq!(record["status"], "failed");
     assert!(record["error"].as_str().is_some_and(|e| e.contains("label_id")), "{record}");
 
@@ -477,7 +490,7 @@ fn eval_scores_the_model(data: &Run, model_dir: &Path, run_dir: &Path, out: &Pat
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("panicked: KILN_TEST_PANIC asked eval to panic"), "{stderr}");
     assert!(stderr.contains("this is a bug in kiln"), "{stderr}");
-    let record = latest_run_record(Path::new(&runs));
+    let record = latest_run_record(Path::new(&failed_runs));
     assert_eq!(record["status"], "failed", "{record}");
     assert!(!Path::new(&refused).exists(), "a panicking eval writes nothing");
 }

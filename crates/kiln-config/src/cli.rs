@@ -9,8 +9,8 @@ use clap::Args;
 
 use crate::{
     ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, HashtagMode, IngestConfig, InputFormat,
-    LogText, PredictConfig, RegistryConfig, Metric, ServeConfig, TokenTypeIds, TokenizeConfig, TrackConfig,
-    TrainConfig, UnicodeNormalization, UnknownLabelPolicy, Split,
+    LogText, Metric, PredictConfig, RegistryConfig, ServeConfig, Split, TokenTypeIds, TokenizeConfig, TrackConfig,
+    TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
 };
 
 /// Sets each `config` field whose flag was given.

@@ -409,7 +409,8 @@ mod tests {
 
     #[test]
     fn train_log_lines_parse_and_unknown_kinds_are_kept_as_other() {
-        let line = r#"{"kind":"eval","step":4,"epoch":1.0,"loss":0.5,"accuracy":0.8,"macro_f1":0.7,"best":true,"time_ms":9}"#;
+        let line =
+            r#"{"kind":"eval","step":4,"epoch":1.0,"loss":0.5,"accuracy":0.8,"macro_f1":0.7,"best":true,"time_ms":9}"#;
         let parsed: TrainLogLine = serde_json::from_str(line).expect("parses");
         assert_eq!(parsed.time_ms, Some(9));
         assert!(matches!(parsed.record, TrainLogRecord::Eval { step: 4, best: true, .. }));

@@ -50,9 +50,8 @@ impl ModelFolder {
     /// Reads `dir/config.json`, which every model folder has.
     pub fn open(dir: &Path) -> Result<Self> {
         let path = dir.join(CONFIG);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("cannot read {} (is {} a model folder?)", path.display(), dir.display())
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {} (is {} a model folder?)", path.display(), dir.display()))?;
         let config: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
         if !config.is_object() {

@@ -82,7 +82,10 @@ impl StagedOutput {
     /// Stages a small text or binary file written in one go (labels, settings, a report).
     pub fn write_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         let (path, mut writer) = self.create(name)?;
-        writer.write_all(bytes).and_then(|()| writer.flush()).with_context(|| format!("cannot write {}", path.display()))
+        writer
+            .write_all(bytes)
+            .and_then(|()| writer.flush())
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// sha256 of each staged file so far, by final path: for the manifest.

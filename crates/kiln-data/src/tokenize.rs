@@ -6,9 +6,9 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use kiln_config::{TokenTypeIds, TokenizeConfig, UnknownLabelPolicy};
+use kiln_text::load_tokenizer;
 use polars::prelude::*;
 use serde::Serialize;
-use kiln_text::load_tokenizer;
 use tokenizers::Tokenizer;
 
 use kiln_core::model_folder::LABELS;

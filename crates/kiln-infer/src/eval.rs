@@ -19,8 +19,8 @@ use kiln_data::tokenize::MANIFEST as TOKENIZE_MANIFEST;
 use kiln_model::device;
 use polars::prelude::*;
 
-use kiln_model::Predictor;
 use crate::plots::{CONFUSION_SVG, CURVES_SVG, Curves, confusion_svg, curves_svg};
+use kiln_model::Predictor;
 
 pub const METRICS: &str = "metrics.json";
 pub const PER_CLASS: &str = "per_class.csv";
@@ -86,8 +86,7 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     let folder = &predictor.folder;
     let model_files = vec![FileHash::of(&folder.weights()?)?, FileHash::of(&folder.path(CONFIG))?];
     let data = FileHash::of(&data_path)?;
-    let metrics =
-        EvalMetrics::new(&confusion, loss / scored.len() as f64, labels.labels(), split, model_files, data);
+    let metrics = EvalMetrics::new(&confusion, loss / scored.len() as f64, labels.labels(), split, model_files, data);
 
     staged.write_json(METRICS, &metrics)?;
     write_per_class(&mut staged, &metrics)?;

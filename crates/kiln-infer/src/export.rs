@@ -85,7 +85,8 @@ fn truncate_like_kiln(dir: &Path, max_length: usize) -> Result<()> {
         };
         let map = json.as_object_mut().with_context(|| format!("{} is not a JSON object", path.display()))?;
         change(map);
-        std::fs::write(&path, serde_json::to_string_pretty(&json)?).with_context(|| format!("cannot write {}", path.display()))
+        std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("cannot write {}", path.display()))
     };
     edit(TOKENIZER, &|map| {
         map.insert(

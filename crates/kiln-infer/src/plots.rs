@@ -189,8 +189,9 @@ mod tests {
         let log = dir.path().join("metrics.jsonl");
         std::fs::write(
             &log,
-            "{\"kind\":\"train\",\"step\":10,\"loss\":0.9}\n{\"kind\":\"train\",\"step\":20,\"loss\":0.5}\n\
-             {\"kind\":\"eval\",\"step\":20,\"loss\":0.6,\"accuracy\":0.8,\"macro_f1\":0.75}\n\
+            "{\"kind\":\"train\",\"step\":10,\"epoch\":0.5,\"loss\":0.9,\"lr\":1e-5,\"grad_norm\":1.0,\"samples\":8,\"tokens\":80,\"seconds\":1.0,\"samples_per_second\":8.0,\"tokens_per_second\":80.0}\n\
+             {\"kind\":\"train\",\"step\":20,\"epoch\":0.5,\"loss\":0.5,\"lr\":1e-5,\"grad_norm\":1.0,\"samples\":8,\"tokens\":80,\"seconds\":1.0,\"samples_per_second\":8.0,\"tokens_per_second\":80.0}\n\
+             {\"kind\":\"eval\",\"step\":20,\"epoch\":1.0,\"loss\":0.6,\"accuracy\":0.8,\"macro_f1\":0.75,\"best\":true}\n\
              {\"kind\":\"epoch\",\"epoch\":1,\"step\":20,\"train_loss\":0.7}\n",
         )
         .expect("write");

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiln_config::ExportConfig;
-use kiln_model::Predictor;
 use kiln_model::DeviceSpec;
+use kiln_model::Predictor;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

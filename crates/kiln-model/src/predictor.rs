@@ -65,17 +65,7 @@ impl Predictor {
         }
         let cleaner = settings.as_ref().and_then(|s| s.clean.as_ref()).map(Cleaner::new);
         let token_types = folder.takes_token_types();
-        Ok(Self {
-            folder,
-            config,
-            labels,
-            settings,
-            model,
-            tokenizer,
-            cleaner,
-            token_types,
-            device: device.clone(),
-        })
+        Ok(Self { folder, config, labels, settings, model, tokenizer, cleaner, token_types, device: device.clone() })
     }
 
     /// Cleans (as in training) and tokenizes `texts`; label ids are 0.

@@ -41,6 +41,7 @@ pub struct PredictRequest {
     pub inputs: Option<Inputs>,
     /// Also return the k most likely labels with their scores.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub top_k: Option<usize>,
     /// Also return every label's score, most likely first.
     #[serde(default)]
@@ -92,6 +93,21 @@ pub struct BatchResponse {
 pub enum PredictResponse {
     Single(SingleResponse),
     Batch(BatchResponse),
+}
+
+/// A whole number as JSON Schema's `integer` has it: `3` or `3.0` (any number
+/// with no fraction), as clients that only have floats send it.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
+    if let Some(n) = number.as_u64() {
+        return Ok(Some(usize::try_from(n).unwrap_or(usize::MAX)));
+    }
+    match number.as_f64() {
+        Some(x) if x >= 0.0 && x.fract() == 0.0 => {
+            Ok(Some(if x >= usize::MAX as f64 { usize::MAX } else { x as usize }))
+        }
+        _ => Err(serde::de::Error::custom(format!("expected a whole number of at least 0, got {number}"))),
+    }
 }
 
 /// The true label of an earlier prediction, once someone knows it.
@@ -448,12 +464,25 @@ impl Contract {
         predict["additionalProperties"] = false.into();
         predict["properties"]["texts"] = serde_json::json!({ "type": ["array", "null"], "items": { "type": "string" },
             "minItems": 1, "maxItems": self.max_client_batch });
-        // Exactly one of `text`, `texts` or `inputs`, and not null.
-        predict["oneOf"] = serde_json::json!([
-            { "required": ["text"], "properties": { "text": { "type": "string" } } },
-            { "required": ["texts"], "properties": { "texts": texts } },
-            { "required": ["inputs"], "properties": { "inputs": { "oneOf": [{ "type": "string" }, texts] } } },
-        ]);
+        // Exactly one of `text`, `texts` or `inputs` is given (not null); the
+        // other two are absent or null.
+        let given = [
+            ("text", serde_json::json!({ "type": "string" })),
+            ("texts", texts.clone()),
+            ("inputs", serde_json::json!({ "oneOf": [{ "type": "string" }, texts] })),
+        ];
+        let branches: Vec<serde_json::Value> = given
+            .iter()
+            .map(|(name, schema)| {
+                let mut properties = serde_json::Map::new();
+                for (other, _) in &given {
+                    properties.insert((*other).into(), serde_json::json!({ "type": "null" }));
+                }
+                properties.insert((*name).into(), schema.clone());
+                serde_json::json!({ "required": [name], "properties": properties })
+            })
+            .collect();
+        predict["oneOf"] = branches.into();
         let feedback = &mut schemas["FeedbackRequest"];
         feedback["additionalProperties"] = false.into();
         feedback["properties"]["request_id"] = serde_json::json!({ "type": "string", "pattern": "\\S",
@@ -515,5 +544,36 @@ mod tests {
         let too_many = request_texts(&parse(r#"{"texts": ["a", "b", "c"]}"#), 2).expect_err("too many");
         assert_eq!(too_many.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(serde_json::from_str::<PredictRequest>(r#"{"txt": "a"}"#).is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn top_k_takes_whole_numbers_written_as_floats() {
+        let top_k = |json: &str| serde_json::from_str::<PredictRequest>(json).map(|r| r.top_k);
+        assert_eq!(top_k(r#"{"text": "a", "top_k": 3}"#).expect("int"), Some(3));
+        assert_eq!(top_k(r#"{"text": "a", "top_k": 3.0}"#).expect("whole float"), Some(3));
+        assert_eq!(top_k(r#"{"text": "a", "top_k": null}"#).expect("null"), None);
+        assert_eq!(top_k(r#"{"text": "a"}"#).expect("absent"), None);
+        assert!(top_k(r#"{"text": "a", "top_k": 2.5}"#).is_err());
+        assert!(top_k(r#"{"text": "a", "top_k": -1}"#).is_err());
+    }
+
+    #[test]
+    fn the_contract_follows_the_settings() {
+        let contract = |tokens, metrics_here| {
+            Contract { tokens, metrics_here, max_client_batch: 8, labels: Some(vec!["a".into(), "b".into()]) }
+                .document()
+        };
+        let open = contract(false, false);
+        assert!(open["components"]["securitySchemes"].is_null());
+        assert!(open["paths"]["/metrics"].is_null(), "metrics on their own port are not in this document");
+        assert!(open["paths"]["/v1/predict"]["post"]["security"].is_null());
+        assert!(open["paths"]["/v1/predict"]["post"]["responses"]["401"].is_null());
+        let guarded = contract(true, true);
+        assert!(guarded["components"]["securitySchemes"]["bearer"].is_object());
+        assert!(guarded["paths"]["/metrics"]["get"]["responses"]["401"].is_object());
+        let schemas = &guarded["components"]["schemas"];
+        assert_eq!(schemas["PredictRequest"]["properties"]["texts"]["maxItems"], 8);
+        assert_eq!(schemas["FeedbackRequest"]["properties"]["label"]["enum"], serde_json::json!(["a", "b"]));
+        assert_eq!(schemas["PredictRequest"]["oneOf"].as_array().map(Vec::len), Some(3));
     }
 }

@@ -108,13 +108,7 @@ pub enum RegistryError {
         "v{candidate} has {metric} {candidate_value:.4}, worse than production v{production}'s \
          {production_value:.4} on the same test data: not promoted (--force promotes it anyway)"
     )]
-    WorseThanProduction {
-        candidate: u32,
-        production: u32,
-        metric: Metric,
-        candidate_value: f64,
-        production_value: f64,
-    },
+    WorseThanProduction { candidate: u32, production: u32, metric: Metric, candidate_value: f64, production_value: f64 },
     #[error(
         "v{candidate} has no {metric} to compare with production v{production}'s (was it evaluated \
          before export?): not promoted (--force promotes it anyway)"
@@ -208,7 +202,9 @@ impl Registry {
             config_sha256: config_path.is_file().then(|| FileHash::of(&config_path)).transpose()?.map(|h| h.sha256),
             data: training.map(|t| t.inputs).unwrap_or_default(),
             test_data: eval.as_ref().map(|e| e.data.clone()),
-            metrics: eval.map(|e| e.headline().into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).unwrap_or_default(),
+            metrics: eval
+                .map(|e| e.headline().into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                .unwrap_or_default(),
             history: vec![(Stage::Candidate, now_ms())],
         };
         self.copy_in(model_dir, number)?;

@@ -11,8 +11,8 @@ use kiln_core::{Example, FileHash, LabelMap, ModelFolder, Split};
 use kiln_data::clean;
 use kiln_data::processed::{check_label_ids, read_examples};
 use kiln_data::tokenize::MANIFEST as TOKENIZE_MANIFEST;
-use kiln_text::load_tokenizer;
 use kiln_model::BertConfig;
+use kiln_text::load_tokenizer;
 
 /// The checked inputs of a training run.
 pub struct TrainInputs {

@@ -361,11 +361,7 @@ impl<'a> Session<'a> {
         );
         if config.patience > 0 && self.state.evals_since_best >= config.patience {
             self.stopped_early = true;
-            tracing::info!(
-                "stopping early: no better validation {} in {} evaluations",
-                config.metric,
-                config.patience
-            );
+            tracing::info!("stopping early: no better validation {} in {} evaluations", config.metric, config.patience);
         }
         Ok(())
     }
