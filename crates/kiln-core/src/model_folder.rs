@@ -84,7 +84,7 @@ impl ModelFolder {
         if self.model_type() == Some(DISTILBERT) {
             return false;
         }
-        self.config.get("type_vocab_size").map_or(true, |n| n.as_u64().is_some_and(|n| n > 0))
+        self.config.get("type_vocab_size").is_none_or(|n| n.as_u64().is_some_and(|n| n > 0))
     }
 
     /// The weights, which must exist.
