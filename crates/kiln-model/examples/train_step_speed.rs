@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::optim::GradientsParams;
+use kiln_core::model_folder::WEIGHTS;
 use kiln_model::batch::{bucketed_batches, collate};
 use kiln_model::bert::load_safetensors;
 use kiln_model::optim::AdamWSettings;
@@ -26,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     let labels = examples.iter().map(|e| e.label_id).max().unwrap_or(0) as usize + 1;
     let device = DeviceSpec::Cpu.device().autodiff();
     let mut model = BertClassifier::new(&BertConfig::load(model_dir)?, labels, &device);
-    load_safetensors(&mut model, &model_dir.join("model.safetensors"))?;
+    load_safetensors(&mut model, &model_dir.join(WEIGHTS))?;
     let mut optimizer = AdamWSettings::default().init();
 
     let lengths: Vec<usize> = examples.iter().map(|e| e.len()).collect();

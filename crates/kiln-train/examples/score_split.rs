@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use kiln_core::LabelMap;
+use kiln_core::model_folder::{LABELS, WEIGHTS};
 use kiln_model::bert::load_safetensors;
 use kiln_model::{BertClassifier, BertConfig, DeviceSpec, device};
 
@@ -16,10 +17,10 @@ fn main() -> anyhow::Result<()> {
     let model_dir = Path::new(args.get(1).map_or("artifacts/model", String::as_str));
     let split = Path::new(args.get(2).map_or("data/processed/test.parquet", String::as_str));
     device::set_threads(args.get(3).map_or(Ok(2), |s| s.parse())?);
-    let labels = LabelMap::load(&model_dir.join("labels.json"))?;
+    let labels = LabelMap::load(&model_dir.join(LABELS))?;
     let cpu = DeviceSpec::Cpu.device();
     let mut model = BertClassifier::new(&BertConfig::load(model_dir)?, labels.len(), &cpu);
-    load_safetensors(&mut model, &model_dir.join("model.safetensors"))?;
+    load_safetensors(&mut model, &model_dir.join(WEIGHTS))?;
     let examples = kiln_data::processed::read_examples(split)?;
     let metrics = kiln_train::evaluate(&model, &examples, 64, &cpu, labels.len());
     eprintln!(
