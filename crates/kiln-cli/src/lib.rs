@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 pub use kiln_config::stage::{CommonArgs, run_stage};
-use kiln_config::stage::{catch_panics, panic_if_asked, run_stage_catching};
+use kiln_config::stage::{catch_panics, panic_if_asked, run_stage_uncaught};
 use kiln_config::{EvalConfig, PipelineConfig, TrainConfig};
 use kiln_core::output::read_manifest;
 use kiln_core::{EvalMetrics, Progress};
@@ -20,7 +20,7 @@ pub fn run_tracked_stage(
     apply: impl FnOnce(&mut PipelineConfig),
     work: impl FnOnce(&PipelineConfig, Progress, &mut Run) -> Result<RunStatus>,
 ) -> ExitCode {
-    run_stage_catching(name, common, apply, |config, progress| {
+    run_stage_uncaught(name, common, apply, |config, progress| {
         catch_panics(|| {
             let mut run = Run::start(&config.track.runs_dir, name, common.config.as_deref(), &config.redacted())
                 .context("cannot start the run record (config key `track.runs_dir`)")?;

@@ -26,18 +26,18 @@ fn bin_dir() -> PathBuf {
 
 /// The default data and model, which `make setup` (and so `make test`)
 /// installs: missing is a broken set-up, not a reason to skip.
-fn installed() -> bool {
+fn require_setup() {
     let ready = repo().join(DATA).exists() && repo().join(PRETRAINED).join("model.safetensors").exists();
     assert!(ready, "the default data and model are not installed: run `make setup`");
-    ready
 }
 
 /// A tool `scripts/setup.sh <component>` installs, as `make test` does first:
 /// missing is a broken set-up, not a reason to skip.
-fn tool_installed(path: &str, component: &str) -> bool {
-    let ready = repo().join(path).exists();
-    assert!(ready, "{path} is not installed: run `scripts/setup.sh {component}` (`make test` does)");
-    ready
+fn require_tool(path: &str, component: &str) {
+    assert!(
+        repo().join(path).exists(),
+        "{path} is not installed: run `scripts/setup.sh {component}` (`make test` does)"
+    );
 }
 
 /// The first `rows` rows (and the header) of the default data.
@@ -185,9 +185,7 @@ fn kill_in_commit(config: &Path, stage: &str) {
 
 #[test]
 fn make_reruns_only_what_changed_and_survives_a_kill() {
-    if !installed() {
-        return;
-    }
+    require_setup();
     let (dir, mut config) = small_pipeline(600);
     let (out, data, config_path) =
         (dir.path().join("out"), dir.path().join("reviews.tsv"), dir.path().join("small.toml"));
@@ -457,9 +455,8 @@ fn dvc_ran(log: &str) -> Vec<String> {
 
 #[test]
 fn dvc_repro_runs_the_pipeline_and_tracks_params_and_metrics() {
-    if !installed() || !tool_installed(".venv-tools/bin/dvc", "dvc") {
-        return;
-    }
+    require_setup();
+    require_tool(".venv-tools/bin/dvc", "dvc");
     let dir = tempfile::tempdir().expect("tempdir");
     let work = dvc_workspace(dir.path());
 
@@ -567,9 +564,8 @@ fn make_pipeline_tracked(config: &Path, tracking_uri: &str) -> String {
 
 #[test]
 fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
-    if !installed() || !tool_installed(".venv-mlflow/bin/mlflow", "mlflow") {
-        return;
-    }
+    require_setup();
+    require_tool(".venv-mlflow/bin/mlflow", "mlflow");
     let (dir, mut config) = small_pipeline(300);
     let (out, config_path) = (dir.path().join("out"), dir.path().join("small.toml"));
     let mut server = MlflowServer::start(dir.path());

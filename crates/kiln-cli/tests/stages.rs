@@ -106,10 +106,10 @@ fn json(path: impl AsRef<Path>) -> serde_json::Value {
 
 /// The pre-trained MiniLM, which `make setup` (and so `make test`) installs:
 /// missing is a broken set-up, not a reason to skip.
-fn pretrained() -> Option<PathBuf> {
+fn pretrained() -> PathBuf {
     let dir = repo().join("models/pretrained/all-MiniLM-L6-v2");
     assert!(dir.join("tokenizer.json").exists(), "{} is missing: run `make setup`", dir.display());
-    Some(dir)
+    dir
 }
 
 /// Checks the processed schema and that every row is a well-formed BERT input.
@@ -139,7 +139,7 @@ fn frame_rows(dir: &str, split: Split) -> usize {
 
 #[test]
 fn default_dataset_runs_through_every_stage() {
-    let Some(model) = pretrained() else { return };
+    let model = pretrained();
     let source = repo().join("data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt");
     assert!(source.exists(), "{} is missing: run `make setup`", source.display());
     let run = Run::new();
@@ -504,16 +504,16 @@ fn latest_run_record(runs_dir: &Path) -> serde_json::Value {
 /// BANKING77 from `../shared`, which only kiln's own checkouts have: the tests
 /// that read it are `#[ignore]`d (counted as skipped), and `make test` runs them
 /// with `--include-ignored` where `../shared/data` exists.
-fn banking77() -> Option<PathBuf> {
+fn require_banking77() {
     let dir = repo().join("../shared/data/banking77");
     assert!(dir.join("train.csv").exists(), "BANKING77 is not at {}", dir.display());
-    Some(dir)
 }
 
 #[test]
 #[ignore = "needs ../shared/data/banking77 (kiln's own checkouts; make test runs it there)"]
 fn banking77_runs_through_all_three_stages() {
-    let (Some(_), Some(model)) = (banking77(), pretrained()) else { return };
+    require_banking77();
+    let model = pretrained();
     let run = Run::new();
     run.all_stages("configs/banking77.toml", &model);
     // The source's own 3,080-row test split; 10% of the 10,003 training rows carved out, per label.
@@ -543,7 +543,7 @@ fn banking77_runs_through_all_three_stages() {
 
 #[test]
 fn same_seed_same_bytes_and_reruns_are_idempotent() {
-    let Some(_) = banking77() else { return };
+    require_banking77();
     let first = Run::new();
     let second = Run::new();
     let reseeded = Run::new();
@@ -629,7 +629,7 @@ fn bad_input_fails_with_a_clear_message_and_writes_nothing() {
 
 #[test]
 fn unknown_test_labels_error_or_drop() {
-    let Some(model) = pretrained() else { return };
+    let model = pretrained();
     let dir = tempfile::tempdir().expect("tempdir");
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);

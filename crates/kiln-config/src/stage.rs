@@ -65,7 +65,7 @@ pub fn run_stage(
     apply: impl FnOnce(&mut PipelineConfig),
     work: impl FnOnce(&PipelineConfig, Progress) -> Result<()>,
 ) -> ExitCode {
-    run_stage_catching(name, common, apply, |config, progress| {
+    run_stage_uncaught(name, common, apply, |config, progress| {
         catch_panics(|| {
             panic_if_asked(name);
             work(config, progress)
@@ -73,9 +73,9 @@ pub fn run_stage(
     })
 }
 
-/// [`run_stage`] for a harness that catches panics in `work` itself (with
-/// [`catch_panics`]), to finish what it started around the work.
-pub fn run_stage_catching(
+/// [`run_stage`] without its panic catching, for a harness that catches panics
+/// in `work` itself (with [`catch_panics`]) to finish what it started around it.
+pub fn run_stage_uncaught(
     name: &str,
     common: &CommonArgs,
     apply: impl FnOnce(&mut PipelineConfig),

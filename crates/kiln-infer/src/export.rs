@@ -39,29 +39,27 @@ pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
     let model_files = MODEL_FILES.iter().chain(&TOKENIZER_FILES).map(|name| (folder.path(name), *name));
     let records = folder.train_manifest_path().map(|path| (path, TRAIN_MANIFEST));
     let eval = Some((config.eval_metrics.clone(), EVAL_METRICS));
-    let mut inputs = Vec::new();
-    let mut names = Vec::new();
+    let mut sources = Vec::new();
     for (source, name) in model_files.chain(records).chain(eval) {
         if source.is_file() {
             std::fs::copy(&source, staging.path().join(name))
                 .with_context(|| format!("cannot copy {}", source.display()))?;
-            if MODEL_FILES.contains(&name) {
-                inputs.push(FileHash::of(&source)?);
-            }
-            names.push(name);
+            sources.push((source, name));
         }
     }
     truncate_like_kiln(staging.path(), predictor.max_length())?;
     let card = model_card(config, &predictor, metrics.as_ref())?;
     std::fs::write(staging.path().join(MODEL_CARD), &card).context("cannot write the model card")?;
-    let outputs = names
-        .into_iter()
-        .chain([MODEL_CARD])
-        .map(|name| {
-            let hash = FileHash::of(&staging.path().join(name))?;
-            Ok(FileHash { path: target.join(name).display().to_string(), sha256: hash.sha256 })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    // Each file is hashed once, as staged (the tokenizer files were rewritten);
+    // a model file's copy is its source byte for byte, so it is also the input's hash.
+    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+    for (source, name) in sources.iter().map(|(source, name)| (Some(source), *name)).chain([(None, MODEL_CARD)]) {
+        let sha256 = FileHash::of(&staging.path().join(name))?.sha256;
+        if let Some(source) = source.filter(|_| MODEL_FILES.contains(&name)) {
+            inputs.push(FileHash { path: source.display().to_string(), sha256: sha256.clone() });
+        }
+        outputs.push(FileHash { path: target.join(name).display().to_string(), sha256 });
+    }
     let mut manifest = Manifest::new("export", config, &serde_json::json!({ "labels": predictor.labels.len() }));
     manifest.inputs = inputs;
     manifest.outputs = outputs.clone();
@@ -172,7 +170,7 @@ fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&Eva
     );
     match predictor.settings.as_ref().and_then(|s| s.clean.as_ref()) {
         Some(clean) => {
-            let rules = clean_rules(clean);
+            let rules = kiln_text::clean::describe(clean);
             let _ = writeln!(
                 card,
                 "kiln cleaned the training texts ({rules}) and cleans every text it predicts on the same way. \
@@ -198,30 +196,6 @@ fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&Eva
          itself, from `kiln.toml`)."
     );
     Ok(card)
-}
-
-/// The `[clean]` rules that change text, as config keys.
-fn clean_rules(clean: &kiln_config::CleanConfig) -> String {
-    let mut rules: Vec<String> = [
-        ("strip_html", clean.strip_html),
-        ("strip_control", clean.strip_control),
-        ("strip_urls", clean.strip_urls),
-        ("strip_mentions", clean.strip_mentions),
-        ("lowercase", clean.lowercase),
-        ("collapse_whitespace", clean.collapse_whitespace),
-    ]
-    .into_iter()
-    .filter(|(_, on)| *on)
-    .map(|(key, _)| format!("`{key}`"))
-    .collect();
-    rules.push(format!("`unicode_normalization = \"{}\"`", toml_value(&clean.unicode_normalization)));
-    rules.push(format!("`hashtags = \"{}\"`", toml_value(&clean.hashtags)));
-    rules.join(", ")
-}
-
-/// A config enum as its TOML spelling.
-fn toml_value(value: &impl serde::Serialize) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn folder_name(path: &Path) -> String {

@@ -133,11 +133,11 @@ impl BertConfig {
     /// The encoder shape of an opened model folder (its `config.json`, read once).
     pub fn from_folder(folder: &ModelFolder) -> Result<Self, ModelError> {
         let shown = folder.path(model_folder::CONFIG).display().to_string();
-        let value = folder.config().clone();
+        let value = folder.config();
         let bad = |error| ModelError::Config { path: shown.clone(), error };
-        let config: Self = match value.get("model_type").and_then(serde_json::Value::as_str) {
-            Some(DISTILBERT) => serde_json::from_value::<DistilBertConfig>(value).map_err(bad)?.into(),
-            Some(BERT) => serde_json::from_value(value).map_err(bad)?,
+        let config: Self = match folder.model_type() {
+            Some(DISTILBERT) => DistilBertConfig::deserialize(value).map_err(bad)?.into(),
+            Some(BERT) => Self::deserialize(value).map_err(bad)?,
             other => {
                 let found = other.unwrap_or("(none)").to_owned();
                 return Err(ModelError::UnsupportedModelType { path: shown, found });

@@ -30,7 +30,6 @@ pub struct Predictor {
     model: BertClassifier,
     tokenizer: Tokenizer,
     cleaner: Option<Cleaner>,
-    token_types: bool,
     device: Device,
 }
 
@@ -64,8 +63,7 @@ impl Predictor {
             );
         }
         let cleaner = settings.as_ref().and_then(|s| s.clean.as_ref()).map(Cleaner::new);
-        let token_types = folder.takes_token_types();
-        Ok(Self { folder, config, labels, settings, model, tokenizer, cleaner, token_types, device: device.clone() })
+        Ok(Self { folder, config, labels, settings, model, tokenizer, cleaner, device: device.clone() })
     }
 
     /// Cleans (as in training) and tokenizes `texts`; label ids are 0.
@@ -80,13 +78,13 @@ impl Predictor {
         // The fast variant skips character offsets, which prediction never uses.
         let encodings =
             self.tokenizer.encode_batch_fast(cleaned, true).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
+        let token_types = self.folder.takes_token_types();
         Ok(encodings
             .into_iter()
             .map(|encoding| Example {
                 id: String::new(),
                 input_ids: encoding.get_ids().to_vec(),
-                token_type_ids: self
-                    .token_types
+                token_type_ids: token_types
                     .then(|| encoding.get_type_ids().iter().map(|&t| u8::try_from(t).unwrap_or(0)).collect()),
                 label_id: 0,
             })

@@ -462,8 +462,9 @@ impl Contract {
             "maxItems": self.max_client_batch });
         let predict = &mut schemas["PredictRequest"];
         predict["additionalProperties"] = false.into();
-        predict["properties"]["texts"] = serde_json::json!({ "type": ["array", "null"], "items": { "type": "string" },
-            "minItems": 1, "maxItems": self.max_client_batch });
+        let mut nullable_texts = texts.clone();
+        nullable_texts["type"] = serde_json::json!(["array", "null"]);
+        predict["properties"]["texts"] = nullable_texts;
         // Exactly one of `text`, `texts` or `inputs` is given (not null); the
         // other two are absent or null.
         let given = [

@@ -259,7 +259,7 @@ impl Worker {
             model.predictor.probabilities_batched(&examples, self.limits.max_batch_size)
         }));
         self.metrics.inference_seconds.observe(started.elapsed().as_secs_f64());
-        let failure = match outcome {
+        let result = match outcome {
             Ok(Ok(probabilities)) => Ok(probabilities),
             Ok(Err(error)) => Err(format!("{error:#}")),
             Err(panic) => Err(panic
@@ -268,7 +268,7 @@ impl Worker {
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                 .unwrap_or_else(|| "the model panicked".into())),
         };
-        let mut probabilities = match failure {
+        let mut probabilities = match result {
             Ok(probabilities) => probabilities.into_iter(),
             Err(message) => {
                 tracing::error!("inference failed: {message}");

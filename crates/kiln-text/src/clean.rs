@@ -52,7 +52,35 @@ impl Rule {
     pub fn bit(self) -> u16 {
         1 << (self as u16)
     }
+
+    /// How `config` sets this rule, as its TOML reads (`strip_urls`,
+    /// `hashtags = "strip_symbol"`); `None` when the rule leaves text alone.
+    pub fn setting(self, config: &CleanConfig) -> Option<String> {
+        let on = |on: bool| on.then(|| format!("`{}`", self.key()));
+        let value = |value: serde_json::Value| format!("`{} = {value}`", self.key());
+        match self {
+            Rule::UnicodeNormalization => (config.unicode_normalization != UnicodeNormalization::None)
+                .then(|| value(serde_json::json!(config.unicode_normalization))),
+            Rule::StripHtml => on(config.strip_html),
+            Rule::StripControl => on(config.strip_control),
+            Rule::StripUrls => on(config.strip_urls),
+            Rule::StripMentions => on(config.strip_mentions),
+            Rule::Hashtags => (config.hashtags != HashtagMode::Keep).then(|| value(serde_json::json!(config.hashtags))),
+            Rule::Lowercase => on(config.lowercase),
+            Rule::CollapseWhitespace => on(config.collapse_whitespace),
+        }
+    }
 }
+
+/// The rules `config` turns on, in the order they run, as their TOML reads:
+/// what a model card tells a user of the model to apply.
+pub fn describe(config: &CleanConfig) -> String {
+    Rule::ALL.iter().filter_map(|rule| rule.setting(config)).collect::<Vec<_>>().join(", ")
+}
+
+/// The HTML tags and comments `strip_html` removes (the Rust and Python
+/// cleaners share the pattern: the syntax is the same in both).
+const HTML_TAG: &str = r"<(?:/?[A-Za-z][^<>]*|!--[^>]*--)>";
 
 /// The rules of a [`CleanConfig`], compiled once.
 #[derive(Debug, Clone)]
@@ -72,7 +100,7 @@ impl Cleaner {
         let compile = |pattern: &str| Regex::new(pattern).expect("kiln's cleaning patterns are valid. This is a bug.");
         Self {
             normalization: config.unicode_normalization,
-            html_tag: config.strip_html.then(|| compile(r"<(?:/?[A-Za-z][^<>]*|!--[^>]*--)>")),
+            html_tag: config.strip_html.then(|| compile(HTML_TAG)),
             strip_control: config.strip_control,
             // ASCII word boundaries `(?-u:\b)` keep the regexes on the fast lazy DFA.
             url: config.strip_urls.then(|| compile(r"(?i)(?-u:\b)(?:https?://|www\.)\S+")),
@@ -188,7 +216,7 @@ pub fn python_snippet(config: &CleanConfig) -> String {
         UnicodeNormalization::Nfkc => step("text = unicodedata.normalize(\"NFKC\", text)"),
     }
     if config.strip_html {
-        step("text = html.unescape(re.sub(r\"<(?:/?[A-Za-z][^<>]*|!--[^>]*--)>\", \" \", text))");
+        step(&format!("text = html.unescape(re.sub(r\"{HTML_TAG}\", \" \", text))"));
     }
     if config.strip_control {
         step(
@@ -354,5 +382,18 @@ mod tests {
     #[test]
     fn untouched_text_is_not_copied() {
         assert!(matches!(cleaner(|_| {}).clean("nothing to do here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn describe_names_the_rules_that_are_on_as_their_toml_reads() {
+        let described = describe(&CleanConfig::default());
+        assert!(described.starts_with("`unicode_normalization = \"nfc\"`, `strip_html`"), "{described}");
+        assert!(described.contains("`hashtags = \"strip_symbol\"`") && !described.contains("lowercase"), "{described}");
+        let off = CleanConfig {
+            unicode_normalization: UnicodeNormalization::None,
+            hashtags: HashtagMode::Keep,
+            ..CleanConfig::default()
+        };
+        assert!(!describe(&off).contains("unicode_normalization") && !describe(&off).contains("hashtags"));
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use kiln_config::{CleanConfig, TokenizeConfig, TrainConfig};
-use kiln_core::model_folder::{CONFIG, LABELS, TOKENIZER, WEIGHTS};
+use kiln_core::model_folder::{CONFIG, LABELS, TOKENIZER};
 use kiln_core::output::{read_manifest, sha256_file};
 use kiln_core::{Example, FileHash, LabelMap, ModelFolder, Split};
 use kiln_data::clean;
@@ -71,14 +71,9 @@ pub fn load(config: &TrainConfig) -> Result<TrainInputs> {
 
     let pretrained = ModelFolder::open(&config.model_dir)?;
     let model = BertConfig::from_folder(&pretrained)?;
-    let weights = config.model_dir.join(WEIGHTS);
-    if !weights.is_file() {
-        bail!(
-            "model folder {} has no {WEIGHTS}: it needs pre-trained weights (run `make setup`, or point \
-             --model-dir at a Hugging Face model folder)",
-            config.model_dir.display()
-        );
-    }
+    let weights = pretrained.weights().context(
+        "training needs pre-trained weights (run `make setup`, or point --model-dir at a Hugging Face model folder)",
+    )?;
     let vocabulary = load_tokenizer(&config.model_dir, model.max_position_embeddings)?.get_vocab_size(true);
     if vocabulary > model.vocab_size {
         bail!(

@@ -98,7 +98,7 @@ pub fn run(config: &TrainConfig, progress: &Progress, control: &Control) -> Resu
             let scheduled_checkpoint =
                 config.checkpoint_every_steps > 0 && step.is_multiple_of(config.checkpoint_every_steps);
             if epoch_done || run_done || session.stopped_early || interrupted || scheduled_checkpoint {
-                bar.suspend(|| session.checkpoint(run_done))?;
+                bar.suspend(|| session.save_checkpoint(run_done))?;
             }
             if interrupted {
                 bar.abandon();
@@ -383,7 +383,7 @@ impl<'a> Session<'a> {
 
     /// Saves where training stands (and the best model, when it changed), so an
     /// interrupted run resumes from here.
-    fn checkpoint(&mut self, run_done: bool) -> Result<()> {
+    fn save_checkpoint(&mut self, run_done: bool) -> Result<()> {
         self.state.metrics_log_bytes = self.log.len()?;
         self.state.finished = run_done || self.stopped_early;
         let best = if self.best_dirty { self.best_model.as_ref() } else { None };
