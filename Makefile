@@ -87,5 +87,5 @@ bench-serve: $(SETUP) build ## serve req/s and latency at concurrency 1-64 vs Fa
 serve: $(SETUP) build ## Serve $(CONFIG)'s production model (its registry's, after `make pipeline`) on http://127.0.0.1:8080
 	$(BIN)/serve --config $(CONFIG) $(STAGE_FLAGS)
 
-fixtures: $(PRETRAINED) ## Regenerate the fixtures checked against Python (tokenizer, BERT and DistilBERT parity, metrics)
+fixtures: $(PRETRAINED) ## Regenerate the fixtures checked against Python (tokenizer, BERT and DistilBERT parity, metrics, calibration)
 	scripts/make_fixtures.sh

@@ -4,6 +4,7 @@
 #   tests/fixtures/bert_minilm.json       (transformers + torch, in .venv-ref, ~4 GB)
 #   tests/fixtures/distilbert_tiny.json   (the same)
 #   tests/fixtures/metrics_sklearn.json   (scikit-learn, the same venv)
+#   tests/fixtures/calibration_scipy.json (numpy and scipy, the same venv)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 (source scripts/python_env.sh && python scripts/make_tokenizer_fixture.py)
@@ -12,3 +13,4 @@ source scripts/reference_env.sh
 .venv-ref/bin/python scripts/make_model_fixture.py
 .venv-ref/bin/python scripts/make_distilbert_fixture.py
 .venv-ref/bin/python scripts/make_metrics_fixture.py
+.venv-ref/bin/python scripts/make_calibration_fixture.py

@@ -28,7 +28,7 @@ endif
 include $(STATE)/paths.mk
 
 .PHONY: pipeline
-pipeline: $(REGISTRY_INDEX)
+pipeline: $(PROFILE_DONE) $(REGISTRY_INDEX)
 	@BIN=$(BIN) $(PYTHON) scripts/pipeline_summary.py $(CONFIG) $(EVAL_METRICS) $(EXPORT_DIR) $(REGISTRY_DIR)
 
 $(INGEST_DONE): $(STATE)/ingest.json $(BIN)/ingest $(INGEST_DEPS)
@@ -39,6 +39,11 @@ $(CLEAN_DONE): $(STATE)/clean.json $(BIN)/clean $(CLEAN_DEPS)
 
 $(TOKENIZE_DONE): $(STATE)/tokenize.json $(BIN)/tokenize $(TOKENIZE_DEPS)
 	$(BIN)/tokenize --config $(CONFIG) $(STAGE_FLAGS)
+
+# The profile takes its tokenizer and max_length from [tokenize] unless it sets
+# its own; it runs after tokenize (order only: it reads the cleaned text).
+$(PROFILE_DONE): $(STATE)/profile.json $(STATE)/tokenize.json $(BIN)/profile $(PROFILE_DEPS) | $(TOKENIZE_DONE)
+	$(BIN)/profile --config $(CONFIG) $(STAGE_FLAGS)
 
 $(TRAIN_DONE): $(STATE)/train.json $(BIN)/train $(TRAIN_DEPS)
 	$(BIN)/train --config $(CONFIG) $(STAGE_FLAGS)

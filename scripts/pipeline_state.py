@@ -20,7 +20,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-STAGES = ["ingest", "clean", "tokenize", "train", "eval", "export"]
+STAGES = ["ingest", "clean", "tokenize", "profile", "train", "eval", "export"]
 
 
 def norm(path: str) -> str:
@@ -43,7 +43,7 @@ def main() -> None:
             tmp.write_text(text)
             tmp.replace(target)
 
-    ingest, clean, tokenize = config["ingest"], config["clean"], config["tokenize"]
+    ingest, clean, tokenize, profile = config["ingest"], config["clean"], config["tokenize"], config["profile"]
     train, evaluate, export = config["train"], config["eval"], config["export"]
     # The file each stage commits last, as the binaries name it (kiln_core::stages).
     done = tomllib.loads((state / "done.toml").read_text())
@@ -51,6 +51,7 @@ def main() -> None:
         norm(ingest["output_dir"]): done["ingest"],
         norm(clean["output_dir"]): done["clean"],
         norm(tokenize["output_dir"]): done["tokenize"],
+        norm(profile["output_dir"]): done["profile"],
         norm(train["output_dir"]): done["train"],
         norm(train["run_dir"]): done["train"],
         norm(evaluate["output_dir"]): done["eval"],
@@ -79,9 +80,18 @@ def main() -> None:
         "ingest": prerequisites(ingest.get("train_file"), ingest.get("validation_file"), ingest.get("test_file")),
         "clean": prerequisites(clean["input_dir"]),
         "tokenize": prerequisites(tokenize["input_dir"], tokenize["model_dir"]),
+        # Settings left out of [profile] come from [tokenize] (the tokenizer, max_length).
+        "profile": prerequisites(
+            profile.get("input_file") or profile["input_dir"], profile.get("model_dir") or tokenize["model_dir"]
+        ),
         "train": prerequisites(train["input_dir"], train["model_dir"]),
         "eval": prerequisites(evaluate["model_dir"], evaluate["input_dir"], evaluate.get("train_metrics")),
-        "export": prerequisites(export["model_dir"], export.get("eval_metrics")),
+        "export": prerequisites(
+            export["model_dir"],
+            export.get("eval_metrics"),
+            export.get("reference_predictions"),
+            export.get("data_profile"),
+        ),
     }
     lines = [f"{stage.upper()}_DONE := {done[stage]}\n{stage.upper()}_DEPS := {deps[stage]}\n" for stage in STAGES]
     lines.append(f"EVAL_METRICS := {evaluate['output_dir']}/metrics.json\n")

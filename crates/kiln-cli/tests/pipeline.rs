@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use kiln_core::FileHash;
 
-const STAGES: [&str; 6] = ["ingest", "clean", "tokenize", "train", "eval", "export"];
+const STAGES: [&str; 7] = ["ingest", "clean", "tokenize", "profile", "train", "eval", "export"];
 const DATA: &str = "data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt";
 const PRETRAINED: &str = "models/pretrained/all-MiniLM-L6-v2";
 
@@ -64,6 +64,8 @@ fn small_config(data_file: &Path, out: &Path) -> toml::Table {
         ("clean", "output_dir", "interim"),
         ("tokenize", "input_dir", "interim"),
         ("tokenize", "output_dir", "processed"),
+        ("profile", "input_dir", "interim"),
+        ("profile", "output_dir", "profile"),
         ("train", "input_dir", "processed"),
         ("train", "output_dir", "model"),
         ("train", "run_dir", "train"),
@@ -80,6 +82,8 @@ fn small_config(data_file: &Path, out: &Path) -> toml::Table {
     set("eval", "train_metrics", path(&out.join("train/metrics.jsonl")));
     set("track", "runs_dir", path(&out.join("runs")));
     set("export", "eval_metrics", path(&out.join("eval/metrics.json")));
+    set("export", "data_profile", path(&out.join("profile/profile.json")));
+    set("export", "reference_predictions", path(&out.join("eval/reference_predictions.json")));
     set("tokenize", "max_length", 32.into());
     for (key, value) in [("max_steps", 4), ("batch_size", 8), ("threads", 1), ("log_every_steps", 1)] {
         set("train", key, value.into());
@@ -197,6 +201,11 @@ fn make_reruns_only_what_changed_and_survives_a_kill() {
     assert!(log.contains("version: v1 (production)"), "the first export is registered and served: {log}");
     let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).expect("weights");
     assert_eq!(weights(&out.join("registry/production")), weights(&out.join("export")));
+    // The training data's profile travels with the model, to every registry version.
+    let profile = std::fs::read(out.join("profile/profile.json")).expect("profile");
+    assert_eq!(std::fs::read(out.join("registry/production/data_profile.json")).expect("carried profile"), profile);
+    let reference = std::fs::read(out.join("eval/reference_predictions.json")).expect("reference predictions");
+    assert_eq!(std::fs::read(out.join("registry/production/reference_predictions.json")).expect("carried"), reference);
 
     let (ran, log) = make_pipeline(&config_path);
     assert_eq!(ran, Vec::<String>::new(), "nothing changed, nothing runs: {log}");
@@ -231,7 +240,8 @@ fn make_reruns_only_what_changed_and_survives_a_kill() {
     config["tokenize"]["max_length"] = 24.into();
     write_config(&config_path, &config);
     kill_in_commit(&config_path, "tokenize");
-    assert_eq!(make_pipeline(&config_path).0, names(&["tokenize", "train", "eval", "export", "registry"]));
+    // The profile measures truncation at [tokenize] max_length, so it reruns too.
+    assert_eq!(make_pipeline(&config_path).0, names(&["tokenize", "profile", "train", "eval", "export", "registry"]));
     assert_manifest_matches(&out.join("processed/tokenize_report.json"));
     assert_manifest_matches(&out.join("train/train_summary.json"));
 }
@@ -358,6 +368,7 @@ fn configs_never_share_an_output_folder() {
             ("ingest", "output_dir"),
             ("clean", "output_dir"),
             ("tokenize", "output_dir"),
+            ("profile", "output_dir"),
             ("train", "output_dir"),
             ("train", "run_dir"),
             ("eval", "output_dir"),
@@ -412,6 +423,9 @@ fn dvc_workspace(dir: &Path) -> PathBuf {
                 config[section][key] = value.clone();
             }
         }
+    }
+    for key in ["data_profile", "reference_predictions"] {
+        config["export"].as_table_mut().expect("export").remove(key);
     }
     write_config(&work.join("configs/default.toml"), &config);
     git(&work, &["init", "-q"]);

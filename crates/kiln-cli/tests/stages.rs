@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float32Type;
 use kiln_core::Split;
 use kiln_data::parquet::read_parquet;
 use kiln_data::schema;
-use polars::prelude::*;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
@@ -96,7 +98,7 @@ impl Run {
     }
 }
 
-fn frame(dir: &str, split: Split) -> DataFrame {
+fn frame(dir: &str, split: Split) -> RecordBatch {
     read_parquet(&split.path_in(Path::new(dir)), "a stage").expect("parquet")
 }
 
@@ -118,15 +120,14 @@ fn check_processed(run: &Run, labels: usize) {
     for split in Split::ALL {
         let frame = frame(&run.processed, split);
         schema::validate(&frame, &split.path_in(Path::new(&run.processed)), &expected).expect("processed schema");
-        assert_eq!(frame.height(), frame_rows(&run.interim, split), "tokenize keeps every {split} row");
-        let lengths = frame.column(schema::LENGTH).expect("length").u32().expect("u32").clone();
-        let ids = frame.column(schema::INPUT_IDS).expect("ids").list().expect("list").clone();
-        let label_ids = frame.column(schema::LABEL_ID).expect("label_id").u32().expect("u32").clone();
-        for ((row_ids, length), label_id) in ids.series_iter().zip(lengths.iter()).zip(label_ids.iter()) {
-            let row_ids: Vec<u32> = row_ids.expect("ids").u32().expect("u32").no_null_iter().collect();
-            assert_eq!(row_ids.len() as u32, length.expect("length"));
+        assert_eq!(frame.num_rows(), frame_rows(&run.interim, split), "tokenize keeps every {split} row");
+        let lengths = schema::u32s(&frame, schema::LENGTH).expect("length");
+        let ids = schema::lists(&frame, schema::INPUT_IDS).expect("ids");
+        let label_ids = schema::u32s(&frame, schema::LABEL_ID).expect("label_id");
+        for ((row_ids, length), label_id) in ids.iter().zip(lengths).zip(label_ids) {
+            assert_eq!(row_ids.len() as u32, length);
             assert_eq!((row_ids.first(), row_ids.last()), (Some(&101), Some(&102)), "[CLS] ... [SEP]");
-            assert!((label_id.expect("label id") as usize) < labels);
+            assert!((label_id as usize) < labels);
         }
     }
     let label_map = kiln_core::LabelMap::load(&Path::new(&run.processed).join("labels.json")).expect("labels.json");
@@ -134,7 +135,7 @@ fn check_processed(run: &Run, labels: usize) {
 }
 
 fn frame_rows(dir: &str, split: Split) -> usize {
-    frame(dir, split).height()
+    frame(dir, split).num_rows()
 }
 
 #[test]
@@ -154,8 +155,8 @@ fn default_dataset_runs_through_every_stage() {
     assert_eq!(rows, [8454, 1057, 1057], "80/10/10, stratified");
     let train = frame(&run.raw, Split::Train);
     schema::validate(&train, Path::new("train"), &schema::TEXT_TABLE).expect("raw schema");
-    let labels: Vec<&str> = train.column(schema::LABEL).expect("label").str().expect("str").no_null_iter().collect();
-    let positive = labels.iter().filter(|l| **l == "positive").count();
+    let labels = schema::strings(&train, schema::LABEL, Path::new("train")).expect("labels");
+    let positive = labels.iter().filter(|l| *l == "positive").count();
     assert!((4150..4250).contains(&positive), "train keeps the 49.6% positive share: {positive}");
 
     let report = json(Path::new(&run.interim).join("clean_report.json"));
@@ -332,12 +333,12 @@ fn predict_classifies_a_file(model_dir: &Path, out: &Path) {
     ];
     ok("predict", &args);
     let frame = read_parquet(&output, "predict").expect("predictions");
-    assert_eq!(frame.height(), 10, "one row per input, across 3 chunks");
-    let ids: Vec<&str> = frame.column("id").expect("id").str().expect("str").no_null_iter().collect();
+    assert_eq!(frame.num_rows(), 10, "one row per input, across 3 chunks");
+    let ids = schema::strings(&frame, "id", &output).expect("ids");
     assert_eq!(ids, (0..10).map(|i| format!("r{i}")).collect::<Vec<_>>());
-    let first = frame.column("probability_1").expect("p1").f32().expect("f32").clone();
-    let second = frame.column("probability_2").expect("p2").f32().expect("f32").clone();
-    for (p1, p2) in first.no_null_iter().zip(second.no_null_iter()) {
+    let scores = |column: &str| frame.column_by_name(column).expect(column).as_primitive::<Float32Type>().clone();
+    let (first, second) = (scores("probability_1"), scores("probability_2"));
+    for (&p1, &p2) in first.values().iter().zip(second.values()) {
         assert!(p1 >= p2 && (p1 + p2 - 1.0).abs() < 1e-4, "two labels, ranked, summing to 1: {p1} {p2}");
     }
 
@@ -435,8 +436,8 @@ fn eval_scores_the_model(data: &Run, model_dir: &Path, run_dir: &Path, out: &Pat
     }
 
     let predictions = read_parquet(&eval_dir.join("predictions.parquet"), "eval").expect("predictions");
-    assert_eq!(predictions.height(), test_rows);
-    let texts = predictions.column(schema::TEXT).expect("text").str().expect("str").clone();
+    assert_eq!(predictions.num_rows(), test_rows);
+    let texts = predictions.column_by_name(schema::TEXT).expect("text");
     assert_eq!(texts.null_count(), 0, "every prediction carries its cleaned text");
     let per_class = std::fs::read_to_string(eval_dir.join("per_class.csv")).expect("per_class.csv");
     assert_eq!(per_class.lines().count(), 3, "a header and one row per class");
@@ -446,6 +447,17 @@ fn eval_scores_the_model(data: &Run, model_dir: &Path, run_dir: &Path, out: &Pat
         let svg = std::fs::read_to_string(eval_dir.join(picture)).expect(picture);
         assert!(svg.starts_with("<svg") && report.contains(picture), "{picture} is drawn and shown in the report");
     }
+    // The validation split's predictions, summarised: monitoring's reference.
+    let reference = kiln_core::profile::PredictionProfile::load(&eval_dir.join("reference_predictions.json"))
+        .expect("reference predictions");
+    assert_eq!(
+        (reference.split.as_str(), reference.rows),
+        ("validation", frame_rows(&data.processed, Split::Validation))
+    );
+    assert_eq!(reference.predicted.values().sum::<usize>(), reference.rows);
+    assert_eq!(reference.actual.len(), 2, "every label listed");
+    assert!(reference.temperature > 0.0 && reference.nll_after <= reference.nll_before + 1e-9);
+    assert!(report.contains("Temperature scaling fits T ="), "{report}");
 
     // A pre-trained encoder is not a classifier: a clear error, and nothing written.
     let pretrained = repo().join("models/pretrained/all-MiniLM-L6-v2").display().to_string();
@@ -523,8 +535,8 @@ fn banking77_runs_through_all_three_stages() {
     assert_eq!(manifest["report"]["splits"]["validation"]["labels"].as_object().map(|m| m.len()), Some(77));
     // Quoted commas and newlines in the CSV survive as text.
     let train = frame(&run.raw, Split::Train);
-    let texts = train.column(schema::TEXT).expect("text").str().expect("str").clone();
-    assert!(texts.no_null_iter().any(|t| t.contains(',')), "quoted commas are kept");
+    let texts = schema::strings(&train, schema::TEXT, Path::new("train")).expect("texts");
+    assert!(texts.iter().any(|t| t.contains(',')), "quoted commas are kept");
     check_processed(&run, 77);
 
     // What train will read back: the same rows, ids and labels tokenize wrote.

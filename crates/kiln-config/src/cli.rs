@@ -9,8 +9,8 @@ use clap::Args;
 
 use crate::{
     ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, HashtagMode, IngestConfig, InputFormat,
-    LogText, Metric, PredictConfig, RegistryConfig, ServeConfig, Split, TokenTypeIds, TokenizeConfig, TrackConfig,
-    TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
+    LogText, Metric, PredictConfig, ProfileConfig, RegistryConfig, ServeConfig, Split, TokenTypeIds, TokenizeConfig,
+    TrackConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -174,6 +174,68 @@ impl TokenizeArgs {
 }
 
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Profile settings (config section [profile])")]
+pub struct ProfileArgs {
+    /// Folder with train/validation/test.parquet, raw, cleaned or tokenized [default: data/interim].
+    #[arg(long, value_name = "DIR")]
+    pub input_dir: Option<PathBuf>,
+    /// Profile one file instead (CSV, TSV, JSONL or Parquet).
+    #[arg(long, value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+    /// Input file format [default: auto, from the file extension].
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+    /// Whether CSV/TSV files have a header row [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub has_header: Option<bool>,
+    /// Whether `"` quotes CSV/TSV fields [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub quoting: Option<bool>,
+    /// Column with the text, for --input-file [default: text].
+    #[arg(long, value_name = "NAME")]
+    pub text_column: Option<String>,
+    /// Column with the label, for --input-file [default: none, unlabelled].
+    #[arg(long, value_name = "NAME")]
+    pub label_column: Option<String>,
+    /// Where profile.json, the plots and report.md go [default: artifacts/profile].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Tokenizer folder [default: [tokenize] model_dir].
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Truncation length in tokens [default: [tokenize] max_length].
+    #[arg(long, value_name = "N")]
+    pub max_length: Option<usize>,
+    /// Bins of the length histograms [default: 32].
+    #[arg(long, value_name = "N")]
+    pub histogram_bins: Option<usize>,
+    /// Tokens listed per label [default: 10].
+    #[arg(long, value_name = "N")]
+    pub top_tokens: Option<usize>,
+    /// Odd texts shown per kind [default: 5].
+    #[arg(long, value_name = "N")]
+    pub examples: Option<usize>,
+    /// Fewer non-space characters than this is near-empty [default: 3].
+    #[arg(long, value_name = "N")]
+    pub near_empty_chars: Option<usize>,
+    /// More characters than this is very long [default: 2000].
+    #[arg(long, value_name = "N")]
+    pub long_chars: Option<usize>,
+    /// This share of punctuation or symbols (of non-space characters) or more is odd [default: 0.5].
+    #[arg(long, value_name = "FRACTION")]
+    pub punctuation_share: Option<f64>,
+}
+
+impl ProfileArgs {
+    pub fn apply(self, config: &mut ProfileConfig) {
+        apply_overrides!(self, config,
+            [input_dir, format, has_header, quoting, text_column, output_dir, histogram_bins, top_tokens, examples,
+             near_empty_chars, long_chars, punctuation_share],
+            optional [input_file, label_column, model_dir, max_length]);
+    }
+}
+
+#[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Train settings (config section [train])")]
 pub struct TrainArgs {
     /// Folder with tokenize's output [default: data/processed].
@@ -291,12 +353,19 @@ pub struct EvalArgs {
     /// Classes and mistakes listed in report.md [default: 10].
     #[arg(long, value_name = "N")]
     pub report_top: Option<usize>,
+    /// Split whose predictions become the model's reference for monitoring [default: validation].
+    #[arg(long, value_name = "SPLIT")]
+    pub reference_split: Option<Split>,
+    /// A prediction whose top probability is below this counts as low-confidence [default: 0.5].
+    #[arg(long, value_name = "PROBABILITY")]
+    pub low_confidence: Option<f64>,
 }
 
 impl EvalArgs {
     pub fn apply(self, config: &mut EvalConfig) {
         apply_overrides!(self, config,
-            [model_dir, input_dir, split, output_dir, train_metrics, device, threads, batch_size, report_top],
+            [model_dir, input_dir, split, output_dir, train_metrics, device, threads, batch_size, report_top,
+             reference_split, low_confidence],
             optional []);
     }
 }
@@ -313,6 +382,12 @@ pub struct ExportArgs {
     /// eval's metrics.json, quoted in the model card [default: artifacts/eval/metrics.json].
     #[arg(long, value_name = "FILE")]
     pub eval_metrics: Option<PathBuf>,
+    /// eval's reference_predictions.json, carried for monitoring [default: artifacts/eval/reference_predictions.json].
+    #[arg(long, value_name = "FILE")]
+    pub reference_predictions: Option<PathBuf>,
+    /// profile's profile.json of the training data, carried as data_profile.json [default: artifacts/profile/profile.json].
+    #[arg(long, value_name = "FILE")]
+    pub data_profile: Option<PathBuf>,
     /// Replace an existing export folder [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub force: Option<bool>,
@@ -320,7 +395,7 @@ pub struct ExportArgs {
 
 impl ExportArgs {
     pub fn apply(self, config: &mut ExportConfig) {
-        apply_overrides!(self, config, [model_dir, output_dir, eval_metrics, force], optional []);
+        apply_overrides!(self, config, [model_dir, output_dir, eval_metrics, reference_predictions, data_profile, force], optional []);
     }
 }
 
@@ -543,6 +618,7 @@ mod tests {
         assert_eq!(flag_ids::<IngestArgs>(), config_keys::<IngestConfig>());
         assert_eq!(flag_ids::<CleanArgs>(), config_keys::<CleanConfig>());
         assert_eq!(flag_ids::<TokenizeArgs>(), config_keys::<TokenizeConfig>());
+        assert_eq!(flag_ids::<ProfileArgs>(), config_keys::<ProfileConfig>());
         assert_eq!(flag_ids::<TrainArgs>(), config_keys::<TrainConfig>());
         assert_eq!(flag_ids::<EvalArgs>(), config_keys::<EvalConfig>());
         assert_eq!(flag_ids::<ExportArgs>(), config_keys::<ExportConfig>());

@@ -46,6 +46,7 @@ pub struct PipelineConfig {
     pub ingest: IngestConfig,
     pub clean: CleanConfig,
     pub tokenize: TokenizeConfig,
+    pub profile: ProfileConfig,
     pub train: TrainConfig,
     pub eval: EvalConfig,
     pub export: ExportConfig,
@@ -81,6 +82,7 @@ impl PipelineConfig {
             ("ingest", self.ingest.output_dir.join(INGEST_DONE)),
             ("clean", self.clean.output_dir.join(CLEAN_DONE)),
             ("tokenize", self.tokenize.output_dir.join(TOKENIZE_DONE)),
+            ("profile", self.profile.output_dir.join(PROFILE_DONE)),
             ("train", self.train.run_dir.join(TRAIN_DONE)),
             ("eval", self.eval.output_dir.join(EVAL_DONE)),
             ("export", self.export.output_dir.join(EXPORT_DONE)),
@@ -403,6 +405,89 @@ impl TokenizeConfig {
     }
 }
 
+/// `[profile]`: what the data looks like (rows, labels, lengths, truncation,
+/// unknown tokens, duplicates, odd texts, frequent tokens per label).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileConfig {
+    /// A folder with train/validation/test.parquet: raw, cleaned or tokenized.
+    pub input_dir: PathBuf,
+    /// Profile one file instead (CSV, TSV, JSONL or Parquet, read as `ingest` reads).
+    pub input_file: Option<PathBuf>,
+    pub format: InputFormat,
+    pub has_header: bool,
+    pub quoting: bool,
+    pub text_column: String,
+    /// `None`: an unlabelled file.
+    pub label_column: Option<String>,
+    pub output_dir: PathBuf,
+    /// Tokenizer folder; `None` = `[tokenize] model_dir`.
+    pub model_dir: Option<PathBuf>,
+    /// Truncation length; `None` = `[tokenize] max_length`.
+    pub max_length: Option<usize>,
+    pub histogram_bins: usize,
+    /// Tokens listed per label.
+    pub top_tokens: usize,
+    /// Odd texts shown per kind.
+    pub examples: usize,
+    /// A text with fewer non-space characters than this is near-empty.
+    pub near_empty_chars: usize,
+    /// A text with more characters than this is very long.
+    pub long_chars: usize,
+    /// A text with at least this share of punctuation and symbols (of its non-space characters).
+    pub punctuation_share: f64,
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        Self {
+            input_dir: "data/interim".into(),
+            input_file: None,
+            format: InputFormat::Auto,
+            has_header: true,
+            quoting: true,
+            text_column: "text".into(),
+            label_column: None,
+            output_dir: "artifacts/profile".into(),
+            model_dir: None,
+            max_length: None,
+            histogram_bins: 32,
+            top_tokens: 10,
+            examples: 5,
+            near_empty_chars: 3,
+            long_chars: 2000,
+            punctuation_share: 0.5,
+        }
+    }
+}
+
+impl ProfileConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.histogram_bins == 0 {
+            return Err(ConfigError::invalid("profile.histogram_bins", "must be at least 1"));
+        }
+        if !(self.punctuation_share > 0.0 && self.punctuation_share <= 1.0) {
+            return Err(ConfigError::invalid(
+                "profile.punctuation_share",
+                format!("must be in (0, 1], got {}", self.punctuation_share),
+            ));
+        }
+        if self.max_length.is_some_and(|n| n < 2) {
+            return Err(ConfigError::invalid("profile.max_length", "must leave room for [CLS] and [SEP] (at least 2)"));
+        }
+        Ok(())
+    }
+
+    /// Fills the settings left to `[tokenize]`: the profile then measures what training will see.
+    pub fn resolved(&self, tokenize: &TokenizeConfig) -> Self {
+        Self {
+            model_dir: Some(self.model_dir.clone().unwrap_or_else(|| tokenize.model_dir.clone())),
+            max_length: Some(self.max_length.unwrap_or(tokenize.max_length)),
+            ..self.clone()
+        }
+    }
+}
+
 /// How `train` weighs each class in the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -560,6 +645,11 @@ pub struct EvalConfig {
     pub batch_size: usize,
     /// How many classes and mistakes the report lists.
     pub report_top: usize,
+    /// The split whose predictions (label mix, confidence, a fitted
+    /// temperature) become the model's reference for monitoring.
+    pub reference_split: Split,
+    /// A top probability below this is a low-confidence prediction.
+    pub low_confidence: f64,
 }
 
 impl Default for EvalConfig {
@@ -574,6 +664,8 @@ impl Default for EvalConfig {
             threads: 0,
             batch_size: 64,
             report_top: 10,
+            reference_split: Split::Validation,
+            low_confidence: 0.5,
         }
     }
 }
@@ -582,6 +674,12 @@ impl EvalConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.batch_size == 0 {
             return Err(ConfigError::invalid("eval.batch_size", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.low_confidence) {
+            return Err(ConfigError::invalid(
+                "eval.low_confidence",
+                format!("must be a probability in [0, 1], got {}", self.low_confidence),
+            ));
         }
         Ok(())
     }
@@ -642,6 +740,12 @@ pub struct ExportConfig {
     pub output_dir: PathBuf,
     /// `eval`'s metrics, quoted in the model card (left out when absent).
     pub eval_metrics: PathBuf,
+    /// `eval`'s reference predictions, carried as `reference_predictions.json`
+    /// (left out when absent): monitoring's baseline for prediction drift.
+    pub reference_predictions: PathBuf,
+    /// `profile`'s profile of the training data, carried as `data_profile.json`
+    /// (left out when absent): the reference monitoring compares traffic with.
+    pub data_profile: PathBuf,
     /// Replace an existing export folder (otherwise refused).
     pub force: bool,
 }
@@ -652,6 +756,8 @@ impl Default for ExportConfig {
             model_dir: "artifacts/model".into(),
             output_dir: "artifacts/export".into(),
             eval_metrics: "artifacts/eval/metrics.json".into(),
+            reference_predictions: "artifacts/eval/reference_predictions.json".into(),
+            data_profile: "artifacts/profile/profile.json".into(),
             force: false,
         }
     }
@@ -967,7 +1073,8 @@ mod tests {
         let done = config.done_files();
         assert_eq!(done["eval"], Path::new("out/eval/manifest.json"));
         assert_eq!(done["train"], config.train.run_dir.join("train_summary.json"));
-        assert_eq!(done.len(), 7);
+        assert_eq!(done["profile"], Path::new("artifacts/profile/manifest.json"));
+        assert_eq!(done.len(), 8);
         let table: toml::Table = config.done_files_toml().parse().expect("TOML");
         assert_eq!(table["export"].as_str(), Some("artifacts/export/kiln_export.json"));
     }

@@ -1,7 +1,7 @@
 //! The files kiln's stages share, each with one owner: the model folder and its
 //! file names, `eval`'s metrics and `train`'s metrics log, the label list,
-//! splits, tokenized examples, manifests and atomic writes. Light on purpose
-//! (no polars, no LibTorch), so a crate that only reads records depends on this.
+//! splits, tokenized examples, data profiles, manifests and atomic writes. Light on purpose
+//! (no Parquet, no LibTorch), so a crate that only reads records depends on this.
 
 pub mod error;
 pub mod example;
@@ -9,6 +9,7 @@ pub mod labels;
 pub mod metrics;
 pub mod model_folder;
 pub mod output;
+pub mod profile;
 pub mod progress;
 pub mod split;
 pub mod stages;
@@ -19,6 +20,7 @@ pub use labels::LabelMap;
 pub use metrics::{EvalMetrics, Metric};
 pub use model_folder::ModelFolder;
 pub use output::{FileHash, Manifest, StagedOutput};
+pub use profile::DataProfile;
 pub use progress::Progress;
 pub use split::Split;
 

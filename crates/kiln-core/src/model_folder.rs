@@ -30,6 +30,12 @@ pub const MANIFEST: &str = "manifest.json";
 pub const TRAIN_MANIFEST: &str = "train_manifest.json";
 /// `eval`'s metrics, copied in by `export` so they travel with the weights.
 pub const EVAL_METRICS: &str = "eval_metrics.json";
+/// The training data's profile, copied in by `export`: the reference that
+/// monitoring compares live traffic with.
+pub const DATA_PROFILE: &str = "data_profile.json";
+/// What the model's predictions look like on held-out data (`eval`), copied in
+/// by `export`: the baseline of prediction and confidence drift.
+pub const REFERENCE_PREDICTIONS: &str = "reference_predictions.json";
 /// `export`'s manifest: the file it writes last.
 pub const EXPORT_MANIFEST: &str = "kiln_export.json";
 /// The model card of an export.
@@ -139,6 +145,18 @@ impl ModelFolder {
     /// `eval`'s metrics that travel with the folder, if any.
     pub fn eval_metrics(&self) -> Result<Option<EvalMetrics>> {
         EvalMetrics::load_if_present(&self.path(EVAL_METRICS))
+    }
+
+    /// The training data's profile that travels with the folder, if any.
+    pub fn data_profile(&self) -> Result<Option<crate::DataProfile>> {
+        let path = self.path(DATA_PROFILE);
+        if path.is_file() { crate::DataProfile::load(&path).map(Some) } else { Ok(None) }
+    }
+
+    /// The reference predictions that travel with the folder, if any.
+    pub fn reference_predictions(&self) -> Result<Option<crate::profile::PredictionProfile>> {
+        let path = self.path(REFERENCE_PREDICTIONS);
+        if path.is_file() { crate::profile::PredictionProfile::load(&path).map(Some) } else { Ok(None) }
     }
 
     /// `train`'s manifest (the hashes of the data it read): `train_manifest.json`

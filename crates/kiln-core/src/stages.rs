@@ -9,6 +9,8 @@ pub const INGEST_DONE: &str = "manifest.json";
 pub const CLEAN_DONE: &str = "clean_report.json";
 /// `tokenize`'s manifest, in `[tokenize] output_dir` (beside `labels.json`).
 pub const TOKENIZE_DONE: &str = "tokenize_report.json";
+/// `profile`'s manifest, in `[profile] output_dir` (beside `profile.json`).
+pub const PROFILE_DONE: &str = "manifest.json";
 /// `train`'s summary, in `[train] run_dir`, written after the model folder.
 pub const TRAIN_DONE: &str = "train_summary.json";
 /// `eval`'s manifest, in `[eval] output_dir`.

@@ -3,18 +3,16 @@
 //! long texts, duplicates within a split and rows that leak across splits. The
 //! rules run over a column on every core (rayon).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use kiln_config::{CleanConfig, ConflictPolicy};
 use kiln_core::{FileHash, Manifest, Progress, Split, StagedOutput};
 use kiln_text::clean::{Cleaner, Rule};
-use polars::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::parquet::{read_parquet, write_parquet};
-use crate::schema;
+use crate::schema::TextTable;
 
 /// The manifest, written last.
 pub const MANIFEST: &str = kiln_core::stages::CLEAN_DONE;
@@ -72,10 +70,9 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
     for split in Split::ALL {
         let path = split.path_in(&config.input_dir);
         let started = std::time::Instant::now();
-        let frame = read_parquet(&path, "ingest")?;
-        schema::validate(&frame, &path, &schema::TEXT_TABLE)?;
+        let table = TextTable::read(&path, "ingest")?;
         inputs.push(FileHash::of(&path)?);
-        let (frame, split_report) = clean_frame(&frame, &cleaner, config, split, progress)
+        let (frame, split_report) = clean_table(table, &cleaner, config, split, progress)
             .with_context(|| format!("cleaning {}", path.display()))?;
         report.splits.insert(split, split_report);
         frames.push((split, frame));
@@ -83,16 +80,13 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
     }
 
     if config.drop_leaks {
-        drop_leaks(&mut frames, &mut report)?;
+        drop_leaks(&mut frames, &mut report);
     }
-    let conflicting = find_conflicts(&frames, &mut report.conflicts)?;
+    let conflicting = find_conflicts(&frames, &mut report.conflicts);
     if config.conflicts == ConflictPolicy::Drop && !conflicting.is_empty() {
         for (split, frame) in &mut frames {
-            let keep: BooleanChunked =
-                text_column(frame)?.iter().map(|t| Some(!conflicting.contains(t.unwrap_or("")))).collect();
-            let kept = frame.filter(&keep)?;
-            report.splits.entry(*split).or_default().dropped.conflict = frame.height() - kept.height();
-            *frame = kept;
+            let keep: Vec<bool> = frame.texts.iter().map(|text| !conflicting.contains(text)).collect();
+            report.splits.entry(*split).or_default().dropped.conflict = frame.retain(&keep);
         }
     }
     if report.conflicts.texts > 0 {
@@ -108,8 +102,8 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
     }
 
     for (split, frame) in &mut frames {
-        report.splits.entry(*split).or_default().rows_out = frame.height();
-        write_parquet(&mut staged, &split.file_name(), frame)?;
+        report.splits.entry(*split).or_default().rows_out = frame.len();
+        frame.write(&mut staged, &split.file_name())?;
     }
     let mut manifest = Manifest::new("clean", config, &report);
     manifest.inputs = inputs;
@@ -118,19 +112,15 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
     Ok(report)
 }
 
-fn text_column(frame: &DataFrame) -> Result<&StringChunked> {
-    Ok(frame.column(schema::TEXT)?.str()?)
-}
-
 /// Applies the text rules and the length limits, then drops duplicates.
-fn clean_frame(
-    frame: &DataFrame,
+fn clean_table(
+    mut table: TextTable,
     cleaner: &Cleaner,
     config: &CleanConfig,
     split: Split,
     progress: &Progress,
-) -> Result<(DataFrame, SplitCleanReport)> {
-    let texts: Vec<&str> = text_column(frame)?.no_null_iter().collect();
+) -> Result<(TextTable, SplitCleanReport)> {
+    let texts = &table.texts;
     let bar = progress.rows(texts.len() as u64, split.name());
     const CHUNK: usize = 16_384;
     let cleaned: Vec<(String, u16)> = texts
@@ -173,46 +163,38 @@ fn clean_frame(
         };
         keep.push(verdict);
     }
-    let mut frame = frame.clone();
-    let cleaned_texts: Vec<String> = cleaned.into_iter().map(|(text, _)| text).collect();
-    frame.with_column(Column::new(schema::TEXT.into(), cleaned_texts))?;
-    let mut frame = frame.filter(&BooleanChunked::from_slice("keep".into(), &keep))?;
+    table.texts = cleaned.into_iter().map(|(text, _)| text).collect();
+    table.retain(&keep);
     if config.dedup {
-        let before = frame.height();
-        let subset = [schema::TEXT.to_owned(), schema::LABEL.to_owned()];
-        frame = frame.unique_stable(Some(&subset), UniqueKeepStrategy::First, None)?;
-        report.dropped.duplicate = before - frame.height();
+        // The first of each (text, label) pair stays.
+        let mut seen = HashSet::with_capacity(table.len());
+        let first: Vec<bool> = table.texts.iter().zip(&table.labels).map(|pair| seen.insert(pair)).collect();
+        report.dropped.duplicate = table.retain(&first);
     }
-    Ok((frame, report))
+    Ok((table, report))
 }
 
 /// Removes validation rows whose text is in train, and test rows whose text is
 /// in train or validation: a model must never be scored on what it trained on.
-fn drop_leaks(frames: &mut [(Split, DataFrame)], report: &mut CleanReport) -> Result<()> {
+fn drop_leaks(frames: &mut [(Split, TextTable)], report: &mut CleanReport) {
     for later in 1..frames.len() {
         let (earlier, rest) = frames.split_at_mut(later);
         let (split, frame) = &mut rest[0];
-        let mut seen: HashSet<&str> = HashSet::new();
-        for (_, earlier) in earlier.iter() {
-            seen.extend(text_column(earlier)?.iter().flatten());
-        }
-        let keep: Vec<bool> = text_column(frame)?.iter().map(|text| text.is_none_or(|t| !seen.contains(t))).collect();
-        let kept = frame.filter(&BooleanChunked::from_slice("keep".into(), &keep))?;
-        report.splits.entry(*split).or_default().dropped.leak = frame.height() - kept.height();
-        *frame = kept;
+        let seen: HashSet<&str> =
+            earlier.iter().flat_map(|(_, table)| table.texts.iter().map(String::as_str)).collect();
+        let keep: Vec<bool> = frame.texts.iter().map(|text| !seen.contains(text.as_str())).collect();
+        report.splits.entry(*split).or_default().dropped.leak = frame.retain(&keep);
     }
-    Ok(())
 }
 
 /// Texts that appear with more than one label, across all splits.
-fn find_conflicts(frames: &[(Split, DataFrame)], report: &mut ConflictReport) -> Result<HashSet<String>> {
+fn find_conflicts(frames: &[(Split, TextTable)], report: &mut ConflictReport) -> HashSet<String> {
     // One pass keeps each text's first label and row count; label sets are only
     // built for the (few) texts that turn out to conflict.
-    let mut first_label: PlHashMap<&str, (&str, usize, bool)> = PlHashMap::default();
+    let mut first_label: HashMap<&str, (&str, usize, bool)> = HashMap::new();
     for (_, frame) in frames {
-        let labels = frame.column(schema::LABEL)?.str()?;
-        for (text, label) in text_column(frame)?.no_null_iter().zip(labels.no_null_iter()) {
-            let entry = first_label.entry(text).or_insert((label, 0, false));
+        for (text, label) in frame.texts.iter().zip(&frame.labels) {
+            let entry = first_label.entry(text.as_str()).or_insert((label.as_str(), 0, false));
             entry.1 += 1;
             entry.2 |= entry.0 != label;
         }
@@ -224,10 +206,9 @@ fn find_conflicts(frames: &[(Split, DataFrame)], report: &mut ConflictReport) ->
         .collect();
     if !conflicting.is_empty() {
         for (_, frame) in frames {
-            let labels = frame.column(schema::LABEL)?.str()?;
-            for (text, label) in text_column(frame)?.no_null_iter().zip(labels.no_null_iter()) {
-                if let Some(set) = conflicting.get_mut(text) {
-                    set.insert(label);
+            for (text, label) in frame.texts.iter().zip(&frame.labels) {
+                if let Some(set) = conflicting.get_mut(text.as_str()) {
+                    set.insert(label.as_str());
                 }
             }
         }
@@ -242,7 +223,7 @@ fn find_conflicts(frames: &[(Split, DataFrame)], report: &mut ConflictReport) ->
             labels: labels.iter().map(|l| (*l).to_owned()).collect(),
         })
         .collect();
-    Ok(conflicting.into_keys().map(str::to_owned).collect())
+    conflicting.into_keys().map(str::to_owned).collect()
 }
 
 #[cfg(test)]
@@ -252,35 +233,40 @@ mod tests {
     use super::*;
     use crate::schema::read_split;
 
-    fn frame(ids: &[&str], texts: &[&str], labels: &[&str]) -> DataFrame {
-        df!(schema::ID => ids, schema::TEXT => texts, schema::LABEL => labels).expect("frame")
+    fn frame(ids: &[&str], texts: &[&str], labels: &[&str]) -> TextTable {
+        let owned = |values: &[&str]| values.iter().map(|v| (*v).to_owned()).collect();
+        TextTable { ids: owned(ids), texts: owned(texts), labels: owned(labels) }
     }
 
-    fn write_raw(dir: &Path, split: Split, frame: &mut DataFrame) {
-        let file = std::fs::File::create(split.path_in(dir)).expect("create");
-        ParquetWriter::new(file).finish(frame).expect("write");
+    /// Writes raw splits as `ingest` would.
+    fn write_raw(dir: &Path, splits: [TextTable; 3]) {
+        let mut staged = StagedOutput::new(dir).expect("staged");
+        for (split, table) in Split::ALL.into_iter().zip(splits) {
+            table.write(&mut staged, &split.file_name()).expect("write");
+        }
+        staged.commit("done.json", &Manifest::new("test", &(), &())).expect("commit");
     }
 
-    fn texts(frame: &DataFrame) -> Vec<String> {
-        text_column(frame).expect("text").no_null_iter().map(str::to_owned).collect()
+    fn texts(table: &TextTable) -> &[String] {
+        &table.texts
     }
 
     #[test]
     fn stage_drops_by_reason_and_reports() {
         let dir = tempfile::tempdir().expect("tempdir");
         let raw = dir.path().join("raw");
-        std::fs::create_dir(&raw).expect("mkdir");
         write_raw(
             &raw,
-            Split::Train,
-            &mut frame(
-                &["1", "2", "3", "4", "5", "6", "7"],
-                &["good  film", "good film", "<br>", "a", "bad film", "ok film", "ok film"],
-                &["pos", "pos", "pos", "pos", "neg", "pos", "neg"],
-            ),
+            [
+                frame(
+                    &["1", "2", "3", "4", "5", "6", "7"],
+                    &["good  film", "good film", "<br>", "a", "bad film", "ok film", "ok film"],
+                    &["pos", "pos", "pos", "pos", "neg", "pos", "neg"],
+                ),
+                frame(&["8", "9"], &["good film", "new one"], &["pos", "neg"]),
+                frame(&["10", "11"], &["new one", "fresh"], &["neg", "pos"]),
+            ],
         );
-        write_raw(&raw, Split::Validation, &mut frame(&["8", "9"], &["good film", "new one"], &["pos", "neg"]));
-        write_raw(&raw, Split::Test, &mut frame(&["10", "11"], &["new one", "fresh"], &["neg", "pos"]));
         let config = CleanConfig {
             input_dir: raw.clone(),
             output_dir: dir.path().join("interim"),

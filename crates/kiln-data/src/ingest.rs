@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use kiln_config::IngestConfig;
-use polars::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -14,9 +13,8 @@ use serde::Serialize;
 
 use kiln_core::{FileHash, Manifest, Progress, Split, StagedOutput};
 
-use crate::parquet::write_parquet;
 use crate::read::{ColumnMap, LabelSource, ReadOptions, Records, read_records};
-use crate::schema;
+use crate::schema::TextTable;
 
 pub const MANIFEST: &str = kiln_core::stages::INGEST_DONE;
 
@@ -106,15 +104,8 @@ pub fn run(config: &IngestConfig, progress: &Progress) -> Result<IngestReport> {
             *labels.entry(label.clone()).or_insert(0) += 1;
         }
         report.splits.insert(split, SplitReport { rows: records.len(), labels });
-        let mut frame = DataFrame::new(
-            records.len(),
-            vec![
-                Column::new(schema::ID.into(), records.ids),
-                Column::new(schema::TEXT.into(), records.texts),
-                Column::new(schema::LABEL.into(), records.labels),
-            ],
-        )?;
-        write_parquet(&mut staged, &split.file_name(), &mut frame)?;
+        let table = TextTable { ids: records.ids, texts: records.texts, labels: records.labels };
+        table.write(&mut staged, &split.file_name())?;
     }
 
     let mut manifest = Manifest::new("ingest", config, &report);

@@ -1,11 +1,14 @@
-//! Reading `tokenize`'s output back: the examples `train` and `eval` consume.
+//! The processed tables: `tokenize` writes them, `train` and `eval` read their examples back.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use arrow_array::types::{UInt8Type, UInt32Type};
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 use kiln_core::{Example, LabelMap};
 
-use crate::parquet::read_parquet;
+use crate::parquet::{batch, read_parquet};
 use crate::schema;
 
 /// Every example's `label_id` must name a label of `labels` (read from
@@ -27,37 +30,44 @@ pub fn check_label_ids(path: &Path, examples: &[Example], labels: &LabelMap, lab
     Ok(())
 }
 
+/// The processed table of `examples` (`length` is each `input_ids`' length).
+pub fn examples_batch(examples: &[Example], with_token_types: bool) -> Result<RecordBatch> {
+    let ids = examples.iter().map(|e| e.id.as_str());
+    let mut columns = vec![
+        (schema::ID, Arc::new(StringArray::from_iter_values(ids)) as ArrayRef),
+        (schema::INPUT_IDS, schema::list_column::<UInt32Type>(examples.iter().map(|e| e.input_ids.as_slice()))),
+    ];
+    if with_token_types {
+        let types = examples.iter().map(|e| e.token_type_ids.as_deref().unwrap_or_default());
+        columns.push((schema::TOKEN_TYPE_IDS, schema::list_column::<UInt8Type>(types)));
+    }
+    let lengths = examples.iter().map(|e| e.input_ids.len() as u32);
+    let label_ids = examples.iter().map(|e| e.label_id);
+    columns.push((schema::LENGTH, Arc::new(UInt32Array::from_iter_values(lengths))));
+    columns.push((schema::LABEL_ID, Arc::new(UInt32Array::from_iter_values(label_ids))));
+    batch(columns)
+}
+
 /// Reads and checks a processed split.
 pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
     let frame = read_parquet(path, "tokenize")?;
-    let with_types = frame.column(schema::TOKEN_TYPE_IDS).is_ok();
+    let with_types = frame.column_by_name(schema::TOKEN_TYPE_IDS).is_some();
     schema::validate(&frame, path, &schema::processed_table(with_types))?;
-    let ids = frame.column(schema::ID)?.str()?;
-    let input_ids = frame.column(schema::INPUT_IDS)?.list()?;
-    let labels = frame.column(schema::LABEL_ID)?.u32()?;
-    let types = if with_types { Some(frame.column(schema::TOKEN_TYPE_IDS)?.list()?.clone()) } else { None };
-    let mut type_rows = types.as_ref().map(|t| t.series_iter());
-    let mut examples = Vec::with_capacity(frame.height());
-    for (row, ((id, tokens), label)) in ids.iter().zip(input_ids.series_iter()).zip(labels.iter()).enumerate() {
-        let tokens: Vec<u32> = tokens
-            .with_context(|| format!("{}: row {}: input_ids is null", path.display(), row + 1))?
-            .u32()?
-            .no_null_iter()
-            .collect();
+    let malformed = || format!("{} does not have the processed table's layout", path.display());
+    let ids = schema::strings(&frame, schema::ID, path)?;
+    let input_ids = schema::lists(&frame, schema::INPUT_IDS).with_context(malformed)?;
+    let labels = schema::u32s(&frame, schema::LABEL_ID).with_context(malformed)?;
+    let mut types = match with_types {
+        true => Some(schema::lists(&frame, schema::TOKEN_TYPE_IDS).with_context(malformed)?.into_iter()),
+        false => None,
+    };
+    let mut examples = Vec::with_capacity(frame.num_rows());
+    for (row, ((id, tokens), label_id)) in ids.into_iter().zip(input_ids).zip(labels).enumerate() {
         if tokens.is_empty() {
             bail!("{}: row {}: input_ids is empty", path.display(), row + 1);
         }
-        let token_type_ids = match type_rows.as_mut().and_then(Iterator::next) {
-            Some(Some(types)) => Some(types.u8()?.no_null_iter().collect::<Vec<u8>>()),
-            Some(None) => bail!("{}: row {}: token_type_ids is null", path.display(), row + 1),
-            None => None,
-        };
-        examples.push(Example {
-            id: id.unwrap_or_default().to_owned(),
-            input_ids: tokens,
-            token_type_ids,
-            label_id: label.unwrap_or_default(),
-        });
+        let token_type_ids = types.as_mut().and_then(Iterator::next).map(|t| t.into_iter().map(|v| v as u8).collect());
+        examples.push(Example { id, input_ids: tokens, token_type_ids, label_id });
     }
     Ok(examples)
 }

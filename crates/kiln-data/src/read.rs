@@ -6,9 +6,13 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_schema::DataType;
 use indicatif::ProgressBar;
 use kiln_config::{InputFormat, ScoreRule};
-use polars::prelude::*;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use kiln_core::Progress;
 
@@ -378,60 +382,48 @@ fn read_jsonl(path: &Path, sink: &mut RecordSink) -> Result<()> {
     Ok(())
 }
 
-/// Parquet is read a slice of rows at a time (only the wanted columns), so a
-/// large file streams like the text formats.
+/// Parquet is read a batch of rows at a time (only the wanted columns), so a
+/// large file streams like the text formats. Any column Arrow can cast to text
+/// (numbers included) can be the text, label or id.
 fn read_parquet_file(path: &Path, sink: &mut RecordSink) -> Result<()> {
-    let open = || -> Result<ParquetReader<File>> {
-        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(ParquetReader::new(file))
-    };
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let not_parquet = || format!("{} is not a readable Parquet file", path.display());
-    let mut reader = open()?;
-    // The footer is parsed once; each slice's reader reuses it.
-    let metadata = anyhow::Context::with_context(reader.get_metadata(), not_parquet)?.clone();
-    let schema = anyhow::Context::with_context(reader.schema(), not_parquet)?;
-    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(not_parquet)?;
+    let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
     let wanted = sink.wanted();
     for column in &wanted {
         if !names.iter().any(|n| n == column) {
             return Err(sink.missing_column(column, &names));
         }
     }
-    let total = anyhow::Context::with_context(reader.num_rows(), not_parquet)?;
-    let mut distinct = wanted.clone();
-    distinct.dedup();
-    let slice_rows = sink.chunk_rows.min(65_536);
+    let total = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let roots = names.iter().enumerate().filter(|(_, n)| wanted.contains(&n.as_str())).map(|(index, _)| index);
+    let projection = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let batches = builder
+        .with_projection(projection)
+        .with_batch_size(sink.chunk_rows.clamp(1, 65_536))
+        .build()
+        .with_context(not_parquet)?;
     let size = sink.bar.length().unwrap_or(0);
     let mut offset = 0;
-    while offset < total {
-        let mut slice = open()?;
-        slice.set_metadata(metadata.clone());
-        let frame = anyhow::Context::with_context(
-            slice
-                .with_columns(Some(distinct.iter().map(|c| c.to_string()).collect()))
-                .with_slice(Some((offset, slice_rows)))
-                .finish(),
-            not_parquet,
-        )?;
+    for batch in batches {
+        let batch = batch.with_context(not_parquet)?;
         let mut columns = Vec::new();
         for column in &wanted {
-            let strings = frame
-                .column(column)
-                .map_err(anyhow::Error::from)?
-                .cast(&DataType::String)
-                .map_err(anyhow::Error::from)
+            let array = batch.column_by_name(column).with_context(not_parquet)?;
+            let text = arrow_cast::cast(array, &DataType::Utf8)
                 .with_context(|| format!("{}: column '{column}' cannot be read as text", path.display()))?;
-            columns.push(strings.str()?.clone());
+            columns.push(text);
         }
-        for index in 0..frame.height() {
-            let mut fields = columns.iter().map(|c| c.get(index).map(str::to_owned));
+        for index in 0..batch.num_rows() {
+            let mut fields = columns.iter().map(|c| {
+                let strings = c.as_string::<i32>();
+                strings.is_valid(index).then(|| strings.value(index).to_owned())
+            });
             let (text, label, id) = (fields.next().flatten(), fields.next().flatten(), fields.next().flatten());
             sink.push(offset + index + 1, "", text, label, id)?;
         }
-        if frame.height() == 0 {
-            break;
-        }
-        offset += frame.height();
+        offset += batch.num_rows();
         sink.bar.set_position(size * offset as u64 / total.max(1) as u64);
     }
     Ok(())
@@ -439,7 +431,26 @@ fn read_parquet_file(path: &Path, sink: &mut RecordSink) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+
     use super::*;
+
+    /// Writes a Parquet file as another tool would, `row_group` rows a group.
+    fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>, row_group: usize) {
+        let batch = crate::parquet::batch(columns).expect("batch");
+        let properties =
+            parquet::file::properties::WriterProperties::builder().set_max_row_group_size(row_group).build();
+        let file = File::create(path).expect("create");
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(properties)).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+    }
+
+    fn strings<T: AsRef<str>>(values: &[T]) -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(values.iter().map(AsRef::as_ref)))
+    }
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
         let path = dir.join(name);
@@ -546,8 +557,12 @@ mod tests {
     fn parquet_round_trip() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("a.parquet");
-        let mut frame = df!("text" => ["a", "b"], "label" => [1i64, 2], "uid" => [10i64, 11]).expect("frame");
-        ParquetWriter::new(File::create(&path).expect("create")).finish(&mut frame).expect("write");
+        let numbers = |values: [i64; 2]| Arc::new(Int64Array::from(values.to_vec())) as ArrayRef;
+        write_parquet(
+            &path,
+            vec![("text", strings(&["a", "b"])), ("label", numbers([1, 2])), ("uid", numbers([10, 11]))],
+            8,
+        );
         let columns = ColumnMap { id: Some("uid"), ..PLAIN };
         let records = read_records(&path, &options(), &columns, &Progress::hidden()).expect("reads");
         assert_eq!(
@@ -574,12 +589,8 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let parquet = dir.path().join("a.parquet");
-        let mut frame = df!("label" => &labels, "text" => &texts).expect("frame");
         // Row groups of 4 so slices cross row-group boundaries.
-        ParquetWriter::new(File::create(&parquet).expect("create"))
-            .with_row_group_size(Some(4))
-            .finish(&mut frame)
-            .expect("write");
+        write_parquet(&parquet, vec![("label", strings(&labels)), ("text", strings(&texts))], 4);
         let paths =
             [write(dir.path(), "a.csv", csv.as_bytes()), write(dir.path(), "a.jsonl", jsonl.as_bytes()), parquet];
         let bar = ProgressBar::hidden();
@@ -601,10 +612,9 @@ mod tests {
             assert_eq!(totals, ReadTotals { rows_read: 10, dropped_no_label: 0 });
         }
 
-        let mut frame = df!("text" => &texts, "label" => (1..=10).map(|i| (i != 8).then_some("x")).collect::<Vec<_>>())
-            .expect("frame");
         let holed = dir.path().join("b.parquet");
-        ParquetWriter::new(File::create(&holed).expect("create")).finish(&mut frame).expect("write");
+        let labels: ArrayRef = Arc::new((1..=10).map(|i| (i != 8).then_some("x")).collect::<StringArray>());
+        write_parquet(&holed, vec![("text", strings(&texts)), ("label", labels)], 8);
         let message =
             for_each_chunk(&holed, &options(), &PLAIN, 3, &bar, &mut |_| Ok(())).expect_err("hole").to_string();
         assert!(message.contains("row 8") && message.contains("'label' is empty"), "{message}");

@@ -7,12 +7,16 @@
 //! | `data/processed/*.parquet` | id: str, input_ids: list<u32>, [token_type_ids: list<u8>], length: u32, label_id: u32 |
 
 use std::path::Path;
+use std::sync::Arc;
 
-use anyhow::Result;
-use kiln_core::Split;
-use polars::prelude::{DataFrame, DataType};
+use anyhow::{Context, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt32Type;
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, ListArray, RecordBatch, StringArray};
+use arrow_schema::DataType;
+use kiln_core::{Split, StagedOutput};
 
-use crate::parquet::read_parquet;
+use crate::parquet::{batch, read_parquet, write_parquet};
 
 pub const ID: &str = "id";
 pub const TEXT: &str = "text";
@@ -22,19 +26,128 @@ pub const TOKEN_TYPE_IDS: &str = "token_type_ids";
 pub const LENGTH: &str = "length";
 pub const LABEL_ID: &str = "label_id";
 
+/// The column types kiln's tables use. Strings and lists are accepted in any
+/// of Arrow's layouts (a file written by pandas or polars uses other ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Str,
+    U32,
+    ListU32,
+    ListU8,
+}
+
+impl ColumnType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Str => "str",
+            Self::U32 => "u32",
+            Self::ListU32 => "list<u32>",
+            Self::ListU8 => "list<u8>",
+        }
+    }
+
+    fn accepts(self, found: &DataType) -> bool {
+        let list_of = |item: &DataType| match found {
+            DataType::List(field) | DataType::LargeList(field) => field.data_type() == item,
+            _ => false,
+        };
+        match self {
+            Self::Str => matches!(found, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+            Self::U32 => found == &DataType::UInt32,
+            Self::ListU32 => list_of(&DataType::UInt32),
+            Self::ListU8 => list_of(&DataType::UInt8),
+        }
+    }
+}
+
 /// Columns of the raw and interim text tables.
-pub const TEXT_TABLE: [(&str, DataType); 3] =
-    [(ID, DataType::String), (TEXT, DataType::String), (LABEL, DataType::String)];
+pub const TEXT_TABLE: [(&str, ColumnType); 3] =
+    [(ID, ColumnType::Str), (TEXT, ColumnType::Str), (LABEL, ColumnType::Str)];
 
 /// Columns of the processed (tokenized) tables; `token_type_ids` only for models that take them.
-pub fn processed_table(with_token_types: bool) -> Vec<(&'static str, DataType)> {
-    let list = |inner| DataType::List(Box::new(inner));
-    let mut columns = vec![(ID, DataType::String), (INPUT_IDS, list(DataType::UInt32))];
+pub fn processed_table(with_token_types: bool) -> Vec<(&'static str, ColumnType)> {
+    let mut columns = vec![(ID, ColumnType::Str), (INPUT_IDS, ColumnType::ListU32)];
     if with_token_types {
-        columns.push((TOKEN_TYPE_IDS, list(DataType::UInt8)));
+        columns.push((TOKEN_TYPE_IDS, ColumnType::ListU8));
     }
-    columns.extend([(LENGTH, DataType::UInt32), (LABEL_ID, DataType::UInt32)]);
+    columns.extend([(LENGTH, ColumnType::U32), (LABEL_ID, ColumnType::U32)]);
     columns
+}
+
+/// A raw or interim split (`ingest`'s and `clean`'s output): one row per labelled text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TextTable {
+    pub ids: Vec<String>,
+    pub texts: Vec<String>,
+    pub labels: Vec<String>,
+}
+
+impl TextTable {
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// Keeps the rows whose `keep` is true, in order; returns how many went.
+    pub fn retain(&mut self, keep: &[bool]) -> usize {
+        let before = self.len();
+        for column in [&mut self.ids, &mut self.texts, &mut self.labels] {
+            let mut flags = keep.iter();
+            column.retain(|_| flags.next().copied().unwrap_or(false));
+        }
+        before - self.len()
+    }
+
+    /// Reads and checks a text table that `made_by` wrote.
+    pub fn read(path: &Path, made_by: &str) -> Result<Self> {
+        let batch = read_parquet(path, made_by)?;
+        validate(&batch, path, &TEXT_TABLE)?;
+        Ok(Self {
+            ids: strings(&batch, ID, path)?,
+            texts: strings(&batch, TEXT, path)?,
+            labels: strings(&batch, LABEL, path)?,
+        })
+    }
+
+    pub fn write(&self, staged: &mut StagedOutput, name: &str) -> Result<()> {
+        let column = |values: &[String]| Arc::new(StringArray::from_iter_values(values)) as ArrayRef;
+        let table = batch(vec![(ID, column(&self.ids)), (TEXT, column(&self.texts)), (LABEL, column(&self.labels))])?;
+        write_parquet(staged, name, &table)
+    }
+}
+
+/// A string column's values; nulls must have been ruled out by [`validate`].
+pub fn strings(batch: &RecordBatch, column: &str, file: &Path) -> Result<Vec<String>> {
+    let array = batch.column_by_name(column).with_context(|| format!("{}: no column '{column}'", file.display()))?;
+    let utf8 = arrow_cast::cast(array, &DataType::Utf8)
+        .with_context(|| format!("{}: column '{column}' cannot be read as text", file.display()))?;
+    Ok(utf8.as_string::<i32>().iter().map(|value| value.unwrap_or_default().to_owned()).collect())
+}
+
+/// A `u32` column's values.
+pub fn u32s(batch: &RecordBatch, column: &str) -> Option<Vec<u32>> {
+    Some(batch.column_by_name(column)?.as_primitive_opt::<UInt32Type>()?.values().to_vec())
+}
+
+/// A `list<u32>` or `list<u8>` column's rows, widened to `u32`.
+pub fn lists(batch: &RecordBatch, column: &str) -> Option<Vec<Vec<u32>>> {
+    let array = batch.column_by_name(column)?;
+    let list = arrow_cast::cast(array, &DataType::new_list(DataType::UInt32, true)).ok()?;
+    let rows = list.as_list::<i32>();
+    Some(
+        rows.iter()
+            .map(|row| row.map(|values| values.as_primitive::<UInt32Type>().values().to_vec()).unwrap_or_default())
+            .collect(),
+    )
+}
+
+/// A list column built from rows (`list_column::<UInt32Type>(rows)` for token ids).
+pub fn list_column<'a, T: ArrowPrimitiveType>(rows: impl IntoIterator<Item = &'a [T::Native]>) -> ArrayRef {
+    let rows = rows.into_iter().map(|row| Some(row.iter().map(|&v| Some(v)).collect::<Vec<_>>()));
+    Arc::new(ListArray::from_iter_primitive::<T, _, _>(rows))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -48,21 +161,19 @@ pub enum SchemaError {
 }
 
 /// Reads a cleaned split (`clean`'s output, which `tokenize` and `eval` read), checking its schema.
-pub fn read_split(dir: &Path, split: Split) -> Result<DataFrame> {
-    let path = split.path_in(dir);
-    let frame = read_parquet(&path, "clean")?;
-    validate(&frame, &path, &TEXT_TABLE)?;
-    Ok(frame)
+pub fn read_split(dir: &Path, split: Split) -> Result<TextTable> {
+    TextTable::read(&split.path_in(dir), "clean")
 }
 
-/// Checks `frame` has each `(column, type)` with no nulls: a later stage then
+/// Checks `batch` has each `(column, type)` with no nulls: a later stage then
 /// fails at the door, naming the file and column, not deep inside its work.
-pub fn validate(frame: &DataFrame, file: &Path, expected: &[(&str, DataType)]) -> Result<(), SchemaError> {
+pub fn validate(batch: &RecordBatch, file: &Path, expected: &[(&str, ColumnType)]) -> Result<(), SchemaError> {
     let file_name = file.display().to_string();
     let expected_names = expected.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
-    for (name, dtype) in expected {
-        let Ok(column) = frame.column(name) else {
-            let found = frame.get_column_names().iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ");
+    for (name, column_type) in expected {
+        let Some(column) = batch.column_by_name(name) else {
+            let schema = batch.schema();
+            let found = schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
             return Err(SchemaError::MissingColumn {
                 file: file_name,
                 column: (*name).to_owned(),
@@ -70,22 +181,17 @@ pub fn validate(frame: &DataFrame, file: &Path, expected: &[(&str, DataType)]) -
                 found,
             });
         };
-        if column.dtype() != dtype {
+        if !column_type.accepts(column.data_type()) {
             return Err(SchemaError::WrongType {
                 file: file_name,
                 column: (*name).to_owned(),
-                expected: dtype.to_string(),
-                found: column.dtype().to_string(),
+                expected: column_type.name().to_owned(),
+                found: column.data_type().to_string(),
             });
         }
         let nulls = column.null_count();
         if nulls > 0 {
-            let first_row = column
-                .as_materialized_series()
-                .is_null()
-                .iter()
-                .position(|is_null| is_null == Some(true))
-                .map_or(0, |index| index + 1);
+            let first_row = (0..column.len()).position(|row| column.is_null(row)).map_or(0, |index| index + 1);
             return Err(SchemaError::Nulls { file: file_name, column: (*name).to_owned(), count: nulls, first_row });
         }
     }
@@ -94,29 +200,79 @@ pub fn validate(frame: &DataFrame, file: &Path, expected: &[(&str, DataType)]) -
 
 #[cfg(test)]
 mod tests {
-    use polars::prelude::*;
+    use arrow_array::types::UInt8Type;
+    use arrow_array::{Int64Array, LargeStringArray};
 
     use super::*;
 
+    fn text(values: &[Option<&str>]) -> ArrayRef {
+        Arc::new(StringArray::from(values.to_vec()))
+    }
+
     #[test]
     fn validate_names_file_column_and_problem() {
-        let frame = df!(ID => ["a"], TEXT => ["hi"]).expect("frame");
+        let frame = batch(vec![(ID, text(&[Some("a")])), (TEXT, text(&[Some("hi")]))]).expect("frame");
         let error = validate(&frame, Path::new("x.parquet"), &TEXT_TABLE).expect_err("label missing");
         assert!(matches!(&error, SchemaError::MissingColumn { column, .. } if column == LABEL), "{error}");
         assert!(error.to_string().contains("x.parquet"));
+        assert!(error.to_string().contains("found: id, text"), "{error}");
 
-        let frame = df!(ID => ["a"], TEXT => ["hi"], LABEL => [1i64]).expect("frame");
+        let numbers: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+        let frame =
+            batch(vec![(ID, text(&[Some("a")])), (TEXT, text(&[Some("hi")])), (LABEL, numbers)]).expect("frame");
         let error = validate(&frame, Path::new("x.parquet"), &TEXT_TABLE).expect_err("wrong type");
-        assert!(matches!(error, SchemaError::WrongType { .. }), "{error}");
+        assert!(
+            matches!(&error, SchemaError::WrongType { expected, found, .. } if expected == "str" && found == "Int64")
+        );
 
-        let frame = df!(ID => ["a", "b"], TEXT => ["hi", "yo"], LABEL => [Some("x"), None]).expect("frame");
+        let frame = batch(vec![
+            (ID, text(&[Some("a"), Some("b")])),
+            (TEXT, text(&[Some("hi"), Some("yo")])),
+            (LABEL, text(&[Some("x"), None])),
+        ])
+        .expect("frame");
         let error = validate(&frame, Path::new("x.parquet"), &TEXT_TABLE).expect_err("null");
         assert_eq!(
             error,
             SchemaError::Nulls { file: "x.parquet".into(), column: LABEL.into(), count: 1, first_row: 2 }
         );
 
-        let frame = df!(ID => ["a"], TEXT => ["hi"], LABEL => ["x"]).expect("frame");
+        // Another writer's string layout is still a string.
+        let large: ArrayRef = Arc::new(LargeStringArray::from(vec!["x"]));
+        let frame = batch(vec![(ID, text(&[Some("a")])), (TEXT, text(&[Some("hi")])), (LABEL, large)]).expect("frame");
         validate(&frame, Path::new("x.parquet"), &TEXT_TABLE).expect("valid");
+        assert_eq!(strings(&frame, LABEL, Path::new("x.parquet")).expect("strings"), ["x"]);
+    }
+
+    #[test]
+    fn text_tables_round_trip_and_filter_every_column_alike() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut table = TextTable {
+            ids: vec!["1".into(), "2".into(), "3".into()],
+            texts: vec!["a".into(), "é ✓".into(), "c".into()],
+            labels: vec!["x".into(), "y".into(), "x".into()],
+        };
+        let mut staged = StagedOutput::new(dir.path()).expect("staged");
+        table.write(&mut staged, "t.parquet").expect("write");
+        staged.commit("done.json", &kiln_core::Manifest::new("test", &(), &())).expect("commit");
+        assert_eq!(TextTable::read(&dir.path().join("t.parquet"), "test").expect("read"), table);
+
+        assert_eq!(table.retain(&[true, false, true]), 1);
+        assert_eq!(
+            (table.ids.as_slice(), table.labels.as_slice()),
+            (&["1".to_owned(), "3".into()][..], &["x".to_owned(), "x".into()][..])
+        );
+    }
+
+    #[test]
+    fn lists_read_back_as_written() {
+        let rows: [&[u32]; 2] = [&[101, 7, 102], &[101, 102]];
+        let types: [&[u8]; 2] = [&[0, 0, 1], &[0, 0]];
+        let columns =
+            vec![(INPUT_IDS, list_column::<UInt32Type>(rows)), (TOKEN_TYPE_IDS, list_column::<UInt8Type>(types))];
+        let frame = batch(columns).expect("frame");
+        assert_eq!(lists(&frame, INPUT_IDS).expect("ids"), [vec![101, 7, 102], vec![101, 102]]);
+        assert_eq!(lists(&frame, TOKEN_TYPE_IDS).expect("types"), [vec![0, 0, 1], vec![0, 0]]);
+        assert!(u32s(&frame, INPUT_IDS).is_none(), "a list is not a u32 column");
     }
 }

@@ -2,13 +2,18 @@
 //! exit 1, naming the file, the row and the column, and leaves nothing behind;
 //! `--print-done-files` names the file each stage writes last.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use kiln_core::profile::DataProfile;
+use kiln_core::{Manifest, Split, StagedOutput};
+use kiln_data::schema::TextTable;
 
 fn run(binary: &str, args: &[&str], dir: &Path) -> Output {
     let path = match binary {
         "ingest" => env!("CARGO_BIN_EXE_ingest"),
         "clean" => env!("CARGO_BIN_EXE_clean"),
+        "profile" => env!("CARGO_BIN_EXE_profile"),
         _ => env!("CARGO_BIN_EXE_tokenize"),
     };
     Command::new(path)
@@ -35,12 +40,153 @@ fn ingest_names_the_bad_row_and_column_and_writes_nothing() {
 #[test]
 fn each_data_stage_names_its_done_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for stage in ["ingest", "clean", "tokenize"] {
+    for stage in ["ingest", "clean", "tokenize", "profile"] {
         let output = run(stage, &["--print-done-files"], dir.path());
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let done = String::from_utf8_lossy(&output.stdout);
         assert!(done.contains("ingest = \"data/raw/manifest.json\""), "{done}");
         assert!(done.contains("clean = \"data/interim/clean_report.json\""), "{done}");
         assert!(done.contains("tokenize = \"data/processed/tokenize_report.json\""), "{done}");
+        assert!(done.contains("profile = \"artifacts/profile/manifest.json\""), "{done}");
     }
+}
+
+/// The pre-trained MiniLM's tokenizer, which `make setup` (and so `make test`)
+/// installs: missing is a broken set-up, not a reason to skip.
+fn pretrained() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/pretrained/all-MiniLM-L6-v2");
+    assert!(dir.join("tokenizer.json").exists(), "{} is missing: run `make setup`", dir.display());
+    dir.canonicalize().expect("model dir")
+}
+
+fn table(rows: &[(&str, &str)]) -> TextTable {
+    TextTable {
+        ids: (1..=rows.len()).map(|i| format!("r{i}")).collect(),
+        texts: rows.iter().map(|(text, _)| (*text).to_owned()).collect(),
+        labels: rows.iter().map(|(_, label)| (*label).to_owned()).collect(),
+    }
+}
+
+fn write_splits(dir: &Path, splits: [TextTable; 3]) {
+    let mut staged = StagedOutput::new(dir).expect("staged");
+    for (split, table) in Split::ALL.into_iter().zip(splits) {
+        table.write(&mut staged, &split.file_name()).expect("write");
+    }
+    staged.commit("manifest.json", &Manifest::new("test", &(), &())).expect("commit");
+}
+
+#[test]
+fn profile_counts_what_the_data_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = pretrained().display().to_string();
+    let long = "the film goes on and on ".repeat(10);
+    write_splits(
+        &dir.path().join("interim"),
+        [
+            table(&[
+                ("a good film", "pos"),
+                ("a good film", "pos"),
+                ("a great good film", "pos"),
+                ("a bad film", "neg"),
+                ("!!! ???", "neg"),
+                ("zero\u{200b}width", "pos"),
+                ("ok", "pos"),
+                (&long, "neg"),
+                ("good acting", "pos"),
+                ("good story", "pos"),
+                ("really good", "pos"),
+            ]),
+            table(&[("good", "pos"), ("bad", "neg")]),
+            table(&[("fine film", "pos")]),
+        ],
+    );
+    let args = ["--input-dir", "interim", "--output-dir", "profile", "--model-dir", &model, "--max-length", "16"];
+    let output = run("profile", &[&args[..], &["--long-chars", "100", "--examples", "1"]].concat(), dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let out = dir.path().join("profile");
+    let profile = DataProfile::load(&out.join("profile.json")).expect("profile.json");
+    assert_eq!((profile.kind.as_str(), profile.max_length), ("text", 16));
+    let train = &profile.splits["train"];
+    assert_eq!(train.rows, 11);
+    assert_eq!(train.labels.iter().map(|(l, n)| (l.as_str(), *n)).collect::<Vec<_>>(), [("neg", 3), ("pos", 8)]);
+    assert_eq!(train.imbalance_ratio, Some(8.0 / 3.0));
+    assert_eq!((train.duplicates, train.truncated), (1, 1), "one repeated text, one past 16 tokens");
+    assert_eq!(train.tokens.max as usize, 2 + long.split_whitespace().count(), "[CLS] words [SEP], uncut");
+    assert_eq!(train.chars.as_ref().map(|c| c.max as usize), Some(long.chars().count()));
+    assert_eq!(train.tokens_histogram.total(), 11);
+    assert_eq!(train.tokens_histogram.overflow, 1, "the long text lies past max_length");
+    for (odd, count) in
+        [(&train.near_empty, 1), (&train.non_printing, 1), (&train.very_long, 1), (&train.mostly_punctuation, 1)]
+    {
+        assert_eq!(odd.count, count, "{odd:?}");
+        assert_eq!(odd.examples.len(), 1);
+    }
+    assert_eq!(train.non_printing.examples[0].text, "zero\\u{200b}width", "invisible characters are shown");
+    let top: Vec<(&str, u64)> = train.top_tokens["pos"].iter().take(3).map(|t| (t.token.as_str(), t.count)).collect();
+    assert_eq!(top, [("good", 6), ("a", 3), ("film", 3)], "by count, ties by token");
+    // "good" only in pos; "film" in both labels at a like rate.
+    let distinctive: Vec<&str> = train.distinctive_tokens["pos"].iter().map(|t| t.token.as_str()).collect();
+    assert_eq!(distinctive, ["good"], "{:?}", train.distinctive_tokens);
+    assert!(train.distinctive_tokens["pos"][0].z > 1.96 && train.distinctive_tokens["pos"][0].lift > 1.0);
+    assert!(train.top_tokens["neg"].iter().all(|t| t.token != "!" && t.token != "[CLS]"), "no punctuation or specials");
+    assert_eq!(profile.splits["test"].labels.len(), 1);
+    assert_eq!(profile.splits["test"].imbalance_ratio, Some(1.0));
+
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(report.contains("| rows | 1 | 11 | 2 |"), "test, train, validation columns: {report}");
+    assert!(report.contains("`r6`: zero\\u{200b}width"), "{report}");
+    for picture in ["class_balance.svg", "token_lengths.svg", "char_lengths.svg", "tokens_per_label.svg"] {
+        let svg = std::fs::read_to_string(out.join(picture)).expect(picture);
+        assert!(svg.starts_with("<svg"), "{picture}");
+    }
+    let lengths = std::fs::read_to_string(out.join("plot_token_lengths.csv")).expect("csv");
+    assert_eq!(lengths.lines().next(), Some("tokens,test,train,validation"));
+    assert_eq!(lengths.lines().count(), 1 + 32, "a row per bin");
+    let labels = std::fs::read_to_string(out.join("plot_labels.csv")).expect("csv");
+    assert_eq!(labels, "label,test,train,validation\nneg,0,3,1\npos,1,8,1\n");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).expect("manifest")).expect("json");
+    assert_eq!(manifest["inputs"].as_array().map(Vec::len), Some(3));
+
+    // New data by hand: one unlabelled file.
+    std::fs::write(dir.path().join("new.csv"), "body\nsome new text\n\"another, new one\"\n").expect("write");
+    let file_args = ["--input-file", "new.csv", "--text-column", "body", "--output-dir", "new"];
+    let output = run("profile", &[&file_args[..], &args[4..]].concat(), dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let profile = DataProfile::load(&dir.path().join("new/profile.json")).expect("profile.json");
+    let new = &profile.splits["new.csv"];
+    assert_eq!((new.rows, new.imbalance_ratio), (2, None));
+    assert_eq!(new.labels.keys().collect::<Vec<_>>(), ["(unlabelled)"]);
+
+    // Tokenized splits: no text, so no character lengths; a cut text has max_length tokens.
+    let tokenize = ["--input-dir", "interim", "--output-dir", "processed", "--model-dir", &model, "--max-length", "16"];
+    assert!(run("tokenize", &tokenize, dir.path()).status.success());
+    let processed_args = ["--input-dir", "processed", "--output-dir", "processed-profile"];
+    let output = run("profile", &[&processed_args[..], &args[4..]].concat(), dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let profile = DataProfile::load(&dir.path().join("processed-profile/profile.json")).expect("profile.json");
+    let train = &profile.splits["train"];
+    assert_eq!((profile.kind.as_str(), train.rows, train.truncated, train.chars.is_none()), ("processed", 11, 1, true));
+    assert_eq!(train.labels["pos"], 8, "labels come back from labels.json");
+    assert_eq!(train.duplicates, 1, "repeated token sequences count as duplicates");
+}
+
+#[test]
+fn profile_refuses_a_missing_or_foreign_input_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = pretrained().display().to_string();
+    let output = run("profile", &["--input-dir", "nope", "--output-dir", "out", "--model-dir", &model], dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nope/train.parquet"), "{stderr}");
+    assert!(!dir.path().join("out/manifest.json").exists());
+    assert!(!dir.path().join("out/profile.json").exists());
+
+    std::fs::write(dir.path().join("new.csv"), "text\nhello\n").expect("write");
+    let args = ["--input-file", "new.csv", "--text-column", "body", "--output-dir", "out", "--model-dir", &model];
+    let output = run("profile", &args, dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("new.csv") && stderr.contains("body"), "{stderr}");
+    assert!(!dir.path().join("out/profile.json").exists());
 }

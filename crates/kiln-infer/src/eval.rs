@@ -5,22 +5,25 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use arrow_array::types::Float32Type;
+use arrow_array::{ArrayRef, Float32Array, StringArray};
 use kiln_config::{EvalConfig, TokenizeConfig};
 use kiln_core::metrics::{ClassScores, Confusion, argmax};
-use kiln_core::model_folder::{CONFIG, LABELS};
+use kiln_core::model_folder::{CONFIG, LABELS, REFERENCE_PREDICTIONS};
 use kiln_core::output::read_manifest;
+use kiln_core::profile::PredictionProfile;
 use kiln_core::{EvalMetrics, Example, FileHash, LabelMap, Manifest, Progress, Split, StagedOutput};
-use kiln_data::parquet::write_parquet;
+use kiln_data::parquet::{batch, write_parquet};
 use kiln_data::processed::{check_label_ids, read_examples};
-use kiln_data::schema;
+use kiln_data::schema::{self, list_column};
 use kiln_data::tokenize::MANIFEST as TOKENIZE_MANIFEST;
 use kiln_model::device;
-use polars::prelude::*;
 
-use crate::plots::{CONFUSION_SVG, CURVES_SVG, Curves, confusion_svg, curves_svg};
 use kiln_model::Predictor;
+use kiln_plots::{CONFUSION_SVG, CURVES_SVG, Curves, confusion_svg, curves_svg};
 
 pub const METRICS: &str = "metrics.json";
 pub const PER_CLASS: &str = "per_class.csv";
@@ -60,13 +63,7 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     let texts = texts_by_id(&config.input_dir, split);
     let mut staged = StagedOutput::new(&config.output_dir)?;
 
-    let bar = progress.rows(examples.len() as u64, "eval");
-    let mut probabilities = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(config.batch_size * 16) {
-        probabilities.extend(predictor.probabilities_batched(chunk, config.batch_size)?);
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
+    let probabilities = predict(&predictor, &examples, config.batch_size, progress, split.name())?;
 
     let labels = &predictor.labels;
     let mut confusion = Confusion::new(labels.len());
@@ -99,6 +96,14 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
         ["actual", "predicted"],
         scored.iter().map(|s| [labels.labels()[s.actual].clone(), labels.labels()[s.predicted].clone()]),
     )?;
+    let reference = if config.reference_split == split {
+        let rows: Vec<Vec<f32>> = scored.iter().map(|s| s.probabilities.clone()).collect();
+        let actual: Vec<usize> = scored.iter().map(|s| s.actual).collect();
+        PredictionProfile::of(split.name(), labels.labels(), &rows, &actual, config.low_confidence)
+    } else {
+        reference_predictions(config, &predictor, &data_labels, progress)?
+    };
+    staged.write_json(REFERENCE_PREDICTIONS, &reference)?;
     let curves = Curves::load(&config.train_metrics)?;
     match &curves {
         Some(curves) => {
@@ -122,7 +127,9 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
         None => tracing::info!("no training curves: {} is absent", config.train_metrics.display()),
     }
     let pictures = Pictures { curves: curves.is_some() };
-    staged.write_bytes(REPORT, report(&metrics, &scored, labels, &texts, config.report_top, pictures).as_bytes())?;
+    let mut report = report(&metrics, &scored, labels, &texts, config.report_top, pictures);
+    report.push_str(&calibration_note(&reference));
+    staged.write_bytes(REPORT, report.as_bytes())?;
 
     let mut manifest = Manifest::new(
         "eval",
@@ -135,6 +142,66 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     manifest.outputs = staged.hashes()?;
     staged.commit(MANIFEST, &manifest)?;
     Ok(metrics)
+}
+
+fn predict(
+    predictor: &Predictor,
+    examples: &[Example],
+    batch_size: usize,
+    progress: &Progress,
+    name: &str,
+) -> Result<Vec<Vec<f32>>> {
+    let bar = progress.rows(examples.len() as u64, name);
+    let mut probabilities = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(batch_size * 16) {
+        probabilities.extend(predictor.probabilities_batched(chunk, batch_size)?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(probabilities)
+}
+
+/// The model's predictions on the reference split, summarised: the baseline
+/// monitoring compares live traffic with (it travels in the export).
+fn reference_predictions(
+    config: &EvalConfig,
+    predictor: &Predictor,
+    data_labels: &LabelMap,
+    progress: &Progress,
+) -> Result<PredictionProfile> {
+    let split = config.reference_split;
+    let path = split.path_in(&config.input_dir);
+    let examples = read_examples(&path)?;
+    check_label_ids(&path, &examples, data_labels, &config.input_dir.join(LABELS))?;
+    let to_model = label_mapping(data_labels, &predictor.labels, &examples, &path)?;
+    let rows = predict(predictor, &examples, config.batch_size, progress, split.name())?;
+    let actual: Vec<usize> = examples.iter().map(|e| to_model[e.label_id as usize]).collect();
+    Ok(PredictionProfile::of(split.name(), predictor.labels.labels(), &rows, &actual, config.low_confidence))
+}
+
+/// A paragraph of `report.md` on how far confidence can be trusted.
+fn calibration_note(reference: &PredictionProfile) -> String {
+    let c = &reference.confidence;
+    format!(
+        "\n## Confidence on the {} split (the model's reference for monitoring)\n\n\
+         {} rows, accuracy {:.4}; mean top probability {:.4}, margin {:.4}, entropy {:.4} nats; {:.1}% below {}.\n\
+         Temperature scaling fits T = {:.3}: negative log-likelihood {:.4} -> {:.4}, expected calibration error \
+         {:.4} -> {:.4} ({} bins). Saved as `{REFERENCE_PREDICTIONS}`; `export` carries it.\n",
+        reference.split,
+        reference.rows,
+        reference.accuracy,
+        c.mean_top,
+        c.mean_margin,
+        c.mean_entropy,
+        100.0 * c.low_confidence_share,
+        c.low_confidence_threshold,
+        reference.temperature,
+        reference.nll_before,
+        reference.nll_after,
+        reference.ece_before,
+        reference.ece_after,
+        kiln_core::profile::CONFIDENCE_BINS,
+    )
 }
 
 /// Model label id of each data label id; a data label the model does not know is an error.
@@ -174,10 +241,8 @@ fn texts_by_id(processed: &Path, split: Split) -> HashMap<String, String> {
         let tokenize = read_manifest::<TokenizeConfig>(&processed.join(TOKENIZE_MANIFEST))
             .context("no readable tokenize manifest")?
             .config;
-        let frame = schema::read_split(&tokenize.input_dir, split)?;
-        let ids = frame.column(schema::ID)?.str()?;
-        let texts = frame.column(schema::TEXT)?.str()?;
-        Ok(ids.iter().zip(texts.iter()).filter_map(|(id, text)| Some((id?.to_owned(), text?.to_owned()))).collect())
+        let table = schema::read_split(&tokenize.input_dir, split)?;
+        Ok(table.ids.into_iter().zip(table.texts).collect())
     };
     texts().unwrap_or_else(|error| {
         tracing::warn!("predictions will have no texts: cannot find the cleaned split ({error:#})");
@@ -232,21 +297,22 @@ fn write_predictions(
     texts: &HashMap<String, String>,
 ) -> Result<()> {
     let name = |id: usize| labels.labels()[id].as_str();
-    let ids: Vec<&str> = scored.iter().map(|s| s.example.id.as_str()).collect();
-    let text: Vec<Option<&str>> = scored.iter().map(|s| texts.get(&s.example.id).map(String::as_str)).collect();
-    let actual: Vec<&str> = scored.iter().map(|s| name(s.actual)).collect();
-    let predicted: Vec<&str> = scored.iter().map(|s| name(s.predicted)).collect();
-    let probability: Vec<f32> = scored.iter().map(|s| s.probabilities[s.predicted]).collect();
-    let all: Vec<Series> = scored.iter().map(|s| Series::new(PlSmallStr::EMPTY, s.probabilities.as_slice())).collect();
-    let mut frame = DataFrame::new_infer_height(vec![
-        Column::new(schema::ID.into(), ids),
-        Column::new(schema::TEXT.into(), text),
-        Column::new(schema::LABEL.into(), actual),
-        Column::new("predicted".into(), predicted),
-        Column::new("probability".into(), probability),
-        Column::new("probabilities".into(), all),
+    let strings = |values: Vec<Option<&str>>| Arc::new(StringArray::from(values)) as ArrayRef;
+    let ids = scored.iter().map(|s| Some(s.example.id.as_str())).collect();
+    let text = scored.iter().map(|s| texts.get(&s.example.id).map(String::as_str)).collect();
+    let actual = scored.iter().map(|s| Some(name(s.actual))).collect();
+    let predicted = scored.iter().map(|s| Some(name(s.predicted))).collect();
+    let probability = Float32Array::from_iter_values(scored.iter().map(|s| s.probabilities[s.predicted]));
+    let all = list_column::<Float32Type>(scored.iter().map(|s| s.probabilities.as_slice()));
+    let table = batch(vec![
+        (schema::ID, strings(ids)),
+        (schema::TEXT, strings(text)),
+        (schema::LABEL, strings(actual)),
+        ("predicted", strings(predicted)),
+        ("probability", Arc::new(probability)),
+        ("probabilities", all),
     ])?;
-    write_parquet(staged, PREDICTIONS, &mut frame)
+    write_parquet(staged, PREDICTIONS, &table)
 }
 
 /// `report.md`: headline figures, the weakest classes, the most confident mistakes.

@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use kiln_config::ExportConfig;
 use kiln_core::model_folder::{
-    EVAL_METRICS, EXPORT_MANIFEST, MODEL_CARD, MODEL_FILES, TOKENIZER, TOKENIZER_CONFIG, TOKENIZER_FILES,
-    TRAIN_MANIFEST,
+    DATA_PROFILE, EVAL_METRICS, EXPORT_MANIFEST, MODEL_CARD, MODEL_FILES, REFERENCE_PREDICTIONS, TOKENIZER,
+    TOKENIZER_CONFIG, TOKENIZER_FILES, TRAIN_MANIFEST,
 };
 use kiln_core::output::swap_dir_into_place;
 use kiln_core::{EvalMetrics, FileHash, Manifest};
@@ -34,13 +34,24 @@ pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
         .tempdir_in(parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
 
-    // Training's manifest and eval's metrics travel with the weights, renamed.
+    // Training's manifest, eval's metrics and the data profile travel with the weights, renamed.
     let metrics = EvalMetrics::load_if_present(&config.eval_metrics)?;
     let model_files = MODEL_FILES.iter().chain(&TOKENIZER_FILES).map(|name| (folder.path(name), *name));
     let records = folder.train_manifest_path().map(|path| (path, TRAIN_MANIFEST));
-    let eval = Some((config.eval_metrics.clone(), EVAL_METRICS));
+    let eval =
+        [(config.eval_metrics.clone(), EVAL_METRICS), (config.reference_predictions.clone(), REFERENCE_PREDICTIONS)];
+    let profile = Some((config.data_profile.clone(), DATA_PROFILE));
+    if config.reference_predictions.is_file() {
+        kiln_core::profile::PredictionProfile::load(&config.reference_predictions)?;
+    }
+    if config.data_profile.is_file() {
+        // A profile that does not parse would fail monitoring later: refuse it now.
+        kiln_core::DataProfile::load(&config.data_profile)?;
+    } else {
+        tracing::warn!("no data profile at {} (run `profile`): the export carries none", config.data_profile.display());
+    }
     let mut sources = Vec::new();
-    for (source, name) in model_files.chain(records).chain(eval) {
+    for (source, name) in model_files.chain(records).chain(eval).chain(profile) {
         if source.is_file() {
             std::fs::copy(&source, staging.path().join(name))
                 .with_context(|| format!("cannot copy {}", source.display()))?;

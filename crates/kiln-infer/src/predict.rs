@@ -6,17 +6,21 @@
 //! bounded whatever the file's size. The output is a temp file renamed into
 //! place: a bad row half way leaves nothing behind.
 
+use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use kiln_config::PredictConfig;
 use kiln_core::Progress;
 use kiln_core::metrics::top_k as ranked_classes;
+use kiln_data::parquet;
 use kiln_data::read::{self, ColumnMap, LabelSource, ReadOptions};
 use kiln_data::schema;
 use kiln_model::device;
-use polars::prelude::*;
 use serde::Serialize;
 
 use kiln_model::Predictor;
@@ -52,11 +56,8 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
         .tempfile_in(out_dir)
         .with_context(|| format!("cannot write in {}", out_dir.display()))?;
     let top_k = config.top_k.min(predictor.labels.len());
-    let mut writer = ParquetWriter::new(temp.as_file())
-        .with_compression(ParquetCompression::Zstd(None))
-        .batched(&output_schema(top_k))
-        .map_err(anyhow::Error::from)
-        .context("cannot start the Parquet output")?;
+    let columns_schema = Arc::new(output_schema(top_k));
+    let mut writer = parquet::writer(std::io::BufWriter::new(temp.as_file()), Arc::clone(&columns_schema))?;
 
     let bar = progress.file(input);
     let mut rows = 0usize;
@@ -64,14 +65,17 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
         let texts: Vec<&str> = records.texts.iter().map(String::as_str).collect();
         let examples = predictor.encode(&texts)?;
         let probabilities = predictor.probabilities_batched(&examples, config.batch_size)?;
-        let frame = chunk_frame(&predictor, &records.ids, &probabilities, top_k)?;
-        writer.write_batch(&frame).map_err(anyhow::Error::from).context("cannot write predictions")?;
+        let frame = chunk_frame(&predictor, Arc::clone(&columns_schema), &records.ids, &probabilities, top_k)?;
+        writer.write(&frame).context("cannot write predictions")?;
+        // A row group per chunk keeps memory bounded, whatever the file's size.
+        writer.flush().context("cannot write predictions")?;
         rows += records.len();
         let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-9);
         bar.set_prefix(format!("{rows} rows, {rate:.0} rows/s"));
         Ok(())
     })?;
-    writer.finish().map_err(anyhow::Error::from).context("cannot finish the Parquet output")?;
+    let finish = || -> Result<()> { Ok(writer.into_inner()?.flush()?) };
+    finish().context("cannot finish the Parquet output")?;
     bar.finish_and_clear();
     // Temp files are private (0600); predictions are meant to be read by others.
     #[cfg(unix)]
@@ -87,31 +91,35 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
 
 fn output_schema(top_k: usize) -> Schema {
     let mut fields = vec![
-        Field::new(schema::ID.into(), DataType::String),
-        Field::new("predicted".into(), DataType::String),
-        Field::new("probability".into(), DataType::Float32),
+        Field::new(schema::ID, DataType::Utf8, false),
+        Field::new("predicted", DataType::Utf8, false),
+        Field::new("probability", DataType::Float32, false),
     ];
     for rank in 1..=top_k {
-        fields.push(Field::new(format!("label_{rank}").into(), DataType::String));
-        fields.push(Field::new(format!("probability_{rank}").into(), DataType::Float32));
+        fields.push(Field::new(format!("label_{rank}"), DataType::Utf8, false));
+        fields.push(Field::new(format!("probability_{rank}"), DataType::Float32, false));
     }
-    Schema::from_iter(fields)
+    Schema::new(fields)
 }
 
-fn chunk_frame(predictor: &Predictor, ids: &[String], probabilities: &[Vec<f32>], top_k: usize) -> Result<DataFrame> {
+fn chunk_frame(
+    predictor: &Predictor,
+    schema: SchemaRef,
+    ids: &[String],
+    probabilities: &[Vec<f32>],
+    top_k: usize,
+) -> Result<RecordBatch> {
     let labels = predictor.labels.labels();
     let ranked: Vec<Vec<usize>> = probabilities.iter().map(|row| ranked_classes(row, top_k)).collect();
-    let mut columns = vec![
-        Column::new(schema::ID.into(), ids),
-        Column::new("predicted".into(), ranked.iter().map(|r| labels[r[0]].as_str()).collect::<Vec<_>>()),
-        Column::new("probability".into(), ranked.iter().zip(probabilities).map(|(r, p)| p[r[0]]).collect::<Vec<f32>>()),
-    ];
+    let names =
+        |rank: usize| Arc::new(StringArray::from_iter_values(ranked.iter().map(|r| &labels[r[rank]]))) as ArrayRef;
+    let scores = |rank: usize| {
+        Arc::new(Float32Array::from_iter_values(ranked.iter().zip(probabilities).map(|(r, p)| p[r[rank]]))) as ArrayRef
+    };
+    let mut columns = vec![Arc::new(StringArray::from_iter_values(ids)) as ArrayRef, names(0), scores(0)];
     // Flat columns rather than lists: every Parquet reader (pandas included) takes them.
     for rank in 0..top_k {
-        let names: Vec<&str> = ranked.iter().map(|r| labels[r[rank]].as_str()).collect();
-        let scores: Vec<f32> = ranked.iter().zip(probabilities).map(|(r, p)| p[r[rank]]).collect();
-        columns.push(Column::new(format!("label_{}", rank + 1).into(), names));
-        columns.push(Column::new(format!("probability_{}", rank + 1).into(), scores));
+        columns.extend([names(rank), scores(rank)]);
     }
-    Ok(DataFrame::new_infer_height(columns)?)
+    RecordBatch::try_new(schema, columns).context("the predictions table disagrees with its schema. This is a bug.")
 }

@@ -34,6 +34,8 @@ fn export_config(root: &Path) -> ExportConfig {
         model_dir: root.join("model"),
         output_dir: root.join("export"),
         eval_metrics: root.join("no-eval.json"),
+        reference_predictions: root.join("no-reference.json"),
+        data_profile: root.join("no-profile.json"),
         force: false,
     }
 }
@@ -81,6 +83,44 @@ fn exports_a_folder_and_refuses_to_overwrite_or_export_broken_ones() {
 
 /// The reference Python with transformers, which `make test` installs
 /// (`scripts/setup.sh reference`): missing is a broken set-up, not a skip.
+/// The training data's profile and the reference predictions travel with the
+/// export (so with every registry version); one that is not a profile is
+/// refused before anything is written.
+#[test]
+fn the_monitoring_references_travel_with_the_export() {
+    let root = tempfile::tempdir().expect("tempdir");
+    classifier_folder(&root.path().join("model"));
+    let mut profile = kiln_core::DataProfile { source: "data/interim".into(), max_length: 16, ..Default::default() };
+    profile.splits.insert("train".into(), kiln_core::profile::SplitProfile { rows: 3, ..Default::default() });
+    let path = root.path().join("profile.json");
+    std::fs::write(&path, serde_json::to_string(&profile).expect("json")).expect("write");
+    let names = ["negative".to_owned(), "positive".into()];
+    let reference = kiln_core::profile::PredictionProfile::of(
+        "validation",
+        &names,
+        &[vec![0.9, 0.1], vec![0.2, 0.8], vec![0.6, 0.4]],
+        &[0, 1, 1],
+        0.5,
+    );
+    let reference_path = root.path().join("reference.json");
+    std::fs::write(&reference_path, serde_json::to_string(&reference).expect("json")).expect("write");
+    let config = ExportConfig {
+        data_profile: path.clone(),
+        reference_predictions: reference_path,
+        ..export_config(root.path())
+    };
+    kiln_infer::export::run(&config).expect("exports");
+    let folder = kiln_core::ModelFolder::open(&config.output_dir).expect("folder");
+    assert_eq!(folder.data_profile().expect("reads"), Some(profile));
+    assert_eq!(folder.reference_predictions().expect("reads"), Some(reference));
+
+    std::fs::write(&path, "{\"rows\": 3}").expect("write");
+    let config = ExportConfig { output_dir: root.path().join("export2"), ..config };
+    let error = format!("{:#}", kiln_infer::export::run(&config).expect_err("not a profile"));
+    assert!(error.contains("profile.json") && error.contains("not a kiln profile"), "{error}");
+    assert!(!config.output_dir.exists());
+}
+
 fn reference_python() -> PathBuf {
     let python = repo().join(".venv-ref/bin/python");
     let usable =

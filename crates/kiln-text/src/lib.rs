@@ -1,6 +1,6 @@
 //! Text on its way into a model, the same in training and serving: the
 //! `[clean]` rules ([`clean::Cleaner`]) and a model folder's tokenizer set up
-//! as kiln uses it. No polars, no LibTorch: `serve` links this, not the data stages.
+//! as kiln uses it. No Parquet, no LibTorch: `serve` links this, not the data stages.
 
 pub mod clean;
 

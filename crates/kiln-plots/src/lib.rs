@@ -1,5 +1,6 @@
-//! Pictures for people: the confusion matrix as a heat map and the training
-//! curves, as self-contained SVG (plotters). Sized from the class count so 77
+//! Pictures for people, as self-contained SVG (plotters): `eval`'s confusion
+//! matrix as a heat map and its training curves, `profile`'s class balance,
+//! length histograms and tokens per label. Sized from the class count so 77
 //! labelled rows stay readable.
 
 use std::path::Path;
@@ -161,6 +162,123 @@ pub fn curves_svg(curves: &Curves, path: &Path) -> Result<()> {
     root.present().map_err(plot_error)
 }
 
+pub const CLASS_BALANCE_SVG: &str = "class_balance.svg";
+pub const TOKEN_LENGTHS_SVG: &str = "token_lengths.svg";
+pub const CHAR_LENGTHS_SVG: &str = "char_lengths.svg";
+pub const TOKENS_PER_LABEL_SVG: &str = "tokens_per_label.svg";
+
+/// Colours of the series (splits), in order.
+const SERIES: [RGBColor; 4] =
+    [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
+
+/// One labelled row of bars, a bar per series.
+pub struct BarRow {
+    pub label: String,
+    pub values: Vec<f64>,
+}
+
+/// Horizontal bars: a row per label (so 77 labels stay readable), a bar per
+/// series in each row, the value written at the bar's end by `format`.
+pub fn horizontal_bars_svg(
+    title: &str,
+    series: &[String],
+    rows: &[BarRow],
+    format: impl Fn(f64) -> String,
+    path: &Path,
+) -> Result<()> {
+    let bar = 12u32;
+    let row_height = bar * series.len().max(1) as u32 + 8;
+    let longest = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(1) as u32;
+    let margin = 20 + longest * 7;
+    let plot_width = 520u32;
+    let (width, height) = (margin + plot_width + 90, 70 + rows.len() as u32 * row_height + 10);
+    let root = SVGBackend::new(path, (width, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    root.draw(&Text::new(title.to_owned(), (10, 10), ("sans-serif", 16).into_font())).map_err(plot_error)?;
+    for (index, name) in series.iter().enumerate() {
+        let x = 10 + index as i32 * 140;
+        let colour = SERIES[index % SERIES.len()];
+        root.draw(&Rectangle::new([(x, 36), (x + 12, 48)], colour.filled())).map_err(plot_error)?;
+        root.draw(&Text::new(name.clone(), (x + 18, 36), ("sans-serif", 13).into_font())).map_err(plot_error)?;
+    }
+    let top = rows.iter().flat_map(|r| r.values.iter().copied()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+    let label_style = ("sans-serif", 13).into_font().color(&BLACK);
+    for (row_index, row) in rows.iter().enumerate() {
+        let y = 60 + (row_index as u32 * row_height) as i32;
+        root.draw(&Text::new(
+            row.label.clone(),
+            (margin as i32 - 6, y + row_height as i32 / 2),
+            label_style.clone().pos(Pos::new(HPos::Right, VPos::Center)),
+        ))
+        .map_err(plot_error)?;
+        for (index, &value) in row.values.iter().enumerate() {
+            let y = y + 4 + (index as u32 * bar) as i32;
+            let length = (value / top * f64::from(plot_width)) as i32;
+            let colour = SERIES[index % SERIES.len()];
+            root.draw(&Rectangle::new(
+                [(margin as i32, y), (margin as i32 + length, y + bar as i32 - 2)],
+                colour.filled(),
+            ))
+            .map_err(plot_error)?;
+            root.draw(&Text::new(
+                format(value),
+                (margin as i32 + length + 4, y + bar as i32 / 2),
+                ("sans-serif", 11).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center)),
+            ))
+            .map_err(plot_error)?;
+        }
+    }
+    root.present().map_err(plot_error)
+}
+
+/// One histogram of a series: counts in bins of `width` from 0, plus what fell past the last bin.
+pub struct HistogramSeries<'a> {
+    pub name: String,
+    pub width: f64,
+    pub counts: &'a [u64],
+    pub overflow: u64,
+}
+
+/// Histograms as lines of each bin's share of its series (so splits of any
+/// size compare), with the share past the last bin in the legend.
+pub fn histograms_svg(title: &str, x_desc: &str, series: &[HistogramSeries], path: &Path) -> Result<()> {
+    let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let shares: Vec<Vec<(f64, f64)>> = series
+        .iter()
+        .map(|s| {
+            let total = (s.counts.iter().sum::<u64>() + s.overflow).max(1) as f64;
+            s.counts
+                .iter()
+                .enumerate()
+                .map(|(bin, &count)| ((bin as f64 + 0.5) * s.width, count as f64 / total))
+                .collect()
+        })
+        .collect();
+    let right = series.iter().map(|s| s.width * s.counts.len() as f64).fold(1.0, f64::max);
+    let top = shares.iter().flatten().map(|p| p.1).fold(0.0, f64::max).max(0.01) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..right, 0.0..top)
+        .map_err(plot_error)?;
+    chart.configure_mesh().x_desc(x_desc).y_desc("share of rows").draw().map_err(plot_error)?;
+    for (index, (s, points)) in series.iter().zip(&shares).enumerate() {
+        let colour = SERIES[index % SERIES.len()];
+        let total = (s.counts.iter().sum::<u64>() + s.overflow).max(1) as f64;
+        let past = 100.0 * s.overflow as f64 / total;
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)).point_size(2))
+            .map_err(plot_error)?
+            .label(format!("{} ({past:.1}% past {right:.0})", s.name))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE).border_style(BLACK).draw().map_err(plot_error)?;
+    root.present().map_err(plot_error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +321,41 @@ mod tests {
         curves_svg(&curves, &path).expect("draws");
         let svg = std::fs::read_to_string(&path).expect("svg");
         assert!(svg.contains("macro-F1") && svg.contains("validation") && svg.contains("<polyline"));
+    }
+
+    #[test]
+    fn bars_draw_a_row_per_label_and_a_bar_per_series() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bars.svg");
+        let rows = vec![
+            BarRow { label: "negative".into(), values: vec![0.5, 0.25] },
+            BarRow { label: "positive".into(), values: vec![0.5, 0.75] },
+        ];
+        let series = ["train".to_owned(), "test".into()];
+        horizontal_bars_svg("Class balance", &series, &rows, |v| format!("{:.0}%", 100.0 * v), &path).expect("draws");
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        assert_eq!(svg.matches("<rect").count(), 1 + 2 + 4, "background, two legend keys, four bars");
+        assert!(svg.contains("\n75%\n</text>") && svg.contains("\nnegative\n</text>"), "{svg}");
+    }
+
+    #[test]
+    fn histograms_draw_a_line_per_series_with_the_share_past_the_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("h.svg");
+        let series = [
+            HistogramSeries { name: "train".into(), width: 8.0, counts: &[1, 2, 1], overflow: 0 },
+            HistogramSeries { name: "test".into(), width: 8.0, counts: &[0, 1, 0], overflow: 1 },
+        ];
+        histograms_svg("Tokens per text", "tokens", &series, &path).expect("draws");
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        // Each series' colour draws its line and its legend key (the grid is grey).
+        for colour in ["#1F77B4", "#FF7F0E"] {
+            let lines = svg
+                .split("<polyline")
+                .skip(1)
+                .filter(|element| element.split('>').next().is_some_and(|tag| tag.contains(colour)));
+            assert_eq!(lines.count(), 2, "{colour}: {svg}");
+        }
+        assert!(svg.contains("test (50.0% past 24)"), "{svg}");
     }
 }
