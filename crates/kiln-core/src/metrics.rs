@@ -214,13 +214,12 @@ impl EvalMetrics {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not an eval metrics.json", path.display()))
+        crate::output::read_json(path, "an eval metrics.json")
     }
 
     /// `load`, or `None` when the file does not exist.
     pub fn load_if_present(path: &Path) -> Result<Option<Self>> {
-        if path.is_file() { Self::load(path).map(Some) } else { Ok(None) }
+        crate::output::read_json_if_present(path, "an eval metrics.json")
     }
 
     pub fn get(&self, metric: Metric) -> f64 {

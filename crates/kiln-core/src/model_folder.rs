@@ -149,14 +149,12 @@ impl ModelFolder {
 
     /// The training data's profile that travels with the folder, if any.
     pub fn data_profile(&self) -> Result<Option<crate::DataProfile>> {
-        let path = self.path(DATA_PROFILE);
-        if path.is_file() { crate::DataProfile::load(&path).map(Some) } else { Ok(None) }
+        crate::output::read_json_if_present(&self.path(DATA_PROFILE), "a kiln profile")
     }
 
     /// The reference predictions that travel with the folder, if any.
     pub fn reference_predictions(&self) -> Result<Option<crate::profile::PredictionProfile>> {
-        let path = self.path(REFERENCE_PREDICTIONS);
-        if path.is_file() { crate::profile::PredictionProfile::load(&path).map(Some) } else { Ok(None) }
+        crate::output::read_json_if_present(&self.path(REFERENCE_PREDICTIONS), "a kiln prediction profile")
     }
 
     /// `train`'s manifest (the hashes of the data it read): `train_manifest.json`

@@ -237,6 +237,18 @@ pub struct StageManifest<C> {
 
 /// Reads an earlier stage's manifest; `None` (with a warning when it exists but
 /// does not parse) when there is none to read.
+/// Reads a JSON file kiln wrote, naming what it should be (`an eval
+/// metrics.json`) when it does not parse.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not {what}", path.display()))
+}
+
+/// `read_json`, or `None` when the file does not exist.
+pub fn read_json_if_present<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Option<T>> {
+    if path.is_file() { read_json(path, what).map(Some) } else { Ok(None) }
+}
+
 pub fn read_manifest<C: for<'de> serde::Deserialize<'de>>(path: &Path) -> Option<StageManifest<C>> {
     let text = std::fs::read_to_string(path).ok()?;
     match serde_json::from_str(&text) {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 /// Nearest-rank summary of a list of lengths (characters or tokens).
@@ -155,8 +155,7 @@ pub struct DataProfile {
 
 impl DataProfile {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a kiln profile", path.display()))
+        crate::output::read_json(path, "a kiln profile")
     }
 }
 
@@ -373,8 +372,7 @@ impl PredictionProfile {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a kiln prediction profile", path.display()))
+        crate::output::read_json(path, "a kiln prediction profile")
     }
 }
 

@@ -244,8 +244,7 @@ pub fn find(runs_dir: &Path, id: &str) -> Result<RunRecord> {
 }
 
 pub fn read_record(path: &Path) -> Result<RunRecord> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a kiln run record", path.display()))
+    kiln_core::output::read_json(path, "a kiln run record")
 }
 
 pub fn read_points(run_dir: &Path) -> Result<Vec<MetricPoint>> {
