@@ -390,6 +390,16 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     assert_eq!(first["text"], json!(texts[0]));
     assert_eq!(first["model_version"], json!(version));
     assert!(first["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0));
+    // What input drift needs, per text: tokens read, truncation, unknown tokens; and the confidence.
+    let read = predictor.encode(&texts[..1]).expect("encodes").remove(0).input_ids.len();
+    assert_eq!(first["tokens"].as_u64(), Some(read as u64), "{first}");
+    assert_eq!(first["truncated"].as_bool(), Some(read >= predictor.max_length()), "{first}");
+    assert!(first["unknown_tokens"].as_u64().is_some_and(|n| n <= read as u64), "{first}");
+    let (score, margin) = (first["score"].as_f64().unwrap_or(0.0), first["margin"].as_f64().unwrap_or(-1.0));
+    assert!((0.0..=score).contains(&margin) && first["entropy"].as_f64().is_some_and(|h| h >= 0.0), "{first}");
+    for record in &records {
+        serde_json::from_value::<kiln_core::prediction_log::LogRecord>(record.clone()).expect("a typed log record");
+    }
     assert!(
         records
             .iter()

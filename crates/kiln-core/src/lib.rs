@@ -9,6 +9,7 @@ pub mod labels;
 pub mod metrics;
 pub mod model_folder;
 pub mod output;
+pub mod prediction_log;
 pub mod profile;
 pub mod progress;
 pub mod split;

@@ -167,7 +167,7 @@ struct Vocabulary {
 
 impl Vocabulary {
     fn of(tokenizer: &Tokenizer) -> Self {
-        let unknown = ["[UNK]", "<unk>"].iter().find_map(|t| tokenizer.token_to_id(t));
+        let unknown = kiln_text::unknown_token_id(tokenizer);
         let special =
             tokenizer.get_added_tokens_decoder().into_iter().filter(|(_, t)| t.special).map(|(id, _)| id).collect();
         let names = tokenizer.get_vocab(true).into_iter().map(|(token, id)| (id, token)).collect();

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt32Type;
-use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, ListArray, RecordBatch, StringArray};
-use arrow_schema::DataType;
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, ListArray, PrimitiveArray, RecordBatch, StringArray};
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field};
 use kiln_core::{Split, StagedOutput};
 
 use crate::parquet::{batch, read_parquet, write_parquet};
@@ -136,18 +137,22 @@ pub fn u32s(batch: &RecordBatch, column: &str) -> Option<Vec<u32>> {
 pub fn lists(batch: &RecordBatch, column: &str) -> Option<Vec<Vec<u32>>> {
     let array = batch.column_by_name(column)?;
     let list = arrow_cast::cast(array, &DataType::new_list(DataType::UInt32, true)).ok()?;
-    let rows = list.as_list::<i32>();
-    Some(
-        rows.iter()
-            .map(|row| row.map(|values| values.as_primitive::<UInt32Type>().values().to_vec()).unwrap_or_default())
-            .collect(),
-    )
+    let list = list.as_list::<i32>();
+    let values = list.values().as_primitive_opt::<UInt32Type>()?.values();
+    Some(list.offsets().windows(2).map(|ends| values[ends[0] as usize..ends[1] as usize].to_vec()).collect())
 }
 
-/// A list column built from rows (`list_column::<UInt32Type>(rows)` for token ids).
+/// A list column built from rows (`list_column::<UInt32Type>(rows)` for token
+/// ids): one flat values buffer and its offsets, no per-value builder.
 pub fn list_column<'a, T: ArrowPrimitiveType>(rows: impl IntoIterator<Item = &'a [T::Native]>) -> ArrayRef {
-    let rows = rows.into_iter().map(|row| Some(row.iter().map(|&v| Some(v)).collect::<Vec<_>>()));
-    Arc::new(ListArray::from_iter_primitive::<T, _, _>(rows))
+    let (mut values, mut lengths) = (Vec::new(), Vec::new());
+    for row in rows {
+        values.extend_from_slice(row);
+        lengths.push(row.len());
+    }
+    let values = PrimitiveArray::<T>::new(ScalarBuffer::from(values), None);
+    let item = Arc::new(Field::new_list_field(T::DATA_TYPE, false));
+    Arc::new(ListArray::new(item, OffsetBuffer::from_lengths(lengths), Arc::new(values), None))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 use burn::tensor::activation::softmax;
 use kiln_config::ModelSettings;
+use kiln_core::prediction_log::InputStats;
 use kiln_core::{Bug, Example, LabelMap, ModelFolder};
 use kiln_text::clean::Cleaner;
 use kiln_text::load_tokenizer;
@@ -30,6 +31,7 @@ pub struct Predictor {
     model: BertClassifier,
     tokenizer: Tokenizer,
     cleaner: Option<Cleaner>,
+    unknown_token: Option<u32>,
     device: Device,
 }
 
@@ -63,7 +65,8 @@ impl Predictor {
             );
         }
         let cleaner = settings.as_ref().and_then(|s| s.clean.as_ref()).map(Cleaner::new);
-        Ok(Self { folder, config, labels, settings, model, tokenizer, cleaner, device: device.clone() })
+        let unknown_token = kiln_text::unknown_token_id(&tokenizer);
+        Ok(Self { folder, config, labels, settings, model, tokenizer, cleaner, unknown_token, device: device.clone() })
     }
 
     /// Cleans (as in training) and tokenizes `texts`; label ids are 0.
@@ -89,6 +92,18 @@ impl Predictor {
                 label_id: 0,
             })
             .collect())
+    }
+
+    /// What the model reads of an encoded text: the numbers monitoring compares
+    /// with the training data's profile.
+    pub fn input_stats(&self, example: &Example) -> InputStats {
+        let tokens = example.input_ids.len();
+        let unknown = self.unknown_token.map_or(0, |unk| example.input_ids.iter().filter(|&&id| id == unk).count());
+        InputStats {
+            tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
+            truncated: tokens >= self.max_length(),
+            unknown_tokens: u32::try_from(unknown).unwrap_or(u32::MAX),
+        }
     }
 
     /// Texts are truncated to this many tokens.

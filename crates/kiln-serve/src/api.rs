@@ -10,6 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use kiln_config::LogText;
+use kiln_core::profile::Confidence;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{OpenApi, ToSchema};
@@ -199,7 +200,9 @@ pub async fn predict(
     if let (Some(log), Some(texts)) = (&state.log, logged_texts) {
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         let time = crate::log::now();
-        for (index, (text, prediction)) in texts.into_iter().zip(&predictions).enumerate() {
+        let rows = texts.into_iter().zip(&predictions).zip(answer.probabilities.iter().zip(&answer.inputs));
+        for (index, ((text, prediction), (probabilities, input))) in rows.enumerate() {
+            let confidence = Confidence::of(probabilities);
             let (text, text_sha256) = match state.config.log_text {
                 LogText::Full => (Some(text), None),
                 LogText::Hash => (None, Some(hex::encode(Sha256::digest(text.as_bytes())))),
@@ -213,6 +216,9 @@ pub async fn predict(
                 text_sha256,
                 label: prediction.label.clone(),
                 score: prediction.score,
+                margin: confidence.margin as f32,
+                entropy: confidence.entropy as f32,
+                input: *input,
                 model_version: answer.model.version.clone(),
                 latency_ms,
             });

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use kiln_core::Example;
+use kiln_core::prediction_log::InputStats;
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ pub struct BatchLimits {
 #[derive(Debug)]
 pub struct Answer {
     pub probabilities: Vec<Vec<f32>>,
+    /// What the model read of each text, for the prediction log.
+    pub inputs: Vec<InputStats>,
     pub model: Arc<ModelInfo>,
 }
 
@@ -66,6 +69,7 @@ enum Work {
 struct Encoded {
     job: Job,
     examples: Vec<Example>,
+    inputs: Vec<InputStats>,
     tokens: usize,
 }
 
@@ -197,7 +201,8 @@ impl Worker {
         match encoded {
             Ok(examples) => {
                 let tokens = examples.iter().map(Example::len).sum();
-                Some(Encoded { job, examples, tokens })
+                let inputs = examples.iter().map(|example| model.predictor.input_stats(example)).collect();
+                Some(Encoded { job, examples, inputs, tokens })
             }
             Err(error) => {
                 let _ = job.reply.send(Err(BatchError::Tokenize(format!("{error:#}"))));
@@ -251,7 +256,7 @@ impl Worker {
         let mut examples = Vec::with_capacity(sizes.iter().sum());
         for encoded in batch {
             examples.extend(encoded.examples);
-            jobs.push(encoded.job);
+            jobs.push((encoded.job, encoded.inputs));
         }
         self.metrics.batch_size.observe(examples.len() as f64);
         // A LibTorch error surfaces as a panic (or an error); it fails this batch, not the server.
@@ -272,16 +277,19 @@ impl Worker {
             Ok(probabilities) => probabilities.into_iter(),
             Err(message) => {
                 tracing::error!("inference failed: {message}");
-                for job in jobs {
+                for (job, _) in jobs {
                     let _ = job.reply.send(Err(BatchError::Inference(message.clone())));
                 }
                 return;
             }
         };
-        for (job, size) in jobs.into_iter().zip(sizes) {
+        for ((job, inputs), size) in jobs.into_iter().zip(sizes) {
             self.metrics.queue_seconds.observe(started.duration_since(job.enqueued).as_secs_f64());
-            let answer =
-                Answer { probabilities: probabilities.by_ref().take(size).collect(), model: model.info.clone() };
+            let answer = Answer {
+                probabilities: probabilities.by_ref().take(size).collect(),
+                inputs,
+                model: model.info.clone(),
+            };
             let _ = job.reply.send(Ok(answer));
         }
     }

@@ -17,43 +17,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+pub use kiln_core::prediction_log::LogRecord;
+use kiln_core::prediction_log::{COMPLETE, PARTIAL};
 
 use crate::metrics::Metrics;
 
 /// Records waiting for the writer before new ones are dropped.
 const CAPACITY: usize = 65_536;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-const PARTIAL: &str = "partial";
 
 /// The current time as RFC 3339 with milliseconds, as every record and `/v1/model` show it.
 pub fn now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum LogRecord {
-    Prediction {
-        time: String,
-        request_id: String,
-        /// The text's position in its request.
-        index: usize,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        text: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        text_sha256: Option<String>,
-        label: String,
-        score: f32,
-        model_version: String,
-        latency_ms: f64,
-    },
-    Feedback {
-        time: String,
-        request_id: String,
-        label: String,
-        model_version: String,
-    },
 }
 
 enum Message {
@@ -159,7 +134,7 @@ impl Writer {
     fn open(&mut self) -> Result<OpenFile> {
         let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
         self.sequence += 1;
-        let path = self.dir.join(format!("predictions-{millis}-{:04}.jsonl.{PARTIAL}", self.sequence));
+        let path = self.dir.join(format!("predictions-{millis}-{:04}.{COMPLETE}.{PARTIAL}", self.sequence));
         let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(OpenFile { path, out: BufWriter::with_capacity(1 << 16, file), bytes: 0 })
     }

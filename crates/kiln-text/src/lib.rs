@@ -23,3 +23,9 @@ pub fn load_tokenizer(model_dir: &Path, max_length: usize) -> Result<Tokenizer> 
         .map_err(|e| anyhow::anyhow!("cannot truncate to {max_length} tokens: {e}"))?;
     Ok(tokenizer)
 }
+
+/// The tokenizer's unknown token (`[UNK]` in BERT's vocabularies, `<unk>` in
+/// RoBERTa's), whose share says how much of a text the model cannot read.
+pub fn unknown_token_id(tokenizer: &Tokenizer) -> Option<u32> {
+    ["[UNK]", "<unk>"].iter().find_map(|token| tokenizer.token_to_id(token))
+}
