@@ -241,29 +241,34 @@ fn confidence_bin(top: f64) -> usize {
     ((top * CONFIDENCE_BINS as f64) as usize).min(CONFIDENCE_BINS - 1)
 }
 
+/// The probabilities' own logits, ln p (an exact zero floored at 1e-38):
+/// softmax of them gives the probabilities back.
+fn logits(probabilities: &[f32]) -> Vec<f64> {
+    probabilities.iter().map(|&p| f64::from(p).max(1e-38).ln()).collect()
+}
+
+/// log softmax(logits / t), computed stably.
+fn log_softmax(logits: &[f64], t: f64) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max) / t;
+    let log_sum = max + logits.iter().map(|&v| (v / t - max).exp()).sum::<f64>().ln();
+    logits.iter().map(|&v| v / t - log_sum).collect()
+}
+
 /// Probabilities rescaled by a temperature: softmax(ln p / t), the
 /// probabilities' own logits divided by `t`.
 pub fn with_temperature(probabilities: &[f32], t: f64) -> Vec<f64> {
-    let scaled: Vec<f64> = probabilities.iter().map(|&p| f64::from(p).max(1e-38).ln() / t).collect();
-    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exp: Vec<f64> = scaled.iter().map(|v| (v - max).exp()).collect();
-    let sum: f64 = exp.iter().sum();
-    exp.into_iter().map(|v| v / sum).collect()
+    log_softmax(&logits(probabilities), t).into_iter().map(f64::exp).collect()
 }
 
 /// Mean negative log-likelihood of the true labels at temperature `t`.
 pub fn negative_log_likelihood(rows: &[Vec<f32>], labels: &[usize], t: f64) -> f64 {
-    let total: f64 = rows
-        .iter()
-        .zip(labels)
-        .map(|(p, &y)| {
-            let scaled: Vec<f64> = p.iter().map(|&v| f64::from(v).max(1e-38).ln() / t).collect();
-            let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let log_sum = max + scaled.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-            log_sum - scaled[y]
-        })
-        .sum();
-    total / rows.len().max(1) as f64
+    let rows: Vec<Vec<f64>> = rows.iter().map(|p| logits(p)).collect();
+    mean_nll(&rows, labels, t)
+}
+
+fn mean_nll(logits: &[Vec<f64>], labels: &[usize], t: f64) -> f64 {
+    let total: f64 = logits.iter().zip(labels).map(|(row, &y)| -log_softmax(row, t)[y]).sum();
+    total / logits.len().max(1) as f64
 }
 
 /// Expected calibration error at temperature `t`: [`CONFIDENCE_BINS`] equal
@@ -272,9 +277,9 @@ pub fn negative_log_likelihood(rows: &[Vec<f32>], labels: &[usize], t: f64) -> f
 pub fn expected_calibration_error(rows: &[Vec<f32>], labels: &[usize], t: f64) -> f64 {
     let mut bins = vec![(0usize, 0usize, 0.0f64); CONFIDENCE_BINS];
     for (p, &y) in rows.iter().zip(labels) {
-        let q = with_temperature(p, t);
-        let (predicted, top) =
-            q.iter().enumerate().fold((0, 0.0), |best, (i, &v)| if v > best.1 { (i, v) } else { best });
+        // A temperature keeps the order of the probabilities, so the prediction too.
+        let predicted = crate::metrics::argmax(p);
+        let top = with_temperature(p, t)[predicted];
         let bin = &mut bins[confidence_bin(top)];
         bin.0 += 1;
         bin.1 += usize::from(predicted == y);
@@ -294,7 +299,9 @@ pub fn expected_calibration_error(rows: &[Vec<f32>], labels: &[usize], t: f64) -
 /// 2017), by golden-section search over ln t in [ln 0.05, ln 20] (the
 /// likelihood is convex in 1/t).
 pub fn fit_temperature(rows: &[Vec<f32>], labels: &[usize]) -> f64 {
-    let loss = |log_t: f64| negative_log_likelihood(rows, labels, log_t.exp());
+    // The logits are taken once; the search evaluates the likelihood ~50 times.
+    let rows: Vec<Vec<f64>> = rows.iter().map(|p| logits(p)).collect();
+    let loss = |log_t: f64| mean_nll(&rows, labels, log_t.exp());
     let ratio = (5f64.sqrt() - 1.0) / 2.0;
     let (mut low, mut high) = (0.05f64.ln(), 20f64.ln());
     let mut left = high - ratio * (high - low);

@@ -50,15 +50,19 @@ pub fn examples_batch(examples: &[Example], with_token_types: bool) -> Result<Re
 
 /// Reads and checks a processed split.
 pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
-    let frame = read_parquet(path, "tokenize")?;
+    examples_from_batch(&read_parquet(path, "tokenize")?, path)
+}
+
+/// Checks and takes the examples of `frame`, read from `path`.
+pub fn examples_from_batch(frame: &RecordBatch, path: &Path) -> Result<Vec<Example>> {
     let with_types = frame.column_by_name(schema::TOKEN_TYPE_IDS).is_some();
-    schema::validate(&frame, path, &schema::processed_table(with_types))?;
+    schema::validate(frame, path, &schema::processed_table(with_types))?;
     let malformed = || format!("{} does not have the processed table's layout", path.display());
-    let ids = schema::strings(&frame, schema::ID, path)?;
-    let input_ids = schema::lists(&frame, schema::INPUT_IDS).with_context(malformed)?;
-    let labels = schema::u32s(&frame, schema::LABEL_ID).with_context(malformed)?;
+    let ids = schema::strings(frame, schema::ID, path)?;
+    let input_ids = schema::lists(frame, schema::INPUT_IDS).with_context(malformed)?;
+    let labels = schema::u32s(frame, schema::LABEL_ID).with_context(malformed)?;
     let mut types = match with_types {
-        true => Some(schema::lists(&frame, schema::TOKEN_TYPE_IDS).with_context(malformed)?.into_iter()),
+        true => Some(schema::lists(frame, schema::TOKEN_TYPE_IDS).with_context(malformed)?.into_iter()),
         false => None,
     };
     let mut examples = Vec::with_capacity(frame.num_rows());

@@ -3,7 +3,7 @@
 //! file `ingest` can read. Token counts come from the model's tokenizer without
 //! truncation, so the truncation rate says what `tokenize` will cut.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
@@ -17,9 +17,10 @@ use kiln_text::load_tokenizer;
 use tokenizers::Tokenizer;
 
 use crate::parquet::read_parquet;
-use crate::processed::read_examples;
+use crate::processed::examples_from_batch;
 use crate::read::{ColumnMap, LabelSource, ReadOptions, read_records};
 use crate::schema::{self, TextTable};
+use crate::tokenize::encode_each;
 
 /// The manifest, written last.
 pub const MANIFEST: &str = kiln_core::stages::PROFILE_DONE;
@@ -33,8 +34,6 @@ pub const PLOT_LABELS: &str = "plot_labels.csv";
 const UNLABELLED: &str = "(unlabelled)";
 /// Characters of an odd text shown in the report.
 const SHOWN_CHARS: usize = 120;
-/// Texts tokenized per call.
-const BATCH: usize = 8192;
 
 /// Rows as the profile sees them, whatever was read.
 struct Rows {
@@ -46,6 +45,15 @@ struct Rows {
     labels: Vec<String>,
     /// Token ids before truncation (or as stored, for tokenized tables).
     tokens: Vec<Vec<u32>>,
+    /// Characters per text, counted once; `None` without texts.
+    chars: Option<Vec<u32>>,
+}
+
+impl Rows {
+    fn text(name: String, ids: Vec<String>, texts: Vec<String>, labels: Vec<String>) -> Self {
+        let chars = texts.iter().map(|text| text.chars().count() as u32).collect();
+        Self { name, ids, texts: Some(texts), labels, tokens: Vec::new(), chars: Some(chars) }
+    }
 }
 
 /// Profiles `config`'s input (settings left to `[tokenize]` already resolved).
@@ -100,26 +108,32 @@ fn read_input(config: &ProfileConfig, progress: &Progress) -> Result<(String, &'
             id_prefix: "row",
         };
         let records = read_records(file, &options, &columns, progress)?;
-        let rows = Rows { name, ids: records.ids, texts: Some(records.texts), labels: records.labels, tokens: vec![] };
+        let rows = Rows::text(name, records.ids, records.texts, records.labels);
         return Ok((file.display().to_string(), "text", vec![rows], vec![FileHash::of(file)?]));
     }
     let dir = &config.input_dir;
     let mut tables = Vec::new();
     let mut inputs = Vec::new();
     let mut kind = "text";
+    let mut labels: Option<LabelMap> = None;
     for split in Split::ALL {
         let path = split.path_in(dir);
         let batch = read_parquet(&path, "clean")?;
         inputs.push(FileHash::of(&path)?);
         let name = split.name().to_owned();
         if batch.column_by_name(schema::TEXT).is_some() {
-            let table = TextTable::read(&path, "clean")?;
-            tables.push(Rows { name, ids: table.ids, texts: Some(table.texts), labels: table.labels, tokens: vec![] });
+            let table = TextTable::from_batch(&batch, &path)?;
+            tables.push(Rows::text(name, table.ids, table.texts, table.labels));
         } else if batch.column_by_name(schema::INPUT_IDS).is_some() {
             kind = "processed";
-            let labels = LabelMap::load(&dir.join(kiln_core::model_folder::LABELS))
-                .with_context(|| format!("{} is tokenized: its labels.json names the labels", dir.display()))?;
-            let examples = read_examples(&path)?;
+            let labels = match &mut labels {
+                Some(labels) => labels,
+                None => labels
+                    .insert(LabelMap::load(&dir.join(kiln_core::model_folder::LABELS)).with_context(|| {
+                        format!("{} is tokenized: its labels.json names the labels", dir.display())
+                    })?),
+            };
+            let examples = examples_from_batch(&batch, &path)?;
             let name_of = |id: u32| labels.labels().get(id as usize).cloned().unwrap_or_else(|| format!("#{id}"));
             tables.push(Rows {
                 name,
@@ -127,6 +141,7 @@ fn read_input(config: &ProfileConfig, progress: &Progress) -> Result<(String, &'
                 ids: examples.iter().map(|e| e.id.clone()).collect(),
                 texts: None,
                 tokens: examples.into_iter().map(|e| e.input_ids).collect(),
+                chars: None,
             });
         } else {
             anyhow::bail!(
@@ -144,17 +159,9 @@ fn read_input(config: &ProfileConfig, progress: &Progress) -> Result<(String, &'
 
 fn tokenize(table: &mut Rows, tokenizer: &Tokenizer, progress: &Progress) -> Result<()> {
     let texts = table.texts.as_deref().unwrap_or_default();
-    let bar = progress.rows(texts.len() as u64, &table.name);
-    table.tokens = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(BATCH) {
-        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let encodings = tokenizer
-            .encode_batch_fast(chunk, true)
-            .map_err(|e| anyhow::anyhow!("tokenizing {} failed: {e}", table.name))?;
-        table.tokens.extend(encodings.iter().map(|e| e.get_ids().to_vec()));
-        bar.inc(encodings.len() as u64);
-    }
-    bar.finish_and_clear();
+    let mut tokens = Vec::with_capacity(texts.len());
+    encode_each(tokenizer, texts, progress, &table.name, &table.name, |e| tokens.push(e.get_ids().to_vec()))?;
+    table.tokens = tokens;
     Ok(())
 }
 
@@ -186,8 +193,7 @@ impl Vocabulary {
 }
 
 fn char_p99(tables: &[Rows]) -> u32 {
-    let mut lengths: Vec<u32> =
-        tables.iter().flat_map(|t| t.texts.iter().flatten()).map(|text| text.chars().count() as u32).collect();
+    let mut lengths: Vec<u32> = tables.iter().flat_map(|t| t.chars.iter().flatten().copied()).collect();
     lengths.sort_unstable();
     if lengths.is_empty() { 1 } else { kiln_core::profile::nearest_rank(&lengths, 0.99) }
 }
@@ -264,15 +270,16 @@ fn profile_rows(
         distinctive_tokens,
         ..SplitProfile::default()
     };
-    if let Some(texts) = &table.texts {
-        let char_lengths: Vec<u32> = texts.iter().map(|t| t.chars().count() as u32).collect();
-        profile.chars = Some(LengthStats::of(&char_lengths));
-        profile.chars_histogram = Some(Histogram::of(&char_lengths, config.histogram_bins, chars_width));
-        let flag = |test: &dyn Fn(&str) -> bool| odd_texts(&table.ids, texts, config.examples, test);
-        profile.near_empty = flag(&|t| t.chars().filter(|c| !c.is_whitespace()).count() < config.near_empty_chars);
-        profile.non_printing = flag(&|t| t.chars().any(is_non_printing));
-        profile.very_long = flag(&|t| t.chars().count() > config.long_chars);
-        profile.mostly_punctuation = flag(&|t| is_mostly_punctuation(t, config.punctuation_share));
+    if let (Some(texts), Some(char_lengths)) = (&table.texts, &table.chars) {
+        profile.chars = Some(LengthStats::of(char_lengths));
+        profile.chars_histogram = Some(Histogram::of(char_lengths, config.histogram_bins, chars_width));
+        let flag = |test: &dyn Fn(usize) -> bool| odd_texts(&table.ids, texts, config.examples, test);
+        let near_empty =
+            |row: usize| texts[row].chars().filter(|c| !c.is_whitespace()).count() < config.near_empty_chars;
+        profile.near_empty = flag(&near_empty);
+        profile.non_printing = flag(&|row| texts[row].chars().any(is_non_printing));
+        profile.very_long = flag(&|row| char_lengths[row] as usize > config.long_chars);
+        profile.mostly_punctuation = flag(&|row| is_mostly_punctuation(&texts[row], config.punctuation_share));
     }
     profile
 }
@@ -299,10 +306,11 @@ fn is_mostly_punctuation(text: &str, share: f64) -> bool {
     visible > 0 && other as f64 >= share * visible as f64
 }
 
-fn odd_texts(ids: &[String], texts: &[String], examples: usize, test: &dyn Fn(&str) -> bool) -> OddTexts {
+/// The rows `test` flags, by row number.
+fn odd_texts(ids: &[String], texts: &[String], examples: usize, test: &dyn Fn(usize) -> bool) -> OddTexts {
     let mut odd = OddTexts::default();
-    for (id, text) in ids.iter().zip(texts) {
-        if test(text) {
+    for (row, (id, text)) in ids.iter().zip(texts).enumerate() {
+        if test(row) {
             odd.count += 1;
             if odd.examples.len() < examples {
                 odd.examples.push(OddText { id: id.clone(), text: shown(text) });
@@ -381,18 +389,14 @@ fn token_tables<'a>(
 
 fn draw(staged: &mut StagedOutput, profile: &DataProfile) -> Result<()> {
     let names: Vec<String> = profile.splits.keys().cloned().collect();
-    let labels: Vec<&String> = {
-        let all: std::collections::BTreeSet<&String> = profile.splits.values().flat_map(|s| s.labels.keys()).collect();
-        all.into_iter().collect()
-    };
-    let rows: Vec<BarRow> = labels
-        .iter()
+    let rows: Vec<BarRow> = all_labels(profile)
+        .into_iter()
         .map(|label| BarRow {
-            label: (*label).clone(),
+            label: label.clone(),
             values: profile
                 .splits
                 .values()
-                .map(|s| s.labels.get(*label).copied().unwrap_or(0) as f64 / s.rows.max(1) as f64)
+                .map(|s| s.labels.get(label).copied().unwrap_or(0) as f64 / s.rows.max(1) as f64)
                 .collect(),
         })
         .collect();
@@ -421,8 +425,8 @@ fn draw(staged: &mut StagedOutput, profile: &DataProfile) -> Result<()> {
         let path = staged.stage(kiln_plots::CHAR_LENGTHS_SVG);
         histograms_svg("Characters per text", "characters", &chars, &path)?;
     }
-    let reference = profile.splits.get(Split::Train.name()).or_else(|| profile.splits.values().next());
-    if let Some(reference) = reference {
+    let reference = profile.splits.get_key_value(Split::Train.name()).or_else(|| profile.splits.iter().next());
+    if let Some((reference_name, reference)) = reference {
         let mut rows: Vec<BarRow> = reference
             .mean_tokens_by_label
             .iter()
@@ -430,11 +434,20 @@ fn draw(staged: &mut StagedOutput, profile: &DataProfile) -> Result<()> {
             .collect();
         rows.sort_by(|a, b| b.values[0].total_cmp(&a.values[0]));
         let path = staged.stage(kiln_plots::TOKENS_PER_LABEL_SVG);
-        let series =
-            [profile.splits.iter().find(|(_, s)| std::ptr::eq(*s, reference)).map_or("", |(n, _)| n).to_owned()];
-        horizontal_bars_svg("Mean tokens per text, by label", &series, &rows, |v| format!("{v:.1}"), &path)?;
+        horizontal_bars_svg(
+            "Mean tokens per text, by label",
+            std::slice::from_ref(reference_name),
+            &rows,
+            |v| format!("{v:.1}"),
+            &path,
+        )?;
     }
     Ok(())
+}
+
+/// Every label of any split, sorted.
+fn all_labels(profile: &DataProfile) -> BTreeSet<&String> {
+    profile.splits.values().flat_map(|s| s.labels.keys()).collect()
 }
 
 fn percent(value: f64) -> String {
@@ -464,8 +477,7 @@ fn plot_lengths_csv(profile: &DataProfile) -> String {
 fn plot_labels_csv(profile: &DataProfile) -> String {
     let names: Vec<String> = profile.splits.keys().map(|n| csv_field(n)).collect();
     let mut out = format!("label,{}\n", names.join(","));
-    let labels: std::collections::BTreeSet<&String> = profile.splits.values().flat_map(|s| s.labels.keys()).collect();
-    for label in labels {
+    for label in all_labels(profile) {
         let rows: Vec<String> =
             profile.splits.values().map(|s| s.labels.get(label).copied().unwrap_or(0).to_string()).collect();
         let _ = writeln!(out, "{},{}", csv_field(label), rows.join(","));

@@ -104,12 +104,16 @@ impl TextTable {
 
     /// Reads and checks a text table that `made_by` wrote.
     pub fn read(path: &Path, made_by: &str) -> Result<Self> {
-        let batch = read_parquet(path, made_by)?;
-        validate(&batch, path, &TEXT_TABLE)?;
+        Self::from_batch(&read_parquet(path, made_by)?, path)
+    }
+
+    /// Checks and takes the rows of `batch`, read from `path`.
+    pub fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Self> {
+        validate(batch, path, &TEXT_TABLE)?;
         Ok(Self {
-            ids: strings(&batch, ID, path)?,
-            texts: strings(&batch, TEXT, path)?,
-            labels: strings(&batch, LABEL, path)?,
+            ids: strings(batch, ID, path)?,
+            texts: strings(batch, TEXT, path)?,
+            labels: strings(batch, LABEL, path)?,
         })
     }
 

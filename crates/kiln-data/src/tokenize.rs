@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use kiln_config::{TokenTypeIds, TokenizeConfig, UnknownLabelPolicy};
 use kiln_text::load_tokenizer;
 use serde::Serialize;
-use tokenizers::Tokenizer;
+use tokenizers::{Encoding, Tokenizer};
 
 use kiln_core::model_folder::LABELS;
 use kiln_core::profile::LengthStats;
@@ -118,6 +118,29 @@ fn attach_label_ids(
     Ok((table, ids.into_iter().flatten().collect()))
 }
 
+/// Encodes `texts` a batch at a time on every core, handing each encoding to
+/// `each` in order, with a progress bar called `bar_name`; `what` names the
+/// texts in an error.
+pub(crate) fn encode_each(
+    tokenizer: &Tokenizer,
+    texts: &[String],
+    progress: &Progress,
+    bar_name: &str,
+    what: &str,
+    mut each: impl FnMut(&Encoding),
+) -> Result<()> {
+    let bar = progress.rows(texts.len() as u64, bar_name);
+    for chunk in texts.chunks(BATCH) {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let encodings =
+            tokenizer.encode_batch_fast(chunk, true).map_err(|e| anyhow::anyhow!("tokenizing {what} failed: {e}"))?;
+        encodings.iter().for_each(&mut each);
+        bar.inc(encodings.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
 fn encode(
     table: &TextTable,
     label_ids: Vec<u32>,
@@ -130,30 +153,16 @@ fn encode(
     let rows = table.len();
     let mut examples = Vec::with_capacity(rows);
     let mut truncated = 0;
-    let mut label_ids = label_ids.into_iter();
-    let mut ids = table.ids.iter();
-    let bar = progress.rows(rows as u64, split.name());
-    for chunk in table.texts.chunks(BATCH) {
-        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let encodings = tokenizer
-            .encode_batch_fast(chunk, true)
-            .map_err(|e| anyhow::anyhow!("tokenizing the {split} split failed: {e}"))?;
-        for encoding in &encodings {
-            let token_type_ids =
-                with_token_types.then(|| encoding.get_type_ids().iter().map(|&t| t as u8).collect::<Vec<u8>>());
-            if !encoding.get_overflowing().is_empty() {
-                truncated += 1;
-            }
-            examples.push(Example {
-                id: ids.next().cloned().unwrap_or_default(),
-                input_ids: encoding.get_ids().to_vec(),
-                token_type_ids,
-                label_id: label_ids.next().unwrap_or_default(),
-            });
+    let mut rows_in = table.ids.iter().zip(label_ids);
+    encode_each(tokenizer, &table.texts, progress, split.name(), &format!("the {split} split"), |encoding| {
+        let token_type_ids =
+            with_token_types.then(|| encoding.get_type_ids().iter().map(|&t| t as u8).collect::<Vec<u8>>());
+        if !encoding.get_overflowing().is_empty() {
+            truncated += 1;
         }
-        bar.inc(encodings.len() as u64);
-    }
-    bar.finish_and_clear();
+        let (id, label_id) = rows_in.next().map_or_else(Default::default, |(id, label)| (id.clone(), label));
+        examples.push(Example { id, input_ids: encoding.get_ids().to_vec(), token_type_ids, label_id });
+    })?;
     let lengths: Vec<u32> = examples.iter().map(|e| e.input_ids.len() as u32).collect();
     debug_assert!(lengths.iter().all(|&n| n as usize <= max_length));
     let report = SplitTokenReport {

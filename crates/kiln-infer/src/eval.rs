@@ -56,23 +56,29 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     if examples.is_empty() {
         bail!("{} has no rows to evaluate", data_path.display());
     }
-    let labels_path = config.input_dir.join(LABELS);
-    let data_labels = LabelMap::load(&labels_path)?;
-    check_label_ids(&data_path, &examples, &data_labels, &labels_path)?;
-    let to_model = label_mapping(&data_labels, &predictor.labels, &examples, &data_path)?;
+    let data_labels = LabelMap::load(&config.input_dir.join(LABELS))?;
+    let actual = true_labels(config, &predictor, &data_labels, split, &examples)?;
     let texts = texts_by_id(&config.input_dir, split);
     let mut staged = StagedOutput::new(&config.output_dir)?;
-
-    let probabilities = predict(&predictor, &examples, config.batch_size, progress, split.name())?;
+    let probabilities = predict(config, &predictor, &examples, split, progress)?;
 
     let labels = &predictor.labels;
+    let reference = if config.reference_split == split {
+        PredictionProfile::of(split.name(), labels.labels(), &probabilities, &actual, config.low_confidence)
+    } else {
+        let path = config.reference_split.path_in(&config.input_dir);
+        let examples = read_examples(&path)?;
+        let actual = true_labels(config, &predictor, &data_labels, config.reference_split, &examples)?;
+        let rows = predict(config, &predictor, &examples, config.reference_split, progress)?;
+        PredictionProfile::of(config.reference_split.name(), labels.labels(), &rows, &actual, config.low_confidence)
+    };
     let mut confusion = Confusion::new(labels.len());
     let mut loss = 0.0;
     let scored: Vec<Scored> = examples
         .iter()
+        .zip(actual)
         .zip(probabilities)
-        .map(|(example, probabilities)| {
-            let actual = to_model[example.label_id as usize];
+        .map(|((example, actual), probabilities)| {
             let predicted = argmax(&probabilities);
             confusion.add(actual, predicted);
             loss -= f64::from(probabilities[actual].max(f32::MIN_POSITIVE)).ln();
@@ -96,13 +102,6 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
         ["actual", "predicted"],
         scored.iter().map(|s| [labels.labels()[s.actual].clone(), labels.labels()[s.predicted].clone()]),
     )?;
-    let reference = if config.reference_split == split {
-        let rows: Vec<Vec<f32>> = scored.iter().map(|s| s.probabilities.clone()).collect();
-        let actual: Vec<usize> = scored.iter().map(|s| s.actual).collect();
-        PredictionProfile::of(split.name(), labels.labels(), &rows, &actual, config.low_confidence)
-    } else {
-        reference_predictions(config, &predictor, &data_labels, progress)?
-    };
     staged.write_json(REFERENCE_PREDICTIONS, &reference)?;
     let curves = Curves::load(&config.train_metrics)?;
     match &curves {
@@ -144,39 +143,36 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     Ok(metrics)
 }
 
+/// Each example's true label as a model label id, after checking `split`'s
+/// label ids against the data's `labels.json` and its labels against the model's.
+fn true_labels(
+    config: &EvalConfig,
+    predictor: &Predictor,
+    data_labels: &LabelMap,
+    split: Split,
+    examples: &[Example],
+) -> Result<Vec<usize>> {
+    let path = split.path_in(&config.input_dir);
+    check_label_ids(&path, examples, data_labels, &config.input_dir.join(LABELS))?;
+    let to_model = label_mapping(data_labels, &predictor.labels, examples, &path)?;
+    Ok(examples.iter().map(|e| to_model[e.label_id as usize]).collect())
+}
+
 fn predict(
+    config: &EvalConfig,
     predictor: &Predictor,
     examples: &[Example],
-    batch_size: usize,
+    split: Split,
     progress: &Progress,
-    name: &str,
 ) -> Result<Vec<Vec<f32>>> {
-    let bar = progress.rows(examples.len() as u64, name);
+    let bar = progress.rows(examples.len() as u64, split.name());
     let mut probabilities = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(batch_size * 16) {
-        probabilities.extend(predictor.probabilities_batched(chunk, batch_size)?);
+    for chunk in examples.chunks(config.batch_size * 16) {
+        probabilities.extend(predictor.probabilities_batched(chunk, config.batch_size)?);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     Ok(probabilities)
-}
-
-/// The model's predictions on the reference split, summarised: the baseline
-/// monitoring compares live traffic with (it travels in the export).
-fn reference_predictions(
-    config: &EvalConfig,
-    predictor: &Predictor,
-    data_labels: &LabelMap,
-    progress: &Progress,
-) -> Result<PredictionProfile> {
-    let split = config.reference_split;
-    let path = split.path_in(&config.input_dir);
-    let examples = read_examples(&path)?;
-    check_label_ids(&path, &examples, data_labels, &config.input_dir.join(LABELS))?;
-    let to_model = label_mapping(data_labels, &predictor.labels, &examples, &path)?;
-    let rows = predict(predictor, &examples, config.batch_size, progress, split.name())?;
-    let actual: Vec<usize> = examples.iter().map(|e| to_model[e.label_id as usize]).collect();
-    Ok(PredictionProfile::of(split.name(), predictor.labels.labels(), &rows, &actual, config.low_confidence))
 }
 
 /// A paragraph of `report.md` on how far confidence can be trusted.
