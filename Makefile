@@ -28,7 +28,7 @@ TEST_TOOLS := browser dvc mlflow reference schemathesis
 # #[ignore]d, so a clone without it counts them as skipped; here they run.
 SHARED_TESTS := $(if $(wildcard ../shared/data/banking77),--include-ignored,)
 
-.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-predict bench-serve serve fixtures
+.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-predict bench-serve serve monitor fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,5 +87,8 @@ bench-serve: $(SETUP) build ## serve req/s and latency at concurrency 1-64 vs Fa
 serve: $(SETUP) build ## Serve $(CONFIG)'s production model (its registry's, after `make pipeline`) on http://127.0.0.1:8080
 	$(BIN)/serve --config $(CONFIG) $(STAGE_FLAGS)
 
-fixtures: $(PRETRAINED) ## Regenerate the fixtures checked against Python (tokenizer, BERT and DistilBERT parity, metrics, calibration)
+monitor: build ## Compare the served model's prediction log with its reference: artifacts/monitor/report.md (ARGS="--fail-on alert")
+	$(BIN)/monitor --config $(CONFIG) $(STAGE_FLAGS) $(ARGS)
+
+fixtures: $(PRETRAINED) ## Regenerate the fixtures checked against Python (tokenizer, BERT and DistilBERT parity, metrics, calibration, drift statistics)
 	scripts/make_fixtures.sh

@@ -5,6 +5,7 @@
 #   tests/fixtures/distilbert_tiny.json   (the same)
 #   tests/fixtures/metrics_sklearn.json   (scikit-learn, the same venv)
 #   tests/fixtures/calibration_scipy.json (numpy and scipy, the same venv)
+#   tests/fixtures/drift_scipy.json       (the same)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 (source scripts/python_env.sh && python scripts/make_tokenizer_fixture.py)
@@ -14,3 +15,4 @@ source scripts/reference_env.sh
 .venv-ref/bin/python scripts/make_distilbert_fixture.py
 .venv-ref/bin/python scripts/make_metrics_fixture.py
 .venv-ref/bin/python scripts/make_calibration_fixture.py
+.venv-ref/bin/python scripts/make_drift_fixture.py

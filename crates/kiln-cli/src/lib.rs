@@ -1,60 +1,13 @@
 //! What the model stages' binaries share beyond the common harness
-//! ([`kiln_config::stage`]): the run record that `train` and `eval` leave.
+//! ([`kiln_config::stage`]): what `train` and `eval` add to their run records.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 pub use kiln_config::stage::{CommonArgs, run_stage};
-use kiln_config::stage::{catch_panics, panic_if_asked, run_stage_uncaught};
-use kiln_config::{EvalConfig, PipelineConfig, TrainConfig};
+use kiln_config::{EvalConfig, TrainConfig};
+use kiln_core::EvalMetrics;
 use kiln_core::output::read_manifest;
-use kiln_core::{EvalMetrics, Progress};
-use kiln_track::mlflow::Mlflow;
-use kiln_track::{Run, RunStatus};
-use std::process::ExitCode;
-
-/// `run_stage` for the stages that leave a run record (`train`, `eval`): the
-/// record is started before `work`, which fills it in and says how the run
-/// ended; an error ends it as `failed`, with the message.
-pub fn run_tracked_stage(
-    name: &'static str,
-    common: &CommonArgs,
-    apply: impl FnOnce(&mut PipelineConfig),
-    work: impl FnOnce(&PipelineConfig, Progress, &mut Run) -> Result<RunStatus>,
-) -> ExitCode {
-    run_stage_uncaught(name, common, apply, |config, progress| {
-        catch_panics(|| {
-            let mut run = Run::start(&config.track.runs_dir, name, common.config.as_deref(), &config.redacted())
-                .context("cannot start the run record (config key `track.runs_dir`)")?;
-            let track = &config.track;
-            let mut mlflow = track.mlflow_tracking_uri.as_deref().map(|uri| {
-                let mlflow = Mlflow::start(uri, &track.mlflow_experiment, run.record());
-                if let Some(id) = mlflow.run_id() {
-                    tracing::info!("MLflow run {id} in experiment '{}'", track.mlflow_experiment);
-                    run.tag("mlflow.run_id", id);
-                }
-                mlflow
-            });
-            let outcome = catch_panics(|| {
-                panic_if_asked(name);
-                work(config, progress, &mut run)
-            });
-            let (status, error) = match &outcome {
-                Ok(status) => (*status, None),
-                Err(error) => (RunStatus::Failed, Some(format!("{error:#}"))),
-            };
-            let dir = run.dir().to_owned();
-            match run.finish(status, error) {
-                Ok((record, points)) => {
-                    tracing::info!("run record: {}", dir.display());
-                    if let Some(mlflow) = &mut mlflow {
-                        mlflow.finish(&record, &points);
-                    }
-                }
-                Err(error) => tracing::warn!("could not complete the run record {}: {error:#}", dir.display()),
-            }
-            outcome.map(|_| ())
-        })
-    })
-}
+use kiln_track::Run;
+pub use kiln_track::stage::run_tracked_stage;
 
 /// What a finished `train` run adds to its record: every logged step, the best
 /// validation figures, speed, the data it read and where the model went.

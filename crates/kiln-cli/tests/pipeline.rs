@@ -375,6 +375,7 @@ fn configs_never_share_an_output_folder() {
             ("export", "output_dir"),
             ("registry", "dir"),
             ("serve", "log_dir"),
+            ("monitor", "output_dir"),
         ] {
             let dir = resolved[section][key].as_str().expect("a path").to_owned();
             assert!(seen.insert(dir.clone()), "{}: [{section}] {key} = {dir} is another config's too", path.display());

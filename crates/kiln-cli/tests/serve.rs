@@ -222,6 +222,13 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     let root = tempfile::tempdir().expect("tempdir");
     let model = root.path().join("model");
     model_folder(&model, &LABELS, 1);
+    // A calibration (eval's reference predictions): logged scores are then calibrated too.
+    let reference = kiln_core::profile::PredictionProfile { temperature: 2.0, ..Default::default() };
+    std::fs::write(
+        model.join(kiln_core::model_folder::REFERENCE_PREDICTIONS),
+        serde_json::to_string(&reference).expect("json"),
+    )
+    .expect("write");
     let log_dir = root.path().join("log");
     let mut server = Server::start(&model, &log_dir, &["--max-client-batch", "8", "--max-body-bytes", "4096"], &[]);
 
@@ -397,6 +404,13 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     assert!(first["unknown_tokens"].as_u64().is_some_and(|n| n <= read as u64), "{first}");
     let (score, margin) = (first["score"].as_f64().unwrap_or(0.0), first["margin"].as_f64().unwrap_or(-1.0));
     assert!((0.0..=score).contains(&margin) && first["entropy"].as_f64().is_some_and(|h| h >= 0.0), "{first}");
+    // Temperature 2 flattens the probabilities: the calibrated top is lower, and still above uniform.
+    let calibrated = first["calibrated_score"].as_f64().expect("a calibrated score");
+    assert!(calibrated < score && calibrated > 1.0 / LABELS.len() as f64, "{first}");
+    // Failed requests are logged with their status, for monitoring's error share.
+    let invalid = records.iter().filter(|r| r["type"] == "error" && r["status"] == 422).count();
+    assert!(invalid >= 6, "{invalid} failed requests logged");
+    assert!(records.iter().any(|r| r["type"] == "error" && r["code"] == "malformed_json"));
     for record in &records {
         serde_json::from_value::<kiln_core::prediction_log::LogRecord>(record.clone()).expect("a typed log record");
     }

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::{
-    ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, HashtagMode, IngestConfig, InputFormat,
-    LogText, Metric, PredictConfig, ProfileConfig, RegistryConfig, ServeConfig, Split, TokenTypeIds, TokenizeConfig,
-    TrackConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy,
+    ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, FailOn, HashtagMode, IngestConfig,
+    InputFormat, LogText, Metric, MonitorConfig, PredictConfig, ProfileConfig, RegistryConfig, ServeConfig, Split,
+    TokenTypeIds, TokenizeConfig, TrackConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy, WindowKind,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -593,6 +593,103 @@ impl ServeArgs {
     }
 }
 
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Monitor settings (config section [monitor])")]
+pub struct MonitorArgs {
+    /// serve's prediction log folder [default: [serve] log_dir].
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// The served model folder, whose reference windows are compared with [default: [serve] model_dir].
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Registry whose versions' references cover logs that span a swap [default: [registry] dir].
+    #[arg(long, value_name = "DIR")]
+    pub registry_dir: Option<PathBuf>,
+    /// Where monitor.json, monitor.prom, the plots and report.md go [default: artifacts/monitor].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Cut windows by count of predictions or by time [default: predictions].
+    #[arg(long, value_enum)]
+    pub window: Option<WindowKind>,
+    /// Predictions per window, with --window predictions [default: 500].
+    #[arg(long, value_name = "N")]
+    pub window_predictions: Option<usize>,
+    /// Window length, with --window time: 15m, 1h, 1day... [default: 1h].
+    #[arg(long, value_name = "DURATION")]
+    pub window_duration: Option<String>,
+    /// Smaller windows are reported but not judged [default: 200].
+    #[arg(long, value_name = "N")]
+    pub min_window_predictions: Option<usize>,
+    /// Split of the training data profile that input drift compares with [default: train].
+    #[arg(long, value_enum)]
+    pub reference_split: Option<kiln_core::Split>,
+    /// PSI at which to warn [default: 0.1].
+    #[arg(long, value_name = "X")]
+    pub psi_warn: Option<f64>,
+    /// PSI at which to alert [default: 0.25].
+    #[arg(long, value_name = "X")]
+    pub psi_alert: Option<f64>,
+    /// Significance level of the chi-square and KS tests [default: 0.01].
+    #[arg(long, value_name = "P")]
+    pub p_value: Option<f64>,
+    /// KS distance of the top probability at which to warn [default: 0.1].
+    #[arg(long, value_name = "D")]
+    pub ks_warn: Option<f64>,
+    /// KS distance at which to alert [default: 0.2].
+    #[arg(long, value_name = "D")]
+    pub ks_alert: Option<f64>,
+    /// Drop of the mean top probability at which to warn [default: 0.05].
+    #[arg(long, value_name = "X")]
+    pub confidence_drop_warn: Option<f64>,
+    /// Rise of the truncation, unknown-token or empty share at which to warn [default: 0.05].
+    #[arg(long, value_name = "X")]
+    pub rate_increase_warn: Option<f64>,
+    /// Accuracy drop (realised or estimated) at which to warn [default: 0.05].
+    #[arg(long, value_name = "X")]
+    pub accuracy_drop_warn: Option<f64>,
+    /// Accuracy drop at which to alert [default: 0.10].
+    #[arg(long, value_name = "X")]
+    pub accuracy_drop_alert: Option<f64>,
+    /// Fewest predictions with feedback before realised accuracy is judged [default: 30].
+    #[arg(long, value_name = "N")]
+    pub min_feedback: Option<usize>,
+    /// Request latency p95 at which to warn, in ms [default: 500].
+    #[arg(long, value_name = "MS")]
+    pub latency_p95_warn_ms: Option<f64>,
+    /// Share of failed requests (5xx, 429) at which to warn [default: 0.01].
+    #[arg(long, value_name = "X")]
+    pub error_share_warn: Option<f64>,
+    /// Share of failed requests at which to alert [default: 0.05].
+    #[arg(long, value_name = "X")]
+    pub error_share_alert: Option<f64>,
+    /// Model age at which to warn, in days [default: 90].
+    #[arg(long, value_name = "DAYS")]
+    pub max_model_age_days: Option<f64>,
+    /// Level of every confidence interval [default: 0.95].
+    #[arg(long, value_name = "LEVEL")]
+    pub confidence_level: Option<f64>,
+    /// Bootstrap resamples for macro-F1's interval [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub bootstrap_resamples: Option<usize>,
+    /// Seed of the bootstrap [default: 42].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Exit 3 when the status is at least this, after writing the report [default: never].
+    #[arg(long, value_enum)]
+    pub fail_on: Option<FailOn>,
+}
+
+impl MonitorArgs {
+    pub fn apply(self, config: &mut MonitorConfig) {
+        apply_overrides!(self, config,
+            [output_dir, window, window_predictions, window_duration, min_window_predictions, reference_split,
+             psi_warn, psi_alert, p_value, ks_warn, ks_alert, confidence_drop_warn, rate_increase_warn,
+             accuracy_drop_warn, accuracy_drop_alert, min_feedback, latency_p95_warn_ms, error_share_warn,
+             error_share_alert, max_model_age_days, confidence_level, bootstrap_resamples, seed, fail_on],
+            optional [log_dir, model_dir, registry_dir]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -626,6 +723,7 @@ mod tests {
         assert_eq!(flag_ids::<ServeArgs>(), config_keys::<ServeConfig>());
         assert_eq!(flag_ids::<TrackArgs>(), config_keys::<TrackConfig>());
         assert_eq!(flag_ids::<RegistryArgs>(), config_keys::<RegistryConfig>());
+        assert_eq!(flag_ids::<MonitorArgs>(), config_keys::<MonitorConfig>());
     }
 
     #[derive(clap::Parser)]

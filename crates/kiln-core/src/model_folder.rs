@@ -45,6 +45,16 @@ pub const MODEL_FILES: [&str; 4] = [CONFIG, WEIGHTS, LABELS, SETTINGS];
 
 const DISTILBERT: &str = "distilbert";
 
+/// Hex digits of the weights' sha256 that name a model version (what `serve`
+/// reports and logs, and monitoring matches references by).
+const VERSION_DIGITS: usize = 12;
+
+/// A model version's name: the start of its weights' sha256, so it changes
+/// exactly when the weights do.
+pub fn version_name(weights_sha256: &str) -> &str {
+    weights_sha256.get(..VERSION_DIGITS).unwrap_or(weights_sha256)
+}
+
 /// A model folder with its `config.json` read.
 #[derive(Debug, Clone)]
 pub struct ModelFolder {

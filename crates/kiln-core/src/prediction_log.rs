@@ -3,6 +3,10 @@
 //! drift needs (tokens, truncation, unknown tokens) and its confidence, so
 //! nothing has to be recomputed from the texts (which may not be logged).
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// The extension of a complete log file; one being written ends in `.jsonl.partial`.
@@ -42,6 +46,10 @@ pub enum LogRecord {
         /// Of the probabilities, in nats.
         #[serde(default)]
         entropy: f32,
+        /// The top probability after the model's temperature scaling (its
+        /// `reference_predictions.json`): what accuracy estimates average.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        calibrated_score: Option<f32>,
         #[serde(default, flatten)]
         input: InputStats,
         model_version: String,
@@ -50,9 +58,94 @@ pub enum LogRecord {
     Feedback {
         time: String,
         request_id: String,
+        /// Which text of the request (0 for a single text).
+        #[serde(default)]
+        index: usize,
         label: String,
         model_version: String,
     },
+    /// A prediction request that failed (what error shares count).
+    Error {
+        time: String,
+        request_id: String,
+        /// The HTTP status answered.
+        status: u16,
+        code: String,
+        /// The model loaded then, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model_version: Option<String>,
+    },
+}
+
+/// A log line that could not be read: skipped and counted, never fatal (a
+/// crash mid-write leaves half a line at the end of a `.partial` file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedLine {
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: usize,
+    pub error: String,
+}
+
+/// Every record of a log folder, complete and in-progress files alike, in file
+/// order (files are named by their start time, so this is time order).
+#[derive(Debug, Default)]
+pub struct LogScan {
+    pub files: Vec<PathBuf>,
+    pub records: Vec<LogRecord>,
+    pub damaged: Vec<DamagedLine>,
+}
+
+/// Reads every `*.jsonl` and `*.jsonl.partial` file of `dir`.
+pub fn read_dir(dir: &Path) -> Result<LogScan> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read the prediction log folder {}", dir.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if path.is_file()
+            && (name.ends_with(&format!(".{COMPLETE}")) || name.ends_with(&format!(".{COMPLETE}.{PARTIAL}")))
+        {
+            files.push(path);
+        }
+    }
+    // `x.jsonl.partial` sorts after `x.jsonl` of the same name, which never both exist.
+    files.sort();
+    let mut scan = LogScan::default();
+    for path in &files {
+        read_file(path, &mut scan)?;
+    }
+    scan.files = files;
+    Ok(scan)
+}
+
+fn read_file(path: &Path, scan: &mut LogScan) -> Result<()> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        // Renamed from `.partial` to `.jsonl` between listing and opening.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let complete = path.with_extension("");
+            if path.extension().is_some_and(|e| e == PARTIAL) && complete.is_file() {
+                return read_file(&complete, scan);
+            }
+            return Ok(());
+        }
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
+    for (number, line) in BufReader::new(file).split(b'\n').enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<LogRecord>(&line) {
+            Ok(record) => scan.records.push(record),
+            Err(error) => {
+                scan.damaged.push(DamagedLine { file: path.to_owned(), line: number + 1, error: error.to_string() })
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -71,6 +164,7 @@ mod tests {
             score: 0.9,
             margin: 0.8,
             entropy: 0.3,
+            calibrated_score: Some(0.85),
             input: InputStats { tokens: 5, truncated: false, unknown_tokens: 1 },
             model_version: "v1".into(),
             latency_ms: 3.5,
@@ -85,5 +179,47 @@ mod tests {
             panic!("a prediction")
         };
         assert_eq!((input, margin), (InputStats::default(), 0.0));
+    }
+
+    #[test]
+    fn a_folder_reads_complete_and_partial_files_and_counts_damaged_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let feedback = |id: &str| {
+            serde_json::to_string(&LogRecord::Feedback {
+                time: "2026-11-28T10:00:00.000Z".into(),
+                request_id: id.into(),
+                index: 0,
+                label: "pos".into(),
+                model_version: "v1".into(),
+            })
+            .expect("json")
+        };
+        std::fs::write(
+            dir.path().join("predictions-1-0001.jsonl"),
+            format!("{}\n\n{}\n", feedback("a"), feedback("b")),
+        )
+        .expect("write");
+        // A crash mid-line, and something that is not a log file at all.
+        std::fs::write(
+            dir.path().join("predictions-2-0002.jsonl.partial"),
+            format!("{}\n{{\"type\":\"predi", feedback("c")),
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("notes.txt"), "not a log").expect("write");
+        let scan = read_dir(dir.path()).expect("reads");
+        assert_eq!(scan.files.len(), 2);
+        let ids: Vec<&str> = scan
+            .records
+            .iter()
+            .map(|r| match r {
+                LogRecord::Feedback { request_id, .. } => request_id.as_str(),
+                _ => "?",
+            })
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(scan.damaged.len(), 1);
+        assert_eq!(scan.damaged[0].line, 2);
+        assert!(scan.damaged[0].file.ends_with("predictions-2-0002.jsonl.partial"));
+        assert!(read_dir(&dir.path().join("missing")).is_err());
     }
 }

@@ -279,6 +279,95 @@ pub fn histograms_svg(title: &str, x_desc: &str, series: &[HistogramSeries], pat
     root.present().map_err(plot_error)
 }
 
+pub const DRIFT_SVG: &str = "drift.svg";
+pub const QUALITY_SVG: &str = "quality.svg";
+
+/// One named line of a time series; `None` points (a figure a window lacks) break the line.
+pub struct TimeSeries<'a> {
+    pub name: &'a str,
+    pub points: Vec<(f64, Option<f64>)>,
+}
+
+/// A horizontal guide line (a threshold) with its name.
+pub struct Guide<'a> {
+    pub name: &'a str,
+    pub y: f64,
+}
+
+/// Lines over windows (monitoring's time series), with threshold guides and
+/// the windows marked `alert` shaded, so a reader sees when and why.
+pub fn time_series_svg(
+    title: &str,
+    x_desc: &str,
+    series: &[TimeSeries],
+    guides: &[Guide],
+    alerts: &[f64],
+    path: &Path,
+) -> Result<()> {
+    let root = SVGBackend::new(path, (1000, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (x_low, x_high) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(x), h.max(x)));
+    let (x_low, x_high) = if x_low.is_finite() { (x_low - 0.5, x_high + 0.5) } else { (0.0, 1.0) };
+    let ys = series.iter().flat_map(|s| s.points.iter().filter_map(|p| p.1)).chain(guides.iter().map(|g| g.y));
+    let y_high = ys.fold(0.0f64, f64::max).max(1e-3) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(50)
+        .build_cartesian_2d(x_low..x_high, 0.0..y_high)
+        .map_err(plot_error)?;
+    chart.configure_mesh().x_desc(x_desc).draw().map_err(plot_error)?;
+    chart
+        .draw_series(
+            alerts.iter().map(|&x| {
+                Rectangle::new([(x - 0.5, 0.0), (x + 0.5, y_high)], RGBColor(255, 200, 200).mix(0.5).filled())
+            }),
+        )
+        .map_err(plot_error)?;
+    for (i, line) in series.iter().enumerate() {
+        let colour = SERIES[i % SERIES.len()];
+        // Each unbroken run of points is its own path.
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for &(x, y) in &line.points {
+            match (y, runs.last_mut()) {
+                (Some(y), Some(run)) => run.push((x, y)),
+                _ => runs.push(Vec::new()),
+            }
+        }
+        for (r, run) in runs.into_iter().filter(|r| !r.is_empty()).enumerate() {
+            let drawn =
+                chart.draw_series(LineSeries::new(run, colour.stroke_width(2)).point_size(3)).map_err(plot_error)?;
+            if r == 0 {
+                drawn
+                    .label(line.name)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+            }
+        }
+    }
+    for guide in guides {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x_low, guide.y), (x_high, guide.y)],
+                6,
+                4,
+                BLACK.mix(0.5).stroke_width(1),
+            ))
+            .map_err(plot_error)?
+            .label(guide.name)
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,5 +446,27 @@ mod tests {
             assert_eq!(lines.count(), 2, "{colour}: {svg}");
         }
         assert!(svg.contains("test (50.0% past 24)"), "{svg}");
+    }
+
+    #[test]
+    fn time_series_break_at_missing_points_and_shade_alerts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DRIFT_SVG);
+        let series = [
+            TimeSeries {
+                name: "labels PSI",
+                points: vec![(0.0, Some(0.02)), (1.0, None), (2.0, Some(0.4)), (3.0, Some(0.5))],
+            },
+            TimeSeries { name: "token PSI", points: vec![(0.0, None), (1.0, None), (2.0, None), (3.0, None)] },
+        ];
+        time_series_svg("Drift", "window", &series, &[Guide { name: "PSI alert", y: 0.25 }], &[2.0, 3.0], &path)
+            .expect("draws");
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        assert!(svg.contains("labels PSI") && svg.contains("PSI alert"), "legend");
+        assert!(!svg.contains("token PSI"), "a series with no points has no legend entry");
+        // A dot for each of the three points, none for the missing ones.
+        assert_eq!(svg.matches("<circle").count(), 3, "{svg}");
+        // The two alert windows are shaded.
+        assert_eq!(svg.matches("fill=\"#FFC8C8\"").count(), 2, "{svg}");
     }
 }

@@ -10,7 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use kiln_config::LogText;
-use kiln_core::profile::Confidence;
+use kiln_core::profile::{Confidence, with_temperature};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{OpenApi, ToSchema};
@@ -117,6 +117,9 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Opt
 pub struct FeedbackRequest {
     /// The `request_id` of the prediction.
     pub request_id: String,
+    /// Which text of that request, for a request of several [default: 0].
+    #[serde(default)]
+    pub index: usize,
     /// One of the model's labels.
     pub label: String,
 }
@@ -179,9 +182,28 @@ pub async fn predict(
     headers: HeaderMap,
     body: Result<Json<PredictRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let request_id = request_id(&headers);
+    let answered = answer_predict(&state, &request_id, body).await;
+    if let (Err(error), Some(log)) = (&answered, &state.log) {
+        // Failures are logged too, so monitoring can tell an error share.
+        log.append(LogRecord::Error {
+            time: crate::log::now(),
+            request_id: request_id.clone(),
+            status: error.status.as_u16(),
+            code: error.code.to_owned(),
+            model_version: state.model.load_full().map(|model| model.version.clone()),
+        });
+    }
+    answered.map(|response| with_request_id(response, &request_id))
+}
+
+async fn answer_predict(
+    state: &AppState,
+    request_id: &str,
+    body: Result<Json<PredictRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let Json(request) = body?;
-    let request_id = request_id(&headers);
     let (texts, single) = request_texts(&request, state.config.max_client_batch)?;
     if request.top_k == Some(0) {
         return Err(ApiError::invalid("top_k must be at least 1"));
@@ -203,6 +225,10 @@ pub async fn predict(
         let rows = texts.into_iter().zip(&predictions).zip(answer.probabilities.iter().zip(&answer.inputs));
         for (index, ((text, prediction), (probabilities, input))) in rows.enumerate() {
             let confidence = Confidence::of(probabilities);
+            let calibrated_score = answer.model.calibration_temperature.map(|t| {
+                let top = kiln_core::metrics::argmax(probabilities);
+                with_temperature(probabilities, t)[top] as f32
+            });
             let (text, text_sha256) = match state.config.log_text {
                 LogText::Full => (Some(text), None),
                 LogText::Hash => (None, Some(hex::encode(Sha256::digest(text.as_bytes())))),
@@ -210,7 +236,7 @@ pub async fn predict(
             };
             log.append(LogRecord::Prediction {
                 time: time.clone(),
-                request_id: request_id.clone(),
+                request_id: request_id.to_owned(),
                 index,
                 text,
                 text_sha256,
@@ -218,6 +244,7 @@ pub async fn predict(
                 score: prediction.score,
                 margin: confidence.margin as f32,
                 entropy: confidence.entropy as f32,
+                calibrated_score,
                 input: *input,
                 model_version: answer.model.version.clone(),
                 latency_ms,
@@ -230,11 +257,17 @@ pub async fn predict(
         let Prediction { label, score, scores } = predictions.into_iter().next().ok_or_else(|| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no prediction. This is a bug.")
         })?;
-        PredictResponse::Single(SingleResponse { label, score, scores, model_version, request_id: request_id.clone() })
+        PredictResponse::Single(SingleResponse {
+            label,
+            score,
+            scores,
+            model_version,
+            request_id: request_id.to_owned(),
+        })
     } else {
-        PredictResponse::Batch(BatchResponse { predictions, model_version, request_id: request_id.clone() })
+        PredictResponse::Batch(BatchResponse { predictions, model_version, request_id: request_id.to_owned() })
     };
-    Ok(with_request_id(Json(response).into_response(), &request_id))
+    Ok(Json(response).into_response())
 }
 
 /// The best label and, when `detail` asks, the `detail` best with their scores.
@@ -335,6 +368,7 @@ pub async fn feedback(
     log.append(LogRecord::Feedback {
         time: crate::log::now(),
         request_id: request.request_id,
+        index: request.index,
         label: request.label,
         model_version: model.version.clone(),
     });

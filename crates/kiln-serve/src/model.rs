@@ -10,9 +10,6 @@ use kiln_model::Predictor;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// Hex digits of the weights' sha256 that name a model version.
-const VERSION_DIGITS: usize = 12;
-
 pub struct ServedModel {
     pub predictor: Predictor,
     pub info: Arc<ModelInfo>,
@@ -36,6 +33,9 @@ pub struct ModelInfo {
     /// `eval`'s metrics that came with the folder, when it has them.
     #[schema(value_type = Option<Object>)]
     pub eval_metrics: Option<EvalMetrics>,
+    /// The temperature of the model's calibration (from its
+    /// `reference_predictions.json`); logged predictions carry the calibrated top probability.
+    pub calibration_temperature: Option<f64>,
     /// When this server loaded the model (RFC 3339).
     pub loaded_at: String,
 }
@@ -60,13 +60,14 @@ impl ServedModel {
                 .file_name()
                 .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()),
             dir: dir.display().to_string(),
-            version: weights_sha256[..VERSION_DIGITS].to_owned(),
+            version: kiln_core::model_folder::version_name(&weights_sha256).to_owned(),
             architecture: predictor.config.classification_architecture().to_owned(),
             labels: predictor.labels.labels().to_vec(),
             max_length,
             weights_sha256,
             training_inputs: training_inputs(folder),
             eval_metrics: folder.eval_metrics()?,
+            calibration_temperature: folder.reference_predictions()?.map(|reference| reference.temperature),
             loaded_at: crate::log::now(),
         };
         Ok(Self { predictor, info: Arc::new(info) })

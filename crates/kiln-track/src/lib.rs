@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod mlflow;
 pub mod registry;
+pub mod stage;
 pub mod table;
 
 use std::collections::BTreeMap;

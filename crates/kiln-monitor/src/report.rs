@@ -1,0 +1,228 @@
+//! `monitor`'s outputs for people and for alerting: `report.md`, the SVG time
+//! series and `monitor.prom`.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result};
+use kiln_config::MonitorConfig;
+use kiln_core::StagedOutput;
+use kiln_plots::{DRIFT_SVG, Guide, QUALITY_SVG, TimeSeries, time_series_svg};
+use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry};
+
+use crate::MonitorReport;
+use crate::window::{Status, WindowReport};
+
+/// The current window's figures as Prometheus gauges, labelled by model
+/// version, for node_exporter's textfile collector (point its
+/// `--collector.textfile.directory` at `[monitor] output_dir`). A figure the
+/// window lacks (no feedback yet, no reference) is left out, not written as 0.
+pub fn prometheus(report: &MonitorReport) -> Result<String> {
+    let registry = Registry::new_custom(Some("kiln_monitor".into()), None).context("a metrics registry")?;
+    let gauge = |name: &str, help: &str| -> Result<GaugeVec> {
+        let gauge = GaugeVec::new(Opts::new(name, help), &["model_version"]).context("a gauge")?;
+        registry.register(Box::new(gauge.clone())).context("a unique gauge")?;
+        Ok(gauge)
+    };
+    let plain = |name: &str, help: &str, value: f64| -> Result<()> {
+        let gauge = Gauge::with_opts(Opts::new(name, help)).context("a gauge")?;
+        gauge.set(value);
+        registry.register(Box::new(gauge)).context("a unique gauge")
+    };
+    let generated_s = crate::traffic::parse_time_ms(&report.generated_at).unwrap_or(0) as f64 / 1e3;
+    plain("last_run_timestamp_seconds", "When monitor last ran (Unix seconds)", generated_s)?;
+    plain("damaged_log_lines", "Prediction log lines that could not be read", report.damaged_lines as f64)?;
+    let status = gauge("status", "0 ok, 1 warn, 2 alert: the current window's verdict")?;
+    let version = report.current_version.clone().unwrap_or_default();
+    status.with_label_values(&[&version]).set(f64::from(report.status.level()));
+    if let Some(window) = report.current_window.map(|i| &report.windows[i]) {
+        let figures: [(&str, &str, Option<f64>); 14] = [
+            ("window_predictions", "Predictions in the current window", Some(window.predictions as f64)),
+            (
+                "prediction_psi",
+                "PSI of the predicted labels against the reference",
+                window.prediction_drift.as_ref().map(|d| d.psi),
+            ),
+            (
+                "prediction_jensen_shannon",
+                "Jensen-Shannon distance of the predicted labels",
+                window.prediction_drift.as_ref().map(|d| d.jensen_shannon),
+            ),
+            (
+                "confidence_ks",
+                "KS distance of the top probability against the reference",
+                window.confidence.as_ref().map(|c| c.ks),
+            ),
+            ("mean_confidence", "Mean top probability", window.confidence.as_ref().map(|c| c.mean_top)),
+            ("token_length_psi", "PSI of the token length against the training data", window.input.token_length_psi),
+            ("truncation_rate", "Share of texts cut at max_length", Some(window.input.truncation_rate)),
+            ("unknown_token_rate", "Share of texts with an unknown token", Some(window.input.unknown_token_text_rate)),
+            ("estimated_accuracy", "Accuracy estimated from calibrated confidence", Some(window.estimated.accuracy)),
+            (
+                "realised_accuracy",
+                "Accuracy on the predictions with feedback",
+                window.quality.accuracy.map(|a| a.value),
+            ),
+            ("feedback_share", "Share of predictions with feedback", Some(window.quality.feedback_share)),
+            ("latency_p95_seconds", "Request latency p95", Some(window.operations.latency_ms_p95 / 1e3)),
+            ("error_share", "Share of prediction requests the server failed", Some(window.operations.error_share)),
+            (
+                "model_age_seconds",
+                "Time since the model was registered or written",
+                report
+                    .versions
+                    .iter()
+                    .find(|v| v.model_version == version)
+                    .and_then(|v| v.age_days)
+                    .map(|d| d * 86_400.0),
+            ),
+        ];
+        for (name, help, value) in figures {
+            let gauge = gauge(name, help)?;
+            if let Some(value) = value {
+                gauge.with_label_values(&[&version]).set(value);
+            }
+        }
+    }
+    let mut buffer = Vec::new();
+    prometheus::TextEncoder::new().encode(&registry.gather(), &mut buffer).context("Prometheus text")?;
+    String::from_utf8(buffer).context("Prometheus text is UTF-8")
+}
+
+/// `drift.svg` and `quality.svg`: each window's scores, thresholds dashed, alerts shaded.
+pub fn plots(report: &MonitorReport, config: &MonitorConfig, output: &mut StagedOutput) -> Result<()> {
+    let windows = &report.windows;
+    let series = |name: &'static str, pick: fn(&WindowReport) -> Option<f64>| TimeSeries {
+        name,
+        points: windows.iter().map(|w| (w.index as f64, if w.judged { pick(w) } else { None })).collect(),
+    };
+    let alerts: Vec<f64> = windows.iter().filter(|w| w.status == Status::Alert).map(|w| w.index as f64).collect();
+    time_series_svg(
+        "Drift by window (red: alert)",
+        "window",
+        &[
+            series("predicted labels PSI", |w| w.prediction_drift.as_ref().map(|d| d.psi)),
+            series("token length PSI", |w| w.input.token_length_psi),
+            series("top probability KS", |w| w.confidence.as_ref().map(|c| c.ks)),
+        ],
+        &[Guide { name: "PSI warn", y: config.psi_warn }, Guide { name: "PSI alert", y: config.psi_alert }],
+        &alerts,
+        &output.stage(DRIFT_SVG),
+    )?;
+    time_series_svg(
+        "Quality by window (red: alert)",
+        "window",
+        &[
+            series("estimated accuracy", |w| Some(w.estimated.accuracy)),
+            series("accuracy with feedback", |w| w.quality.accuracy.map(|a| a.value)),
+            series("mean top probability", |w| w.confidence.as_ref().map(|c| c.mean_top)),
+        ],
+        &[],
+        &alerts,
+        &output.stage(QUALITY_SVG),
+    )
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn or_dash(x: Option<f64>, format: impl Fn(f64) -> String) -> String {
+    x.map_or_else(|| "-".into(), format)
+}
+
+/// `report.md`: the verdict and its reasons first, then a table per window.
+pub fn markdown(report: &MonitorReport) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Monitoring report\n");
+    let _ = writeln!(
+        md,
+        "**Status: {}** at {}, model version {}. {} predictions in {} window(s) from {} log file(s) in `{}`; \
+         {} failed request(s); {} damaged line(s) skipped; {} feedback record(s) for predictions not in the log.\n",
+        report.status.name().to_uppercase(),
+        report.generated_at,
+        report.current_version.as_deref().unwrap_or("-"),
+        report.predictions,
+        report.windows.len(),
+        report.log_files,
+        report.log_dir,
+        report.failed_requests,
+        report.damaged_lines,
+        report.unmatched_feedback,
+    );
+    if report.findings.is_empty() {
+        let _ = writeln!(md, "Nothing crossed a threshold.\n");
+    }
+    for finding in &report.findings {
+        let _ = writeln!(md, "- **{}** ({}): {}", finding.status.name(), finding.check, finding.message);
+    }
+    let _ = writeln!(
+        md,
+        "\nAccuracy \"with feedback\" is measured on the predictions someone labelled. Feedback is not a \
+         random sample (people tend to correct what looks wrong, and some classes get more of it), so it \
+         can differ from accuracy on all traffic; the estimate from calibrated confidence covers every \
+         prediction but assumes the model's calibration still holds.\n"
+    );
+    let _ = writeln!(md, "![drift](drift.svg)\n\n![quality](quality.svg)\n");
+    let _ = writeln!(md, "## Model versions\n");
+    let _ = writeln!(
+        md,
+        "| version | predictions | reference | reference accuracy | age (days) | estimated accuracy | accuracy with feedback | trained on |"
+    );
+    let _ = writeln!(md, "|---|---:|---|---:|---:|---:|---:|---|");
+    for version in &report.versions {
+        let overall = &version.overall;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            version.model_version,
+            overall.predictions,
+            version.reference.as_deref().unwrap_or("none"),
+            or_dash(version.reference_accuracy, |a| format!("{a:.3}")),
+            or_dash(version.age_days, |d| format!("{d:.1}")),
+            format_args!("{:.3}", overall.estimated.accuracy),
+            or_dash(overall.quality.accuracy.map(|a| a.value), |a| format!(
+                "{a:.3} (n={})",
+                overall.quality.with_feedback
+            )),
+            version
+                .training_data
+                .iter()
+                .map(|f| format!("`{}` ({})", f.path, &f.sha256[..f.sha256.len().min(12)]))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    let _ = writeln!(md, "\n## Windows\n");
+    let _ = writeln!(
+        md,
+        "| # | version | from | to | predictions | status | PSI labels | KS top p | PSI tokens | truncated | estimated acc. | acc. with feedback | p95 ms | errors |"
+    );
+    let _ = writeln!(md, "|---:|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for w in &report.windows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {:.0} | {} |",
+            w.index,
+            w.model_version,
+            w.start,
+            w.end,
+            w.predictions,
+            if w.judged { w.status.name().to_owned() } else { format!("{} (too few to judge)", w.status.name()) },
+            or_dash(w.prediction_drift.as_ref().map(|d| d.psi), |x| format!("{x:.3}")),
+            or_dash(w.confidence.as_ref().map(|c| c.ks), |x| format!("{x:.3}")),
+            or_dash(w.input.token_length_psi, |x| format!("{x:.3}")),
+            percent(w.input.truncation_rate),
+            w.estimated.accuracy,
+            or_dash(w.quality.accuracy.map(|a| a.value), |a| format!("{a:.3} (n={})", w.quality.with_feedback)),
+            w.operations.latency_ms_p95,
+            w.operations.server_errors,
+        );
+    }
+    if !report.damaged_examples.is_empty() {
+        let _ = writeln!(md, "\n## Damaged log lines (first {})\n", report.damaged_examples.len());
+        for line in &report.damaged_examples {
+            let _ = writeln!(md, "- `{}` line {}: {}", line.file.display(), line.line, line.error);
+        }
+    }
+    md
+}

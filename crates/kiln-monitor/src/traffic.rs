@@ -1,0 +1,257 @@
+//! The prediction log as monitoring reads it: predictions joined with their
+//! feedback, grouped by model version in time order, cut into windows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::UNIX_EPOCH;
+
+use kiln_config::WindowKind;
+use kiln_core::prediction_log::{InputStats, LogRecord, LogScan};
+
+/// One logged prediction, with its feedback when someone gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub time_ms: u64,
+    pub request_id: String,
+    pub label: String,
+    pub score: f64,
+    pub margin: f64,
+    pub entropy: f64,
+    pub calibrated_score: Option<f64>,
+    pub input: InputStats,
+    /// The text or its hash, for duplicate counts; `None` when the log keeps neither.
+    pub text_key: Option<String>,
+    pub latency_ms: f64,
+    pub feedback: Option<Feedback>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Feedback {
+    pub label: String,
+    /// From the prediction to its feedback.
+    pub delay_s: f64,
+}
+
+/// A prediction request the server failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub time_ms: u64,
+    pub status: u16,
+    pub model_version: Option<String>,
+}
+
+impl Failure {
+    /// The server's fault (5xx) or overload (429), not the client's.
+    pub fn is_server_error(&self) -> bool {
+        self.status >= 500 || self.status == 429
+    }
+}
+
+/// The log, read.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Predictions by model version, each in time order.
+    pub by_version: BTreeMap<String, Vec<Observation>>,
+    pub failures: Vec<Failure>,
+    /// Feedback naming no logged prediction (its log was deleted, or a typo).
+    pub unmatched_feedback: usize,
+    /// Records whose time does not parse (counted with the damaged lines).
+    pub bad_times: usize,
+}
+
+/// Unix milliseconds of an RFC 3339 time.
+pub fn parse_time_ms(time: &str) -> Option<u64> {
+    let time = humantime::parse_rfc3339_weak(time).ok()?;
+    Some(time.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64)
+}
+
+impl Traffic {
+    /// Joins feedback to predictions by request and position; the latest
+    /// feedback for a prediction wins (a correction replaces a mistake).
+    pub fn from_scan(scan: LogScan) -> Self {
+        let mut traffic = Self::default();
+        let mut feedback: HashMap<(String, usize), (String, u64)> = HashMap::new();
+        let mut predictions: Vec<(String, usize, String, Observation)> = Vec::new();
+        for record in scan.records {
+            match record {
+                LogRecord::Prediction {
+                    time,
+                    request_id,
+                    index,
+                    text,
+                    text_sha256,
+                    label,
+                    score,
+                    margin,
+                    entropy,
+                    calibrated_score,
+                    input,
+                    model_version,
+                    latency_ms,
+                } => {
+                    let Some(time_ms) = parse_time_ms(&time) else {
+                        traffic.bad_times += 1;
+                        continue;
+                    };
+                    let observation = Observation {
+                        time_ms,
+                        request_id: request_id.clone(),
+                        label,
+                        score: f64::from(score),
+                        margin: f64::from(margin),
+                        entropy: f64::from(entropy),
+                        calibrated_score: calibrated_score.map(f64::from),
+                        input,
+                        text_key: text.or(text_sha256),
+                        latency_ms,
+                        feedback: None,
+                    };
+                    predictions.push((request_id, index, model_version, observation));
+                }
+                LogRecord::Feedback { time, request_id, index, label, .. } => {
+                    let Some(time_ms) = parse_time_ms(&time) else {
+                        traffic.bad_times += 1;
+                        continue;
+                    };
+                    let entry = feedback.entry((request_id, index)).or_insert((label.clone(), time_ms));
+                    if time_ms >= entry.1 {
+                        *entry = (label, time_ms);
+                    }
+                }
+                LogRecord::Error { time, status, model_version, .. } => match parse_time_ms(&time) {
+                    Some(time_ms) => traffic.failures.push(Failure { time_ms, status, model_version }),
+                    None => traffic.bad_times += 1,
+                },
+            }
+        }
+        let mut matched = 0;
+        for (request_id, index, version, mut observation) in predictions {
+            if let Some((label, time_ms)) = feedback.get(&(request_id, index)) {
+                matched += 1;
+                let delay_s = time_ms.saturating_sub(observation.time_ms) as f64 / 1e3;
+                observation.feedback = Some(Feedback { label: label.clone(), delay_s });
+            }
+            traffic.by_version.entry(version).or_default().push(observation);
+        }
+        traffic.unmatched_feedback = feedback.len().saturating_sub(matched.min(feedback.len()));
+        for observations in traffic.by_version.values_mut() {
+            observations.sort_by_key(|o| o.time_ms);
+        }
+        traffic.failures.sort_by_key(|f| f.time_ms);
+        traffic
+    }
+}
+
+/// A window: a run of one version's predictions, in time order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Cuts one version's time-ordered predictions into windows: every `size`
+/// predictions, or every `duration_ms` of time (aligned to the Unix epoch, so
+/// runs an hour apart agree on their windows). Empty time windows are skipped.
+pub fn windows(observations: &[Observation], kind: WindowKind, size: usize, duration_ms: u64) -> Vec<Span> {
+    let mut spans = Vec::new();
+    match kind {
+        WindowKind::Predictions => {
+            let size = size.max(1);
+            let mut start = 0;
+            while start < observations.len() {
+                let end = (start + size).min(observations.len());
+                spans.push(Span { start, end });
+                start = end;
+            }
+        }
+        WindowKind::Time => {
+            let duration_ms = duration_ms.max(1);
+            let mut start = 0;
+            while start < observations.len() {
+                let bucket = observations[start].time_ms / duration_ms;
+                let end = start + observations[start..].partition_point(|o| o.time_ms / duration_ms == bucket);
+                spans.push(Span { start, end });
+                start = end;
+            }
+        }
+    }
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prediction(time: &str, request_id: &str, index: usize, version: &str) -> LogRecord {
+        LogRecord::Prediction {
+            time: time.into(),
+            request_id: request_id.into(),
+            index,
+            text: Some(format!("text {request_id}")),
+            text_sha256: None,
+            label: "a".into(),
+            score: 0.9,
+            margin: 0.8,
+            entropy: 0.2,
+            calibrated_score: None,
+            input: InputStats { tokens: 5, truncated: false, unknown_tokens: 0 },
+            model_version: version.into(),
+            latency_ms: 3.0,
+        }
+    }
+
+    fn feedback(time: &str, request_id: &str, index: usize, label: &str) -> LogRecord {
+        LogRecord::Feedback {
+            time: time.into(),
+            request_id: request_id.into(),
+            index,
+            label: label.into(),
+            model_version: "v1".into(),
+        }
+    }
+
+    #[test]
+    fn feedback_joins_by_request_and_position_and_the_latest_wins() {
+        let scan = LogScan {
+            records: vec![
+                prediction("2026-11-28T10:00:01.000Z", "r1", 0, "v1"),
+                prediction("2026-11-28T10:00:01.000Z", "r1", 1, "v1"),
+                prediction("2026-11-28T10:00:00.000Z", "r0", 0, "v2"),
+                feedback("2026-11-28T10:00:11.000Z", "r1", 1, "b"),
+                feedback("2026-11-28T10:00:21.000Z", "r1", 1, "a"),
+                feedback("2026-11-28T10:00:21.000Z", "gone", 0, "a"),
+                prediction("not a time", "r9", 0, "v1"),
+            ],
+            ..LogScan::default()
+        };
+        let traffic = Traffic::from_scan(scan);
+        assert_eq!(traffic.bad_times, 1);
+        assert_eq!(traffic.unmatched_feedback, 1);
+        let v1 = &traffic.by_version["v1"];
+        assert_eq!(v1.len(), 2);
+        assert_eq!(v1[0].feedback, None, "feedback for index 1 is not index 0's");
+        assert_eq!(v1[1].feedback, Some(Feedback { label: "a".into(), delay_s: 20.0 }));
+        assert_eq!(traffic.by_version["v2"].len(), 1);
+    }
+
+    fn at(seconds: &[u64]) -> Vec<Observation> {
+        let records = seconds
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let time = humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_secs(*s));
+                prediction(&time.to_string(), &format!("r{i}"), 0, "v1")
+            })
+            .collect();
+        Traffic::from_scan(LogScan { records, ..LogScan::default() }).by_version.remove("v1").expect("v1")
+    }
+
+    #[test]
+    fn windows_by_count_keep_the_remainder_and_by_time_align_to_the_clock() {
+        let observations = at(&[0, 10, 20, 30, 40, 3600, 3601, 7300]);
+        let spans = windows(&observations, WindowKind::Predictions, 3, 0);
+        assert_eq!(spans.iter().map(|s| s.end - s.start).collect::<Vec<_>>(), [3, 3, 2]);
+        let spans = windows(&observations, WindowKind::Time, 0, 3_600_000);
+        assert_eq!(spans.iter().map(|s| s.end - s.start).collect::<Vec<_>>(), [5, 2, 1]);
+        assert!(windows(&[], WindowKind::Time, 0, 1000).is_empty());
+    }
+}

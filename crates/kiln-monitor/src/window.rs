@@ -1,0 +1,537 @@
+//! One window of live traffic against the model's reference: the figures and
+//! the status they earn under `[monitor]`'s thresholds.
+
+use std::collections::{BTreeMap, HashSet};
+
+use kiln_config::MonitorConfig;
+use kiln_core::metrics::Confusion;
+use serde::{Deserialize, Serialize};
+
+use crate::reference::ModelReference;
+use crate::stats::{self, Interval};
+use crate::traffic::{Failure, Observation};
+
+/// How worried to be, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Ok,
+    Warn,
+    Alert,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warn => "warn",
+            Self::Alert => "alert",
+        }
+    }
+
+    /// 0, 1, 2: the Prometheus gauge's value.
+    pub fn level(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A threshold a figure crossed, and what it means.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub status: Status,
+    /// `prediction_drift`, `confidence_drift`, `input_drift`, `quality`, `estimated_quality`, `operations`, `staleness`.
+    pub check: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Operations {
+    pub requests: usize,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p95: f64,
+    pub latency_ms_p99: f64,
+    /// Failed prediction requests: the server's (5xx, 429) and the clients' (4xx).
+    pub server_errors: usize,
+    pub client_errors: usize,
+    /// Server errors over all prediction requests.
+    pub error_share: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PredictionDrift {
+    /// Share of the window's predictions per label (every model label).
+    pub predicted: BTreeMap<String, f64>,
+    pub reference: BTreeMap<String, f64>,
+    pub psi: f64,
+    pub chi_square: f64,
+    pub chi_square_p: f64,
+    pub jensen_shannon: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfidenceDrift {
+    pub mean_top: f64,
+    pub mean_margin: f64,
+    pub mean_entropy: f64,
+    pub low_confidence_share: f64,
+    pub reference_mean_top: f64,
+    pub reference_mean_margin: f64,
+    pub reference_mean_entropy: f64,
+    pub reference_low_confidence_share: f64,
+    /// Of the top probability against the reference's (its percentiles).
+    pub ks: f64,
+    pub ks_p: f64,
+    pub wasserstein: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputDrift {
+    pub mean_tokens: f64,
+    /// Of the token length (capped at max_length) against the training data's.
+    pub token_length_psi: Option<f64>,
+    pub truncation_rate: f64,
+    pub unknown_token_text_rate: f64,
+    /// Texts with no token beyond [CLS] and [SEP].
+    pub empty_rate: f64,
+    /// Texts seen earlier in the window; `None` when the log keeps no text or hash.
+    pub duplicate_rate: Option<f64>,
+    pub reference_truncation_rate: Option<f64>,
+    pub reference_unknown_token_text_rate: Option<f64>,
+    pub reference_empty_rate: Option<f64>,
+    pub reference_duplicate_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassRecall {
+    pub support: usize,
+    pub recall: Interval,
+}
+
+/// Quality on the predictions that got feedback. Feedback is not a random
+/// sample (people correct what looks wrong, some classes get more of it), so
+/// these figures describe the labelled predictions, not all of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RealisedQuality {
+    pub with_feedback: usize,
+    pub feedback_share: f64,
+    pub delay_s_p50: Option<f64>,
+    pub delay_s_p90: Option<f64>,
+    pub accuracy: Option<Interval>,
+    pub macro_f1: Option<Interval>,
+    pub recall: BTreeMap<String, ClassRecall>,
+}
+
+/// Accuracy estimated from confidence without labels (as NannyML's CBPE does):
+/// the mean calibrated top probability, right on average when the model's
+/// calibration still holds; checked where feedback exists.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EstimatedQuality {
+    pub accuracy: f64,
+    pub accuracy_without_feedback: Option<f64>,
+    /// The estimate on the predictions with feedback, to set beside the realised accuracy there.
+    pub accuracy_on_feedback: Option<f64>,
+    /// The log carried calibrated scores (temperature scaling); else raw top probabilities.
+    pub calibrated: bool,
+}
+
+/// One window's figures and verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowReport {
+    /// Across all versions' windows, in time order.
+    pub index: usize,
+    pub model_version: String,
+    pub start: String,
+    pub end: String,
+    pub predictions: usize,
+    /// Enough predictions to judge (`min_window_predictions`).
+    pub judged: bool,
+    pub operations: Operations,
+    pub prediction_drift: Option<PredictionDrift>,
+    pub confidence: Option<ConfidenceDrift>,
+    pub input: InputDrift,
+    pub quality: RealisedQuality,
+    pub estimated: EstimatedQuality,
+    pub status: Status,
+    pub findings: Vec<Finding>,
+}
+
+pub fn format_time(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+/// Figures and findings for `observations` (one version, time order) and the
+/// failed requests that fell in the same time.
+pub fn analyse(
+    observations: &[Observation],
+    failures: &[&Failure],
+    reference: Option<&ModelReference>,
+    config: &MonitorConfig,
+) -> WindowReport {
+    let n = observations.len();
+    let mut report = WindowReport {
+        model_version: String::new(),
+        start: observations.first().map(|o| format_time(o.time_ms)).unwrap_or_default(),
+        end: observations.last().map(|o| format_time(o.time_ms)).unwrap_or_default(),
+        predictions: n,
+        judged: n >= config.min_window_predictions,
+        operations: operations(observations, failures),
+        prediction_drift: reference.and_then(|r| prediction_drift(observations, r)),
+        confidence: reference.and_then(|r| confidence_drift(observations, r)),
+        input: input_drift(observations, reference),
+        quality: realised_quality(observations, reference, config),
+        estimated: estimated_quality(observations),
+        ..WindowReport::default()
+    };
+    report.findings = judge(&report, reference, config);
+    report.status = report.findings.iter().map(|f| f.status).max().unwrap_or_default();
+    report
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, count) = values.fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
+    if count == 0 { 0.0 } else { sum / count as f64 }
+}
+
+fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values
+}
+
+fn operations(observations: &[Observation], failures: &[&Failure]) -> Operations {
+    // Every text of a request carries the request's latency: count it once.
+    let mut seen = HashSet::new();
+    let latencies = sorted(observations.iter().filter(|o| seen.insert(o.request_id.as_str())).map(|o| o.latency_ms));
+    let server_errors = failures.iter().filter(|f| f.is_server_error()).count();
+    let client_errors = failures.len() - server_errors;
+    let requests = latencies.len();
+    let all = requests + failures.len();
+    Operations {
+        requests,
+        latency_ms_p50: stats::quantile(&latencies, 0.50).max(0.0),
+        latency_ms_p95: stats::quantile(&latencies, 0.95).max(0.0),
+        latency_ms_p99: stats::quantile(&latencies, 0.99).max(0.0),
+        server_errors,
+        client_errors,
+        error_share: if all == 0 { 0.0 } else { server_errors as f64 / all as f64 },
+    }
+}
+
+fn shares(labels: &[String], counts: &[f64]) -> BTreeMap<String, f64> {
+    let total: f64 = counts.iter().sum::<f64>().max(1.0);
+    labels.iter().zip(counts).map(|(l, &c)| (l.clone(), c / total)).collect()
+}
+
+fn prediction_drift(observations: &[Observation], reference: &ModelReference) -> Option<PredictionDrift> {
+    let profile = reference.predictions.as_ref()?;
+    let labels = &reference.labels;
+    let expected: Vec<f64> = labels.iter().map(|l| profile.predicted.get(l).copied().unwrap_or(0) as f64).collect();
+    let mut observed = vec![0.0; labels.len()];
+    for observation in observations {
+        if let Some(i) = labels.iter().position(|l| *l == observation.label) {
+            observed[i] += 1.0;
+        }
+    }
+    let (chi_square, chi_square_p) = stats::chi_square(&expected, &observed);
+    Some(PredictionDrift {
+        predicted: shares(labels, &observed),
+        reference: shares(labels, &expected),
+        psi: stats::psi(&expected, &observed),
+        chi_square,
+        chi_square_p,
+        jensen_shannon: stats::jensen_shannon(&expected, &observed),
+    })
+}
+
+fn confidence_drift(observations: &[Observation], reference: &ModelReference) -> Option<ConfidenceDrift> {
+    let profile = reference.predictions.as_ref()?;
+    let summary = &profile.confidence;
+    if observations.is_empty() || summary.top_percentiles.is_empty() {
+        return None;
+    }
+    let tops: Vec<f64> = observations.iter().map(|o| o.score).collect();
+    // The reference keeps the top probability's percentiles 0..100, not every
+    // value: its distribution to within 1% of rank; its row count sets the p-value.
+    let ks = stats::ks_statistic(&tops, &summary.top_percentiles);
+    let low = summary.low_confidence_threshold;
+    Some(ConfidenceDrift {
+        mean_top: mean(tops.iter().copied()),
+        mean_margin: mean(observations.iter().map(|o| o.margin)),
+        mean_entropy: mean(observations.iter().map(|o| o.entropy)),
+        low_confidence_share: tops.iter().filter(|&&t| t < low).count() as f64 / tops.len() as f64,
+        reference_mean_top: summary.mean_top,
+        reference_mean_margin: summary.mean_margin,
+        reference_mean_entropy: summary.mean_entropy,
+        reference_low_confidence_share: summary.low_confidence_share,
+        ks,
+        ks_p: stats::ks_p_value(ks, tops.len(), profile.rows),
+        wasserstein: stats::wasserstein(&tops, &summary.top_percentiles),
+    })
+}
+
+fn rate(observations: &[Observation], keep: impl Fn(&Observation) -> bool) -> f64 {
+    if observations.is_empty() {
+        0.0
+    } else {
+        observations.iter().filter(|o| keep(o)).count() as f64 / observations.len() as f64
+    }
+}
+
+/// [CLS] and [SEP]: a text that read as no more than these was empty.
+const SPECIAL_TOKENS: u32 = 2;
+
+fn input_drift(observations: &[Observation], reference: Option<&ModelReference>) -> InputDrift {
+    let data = reference.and_then(|r| r.data.as_ref());
+    let max_length = reference.and_then(|r| r.max_length);
+    let keys: Vec<&str> = observations.iter().filter_map(|o| o.text_key.as_deref()).collect();
+    let duplicate_rate = (!keys.is_empty()).then(|| {
+        let mut seen = HashSet::new();
+        keys.iter().filter(|k| !seen.insert(**k)).count() as f64 / keys.len() as f64
+    });
+    InputDrift {
+        mean_tokens: mean(observations.iter().map(|o| f64::from(o.input.tokens))),
+        token_length_psi: data.zip(max_length).map(|(data, max_length)| {
+            let (expected, observed) = token_length_bins(data, max_length, observations);
+            stats::psi(&expected, &observed)
+        }),
+        truncation_rate: rate(observations, |o| o.input.truncated),
+        unknown_token_text_rate: rate(observations, |o| o.input.unknown_tokens > 0),
+        empty_rate: rate(observations, |o| o.input.tokens <= SPECIAL_TOKENS),
+        duplicate_rate,
+        reference_truncation_rate: data.map(|d| d.truncation_rate),
+        reference_unknown_token_text_rate: data.map(|d| d.unk_text_rate),
+        reference_empty_rate: data.map(|d| d.near_empty.share),
+        reference_duplicate_rate: data.map(|d| d.duplicate_rate),
+    }
+}
+
+/// The training data's token-length histogram and the window's over the same
+/// bins. The profile counts tokens before truncation and the log after it, so
+/// every bin from the one holding `max_length` on is merged into one: both
+/// sides then count min(tokens, max_length) alike.
+fn token_length_bins(
+    data: &kiln_core::profile::SplitProfile,
+    max_length: usize,
+    observations: &[Observation],
+) -> (Vec<f64>, Vec<f64>) {
+    let histogram = &data.tokens_histogram;
+    let width = histogram.width.max(1.0);
+    let cut = ((max_length as f64 / width) as usize).min(histogram.counts.len());
+    let mut expected: Vec<f64> = histogram.counts[..cut].iter().map(|&c| c as f64).collect();
+    expected.push((histogram.counts[cut..].iter().sum::<u64>() + histogram.overflow) as f64);
+    let mut observed = vec![0.0; cut + 1];
+    for observation in observations {
+        let bin = ((f64::from(observation.input.tokens) / width) as usize).min(cut);
+        observed[bin] += 1.0;
+    }
+    (expected, observed)
+}
+
+fn realised_quality(
+    observations: &[Observation],
+    reference: Option<&ModelReference>,
+    config: &MonitorConfig,
+) -> RealisedQuality {
+    let labelled: Vec<&Observation> = observations.iter().filter(|o| o.feedback.is_some()).collect();
+    let delays = sorted(labelled.iter().filter_map(|o| o.feedback.as_ref()).map(|f| f.delay_s));
+    let mut quality = RealisedQuality {
+        with_feedback: labelled.len(),
+        feedback_share: if observations.is_empty() { 0.0 } else { labelled.len() as f64 / observations.len() as f64 },
+        delay_s_p50: (!delays.is_empty()).then(|| stats::quantile(&delays, 0.5)),
+        delay_s_p90: (!delays.is_empty()).then(|| stats::quantile(&delays, 0.9)),
+        ..RealisedQuality::default()
+    };
+    if labelled.is_empty() {
+        return quality;
+    }
+    // Label indices: the model's labels, then any feedback label it does not know.
+    let mut labels: Vec<String> = reference.map(|r| r.labels.clone()).unwrap_or_default();
+    let mut index_of = |label: &str| match labels.iter().position(|l| l == label) {
+        Some(i) => i,
+        None => {
+            labels.push(label.to_owned());
+            labels.len() - 1
+        }
+    };
+    let pairs: Vec<(usize, usize)> = labelled
+        .iter()
+        .filter_map(|o| o.feedback.as_ref().map(|f| (f.label.as_str(), o.label.as_str())))
+        .map(|(actual, predicted)| (index_of(actual), index_of(predicted)))
+        .collect();
+    let confusion_of = |drawn: &mut dyn Iterator<Item = &(usize, usize)>| {
+        let mut confusion = Confusion::new(labels.len());
+        for &(actual, predicted) in drawn {
+            confusion.add(actual, predicted);
+        }
+        confusion
+    };
+    let confusion = confusion_of(&mut pairs.iter());
+    let correct = pairs.iter().filter(|(a, p)| a == p).count();
+    quality.accuracy = Some(stats::wilson(correct, pairs.len(), config.confidence_level));
+    // Macro-F1 over the labels that occur in the feedback (a class never seen gives no F1).
+    let present: Vec<usize> = (0..labels.len()).filter(|&c| pairs.iter().any(|&(a, _)| a == c)).collect();
+    let macro_f1 = |confusion: &Confusion| mean(present.iter().map(|&c| confusion.class_scores(c).f1));
+    quality.macro_f1 = Some(stats::bootstrap(
+        pairs.len(),
+        config.bootstrap_resamples,
+        config.confidence_level,
+        config.seed,
+        |drawn| macro_f1(&confusion_of(&mut drawn.iter().map(|&i| &pairs[i]))),
+    ));
+    for &class in &present {
+        let support = pairs.iter().filter(|&&(a, _)| a == class).count();
+        let hits = pairs.iter().filter(|&&(a, p)| a == class && p == class).count();
+        quality.recall.insert(
+            labels[class].clone(),
+            ClassRecall { support, recall: stats::wilson(hits, support, config.confidence_level) },
+        );
+    }
+    debug_assert_eq!(confusion.total() as usize, pairs.len());
+    quality
+}
+
+fn estimated_quality(observations: &[Observation]) -> EstimatedQuality {
+    let expected = |o: &Observation| o.calibrated_score.unwrap_or(o.score);
+    let without: Vec<f64> = observations.iter().filter(|o| o.feedback.is_none()).map(expected).collect();
+    let with: Vec<f64> = observations.iter().filter(|o| o.feedback.is_some()).map(expected).collect();
+    EstimatedQuality {
+        accuracy: mean(observations.iter().map(expected)),
+        accuracy_without_feedback: (!without.is_empty()).then(|| mean(without.into_iter())),
+        accuracy_on_feedback: (!with.is_empty()).then(|| mean(with.into_iter())),
+        calibrated: !observations.is_empty() && observations.iter().all(|o| o.calibrated_score.is_some()),
+    }
+}
+
+fn finding(status: Status, check: &str, message: String) -> Finding {
+    Finding { status, check: check.to_owned(), message }
+}
+
+/// Which thresholds the window's figures crossed.
+fn judge(report: &WindowReport, reference: Option<&ModelReference>, config: &MonitorConfig) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let ops = &report.operations;
+    if ops.error_share >= config.error_share_alert || ops.error_share >= config.error_share_warn {
+        let status = if ops.error_share >= config.error_share_alert { Status::Alert } else { Status::Warn };
+        findings.push(finding(
+            status,
+            "operations",
+            format!(
+                "{:.1}% of prediction requests failed on the server ({} of {})",
+                100.0 * ops.error_share,
+                ops.server_errors,
+                ops.requests + ops.server_errors + ops.client_errors
+            ),
+        ));
+    }
+    if ops.requests > 0 && ops.latency_ms_p95 >= config.latency_p95_warn_ms {
+        findings.push(finding(
+            Status::Warn,
+            "operations",
+            format!("latency p95 {:.0} ms (warn at {:.0} ms)", ops.latency_ms_p95, config.latency_p95_warn_ms),
+        ));
+    }
+    if !report.judged {
+        // Too few predictions for drift or quality to mean anything.
+        return findings;
+    }
+    let bands = |value: f64, warn: f64, alert: f64| {
+        if value >= alert {
+            Some(Status::Alert)
+        } else if value >= warn {
+            Some(Status::Warn)
+        } else {
+            None
+        }
+    };
+    if let Some(drift) = &report.prediction_drift
+        && let Some(status) = bands(drift.psi, config.psi_warn, config.psi_alert)
+    {
+        findings.push(finding(
+            status,
+            "prediction_drift",
+            format!(
+                "predicted labels moved: PSI {:.3}, Jensen-Shannon {:.3}, chi-square p {:.2e}",
+                drift.psi, drift.jensen_shannon, drift.chi_square_p
+            ),
+        ));
+    }
+    if let Some(confidence) = &report.confidence {
+        if confidence.ks_p < config.p_value
+            && let Some(status) = bands(confidence.ks, config.ks_warn, config.ks_alert)
+        {
+            findings.push(finding(
+                status,
+                "confidence_drift",
+                format!(
+                    "top probability's distribution moved: KS {:.3} (p {:.2e}), Wasserstein {:.3}",
+                    confidence.ks, confidence.ks_p, confidence.wasserstein
+                ),
+            ));
+        }
+        let drop = confidence.reference_mean_top - confidence.mean_top;
+        if drop >= config.confidence_drop_warn {
+            findings.push(finding(
+                Status::Warn,
+                "confidence_drift",
+                format!("mean top probability {:.3}, {:.3} under the reference's", confidence.mean_top, drop),
+            ));
+        }
+    }
+    let input = &report.input;
+    if let Some(psi) = input.token_length_psi
+        && let Some(status) = bands(psi, config.psi_warn, config.psi_alert)
+    {
+        findings.push(finding(status, "input_drift", format!("text lengths moved: token-length PSI {psi:.3}")));
+    }
+    for (what, now, then) in [
+        ("truncated texts", input.truncation_rate, input.reference_truncation_rate),
+        ("texts with unknown tokens", input.unknown_token_text_rate, input.reference_unknown_token_text_rate),
+        ("empty texts", input.empty_rate, input.reference_empty_rate),
+    ] {
+        if let Some(then) = then
+            && now - then >= config.rate_increase_warn
+        {
+            findings.push(finding(
+                Status::Warn,
+                "input_drift",
+                format!("{what}: {:.1}%, up from {:.1}% in training", 100.0 * now, 100.0 * then),
+            ));
+        }
+    }
+    let Some(expected) = reference.and_then(|r| r.predictions.as_ref()).map(|p| p.accuracy) else {
+        return findings;
+    };
+    if report.quality.with_feedback >= config.min_feedback
+        && let Some(accuracy) = report.quality.accuracy
+    {
+        let drop = expected - accuracy.value;
+        // Alert only when the interval too lies below the reference: not a fluke of few labels.
+        let status = if drop >= config.accuracy_drop_alert && accuracy.high < expected {
+            Some(Status::Alert)
+        } else if drop >= config.accuracy_drop_warn {
+            Some(Status::Warn)
+        } else {
+            None
+        };
+        if let Some(status) = status {
+            findings.push(finding(
+                status,
+                "quality",
+                format!(
+                    "accuracy on {} predictions with feedback {:.3} [{:.3}, {:.3}], reference {:.3} (feedback is not a random sample)",
+                    report.quality.with_feedback, accuracy.value, accuracy.low, accuracy.high, expected
+                ),
+            ));
+        }
+    }
+    let estimated = report.estimated.accuracy;
+    if let Some(status) = bands(expected - estimated, config.accuracy_drop_warn, config.accuracy_drop_alert) {
+        findings.push(finding(
+            status,
+            "estimated_quality",
+            format!("estimated accuracy {estimated:.3} from confidence, reference {expected:.3}"),
+        ));
+    }
+    findings
+}
