@@ -28,7 +28,7 @@ TEST_TOOLS := browser dvc mlflow reference schemathesis
 # #[ignore]d, so a clone without it counts them as skipped; here they run.
 SHARED_TESTS := $(if $(wildcard ../shared/data/banking77),--include-ignored,)
 
-.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-predict bench-serve serve monitor fixtures
+.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-predict bench-serve serve monitor gate fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ serve: $(SETUP) build ## Serve $(CONFIG)'s production model (its registry's, aft
 
 monitor: build ## Compare the served model's prediction log with its reference: artifacts/monitor/report.md (ARGS="--fail-on alert")
 	$(BIN)/monitor --config $(CONFIG) $(STAGE_FLAGS) $(ARGS)
+
+gate: build ## Compare the newest registry candidate with production on the test split; promote it only if not worse
+	$(BIN)/gate --config $(CONFIG) $(STAGE_FLAGS) $(ARGS)
 
 fixtures: $(PRETRAINED) ## Regenerate the fixtures checked against Python (tokenizer, BERT and DistilBERT parity, metrics, calibration, drift statistics)
 	scripts/make_fixtures.sh

@@ -48,3 +48,29 @@ pub fn record_eval(run: &mut Run, config: &EvalConfig, metrics: &EvalMetrics) {
     run.inputs(metrics.model.iter().cloned().chain([metrics.data.clone()]));
     run.output(&config.output_dir);
 }
+
+/// What a `gate` run adds to its record: the decision's figures and reasons.
+pub fn record_gate(run: &mut Run, config: &kiln_config::GateConfig, decision: &kiln_core::gate::GateDecision) {
+    run.tag("decision", if decision.promote { "promote" } else { "refuse" });
+    run.tag("challenger", format!("v{}", decision.challenger));
+    if let Some(champion) = decision.champion {
+        run.tag("champion", format!("v{champion}"));
+    }
+    run.tag("reasons", decision.reasons.join("; "));
+    let figures = [
+        ("challenger_value", Some(decision.challenger_value)),
+        ("champion_value", decision.champion_value),
+        ("difference", decision.difference),
+        ("difference_low", decision.difference_low),
+        ("difference_high", decision.difference_high),
+        ("mcnemar_p", decision.mcnemar_p),
+        ("holdout_rows", Some(decision.rows as f64)),
+    ];
+    for (key, value) in figures {
+        if let Some(value) = value {
+            run.metric(key, value, 0);
+        }
+    }
+    run.inputs(decision.holdout.iter().cloned());
+    run.output(&config.output_dir);
+}

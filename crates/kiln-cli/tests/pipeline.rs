@@ -376,6 +376,7 @@ fn configs_never_share_an_output_folder() {
             ("registry", "dir"),
             ("serve", "log_dir"),
             ("monitor", "output_dir"),
+            ("gate", "output_dir"),
         ] {
             let dir = resolved[section][key].as_str().expect("a path").to_owned();
             assert!(seen.insert(dir.clone()), "{}: [{section}] {key} = {dir} is another config's too", path.display());

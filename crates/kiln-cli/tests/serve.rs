@@ -740,3 +740,103 @@ fn the_page_classifies_in_a_real_browser() {
         assert_eq!(row["label"], prediction["label"]);
     }
 }
+
+/// A reference for a model folder (what `eval` writes): predictions on a few
+/// validation rows with their calibration.
+fn write_reference(dir: &Path, labels: &[&str]) {
+    let names: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+    let rows: Vec<Vec<f32>> = (0..30)
+        .map(|i| {
+            let mut row = vec![0.2 / (labels.len() - 1) as f32; labels.len()];
+            row[i % labels.len()] = 0.8;
+            row
+        })
+        .collect();
+    let truth: Vec<usize> =
+        (0..30).map(|i| if i % 5 == 0 { (i + 1) % labels.len() } else { i % labels.len() }).collect();
+    let reference = kiln_core::profile::PredictionProfile::of("validation", &names, &rows, &truth, 0.5);
+    std::fs::write(
+        dir.join(kiln_core::model_folder::REFERENCE_PREDICTIONS),
+        serde_json::to_string(&reference).expect("json"),
+    )
+    .expect("write");
+}
+
+/// What `serve` logs across a promotion, `monitor` reads: each version's
+/// windows against its own registry reference, feedback joined, calibrated
+/// scores, failed requests counted.
+#[test]
+fn monitor_reads_what_serve_logged_across_a_promotion() {
+    use kiln_track::registry::Registry;
+    let root = tempfile::tempdir().expect("tempdir");
+    let (first, second) = (root.path().join("export-1"), root.path().join("export-2"));
+    model_folder(&first, &LABELS, 1);
+    model_folder(&second, &OTHER_LABELS, 2);
+    write_reference(&first, &LABELS);
+    write_reference(&second, &OTHER_LABELS);
+    let registry = Registry::at(&root.path().join("registry"));
+    registry.add(&first, true).expect("v1, production");
+    registry.add(&second, true).expect("v2, a candidate");
+    let log_dir = root.path().join("log");
+    let mut server =
+        Server::start(&registry.production_dir(), &log_dir, &["--watch", "true", "--watch-interval-ms", "100"], &[]);
+    let predict = |server: &Server, i: usize| {
+        let (status, answer) = json_of(server.post("/v1/predict", &json!({ "text": format!("message number {i}") })));
+        assert_eq!(status, StatusCode::OK);
+        answer
+    };
+    for i in 0..20 {
+        let answer = predict(&server, i);
+        if i % 4 == 0 {
+            let feedback = json!({"request_id": answer["request_id"], "index": 0, "label": LABELS[i % 3]});
+            assert_eq!(server.post("/v1/feedback", &feedback).status(), StatusCode::ACCEPTED);
+        }
+    }
+    assert_eq!(server.post("/v1/predict", &json!({"texts": []})).status(), StatusCode::UNPROCESSABLE_ENTITY);
+    registry.promote(2, kiln_config::Metric::MacroF1, false).expect("promoted");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while json_of(server.get("/v1/model")).1["labels"] != json!(OTHER_LABELS) {
+        assert!(Instant::now() < deadline, "serve never picked up v2:\n{}", server.log.lock().expect("log"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let versions: Vec<String> =
+        (20..30).map(|i| predict(&server, i)["model_version"].as_str().unwrap_or("").to_owned()).collect();
+    assert!(server.terminate(), "serve exits 0:\n{}", server.log.lock().expect("log"));
+
+    // Built beside serve by `cargo test --workspace` (as `make test` runs it).
+    let monitor = Path::new(env!("CARGO_BIN_EXE_serve")).with_file_name("monitor");
+    assert!(monitor.exists(), "no {}: build the workspace's binaries", monitor.display());
+    let output = Command::new(monitor)
+        .args(["--quiet", "--window-predictions", "10", "--min-window-predictions", "5", "--runs-dir"])
+        .arg(root.path().join("runs"))
+        .arg("--log-dir")
+        .arg(&log_dir)
+        .arg("--model-dir")
+        .arg(registry.production_dir())
+        .arg("--registry-dir")
+        .arg(registry.dir())
+        .arg("--output-dir")
+        .arg(root.path().join("monitor"))
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("KILN_CONFIG")
+        .output()
+        .expect("monitor runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(root.path().join("monitor/monitor.json")).expect("monitor.json"))
+            .expect("JSON");
+    assert_eq!(report["predictions"], json!(30));
+    assert_eq!(report["failed_requests"], json!(1));
+    assert_eq!(report["current_version"], json!(versions[0]), "v2 serves last");
+    let by_version = report["versions"].as_array().expect("versions");
+    assert_eq!(by_version.len(), 2);
+    for version in by_version {
+        let source = version["reference"].as_str().expect("each version has its registry reference");
+        assert!(source.starts_with("registry v"), "{source}");
+        assert_eq!(version["overall"]["estimated"]["calibrated"], json!(true), "serve logged calibrated scores");
+    }
+    let first_version = by_version.iter().find(|v| v["model_version"] != json!(versions[0])).expect("v1");
+    assert_eq!(first_version["overall"]["predictions"], json!(20));
+    assert_eq!(first_version["overall"]["quality"]["with_feedback"], json!(5));
+    assert_eq!(first_version["windows"].as_array().map(Vec::len), Some(2));
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::{
-    ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, FailOn, HashtagMode, IngestConfig,
+    ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, FailOn, GateConfig, HashtagMode, IngestConfig,
     InputFormat, LogText, Metric, MonitorConfig, PredictConfig, ProfileConfig, RegistryConfig, ServeConfig, Split,
     TokenTypeIds, TokenizeConfig, TrackConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy, WindowKind,
 };
@@ -690,6 +690,73 @@ impl MonitorArgs {
     }
 }
 
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Gate settings (config section [gate])")]
+pub struct GateArgs {
+    /// The registry [default: [registry] dir].
+    #[arg(long, value_name = "DIR", env = "KILN_REGISTRY_DIR")]
+    pub registry_dir: Option<PathBuf>,
+    /// Registry version to judge, 3 or v3 [default: the newest candidate].
+    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    pub candidate: Option<u32>,
+    /// Labelled Parquet table both models predict; repeat for several [default: data/interim/test.parquet].
+    #[arg(long, value_name = "FILE")]
+    pub holdout: Vec<PathBuf>,
+    /// Metric compared: accuracy or macro_f1 [default: macro_f1].
+    #[arg(long, value_enum)]
+    pub metric: Option<Metric>,
+    /// How much worse than the champion the challenger may be on the metric [default: 0.01].
+    #[arg(long, value_name = "X")]
+    pub margin: Option<f64>,
+    /// How much lower its recall may be on any class with enough rows [default: 0.05].
+    #[arg(long, value_name = "X")]
+    pub class_margin: Option<f64>,
+    /// Rows a class needs in the holdout to be checked on its own [default: 20].
+    #[arg(long, value_name = "N")]
+    pub min_class_support: Option<usize>,
+    /// Level of the bootstrap interval of the difference [default: 0.95].
+    #[arg(long, value_name = "LEVEL")]
+    pub confidence_level: Option<f64>,
+    /// Paired bootstrap resamples [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub bootstrap_resamples: Option<usize>,
+    /// Seed of the bootstrap [default: 42].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// auto, cpu, cuda or cuda:N [default: auto].
+    #[arg(long, value_name = "DEVICE", env = "KILN_DEVICE")]
+    pub device: Option<String>,
+    /// LibTorch CPU threads, 0 = all cores [default: 0].
+    #[arg(long, value_name = "N", env = "KILN_THREADS")]
+    pub threads: Option<usize>,
+    /// Texts per forward pass [default: 64].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Promote a challenger that passes; false only decides and records [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub promote: Option<bool>,
+    /// Where decision.json and report.md go [default: artifacts/gate].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+}
+
+/// A registry version: `v3` or `3`.
+pub fn parse_version(text: &str) -> Result<u32, String> {
+    text.strip_prefix('v').unwrap_or(text).parse().map_err(|_| format!("'{text}' is not a version (v3, or 3)"))
+}
+
+impl GateArgs {
+    pub fn apply(self, config: &mut GateConfig) {
+        apply_overrides!(self, config,
+            [metric, margin, class_margin, min_class_support, confidence_level, bootstrap_resamples, seed, device,
+             threads, batch_size, promote, output_dir],
+            optional [registry_dir, candidate]);
+        if !self.holdout.is_empty() {
+            config.holdout = self.holdout;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -724,6 +791,7 @@ mod tests {
         assert_eq!(flag_ids::<TrackArgs>(), config_keys::<TrackConfig>());
         assert_eq!(flag_ids::<RegistryArgs>(), config_keys::<RegistryConfig>());
         assert_eq!(flag_ids::<MonitorArgs>(), config_keys::<MonitorConfig>());
+        assert_eq!(flag_ids::<GateArgs>(), config_keys::<GateConfig>());
     }
 
     #[derive(clap::Parser)]

@@ -55,6 +55,7 @@ pub struct PipelineConfig {
     pub track: TrackConfig,
     pub registry: RegistryConfig,
     pub monitor: MonitorConfig,
+    pub gate: GateConfig,
 }
 
 impl PipelineConfig {
@@ -1093,6 +1094,89 @@ impl MonitorConfig {
     }
 }
 
+/// `[gate]`: the champion/challenger comparison before a promotion. Both
+/// models predict the same holdout; the challenger is promoted only when it is
+/// not worse by more than `margin` on `metric`, nor by more than
+/// `class_margin` in recall on any class with `min_class_support` rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// `None` = `[registry] dir`.
+    pub registry_dir: Option<PathBuf>,
+    /// The registry version to judge; `None` = the newest candidate.
+    pub candidate: Option<u32>,
+    /// Labelled text tables (Parquet with text and label, as `clean` writes)
+    /// both models predict: the fixed test split, plus any held-back fresh data.
+    pub holdout: Vec<PathBuf>,
+    /// `accuracy` or `macro_f1`.
+    pub metric: Metric,
+    pub margin: f64,
+    pub class_margin: f64,
+    pub min_class_support: usize,
+    pub confidence_level: f64,
+    pub bootstrap_resamples: usize,
+    pub seed: u64,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    pub threads: usize,
+    pub batch_size: usize,
+    /// Promote when the challenger passes; `false` only decides and records.
+    pub promote: bool,
+    pub output_dir: PathBuf,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            registry_dir: None,
+            candidate: None,
+            holdout: vec!["data/interim/test.parquet".into()],
+            metric: Metric::MacroF1,
+            margin: 0.01,
+            class_margin: 0.05,
+            min_class_support: 20,
+            confidence_level: 0.95,
+            bootstrap_resamples: 1000,
+            seed: 42,
+            device: "auto".into(),
+            threads: 0,
+            batch_size: 64,
+            promote: true,
+            output_dir: "artifacts/gate".into(),
+        }
+    }
+}
+
+impl GateConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.metric == Metric::Loss {
+            return Err(ConfigError::invalid(
+                "gate.metric",
+                "must be accuracy or macro_f1 (the gate compares predicted labels)",
+            ));
+        }
+        if self.holdout.is_empty() {
+            return Err(ConfigError::invalid("gate.holdout", "needs at least one labelled file"));
+        }
+        for (key, value) in [("gate.margin", self.margin), ("gate.class_margin", self.class_margin)] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(ConfigError::invalid(key, format!("must be in [0, 1], got {value}")));
+            }
+        }
+        if !(self.confidence_level > 0.0 && self.confidence_level < 1.0) {
+            return Err(ConfigError::invalid("gate.confidence_level", "must be in (0, 1)"));
+        }
+        if self.batch_size == 0 {
+            return Err(ConfigError::invalid("gate.batch_size", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn registry_dir(&self, registry: &RegistryConfig) -> PathBuf {
+        self.registry_dir.clone().unwrap_or_else(|| registry.dir.clone())
+    }
+}
+
 /// The settings a trained model was made with, saved beside its weights as
 /// `kiln.toml`: `predict` and `serve` clean and tokenize text exactly as
 /// training did, so training and serving cannot drift apart.
@@ -1203,7 +1287,19 @@ mod tests {
             config.eval.validate().expect(name);
             config.serve.validate().expect(name);
             config.monitor.validate().expect(name);
+            config.gate.validate().expect(name);
         }
+    }
+
+    #[test]
+    fn the_gate_compares_labels_on_a_holdout() {
+        GateConfig::default().validate().expect("defaults are valid");
+        let loss = GateConfig { metric: Metric::Loss, ..GateConfig::default() };
+        assert!(loss.validate().expect_err("loss").to_string().contains("gate.metric"));
+        let none = GateConfig { holdout: Vec::new(), ..GateConfig::default() };
+        assert!(none.validate().expect_err("no holdout").to_string().contains("gate.holdout"));
+        let registry = RegistryConfig::default();
+        assert_eq!(GateConfig::default().registry_dir(&registry), registry.dir);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod example;
+pub mod gate;
 pub mod labels;
 pub mod metrics;
 pub mod model_folder;

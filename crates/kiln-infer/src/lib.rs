@@ -1,7 +1,9 @@
 //! The batch stages that use a trained model ([`kiln_model::Predictor`]):
 //! [`eval`] scores it on a labelled split (pictures from `kiln-plots`), [`predict`] labels
-//! a file of texts, and [`export`] writes it as a Hugging Face folder.
+//! a file of texts, [`export`] writes it as a Hugging Face folder, and [`gate`]
+//! compares a registry candidate with production before a promotion.
 
 pub mod eval;
 pub mod export;
+pub mod gate;
 pub mod predict;

@@ -369,16 +369,15 @@ fn realised_quality(
     let confusion = confusion_of(&mut pairs.iter());
     let correct = pairs.iter().filter(|(a, p)| a == p).count();
     quality.accuracy = Some(stats::wilson(correct, pairs.len(), config.confidence_level));
-    // Macro-F1 over the labels that occur in the feedback (a class never seen gives no F1).
-    let present: Vec<usize> = (0..labels.len()).filter(|&c| pairs.iter().any(|&(a, _)| a == c)).collect();
-    let macro_f1 = |confusion: &Confusion| mean(present.iter().map(|&c| confusion.class_scores(c).f1));
+    // Macro-F1 as eval computes it (over the labels that occur, as truth or prediction).
     quality.macro_f1 = Some(stats::bootstrap(
         pairs.len(),
         config.bootstrap_resamples,
         config.confidence_level,
         config.seed,
-        |drawn| macro_f1(&confusion_of(&mut drawn.iter().map(|&i| &pairs[i]))),
+        |drawn| confusion_of(&mut drawn.iter().map(|&i| &pairs[i])).macro_f1(),
     ));
+    let present: Vec<usize> = (0..labels.len()).filter(|&c| pairs.iter().any(|&(a, _)| a == c)).collect();
     for &class in &present {
         let support = pairs.iter().filter(|&&(a, _)| a == class).count();
         let hits = pairs.iter().filter(|&&(a, p)| a == class && p == class).count();

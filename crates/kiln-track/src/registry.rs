@@ -19,6 +19,7 @@ use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
 use kiln_config::RegistryConfig;
+use kiln_core::gate::GateDecision;
 use kiln_core::model_folder::{EVAL_METRICS, SETTINGS, TRAIN_MANIFEST, WEIGHTS};
 use kiln_core::output::{FileHash, now_ms, read_manifest, write_file_atomically};
 use kiln_core::{EvalMetrics, Metric};
@@ -69,6 +70,9 @@ pub struct Version {
     pub metrics: BTreeMap<String, f64>,
     /// Every stage change: (stage, unix milliseconds).
     pub history: Vec<(Stage, u64)>,
+    /// The last champion/challenger comparison of this version (`gate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateDecision>,
 }
 
 impl Version {
@@ -206,6 +210,7 @@ impl Registry {
                 .map(|e| e.headline().into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
                 .unwrap_or_default(),
             history: vec![(Stage::Candidate, now_ms())],
+            gate: None,
         };
         self.copy_in(model_dir, number)?;
         if promote_first && index.production().is_none() {
@@ -270,6 +275,21 @@ impl Registry {
         self.link_production(&index)?;
         let version = index.get(version).cloned().ok_or(RegistryError::NoSuchVersion(version))?;
         Ok(Promoted { version, replaced, warning })
+    }
+
+    /// Keeps a gate decision on the challenger's record, whatever it decided.
+    pub fn record_gate(&self, decision: &GateDecision) -> Result<Version, RegistryError> {
+        let _lock = self.lock()?;
+        let mut index = self.load()?;
+        let entry = index
+            .versions
+            .iter_mut()
+            .find(|v| v.version == decision.challenger)
+            .ok_or(RegistryError::NoSuchVersion(decision.challenger))?;
+        entry.gate = Some(decision.clone());
+        let recorded = entry.clone();
+        self.save(&index)?;
+        Ok(recorded)
     }
 
     /// Retires a candidate; its files stay, so it can be promoted back.
@@ -367,10 +387,7 @@ impl Registry {
     }
 }
 
-/// `v3` or `3`.
-pub fn parse_version(text: &str) -> Result<u32, String> {
-    text.strip_prefix('v').unwrap_or(text).parse().map_err(|_| format!("'{text}' is not a version (v3, or 3)"))
-}
+pub use kiln_config::cli::parse_version;
 
 /// A header and one row per version, newest first (`runs`' table renderer prints them).
 pub fn rows(index: &Index) -> Vec<Vec<String>> {
