@@ -28,7 +28,7 @@ TEST_TOOLS := browser dvc mlflow reference schemathesis
 # #[ignore]d, so a clone without it counts them as skipped; here they run.
 SHARED_TESTS := $(if $(wildcard ../shared/data/banking77),--include-ignored,)
 
-.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-predict bench-serve serve monitor gate fixtures
+.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-predict bench-serve serve monitor gate retrain fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -92,6 +92,12 @@ monitor: build ## Compare the served model's prediction log with its reference: 
 
 gate: build ## Compare the newest registry candidate with production on the test split; promote it only if not worse
 	$(BIN)/gate --config $(CONFIG) $(STAGE_FLAGS) $(ARGS)
+
+retrain: $(SETUP) build ## The loop once: monitor, then retrain (and gate) when it alerts; FORCE=1 retrains anyway, as a schedule does
+	@status=0; $(BIN)/monitor --config $(CONFIG) $(STAGE_FLAGS) --fail-on alert || status=$$?; \
+	if [ $$status -eq 3 ] || [ -n "$(FORCE)" ]; then $(BIN)/retrain --config $(CONFIG) $(STAGE_FLAGS); \
+	elif [ $$status -ne 0 ]; then exit $$status; \
+	else echo "monitor: no alert, so no retraining (FORCE=1 retrains anyway)"; fi
 
 fixtures: $(PRETRAINED) ## Regenerate the fixtures checked against Python (tokenizer, BERT and DistilBERT parity, metrics, calibration, drift statistics)
 	scripts/make_fixtures.sh

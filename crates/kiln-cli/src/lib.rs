@@ -1,6 +1,8 @@
 //! What the model stages' binaries share beyond the common harness
 //! ([`kiln_config::stage`]): what `train` and `eval` add to their run records.
 
+pub mod retrain;
+
 use anyhow::Result;
 pub use kiln_config::stage::{CommonArgs, run_stage};
 use kiln_config::{EvalConfig, TrainConfig};

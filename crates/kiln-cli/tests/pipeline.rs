@@ -377,6 +377,7 @@ fn configs_never_share_an_output_folder() {
             ("serve", "log_dir"),
             ("monitor", "output_dir"),
             ("gate", "output_dir"),
+            ("retrain", "output_dir"),
         ] {
             let dir = resolved[section][key].as_str().expect("a path").to_owned();
             assert!(seen.insert(dir.clone()), "{}: [{section}] {key} = {dir} is another config's too", path.display());
@@ -660,4 +661,143 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
         assert_eq!(record.status, kiln_track::RunStatus::Finished);
         assert!(!record.tags.contains_key("mlflow.run_id"));
     }
+}
+
+/// A prediction (by `serve`) of `text` with its feedback `label`, as log lines.
+fn logged_with_feedback(i: usize, text: &str, label: &str) -> [String; 2] {
+    use kiln_core::prediction_log::{InputStats, LogRecord};
+    let request_id = format!("req-{i}");
+    let prediction = LogRecord::Prediction {
+        time: format!("2026-11-28T10:{:02}:{:02}.000Z", (i / 60) % 60, i % 60),
+        request_id: request_id.clone(),
+        index: 0,
+        text: Some(text.to_owned()),
+        text_sha256: None,
+        label: "positive".into(),
+        score: 0.7,
+        margin: 0.4,
+        entropy: 0.6,
+        calibrated_score: None,
+        input: InputStats { tokens: 12, truncated: false, unknown_tokens: 0 },
+        model_version: "v1".into(),
+        latency_ms: 5.0,
+    };
+    let feedback = LogRecord::Feedback {
+        time: format!("2026-11-28T11:{:02}:{:02}.000Z", (i / 60) % 60, i % 60),
+        request_id,
+        index: 0,
+        label: label.to_owned(),
+        model_version: "v1".into(),
+    };
+    [prediction, feedback].map(|record| serde_json::to_string(&record).expect("json"))
+}
+
+#[test]
+fn retrain_learns_from_feedback_and_the_gate_decides() {
+    use kiln_data::schema::TextTable;
+    require_setup();
+    let (dir, mut config) = small_pipeline(600);
+    let (out, config_path) = (dir.path().join("out"), dir.path().join("small.toml"));
+    let log_dir = out.join("log");
+    let path = |p: &Path| toml::Value::String(p.display().to_string());
+    let mut retrain = toml::Table::new();
+    retrain.insert("log_dir".into(), path(&log_dir));
+    retrain.insert("output_dir".into(), path(&out.join("retrain")));
+    retrain.insert("min_feedback".into(), 20.into());
+    retrain.insert("holdout_share".into(), 0.25.into());
+    config.insert("retrain".into(), retrain.into());
+    let mut gate = toml::Table::new();
+    for (key, value) in [("bootstrap_resamples", 200), ("min_class_support", 5), ("threads", 1)] {
+        gate.insert(key.into(), value.into());
+    }
+    gate.insert("device".into(), "cpu".into());
+    config.insert("gate".into(), gate.into());
+    write_config(&config_path, &config);
+    make_pipeline(&config_path);
+
+    // Feedback: 120 unseen reviews labelled by their rating, 3 texts of the
+    // test split (a leak), and one label training never had.
+    let unseen: Vec<(String, String)> = data_slice(760)
+        .lines()
+        .skip(601)
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, '\t');
+            let (_, score, text) = (fields.next()?, fields.next()?.parse::<f64>().ok()?, fields.next()?);
+            (score != 0.0).then(|| (text.to_owned(), if score > 0.0 { "positive" } else { "negative" }.to_owned()))
+        })
+        .take(120)
+        .collect();
+    let test = TextTable::read(&out.join("raw/test.parquet"), "ingest").expect("the test split");
+    let mut lines = Vec::new();
+    for (i, (text, label)) in unseen.iter().enumerate() {
+        lines.extend(logged_with_feedback(i, text, label));
+    }
+    for i in 0..3 {
+        lines.extend(logged_with_feedback(1000 + i, &test.texts[i], &test.labels[i]));
+    }
+    lines.extend(logged_with_feedback(2000, "a film of no opinion at all", "neutral"));
+    std::fs::create_dir_all(&log_dir).expect("log dir");
+    std::fs::write(log_dir.join("predictions-1-0001.jsonl"), lines.join("\n") + "\n").expect("log");
+
+    let retrain = |extra: &[&str]| {
+        Command::new(bin_dir().join("retrain"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--quiet"])
+            .args(extra)
+            .current_dir(repo())
+            .env_remove("KILN_CONFIG")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .expect("retrain runs")
+    };
+    let versions = || {
+        let index: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("registry/registry.json")).expect("index"))
+                .expect("JSON");
+        index["versions"].as_array().cloned().unwrap_or_default()
+    };
+
+    // A new label stops it (the default policy), naming the label; nothing is registered.
+    let refused = retrain(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("'neutral' (1 rows)") && stderr.contains("retrain.new_labels"), "{stderr}");
+    assert_eq!(versions().len(), 1);
+
+    // Dropped instead: the next data version, a model trained on it, registered and judged.
+    let done = retrain(&["--new-labels", "drop"]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("retrain/raw/retrain_data.json")).expect("manifest"))
+            .expect("JSON");
+    let report = &data["report"];
+    assert_eq!((report["feedback"].as_u64(), report["leaking"].as_u64()), (Some(124), Some(3)), "{report}");
+    assert_eq!(report["dropped_new_label"].as_u64(), Some(1));
+    let (added, held) = (report["added_to_train"].as_u64().unwrap_or(0), report["held_out"].as_u64().unwrap_or(0));
+    assert_eq!(added + held, 120);
+    assert!((15..=45).contains(&held), "about a quarter held back: {held}");
+    let base = TextTable::read(&out.join("raw/train.parquet"), "ingest").expect("base train").len();
+    let next = TextTable::read(&out.join("retrain/raw/train.parquet"), "retrain").expect("new train");
+    assert_eq!(next.len() as u64, base as u64 + added);
+    assert!(next.ids.iter().any(|id| id.starts_with("feedback-req-")));
+    let test_after = TextTable::read(&out.join("retrain/raw/test.parquet"), "retrain").expect("test");
+    assert_eq!(test_after, test, "the test split is fixed");
+
+    let all = versions();
+    assert_eq!(all.len(), 2, "the retrained model is registered");
+    let decision = &all[1]["gate"];
+    assert_eq!(decision["challenger"], serde_json::json!(2), "{decision}");
+    assert_eq!(decision["champion"], serde_json::json!(1));
+    assert!(decision["reasons"].as_array().is_some_and(|r| !r.is_empty()));
+    let promoted = decision["promote"].as_bool().expect("a decision");
+    assert_eq!(all[1]["stage"], serde_json::json!(if promoted { "production" } else { "candidate" }));
+    // The gate's holdout: the test split plus the held-back feedback.
+    assert_eq!(decision["holdout"].as_array().map(Vec::len), Some(2));
+
+    // Too little feedback for the settings: nothing happens.
+    let nothing = retrain(&["--new-labels", "drop", "--min-feedback", "1000"]);
+    assert!(nothing.status.success(), "{}", String::from_utf8_lossy(&nothing.stderr));
+    assert_eq!(versions().len(), 2);
 }

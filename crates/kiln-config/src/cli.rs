@@ -9,8 +9,9 @@ use clap::Args;
 
 use crate::{
     ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, FailOn, GateConfig, HashtagMode, IngestConfig,
-    InputFormat, LogText, Metric, MonitorConfig, PredictConfig, ProfileConfig, RegistryConfig, ServeConfig, Split,
-    TokenTypeIds, TokenizeConfig, TrackConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy, WindowKind,
+    InputFormat, LogText, Metric, MonitorConfig, NewLabelPolicy, PredictConfig, ProfileConfig, RegistryConfig,
+    RetrainConfig, ServeConfig, Split, TokenTypeIds, TokenizeConfig, TrackConfig, TrainConfig, UnicodeNormalization,
+    UnknownLabelPolicy, WindowKind,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -757,6 +758,35 @@ impl GateArgs {
     }
 }
 
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Retrain settings (config section [retrain])")]
+pub struct RetrainArgs {
+    /// serve's prediction log, with the feedback [default: [serve] log_dir].
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// The current raw splits the feedback is added to [default: [ingest] output_dir].
+    #[arg(long, value_name = "DIR")]
+    pub base_dir: Option<PathBuf>,
+    /// Where the new data version and the run's outputs go [default: artifacts/retrain].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Share of the feedback held back for the gate's holdout [default: 0.2].
+    #[arg(long, value_name = "FRACTION")]
+    pub holdout_share: Option<f64>,
+    /// Fewest usable feedback rows worth a retraining [default: 50].
+    #[arg(long, value_name = "N")]
+    pub min_feedback: Option<usize>,
+    /// A feedback label training never had: error, drop or add [default: error].
+    #[arg(long, value_enum)]
+    pub new_labels: Option<NewLabelPolicy>,
+}
+
+impl RetrainArgs {
+    pub fn apply(self, config: &mut RetrainConfig) {
+        apply_overrides!(self, config, [output_dir, holdout_share, min_feedback, new_labels], optional [log_dir, base_dir]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -792,6 +822,7 @@ mod tests {
         assert_eq!(flag_ids::<RegistryArgs>(), config_keys::<RegistryConfig>());
         assert_eq!(flag_ids::<MonitorArgs>(), config_keys::<MonitorConfig>());
         assert_eq!(flag_ids::<GateArgs>(), config_keys::<GateConfig>());
+        assert_eq!(flag_ids::<RetrainArgs>(), config_keys::<RetrainConfig>());
     }
 
     #[derive(clap::Parser)]

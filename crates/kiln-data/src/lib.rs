@@ -11,5 +11,6 @@ pub mod parquet;
 pub mod processed;
 pub mod profile;
 pub mod read;
+pub mod retrain;
 pub mod schema;
 pub mod tokenize;

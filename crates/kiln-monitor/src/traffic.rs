@@ -12,14 +12,17 @@ use kiln_core::prediction_log::{InputStats, LogRecord, LogScan};
 pub struct Observation {
     pub time_ms: u64,
     pub request_id: String,
+    /// The text's position in its request.
+    pub index: usize,
     pub label: String,
     pub score: f64,
     pub margin: f64,
     pub entropy: f64,
     pub calibrated_score: Option<f64>,
     pub input: InputStats,
-    /// The text or its hash, for duplicate counts; `None` when the log keeps neither.
-    pub text_key: Option<String>,
+    /// The text, when the log keeps it (`log_text = "full"`): what retraining learns from.
+    pub text: Option<String>,
+    pub text_sha256: Option<String>,
     pub latency_ms: f64,
     pub feedback: Option<Feedback>,
 }
@@ -29,6 +32,13 @@ pub struct Feedback {
     pub label: String,
     /// From the prediction to its feedback.
     pub delay_s: f64,
+}
+
+impl Observation {
+    /// The text or its hash, for duplicate counts; `None` when the log keeps neither.
+    pub fn text_key(&self) -> Option<&str> {
+        self.text.as_deref().or(self.text_sha256.as_deref())
+    }
 }
 
 /// A prediction request the server failed.
@@ -95,13 +105,15 @@ impl Traffic {
                     let observation = Observation {
                         time_ms,
                         request_id: request_id.clone(),
+                        index,
                         label,
                         score: f64::from(score),
                         margin: f64::from(margin),
                         entropy: f64::from(entropy),
                         calibrated_score: calibrated_score.map(f64::from),
                         input,
-                        text_key: text.or(text_sha256),
+                        text,
+                        text_sha256,
                         latency_ms,
                         feedback: None,
                     };

@@ -284,7 +284,7 @@ const SPECIAL_TOKENS: u32 = 2;
 fn input_drift(observations: &[Observation], reference: Option<&ModelReference>) -> InputDrift {
     let data = reference.and_then(|r| r.data.as_ref());
     let max_length = reference.and_then(|r| r.max_length);
-    let keys: Vec<&str> = observations.iter().filter_map(|o| o.text_key.as_deref()).collect();
+    let keys: Vec<&str> = observations.iter().filter_map(Observation::text_key).collect();
     let duplicate_rate = (!keys.is_empty()).then(|| {
         let mut seen = HashSet::new();
         keys.iter().filter(|k| !seen.insert(**k)).count() as f64 / keys.len() as f64

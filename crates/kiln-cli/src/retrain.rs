@@ -1,0 +1,108 @@
+//! `retrain`: new data in, a better model out, or nothing. Builds the next
+//! data version (the current raw splits plus the feedback, `kiln_data::retrain`),
+//! runs the same stages with the same settings into `[retrain] output_dir`,
+//! registers the export as a candidate and lets the gate decide whether it
+//! replaces production.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use kiln_config::PipelineConfig;
+use kiln_core::gate::GateDecision;
+use kiln_core::{Progress, Split};
+use kiln_data::retrain::{FeedbackData, HOLDOUT, RAW};
+use kiln_monitor::traffic::Traffic;
+use kiln_track::registry::Registry;
+use kiln_train::{Control, Outcome};
+
+#[derive(Debug)]
+pub enum Retrained {
+    /// Too little usable feedback (`[retrain] min_feedback`): no candidate.
+    NothingToDo(FeedbackData),
+    Judged {
+        data: FeedbackData,
+        version: u32,
+        decision: Box<GateDecision>,
+    },
+}
+
+/// The pipeline's settings with every stage's folders moved under `root`,
+/// file names kept: the same stages, the same settings, a new output folder.
+pub fn stages_under(config: &PipelineConfig, root: &Path) -> PipelineConfig {
+    let mut c = config.clone();
+    let named = |path: &Path, folder: &str| {
+        root.join(folder).join(path.file_name().map_or_else(|| path.as_os_str().to_owned(), ToOwned::to_owned))
+    };
+    c.clean.input_dir = root.join(RAW);
+    c.clean.output_dir = root.join("interim");
+    c.tokenize.input_dir = root.join("interim");
+    c.tokenize.output_dir = root.join("processed");
+    c.profile.input_dir = root.join("interim");
+    c.profile.input_file = None;
+    c.profile.output_dir = root.join("profile");
+    c.train.input_dir = root.join("processed");
+    c.train.output_dir = root.join("model");
+    c.train.run_dir = root.join("train");
+    c.train.resume = false;
+    c.eval.model_dir = root.join("model");
+    c.eval.input_dir = root.join("processed");
+    c.eval.output_dir = root.join("eval");
+    c.eval.train_metrics = named(&config.eval.train_metrics, "train");
+    c.export.model_dir = root.join("model");
+    c.export.output_dir = root.join("export");
+    c.export.eval_metrics = named(&config.export.eval_metrics, "eval");
+    c.export.reference_predictions = named(&config.export.reference_predictions, "eval");
+    c.export.data_profile = named(&config.export.data_profile, "profile");
+    c.gate.output_dir = root.join("gate");
+    c
+}
+
+pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> Result<Retrained> {
+    let settings = config.retrain.resolved(&config.serve, &config.ingest);
+    settings.validate()?;
+    let log_dir = settings.log_dir.as_deref().context("retrain.log_dir is not resolved. This is a bug.")?;
+    let base_dir = settings.base_dir.as_deref().context("retrain.base_dir is not resolved. This is a bug.")?;
+    let traffic = Traffic::from_scan(kiln_core::prediction_log::read_dir(log_dir)?);
+    let data = kiln_data::retrain::build(&traffic, base_dir, &config.clean, &settings)?;
+    tracing::info!(
+        "feedback: {} predictions, {} added to training, {} held out for the gate ({} without text, {} leaking into \
+         validation/test, {} with a new label dropped)",
+        data.feedback,
+        data.added_to_train,
+        data.held_out,
+        data.without_text,
+        data.leaking,
+        data.dropped_new_label
+    );
+    if data.usable() < settings.min_feedback {
+        return Ok(Retrained::NothingToDo(data));
+    }
+    let root = &settings.output_dir;
+    let stages = stages_under(config, root);
+    kiln_data::clean::run(&stages.clean, progress)?;
+    kiln_data::tokenize::run(&stages.tokenize, progress)?;
+    kiln_data::profile::run(&stages.profile.resolved(&stages.tokenize), progress)?;
+    match kiln_train::run(&stages.train, progress, control)? {
+        Outcome::Finished(summary) => tracing::info!(
+            "trained: validation macro-F1 {:.4} at step {}",
+            summary.best.metrics.macro_f1,
+            summary.best.step
+        ),
+        Outcome::Interrupted { .. } => bail!("interrupted during training; run retrain again"),
+    }
+    let metrics = kiln_infer::eval::run(&stages.eval, progress)?;
+    tracing::info!("test split: accuracy {:.4}, macro-F1 {:.4}", metrics.accuracy, metrics.macro_f1);
+    kiln_infer::export::run(&stages.export)?;
+    let added = Registry::new(&stages.registry).add(&stages.export.output_dir, stages.registry.promote_first)?;
+    let version = added.version.version;
+    tracing::info!("registered the retrained model as {}", added.version.name());
+
+    let mut gate = stages.gate.clone();
+    gate.candidate = Some(version);
+    gate.holdout = vec![Split::Test.path_in(&stages.clean.output_dir)];
+    if data.held_out > 0 {
+        gate.holdout.push(root.join(RAW).join(HOLDOUT));
+    }
+    let decision = kiln_infer::gate::run(&gate, &stages.registry, progress)?;
+    Ok(Retrained::Judged { data, version, decision: Box::new(decision) })
+}
