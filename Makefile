@@ -28,7 +28,7 @@ TEST_TOOLS := browser dvc mlflow reference schemathesis
 # #[ignore]d, so a clone without it counts them as skipped; here they run.
 SHARED_TESTS := $(if $(wildcard ../shared/data/banking77),--include-ignored,)
 
-.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-predict bench-serve serve monitor gate retrain fixtures
+.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-predict bench-serve serve monitor gate retrain drift-demo fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -98,6 +98,9 @@ retrain: $(SETUP) build ## The loop once: monitor, then retrain (and gate) when 
 	if [ $$status -eq 3 ] || [ -n "$(FORCE)" ]; then $(BIN)/retrain --config $(CONFIG) $(STAGE_FLAGS); \
 	elif [ $$status -ne 0 ]; then exit $$status; \
 	else echo "monitor: no alert, so no retraining (FORCE=1 retrains anyway)"; fi
+
+drift-demo: $(SETUP) build ## The whole loop on BANKING77 (../shared/data, or BANKING77=DIR): skewed model, shifting stream, monitor, retrain, gate, live swap
+	source scripts/python_env.sh && python scripts/drift_demo.py --bin $(BIN) $(if $(BANKING77),--banking77 $(BANKING77),) $(ARGS)
 
 fixtures: $(PRETRAINED) ## Regenerate the fixtures checked against Python (tokenizer, BERT and DistilBERT parity, metrics, calibration, drift statistics)
 	scripts/make_fixtures.sh

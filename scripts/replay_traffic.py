@@ -20,12 +20,15 @@ import pandas as pd
 
 
 def post(url, body):
+    """POSTs JSON; (status, JSON answer), (status, None) on an HTTP error, (0, None) when unreachable."""
     request = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, None
+    except OSError:
+        return 0, None
 
 
 def read(path, text_column, label_column):

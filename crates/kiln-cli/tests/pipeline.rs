@@ -759,6 +759,9 @@ fn retrain_learns_from_feedback_and_the_gate_decides() {
         index["versions"].as_array().cloned().unwrap_or_default()
     };
 
+    // The production model is being served, and keeps being asked, through all that follows.
+    let served = ServedUnderLoad::start(&config_path, &out.join("registry/production"), &out.join("serve-log"));
+
     // A new label stops it (the default policy), naming the label; nothing is registered.
     let refused = retrain(&[]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -795,9 +798,106 @@ fn retrain_learns_from_feedback_and_the_gate_decides() {
     assert_eq!(all[1]["stage"], serde_json::json!(if promoted { "production" } else { "candidate" }));
     // The gate's holdout: the test split plus the held-back feedback.
     assert_eq!(decision["holdout"].as_array().map(Vec::len), Some(2));
+    // Not one request failed while retraining ran and the gate decided; a
+    // promotion reached the running server through the production link.
+    let weights = kiln_core::output::sha256_file(&out.join("registry/production/model.safetensors")).expect("hash");
+    let production_version = kiln_core::model_folder::version_name(&weights).to_owned();
+    let (answers, failures, served_versions) = served.stop_when_serving(&production_version);
+    assert!(answers > 10, "the stream kept going: {answers} answers");
+    assert_eq!(failures, 0, "no failed request during retraining and the swap");
+    assert_eq!(served_versions.len(), if promoted { 2 } else { 1 }, "{served_versions:?}");
 
     // Too little feedback for the settings: nothing happens.
     let nothing = retrain(&["--new-labels", "drop", "--min-feedback", "1000"]);
     assert!(nothing.status.success(), "{}", String::from_utf8_lossy(&nothing.stderr));
     assert_eq!(versions().len(), 2);
+}
+
+/// `serve` on the registry's production link with `--watch true`, asked
+/// without pause by one client until stopped.
+struct ServedUnderLoad {
+    child: std::process::Child,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    client: std::thread::JoinHandle<(usize, usize, BTreeSet<String>)>,
+    base: String,
+}
+
+impl ServedUnderLoad {
+    fn start(config: &Path, model_dir: &Path, log_dir: &Path) -> Self {
+        let mut child = Command::new(bin_dir().join("serve"))
+            .arg("--config")
+            .arg(config)
+            .args(["--port", "0", "--watch", "true", "--watch-interval-ms", "100", "--threads", "1", "--device", "cpu"])
+            .arg("--log-dir")
+            .arg(log_dir)
+            .arg("--model-dir")
+            .arg(model_dir)
+            .current_dir(repo())
+            .env_remove("KILN_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let stderr = child.stderr.take().expect("piped");
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = line.split("listening on ").nth(1) {
+                    let _ = address_tx.send(address.trim().to_owned());
+                }
+            }
+        });
+        let base = address_rx.recv_timeout(std::time::Duration::from_secs(120)).expect("serve says where it listens");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, url) = (stop.clone(), format!("{base}/v1/predict"));
+        let client = std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            let (mut answers, mut failures, mut versions) = (0, 0, BTreeSet::new());
+            let mut ready = false;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let answer = client.post(&url).json(&serde_json::json!({"text": "a gripping, funny film"})).send();
+                match answer {
+                    Ok(response) if response.status().is_success() => {
+                        ready = true;
+                        answers += 1;
+                        let body: serde_json::Value = response.json().unwrap_or_default();
+                        versions.insert(body["model_version"].as_str().unwrap_or_default().to_owned());
+                    }
+                    // Before the model is loaded, 503 is the documented answer; after, any failure counts.
+                    _ if !ready => std::thread::sleep(std::time::Duration::from_millis(50)),
+                    _ => failures += 1,
+                }
+            }
+            (answers, failures, versions)
+        });
+        Self { child, stop, client, base }
+    }
+
+    /// Waits (up to 30 s) until `version` answers, stops the client and the server.
+    fn stop_when_serving(mut self, version: &str) -> (usize, usize, BTreeSet<String>) {
+        let client = reqwest::blocking::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let info: serde_json::Value =
+                client.get(format!("{}/v1/model", self.base)).send().and_then(|r| r.json()).unwrap_or_default();
+            if info["version"] == version {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let seen =
+            std::mem::replace(&mut self.client, std::thread::spawn(|| (0, 0, BTreeSet::new()))).join().expect("client");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        seen
+    }
+}
+
+impl Drop for ServedUnderLoad {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

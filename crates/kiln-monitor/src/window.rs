@@ -309,7 +309,9 @@ fn input_drift(observations: &[Observation], reference: Option<&ModelReference>)
 /// The training data's token-length histogram and the window's over the same
 /// bins. The profile counts tokens before truncation and the log after it, so
 /// every bin from the one holding `max_length` on is merged into one: both
-/// sides then count min(tokens, max_length) alike.
+/// sides then count min(tokens, max_length) alike. Neighbouring bins are then
+/// merged until each holds a tenth of the training texts (PSI's usual ten
+/// bins): with many thin bins, PSI of a few hundred texts is mostly noise.
 fn token_length_bins(
     data: &kiln_core::profile::SplitProfile,
     max_length: usize,
@@ -325,7 +327,35 @@ fn token_length_bins(
         let bin = ((f64::from(observation.input.tokens) / width) as usize).min(cut);
         observed[bin] += 1.0;
     }
-    (expected, observed)
+    merge_to_deciles(&expected, &observed)
+}
+
+/// Merges runs of neighbouring bins so each merged bin holds at least a tenth
+/// of `reference`'s total (a short remainder joins the last full bin).
+fn merge_to_deciles(reference: &[f64], actual: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let floor = reference.iter().sum::<f64>() / 10.0;
+    let (mut merged_reference, mut merged_actual) = (Vec::new(), Vec::new());
+    let (mut r, mut a) = (0.0, 0.0);
+    for (&reference, &actual) in reference.iter().zip(actual) {
+        r += reference;
+        a += actual;
+        if r >= floor && r > 0.0 {
+            merged_reference.push(r);
+            merged_actual.push(a);
+            (r, a) = (0.0, 0.0);
+        }
+    }
+    match (merged_reference.last_mut(), merged_actual.last_mut()) {
+        (Some(last_r), Some(last_a)) => {
+            *last_r += r;
+            *last_a += a;
+        }
+        _ => {
+            merged_reference.push(r);
+            merged_actual.push(a);
+        }
+    }
+    (merged_reference, merged_actual)
 }
 
 fn realised_quality(
@@ -533,4 +563,19 @@ fn judge(report: &WindowReport, reference: Option<&ModelReference>, config: &Mon
         ));
     }
     findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thin_bins_merge_into_tenths_of_the_reference() {
+        let reference = [5.0, 5.0, 30.0, 10.0, 20.0, 25.0, 3.0, 2.0];
+        let actual = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+        let (r, a) = merge_to_deciles(&reference, &actual);
+        assert_eq!(r, [10.0, 30.0, 10.0, 20.0, 30.0]);
+        assert_eq!(a, [2.0, 1.0, 1.0, 1.0, 3.0]);
+        assert_eq!(r.iter().sum::<f64>(), 100.0);
+    }
 }
