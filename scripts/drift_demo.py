@@ -47,7 +47,7 @@ def write_config(path, work, args, pretrained):
     w = lambda p: str(work / p)
     sections = {
         "ingest": {"train_file": w("source/train.csv"), "test_file": w("source/test.csv"), "format": "csv",
-                   "text_column": "text", "label_column": "category", "validation_fraction": 0.15,
+                   "text_column": "text", "label_column": "category", "validation_fraction": 0.2,
                    "seed": 42, "output_dir": w("raw")},
         "clean": {"input_dir": w("raw"), "output_dir": w("interim")},
         "tokenize": {"input_dir": w("interim"), "output_dir": w("processed"), "model_dir": pretrained,
@@ -55,7 +55,7 @@ def write_config(path, work, args, pretrained):
         "profile": {"input_dir": w("interim"), "output_dir": w("profile")},
         "train": {"input_dir": w("processed"), "model_dir": pretrained, "output_dir": w("model"),
                   "run_dir": w("train"), "epochs": args.epochs, "batch_size": 16, "learning_rate": 1e-4,
-                  "warmup_ratio": 0.1, "metric": "macro_f1", "device": args.device},
+                  "warmup_ratio": 0.1, "metric": "macro_f1", "device": args.device, "max_steps": args.max_steps},
         "eval": {"model_dir": w("model"), "input_dir": w("processed"), "output_dir": w("eval"),
                  "train_metrics": w("train/metrics.jsonl"), "device": args.device},
         "export": {"model_dir": w("model"), "output_dir": w("export"), "eval_metrics": w("eval/metrics.json"),
@@ -84,7 +84,34 @@ def write_config(path, work, args, pretrained):
     path.write_text("\n".join(lines))
 
 
+def movie_reviews(path, rng):
+    """The default data as the same kind of source: sentiment from the rating,
+    train/test split 80/20; "intents" are (sentiment, length) groups, so the
+    shift is to long reviews of a kind the first model hardly saw."""
+    frame = pd.read_csv(path, sep="\t", quoting=3)
+    frame = frame[frame["sentiment"] != 0]
+    words = frame["text"].str.split().str.len()
+    long = words > words.quantile(0.7)
+    sentiment = frame["sentiment"].map(lambda s: "positive" if s > 0 else "negative")
+    frame = pd.DataFrame({"text": frame["text"], "category": sentiment, "group": sentiment + long.map({True: "-long", False: "-short"})})
+    frame = frame.sample(frac=1.0, random_state=rng.randrange(10**6))
+    cut = int(len(frame) * 0.8)
+    return frame.iloc[:cut], frame.iloc[cut:]
+
+
 def prepare_data(args, work, rng):
+    if args.dataset == "default":
+        train, test = movie_reviews(ROOT / "data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt", rng)
+        late = {"negative-long", "positive-long"}
+        parts = [train[train["group"].isin(late)].iloc[: args.late_examples * 20],
+                 train[~train["group"].isin(late)].iloc[: args.early_examples * 20]]
+        used = pd.concat(parts).index
+        pool = train.drop(used)
+        source = work / "source"
+        source.mkdir(parents=True, exist_ok=True)
+        pd.concat(parts)[["text", "category"]].to_csv(source / "train.csv", index=False)
+        test[["text", "category"]].iloc[:400].to_csv(source / "test.csv", index=False)
+        return pool[~pool["group"].isin(late)], pool[pool["group"].isin(late)], sorted(late)
     train = pd.read_csv(Path(args.banking77) / "train.csv")
     test = pd.read_csv(Path(args.banking77) / "test.csv")
     intents = sorted(train["category"].unique())
@@ -154,12 +181,15 @@ def accuracy(results, keep):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin", default=str(ROOT / "target/release"))
+    parser.add_argument("--dataset", choices=["banking77", "default"], default="banking77",
+                        help="banking77 (intents, a skewed slice) or default (the movie reviews, long ones held back)")
     parser.add_argument("--banking77", default=str(ROOT.parent / "shared/data/banking77"))
+    parser.add_argument("--max-steps", type=int, default=0, help="cap each training (0: all epochs)")
     parser.add_argument("--work", default=str(ROOT / "artifacts/drift-demo"))
     parser.add_argument("--pretrained", default=str(ROOT / "models/pretrained/all-MiniLM-L6-v2"))
-    parser.add_argument("--intents", type=int, default=15)
-    parser.add_argument("--early-examples", type=int, default=40)
-    parser.add_argument("--late-examples", type=int, default=3)
+    parser.add_argument("--intents", type=int, default=10)
+    parser.add_argument("--early-examples", type=int, default=80)
+    parser.add_argument("--late-examples", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--before", type=int, default=800, help="stream predictions before the shift")
     parser.add_argument("--after", type=int, default=6000, help="most stream predictions after the shift")
@@ -170,7 +200,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    if not (Path(args.banking77) / "train.csv").exists():
+    if args.dataset == "banking77" and not (Path(args.banking77) / "train.csv").exists():
         sys.exit(f"no BANKING77 at {args.banking77} (train.csv, test.csv): pass --banking77 DIR")
     work = Path(args.work).resolve()
     subprocess.run(["rm", "-rf", str(work)], check=True)
@@ -246,7 +276,7 @@ def main():
             if answer and answer["model_version"] != first_version:
                 break
             time.sleep(0.5)
-        stream.send(mixed(args.before), "promoted")
+        stream.send(mixed(args.before), "retrained")
     finally:
         serve.terminate()
         serve.wait(timeout=30)
@@ -254,7 +284,7 @@ def main():
     results = sorted(stream.results)
     decision_path = work / "retrain/gate/decision.json"
     decision = json.loads(decision_path.read_text()) if decision_path.exists() else None
-    versions_after = {r[4] for r in results if r[1] == "promoted" and r[4]}
+    versions_after = {r[4] for r in results if r[1] == "retrained" and r[4]}
     summary = {
         "stream_predictions": len(results),
         "shift_at": shift_at,
@@ -264,7 +294,7 @@ def main():
         "monitor_runs": statuses,
         "accuracy_before_shift": accuracy(results, lambda r: r[1] == "before"),
         "accuracy_after_shift": accuracy(results, lambda r: r[1] == "after"),
-        "accuracy_after_promotion": accuracy(results, lambda r: r[1] == "promoted"),
+        "accuracy_after_retraining": accuracy(results, lambda r: r[1] == "retrained"),
         "failed_requests": sum(1 for r in results if r[2] != 200),
         "retrain_exit": retrain_code,
         "served_after": sorted(versions_after),
@@ -279,7 +309,7 @@ def main():
     (work / "drift_demo.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = ["# Drift scenario", ""]
     for key in ("shift_at", "first_alert_at", "detection_delay_predictions", "false_alerts_before_shift",
-                "accuracy_before_shift", "accuracy_after_shift", "accuracy_after_promotion", "failed_requests",
+                "accuracy_before_shift", "accuracy_after_shift", "accuracy_after_retraining", "failed_requests",
                 "promoted"):
         lines.append(f"- {key.replace('_', ' ')}: {summary[key]}")
     if decision:

@@ -901,3 +901,54 @@ impl Drop for ServedUnderLoad {
         let _ = self.child.wait();
     }
 }
+
+/// The whole loop on the default data (`scripts/drift_demo.py --dataset
+/// default`, what `make drift-demo` does on BANKING77): a first model that
+/// hardly saw long reviews, served; a stream that shifts to them, with
+/// feedback; monitor on a schedule, retrain on its alert, the gate, the swap.
+/// Small training steps keep it to a few minutes; the figures go to the test log.
+#[test]
+fn the_drift_scenario_detects_the_shift_retrains_and_never_fails_a_request() {
+    require_setup();
+    let work = tempfile::tempdir().expect("tempdir");
+    let script = format!(
+        "source scripts/python_env.sh && python scripts/drift_demo.py --dataset default --bin '{}' --work '{}' \
+         --early-examples 30 --late-examples 3 --epochs 1 --max-steps 40 --before 400 --after 1600 \
+         --monitor-every 200 --min-feedback 150 --late-share 0.8",
+        bin_dir().display(),
+        work.path().join("demo").display()
+    );
+    let output = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("the scenario runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(work.path().join("demo/drift_demo.json")).expect("drift_demo.json"),
+    )
+    .expect("JSON");
+    let number = |key: &str| summary[key].as_f64().unwrap_or_else(|| panic!("{key} in {summary}"));
+    assert_eq!(number("failed_requests"), 0.0, "no request failed through retraining and the swap: {summary}");
+    let (shift, alert) = (number("shift_at"), number("first_alert_at"));
+    assert!(alert > shift, "the first alert after the shift counts as detection: {summary}");
+    assert_eq!(summary["retrain_exit"], serde_json::json!(0), "{summary}");
+    let gate = &summary["gate"];
+    assert!(gate["promote"].is_boolean() && gate["reasons"].as_array().is_some_and(|r| !r.is_empty()), "{summary}");
+    assert_eq!(summary["promoted"], gate["promote"], "a promotion reaches the running server: {summary}");
+    kiln_testing::figure(&format!(
+        "drift scenario (default data): detection delay {} predictions, {} false alerts before the shift, \
+         accuracy {} before / {} after the shift / {} after retraining, gate {}, {} failed requests",
+        number("detection_delay_predictions"),
+        number("false_alerts_before_shift"),
+        summary["accuracy_before_shift"],
+        summary["accuracy_after_shift"],
+        summary["accuracy_after_retraining"],
+        if gate["promote"] == serde_json::json!(true) { "promoted" } else { "refused" },
+        number("failed_requests"),
+    ));
+}

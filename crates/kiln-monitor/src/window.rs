@@ -64,6 +64,8 @@ pub struct PredictionDrift {
     pub predicted: BTreeMap<String, f64>,
     pub reference: BTreeMap<String, f64>,
     pub psi: f64,
+    /// Test of homogeneity of the window's and the reference's counts (the
+    /// reference's own size counts: a small validation split makes a weak reference).
     pub chi_square: f64,
     pub chi_square_p: f64,
     pub jensen_shannon: f64,
@@ -88,8 +90,10 @@ pub struct ConfidenceDrift {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InputDrift {
     pub mean_tokens: f64,
-    /// Of the token length (capped at max_length) against the training data's.
+    /// Of the token length (capped at max_length) against the training data's,
+    /// over tenths of the training data, with the chi-square test's p on the same bins.
     pub token_length_psi: Option<f64>,
+    pub token_length_p: Option<f64>,
     pub truncation_rate: f64,
     pub unknown_token_text_rate: f64,
     /// Texts with no token beyond [CLS] and [SEP].
@@ -233,7 +237,7 @@ fn prediction_drift(observations: &[Observation], reference: &ModelReference) ->
             observed[i] += 1.0;
         }
     }
-    let (chi_square, chi_square_p) = stats::chi_square(&expected, &observed);
+    let (chi_square, chi_square_p) = stats::chi_square_homogeneity(&expected, &observed);
     Some(PredictionDrift {
         predicted: shares(labels, &observed),
         reference: shares(labels, &expected),
@@ -285,16 +289,17 @@ fn input_drift(observations: &[Observation], reference: Option<&ModelReference>)
     let data = reference.and_then(|r| r.data.as_ref());
     let max_length = reference.and_then(|r| r.max_length);
     let keys: Vec<&str> = observations.iter().filter_map(Observation::text_key).collect();
+    let length_bins = data.zip(max_length).map(|(data, max_length)| token_length_bins(data, max_length, observations));
     let duplicate_rate = (!keys.is_empty()).then(|| {
         let mut seen = HashSet::new();
         keys.iter().filter(|k| !seen.insert(**k)).count() as f64 / keys.len() as f64
     });
     InputDrift {
         mean_tokens: mean(observations.iter().map(|o| f64::from(o.input.tokens))),
-        token_length_psi: data.zip(max_length).map(|(data, max_length)| {
-            let (expected, observed) = token_length_bins(data, max_length, observations);
-            stats::psi(&expected, &observed)
-        }),
+        token_length_psi: length_bins.as_ref().map(|(expected, observed)| stats::psi(expected, observed)),
+        token_length_p: length_bins
+            .as_ref()
+            .map(|(expected, observed)| stats::chi_square_homogeneity(expected, observed).1),
         truncation_rate: rate(observations, |o| o.input.truncated),
         unknown_token_text_rate: rate(observations, |o| o.input.unknown_tokens > 0),
         empty_rate: rate(observations, |o| o.input.tokens <= SPECIAL_TOKENS),
@@ -474,6 +479,7 @@ fn judge(report: &WindowReport, reference: Option<&ModelReference>, config: &Mon
         }
     };
     if let Some(drift) = &report.prediction_drift
+        && drift.chi_square_p < config.p_value
         && let Some(status) = bands(drift.psi, config.psi_warn, config.psi_alert)
     {
         findings.push(finding(
@@ -508,10 +514,15 @@ fn judge(report: &WindowReport, reference: Option<&ModelReference>, config: &Mon
         }
     }
     let input = &report.input;
-    if let Some(psi) = input.token_length_psi
+    if let (Some(psi), Some(p)) = (input.token_length_psi, input.token_length_p)
+        && p < config.p_value
         && let Some(status) = bands(psi, config.psi_warn, config.psi_alert)
     {
-        findings.push(finding(status, "input_drift", format!("text lengths moved: token-length PSI {psi:.3}")));
+        findings.push(finding(
+            status,
+            "input_drift",
+            format!("text lengths moved: token-length PSI {psi:.3} (chi-square p {p:.2e})"),
+        ));
     }
     for (what, now, then) in [
         ("truncated texts", input.truncation_rate, input.reference_truncation_rate),
