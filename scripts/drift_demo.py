@@ -239,14 +239,18 @@ def main():
             statuses.append((len(stream.results), {0: "ok/warn", 3: "alert"}.get(done.returncode, f"exit {done.returncode}")))
             return done.returncode == 3
 
+        def even(pool, n):
+            """n rows, each intent as likely as the next: the mix the first model was trained on."""
+            per_intent = pool.groupby("category", group_keys=False).sample(n=n, replace=True, random_state=rng.randrange(10**6))
+            return per_intent.sample(n=n, random_state=rng.randrange(10**6))
+
         def mixed(n):
             n_late = int(n * args.late_share)
-            return pd.concat([late.sample(n=min(n_late, len(late)), replace=n_late > len(late), random_state=rng.randrange(10**6)),
-                              early.sample(n=n - n_late, replace=n - n_late > len(early), random_state=rng.randrange(10**6))]).sample(frac=1.0, random_state=rng.randrange(10**6))
+            return pd.concat([even(late, n_late), even(early, n - n_late)]).sample(frac=1.0, random_state=rng.randrange(10**6))
 
         chunk = args.monitor_every
         for _ in range(args.before // chunk):
-            stream.send(early.sample(n=chunk, random_state=rng.randrange(10**6)), "before")
+            stream.send(even(early, chunk), "before")
             monitor()
         shift_at = len(stream.results)
         alert_at = None
