@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use kiln_config::PipelineConfig;
 use kiln_core::gate::GateDecision;
 use kiln_core::{Progress, Split};
-use kiln_data::retrain::{FeedbackData, HOLDOUT, RAW};
+use kiln_data::retrain::{FeedbackData, FeedbackRow, HOLDOUT, RAW};
 use kiln_monitor::traffic::Traffic;
 use kiln_track::registry::Registry;
 use kiln_train::{Control, Outcome};
@@ -63,7 +63,16 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
     let log_dir = settings.log_dir.as_deref().context("retrain.log_dir is not resolved. This is a bug.")?;
     let base_dir = settings.base_dir.as_deref().context("retrain.base_dir is not resolved. This is a bug.")?;
     let traffic = Traffic::from_scan(kiln_core::prediction_log::read_dir(log_dir)?);
-    let data = kiln_data::retrain::build(&traffic, base_dir, &config.clean, &settings)?;
+    let mut labelled: Vec<_> = traffic.by_version.values().flatten().filter(|o| o.feedback.is_some()).collect();
+    labelled.sort_by_key(|o| o.time_ms);
+    let feedback: Vec<FeedbackRow> = labelled
+        .into_iter()
+        .filter_map(|o| {
+            let label = o.feedback.as_ref()?.label.clone();
+            Some(FeedbackRow { request_id: o.request_id.clone(), index: o.index, text: o.text.clone(), label })
+        })
+        .collect();
+    let data = kiln_data::retrain::build(&feedback, base_dir, &config.clean, &settings)?;
     tracing::info!(
         "feedback: {} predictions, {} added to training, {} held out for the gate ({} without text, {} leaking into \
          validation/test, {} with a new label dropped)",

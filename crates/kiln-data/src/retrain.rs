@@ -10,7 +10,6 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use kiln_config::{CleanConfig, NewLabelPolicy, RetrainConfig};
 use kiln_core::{FileHash, Manifest, Split, StagedOutput};
-use kiln_monitor::traffic::Traffic;
 use kiln_text::clean::Cleaner;
 use serde::Serialize;
 
@@ -48,6 +47,18 @@ impl FeedbackData {
     }
 }
 
+/// A prediction that got feedback, as the prediction log has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackRow {
+    pub request_id: String,
+    /// The text's position in its request.
+    pub index: usize,
+    /// `None` when the log kept no text (`log_text` other than `full`).
+    pub text: Option<String>,
+    /// The true label someone gave.
+    pub label: String,
+}
+
 /// Whether a prediction's feedback is held back: a stable hash of where it
 /// came from (FNV-1a of request id and position), so reruns agree.
 fn held_out(request_id: &str, index: usize, share: f64) -> bool {
@@ -61,7 +72,13 @@ fn held_out(request_id: &str, index: usize, share: f64) -> bool {
 
 /// Writes `<output_dir>/raw/{train,validation,test}.parquet` (the base splits,
 /// train with the feedback rows added) and `feedback_holdout.parquet`.
-pub fn build(traffic: &Traffic, base_dir: &Path, clean: &CleanConfig, config: &RetrainConfig) -> Result<FeedbackData> {
+/// `feedback` in time order.
+pub fn build(
+    feedback: &[FeedbackRow],
+    base_dir: &Path,
+    clean: &CleanConfig,
+    config: &RetrainConfig,
+) -> Result<FeedbackData> {
     let cleaner = Cleaner::new(clean);
     let mut report = FeedbackData::default();
     let mut splits = Vec::new();
@@ -77,14 +94,11 @@ pub fn build(traffic: &Traffic, base_dir: &Path, clean: &CleanConfig, config: &R
     let evaluation: HashSet<String> =
         splits[1..].iter().flat_map(|(_, table)| table.texts.iter().map(|t| cleaner.clean(t).into_owned())).collect();
 
-    let mut observations: Vec<_> = traffic.by_version.values().flatten().filter(|o| o.feedback.is_some()).collect();
-    observations.sort_by_key(|o| o.time_ms);
     let mut added = TextTable::default();
     let mut holdout = TextTable::default();
-    for observation in observations {
-        let Some(feedback) = &observation.feedback else { continue };
+    for row in feedback {
         report.feedback += 1;
-        let Some(text) = &observation.text else {
+        let Some(text) = &row.text else {
             report.without_text += 1;
             continue;
         };
@@ -97,21 +111,17 @@ pub fn build(traffic: &Traffic, base_dir: &Path, clean: &CleanConfig, config: &R
             report.leaking += 1;
             continue;
         }
-        if !known.contains(feedback.label.as_str()) {
-            *report.new_labels.entry(feedback.label.clone()).or_default() += 1;
+        if !known.contains(row.label.as_str()) {
+            *report.new_labels.entry(row.label.clone()).or_default() += 1;
             if config.new_labels == NewLabelPolicy::Drop {
                 report.dropped_new_label += 1;
                 continue;
             }
         }
-        let target = if held_out(&observation.request_id, observation.index, config.holdout_share) {
-            &mut holdout
-        } else {
-            &mut added
-        };
-        target.ids.push(format!("feedback-{}-{}", observation.request_id, observation.index));
+        let target = if held_out(&row.request_id, row.index, config.holdout_share) { &mut holdout } else { &mut added };
+        target.ids.push(format!("feedback-{}-{}", row.request_id, row.index));
         target.texts.push(text.clone());
-        target.labels.push(feedback.label.clone());
+        target.labels.push(row.label.clone());
     }
     if config.new_labels == NewLabelPolicy::Error && !report.new_labels.is_empty() {
         bail!(

@@ -118,8 +118,8 @@ pub struct FeedbackRequest {
     /// The `request_id` of the prediction.
     pub request_id: String,
     /// Which text of that request, for a request of several [default: 0].
-    #[serde(default)]
-    pub index: usize,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub index: Option<usize>,
     /// One of the model's labels.
     pub label: String,
 }
@@ -368,7 +368,7 @@ pub async fn feedback(
     log.append(LogRecord::Feedback {
         time: crate::log::now(),
         request_id: request.request_id,
-        index: request.index,
+        index: request.index.unwrap_or(0),
         label: request.label,
         model_version: model.version.clone(),
     });
