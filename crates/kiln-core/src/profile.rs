@@ -260,6 +260,13 @@ pub fn with_temperature(probabilities: &[f32], t: f64) -> Vec<f64> {
     log_softmax(&logits(probabilities), t).into_iter().map(f64::exp).collect()
 }
 
+/// The top probability after temperature scaling, the model's prediction
+/// unchanged (a temperature keeps the order of the probabilities): the
+/// calibrated confidence that accuracy estimates average.
+pub fn calibrated_top(probabilities: &[f32], t: f64) -> f64 {
+    with_temperature(probabilities, t)[crate::metrics::argmax(probabilities)]
+}
+
 /// Mean negative log-likelihood of the true labels at temperature `t`.
 pub fn negative_log_likelihood(rows: &[Vec<f32>], labels: &[usize], t: f64) -> f64 {
     let rows: Vec<Vec<f64>> = rows.iter().map(|p| logits(p)).collect();
@@ -277,9 +284,8 @@ fn mean_nll(logits: &[Vec<f64>], labels: &[usize], t: f64) -> f64 {
 pub fn expected_calibration_error(rows: &[Vec<f32>], labels: &[usize], t: f64) -> f64 {
     let mut bins = vec![(0usize, 0usize, 0.0f64); CONFIDENCE_BINS];
     for (p, &y) in rows.iter().zip(labels) {
-        // A temperature keeps the order of the probabilities, so the prediction too.
         let predicted = crate::metrics::argmax(p);
-        let top = with_temperature(p, t)[predicted];
+        let top = calibrated_top(p, t);
         let bin = &mut bins[confidence_bin(top)];
         bin.0 += 1;
         bin.1 += usize::from(predicted == y);

@@ -97,14 +97,14 @@ fn now_ms() -> u64 {
 /// The whole report from a read log: windows per version, their figures, the
 /// current status. `now_ms` sets the models' ages.
 pub fn analyse(
-    scan: kiln_core::prediction_log::LogScan,
+    mut scan: kiln_core::prediction_log::LogScan,
     references: &BTreeMap<String, ModelReference>,
     config: &MonitorConfig,
     log_dir: &Path,
     now_ms: u64,
 ) -> Result<MonitorReport> {
     let log_files = scan.files.len();
-    let mut damaged = scan.damaged.clone();
+    let mut damaged = std::mem::take(&mut scan.damaged);
     let traffic = Traffic::from_scan(scan);
     if !damaged.is_empty() {
         tracing::warn!("{} damaged line(s) in the prediction log skipped, the first: {:?}", damaged.len(), damaged[0]);
@@ -128,10 +128,7 @@ pub fn analyse(
     let mut windows = Vec::with_capacity(spans.len());
     for (index, (version, span, _, _)) in spans.iter().enumerate() {
         let observations = &traffic.by_version[version][span.start..span.end];
-        let mut window = window::analyse(observations, &failures[index], references.get(version), config);
-        window.index = index;
-        window.model_version.clone_from(version);
-        windows.push(window);
+        windows.push(window::analyse(index, version, observations, &failures[index], references.get(version), config));
     }
 
     let mut versions = Vec::new();
@@ -139,8 +136,8 @@ pub fn analyse(
         let reference = references.get(version);
         let own: Vec<&Failure> =
             traffic.failures.iter().filter(|f| f.model_version.as_ref() == Some(version)).collect();
-        let mut overall = window::analyse(observations, &own, reference, config);
-        overall.model_version.clone_from(version);
+        // Index 0: the overall is no window of the time series.
+        let overall = window::analyse(0, version, observations, &own, reference, config);
         let created_ms = reference.and_then(|r| r.created_ms);
         versions.push(VersionReport {
             model_version: version.clone(),

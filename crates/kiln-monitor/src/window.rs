@@ -167,6 +167,8 @@ pub fn format_time(ms: u64) -> String {
 /// Figures and findings for `observations` (one version, time order) and the
 /// failed requests that fell in the same time.
 pub fn analyse(
+    index: usize,
+    model_version: &str,
     observations: &[Observation],
     failures: &[&Failure],
     reference: Option<&ModelReference>,
@@ -174,7 +176,8 @@ pub fn analyse(
 ) -> WindowReport {
     let n = observations.len();
     let mut report = WindowReport {
-        model_version: String::new(),
+        index,
+        model_version: model_version.to_owned(),
         start: observations.first().map(|o| format_time(o.time_ms)).unwrap_or_default(),
         end: observations.last().map(|o| format_time(o.time_ms)).unwrap_or_default(),
         predictions: n,

@@ -10,7 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use kiln_config::LogText;
-use kiln_core::profile::{Confidence, with_temperature};
+use kiln_core::profile::{Confidence, calibrated_top};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{OpenApi, ToSchema};
@@ -225,10 +225,8 @@ async fn answer_predict(
         let rows = texts.into_iter().zip(&predictions).zip(answer.probabilities.iter().zip(&answer.inputs));
         for (index, ((text, prediction), (probabilities, input))) in rows.enumerate() {
             let confidence = Confidence::of(probabilities);
-            let calibrated_score = answer.model.calibration_temperature.map(|t| {
-                let top = kiln_core::metrics::argmax(probabilities);
-                with_temperature(probabilities, t)[top] as f32
-            });
+            let calibrated_score =
+                answer.model.calibration_temperature.map(|t| calibrated_top(probabilities, t) as f32);
             let (text, text_sha256) = match state.config.log_text {
                 LogText::Full => (Some(text), None),
                 LogText::Hash => (None, Some(hex::encode(Sha256::digest(text.as_bytes())))),
