@@ -15,7 +15,8 @@
 Prints, and writes to <work>/drift_demo.json and report.md: the detection
 delay (predictions after the shift before the first alert) and false alerts
 before the shift; stream accuracy before the shift, after it, and after the
-promotion; requests that failed (goal 0); the gate's decision and figures.
+promotion; requests that failed (goal 0); the gate's decision and figures;
+and stream.svg, the stream's accuracy over time with the alerts and the swap.
 
     python scripts/drift_demo.py --bin target/release --banking77 ../shared/data/banking77
 """
@@ -173,6 +174,39 @@ class Stream:
             t.join()
 
 
+def stream_plot(results, statuses, summary, window, path):
+    """The stream's own accuracy (every answered request, not just those with
+    feedback) per `window` predictions, with the shift, monitor's alerts and
+    the first answer of the promoted model marked."""
+    import matplotlib
+
+    matplotlib.use("svg")
+    import matplotlib.pyplot as plt
+
+    answered = [r for r in results if r[2] == 200]
+    xs, ys = [], []
+    for start in range(0, len(answered), window):
+        chunk = answered[start:start + window]
+        xs.append(chunk[-1][0] + 1)
+        ys.append(sum(r[3] for r in chunk) / len(chunk))
+    figure, axes = plt.subplots(figsize=(10, 4.2))
+    axes.plot(xs, ys, marker="o", label=f"stream accuracy (per {window} predictions)")
+    alerts = [at for at, status in statuses if status == "alert"]
+    axes.scatter(alerts, [0.02] * len(alerts), marker="v", color="tab:red", label="monitor alert", zorder=3)
+    axes.axvline(summary["shift_at"], color="black", linestyle="--", label="shift")
+    promoted_at = next((r[0] for r in results if r[4] and r[4] != summary["first_version"]), None)
+    if promoted_at is not None:
+        axes.axvline(promoted_at, color="tab:green", linestyle="--", label="promoted model answers")
+    axes.set_xlabel("predictions served")
+    axes.set_ylabel("accuracy")
+    axes.set_ylim(0, 1.05)
+    axes.set_title("Drift scenario: the stream's accuracy, alerts and the swap")
+    axes.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
 def accuracy(results, keep):
     kept = [r for r in results if keep(r) and r[2] == 200]
     return round(sum(r[3] for r in kept) / len(kept), 4) if kept else None
@@ -311,6 +345,7 @@ def main():
         "late_intents": late_intents,
     }
     (work / "drift_demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    stream_plot(results, statuses, summary, args.monitor_every, work / "stream.svg")
     lines = ["# Drift scenario", ""]
     for key in ("shift_at", "first_alert_at", "detection_delay_predictions", "false_alerts_before_shift",
                 "accuracy_before_shift", "accuracy_after_shift", "accuracy_after_retraining", "failed_requests",
@@ -318,6 +353,7 @@ def main():
         lines.append(f"- {key.replace('_', ' ')}: {summary[key]}")
     if decision:
         lines.append(f"- gate: {'promote' if decision['promote'] else 'refuse'}: {'; '.join(decision['reasons'])}")
+    lines += ["", "![the stream's accuracy, alerts and the swap](stream.svg)"]
     lines += ["", "Monitoring over the stream: [monitor report](monitor/report.md) (drift.svg, quality.svg).", ""]
     (work / "report.md").write_text("\n".join(lines))
     print(json.dumps({k: v for k, v in summary.items() if k != "monitor_runs"}, indent=2))

@@ -221,7 +221,7 @@ SCHEMATHESIS_VERSION=4.32.5
 # The Python references: torch (PyPI's wheel, run on the CPU) and transformers
 # for the export round trip and the benchmarks, FastAPI for the serving
 # reference, openapi-spec-validator for the serve test. About 5.6 GB.
-REFERENCE_PACKAGES=(torch==2.9.0 transformers==4.57.1 accelerate==1.11.0 scikit-learn==1.7.2 safetensors numpy
+REFERENCE_PACKAGES=(torch==2.9.0 transformers==4.57.1 accelerate==1.11.0 scikit-learn==1.7.2 seqeval==1.2.2 safetensors numpy
   pyarrow fastapi==0.163.2 uvicorn==0.54.0 uvloop==0.23.0 httptools==0.9.0 openapi-spec-validator==0.9.0)
 
 # install_venv DIR PACKAGE...: Python packages in their own venv (DIR relative to

@@ -647,6 +647,57 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
     logged.sort_by_key(|(step, _, _)| *step);
     assert_eq!(logged, local_loss);
 
+    // monitor logs one step per window, as train logs one per training step.
+    let weights = kiln_core::output::sha256_file(&out.join("export/model.safetensors")).expect("hash");
+    let version = kiln_core::model_folder::version_name(&weights).to_owned();
+    let log_dir = dir.path().join("predictions");
+    std::fs::create_dir_all(&log_dir).expect("log dir");
+    let lines: Vec<String> = (0..30)
+        .flat_map(|i| logged_with_feedback(i, &format!("review number {i}"), ["positive", "negative"][i % 2], &version))
+        .collect();
+    std::fs::write(log_dir.join("predictions-1.jsonl"), lines.join("\n") + "\n").expect("log");
+    let monitor = Command::new(bin_dir().join("monitor"))
+        .args(["--quiet", "--config"])
+        .arg(&config_path)
+        .args(["--window-predictions", "10", "--min-window-predictions", "5", "--log-dir"])
+        .arg(&log_dir)
+        .arg("--model-dir")
+        .arg(out.join("export"))
+        .arg("--output-dir")
+        .arg(dir.path().join("monitor"))
+        .env_remove("KILN_CONFIG")
+        .env("MLFLOW_TRACKING_URI", &server.uri)
+        .env("MLFLOW_EXPERIMENT_NAME", "kiln-test")
+        .output()
+        .expect("monitor runs");
+    assert!(monitor.status.success(), "{}", String::from_utf8_lossy(&monitor.stderr));
+    let record = kiln_track::list(&out.join("runs"))
+        .expect("local records")
+        .into_iter()
+        .find(|r| r.stage == "monitor")
+        .expect("a monitor run record");
+    let mlflow_id = record.tags.get("mlflow.run_id").expect("the monitor run is in MLflow");
+    let points = kiln_track::read_points(&out.join("runs").join(&record.id)).expect("local points");
+    let local_windows: Vec<(u64, f64)> =
+        points.iter().filter(|p| p.key == "window_predictions").map(|p| (p.step, p.value)).collect();
+    assert_eq!(local_windows, [(0, 10.0), (1, 10.0), (2, 10.0)], "three windows of ten predictions");
+    for key in ["window_predictions", "window_realised_accuracy", "window_status_level"] {
+        let history = server.get("metrics/get-history", &[("run_id", mlflow_id.as_str()), ("metric_key", key)]);
+        let mut steps: Vec<(u64, f64)> = history["metrics"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} history: {history}"))
+            .iter()
+            .map(|m| {
+                let step = m["step"].as_str().and_then(|s| s.parse().ok()).or_else(|| m["step"].as_u64());
+                (step.unwrap_or(u64::MAX), m["value"].as_f64().expect("value"))
+            })
+            .collect();
+        steps.sort_by_key(|(step, _)| *step);
+        let local: Vec<(u64, f64)> = points.iter().filter(|p| p.key == key).map(|p| (p.step, p.value)).collect();
+        assert_eq!(local.len(), 3, "{key}: a figure per window");
+        assert_eq!(steps, local, "{key}: one MLflow step per window");
+    }
+
     // The server goes away: training and eval still run and keep their local
     // records, with one warning each and an error nowhere.
     server.stop();
@@ -655,7 +706,11 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
     write_config(&config_path, &config);
     let stderr = make_pipeline_tracked(&config_path, &server.uri);
     assert_eq!(stderr.matches("MLflow tracking at").count(), 2, "one warning per tracked stage: {stderr}");
-    let local = kiln_track::list(&out.join("runs")).expect("local records");
+    let local: Vec<_> = kiln_track::list(&out.join("runs"))
+        .expect("local records")
+        .into_iter()
+        .filter(|r| r.stage != "monitor")
+        .collect();
     assert_eq!(local.len(), 4);
     for record in &local[2..] {
         assert_eq!(record.status, kiln_track::RunStatus::Finished);
@@ -664,7 +719,7 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
 }
 
 /// A prediction (by `serve`) of `text` with its feedback `label`, as log lines.
-fn logged_with_feedback(i: usize, text: &str, label: &str) -> [String; 2] {
+fn logged_with_feedback(i: usize, text: &str, label: &str, version: &str) -> [String; 2] {
     use kiln_core::prediction_log::{InputStats, LogRecord};
     let request_id = format!("req-{i}");
     let prediction = LogRecord::Prediction {
@@ -679,7 +734,7 @@ fn logged_with_feedback(i: usize, text: &str, label: &str) -> [String; 2] {
         entropy: 0.6,
         calibrated_score: None,
         input: InputStats { tokens: 12, truncated: false, unknown_tokens: 0 },
-        model_version: "v1".into(),
+        model_version: version.into(),
         latency_ms: 5.0,
     };
     let feedback = LogRecord::Feedback {
@@ -687,7 +742,7 @@ fn logged_with_feedback(i: usize, text: &str, label: &str) -> [String; 2] {
         request_id,
         index: 0,
         label: label.to_owned(),
-        model_version: "v1".into(),
+        model_version: version.into(),
     };
     [prediction, feedback].map(|record| serde_json::to_string(&record).expect("json"))
 }
@@ -730,12 +785,12 @@ fn retrain_learns_from_feedback_and_the_gate_decides() {
     let test = TextTable::read(&out.join("raw/test.parquet"), "ingest").expect("the test split");
     let mut lines = Vec::new();
     for (i, (text, label)) in unseen.iter().enumerate() {
-        lines.extend(logged_with_feedback(i, text, label));
+        lines.extend(logged_with_feedback(i, text, label, "v1"));
     }
     for i in 0..3 {
-        lines.extend(logged_with_feedback(1000 + i, &test.texts[i], &test.labels[i]));
+        lines.extend(logged_with_feedback(1000 + i, &test.texts[i], &test.labels[i], "v1"));
     }
-    lines.extend(logged_with_feedback(2000, "a film of no opinion at all", "neutral"));
+    lines.extend(logged_with_feedback(2000, "a film of no opinion at all", "neutral", "v1"));
     std::fs::create_dir_all(&log_dir).expect("log dir");
     std::fs::write(log_dir.join("predictions-1-0001.jsonl"), lines.join("\n") + "\n").expect("log");
 
@@ -940,6 +995,10 @@ fn the_drift_scenario_detects_the_shift_retrains_and_never_fails_a_request() {
     let gate = &summary["gate"];
     assert!(gate["promote"].is_boolean() && gate["reasons"].as_array().is_some_and(|r| !r.is_empty()), "{summary}");
     assert_eq!(summary["promoted"], gate["promote"], "a promotion reaches the running server: {summary}");
+    let plot = std::fs::read_to_string(work.path().join("demo/stream.svg")).expect("stream.svg");
+    assert!(plot.contains("<svg") && plot.contains("stream accuracy"), "the stream's plot has its line");
+    let report = std::fs::read_to_string(work.path().join("demo/report.md")).expect("report.md");
+    assert!(report.contains("](stream.svg)"), "the report shows the stream's plot:\n{report}");
     kiln_testing::figure(&format!(
         "drift scenario (default data): detection delay {} predictions, {} false alerts before the shift, \
          accuracy {} before / {} after the shift / {} after retraining, gate {}, {} failed requests",

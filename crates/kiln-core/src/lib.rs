@@ -3,6 +3,7 @@
 //! splits, tokenized examples, data profiles, manifests and atomic writes. Light on purpose
 //! (no Parquet, no LibTorch), so a crate that only reads records depends on this.
 
+pub mod entities;
 pub mod error;
 pub mod example;
 pub mod gate;

@@ -1,0 +1,356 @@
+//! Named entities from per-word tags: the tag schemes files come in, the one
+//! kiln stores (IOB2), entity spans, and entity-level scores as seqeval 1.2.2
+//! computes them (checked against it in `tests/entities_seqeval.rs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// How a file's tags mark entities. kiln converts every scheme to IOB2 on
+/// ingest and records which one the file used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TagScheme {
+    /// `I-` everywhere; `B-` only to part two adjacent entities of one type.
+    Iob1,
+    /// Every entity opens with `B-` (CoNLL-2003 as distributed today, WNUT-17).
+    Iob2,
+    /// `B-` begin, `I-` inside, `E-` end, `S-` a one-word entity.
+    Bioes,
+}
+
+/// What to do with an `I-X` that continues nothing (after `O` or another type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum InvalidTags {
+    /// Stop with the position: the file is wrong, and a person should look.
+    Error,
+    /// Read it as `B-X` (what conlleval and seqeval's default mode do).
+    Repair,
+}
+
+/// How entities are read from tags when scoring, as seqeval's two modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// conlleval's reading (seqeval's default): an `I-X` that continues
+    /// nothing starts an entity; `E-` and `S-` are understood.
+    Conlleval,
+    /// Strict IOB2 (seqeval `mode="strict", scheme=IOB2`): an entity is a
+    /// `B-X` and the `I-X` after it; anything else is no entity.
+    Strict,
+}
+
+/// A tag that is neither `O` nor a known prefix with a type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    #[error("word {word}: {tag:?} is not a tag of the {scheme:?} scheme (O, or {prefixes} then '-' and a type)")]
+    Malformed { word: usize, tag: String, scheme: TagScheme, prefixes: &'static str },
+    #[error(
+        "word {word}: {tag:?} continues no entity (the word before is {previous:?}); fix the file or set invalid_tags = \"repair\""
+    )]
+    ContinuesNothing { word: usize, tag: String, previous: String },
+}
+
+impl TagError {
+    /// The word (0-based, in its sentence) the error is about.
+    pub fn word(&self) -> usize {
+        match self {
+            Self::Malformed { word, .. } | Self::ContinuesNothing { word, .. } => *word,
+        }
+    }
+}
+
+/// One entity: words `start..end` of a sentence, of type `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Span {
+    pub kind: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A tag's prefix character and type, read as seqeval's default mode reads
+/// them: the first character, then the text after the first `-` (or `_`).
+fn split_loosely(tag: &str) -> (char, &str) {
+    let mut chars = tag.chars();
+    let prefix = chars.next().unwrap_or('O');
+    let rest = chars.as_str();
+    let kind = rest.split_once('-').map_or(rest, |(_, kind)| kind);
+    (prefix, if kind.is_empty() { "_" } else { kind })
+}
+
+/// `B`/`I`/`E`/`S` and a non-empty type, or `O`.
+fn parse(tag: &str) -> Option<(char, &str)> {
+    if tag == "O" {
+        return Some(('O', ""));
+    }
+    let (prefix, kind) = tag.split_once('-')?;
+    let mut chars = prefix.chars();
+    match (chars.next(), chars.next()) {
+        (Some(p @ ('B' | 'I' | 'E' | 'S')), None) if !kind.is_empty() => Some((p, kind)),
+        _ => None,
+    }
+}
+
+/// The file's tags in IOB2, each scheme's entities kept; an `I-X` that
+/// continues nothing is an error or a `B-X`, as `invalid` says.
+pub fn to_iob2<S: AsRef<str>>(tags: &[S], scheme: TagScheme, invalid: InvalidTags) -> Result<Vec<String>, TagError> {
+    let allowed = match scheme {
+        TagScheme::Iob1 | TagScheme::Iob2 => "B or I",
+        TagScheme::Bioes => "B, I, E or S",
+    };
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    let mut previous: Option<(char, String)> = None; // the converted tag before
+    for (word, tag) in tags.iter().enumerate() {
+        let tag = tag.as_ref();
+        let malformed = || TagError::Malformed { word, tag: tag.to_owned(), scheme, prefixes: allowed };
+        let (prefix, kind) = parse(tag).ok_or_else(malformed)?;
+        if matches!(prefix, 'E' | 'S') && scheme != TagScheme::Bioes {
+            return Err(malformed());
+        }
+        let continues = previous.as_ref().is_some_and(|(p, k)| *p != 'O' && k == kind);
+        let prefix = match (scheme, prefix) {
+            (_, 'O') => 'O',
+            (TagScheme::Iob1, 'I') if !continues => 'B',
+            (TagScheme::Bioes, 'S') => 'B',
+            (TagScheme::Bioes, 'E') => 'I',
+            (_, p) => p,
+        };
+        let prefix = if prefix == 'I' && !continues {
+            match invalid {
+                InvalidTags::Repair => 'B',
+                InvalidTags::Error => {
+                    let previous = if word == 0 { "nothing".to_owned() } else { tags[word - 1].as_ref().to_owned() };
+                    return Err(TagError::ContinuesNothing { word, tag: tag.to_owned(), previous });
+                }
+            }
+        } else {
+            prefix
+        };
+        out.push(if prefix == 'O' { "O".to_owned() } else { format!("{prefix}-{kind}") });
+        previous = Some((prefix, kind.to_owned()));
+    }
+    Ok(out)
+}
+
+/// The entities of one sentence's tags, read in `mode`.
+pub fn spans<S: AsRef<str>>(tags: &[S], mode: Mode) -> Vec<Span> {
+    match mode {
+        Mode::Conlleval => conlleval_spans(tags),
+        Mode::Strict => strict_spans(tags),
+    }
+}
+
+/// seqeval's `get_entities`: chunk ends and starts decided from each pair of
+/// neighbouring tags, as conlleval does.
+fn conlleval_spans<S: AsRef<str>>(tags: &[S]) -> Vec<Span> {
+    let ends = |previous: char, tag: char, previous_kind: &str, kind: &str| {
+        matches!(previous, 'E' | 'S')
+            || (matches!(previous, 'B' | 'I') && matches!(tag, 'B' | 'S' | 'O'))
+            || (previous != 'O' && previous != '.' && previous_kind != kind)
+    };
+    let starts = |previous: char, tag: char, previous_kind: &str, kind: &str| {
+        matches!(tag, 'B' | 'S')
+            || (matches!(previous, 'E' | 'S' | 'O') && matches!(tag, 'E' | 'I'))
+            || (tag != 'O' && tag != '.' && previous_kind != kind)
+    };
+    let mut spans = Vec::new();
+    let (mut previous, mut previous_kind, mut begin) = ('O', "", 0);
+    for (i, tag) in tags.iter().map(AsRef::as_ref).chain(std::iter::once("O")).enumerate() {
+        let (prefix, kind) = split_loosely(tag);
+        if ends(previous, prefix, previous_kind, kind) {
+            spans.push(Span { kind: previous_kind.to_owned(), start: begin, end: i });
+        }
+        if starts(previous, prefix, previous_kind, kind) {
+            begin = i;
+        }
+        (previous, previous_kind) = (prefix, kind);
+    }
+    spans
+}
+
+/// IOB2 read strictly: a `B-X`, then every `I-X` straight after it.
+fn strict_spans<S: AsRef<str>>(tags: &[S]) -> Vec<Span> {
+    let parsed: Vec<(char, &str)> = tags.iter().map(|t| parse(t.as_ref()).unwrap_or(('O', ""))).collect();
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < parsed.len() {
+        let (prefix, kind) = parsed[i];
+        if prefix != 'B' {
+            i += 1;
+            continue;
+        }
+        let mut end = i + 1;
+        while end < parsed.len() && parsed[end] == ('I', kind) {
+            end += 1;
+        }
+        spans.push(Span { kind: kind.to_owned(), start: i, end });
+        i = end;
+    }
+    spans
+}
+
+/// Precision, recall and F1 of one entity type (or an average), with the
+/// counts behind them.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct EntityScore {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    /// Entities of this type in the truth.
+    pub support: usize,
+    pub predicted: usize,
+    pub correct: usize,
+}
+
+impl EntityScore {
+    /// From counts; a ratio with nothing under it is 0, as seqeval's `zero_division=0`.
+    fn from_counts(correct: usize, predicted: usize, support: usize) -> Self {
+        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let (precision, recall) = (ratio(correct, predicted), ratio(correct, support));
+        let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+        Self { precision, recall, f1, support, predicted, correct }
+    }
+}
+
+/// Entity-level scores of predicted tags against the truth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityScores {
+    pub mode: Mode,
+    /// Every type in the truth or the predictions.
+    pub per_type: BTreeMap<String, EntityScore>,
+    /// Counts summed over types.
+    pub micro: EntityScore,
+    /// The unweighted mean of the types' scores (0 with no types; seqeval says NaN).
+    pub macro_avg: EntityScore,
+    /// The types' scores weighted by support.
+    pub weighted: EntityScore,
+    /// Words whose predicted tag equals the true one.
+    pub token_accuracy: f64,
+    pub words: usize,
+}
+
+/// The two tag sequences of one sentence differ in length.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sentence {sentence}: {truth} true tags but {predicted} predicted")]
+pub struct LengthMismatch {
+    pub sentence: usize,
+    pub truth: usize,
+    pub predicted: usize,
+}
+
+/// Scores `predicted` against `truth`, sentence by sentence, in `mode`.
+pub fn score<S: AsRef<str>, T: AsRef<str>>(
+    truth: &[Vec<S>],
+    predicted: &[Vec<T>],
+    mode: Mode,
+) -> Result<EntityScores, LengthMismatch> {
+    if truth.len() != predicted.len() {
+        return Err(LengthMismatch { sentence: truth.len().min(predicted.len()), truth: 0, predicted: 0 });
+    }
+    // (sentence, span) sets per type, as seqeval's sets of (start, end).
+    let mut true_spans: BTreeMap<String, BTreeSet<(usize, usize, usize)>> = BTreeMap::new();
+    let mut predicted_spans: BTreeMap<String, BTreeSet<(usize, usize, usize)>> = BTreeMap::new();
+    let (mut words, mut equal) = (0usize, 0usize);
+    for (sentence, (t, p)) in truth.iter().zip(predicted).enumerate() {
+        if t.len() != p.len() {
+            return Err(LengthMismatch { sentence, truth: t.len(), predicted: p.len() });
+        }
+        words += t.len();
+        equal += t.iter().zip(p).filter(|(a, b)| a.as_ref() == b.as_ref()).count();
+        for (spans, into) in [(spans(t, mode), &mut true_spans), (spans(p, mode), &mut predicted_spans)] {
+            for span in spans {
+                into.entry(span.kind).or_default().insert((sentence, span.start, span.end));
+            }
+        }
+    }
+    let kinds: BTreeSet<&String> = true_spans.keys().chain(predicted_spans.keys()).collect();
+    let per_type: BTreeMap<String, EntityScore> = kinds
+        .into_iter()
+        .map(|kind| {
+            let empty = BTreeSet::new();
+            let (t, p) = (true_spans.get(kind).unwrap_or(&empty), predicted_spans.get(kind).unwrap_or(&empty));
+            (kind.clone(), EntityScore::from_counts(t.intersection(p).count(), p.len(), t.len()))
+        })
+        .collect();
+    let sum = |f: fn(&EntityScore) -> usize| per_type.values().map(f).sum::<usize>();
+    let (correct, predicted_count, support) = (sum(|s| s.correct), sum(|s| s.predicted), sum(|s| s.support));
+    let micro = EntityScore::from_counts(correct, predicted_count, support);
+    let mean = |weight: &dyn Fn(&EntityScore) -> f64| {
+        let total: f64 = per_type.values().map(weight).sum();
+        let of = |f: fn(&EntityScore) -> f64| {
+            if total == 0.0 { 0.0 } else { per_type.values().map(|s| weight(s) * f(s)).sum::<f64>() / total }
+        };
+        EntityScore {
+            precision: of(|s| s.precision),
+            recall: of(|s| s.recall),
+            f1: of(|s| s.f1),
+            support,
+            predicted: predicted_count,
+            correct,
+        }
+    };
+    Ok(EntityScores {
+        mode,
+        macro_avg: mean(&|_| 1.0),
+        weighted: mean(&|s| s.support as f64),
+        per_type,
+        micro,
+        token_accuracy: if words == 0 { 0.0 } else { equal as f64 / words as f64 },
+        words,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(text: &str) -> Vec<&str> {
+        text.split_whitespace().collect()
+    }
+
+    #[test]
+    fn every_scheme_becomes_the_same_iob2() {
+        let iob2 = tags("B-PER I-PER B-PER O B-LOC O I-LOC");
+        let iob1 = tags("I-PER I-PER B-PER O I-LOC O I-LOC");
+        let bioes = tags("B-PER E-PER S-PER O S-LOC O S-LOC");
+        let want = tags("B-PER I-PER B-PER O B-LOC O B-LOC");
+        assert_eq!(to_iob2(&iob1, TagScheme::Iob1, InvalidTags::Error).expect("iob1"), want);
+        assert_eq!(to_iob2(&bioes, TagScheme::Bioes, InvalidTags::Error).expect("bioes"), want);
+        let error = to_iob2(&iob2, TagScheme::Iob2, InvalidTags::Error).expect_err("I-LOC after O");
+        assert_eq!(error.word(), 6);
+        assert!(error.to_string().contains("continues no entity"), "{error}");
+        assert_eq!(to_iob2(&iob2, TagScheme::Iob2, InvalidTags::Repair).expect("repaired"), want);
+    }
+
+    #[test]
+    fn a_type_change_inside_an_entity_is_caught_and_bad_tags_are_named() {
+        let changed = tags("B-PER I-LOC");
+        assert!(matches!(
+            to_iob2(&changed, TagScheme::Iob2, InvalidTags::Error),
+            Err(TagError::ContinuesNothing { word: 1, .. })
+        ));
+        for bad in ["PER", "X-PER", "B-", "BB-PER", "S-PER"] {
+            let error = to_iob2(&[bad], TagScheme::Iob2, InvalidTags::Repair).expect_err(bad);
+            assert!(matches!(error, TagError::Malformed { word: 0, .. }), "{bad}: {error}");
+        }
+        assert_eq!(
+            to_iob2(&["S-creative-work"], TagScheme::Bioes, InvalidTags::Error).expect("ok"),
+            ["B-creative-work"]
+        );
+    }
+
+    #[test]
+    fn the_modes_differ_where_an_entity_has_no_beginning() {
+        let predicted = tags("O I-PER I-PER B-LOC I-ORG");
+        let span = |kind: &str, start, end| Span { kind: kind.into(), start, end };
+        assert_eq!(spans(&predicted, Mode::Conlleval), [span("PER", 1, 3), span("LOC", 3, 4), span("ORG", 4, 5)]);
+        assert_eq!(spans(&predicted, Mode::Strict), [span("LOC", 3, 4)]);
+    }
+
+    #[test]
+    fn sentences_of_different_lengths_are_an_error() {
+        let error = score(&[tags("O O"), tags("O")], &[tags("O O"), tags("O O")], Mode::Strict).expect_err("lengths");
+        assert_eq!(error, LengthMismatch { sentence: 1, truth: 1, predicted: 2 });
+    }
+}
