@@ -9,9 +9,9 @@ use clap::Args;
 
 use crate::{
     ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, FailOn, GateConfig, HashtagMode, IngestConfig,
-    InputFormat, LogText, Metric, MonitorConfig, NewLabelPolicy, PredictConfig, ProfileConfig, RegistryConfig,
-    RetrainConfig, ServeConfig, Split, TokenTypeIds, TokenizeConfig, TrackConfig, TrainConfig, UnicodeNormalization,
-    UnknownLabelPolicy, WindowKind,
+    InputFormat, InvalidTags, LogText, Metric, MonitorConfig, NewLabelPolicy, PredictConfig, ProfileConfig,
+    RegistryConfig, RetrainConfig, ServeConfig, Split, TagScheme, TokenTypeIds, TokenizeConfig, TrackConfig,
+    TrainConfig, UnicodeNormalization, UnknownLabelPolicy, WindowKind,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -70,13 +70,29 @@ pub struct IngestArgs {
     /// Where train/validation/test.parquet and manifest.json go [default: data/raw].
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
+    /// Token classification, JSONL: the column with each sentence's words [default: tokens].
+    #[arg(long, value_name = "NAME")]
+    pub tokens_column: Option<String>,
+    /// Token classification, JSONL: the column with each word's tag [default: tags].
+    #[arg(long, value_name = "NAME")]
+    pub tags_column: Option<String>,
+    /// Token classification, CoNLL: the column with the tag, counted from 1 [default: the last].
+    #[arg(long, value_name = "N")]
+    pub conll_tag_column: Option<usize>,
+    /// How the files' tags mark entities; stored as IOB2 [default: iob2].
+    #[arg(long, value_enum)]
+    pub tag_scheme: Option<TagScheme>,
+    /// An I- tag that continues no entity: error (with file and line) or repair (read as B-) [default: error].
+    #[arg(long, value_enum)]
+    pub invalid_tags: Option<InvalidTags>,
 }
 
 impl IngestArgs {
     pub fn apply(self, config: &mut IngestConfig) {
         apply_overrides!(self, config,
-            [format, has_header, quoting, text_column, label_column, validation_fraction, test_fraction, seed, output_dir],
-            optional [train_file, validation_file, test_file, id_column, score_column]);
+            [format, has_header, quoting, text_column, label_column, validation_fraction, test_fraction, seed, output_dir,
+             tokens_column, tags_column, tag_scheme, invalid_tags],
+            optional [train_file, validation_file, test_file, id_column, score_column, conll_tag_column]);
         if !self.score_labels.is_empty() {
             config.score_labels = self.score_labels;
         }
@@ -823,6 +839,27 @@ mod tests {
         assert_eq!(flag_ids::<MonitorArgs>(), config_keys::<MonitorConfig>());
         assert_eq!(flag_ids::<GateArgs>(), config_keys::<GateConfig>());
         assert_eq!(flag_ids::<RetrainArgs>(), config_keys::<RetrainConfig>());
+        // The one top-level key is every stage's global flag.
+        let top_level: BTreeSet<String> = match serde_json::to_value(crate::PipelineConfig::default()) {
+            Ok(serde_json::Value::Object(map)) => {
+                map.into_iter().filter(|(_, v)| !v.is_object()).map(|(k, _)| k).collect()
+            }
+            other => panic!("the pipeline config is a table: {other:?}"),
+        };
+        assert_eq!(top_level, BTreeSet::from(["task".to_owned()]));
+        let common = flag_ids::<crate::stage::CommonArgs>();
+        assert!(common.contains("task"), "{common:?}");
+    }
+
+    #[test]
+    fn the_task_key_reads_from_toml_and_unknown_tasks_are_refused() {
+        let config =
+            crate::PipelineConfig::from_toml("task = \"token_classification\"\n[ingest]\ntag_scheme = \"bioes\"\n")
+                .expect("parses");
+        assert_eq!((config.task, config.ingest.tag_scheme), (crate::Task::TokenClassification, TagScheme::Bioes));
+        let error = crate::PipelineConfig::from_toml("task = \"ner\"\n").expect_err("unknown task");
+        assert!(error.to_string().contains("token_classification"), "{error}");
+        assert!(config.to_toml().starts_with("task = \"token_classification\""), "{}", config.to_toml());
     }
 
     #[derive(clap::Parser)]

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use kiln_core::{Metric, Split};
+pub use kiln_core::entities::{InvalidTags, TagScheme};
+pub use kiln_core::{Metric, Split, Task};
 use serde::{Deserialize, Serialize};
 
 pub use score::{ScoreOp, ScoreRule};
@@ -43,6 +44,8 @@ impl ConfigError {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
+    /// A label per text or a tag per word; every stage follows it (`--task`).
+    pub task: Task,
     pub ingest: IngestConfig,
     pub clean: CleanConfig,
     pub tokenize: TokenizeConfig,
@@ -129,13 +132,15 @@ pub fn without_credentials(uri: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum InputFormat {
-    /// Pick from the file extension (.csv, .tsv/.tab/.txt, .jsonl/.ndjson, .parquet).
+    /// Pick from the file extension (.csv, .tsv/.tab/.txt, .jsonl/.ndjson, .parquet, .conll/.iob/.bio).
     #[default]
     Auto,
     Csv,
     Tsv,
     Jsonl,
     Parquet,
+    /// One word per line with its tag, a blank line between sentences (token classification).
+    Conll,
 }
 
 impl fmt::Display for InputFormat {
@@ -146,6 +151,7 @@ impl fmt::Display for InputFormat {
             Self::Tsv => "tsv",
             Self::Jsonl => "jsonl",
             Self::Parquet => "parquet",
+            Self::Conll => "conll",
         };
         f.write_str(name)
     }
@@ -184,6 +190,16 @@ pub struct IngestConfig {
     /// Seed of the split: the same seed gives the same split, byte for byte.
     pub seed: u64,
     pub output_dir: PathBuf,
+    /// Token classification, JSONL: the list of words of each sentence.
+    pub tokens_column: String,
+    /// Token classification, JSONL: the list of tags, one per word.
+    pub tags_column: String,
+    /// Token classification, CoNLL: the column (from 1) with the tag; `None` = the last.
+    pub conll_tag_column: Option<usize>,
+    /// How the files' tags mark entities; kiln stores IOB2 and records this.
+    pub tag_scheme: TagScheme,
+    /// An `I-X` that continues no entity: an error naming file and line, or read as `B-X`.
+    pub invalid_tags: InvalidTags,
 }
 
 impl Default for IngestConfig {
@@ -204,6 +220,11 @@ impl Default for IngestConfig {
             test_fraction: 0.1,
             seed: 42,
             output_dir: "data/raw".into(),
+            tokens_column: "tokens".into(),
+            tags_column: "tags".into(),
+            conll_tag_column: None,
+            tag_scheme: TagScheme::Iob2,
+            invalid_tags: InvalidTags::Error,
         }
     }
 }
@@ -228,6 +249,12 @@ impl IngestConfig {
             return Err(ConfigError::invalid(
                 "ingest.test_fraction",
                 "validation_fraction + test_fraction must leave rows for training",
+            ));
+        }
+        if self.conll_tag_column == Some(1) || self.conll_tag_column == Some(0) {
+            return Err(ConfigError::invalid(
+                "ingest.conll_tag_column",
+                "column 1 holds the word; the tag is in column 2 or later (counted from 1)",
             ));
         }
         if self.score_column.is_some() && self.score_labels.is_empty() {

@@ -36,6 +36,9 @@ pub struct CommonArgs {
     /// No progress bars; only warnings and errors.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// A label per text or a tag per word (config key `task`) [default: sequence_classification].
+    #[arg(long, value_enum, env = "KILN_TASK", global = true)]
+    pub task: Option<kiln_core::Task>,
     /// Print the resolved settings as TOML and exit without running.
     #[arg(long, global = true)]
     pub print_config: bool,
@@ -84,6 +87,9 @@ pub fn run_stage_uncaught(
     init_logging(common.quiet);
     std::panic::set_hook(Box::new(remember_panic));
     let result = common.load_config().map_err(anyhow::Error::from).and_then(|mut config| {
+        if let Some(task) = common.task {
+            config.task = task;
+        }
         apply(&mut config);
         if common.print_config {
             print_config(&config);
@@ -93,9 +99,24 @@ pub fn run_stage_uncaught(
             print_output(&config.done_files_toml());
             return Ok(());
         }
+        check_task(name, config.task)?;
         work(&config, common.progress())
     });
     exit_with(name, result)
+}
+
+/// The stages that handle token classification so far; the others refuse it
+/// up front rather than misread tagged data as texts.
+pub const TOKEN_CLASSIFICATION_STAGES: &[&str] = &["ingest"];
+
+fn check_task(stage: &str, task: kiln_core::Task) -> Result<()> {
+    if task == kiln_core::Task::TokenClassification && !TOKEN_CLASSIFICATION_STAGES.contains(&stage) {
+        anyhow::bail!(
+            "`{stage}` does not handle task = \"token_classification\" yet (these stages do: {})",
+            TOKEN_CLASSIFICATION_STAGES.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Test hook: with `KILN_TEST_PANIC=<stage>` that stage panics where its work

@@ -41,13 +41,13 @@ pub enum Mode {
     Strict,
 }
 
-/// A tag that is neither `O` nor a known prefix with a type.
+/// A tag kiln cannot read; the caller says where (file, line, word).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TagError {
-    #[error("word {word}: {tag:?} is not a tag of the {scheme:?} scheme (O, or {prefixes} then '-' and a type)")]
+    #[error("{tag:?} is not a tag of the {scheme:?} scheme (O, or {prefixes} then '-' and a type)")]
     Malformed { word: usize, tag: String, scheme: TagScheme, prefixes: &'static str },
     #[error(
-        "word {word}: {tag:?} continues no entity (the word before is {previous:?}); fix the file or set invalid_tags = \"repair\""
+        "{tag:?} continues no entity (the word before is {previous:?}); fix the file or set invalid_tags = \"repair\""
     )]
     ContinuesNothing { word: usize, tag: String, previous: String },
 }
@@ -92,14 +92,22 @@ fn parse(tag: &str) -> Option<(char, &str)> {
     }
 }
 
+/// Tags converted to IOB2, and how many `I-X` that continued nothing became `B-X`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iob2 {
+    pub tags: Vec<String>,
+    pub repaired: usize,
+}
+
 /// The file's tags in IOB2, each scheme's entities kept; an `I-X` that
 /// continues nothing is an error or a `B-X`, as `invalid` says.
-pub fn to_iob2<S: AsRef<str>>(tags: &[S], scheme: TagScheme, invalid: InvalidTags) -> Result<Vec<String>, TagError> {
+pub fn to_iob2<S: AsRef<str>>(tags: &[S], scheme: TagScheme, invalid: InvalidTags) -> Result<Iob2, TagError> {
     let allowed = match scheme {
         TagScheme::Iob1 | TagScheme::Iob2 => "B or I",
         TagScheme::Bioes => "B, I, E or S",
     };
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    let mut repaired = 0;
     let mut previous: Option<(char, String)> = None; // the converted tag before
     for (word, tag) in tags.iter().enumerate() {
         let tag = tag.as_ref();
@@ -118,7 +126,10 @@ pub fn to_iob2<S: AsRef<str>>(tags: &[S], scheme: TagScheme, invalid: InvalidTag
         };
         let prefix = if prefix == 'I' && !continues {
             match invalid {
-                InvalidTags::Repair => 'B',
+                InvalidTags::Repair => {
+                    repaired += 1;
+                    'B'
+                }
                 InvalidTags::Error => {
                     let previous = if word == 0 { "nothing".to_owned() } else { tags[word - 1].as_ref().to_owned() };
                     return Err(TagError::ContinuesNothing { word, tag: tag.to_owned(), previous });
@@ -130,7 +141,7 @@ pub fn to_iob2<S: AsRef<str>>(tags: &[S], scheme: TagScheme, invalid: InvalidTag
         out.push(if prefix == 'O' { "O".to_owned() } else { format!("{prefix}-{kind}") });
         previous = Some((prefix, kind.to_owned()));
     }
-    Ok(out)
+    Ok(Iob2 { tags: out, repaired })
 }
 
 /// The entities of one sentence's tags, read in `mode`.
@@ -309,18 +320,28 @@ mod tests {
         text.split_whitespace().collect()
     }
 
+    fn strings(tags: &[&str]) -> Vec<String> {
+        tags.iter().map(|t| (*t).to_owned()).collect()
+    }
+
     #[test]
     fn every_scheme_becomes_the_same_iob2() {
         let iob2 = tags("B-PER I-PER B-PER O B-LOC O I-LOC");
         let iob1 = tags("I-PER I-PER B-PER O I-LOC O I-LOC");
         let bioes = tags("B-PER E-PER S-PER O S-LOC O S-LOC");
         let want = tags("B-PER I-PER B-PER O B-LOC O B-LOC");
-        assert_eq!(to_iob2(&iob1, TagScheme::Iob1, InvalidTags::Error).expect("iob1"), want);
-        assert_eq!(to_iob2(&bioes, TagScheme::Bioes, InvalidTags::Error).expect("bioes"), want);
+        assert_eq!(
+            to_iob2(&iob1, TagScheme::Iob1, InvalidTags::Error).expect("iob1"),
+            Iob2 { tags: strings(&want), repaired: 0 }
+        );
+        assert_eq!(to_iob2(&bioes, TagScheme::Bioes, InvalidTags::Error).expect("bioes").tags, want);
         let error = to_iob2(&iob2, TagScheme::Iob2, InvalidTags::Error).expect_err("I-LOC after O");
         assert_eq!(error.word(), 6);
         assert!(error.to_string().contains("continues no entity"), "{error}");
-        assert_eq!(to_iob2(&iob2, TagScheme::Iob2, InvalidTags::Repair).expect("repaired"), want);
+        assert_eq!(
+            to_iob2(&iob2, TagScheme::Iob2, InvalidTags::Repair).expect("repaired"),
+            Iob2 { tags: strings(&want), repaired: 1 }
+        );
     }
 
     #[test]
@@ -335,7 +356,7 @@ mod tests {
             assert!(matches!(error, TagError::Malformed { word: 0, .. }), "{bad}: {error}");
         }
         assert_eq!(
-            to_iob2(&["S-creative-work"], TagScheme::Bioes, InvalidTags::Error).expect("ok"),
+            to_iob2(&["S-creative-work"], TagScheme::Bioes, InvalidTags::Error).expect("ok").tags,
             ["B-creative-work"]
         );
     }

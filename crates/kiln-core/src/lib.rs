@@ -16,6 +16,7 @@ pub mod profile;
 pub mod progress;
 pub mod split;
 pub mod stages;
+pub mod task;
 
 pub use error::Bug;
 pub use example::Example;
@@ -26,6 +27,7 @@ pub use output::{FileHash, Manifest, StagedOutput};
 pub use profile::DataProfile;
 pub use progress::Progress;
 pub use split::Split;
+pub use task::Task;
 
 /// kiln's version, recorded in every manifest and run record.
 pub const KILN_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,5 +1,6 @@
 //! `ingest`: raw labelled text in, `{train,validation,test}.parquet` (id, text,
-//! label) and `manifest.json` out.
+//! label) and `manifest.json` out; for token classification, tagged sentences
+//! in (CoNLL, JSONL) and `{split}.parquet` (id, tokens, tags in IOB2) out.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,10 +12,12 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use kiln_core::{FileHash, Manifest, Progress, Split, StagedOutput};
+use kiln_core::entities::{Mode, spans};
+use kiln_core::{FileHash, Manifest, Progress, Split, StagedOutput, Task};
 
 use crate::read::{ColumnMap, LabelSource, ReadOptions, Records, read_records};
-use crate::schema::TextTable;
+use crate::schema::{TaggedTable, TextTable};
+use crate::tagged::{TaggedOptions, TaggedRecords, read_tagged};
 
 pub const MANIFEST: &str = kiln_core::stages::INGEST_DONE;
 
@@ -25,23 +28,39 @@ pub struct SourceReport {
     pub rows_read: usize,
     /// Rows whose score no `score_labels` rule matched.
     pub dropped_no_label: usize,
+    /// Token classification: `I-` tags that continued nothing, read as `B-`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired_tags: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SplitReport {
+    /// Texts, or sentences for token classification.
     pub rows: usize,
+    /// Rows per label, or entities per type for token classification.
     pub labels: BTreeMap<String, usize>,
+    /// Token classification: words in the split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub words: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestReport {
+    pub task: Task,
     pub sources: Vec<SourceReport>,
     pub splits: BTreeMap<Split, SplitReport>,
 }
 
 /// Reads the configured sources, splits them and writes `config.output_dir`.
-pub fn run(config: &IngestConfig, progress: &Progress) -> Result<IngestReport> {
+pub fn run(config: &IngestConfig, task: Task, progress: &Progress) -> Result<IngestReport> {
     config.validate()?;
+    match task {
+        Task::SequenceClassification => run_texts(config, progress),
+        Task::TokenClassification => run_tagged(config, progress),
+    }
+}
+
+fn run_texts(config: &IngestConfig, progress: &Progress) -> Result<IngestReport> {
     let mut staged = StagedOutput::new(&config.output_dir)?;
     let rules = config.score_rules()?;
     let label = match &config.score_column {
@@ -68,6 +87,7 @@ pub fn run(config: &IngestConfig, progress: &Progress) -> Result<IngestReport> {
             path: path.display().to_string(),
             rows_read: records.rows_read,
             dropped_no_label: records.dropped_no_label,
+            repaired_tags: None,
         });
         inputs.push(FileHash::of(path)?);
         Ok(records)
@@ -92,10 +112,10 @@ pub fn run(config: &IngestConfig, progress: &Progress) -> Result<IngestReport> {
     splits.extend(given_validation.map(|r| (Split::Validation, r)));
     splits.extend(given_test.map(|r| (Split::Test, r)));
 
-    let mut report = IngestReport { sources, splits: BTreeMap::new() };
+    let mut report = IngestReport { task: Task::SequenceClassification, sources, splits: BTreeMap::new() };
     for split in Split::ALL {
         let records = splits.remove(&split).unwrap_or_default();
-        check_unique_ids(&records, split, config.id_column.as_deref())?;
+        check_unique_ids(&records.ids, split, config.id_column.as_deref())?;
         if records.is_empty() {
             tracing::warn!("the {split} split is empty; raise the fraction or give a {split} file");
         }
@@ -103,7 +123,7 @@ pub fn run(config: &IngestConfig, progress: &Progress) -> Result<IngestReport> {
         for label in &records.labels {
             *labels.entry(label.clone()).or_insert(0) += 1;
         }
-        report.splits.insert(split, SplitReport { rows: records.len(), labels });
+        report.splits.insert(split, SplitReport { rows: records.len(), labels, words: None });
         let table = TextTable { ids: records.ids, texts: records.texts, labels: records.labels };
         table.write(&mut staged, &split.file_name())?;
     }
@@ -115,10 +135,87 @@ pub fn run(config: &IngestConfig, progress: &Progress) -> Result<IngestReport> {
     Ok(report)
 }
 
-fn check_unique_ids(records: &Records, split: Split, id_column: Option<&str>) -> Result<()> {
+/// Token classification: tagged sentences from CoNLL or JSONL, tags in IOB2.
+fn run_tagged(config: &IngestConfig, progress: &Progress) -> Result<IngestReport> {
+    let mut staged = StagedOutput::new(&config.output_dir)?;
+    let (mut sources, mut inputs) = (Vec::new(), Vec::new());
+    let mut read = |role: Split, path: &Path| -> Result<TaggedTable> {
+        let options = TaggedOptions {
+            format: config.format,
+            tokens_column: &config.tokens_column,
+            tags_column: &config.tags_column,
+            id_column: config.id_column.as_deref(),
+            conll_tag_column: config.conll_tag_column,
+            scheme: config.tag_scheme,
+            invalid: config.invalid_tags,
+            id_prefix: role.name(),
+        };
+        let TaggedRecords { table, repaired_tags, .. } = read_tagged(path, &options, progress)?;
+        if repaired_tags > 0 {
+            tracing::warn!("{}: {repaired_tags} I- tags continued no entity and were read as B-", path.display());
+        }
+        sources.push(SourceReport {
+            role,
+            path: path.display().to_string(),
+            rows_read: table.len(),
+            dropped_no_label: 0,
+            repaired_tags: Some(repaired_tags),
+        });
+        inputs.push(FileHash::of(path)?);
+        Ok(table)
+    };
+    let train_file = config.train_file.as_deref().context("ingest.train_file is not set")?;
+    let all = read(Split::Train, train_file)?;
+    let given_validation = config.validation_file.as_deref().map(|p| read(Split::Validation, p)).transpose()?;
+    let given_test = config.test_file.as_deref().map(|p| read(Split::Test, p)).transpose()?;
+
+    // Carve missing splits out of the training file, keeping the share of
+    // sentences with entities alike in each.
+    let validation_fraction = if given_validation.is_some() { 0.0 } else { config.validation_fraction };
+    let test_fraction = if given_test.is_some() { 0.0 } else { config.test_fraction };
+    let has_entities: Vec<String> = all
+        .tags
+        .iter()
+        .map(|tags| if tags.iter().any(|t| t != "O") { "entities" } else { "none" }.to_owned())
+        .collect();
+    let assignment = stratified_split(&has_entities, validation_fraction, test_fraction, config.seed);
+    let mut splits: BTreeMap<Split, TaggedTable> = BTreeMap::new();
+    let (ids, tokens, tags) = (all.ids.into_iter(), all.tokens.into_iter(), all.tags.into_iter());
+    for (split, ((id, words), word_tags)) in assignment.into_iter().zip(ids.zip(tokens).zip(tags)) {
+        let table = splits.entry(split).or_default();
+        table.ids.push(id);
+        table.tokens.push(words);
+        table.tags.push(word_tags);
+    }
+    splits.extend(given_validation.map(|t| (Split::Validation, t)));
+    splits.extend(given_test.map(|t| (Split::Test, t)));
+
+    let mut report = IngestReport { task: Task::TokenClassification, sources, splits: BTreeMap::new() };
+    for split in Split::ALL {
+        let table = splits.remove(&split).unwrap_or_default();
+        check_unique_ids(&table.ids, split, config.id_column.as_deref())?;
+        if table.is_empty() {
+            tracing::warn!("the {split} split is empty; raise the fraction or give a {split} file");
+        }
+        let mut entities = BTreeMap::new();
+        for span in table.tags.iter().flat_map(|tags| spans(tags, Mode::Strict)) {
+            *entities.entry(span.kind).or_insert(0) += 1;
+        }
+        let words = table.tokens.iter().map(Vec::len).sum();
+        report.splits.insert(split, SplitReport { rows: table.len(), labels: entities, words: Some(words) });
+        table.write(&mut staged, &split.file_name())?;
+    }
+    let mut manifest = Manifest::new("ingest", config, &report);
+    manifest.inputs = inputs;
+    manifest.outputs = staged.hashes()?;
+    staged.commit(MANIFEST, &manifest)?;
+    Ok(report)
+}
+
+fn check_unique_ids(ids: &[String], split: Split, id_column: Option<&str>) -> Result<()> {
     let Some(column) = id_column else { return Ok(()) };
-    let mut seen = std::collections::HashMap::with_capacity(records.len());
-    for (index, id) in records.ids.iter().enumerate() {
+    let mut seen = std::collections::HashMap::with_capacity(ids.len());
+    for (index, id) in ids.iter().enumerate() {
         if let Some(first) = seen.insert(id.as_str(), index) {
             bail!(
                 "id column '{column}' has the value '{id}' twice in the {split} split (its rows {} and {}); ids must be unique",

@@ -13,4 +13,5 @@ pub mod profile;
 pub mod read;
 pub mod retrain;
 pub mod schema;
+pub mod tagged;
 pub mod tokenize;

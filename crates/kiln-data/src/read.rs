@@ -90,8 +90,9 @@ pub fn resolve_format(path: &Path, format: InputFormat) -> Result<InputFormat> {
         "tsv" | "tab" => InputFormat::Tsv,
         "jsonl" | "ndjson" => InputFormat::Jsonl,
         "parquet" | "pq" => InputFormat::Parquet,
+        "conll" | "iob" | "bio" => InputFormat::Conll,
         _ => bail!(
-            "{}: cannot tell the format from the extension '.{extension}'; set ingest.format (or --format) to csv, tsv, jsonl or parquet",
+            "{}: cannot tell the format from the extension '.{extension}'; set ingest.format (or --format) to csv, tsv, jsonl, parquet or conll",
             path.display()
         ),
     })
@@ -149,6 +150,10 @@ pub fn for_each_chunk(
         InputFormat::Tsv => read_delimited(path, b'\t', options, &mut sink)?,
         InputFormat::Jsonl => read_jsonl(path, &mut sink)?,
         InputFormat::Parquet => read_parquet_file(path, &mut sink)?,
+        InputFormat::Conll => bail!(
+            "{}: CoNLL files hold tagged words, not labelled texts; read them with task = \"token_classification\"",
+            path.display()
+        ),
         InputFormat::Auto => unreachable!("resolve_format never returns Auto"),
     }
     if sink.totals.rows_read == 0 {

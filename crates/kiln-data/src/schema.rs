@@ -5,6 +5,13 @@
 //! | `data/raw/*.parquet`    | id: str, text: str, label: str                                 |
 //! | `data/interim/*.parquet`| id: str, text: str, label: str                                 |
 //! | `data/processed/*.parquet` | id: str, input_ids: list<u32>, [token_type_ids: list<u8>], length: u32, label_id: u32 |
+//!
+//! Token classification (`task = "token_classification"`) keeps words and tags instead:
+//!
+//! | stage output            | columns                                                        |
+//! |-------------------------|----------------------------------------------------------------|
+//! | `data/raw/*.parquet`    | id: str, tokens: list<str>, tags: list<str> (IOB2, one per word) |
+//! | `data/interim/*.parquet`| id: str, tokens: list<str>, tags: list<str>                    |
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +33,8 @@ pub const INPUT_IDS: &str = "input_ids";
 pub const TOKEN_TYPE_IDS: &str = "token_type_ids";
 pub const LENGTH: &str = "length";
 pub const LABEL_ID: &str = "label_id";
+pub const TOKENS: &str = "tokens";
+pub const TAGS: &str = "tags";
 
 /// The column types kiln's tables use. Strings and lists are accepted in any
 /// of Arrow's layouts (a file written by pandas or polars uses other ones).
@@ -35,6 +44,7 @@ pub enum ColumnType {
     U32,
     ListU32,
     ListU8,
+    ListStr,
 }
 
 impl ColumnType {
@@ -44,6 +54,7 @@ impl ColumnType {
             Self::U32 => "u32",
             Self::ListU32 => "list<u32>",
             Self::ListU8 => "list<u8>",
+            Self::ListStr => "list<str>",
         }
     }
 
@@ -57,6 +68,7 @@ impl ColumnType {
             Self::U32 => found == &DataType::UInt32,
             Self::ListU32 => list_of(&DataType::UInt32),
             Self::ListU8 => list_of(&DataType::UInt8),
+            Self::ListStr => list_of(&DataType::Utf8) || list_of(&DataType::LargeUtf8) || list_of(&DataType::Utf8View),
         }
     }
 }
@@ -122,6 +134,82 @@ impl TextTable {
         let table = batch(vec![(ID, column(&self.ids)), (TEXT, column(&self.texts)), (LABEL, column(&self.labels))])?;
         write_parquet(staged, name, &table)
     }
+}
+
+/// Columns of the raw and interim tagged tables (token classification).
+pub const TAGGED_TABLE: [(&str, ColumnType); 3] =
+    [(ID, ColumnType::Str), (TOKENS, ColumnType::ListStr), (TAGS, ColumnType::ListStr)];
+
+/// A raw or interim split for token classification: one row per sentence,
+/// its words and their IOB2 tags, as many of one as of the other.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaggedTable {
+    pub ids: Vec<String>,
+    pub tokens: Vec<Vec<String>>,
+    pub tags: Vec<Vec<String>>,
+}
+
+impl TaggedTable {
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    pub fn read(path: &Path, made_by: &str) -> Result<Self> {
+        let batch = read_parquet(path, made_by)?;
+        validate(&batch, path, &TAGGED_TABLE)?;
+        let table = Self {
+            ids: strings(&batch, ID, path)?,
+            tokens: string_lists(&batch, TOKENS, path)?,
+            tags: string_lists(&batch, TAGS, path)?,
+        };
+        for (row, (tokens, tags)) in table.tokens.iter().zip(&table.tags).enumerate() {
+            if tokens.len() != tags.len() {
+                anyhow::bail!(
+                    "{}: row {} ({}) has {} tokens but {} tags",
+                    path.display(),
+                    row + 1,
+                    table.ids[row],
+                    tokens.len(),
+                    tags.len()
+                );
+            }
+        }
+        Ok(table)
+    }
+
+    pub fn write(&self, staged: &mut StagedOutput, name: &str) -> Result<()> {
+        let ids = Arc::new(StringArray::from_iter_values(&self.ids)) as ArrayRef;
+        let table =
+            batch(vec![(ID, ids), (TOKENS, string_list_column(&self.tokens)), (TAGS, string_list_column(&self.tags))])?;
+        write_parquet(staged, name, &table)
+    }
+}
+
+/// A `list<str>` column from rows.
+pub fn string_list_column(rows: &[Vec<String>]) -> ArrayRef {
+    let values = StringArray::from_iter_values(rows.iter().flatten().collect::<Vec<_>>());
+    let item = Arc::new(Field::new_list_field(DataType::Utf8, false));
+    let offsets = OffsetBuffer::from_lengths(rows.iter().map(Vec::len));
+    Arc::new(ListArray::new(item, offsets, Arc::new(values), None))
+}
+
+/// A `list<str>` column's rows; nulls must have been ruled out by [`validate`].
+pub fn string_lists(batch: &RecordBatch, column: &str, file: &Path) -> Result<Vec<Vec<String>>> {
+    let array = batch.column_by_name(column).with_context(|| format!("{}: no column '{column}'", file.display()))?;
+    let list = arrow_cast::cast(array, &DataType::new_list(DataType::Utf8, true))
+        .with_context(|| format!("{}: column '{column}' cannot be read as lists of text", file.display()))?;
+    let list = list.as_list::<i32>();
+    let values = list.values().as_string::<i32>();
+    let rows = list
+        .offsets()
+        .windows(2)
+        .map(|ends| (ends[0] as usize..ends[1] as usize).map(|i| values.value(i).to_owned()).collect())
+        .collect();
+    Ok(rows)
 }
 
 /// A string column's values; nulls must have been ruled out by [`validate`].
@@ -271,6 +359,26 @@ mod tests {
             (table.ids.as_slice(), table.labels.as_slice()),
             (&["1".to_owned(), "3".into()][..], &["x".to_owned(), "x".into()][..])
         );
+    }
+
+    #[test]
+    fn tagged_tables_round_trip_and_a_row_with_more_tags_than_words_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let words = |text: &str| text.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        let table = TaggedTable {
+            ids: vec!["s1".into(), "s2".into()],
+            tokens: vec![words("Paris is nice"), words("Über")],
+            tags: vec![words("B-location O O"), words("B-corporation")],
+        };
+        let mut staged = StagedOutput::new(dir.path()).expect("staged");
+        table.write(&mut staged, "t.parquet").expect("write");
+        let mut broken = table.clone();
+        broken.tags[1].push("O".into());
+        broken.write(&mut staged, "broken.parquet").expect("write");
+        staged.commit("done.json", &kiln_core::Manifest::new("test", &(), &())).expect("commit");
+        assert_eq!(TaggedTable::read(&dir.path().join("t.parquet"), "test").expect("read"), table);
+        let error = TaggedTable::read(&dir.path().join("broken.parquet"), "test").expect_err("lengths differ");
+        assert!(error.to_string().contains("broken.parquet: row 2 (s2) has 1 tokens but 2 tags"), "{error}");
     }
 
     #[test]

@@ -190,3 +190,104 @@ fn profile_refuses_a_missing_or_foreign_input_and_writes_nothing() {
     assert!(stderr.contains("new.csv") && stderr.contains("body"), "{stderr}");
     assert!(!dir.path().join("out/profile.json").exists());
 }
+
+/// A small CoNLL file: two documents, IOB1 tags, a tab-only blank line.
+const TAGGED: &str = "-DOCSTART- O\n\nI\tO\nlove\tO\nNew\tI-location\nYork\tI-location\n\t\n\
+                      Apple\tI-corporation\nsells\tO\nthe\tO\niPhone\tI-product\n\n-DOCSTART- O\n\n\
+                      Ada\tI-person\nLovelace\tI-person\nwrote\tO\n\nhi\tO\n";
+
+#[test]
+fn ingest_reads_tagged_sentences_into_iob2_and_carves_the_splits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("train.conll"), TAGGED.repeat(5)).expect("write");
+    let args = ["--task", "token_classification", "--train-file", "train.conll", "--tag-scheme", "iob1"];
+    let output = run("ingest", &[&args[..], &["--output-dir", "raw", "--test-fraction", "0.2"]].concat(), dir.path());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("raw/manifest.json")).expect("manifest")).expect("json");
+    let report = &manifest["report"];
+    assert_eq!(report["task"], "token_classification");
+    assert_eq!(manifest["config"]["tag_scheme"], "iob1", "the file's scheme is recorded");
+    let splits = Split::ALL.map(|split| {
+        kiln_data::schema::TaggedTable::read(&split.path_in(&dir.path().join("raw")), "ingest").expect("a tagged split")
+    });
+    assert_eq!(splits.iter().map(|t| t.len()).sum::<usize>(), 20, "every sentence in one split");
+    assert_eq!(splits[2].len(), 4, "a fifth for test");
+    let all: Vec<(&Vec<String>, &Vec<String>)> = splits.iter().flat_map(|t| t.tokens.iter().zip(&t.tags)).collect();
+    let apple = all.iter().find(|(words, _)| words[0] == "Apple").expect("the Apple sentence");
+    assert_eq!(apple.1, &["B-corporation", "O", "O", "B-product"], "IOB1 read as IOB2");
+    let words: u64 = Split::ALL.iter().map(|s| report["splits"][s.name()]["words"].as_u64().expect("words")).sum();
+    assert_eq!(words, 5 * 12);
+    let people: u64 =
+        Split::ALL.iter().map(|s| report["splits"][s.name()]["labels"]["person"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(people, 5, "entities counted per type");
+}
+
+#[test]
+fn ingest_refuses_bad_tagged_files_with_file_and_line_and_writes_nothing() {
+    let cases = [
+        ("a.conll", "Ada\tB-person\nLovelace\n", "a.conll: line 2: expected a word and its tag"),
+        ("b.conll", "the\tO\nYork\tI-location\n", "b.conll: line 2: \"I-location\" continues no entity"),
+        ("c.conll", "\n\n-DOCSTART- O\n", "c.conll: no sentences"),
+        (
+            "d.jsonl",
+            "{\"tokens\": [\"a\", \"b\"], \"tags\": [\"O\"]}\n",
+            "d.jsonl: line 1: 2 words in 'tokens' but 1 tags",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(name), text).expect("write");
+        let output =
+            run("ingest", &["--task", "token_classification", "--train-file", name, "--output-dir", "raw"], dir.path());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains(want), "{want}: {stderr}");
+        let left = std::fs::read_dir(dir.path().join("raw")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0, "{name}: a refused ingest leaves nothing");
+    }
+}
+
+#[test]
+fn stages_without_token_classification_refuse_it_up_front() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = run("profile", &["--task", "token_classification"], dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`profile` does not handle task = \"token_classification\" yet"), "{stderr}");
+}
+
+/// WNUT-17 from `../shared` (kiln's own checkouts; `make test` runs it there).
+#[test]
+#[ignore = "needs ../shared/data/wnut17 (kiln's own checkouts; make test runs it there)"]
+fn wnut17_ingests_as_its_source_counts_it() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    assert!(repo.join("../shared/data/wnut17/train.conll").exists(), "WNUT-17 is not in ../shared/data");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("raw");
+    let config = repo.join("configs/wnut17.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .args(["--quiet", "--config"])
+        .arg(&config)
+        .arg("--output-dir")
+        .arg(&out)
+        .current_dir(&repo)
+        .env_remove("KILN_CONFIG")
+        .env_remove("KILN_TASK")
+        .output()
+        .expect("ingest runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // SOURCE.md: 3,394 / 1,009 / 1,287 sentences; entities = the B- tags of each file.
+    let tables = Split::ALL.map(|s| kiln_data::schema::TaggedTable::read(&s.path_in(&out), "ingest").expect("split"));
+    assert_eq!(tables.each_ref().map(|t| t.len()), [3394, 1009, 1287]);
+    for (table, file) in tables.iter().zip(["train", "dev", "test"]) {
+        let source = std::fs::read_to_string(repo.join(format!("../shared/data/wnut17/{file}.conll"))).expect("source");
+        let b_tags = source.lines().filter(|l| l.split('\t').nth(1).is_some_and(|t| t.starts_with("B-"))).count();
+        let spans: usize = table
+            .tags
+            .iter()
+            .map(|tags| kiln_core::entities::spans(tags, kiln_core::entities::Mode::Strict).len())
+            .sum();
+        assert_eq!(spans, b_tags, "{file}");
+    }
+}

@@ -66,7 +66,7 @@ impl Fixture {
             output_dir: root.join("raw"),
             ..IngestConfig::default()
         };
-        kiln_data::ingest::run(&ingest, &quiet).expect("ingest");
+        kiln_data::ingest::run(&ingest, kiln_core::Task::SequenceClassification, &quiet).expect("ingest");
         let clean =
             CleanConfig { input_dir: root.join("raw"), output_dir: root.join("interim"), ..CleanConfig::default() };
         kiln_data::clean::run(&clean, &quiet).expect("clean");

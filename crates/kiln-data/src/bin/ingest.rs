@@ -1,4 +1,4 @@
-//! `ingest`: Read raw labelled text (CSV, TSV, JSONL, Parquet), map its columns, split it and write train/validation/test Parquet files.
+//! `ingest`: Read raw labelled text (CSV, TSV, JSONL, Parquet) or tagged words (CoNLL, JSONL), map its columns, split it and write train/validation/test Parquet files.
 
 use std::process::ExitCode;
 
@@ -6,7 +6,7 @@ use clap::Parser;
 use kiln_config::cli::IngestArgs;
 use kiln_config::stage::{CommonArgs, run_stage};
 
-/// Read raw labelled text (CSV, TSV, JSONL, Parquet), map its columns, split it and write train/validation/test Parquet files.
+/// Read raw labelled text (CSV, TSV, JSONL, Parquet) or tagged words (CoNLL, JSONL), map its columns, split it and write train/validation/test Parquet files.
 #[derive(Debug, Parser)]
 #[command(name = "ingest", version)]
 struct Cli {
@@ -23,9 +23,17 @@ fn main() -> ExitCode {
         &common,
         |config| settings.apply(&mut config.ingest),
         |config, progress| {
-            let report = kiln_data::ingest::run(&config.ingest, &progress)?;
+            let report = kiln_data::ingest::run(&config.ingest, config.task, &progress)?;
             for (split, s) in &report.splits {
-                tracing::info!("{split}: {} rows, {} labels", s.rows, s.labels.len());
+                match s.words {
+                    None => tracing::info!("{split}: {} rows, {} labels", s.rows, s.labels.len()),
+                    Some(words) => tracing::info!(
+                        "{split}: {} sentences, {words} words, {} entities of {} types",
+                        s.rows,
+                        s.labels.values().sum::<usize>(),
+                        s.labels.len()
+                    ),
+                }
             }
             for source in report.sources.iter().filter(|s| s.dropped_no_label > 0) {
                 tracing::info!(
