@@ -364,6 +364,18 @@ impl Default for CleanConfig {
 
 impl CleanConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_for(Task::SequenceClassification)
+    }
+
+    /// As [`Self::validate`], and the rules `task` allows: token
+    /// classification cleans one word at a time, and never removes a word.
+    pub fn validate_for(&self, task: Task) -> Result<(), ConfigError> {
+        if task == Task::TokenClassification && self.hashtags == HashtagMode::Remove {
+            return Err(ConfigError::invalid(
+                "clean.hashtags",
+                "\"remove\" would delete words and shift their tags; for token classification use \"strip_symbol\" or \"keep\"",
+            ));
+        }
         if self.min_chars > self.max_chars {
             return Err(ConfigError::invalid(
                 "clean.min_chars",

@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::{Context, Result};
 use kiln_config::{CleanConfig, ConflictPolicy};
-use kiln_core::{FileHash, Manifest, Progress, Split, StagedOutput};
-use kiln_text::clean::{Cleaner, Rule};
+use kiln_core::{FileHash, Manifest, Progress, Split, StagedOutput, Task};
+use kiln_text::clean::{CleanedWord, Cleaner, Rule, WordCleaner};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::schema::TextTable;
+use crate::schema::{TaggedTable, TextTable};
 
 /// The manifest, written last.
 pub const MANIFEST: &str = kiln_core::stages::CLEAN_DONE;
@@ -32,8 +32,11 @@ pub struct SplitCleanReport {
     pub rows_in: usize,
     pub rows_out: usize,
     pub dropped: DropCounts,
-    /// Texts changed by each rule, by its config key.
+    /// Texts (words, for token classification) changed by each rule, by its config key.
     pub changed_by_rule: BTreeMap<&'static str, usize>,
+    /// Token classification: what word-by-word cleaning did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub words: Option<WordCounts>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,12 +82,26 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
         tracing::debug!("read and cleaned {} in {:?}", path.display(), started.elapsed());
     }
 
-    if config.drop_leaks {
-        drop_leaks(&mut frames, &mut report);
+    filter_across_splits(&mut frames, config, &mut report);
+    for (split, frame) in &mut frames {
+        report.splits.entry(*split).or_default().rows_out = frame.len();
+        frame.write(&mut staged, &split.file_name())?;
     }
-    let conflicting = find_conflicts(&frames, &mut report.conflicts);
+    let mut manifest = Manifest::new("clean", config, &report);
+    manifest.inputs = inputs;
+    manifest.outputs = staged.hashes()?;
+    staged.commit(MANIFEST, &manifest)?;
+    Ok(report)
+}
+
+/// Leaks from train into validation and test, and texts with conflicting labels.
+fn filter_across_splits(frames: &mut [(Split, TextTable)], config: &CleanConfig, report: &mut CleanReport) {
+    if config.drop_leaks {
+        drop_leaks(frames, report);
+    }
+    let conflicting = find_conflicts(frames, &mut report.conflicts);
     if config.conflicts == ConflictPolicy::Drop && !conflicting.is_empty() {
-        for (split, frame) in &mut frames {
+        for (split, frame) in frames.iter_mut() {
             let keep: Vec<bool> = frame.texts.iter().map(|text| !conflicting.contains(text)).collect();
             report.splits.entry(*split).or_default().dropped.conflict = frame.retain(&keep);
         }
@@ -100,16 +117,104 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
             }
         );
     }
+}
 
-    for (split, frame) in &mut frames {
-        report.splits.entry(*split).or_default().rows_out = frame.len();
-        frame.write(&mut staged, &split.file_name())?;
+/// Token classification: the rules word by word ([`WordCleaner`]: no word is
+/// merged, split or moved, so every tag stays on its word), then the filters
+/// texts get, on each sentence's words joined by spaces and its tags: empty,
+/// too short or long, duplicates, leaks across splits, conflicting tags. A word
+/// cleaning empties is dropped with its tag when that is `O`, and kept as it
+/// was inside an entity.
+pub fn run_tagged(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
+    config.validate_for(Task::TokenClassification)?;
+    let mut staged = StagedOutput::new(&config.output_dir)?;
+    let cleaner = WordCleaner::new(config);
+    let mut report = CleanReport::default();
+    let (mut inputs, mut tagged, mut views) = (Vec::new(), Vec::new(), Vec::new());
+    for split in Split::ALL {
+        let path = split.path_in(&config.input_dir);
+        let mut table = TaggedTable::read(&path, "ingest")?;
+        inputs.push(FileHash::of(&path)?);
+        let bar = progress.rows(table.len() as u64, split.name());
+        let mut split_report = SplitCleanReport { rows_in: table.len(), ..Default::default() };
+        let mut counts = WordCounts::default();
+        for (words, tags) in table.tokens.iter_mut().zip(table.tags.iter_mut()) {
+            clean_sentence(&cleaner, words, tags, &mut counts);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        for rule in Rule::ALL {
+            split_report.changed_by_rule.insert(rule.key(), counts.changed_by_rule[rule as usize]);
+        }
+        split_report.words = Some(counts);
+        // Sentences as texts (words joined, tags joined) for the filters texts get.
+        let mut view = TextTable {
+            ids: table.ids.clone(),
+            texts: table.tokens.iter().map(|w| w.join(" ")).collect(),
+            labels: table.tags.iter().map(|t| t.join(" ")).collect(),
+        };
+        filter_rows(&mut view, config, &mut split_report);
+        report.splits.insert(split, split_report);
+        tagged.push(table);
+        views.push((split, view));
+    }
+    filter_across_splits(&mut views, config, &mut report);
+    for (mut table, (split, view)) in tagged.into_iter().zip(views) {
+        let kept: HashSet<&String> = view.ids.iter().collect();
+        let keep: Vec<bool> = table.ids.iter().map(|id| kept.contains(id)).collect();
+        table.retain(&keep);
+        report.splits.entry(split).or_default().rows_out = table.len();
+        table.write(&mut staged, &split.file_name())?;
     }
     let mut manifest = Manifest::new("clean", config, &report);
     manifest.inputs = inputs;
     manifest.outputs = staged.hashes()?;
     staged.commit(MANIFEST, &manifest)?;
     Ok(report)
+}
+
+/// What word-by-word cleaning did in a split.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WordCounts {
+    pub words_in: usize,
+    /// Emptied by cleaning and tagged `O`: dropped with the tag.
+    pub dropped: usize,
+    /// Emptied by cleaning inside an entity: kept as they were.
+    pub kept_uncleaned: usize,
+    #[serde(skip)]
+    changed_by_rule: [usize; Rule::ALL.len()],
+}
+
+fn clean_sentence(cleaner: &WordCleaner, words: &mut Vec<String>, tags: &mut Vec<String>, counts: &mut WordCounts) {
+    counts.words_in += words.len();
+    let mut keep = Vec::with_capacity(words.len());
+    for (word, tag) in words.iter_mut().zip(tags.iter()) {
+        match cleaner.clean_word(word) {
+            CleanedWord::Word(cleaned, changed) => {
+                for rule in Rule::ALL {
+                    counts.changed_by_rule[rule as usize] += usize::from(changed & rule.bit() != 0);
+                }
+                if let std::borrow::Cow::Owned(cleaned) = cleaned {
+                    *word = cleaned;
+                } else if cleaned != word.as_str() {
+                    *word = cleaned.into_owned();
+                }
+                keep.push(true);
+            }
+            CleanedWord::Emptied if tag == "O" => {
+                counts.dropped += 1;
+                keep.push(false);
+            }
+            CleanedWord::Emptied => {
+                counts.kept_uncleaned += 1;
+                keep.push(true);
+            }
+        }
+    }
+    let mut flags = keep.iter();
+    words.retain(|_| *flags.next().unwrap_or(&true));
+    let mut flags = keep.iter();
+    tags.retain(|_| *flags.next().unwrap_or(&true));
 }
 
 /// Applies the text rules and the length limits, then drops duplicates.
@@ -146,8 +251,15 @@ fn clean_table(
         let count = cleaned.iter().filter(|(_, changed)| changed & rule.bit() != 0).count();
         report.changed_by_rule.insert(rule.key(), count);
     }
-    let mut keep = Vec::with_capacity(cleaned.len());
-    for (text, _) in &cleaned {
+    table.texts = cleaned.into_iter().map(|(text, _)| text).collect();
+    filter_rows(&mut table, config, &mut report);
+    Ok((table, report))
+}
+
+/// Drops empty, too short and too long texts, then duplicates (same text and label).
+fn filter_rows(table: &mut TextTable, config: &CleanConfig, report: &mut SplitCleanReport) {
+    let mut keep = Vec::with_capacity(table.len());
+    for text in &table.texts {
         let chars = if text.is_ascii() { text.len() } else { text.chars().count() };
         let verdict = if chars == 0 {
             report.dropped.empty += 1;
@@ -163,7 +275,6 @@ fn clean_table(
         };
         keep.push(verdict);
     }
-    table.texts = cleaned.into_iter().map(|(text, _)| text).collect();
     table.retain(&keep);
     if config.dedup {
         // The first of each (text, label) pair stays.
@@ -171,7 +282,6 @@ fn clean_table(
         let first: Vec<bool> = table.texts.iter().zip(&table.labels).map(|pair| seen.insert(pair)).collect();
         report.dropped.duplicate = table.retain(&first);
     }
-    Ok((table, report))
 }
 
 /// Removes validation rows whose text is in train, and test rows whose text is
@@ -307,6 +417,66 @@ mod tests {
         let report = run(&dropping, &Progress::hidden()).expect("cleans");
         assert_eq!(report.splits[&Split::Train].dropped.conflict, 2);
         assert_eq!(texts(&read_split(&config.output_dir, Split::Train).expect("train")), ["good film", "bad film"]);
+    }
+
+    fn sentence(words: &str, tags: &str) -> (Vec<String>, Vec<String>) {
+        let split = |text: &str| text.split(' ').map(str::to_owned).collect();
+        (split(words), split(tags))
+    }
+
+    fn tagged(sentences: &[(Vec<String>, Vec<String>)], prefix: &str) -> TaggedTable {
+        TaggedTable {
+            ids: (0..sentences.len()).map(|i| format!("{prefix}-{i}")).collect(),
+            tokens: sentences.iter().map(|s| s.0.clone()).collect(),
+            tags: sentences.iter().map(|s| s.1.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn tagged_sentences_are_cleaned_word_by_word_and_tags_stay_on_their_words() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raw = dir.path().join("raw");
+        let train = [
+            sentence("@paulwalk loves https://t.co/x New <br> York <br>", "O O O B-location I-location I-location O"),
+            sentence("#Apple sells AT&amp;T <br>", "B-corporation O B-corporation O"),
+            sentence("@paulwalk loves https://t.co/x New <br> York <br>", "O O O B-location I-location I-location O"),
+            sentence("Paris", "B-location"),
+            sentence("Paris", "B-person"),
+        ];
+        let mut staged = StagedOutput::new(&raw).expect("staged");
+        let splits = [
+            tagged(&train, "train"),
+            tagged(&[sentence("hello there", "O O"), sentence("Paris", "B-location")], "validation"),
+            tagged(&[sentence("bye", "O")], "test"),
+        ];
+        for (split, table) in Split::ALL.into_iter().zip(&splits) {
+            table.write(&mut staged, &split.file_name()).expect("write");
+        }
+        staged.commit("done.json", &Manifest::new("test", &(), &())).expect("commit");
+        let config = CleanConfig { input_dir: raw, output_dir: dir.path().join("interim"), ..CleanConfig::default() };
+        let report = run_tagged(&config, &Progress::hidden()).expect("cleans");
+
+        let train = TaggedTable::read(&Split::Train.path_in(&config.output_dir), "clean").expect("train");
+        assert_eq!(train.ids, ["train-0", "train-1", "train-3", "train-4"], "the duplicate went");
+        // The link and mention are placeholders; "<br>" inside the location
+        // entity stays as it was, and the one tagged O at the end goes with its tag.
+        assert_eq!(train.tokens[0], ["@user", "loves", "http", "New", "<br>", "York"]);
+        assert_eq!(train.tags[0], ["O", "O", "O", "B-location", "I-location", "I-location"]);
+        assert_eq!(train.tokens[1], ["Apple", "sells", "AT&T"]);
+        assert_eq!(train.tags[1], ["B-corporation", "O", "B-corporation"]);
+        let words = report.splits[&Split::Train].words.as_ref().expect("word counts");
+        assert_eq!((words.words_in, words.dropped, words.kept_uncleaned), (20, 3, 2));
+        assert_eq!(report.splits[&Split::Train].changed_by_rule["strip_mentions"], 2);
+        assert_eq!(report.splits[&Split::Train].dropped.duplicate, 1);
+        let validation = TaggedTable::read(&Split::Validation.path_in(&config.output_dir), "clean").expect("validation");
+        assert_eq!(validation.ids, ["validation-0"], "\"Paris\" leaked from train");
+        assert_eq!(report.conflicts.texts, 1, "\"Paris\" is a location and a person");
+
+        let removing = CleanConfig { hashtags: kiln_config::HashtagMode::Remove, ..config.clone() };
+        let error = run_tagged(&removing, &Progress::hidden()).expect_err("remove would delete words");
+        assert!(error.to_string().contains("clean.hashtags"), "{error}");
+        let text = run(&config, &Progress::hidden()).expect_err("a tagged table is not a text table");
+        assert!(format!("{text:#}").contains("missing column 'text'"), "{text:#}");
     }
 
     #[test]

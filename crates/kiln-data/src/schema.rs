@@ -158,6 +158,18 @@ impl TaggedTable {
         self.tokens.is_empty()
     }
 
+    /// Keeps the rows whose `keep` is true, in order; returns how many went.
+    pub fn retain(&mut self, keep: &[bool]) -> usize {
+        let before = self.len();
+        let mut flags = keep.iter();
+        self.ids.retain(|_| flags.next().copied().unwrap_or(false));
+        let mut flags = keep.iter();
+        self.tokens.retain(|_| flags.next().copied().unwrap_or(false));
+        let mut flags = keep.iter();
+        self.tags.retain(|_| flags.next().copied().unwrap_or(false));
+        before - self.len()
+    }
+
     pub fn read(path: &Path, made_by: &str) -> Result<Self> {
         let batch = read_parquet(path, made_by)?;
         validate(&batch, path, &TAGGED_TABLE)?;

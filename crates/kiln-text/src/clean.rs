@@ -194,6 +194,57 @@ impl Cleaner {
     }
 }
 
+/// What cleaning did to one word (token classification).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CleanedWord<'a> {
+    /// The word, cleaned, and a bit per [`Rule`] that changed it.
+    Word(Cow<'a, str>, u16),
+    /// Cleaning left nothing of it (`<br>`, a lone zero-width space).
+    Emptied,
+}
+
+/// The placeholder a whole-word link becomes (as Twitter models are trained).
+pub const URL_PLACEHOLDER: &str = "http";
+/// The placeholder a whole-word @mention becomes.
+pub const MENTION_PLACEHOLDER: &str = "@user";
+
+/// The text rules one word at a time, for token classification, where a rule
+/// must never merge, split or drop words (their tags would shift). Rules that
+/// remove text inside a sentence instead replace a whole word: a link becomes
+/// [`URL_PLACEHOLDER`], an @mention [`MENTION_PLACEHOLDER`]; `#tag` loses its
+/// `#` with `hashtags = "strip_symbol"` (`"remove"` is refused for this task).
+/// Normalisation, HTML, control characters, lowercasing and whitespace work
+/// inside the word as they do on a text.
+#[derive(Debug, Clone)]
+pub struct WordCleaner {
+    within: Cleaner,
+    url: Option<Regex>,
+    mention: Option<Regex>,
+}
+
+impl WordCleaner {
+    pub fn new(config: &CleanConfig) -> Self {
+        let compile = |pattern: &str| Regex::new(pattern).expect("kiln's cleaning patterns are valid. This is a bug.");
+        let within = CleanConfig { strip_urls: false, strip_mentions: false, ..config.clone() };
+        Self {
+            within: Cleaner::new(&within),
+            url: config.strip_urls.then(|| compile(r"(?i)^(?:https?://|www\.)\S+$")),
+            mention: config.strip_mentions.then(|| compile(r"^@\w+$")),
+        }
+    }
+
+    pub fn clean_word<'a>(&self, word: &'a str) -> CleanedWord<'a> {
+        if self.url.as_ref().is_some_and(|url| url.is_match(word)) {
+            return CleanedWord::Word(Cow::Borrowed(URL_PLACEHOLDER), Rule::StripUrls.bit());
+        }
+        if self.mention.as_ref().is_some_and(|mention| mention.is_match(word)) {
+            return CleanedWord::Word(Cow::Borrowed(MENTION_PLACEHOLDER), Rule::StripMentions.bit());
+        }
+        let (cleaned, changed) = self.within.clean_counted(word);
+        if cleaned.trim().is_empty() { CleanedWord::Emptied } else { CleanedWord::Word(cleaned, changed) }
+    }
+}
+
 /// The same cleaning as [`Cleaner`] for `config`, as a Python function
 /// `kiln_clean(text)`: what a transformers user of an export must apply to get
 /// kiln's predictions (the export's model card carries it, and the round-trip
@@ -315,6 +366,24 @@ mod tests {
         let (clean, changed) = cleaner(|_| {}).clean_counted(text);
         assert_eq!(changed & !rule.bit() & !Rule::CollapseWhitespace.bit(), 0, "only {rule:?} fires on {text:?}");
         (clean.into_owned(), changed)
+    }
+
+    #[test]
+    fn words_are_cleaned_alone_and_links_and_mentions_become_placeholders() {
+        let words = WordCleaner::new(&CleanConfig { lowercase: true, ..CleanConfig::default() });
+        let word = |w: &str| match words.clean_word(w) {
+            CleanedWord::Word(text, _) => Some(text.into_owned()),
+            CleanedWord::Emptied => None,
+        };
+        assert_eq!(word("https://t.co/x1").as_deref(), Some(URL_PLACEHOLDER));
+        assert_eq!(word("@paulwalk").as_deref(), Some(MENTION_PLACEHOLDER));
+        assert_eq!(word("#Apple").as_deref(), Some("apple"));
+        assert_eq!(word("Caf\u{65}\u{301}").as_deref(), Some("caf\u{e9}"));
+        assert_eq!(word("AT&amp;T").as_deref(), Some("at&t"));
+        assert_eq!(word("me@home.org").as_deref(), Some("me@home.org"), "an e-mail is no mention");
+        assert_eq!(word("<br/>"), None);
+        assert_eq!(word("\u{200b}"), None);
+        assert!(matches!(words.clean_word("@x"), CleanedWord::Word(_, bits) if bits == Rule::StripMentions.bit()));
     }
 
     #[test]

@@ -23,7 +23,10 @@ fn main() -> ExitCode {
         &common,
         |config| settings.apply(&mut config.clean),
         |config, progress| {
-            let report = kiln_data::clean::run(&config.clean, &progress)?;
+            let report = match config.task {
+                kiln_core::Task::SequenceClassification => kiln_data::clean::run(&config.clean, &progress)?,
+                kiln_core::Task::TokenClassification => kiln_data::clean::run_tagged(&config.clean, &progress)?,
+            };
             for (split, s) in &report.splits {
                 let d = &s.dropped;
                 tracing::info!(
