@@ -9,9 +9,9 @@ use clap::Args;
 
 use crate::{
     ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, FailOn, GateConfig, HashtagMode, IngestConfig,
-    InputFormat, InvalidTags, LogText, Metric, MonitorConfig, NewLabelPolicy, PredictConfig, ProfileConfig,
-    RegistryConfig, RetrainConfig, ServeConfig, Split, TagScheme, TokenTypeIds, TokenizeConfig, TrackConfig,
-    TrainConfig, UnicodeNormalization, UnknownLabelPolicy, WindowKind,
+    InputFormat, InvalidTags, LogText, LongSentences, Metric, MonitorConfig, NewLabelPolicy, PredictConfig,
+    ProfileConfig, RegistryConfig, RetrainConfig, ServeConfig, Split, TagScheme, TokenTypeIds, TokenizeConfig,
+    TrackConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy, WindowKind,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -180,12 +180,22 @@ pub struct TokenizeArgs {
     /// Validation/test labels never seen in train: error, or drop the rows [default: error].
     #[arg(long, value_enum)]
     pub unknown_labels: Option<UnknownLabelPolicy>,
+    /// Token classification: label every sub-word of a word, not just the first [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub label_all_tokens: Option<bool>,
+    /// Token classification: sentences over max_length become overlapping windows, or are truncated [default: window].
+    #[arg(long, value_enum)]
+    pub long_sentences: Option<LongSentences>,
+    /// Token classification: sub-words a window shares with the one before, at most [default: 32].
+    #[arg(long, value_name = "N")]
+    pub window_overlap: Option<usize>,
 }
 
 impl TokenizeArgs {
     pub fn apply(self, config: &mut TokenizeConfig) {
         apply_overrides!(self, config,
-            [input_dir, output_dir, model_dir, max_length, token_type_ids, unknown_labels],
+            [input_dir, output_dir, model_dir, max_length, token_type_ids, unknown_labels, label_all_tokens,
+             long_sentences, window_overlap],
             optional []);
     }
 }

@@ -420,6 +420,25 @@ pub struct TokenizeConfig {
     pub max_length: usize,
     pub token_type_ids: TokenTypeIds,
     pub unknown_labels: UnknownLabelPolicy,
+    /// Token classification: sub-words after a word's first get its label too
+    /// (`B-` turned into `I-`), not ignored by the loss (transformers' `label_all_tokens`).
+    pub label_all_tokens: bool,
+    /// Token classification: a sentence longer than `max_length` is split into
+    /// overlapping windows of whole words, or truncated (its cut words counted).
+    pub long_sentences: LongSentences,
+    /// Token classification: sub-words a window shares with the one before, at most.
+    pub window_overlap: usize,
+}
+
+/// What `tokenize` does with a sentence longer than `max_length` (token classification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LongSentences {
+    /// Overlapping windows of whole words, each labelled; eval reads each word from one.
+    #[default]
+    Window,
+    /// Cut at `max_length`; the words cut off are counted in the report.
+    Truncate,
 }
 
 impl Default for TokenizeConfig {
@@ -431,16 +450,34 @@ impl Default for TokenizeConfig {
             max_length: 128,
             token_type_ids: TokenTypeIds::Auto,
             unknown_labels: UnknownLabelPolicy::Error,
+            label_all_tokens: false,
+            long_sentences: LongSentences::Window,
+            window_overlap: 32,
         }
     }
 }
 
 impl TokenizeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_for(Task::SequenceClassification)
+    }
+
+    /// As [`Self::validate`], and the window settings when `task` uses them.
+    pub fn validate_for(&self, task: Task) -> Result<(), ConfigError> {
         if self.max_length < 2 {
             return Err(ConfigError::invalid(
                 "tokenize.max_length",
                 format!("must leave room for [CLS] and [SEP] (at least 2), got {}", self.max_length),
+            ));
+        }
+        let windows = task == Task::TokenClassification && self.long_sentences == LongSentences::Window;
+        if windows && self.window_overlap * 2 > self.max_length {
+            return Err(ConfigError::invalid(
+                "tokenize.window_overlap",
+                format!(
+                    "{} is more than half of max_length {}: windows would barely move",
+                    self.window_overlap, self.max_length
+                ),
             ));
         }
         Ok(())

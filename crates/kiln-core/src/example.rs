@@ -20,3 +20,28 @@ impl Example {
         self.input_ids.is_empty()
     }
 }
+
+/// One window of a tagged sentence (token classification), as `tokenize`
+/// writes it to `data/processed/{split}.parquet` and `train` and `eval` read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaggedExample {
+    /// The sentence's id; a long sentence has several windows.
+    pub id: String,
+    pub window: u32,
+    pub input_ids: Vec<u32>,
+    pub token_type_ids: Option<Vec<u8>>,
+    /// Per sub-word: the label id the loss sees, or -100 (ignored).
+    pub labels: Vec<i32>,
+    /// Per sub-word: the sentence's word it belongs to, or -1 (special token).
+    pub word_ids: Vec<i32>,
+}
+
+impl TaggedExample {
+    pub fn len(&self) -> usize {
+        self.input_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.input_ids.is_empty()
+    }
+}

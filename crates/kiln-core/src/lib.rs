@@ -19,7 +19,7 @@ pub mod stages;
 pub mod task;
 
 pub use error::Bug;
-pub use example::Example;
+pub use example::{Example, TaggedExample};
 pub use labels::LabelMap;
 pub use metrics::{EvalMetrics, Metric};
 pub use model_folder::ModelFolder;

@@ -468,7 +468,8 @@ mod tests {
         assert_eq!((words.words_in, words.dropped, words.kept_uncleaned), (20, 3, 2));
         assert_eq!(report.splits[&Split::Train].changed_by_rule["strip_mentions"], 2);
         assert_eq!(report.splits[&Split::Train].dropped.duplicate, 1);
-        let validation = TaggedTable::read(&Split::Validation.path_in(&config.output_dir), "clean").expect("validation");
+        let validation =
+            TaggedTable::read(&Split::Validation.path_in(&config.output_dir), "clean").expect("validation");
         assert_eq!(validation.ids, ["validation-0"], "\"Paris\" leaked from train");
         assert_eq!(report.conflicts.texts, 1, "\"Paris\" is a location and a person");
 

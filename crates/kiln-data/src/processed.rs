@@ -4,9 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use arrow_array::types::{UInt8Type, UInt32Type};
+use arrow_array::types::{Int32Type, UInt8Type, UInt32Type};
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
-use kiln_core::{Example, LabelMap};
+use kiln_core::{Example, LabelMap, TaggedExample};
 
 use crate::parquet::{batch, read_parquet};
 use crate::schema;
@@ -72,6 +72,66 @@ pub fn examples_from_batch(frame: &RecordBatch, path: &Path) -> Result<Vec<Examp
         }
         let token_type_ids = types.as_mut().and_then(Iterator::next).map(|t| t.into_iter().map(|v| v as u8).collect());
         examples.push(Example { id, input_ids: tokens, token_type_ids, label_id });
+    }
+    Ok(examples)
+}
+
+/// The processed table of tagged `examples` (token classification).
+pub fn tagged_examples_batch(examples: &[TaggedExample], with_token_types: bool) -> Result<RecordBatch> {
+    let ids = examples.iter().map(|e| e.id.as_str());
+    let mut columns = vec![
+        (schema::ID, Arc::new(StringArray::from_iter_values(ids)) as ArrayRef),
+        (schema::WINDOW, Arc::new(UInt32Array::from_iter_values(examples.iter().map(|e| e.window))) as ArrayRef),
+        (schema::INPUT_IDS, schema::list_column::<UInt32Type>(examples.iter().map(|e| e.input_ids.as_slice()))),
+    ];
+    if with_token_types {
+        let types = examples.iter().map(|e| e.token_type_ids.as_deref().unwrap_or_default());
+        columns.push((schema::TOKEN_TYPE_IDS, schema::list_column::<UInt8Type>(types)));
+    }
+    let lengths = examples.iter().map(|e| e.input_ids.len() as u32);
+    columns.push((schema::LENGTH, Arc::new(UInt32Array::from_iter_values(lengths))));
+    columns.push((schema::LABELS, schema::list_column::<Int32Type>(examples.iter().map(|e| e.labels.as_slice()))));
+    columns.push((schema::WORD_IDS, schema::list_column::<Int32Type>(examples.iter().map(|e| e.word_ids.as_slice()))));
+    batch(columns)
+}
+
+/// Reads and checks a processed split of token classification: every list
+/// of a row as long as its `input_ids`, and every label inside `labels`.
+pub fn read_tagged_examples(path: &Path, labels: &LabelMap) -> Result<Vec<TaggedExample>> {
+    let frame = read_parquet(path, "tokenize")?;
+    let with_types = frame.column_by_name(schema::TOKEN_TYPE_IDS).is_some();
+    schema::validate(&frame, path, &schema::tagged_processed_table(with_types))?;
+    let malformed = || format!("{} does not have the tagged processed table's layout", path.display());
+    let ids = schema::strings(&frame, schema::ID, path)?;
+    let windows = schema::u32s(&frame, schema::WINDOW).with_context(malformed)?;
+    let input_ids = schema::lists(&frame, schema::INPUT_IDS).with_context(malformed)?;
+    let label_lists = schema::int_lists(&frame, schema::LABELS).with_context(malformed)?;
+    let word_ids = schema::int_lists(&frame, schema::WORD_IDS).with_context(malformed)?;
+    let mut types = match with_types {
+        true => Some(schema::lists(&frame, schema::TOKEN_TYPE_IDS).with_context(malformed)?.into_iter()),
+        false => None,
+    };
+    let rows = ids.into_iter().zip(windows).zip(input_ids).zip(label_lists).zip(word_ids);
+    let mut examples = Vec::with_capacity(frame.num_rows());
+    for (row, ((((id, window), input_ids), row_labels), word_ids)) in rows.enumerate() {
+        let token_type_ids = types.as_mut().and_then(Iterator::next).map(|t| t.into_iter().map(|v| v as u8).collect());
+        let lengths = [Some(row_labels.len()), Some(word_ids.len()), token_type_ids.as_ref().map(Vec::len)];
+        if input_ids.is_empty() || lengths.iter().flatten().any(|&n| n != input_ids.len()) {
+            bail!(
+                "{}: row {} ({id}): input_ids, labels, word_ids and token_type_ids differ in length",
+                path.display(),
+                row + 1
+            );
+        }
+        if let Some(bad) = row_labels.iter().find(|&&l| l != -100 && (l < 0 || l as usize >= labels.len())) {
+            bail!(
+                "{}: row {} ({id}) has label {bad}, but labels.json lists {} tags: it does not belong to this data (rerun `tokenize`)",
+                path.display(),
+                row + 1,
+                labels.len()
+            );
+        }
+        examples.push(TaggedExample { id, window, input_ids, token_type_ids, labels: row_labels, word_ids });
     }
     Ok(examples)
 }

@@ -12,6 +12,7 @@
 //! |-------------------------|----------------------------------------------------------------|
 //! | `data/raw/*.parquet`    | id: str, tokens: list<str>, tags: list<str> (IOB2, one per word) |
 //! | `data/interim/*.parquet`| id: str, tokens: list<str>, tags: list<str>                    |
+//! | `data/processed/*.parquet` | id: str, window: u32, input_ids: list<u32>, [token_type_ids: list<u8>], length: u32, labels: list<i32> (-100: ignored), word_ids: list<i32> (-1: special) |
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +36,9 @@ pub const LENGTH: &str = "length";
 pub const LABEL_ID: &str = "label_id";
 pub const TOKENS: &str = "tokens";
 pub const TAGS: &str = "tags";
+pub const WINDOW: &str = "window";
+pub const LABELS: &str = "labels";
+pub const WORD_IDS: &str = "word_ids";
 
 /// The column types kiln's tables use. Strings and lists are accepted in any
 /// of Arrow's layouts (a file written by pandas or polars uses other ones).
@@ -44,6 +48,7 @@ pub enum ColumnType {
     U32,
     ListU32,
     ListU8,
+    ListI32,
     ListStr,
 }
 
@@ -54,6 +59,7 @@ impl ColumnType {
             Self::U32 => "u32",
             Self::ListU32 => "list<u32>",
             Self::ListU8 => "list<u8>",
+            Self::ListI32 => "list<i32>",
             Self::ListStr => "list<str>",
         }
     }
@@ -68,6 +74,7 @@ impl ColumnType {
             Self::U32 => found == &DataType::UInt32,
             Self::ListU32 => list_of(&DataType::UInt32),
             Self::ListU8 => list_of(&DataType::UInt8),
+            Self::ListI32 => list_of(&DataType::Int32),
             Self::ListStr => list_of(&DataType::Utf8) || list_of(&DataType::LargeUtf8) || list_of(&DataType::Utf8View),
         }
     }
@@ -84,6 +91,16 @@ pub fn processed_table(with_token_types: bool) -> Vec<(&'static str, ColumnType)
         columns.push((TOKEN_TYPE_IDS, ColumnType::ListU8));
     }
     columns.extend([(LENGTH, ColumnType::U32), (LABEL_ID, ColumnType::U32)]);
+    columns
+}
+
+/// Columns of the processed tables of token classification.
+pub fn tagged_processed_table(with_token_types: bool) -> Vec<(&'static str, ColumnType)> {
+    let mut columns = vec![(ID, ColumnType::Str), (WINDOW, ColumnType::U32), (INPUT_IDS, ColumnType::ListU32)];
+    if with_token_types {
+        columns.push((TOKEN_TYPE_IDS, ColumnType::ListU8));
+    }
+    columns.extend([(LENGTH, ColumnType::U32), (LABELS, ColumnType::ListI32), (WORD_IDS, ColumnType::ListI32)]);
     columns
 }
 
@@ -243,6 +260,13 @@ pub fn lists(batch: &RecordBatch, column: &str) -> Option<Vec<Vec<u32>>> {
     let list = arrow_cast::cast(array, &DataType::new_list(DataType::UInt32, true)).ok()?;
     let list = list.as_list::<i32>();
     let values = list.values().as_primitive_opt::<UInt32Type>()?.values();
+    Some(list.offsets().windows(2).map(|ends| values[ends[0] as usize..ends[1] as usize].to_vec()).collect())
+}
+
+/// A `list<i32>` column's rows.
+pub fn int_lists(batch: &RecordBatch, column: &str) -> Option<Vec<Vec<i32>>> {
+    let list = batch.column_by_name(column)?.as_list_opt::<i32>()?;
+    let values = list.values().as_primitive_opt::<arrow_array::types::Int32Type>()?.values();
     Some(list.offsets().windows(2).map(|ends| values[ends[0] as usize..ends[1] as usize].to_vec()).collect())
 }
 

@@ -1,10 +1,11 @@
 //! `tokenize`: cleaned text in, token ids out, plus `labels.json`, the label
-//! list every later stage shares.
+//! list every later stage shares. For token classification, words in and
+//! windows of sub-words out, each with its labels and word ids ([`run_tagged`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use kiln_config::{TokenTypeIds, TokenizeConfig, UnknownLabelPolicy};
 use kiln_text::load_tokenizer;
 use serde::Serialize;
@@ -12,11 +13,13 @@ use tokenizers::{Encoding, Tokenizer};
 
 use kiln_core::model_folder::LABELS;
 use kiln_core::profile::LengthStats;
-use kiln_core::{Example, FileHash, LabelMap, Manifest, ModelFolder, Progress, Split, StagedOutput};
+use kiln_core::{Example, FileHash, LabelMap, Manifest, ModelFolder, Progress, Split, StagedOutput, TaggedExample};
+use kiln_text::align::Aligner;
+use rayon::prelude::*;
 
 use crate::parquet::write_parquet;
-use crate::processed::examples_batch;
-use crate::schema::{TextTable, read_split};
+use crate::processed::{examples_batch, tagged_examples_batch};
+use crate::schema::{TaggedTable, TextTable, read_split};
 
 /// The manifest, written last.
 pub const MANIFEST: &str = kiln_core::stages::TOKENIZE_DONE;
@@ -41,6 +44,27 @@ pub struct TokenizeReport {
     pub token_type_ids: bool,
     pub labels: usize,
     pub splits: BTreeMap<Split, SplitTokenReport>,
+    /// Token classification: words, windows and what did not fit, per split.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub words: BTreeMap<Split, SplitWordReport>,
+}
+
+/// What alignment did to a split's sentences (token classification).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SplitWordReport {
+    pub sentences: usize,
+    pub words: usize,
+    /// Sentences longer than `max_length`, split into windows (or truncated).
+    pub long_sentences: usize,
+    /// Windows written (rows of the processed table).
+    pub windows: usize,
+    /// Words cut off by truncation (`long_sentences = "truncate"`): no label, no prediction.
+    pub words_cut: usize,
+    /// Words the tokenizer makes no sub-word of: no label, predicted `O`.
+    pub empty_words: usize,
+    /// Words that hold the tokenizer's unknown token.
+    pub unknown_words: usize,
+    pub unknown_word_rate: f64,
 }
 
 pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeReport> {
@@ -66,7 +90,7 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
         max_length: config.max_length,
         token_type_ids: with_token_types,
         labels: labels.len(),
-        splits: BTreeMap::new(),
+        ..TokenizeReport::default()
     };
     let mut inputs = vec![FileHash::of(&config.model_dir.join("tokenizer.json"))?];
     for (split, frame) in frames {
@@ -87,6 +111,142 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
     manifest.outputs = staged.hashes()?;
     staged.commit(MANIFEST, &manifest)?;
     Ok(report)
+}
+
+/// Token classification: each sentence's words to windows of sub-words with
+/// their labels (the first sub-word of a word, or all with `label_all_tokens`)
+/// and word ids, and `labels.json`: `B-` and `I-` of each entity type in the
+/// training split, and `O`.
+pub fn run_tagged(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeReport> {
+    config.validate_for(kiln_core::Task::TokenClassification)?;
+    let tokenizer = load_tokenizer(&config.model_dir, config.max_length)?;
+    let with_token_types = match config.token_type_ids {
+        TokenTypeIds::Auto => ModelFolder::open(&config.model_dir)?.takes_token_types(),
+        TokenTypeIds::Include => true,
+        TokenTypeIds::Omit => false,
+    };
+    let mut staged = StagedOutput::new(&config.output_dir)?;
+    let tables = Split::ALL
+        .iter()
+        .map(|&split| TaggedTable::read(&split.path_in(&config.input_dir), "clean").map(|table| (split, table)))
+        .collect::<Result<Vec<_>>>()?;
+    // B- and I- of every entity type train has (a type's I- may first show up in test), and O.
+    let kinds: std::collections::BTreeSet<&str> =
+        tables[0].1.tags.iter().flatten().filter_map(|tag| tag.split_once('-').map(|(_, kind)| kind)).collect();
+    let tags: Vec<String> =
+        kinds.iter().flat_map(|kind| [format!("B-{kind}"), format!("I-{kind}")]).chain(["O".to_owned()]).collect();
+    let labels = LabelMap::from_labels(tags.iter().map(String::as_str));
+    if labels.is_empty() {
+        bail!("{} has no sentences: nothing to learn tags from", Split::Train.path_in(&config.input_dir).display());
+    }
+    let aligner = Aligner::new(
+        &tokenizer,
+        &labels,
+        config.max_length,
+        config.long_sentences,
+        config.window_overlap,
+        config.label_all_tokens,
+    )?;
+    let mut report = TokenizeReport {
+        max_length: config.max_length,
+        token_type_ids: with_token_types,
+        labels: labels.len(),
+        ..TokenizeReport::default()
+    };
+    let mut inputs = vec![FileHash::of(&config.model_dir.join("tokenizer.json"))?];
+    for (split, mut table) in tables {
+        let path = split.path_in(&config.input_dir);
+        inputs.push(FileHash::of(&path)?);
+        let tag_ids = tag_ids(&mut table, &labels, split, &path, config.unknown_labels)?;
+        let dropped = tag_ids.dropped;
+        let bar = progress.rows(table.len() as u64, split.name());
+        let aligned = table
+            .tokens
+            .par_iter()
+            .zip(&tag_ids.ids)
+            .map(|(words, ids)| {
+                let aligned = aligner.align(words, Some(ids));
+                bar.inc(1);
+                aligned
+            })
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("tokenizing the {split} split"))?;
+        bar.finish_and_clear();
+        let mut words = SplitWordReport { sentences: table.len(), ..SplitWordReport::default() };
+        let mut examples = Vec::new();
+        for (id, (sentence, sentence_words)) in table.ids.iter().zip(aligned.into_iter().zip(&table.tokens)) {
+            words.words += sentence_words.len();
+            words.long_sentences += usize::from(sentence.windows.len() > 1 || sentence.words_cut > 0);
+            words.words_cut += sentence.words_cut;
+            words.empty_words += sentence.empty_words;
+            words.unknown_words += sentence.unknown_words;
+            for window in sentence.windows {
+                examples.push(TaggedExample {
+                    id: id.clone(),
+                    window: window.index,
+                    token_type_ids: with_token_types.then_some(window.token_type_ids),
+                    input_ids: window.input_ids,
+                    labels: window.labels,
+                    word_ids: window.word_ids,
+                });
+            }
+        }
+        words.windows = examples.len();
+        words.unknown_word_rate = if words.words == 0 { 0.0 } else { words.unknown_words as f64 / words.words as f64 };
+        let lengths: Vec<u32> = examples.iter().map(|e| e.input_ids.len() as u32).collect();
+        report.splits.insert(
+            split,
+            SplitTokenReport {
+                rows: table.len(),
+                truncated: words.long_sentences,
+                truncation_rate: if table.is_empty() { 0.0 } else { words.long_sentences as f64 / table.len() as f64 },
+                dropped_unknown_label: dropped,
+                lengths: LengthStats::of(&lengths),
+            },
+        );
+        report.words.insert(split, words);
+        write_parquet(&mut staged, &split.file_name(), &tagged_examples_batch(&examples, with_token_types)?)?;
+    }
+    staged.write_bytes(LABELS, labels.to_json().as_bytes())?;
+    let mut manifest = Manifest::new("tokenize", config, &report);
+    manifest.inputs = inputs;
+    manifest.outputs = staged.hashes()?;
+    staged.commit(MANIFEST, &manifest)?;
+    Ok(report)
+}
+
+/// Each sentence's tag ids, and how many sentences went for a tag train never has.
+struct TagIds {
+    ids: Vec<Vec<u32>>,
+    dropped: usize,
+}
+
+/// A tag never seen in train is an error naming the sentence, or drops it.
+fn tag_ids(
+    table: &mut TaggedTable,
+    labels: &LabelMap,
+    split: Split,
+    path: &Path,
+    policy: UnknownLabelPolicy,
+) -> Result<TagIds> {
+    let ids: Vec<Option<Vec<u32>>> =
+        table.tags.iter().map(|tags| tags.iter().map(|t| labels.id(t)).collect()).collect();
+    let unknown = ids.iter().filter(|i| i.is_none()).count();
+    if let Some(row) = ids.iter().position(Option::is_none) {
+        if policy == UnknownLabelPolicy::Error {
+            let tag = table.tags[row].iter().find(|t| labels.id(t).is_none()).cloned().unwrap_or_default();
+            bail!(
+                "{}: row {} (id '{}') has the tag '{tag}', which never occurs in train ({unknown} such sentence(s) in \
+                 {split}); fix the data, or set tokenize.unknown_labels = \"drop\"",
+                path.display(),
+                row + 1,
+                table.ids[row],
+            );
+        }
+        tracing::warn!("dropped {unknown} {split} sentence(s) with a tag that never occurs in train");
+        table.retain(&ids.iter().map(Option::is_some).collect::<Vec<_>>());
+    }
+    Ok(TagIds { ids: ids.into_iter().flatten().collect(), dropped: unknown })
 }
 
 /// Each row's label id; a label not seen in train is an error or a dropped row.

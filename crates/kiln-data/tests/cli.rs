@@ -260,25 +260,28 @@ fn stages_without_token_classification_refuse_it_up_front() {
 /// WNUT-17 from `../shared` (kiln's own checkouts; `make test` runs it there).
 #[test]
 #[ignore = "needs ../shared/data/wnut17 (kiln's own checkouts; make test runs it there)"]
-fn wnut17_ingests_as_its_source_counts_it() {
+fn wnut17_ingests_as_its_source_counts_it_and_every_word_keeps_its_tag() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     assert!(repo.join("../shared/data/wnut17/train.conll").exists(), "WNUT-17 is not in ../shared/data");
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("raw");
+    let (raw, interim, processed) = (dir.path().join("raw"), dir.path().join("interim"), dir.path().join("processed"));
     let config = repo.join("configs/wnut17.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_ingest"))
-        .args(["--quiet", "--config"])
-        .arg(&config)
-        .arg("--output-dir")
-        .arg(&out)
-        .current_dir(&repo)
-        .env_remove("KILN_CONFIG")
-        .env_remove("KILN_TASK")
-        .output()
-        .expect("ingest runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stage = |binary: &str, args: &[&std::ffi::OsStr]| {
+        let output = Command::new(binary)
+            .args(["--quiet", "--config"])
+            .arg(&config)
+            .args(args)
+            .current_dir(&repo)
+            .env_remove("KILN_CONFIG")
+            .env_remove("KILN_TASK")
+            .output()
+            .expect("the stage runs");
+        assert!(output.status.success(), "{binary}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    stage(env!("CARGO_BIN_EXE_ingest"), &[os("--output-dir"), raw.as_os_str()]);
     // SOURCE.md: 3,394 / 1,009 / 1,287 sentences; entities = the B- tags of each file.
-    let tables = Split::ALL.map(|s| kiln_data::schema::TaggedTable::read(&s.path_in(&out), "ingest").expect("split"));
+    let tables = Split::ALL.map(|s| kiln_data::schema::TaggedTable::read(&s.path_in(&raw), "ingest").expect("split"));
     assert_eq!(tables.each_ref().map(|t| t.len()), [3394, 1009, 1287]);
     for (table, file) in tables.iter().zip(["train", "dev", "test"]) {
         let source = std::fs::read_to_string(repo.join(format!("../shared/data/wnut17/{file}.conll"))).expect("source");
@@ -290,4 +293,120 @@ fn wnut17_ingests_as_its_source_counts_it() {
             .sum();
         assert_eq!(spans, b_tags, "{file}");
     }
+    stage(env!("CARGO_BIN_EXE_clean"), &[os("--input-dir"), raw.as_os_str(), os("--output-dir"), interim.as_os_str()]);
+    // Short windows, so that many sentences of real text are split.
+    let args = [
+        os("--input-dir"),
+        interim.as_os_str(),
+        os("--output-dir"),
+        processed.as_os_str(),
+        os("--max-length"),
+        os("32"),
+        os("--window-overlap"),
+        os("8"),
+        os("--model-dir"),
+        pretrained().into_os_string().leak(),
+    ];
+    stage(env!("CARGO_BIN_EXE_tokenize"), &args);
+    let labels = kiln_core::LabelMap::load(&processed.join("labels.json")).expect("labels.json");
+    assert_eq!(labels.len(), 13, "B- and I- of six types, and O");
+    for split in Split::ALL {
+        let table = kiln_data::schema::TaggedTable::read(&split.path_in(&interim), "clean").expect("interim");
+        let examples =
+            kiln_data::processed::read_tagged_examples(&split.path_in(&processed), &labels).expect("processed");
+        assert!(examples.len() > table.len(), "{split}: long sentences are windowed");
+        check_words_are_labelled(&examples, &table, &labels);
+    }
+}
+
+fn tagged_table(sentences: &[(&str, &str)]) -> kiln_data::schema::TaggedTable {
+    let split = |text: &str| text.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    kiln_data::schema::TaggedTable {
+        ids: (1..=sentences.len()).map(|i| format!("s{i}")).collect(),
+        tokens: sentences.iter().map(|(words, _)| split(words)).collect(),
+        tags: sentences.iter().map(|(_, tags)| split(tags)).collect(),
+    }
+}
+
+fn write_tagged(dir: &Path, splits: [kiln_data::schema::TaggedTable; 3]) {
+    let mut staged = StagedOutput::new(dir).expect("staged");
+    for (split, table) in Split::ALL.into_iter().zip(splits) {
+        table.write(&mut staged, &split.file_name()).expect("write");
+    }
+    staged.commit("clean_report.json", &Manifest::new("test", &(), &())).expect("commit");
+}
+
+/// Every word with a sub-word is read by exactly one window, whose label at
+/// that sub-word is the word's tag.
+fn check_words_are_labelled(
+    examples: &[kiln_core::TaggedExample],
+    table: &kiln_data::schema::TaggedTable,
+    labels: &kiln_core::LabelMap,
+) {
+    use kiln_text::align::{Window, reading_windows};
+    for (id, (words, tags)) in table.ids.iter().zip(table.tokens.iter().zip(&table.tags)) {
+        let windows: Vec<Window> = examples
+            .iter()
+            .filter(|e| &e.id == id)
+            .map(|e| Window {
+                index: e.window,
+                input_ids: e.input_ids.clone(),
+                token_type_ids: Vec::new(),
+                word_ids: e.word_ids.clone(),
+                labels: e.labels.clone(),
+            })
+            .collect();
+        assert!(!windows.is_empty(), "{id} has windows");
+        for (word, reading) in reading_windows(&windows, words.len()).into_iter().enumerate() {
+            let Some((window, position)) = reading else { continue };
+            let want = labels.id(&tags[word]).expect("a known tag") as i32;
+            assert_eq!(windows[window].labels[position], want, "{id}, word {word} ({})", words[word]);
+        }
+    }
+}
+
+#[test]
+fn tokenize_aligns_tags_to_sub_words_in_windows_and_refuses_unknown_tags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let interim = dir.path().join("interim");
+    let long = "Ada Lovelace wrote notes on the Analytical Engine of Charles Babbage in London in 1843 for Taylor 's Scientific Memoirs";
+    let long_tags =
+        "B-person I-person O O O O B-product I-product O B-person I-person O B-location O O O B-group O O O";
+    let train = tagged_table(&[(long, long_tags), ("Paris rocks", "B-location O")]);
+    write_tagged(
+        &interim,
+        [train.clone(), tagged_table(&[("hello Paris", "O B-location")]), tagged_table(&[("Zurich", "B-location")])],
+    );
+    let model = pretrained();
+    let config = kiln_config::TokenizeConfig {
+        input_dir: interim.clone(),
+        output_dir: dir.path().join("processed"),
+        model_dir: model.clone(),
+        max_length: 12,
+        window_overlap: 4,
+        ..kiln_config::TokenizeConfig::default()
+    };
+    let report = kiln_data::tokenize::run_tagged(&config, &kiln_core::Progress::hidden()).expect("tokenizes");
+    let labels = kiln_core::LabelMap::load(&config.output_dir.join("labels.json")).expect("labels.json");
+    assert_eq!(labels.len(), 9, "B- and I- of train's four types, and O: {:?}", labels.labels());
+    assert!(labels.id("I-location").is_some(), "train has B-location only");
+    let examples = kiln_data::processed::read_tagged_examples(&Split::Train.path_in(&config.output_dir), &labels)
+        .expect("examples");
+    let long_windows = examples.iter().filter(|e| e.id == "s1").count();
+    assert!(long_windows > 2, "the long sentence became {long_windows} windows");
+    assert!(examples.iter().all(|e| e.input_ids.len() <= 12));
+    assert_eq!(report.words[&Split::Train].windows, examples.len());
+    assert_eq!((report.words[&Split::Train].long_sentences, report.words[&Split::Train].words_cut), (1, 0));
+    check_words_are_labelled(&examples, &train, &labels);
+
+    // A tag train never has: an error that names it, or the sentence goes.
+    write_tagged(
+        &interim,
+        [train.clone(), tagged_table(&[("hello Paris", "O B-location")]), tagged_table(&[("Apple", "B-corporation")])],
+    );
+    let error = kiln_data::tokenize::run_tagged(&config, &kiln_core::Progress::hidden()).expect_err("unknown tag");
+    assert!(format!("{error:#}").contains("test.parquet: row 1 (id 's1') has the tag 'B-corporation'"), "{error:#}");
+    let dropping = kiln_config::TokenizeConfig { unknown_labels: kiln_config::UnknownLabelPolicy::Drop, ..config };
+    let report = kiln_data::tokenize::run_tagged(&dropping, &kiln_core::Progress::hidden()).expect("drops");
+    assert_eq!(report.splits[&Split::Test].dropped_unknown_label, 1);
 }

@@ -23,7 +23,21 @@ fn main() -> ExitCode {
         &common,
         |config| settings.apply(&mut config.tokenize),
         |config, progress| {
-            let report = kiln_data::tokenize::run(&config.tokenize, &progress)?;
+            let report = match config.task {
+                kiln_core::Task::SequenceClassification => kiln_data::tokenize::run(&config.tokenize, &progress)?,
+                kiln_core::Task::TokenClassification => kiln_data::tokenize::run_tagged(&config.tokenize, &progress)?,
+            };
+            for (split, w) in &report.words {
+                tracing::info!(
+                    "{split}: {} sentences, {} words in {} windows ({} long sentences, {} words cut, {:.2}% of words unknown)",
+                    w.sentences,
+                    w.words,
+                    w.windows,
+                    w.long_sentences,
+                    w.words_cut,
+                    100.0 * w.unknown_word_rate
+                );
+            }
             for (split, s) in &report.splits {
                 tracing::info!(
                     "{split}: {} rows, p50 {} / p99 {} / max {} tokens, {:.2}% truncated",

@@ -1,0 +1,355 @@
+//! Words to sub-words for token classification, the same in training and
+//! serving: each word's label goes to its first sub-word; the others are
+//! ignored by the loss, or (`label_all_tokens`) get the word's label with `B-`
+//! turned into `I-`, as transformers' token-classification example does. A
+//! sentence longer than `max_length` becomes overlapping windows of whole
+//! words, or is cut at a word boundary (the words cut off are counted).
+
+use anyhow::{Result, anyhow};
+use kiln_config::LongSentences;
+use kiln_core::LabelMap;
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
+
+/// The label of a sub-word the loss skips (PyTorch's `ignore_index`).
+pub const IGNORED: i32 = -100;
+/// The word id of a special token (`[CLS]`, `[SEP]`, `<s>`).
+pub const NO_WORD: i32 = -1;
+
+/// One encoded window of a sentence (most sentences are one window).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// The window's place in its sentence, from 0.
+    pub index: u32,
+    pub input_ids: Vec<u32>,
+    pub token_type_ids: Vec<u8>,
+    /// Per sub-word: the word of the sentence it belongs to, or [`NO_WORD`].
+    pub word_ids: Vec<i32>,
+    /// Per sub-word: the label id the loss sees, or [`IGNORED`].
+    pub labels: Vec<i32>,
+}
+
+impl Window {
+    /// The first and one-past-last word this window holds.
+    pub fn words(&self) -> (usize, usize) {
+        let mut words = self.word_ids.iter().filter(|&&w| w != NO_WORD).map(|&w| w as usize);
+        let first = words.next().unwrap_or(0);
+        (first, words.next_back().unwrap_or(first) + 1)
+    }
+}
+
+/// A sentence's windows and what did not fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aligned {
+    pub windows: Vec<Window>,
+    /// Words whose first sub-word is in no window (cut by truncation).
+    pub words_cut: usize,
+    /// Words the tokenizer turns into no sub-word at all (a lone variation
+    /// selector): they get no label in training and no prediction (`O`).
+    pub empty_words: usize,
+    /// Words that became the tokenizer's unknown token, wholly or in part.
+    pub unknown_words: usize,
+}
+
+/// How words become windows of sub-words.
+#[derive(Debug, Clone)]
+pub struct Aligner {
+    /// Without truncation: how long a whole sentence is.
+    whole: Tokenizer,
+    /// Truncating at `max_length`: a window that is one giant word still fits.
+    cut: Tokenizer,
+    max_length: usize,
+    long_sentences: LongSentences,
+    overlap: usize,
+    /// Per label id, the label of a word's later sub-words (`B-X` -> `I-X`);
+    /// `None` leaves them to [`IGNORED`].
+    continuation: Option<Vec<i32>>,
+    unknown: Option<u32>,
+}
+
+impl Aligner {
+    /// `tokenizer` as [`crate::load_tokenizer`] sets it up; `labels` the tag list.
+    pub fn new(
+        tokenizer: &Tokenizer,
+        labels: &LabelMap,
+        max_length: usize,
+        long_sentences: LongSentences,
+        overlap: usize,
+        label_all_tokens: bool,
+    ) -> Result<Self> {
+        let mut whole = tokenizer.clone();
+        whole.with_truncation(None).map_err(|e| anyhow!("cannot turn truncation off: {e}"))?;
+        let mut cut = tokenizer.clone();
+        cut.with_truncation(Some(TruncationParams { max_length, ..TruncationParams::default() }))
+            .map_err(|e| anyhow!("cannot truncate to {max_length} tokens: {e}"))?;
+        let continuation = label_all_tokens.then(|| {
+            (0..labels.len() as u32)
+                .map(|id| {
+                    let label = labels.label(id).unwrap_or_default();
+                    let inside = label.strip_prefix("B-").and_then(|kind| labels.id(&format!("I-{kind}")));
+                    inside.unwrap_or(id) as i32
+                })
+                .collect()
+        });
+        Ok(Self {
+            whole,
+            cut,
+            max_length,
+            long_sentences,
+            overlap,
+            continuation,
+            unknown: crate::unknown_token_id(tokenizer),
+        })
+    }
+
+    /// The windows of one sentence; `labels` are its words' label ids (`None`
+    /// when predicting: every sub-word is then [`IGNORED`]).
+    pub fn align<S: AsRef<str>>(&self, words: &[S], labels: Option<&[u32]>) -> Result<Aligned> {
+        let words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
+        let full = encode(&self.whole, &words)?;
+        let unknown_words = self.unknown_words(&full);
+        let mut sub_words = vec![0usize; words.len()];
+        for word in full.get_word_ids().iter().flatten() {
+            sub_words[*word as usize] += 1;
+        }
+        let empty_words = sub_words.iter().filter(|&&n| n == 0).count();
+        if full.get_ids().len() <= self.max_length || words.is_empty() {
+            let window = self.window(0, 0, &full, labels);
+            return Ok(Aligned { windows: vec![window], words_cut: 0, empty_words, unknown_words });
+        }
+        let specials = full.get_word_ids().iter().filter(|w| w.is_none()).count();
+        let budget = self.max_length.saturating_sub(specials).max(1);
+        // Whole words from `start` while they fit (at least one: a giant word is cut inside).
+        let end_from = |start: usize| {
+            let mut used = sub_words[start];
+            let mut end = start + 1;
+            while end < words.len() && used + sub_words[end] <= budget {
+                used += sub_words[end];
+                end += 1;
+            }
+            end
+        };
+        let mut windows = Vec::new();
+        let mut start = 0;
+        loop {
+            let end = end_from(start);
+            let encoding = encode(&self.cut, &words[start..end])?;
+            windows.push(self.window(windows.len() as u32, start, &encoding, labels));
+            if end == words.len() || self.long_sentences == LongSentences::Truncate {
+                let covered: std::collections::BTreeSet<i32> =
+                    windows.iter().flat_map(|w| w.word_ids.iter().copied()).filter(|&w| w != NO_WORD).collect();
+                let words_cut = words.len() - covered.len() - empty_words;
+                return Ok(Aligned { words_cut, empty_words, windows, unknown_words });
+            }
+            // The next window starts as far back as `overlap` sub-words allow.
+            let mut next = end;
+            let mut shared = 0;
+            while next > start + 1 && shared + sub_words[next - 1] <= self.overlap {
+                shared += sub_words[next - 1];
+                next -= 1;
+            }
+            start = next;
+        }
+    }
+
+    fn window(&self, index: u32, first_word: usize, encoding: &Encoding, labels: Option<&[u32]>) -> Window {
+        let mut word_ids = Vec::with_capacity(encoding.len());
+        let mut sub_word_labels = Vec::with_capacity(encoding.len());
+        let mut previous = None;
+        for word in encoding.get_word_ids() {
+            let word = word.map(|w| first_word + w as usize);
+            word_ids.push(word.map_or(NO_WORD, |w| w as i32));
+            let label = match (word, labels) {
+                (Some(w), Some(labels)) => {
+                    let label = labels[w];
+                    if previous != Some(w) {
+                        label as i32
+                    } else {
+                        self.continuation.as_ref().map_or(IGNORED, |c| c[label as usize])
+                    }
+                }
+                _ => IGNORED,
+            };
+            sub_word_labels.push(label);
+            previous = word;
+        }
+        Window {
+            index,
+            input_ids: encoding.get_ids().to_vec(),
+            token_type_ids: encoding.get_type_ids().iter().map(|&t| t as u8).collect(),
+            word_ids,
+            labels: sub_word_labels,
+        }
+    }
+
+    fn unknown_words(&self, encoding: &Encoding) -> usize {
+        let Some(unknown) = self.unknown else { return 0 };
+        let words: std::collections::BTreeSet<u32> = encoding
+            .get_ids()
+            .iter()
+            .zip(encoding.get_word_ids())
+            .filter_map(|(&id, word)| if id == unknown { *word } else { None })
+            .collect();
+        words.len()
+    }
+}
+
+/// Words (already split) to sub-words, special tokens added. (`encode_fast`
+/// would skip the word ids, which alignment is all about.)
+fn encode(tokenizer: &Tokenizer, words: &[&str]) -> Result<Encoding> {
+    tokenizer.encode(words, true).map_err(|e| anyhow!("tokenizing words {words:?} failed: {e}"))
+}
+
+/// For each word, the window that reads it with the most context on both
+/// sides: where its first sub-word sits furthest from the window's edges.
+/// Words in no window map to `None`.
+pub fn reading_windows(windows: &[Window], words: usize) -> Vec<Option<(usize, usize)>> {
+    let mut best: Vec<Option<(usize, usize, usize)>> = vec![None; words]; // (window, position, margin)
+    for (w, window) in windows.iter().enumerate() {
+        let mut previous = NO_WORD;
+        let len = window.word_ids.len();
+        for (position, &word) in window.word_ids.iter().enumerate() {
+            if word == NO_WORD || word == previous {
+                previous = word;
+                continue;
+            }
+            previous = word;
+            let margin = position.min(len - 1 - position);
+            let slot = &mut best[word as usize];
+            if slot.is_none_or(|(_, _, m)| margin > m) {
+                *slot = Some((w, position, margin));
+            }
+        }
+    }
+    best.into_iter().map(|b| b.map(|(w, p, _)| (w, p))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokenizer() -> Tokenizer {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/pretrained/all-MiniLM-L6-v2");
+        assert!(dir.join("tokenizer.json").exists(), "no MiniLM at {}: run `make setup`", dir.display());
+        crate::load_tokenizer(&dir, 512).expect("tokenizer")
+    }
+
+    fn id(tag: &str) -> i32 {
+        labels().id(tag).expect("a tag") as i32
+    }
+
+    fn labels() -> LabelMap {
+        LabelMap::from_labels(["B-location", "I-location", "B-person", "I-person", "O"])
+    }
+
+    fn aligner(max_length: usize, long: LongSentences, overlap: usize, all: bool) -> Aligner {
+        Aligner::new(&tokenizer(), &labels(), max_length, long, overlap, all).expect("aligner")
+    }
+
+    fn ids(tags: &str) -> Vec<u32> {
+        let map = labels();
+        tags.split(' ').map(|t| map.id(t).expect("a tag")).collect()
+    }
+
+    fn tokens(window: &Window) -> Vec<String> {
+        let tokenizer = tokenizer();
+        window.input_ids.iter().map(|&id| tokenizer.id_to_token(id).expect("token")).collect()
+    }
+
+    #[test]
+    fn the_first_sub_word_carries_the_label_and_the_rest_are_ignored() {
+        let words = ["Lovelace", "visited", "Kraków"];
+        let tags = ids("B-person O B-location");
+        let aligned = aligner(64, LongSentences::Window, 8, false).align(&words, Some(&tags)).expect("aligned");
+        let window = &aligned.windows[0];
+        assert_eq!(tokens(window), ["[CLS]", "love", "##lace", "visited", "krakow", "[SEP]"]);
+        assert_eq!(window.word_ids, [NO_WORD, 0, 0, 1, 2, NO_WORD]);
+        let o = id("O");
+        let (b_person, b_location) = (id("B-person"), id("B-location"));
+        assert_eq!(window.labels, [IGNORED, b_person, IGNORED, o, b_location, IGNORED]);
+        let words = ["Zyxwvutsr", "at", "Kraków"];
+        let aligned = aligner(64, LongSentences::Window, 8, false).align(&words, Some(&tags)).expect("aligned");
+        let window = &aligned.windows[0];
+        let (b_person, b_location) = (id("B-person"), id("B-location"));
+        let pieces = tokens(window);
+        assert!(pieces.len() > 5, "the made-up word splits into sub-words: {pieces:?}");
+        assert_eq!(window.word_ids[0], NO_WORD);
+        assert_eq!(window.labels[0], IGNORED);
+        assert_eq!(window.labels[1], b_person, "first sub-word of word 0");
+        let later: Vec<i32> =
+            (2..pieces.len()).filter(|&i| window.word_ids[i] == 0).map(|i| window.labels[i]).collect();
+        assert!(!later.is_empty() && later.iter().all(|&l| l == IGNORED), "{later:?}");
+        let first_of_krakow = window.word_ids.iter().position(|&w| w == 2).expect("word 2");
+        assert_eq!(window.labels[first_of_krakow], b_location);
+    }
+
+    #[test]
+    fn label_all_tokens_turns_b_into_i_on_later_sub_words() {
+        let words = ["Zyxwvutsr", "Kraków"];
+        let tags = ids("B-person O");
+        let aligned = aligner(64, LongSentences::Window, 8, true).align(&words, Some(&tags)).expect("aligned");
+        let window = &aligned.windows[0];
+        let i_person = id("I-person");
+        let first = window.word_ids.iter().position(|&w| w == 0).expect("word 0");
+        let later: Vec<i32> = window
+            .word_ids
+            .iter()
+            .zip(&window.labels)
+            .skip(first + 1)
+            .filter(|(w, _)| **w == 0)
+            .map(|(_, l)| *l)
+            .collect();
+        assert!(!later.is_empty() && later.iter().all(|&l| l == i_person), "{later:?}");
+    }
+
+    #[test]
+    fn unknown_words_are_counted() {
+        let aligned = aligner(64, LongSentences::Window, 8, false)
+            .align(&["hello", "\u{1F9FF}", "there"], None)
+            .expect("aligned");
+        assert_eq!(aligned.unknown_words, 1);
+        assert!(aligned.windows[0].labels.iter().all(|&l| l == IGNORED), "no labels when predicting");
+    }
+
+    #[test]
+    fn long_sentences_become_overlapping_windows_of_whole_words_or_are_cut() {
+        let words: Vec<String> = (0..20).map(|i| format!("word{i}")).collect(); // "word", "##N": 2-3 sub-words each
+        let tags: Vec<u32> = vec![id("O") as u32; 20];
+        let windowed = aligner(16, LongSentences::Window, 4, false).align(&words, Some(&tags)).expect("aligned");
+        assert!(windowed.windows.len() > 2, "{} windows", windowed.windows.len());
+        assert_eq!(windowed.words_cut, 0);
+        for window in &windowed.windows {
+            assert!(window.input_ids.len() <= 16);
+            assert_eq!(tokens(window).first().map(String::as_str), Some("[CLS]"));
+            assert_eq!(tokens(window).last().map(String::as_str), Some("[SEP]"));
+        }
+        for pair in windowed.windows.windows(2) {
+            let ((_, end), (start, _)) = (pair[0].words(), pair[1].words());
+            assert!(start < end, "windows overlap: {:?} then {:?}", pair[0].words(), pair[1].words());
+            assert!(start > pair[0].words().0, "and move on");
+        }
+        let reading = reading_windows(&windowed.windows, 20);
+        assert!(reading.iter().all(Option::is_some), "every word is read somewhere");
+        let (window, position) = reading[10].expect("word 10");
+        assert_eq!(windowed.windows[window].word_ids[position], 10);
+
+        let cut = aligner(16, LongSentences::Truncate, 4, false).align(&words, Some(&tags)).expect("aligned");
+        assert_eq!(cut.windows.len(), 1);
+        let (_, end) = cut.windows[0].words();
+        assert_eq!(cut.words_cut, 20 - end);
+        assert!(cut.words_cut > 10);
+    }
+
+    #[test]
+    fn a_word_longer_than_a_window_is_cut_inside() {
+        // Under WordPiece's 100-character limit (past it a word is one [UNK]).
+        let giant = "zqxjvk".repeat(15);
+        let aligner = aligner(8, LongSentences::Window, 2, false);
+        let pieces = tokenizer().encode(giant.as_str(), false).expect("encodes").len();
+        assert!(pieces > 8, "the word alone outgrows a window: {pieces} sub-words");
+        let aligned = aligner.align(&["a", giant.as_str(), "b"], Some(&ids("O O O"))).expect("aligned");
+        assert!(aligned.windows.iter().all(|w| w.input_ids.len() <= 8));
+        assert_eq!(aligned.words_cut, 0, "its first sub-word is in a window");
+        let reading = reading_windows(&aligned.windows, 3);
+        assert!(reading.iter().all(Option::is_some), "{reading:?}");
+    }
+}
