@@ -401,6 +401,34 @@ impl BertClassifier {
     }
 }
 
+/// A BERT encoder with a head on top, as loading and saving see it: the
+/// sequence head ([`BertClassifier`]) and the token head
+/// ([`crate::token::BertTokenClassifier`]) load and save the same way.
+pub trait WithHead: ModuleSnapshot {
+    fn is_distilbert(&self) -> bool;
+    /// The head's weight in Hugging Face's layout, `[labels, hidden]`.
+    fn head_shape(&self) -> [usize; 2];
+    /// Whether BERT's pooler (DistilBERT's `pre_classifier`) belongs to this
+    /// model: the sequence head reads [CLS] through it, the token head does not
+    /// (transformers' `*ForTokenClassification` has none), so it is neither
+    /// required on load nor written on save.
+    fn uses_pooler(&self) -> bool;
+}
+
+impl WithHead for BertClassifier {
+    fn is_distilbert(&self) -> bool {
+        BertClassifier::is_distilbert(self)
+    }
+
+    fn head_shape(&self) -> [usize; 2] {
+        [self.num_labels(), self.classifier.weight.dims()[0]]
+    }
+
+    fn uses_pooler(&self) -> bool {
+        true
+    }
+}
+
 /// What loading a checkpoint found, for the user to see.
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
@@ -459,9 +487,10 @@ const KILN_TO_DISTILBERT: [(&str, &str); 12] = [
 /// `BertForSequenceClassification` keys under `bert.` with a `classifier`) into
 /// `model`. A missing encoder tensor is an error; a missing head keeps its
 /// random initialisation and is reported.
-pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadReport, ModelError> {
+pub fn load_safetensors(model: &mut impl WithHead, path: &Path) -> Result<LoadReport, ModelError> {
     let shown = path.display().to_string();
     let distilbert = model.is_distilbert();
+    let pooler_in_head = distilbert || !model.uses_pooler();
     let remapper =
         KeyRemapper::from_patterns(if distilbert { DISTILBERT_TO_KILN.to_vec() } else { BERT_TO_KILN.to_vec() })
             .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
@@ -469,7 +498,7 @@ pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadR
         SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).remap(remapper).allow_partial(true);
     // A classification head for another label set (a model fine-tuned elsewhere)
     // cannot be reused: keep the new head, as transformers' ignore_mismatched_sizes.
-    let head_shape = [model.num_labels(), model.classifier.weight.dims()[0]];
+    let head_shape = model.head_shape();
     let checkpoint_head = store
         .get_tensor("classifier.weight")
         .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?
@@ -485,8 +514,9 @@ pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadR
         let errors: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
         return Err(ModelError::Weights { path: shown, error: errors.join("; ") });
     }
-    // DistilBERT's pre_classifier (kiln's pooler) belongs to its head, not its encoder.
-    let in_head = |path: &str| path.starts_with("classifier.") || (distilbert && path.starts_with("bert.pooler."));
+    // DistilBERT's pre_classifier (kiln's pooler) belongs to its head, not its
+    // encoder; a token head has no use for the pooler at all.
+    let in_head = |path: &str| path.starts_with("classifier.") || (pooler_in_head && path.starts_with("bert.pooler."));
     let (mut head, encoder): (Vec<String>, Vec<String>) =
         result.missing.iter().map(|(path, _)| path.clone()).partition(|path| in_head(path));
     if replaced_head.is_some() && head.is_empty() {
@@ -494,6 +524,9 @@ pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadR
     }
     if !encoder.is_empty() {
         return Err(ModelError::MissingWeights { path: shown, missing: encoder.join(", ") });
+    }
+    if !model.uses_pooler() {
+        head.retain(|path| !path.starts_with("bert.pooler."));
     }
     let (mut unused, mut initialised) = (result.unused, head);
     unused.sort();
@@ -505,7 +538,7 @@ pub fn load_safetensors(model: &mut BertClassifier, path: &Path) -> Result<LoadR
 /// Writes `model` as a Hugging Face `BertForSequenceClassification` checkpoint:
 /// HF key names, PyTorch layouts, `format = pt` (transformers refuses other tags).
 /// `load_safetensors` reads it back.
-pub fn save_safetensors(model: &BertClassifier, path: &Path) -> Result<(), ModelError> {
+pub fn save_safetensors(model: &impl WithHead, path: &Path) -> Result<(), ModelError> {
     let shown = path.display().to_string();
     let patterns = if model.is_distilbert() { KILN_TO_DISTILBERT.to_vec() } else { KILN_TO_BERT.to_vec() };
     let remapper = KeyRemapper::from_patterns(patterns)
@@ -515,6 +548,9 @@ pub fn save_safetensors(model: &BertClassifier, path: &Path) -> Result<(), Model
         .remap(remapper)
         .metadata("format", "pt")
         .overwrite(true);
+    if !model.uses_pooler() {
+        store = store.with_predicate(|path, _| !path.starts_with("bert.pooler."));
+    }
     model
         .save_into(&mut store)
         .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;

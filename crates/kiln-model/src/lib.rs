@@ -1,5 +1,5 @@
 //! kiln's model crate: the compute backend, BERT-family encoders with a
-//! sequence-classification head, and [`Predictor`], a model folder loaded for
+//! sequence-classification head or a token-classification one, and [`Predictor`], a model folder loaded for
 //! prediction.
 
 pub mod batch;
@@ -9,7 +9,9 @@ pub mod optim;
 mod predictor;
 #[cfg(test)]
 mod test_support;
+pub mod token;
 
-pub use bert::{BertClassifier, BertConfig, BertInput, BertModel, LoadReport, ModelError};
+pub use bert::{BertClassifier, BertConfig, BertInput, BertModel, LoadReport, ModelError, WithHead};
 pub use device::{DeviceError, DeviceSpec};
 pub use predictor::Predictor;
+pub use token::BertTokenClassifier;

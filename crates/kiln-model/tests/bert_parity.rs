@@ -147,15 +147,11 @@ struct DistilBertFixture {
     logits: Vec<f32>,
 }
 
-/// Writes the fixture's model back out as the folder transformers saved:
-/// config.json and model.safetensors under DistilBERT's key names.
-fn write_distilbert_folder(fixture: &DistilBertFixture, dir: &Path) {
-    std::fs::write(dir.join("config.json"), fixture.config.to_string()).expect("config.json");
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = fixture
-        .tensors
-        .iter()
-        .map(|(name, t)| (name.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
-        .collect();
+/// Writes a fixture's model back out as the folder transformers saved:
+/// config.json and model.safetensors under its own key names; `tensors` are
+/// (name, little-endian f32 bytes, shape).
+fn write_model_folder(config: &serde_json::Value, bytes: Vec<(String, Vec<u8>, Vec<usize>)>, dir: &Path) {
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("config.json");
     let views = bytes.iter().map(|(name, data, shape)| {
         (
             name.clone(),
@@ -185,7 +181,12 @@ fn distilbert_matches_transformers_and_round_trips_its_key_names() {
     let fixture: DistilBertFixture =
         serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
     let dir = tempfile::tempdir().expect("tempdir");
-    write_distilbert_folder(&fixture, dir.path());
+    let bytes = fixture
+        .tensors
+        .iter()
+        .map(|(name, t)| (name.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+        .collect();
+    write_model_folder(&fixture.config, bytes, dir.path());
     let config = BertConfig::load(dir.path()).expect("a DistilBERT config.json");
     assert!(config.is_distilbert() && config.type_vocab_size == 0);
     assert_eq!(config.classification_architecture(), "DistilBertForSequenceClassification");
@@ -224,4 +225,87 @@ fn distilbert_matches_transformers_and_round_trips_its_key_names() {
     let mut reloaded = BertClassifier::new(&config, 3, &device);
     load_safetensors(&mut reloaded, &saved).expect("reloads");
     assert_eq!(floats(reloaded.forward(input)), logits);
+}
+
+#[derive(serde::Deserialize)]
+struct HexTensor {
+    shape: Vec<usize>,
+    f32_hex: String,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenModel {
+    config: serde_json::Value,
+    tensors: std::collections::BTreeMap<String, HexTensor>,
+    logits: Vec<f32>,
+    losses: std::collections::BTreeMap<String, f32>,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenFixture {
+    shape: [usize; 2],
+    input_ids: Vec<i64>,
+    attention_mask: Vec<i64>,
+    labels: Vec<i64>,
+    class_weights: Vec<f32>,
+    focal_gamma: f32,
+    models: std::collections::BTreeMap<String, TokenModel>,
+}
+
+/// Token classification heads: seeded random `BertForTokenClassification` and
+/// `DistilBertForTokenClassification` as transformers saves them (fixture:
+/// scripts/make_token_fixture.py) load by their key names (no pooler, no
+/// pre_classifier), reproduce transformers' logits, give torch's masked,
+/// weighted and focal losses, and save back exactly transformers' keys.
+#[test]
+fn token_classifiers_match_transformers_and_torch_losses() {
+    use kiln_model::BertTokenClassifier;
+    use kiln_model::token::token_loss;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/token_tiny.json");
+    let fixture: TokenFixture = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
+    let device = DeviceSpec::Cpu.device();
+    let shape = fixture.shape;
+    let labels = Tensor::<2, Int>::from_data(TensorData::new(fixture.labels.clone(), shape), &device);
+    assert_eq!(fixture.models.len(), 2);
+    for (name, model_fixture) in &fixture.models {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = model_fixture
+            .tensors
+            .iter()
+            .map(|(key, t)| (key.clone(), hex::decode(&t.f32_hex).expect("hex"), t.shape.clone()))
+            .collect();
+        write_model_folder(&model_fixture.config, bytes, dir.path());
+        let config = BertConfig::load(dir.path()).expect("config.json");
+        let mut model = BertTokenClassifier::new(&config, 5, &device);
+        let report = load_safetensors(&mut model, &dir.path().join("model.safetensors")).expect("loads");
+        assert!(report.initialised.is_empty(), "{name}: {report:?}");
+        assert!(report.unused.iter().all(|k| k.ends_with("position_ids")), "{name}: {report:?}");
+        let input = BertInput {
+            input_ids: ints(&fixture.input_ids, shape, &device),
+            token_type_ids: ints(&vec![0; shape[0] * shape[1]], shape, &device),
+            attention_mask: ints(&fixture.attention_mask, shape, &device),
+        };
+        let logits = model.forward(input.clone());
+        // Padded positions are compared too: transformers computes them the same way.
+        let diff = max_abs_diff(&floats(logits.clone()), &model_fixture.logits);
+        assert!(diff <= TOLERANCE, "{name}: logits differ by {diff}");
+        let loss =
+            |weights: Option<&[f32]>, gamma: f32| floats(token_loss(logits.clone(), labels.clone(), weights, gamma))[0];
+        let weights = Some(fixture.class_weights.as_slice());
+        for (key, ours) in [
+            ("cross_entropy", loss(None, 0.0)),
+            ("weighted_cross_entropy", loss(weights, 0.0)),
+            ("weighted_focal", loss(weights, fixture.focal_gamma)),
+        ] {
+            let theirs = model_fixture.losses[key];
+            assert!((ours - theirs).abs() <= 1e-5, "{name} {key}: kiln {ours}, torch {theirs}");
+        }
+        eprintln!("{name} token classification parity: max abs diff logits {diff:.2e}");
+
+        let saved = dir.path().join("saved.safetensors");
+        kiln_model::bert::save_safetensors(&model, &saved).expect("saves");
+        let theirs: Vec<String> =
+            model_fixture.tensors.keys().filter(|k| !k.ends_with("position_ids")).cloned().collect();
+        assert_eq!(safetensors_keys(&saved), theirs, "{name}: kiln saves transformers' own names, no pooler");
+    }
 }
