@@ -2,6 +2,7 @@
 //! `[clean]` rules ([`clean::Cleaner`]) and a model folder's tokenizer set up
 //! as kiln uses it. No Parquet, no LibTorch: `serve` links this, not the data stages.
 
+pub mod aggregate;
 pub mod align;
 pub mod clean;
 
