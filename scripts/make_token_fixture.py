@@ -1,5 +1,6 @@
 """Writes tests/fixtures/token_tiny.json: small, randomly initialised (seeded)
-`BertForTokenClassification` and `DistilBertForTokenClassification` models as
+`BertForTokenClassification`, `DistilBertForTokenClassification`,
+`RobertaForTokenClassification` and `XLMRobertaForTokenClassification` models as
 `transformers` saves them (config.json and every tensor, by name), their
 logits on a padded batch, and the token losses kiln's training uses on those
 logits: torch's cross-entropy with ignore_index=-100 (with and without class
@@ -57,17 +58,18 @@ def losses(logits, labels, weights, gamma):
 
 
 def main():
-    input_ids = torch.tensor([[1, 5, 17, 42, 99, 2], [1, 8, 2, 0, 0, 0]])
-    attention_mask = (input_ids != 0).long()
+    # BERT pads with 0; RoBERTa pads with 1 (and counts positions from 2).
+    batches = {
+        0: torch.tensor([[1, 5, 17, 42, 99, 2], [1, 8, 2, 0, 0, 0]]),
+        1: torch.tensor([[0, 5, 17, 42, 99, 2], [0, 8, 2, 1, 1, 1]]),
+    }
     labels = torch.tensor([[-100, 1, 4, -100, 2, -100], [-100, 3, -100, -100, -100, -100]])
     weights = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.5])
     gamma = 2.0
     fixture = {
         "generated_by": f"scripts/make_token_fixture.py with transformers {transformers.__version__}, "
         f"torch {torch.__version__}",
-        "shape": list(input_ids.shape),
-        "input_ids": input_ids.flatten().tolist(),
-        "attention_mask": attention_mask.flatten().tolist(),
+        "shape": [2, 6],
         "labels": labels.flatten().tolist(),
         "class_weights": weights.tolist(),
         "focal_gamma": gamma,
@@ -81,14 +83,27 @@ def main():
     distilbert = transformers.DistilBertConfig(
         vocab_size=100, dim=16, n_layers=2, n_heads=2, hidden_dim=32, max_position_embeddings=16, num_labels=LABELS
     )
+    roberta = dict(
+        vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=18, num_labels=LABELS, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        type_vocab_size=1, layer_norm_eps=1e-5,
+    )
     for name, model in [
         ("bert", perturbed(transformers.BertForTokenClassification(bert))),
         ("distilbert", perturbed(transformers.DistilBertForTokenClassification(distilbert))),
+        ("roberta", perturbed(transformers.RobertaForTokenClassification(transformers.RobertaConfig(**roberta)))),
+        ("xlm-roberta",
+         perturbed(transformers.XLMRobertaForTokenClassification(transformers.XLMRobertaConfig(**roberta)))),
     ]:
         config, tensors = saved(model)
+        pad = config.get("pad_token_id", 0)
+        input_ids = batches[pad]
+        attention_mask = (input_ids != pad).long()
         with torch.no_grad():
             logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
         fixture["models"][name] = {
+            "input_ids": input_ids.flatten().tolist(),
+            "attention_mask": attention_mask.flatten().tolist(),
             "config": config,
             "tensors": tensors,
             "logits": rounded(logits),

@@ -6,6 +6,10 @@
 //! DistilBERT is the same network built from the same blocks: no token types,
 //! and its head's `pre_classifier` + ReLU stands where BERT's pooler + tanh is.
 //! Its checkpoints load and save under DistilBERT's own key names.
+//!
+//! RoBERTa and XLM-RoBERTa are BERT with positions counted from the padding
+//! id + 1 and skipping padding, one token type, and `roberta.` key names
+//! (token classification; their sequence head is shaped differently).
 
 use std::path::Path;
 
@@ -44,6 +48,9 @@ pub struct BertConfig {
     /// Dropout before the classifier; `None` means `hidden_dropout_prob`, as in HF.
     #[serde(default)]
     pub classifier_dropout: Option<f64>,
+    /// The padding token; RoBERTa counts positions from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_token_id: Option<usize>,
 }
 
 /// DistilBERT's own `config.json` names.
@@ -86,12 +93,15 @@ impl From<DistilBertConfig> for BertConfig {
             // DistilBERT's LayerNorms use eps 1e-12, fixed in its code.
             layer_norm_eps: 1e-12,
             classifier_dropout: Some(d.seq_classif_dropout),
+            pad_token_id: None,
         }
     }
 }
 
 pub const BERT: &str = "bert";
 pub const DISTILBERT: &str = "distilbert";
+pub const ROBERTA: &str = "roberta";
+pub const XLM_ROBERTA: &str = "xlm-roberta";
 
 fn default_act() -> String {
     "gelu".into()
@@ -112,7 +122,7 @@ pub enum ModelError {
     Write { path: String, error: std::io::Error },
     #[error("{path} is not a Hugging Face BERT config: {error}")]
     Config { path: String, error: serde_json::Error },
-    #[error("{path}: model_type '{found}' is not supported (kiln supports: bert, distilbert)")]
+    #[error("{path}: model_type '{found}' is not supported (kiln supports: bert, distilbert, roberta, xlm-roberta)")]
     UnsupportedModelType { path: String, found: String },
     #[error("{path}: hidden_act '{found}' is not supported (kiln supports: gelu)")]
     UnsupportedActivation { path: String, found: String },
@@ -122,6 +132,8 @@ pub enum ModelError {
     Weights { path: String, error: String },
     #[error("{path} lacks encoder weights the model needs: {missing}")]
     MissingWeights { path: String, missing: String },
+    #[error("{path}: {family} models are supported for token classification; their sequence head is not yet")]
+    UnsupportedHead { path: String, family: String },
 }
 
 impl BertConfig {
@@ -137,7 +149,7 @@ impl BertConfig {
         let bad = |error| ModelError::Config { path: shown.clone(), error };
         let config: Self = match folder.model_type() {
             Some(DISTILBERT) => DistilBertConfig::deserialize(value).map_err(bad)?.into(),
-            Some(BERT) => Self::deserialize(value).map_err(bad)?,
+            Some(BERT | ROBERTA | XLM_ROBERTA) => Self::deserialize(value).map_err(bad)?,
             other => {
                 let found = other.unwrap_or("(none)").to_owned();
                 return Err(ModelError::UnsupportedModelType { path: shown, found });
@@ -158,6 +170,10 @@ impl BertConfig {
 
     pub fn is_distilbert(&self) -> bool {
         self.model_type == DISTILBERT
+    }
+
+    pub fn is_roberta(&self) -> bool {
+        matches!(self.model_type.as_str(), ROBERTA | XLM_ROBERTA)
     }
 
     /// The Hugging Face class a fine-tuned model of this kind is saved as.
@@ -199,6 +215,8 @@ impl BertConfig {
                     .then(|| EmbeddingConfig::new(self.type_vocab_size, self.hidden_size).init(device)),
                 layer_norm: norm(),
                 dropout: dropout(),
+                positions_after_padding: self.is_roberta(),
+                padding_id: self.pad_token_id.unwrap_or(1),
             },
             encoder: BertEncoder { layer: (0..self.num_hidden_layers).map(layer).collect() },
             pooler: BertPooler { dense: linear(self.hidden_size, self.hidden_size), relu: self.is_distilbert() },
@@ -214,13 +232,22 @@ pub struct BertEmbeddings {
     pub token_type_embeddings: Option<Embedding>,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    /// RoBERTa: a token's position is the padding id + its place among the
+    /// non-padding tokens (transformers' `create_position_ids_from_input_ids`).
+    pub positions_after_padding: bool,
+    pub padding_id: usize,
 }
 
 impl BertEmbeddings {
     fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, seq] = input_ids.dims();
         let device = input_ids.device();
-        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
+        let positions = if self.positions_after_padding {
+            let real = input_ids.clone().not_equal_elem(self.padding_id as i64).int();
+            (real.clone().cumsum(1) * real).add_scalar(self.padding_id as i64)
+        } else {
+            Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq])
+        };
         let mut summed = self.word_embeddings.forward(input_ids) + self.position_embeddings.forward(positions);
         if let Some(token_types) = &self.token_type_embeddings {
             summed = summed + token_types.forward(token_type_ids);
@@ -406,6 +433,7 @@ impl BertClassifier {
 /// ([`crate::token::BertTokenClassifier`]) load and save the same way.
 pub trait WithHead: ModuleSnapshot {
     fn is_distilbert(&self) -> bool;
+    fn is_roberta(&self) -> bool;
     /// The head's weight in Hugging Face's layout, `[labels, hidden]`.
     fn head_shape(&self) -> [usize; 2];
     /// Whether BERT's pooler (DistilBERT's `pre_classifier`) belongs to this
@@ -418,6 +446,10 @@ pub trait WithHead: ModuleSnapshot {
 impl WithHead for BertClassifier {
     fn is_distilbert(&self) -> bool {
         BertClassifier::is_distilbert(self)
+    }
+
+    fn is_roberta(&self) -> bool {
+        self.bert.embeddings.positions_after_padding
     }
 
     fn head_shape(&self) -> [usize; 2] {
@@ -451,6 +483,16 @@ const BERT_TO_KILN: [(&str, &str); 3] = [
 ];
 const KILN_TO_BERT: [(&str, &str); 2] =
     [(r"\.attention\.self_attn\.", ".attention.self."), (r"layer_norm", "LayerNorm")];
+
+/// RoBERTa and XLM-RoBERTa: BERT's names under `roberta.`.
+const ROBERTA_TO_KILN: [(&str, &str); 4] = [
+    (r"^roberta\.", "bert."),
+    (r"^(embeddings|encoder|pooler)\.", "bert.$1."),
+    (r"\.attention\.self\.", ".attention.self_attn."),
+    (r"LayerNorm", "layer_norm"),
+];
+const KILN_TO_ROBERTA: [(&str, &str); 3] =
+    [(r"^bert\.", "roberta."), (r"\.attention\.self_attn\.", ".attention.self."), (r"layer_norm", "LayerNorm")];
 
 /// DistilBERT names (`DistilBertModel`, or `DistilBertForSequenceClassification`
 /// under `distilbert.`) to kiln's, applied in order.
@@ -491,9 +533,16 @@ pub fn load_safetensors(model: &mut impl WithHead, path: &Path) -> Result<LoadRe
     let shown = path.display().to_string();
     let distilbert = model.is_distilbert();
     let pooler_in_head = distilbert || !model.uses_pooler();
-    let remapper =
-        KeyRemapper::from_patterns(if distilbert { DISTILBERT_TO_KILN.to_vec() } else { BERT_TO_KILN.to_vec() })
-            .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
+    if model.is_roberta() && model.uses_pooler() {
+        return Err(ModelError::UnsupportedHead { path: shown, family: "RoBERTa".into() });
+    }
+    let patterns = match (distilbert, model.is_roberta()) {
+        (true, _) => DISTILBERT_TO_KILN.to_vec(),
+        (_, true) => ROBERTA_TO_KILN.to_vec(),
+        _ => BERT_TO_KILN.to_vec(),
+    };
+    let remapper = KeyRemapper::from_patterns(patterns)
+        .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
     let mut store =
         SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).remap(remapper).allow_partial(true);
     // A classification head for another label set (a model fine-tuned elsewhere)
@@ -540,7 +589,11 @@ pub fn load_safetensors(model: &mut impl WithHead, path: &Path) -> Result<LoadRe
 /// `load_safetensors` reads it back.
 pub fn save_safetensors(model: &impl WithHead, path: &Path) -> Result<(), ModelError> {
     let shown = path.display().to_string();
-    let patterns = if model.is_distilbert() { KILN_TO_DISTILBERT.to_vec() } else { KILN_TO_BERT.to_vec() };
+    let patterns = match (model.is_distilbert(), model.is_roberta()) {
+        (true, _) => KILN_TO_DISTILBERT.to_vec(),
+        (_, true) => KILN_TO_ROBERTA.to_vec(),
+        _ => KILN_TO_BERT.to_vec(),
+    };
     let remapper = KeyRemapper::from_patterns(patterns)
         .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
     let mut store = SafetensorsStore::from_file(path)

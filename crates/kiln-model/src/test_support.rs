@@ -20,6 +20,7 @@ pub fn tiny() -> BertConfig {
         type_vocab_size: 2,
         layer_norm_eps: 1e-12,
         classifier_dropout: None,
+        pad_token_id: None,
     }
 }
 

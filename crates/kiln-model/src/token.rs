@@ -47,6 +47,10 @@ impl WithHead for BertTokenClassifier {
         self.bert.pooler.relu
     }
 
+    fn is_roberta(&self) -> bool {
+        self.bert.embeddings.positions_after_padding
+    }
+
     fn head_shape(&self) -> [usize; 2] {
         [self.num_labels(), self.classifier.weight.dims()[0]]
     }

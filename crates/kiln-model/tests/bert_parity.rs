@@ -235,6 +235,8 @@ struct HexTensor {
 
 #[derive(serde::Deserialize)]
 struct TokenModel {
+    input_ids: Vec<i64>,
+    attention_mask: Vec<i64>,
     config: serde_json::Value,
     tensors: std::collections::BTreeMap<String, HexTensor>,
     logits: Vec<f32>,
@@ -244,16 +246,15 @@ struct TokenModel {
 #[derive(serde::Deserialize)]
 struct TokenFixture {
     shape: [usize; 2],
-    input_ids: Vec<i64>,
-    attention_mask: Vec<i64>,
     labels: Vec<i64>,
     class_weights: Vec<f32>,
     focal_gamma: f32,
     models: std::collections::BTreeMap<String, TokenModel>,
 }
 
-/// Token classification heads: seeded random `BertForTokenClassification` and
-/// `DistilBertForTokenClassification` as transformers saves them (fixture:
+/// Token classification heads: seeded random `BertForTokenClassification`,
+/// `DistilBertForTokenClassification`, `RobertaForTokenClassification` and
+/// `XLMRobertaForTokenClassification` as transformers saves them (fixture:
 /// scripts/make_token_fixture.py) load by their key names (no pooler, no
 /// pre_classifier), reproduce transformers' logits, give torch's masked,
 /// weighted and focal losses, and save back exactly transformers' keys.
@@ -266,7 +267,7 @@ fn token_classifiers_match_transformers_and_torch_losses() {
     let device = DeviceSpec::Cpu.device();
     let shape = fixture.shape;
     let labels = Tensor::<2, Int>::from_data(TensorData::new(fixture.labels.clone(), shape), &device);
-    assert_eq!(fixture.models.len(), 2);
+    assert_eq!(fixture.models.len(), 4);
     for (name, model_fixture) in &fixture.models {
         let dir = tempfile::tempdir().expect("tempdir");
         let bytes = model_fixture
@@ -276,14 +277,15 @@ fn token_classifiers_match_transformers_and_torch_losses() {
             .collect();
         write_model_folder(&model_fixture.config, bytes, dir.path());
         let config = BertConfig::load(dir.path()).expect("config.json");
+        assert_eq!(config.is_roberta(), name.contains("roberta"), "{name}");
         let mut model = BertTokenClassifier::new(&config, 5, &device);
         let report = load_safetensors(&mut model, &dir.path().join("model.safetensors")).expect("loads");
         assert!(report.initialised.is_empty(), "{name}: {report:?}");
         assert!(report.unused.iter().all(|k| k.ends_with("position_ids")), "{name}: {report:?}");
         let input = BertInput {
-            input_ids: ints(&fixture.input_ids, shape, &device),
+            input_ids: ints(&model_fixture.input_ids, shape, &device),
             token_type_ids: ints(&vec![0; shape[0] * shape[1]], shape, &device),
-            attention_mask: ints(&fixture.attention_mask, shape, &device),
+            attention_mask: ints(&model_fixture.attention_mask, shape, &device),
         };
         let logits = model.forward(input.clone());
         // Padded positions are compared too: transformers computes them the same way.
@@ -307,5 +309,11 @@ fn token_classifiers_match_transformers_and_torch_losses() {
         let theirs: Vec<String> =
             model_fixture.tensors.keys().filter(|k| !k.ends_with("position_ids")).cloned().collect();
         assert_eq!(safetensors_keys(&saved), theirs, "{name}: kiln saves transformers' own names, no pooler");
+        if config.is_roberta() {
+            // RoBERTa's sequence head (dense + out_proj) is not BERT's: a clear error, not a wrong model.
+            let mut sequence = BertClassifier::new(&config, 5, &device);
+            let error = load_safetensors(&mut sequence, &saved).expect_err("no RoBERTa sequence head yet");
+            assert!(error.to_string().contains("token classification"), "{error}");
+        }
     }
 }

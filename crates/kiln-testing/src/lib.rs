@@ -27,6 +27,7 @@ pub fn tiny_bert(hidden: usize, heads: usize) -> BertConfig {
         type_vocab_size: 2,
         layer_norm_eps: 1e-12,
         classifier_dropout: None,
+        pad_token_id: None,
     }
 }
 
