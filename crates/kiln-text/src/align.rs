@@ -8,6 +8,8 @@
 use anyhow::{Result, anyhow};
 use kiln_config::LongSentences;
 use kiln_core::LabelMap;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 /// The label of a sub-word the loss skips (PyTorch's `ignore_index`).
@@ -76,9 +78,9 @@ impl Aligner {
         overlap: usize,
         label_all_tokens: bool,
     ) -> Result<Self> {
-        let mut whole = tokenizer.clone();
+        let mut whole = words_read_mid_sentence(tokenizer);
         whole.with_truncation(None).map_err(|e| anyhow!("cannot turn truncation off: {e}"))?;
-        let mut cut = tokenizer.clone();
+        let mut cut = words_read_mid_sentence(tokenizer);
         cut.with_truncation(Some(TruncationParams { max_length, ..TruncationParams::default() }))
             .map_err(|e| anyhow!("cannot truncate to {max_length} tokens: {e}"))?;
         let continuation = label_all_tokens.then(|| {
@@ -191,6 +193,20 @@ impl Aligner {
             .collect();
         words.len()
     }
+}
+
+/// A byte-level BPE tokenizer (RoBERTa's) reads a word at the start of a text
+/// without the space it has mid-sentence; given words, it must read each as
+/// mid-sentence (`Ġword`), which is why transformers requires
+/// `add_prefix_space=True` for words. Other tokenizers are left as they are.
+fn words_read_mid_sentence(tokenizer: &Tokenizer) -> Tokenizer {
+    let mut tokenizer = tokenizer.clone();
+    if let Some(PreTokenizerWrapper::ByteLevel(level)) = tokenizer.get_pre_tokenizer().cloned() {
+        let mut level = level;
+        level.add_prefix_space = true;
+        tokenizer.with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(level)));
+    }
+    tokenizer
 }
 
 /// Words (already split) to sub-words, special tokens added. (`encode_fast`
@@ -337,6 +353,27 @@ mod tests {
         let (_, end) = cut.windows[0].words();
         assert_eq!(cut.words_cut, 20 - end);
         assert!(cut.words_cut > 10);
+    }
+
+    #[test]
+    fn byte_level_bpe_reads_every_word_as_mid_sentence() {
+        // RoBERTa's layout in miniature: byte-level pre-tokenizer without a prefix space, BPE.
+        let json = r#"{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "post_processor": null, "decoder": null,
+            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                "vocab": {"h": 0, "i": 1, "Ġ": 2, "hi": 3, "Ġhi": 4}, "merges": ["h i", "Ġ hi"]}}"#;
+        let tokenizer: Tokenizer = json.parse().expect("a tokenizer");
+        let text = tokenizer.encode("hi hi", false).expect("encodes");
+        assert_eq!(text.get_tokens(), ["hi", "Ġhi"], "as written, the first word has no space");
+        let labels = LabelMap::from_labels(["O"]);
+        let aligner = Aligner::new(&tokenizer, &labels, 16, LongSentences::Window, 4, false).expect("aligner");
+        let aligned = aligner.align(&["hi", "hi"], Some(&[0, 0])).expect("aligned");
+        let tokens: Vec<&str> =
+            aligned.windows[0].input_ids.iter().map(|&id| if id == 4 { "Ġhi" } else { "other" }).collect();
+        assert_eq!(tokens, ["Ġhi", "Ġhi"], "as words, each reads as mid-sentence");
+        assert_eq!(aligned.windows[0].word_ids, [0, 1]);
     }
 
     #[test]
