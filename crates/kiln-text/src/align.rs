@@ -9,7 +9,6 @@ use anyhow::{Result, anyhow};
 use kiln_config::LongSentences;
 use kiln_core::LabelMap;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 /// The label of a sub-word the loss skips (PyTorch's `ignore_index`).
