@@ -214,15 +214,16 @@ fn encode(tokenizer: &Tokenizer, words: &[&str]) -> Result<Encoding> {
     tokenizer.encode(words, true).map_err(|e| anyhow!("tokenizing words {words:?} failed: {e}"))
 }
 
-/// For each word, the window that reads it with the most context on both
-/// sides: where its first sub-word sits furthest from the window's edges.
+/// For each of a sentence's `words`, the window (given by its sub-words' word
+/// ids) that reads it with the most context on both sides: where its first
+/// sub-word sits furthest from the window's edges, as (window, position).
 /// Words in no window map to `None`.
-pub fn reading_windows(windows: &[Window], words: usize) -> Vec<Option<(usize, usize)>> {
+pub fn reading_windows(windows: &[&[i32]], words: usize) -> Vec<Option<(usize, usize)>> {
     let mut best: Vec<Option<(usize, usize, usize)>> = vec![None; words]; // (window, position, margin)
-    for (w, window) in windows.iter().enumerate() {
+    for (w, word_ids) in windows.iter().enumerate() {
         let mut previous = NO_WORD;
-        let len = window.word_ids.len();
-        for (position, &word) in window.word_ids.iter().enumerate() {
+        let len = word_ids.len();
+        for (position, &word) in word_ids.iter().enumerate() {
             if word == NO_WORD || word == previous {
                 previous = word;
                 continue;
@@ -236,6 +237,16 @@ pub fn reading_windows(windows: &[Window], words: usize) -> Vec<Option<(usize, u
         }
     }
     best.into_iter().map(|b| b.map(|(w, p, _)| (w, p))).collect()
+}
+
+/// A prediction per word from predictions per sub-word of each window (what
+/// `eval` and `predict` score and show): the one at the word's first sub-word
+/// in its reading window. Words no window holds get `None`.
+pub fn word_predictions<T: Clone>(windows: &[&[i32]], per_sub_word: &[Vec<T>], words: usize) -> Vec<Option<T>> {
+    reading_windows(windows, words)
+        .into_iter()
+        .map(|reading| reading.and_then(|(w, p)| per_sub_word.get(w).and_then(|row| row.get(p)).cloned()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -342,10 +353,35 @@ mod tests {
             assert!(start < end, "windows overlap: {:?} then {:?}", pair[0].words(), pair[1].words());
             assert!(start > pair[0].words().0, "and move on");
         }
-        let reading = reading_windows(&windowed.windows, 20);
+        let word_ids: Vec<&[i32]> = windowed.windows.iter().map(|w| w.word_ids.as_slice()).collect();
+        let reading = reading_windows(&word_ids, 20);
         assert!(reading.iter().all(Option::is_some), "every word is read somewhere");
         let (window, position) = reading[10].expect("word 10");
         assert_eq!(windowed.windows[window].word_ids[position], 10);
+        // Each word's prediction comes from its reading window: mark each
+        // sub-word with (window, position) and see which one a word gets.
+        let marks: Vec<Vec<(usize, usize)>> = windowed
+            .windows
+            .iter()
+            .enumerate()
+            .map(|(w, win)| (0..win.word_ids.len()).map(|p| (w, p)).collect())
+            .collect();
+        let predicted = word_predictions(&word_ids, &marks, 20);
+        assert_eq!(predicted, reading);
+        let overlapping =
+            (0..20).find(|&word| windowed.windows.iter().filter(|w| w.word_ids.contains(&(word as i32))).count() > 1);
+        let word = overlapping.expect("a word in two windows");
+        let (w, p) = reading[word].expect("read");
+        let len = windowed.windows[w].word_ids.len();
+        for (other, window) in windowed.windows.iter().enumerate().filter(|(o, _)| *o != w) {
+            if let Some(q) = window.word_ids.iter().position(|&x| x == word as i32) {
+                let margin = |p: usize, len: usize| p.min(len - 1 - p);
+                assert!(
+                    margin(p, len) >= margin(q, window.word_ids.len()),
+                    "window {other} reads word {word} with more context"
+                );
+            }
+        }
 
         let cut = aligner(16, LongSentences::Truncate, 4, false).align(&words, Some(&tags)).expect("aligned");
         assert_eq!(cut.windows.len(), 1);
@@ -385,7 +421,8 @@ mod tests {
         let aligned = aligner.align(&["a", giant.as_str(), "b"], Some(&ids("O O O"))).expect("aligned");
         assert!(aligned.windows.iter().all(|w| w.input_ids.len() <= 8));
         assert_eq!(aligned.words_cut, 0, "its first sub-word is in a window");
-        let reading = reading_windows(&aligned.windows, 3);
+        let word_ids: Vec<&[i32]> = aligned.windows.iter().map(|w| w.word_ids.as_slice()).collect();
+        let reading = reading_windows(&word_ids, 3);
         assert!(reading.iter().all(Option::is_some), "{reading:?}");
     }
 }
