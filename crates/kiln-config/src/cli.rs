@@ -11,7 +11,7 @@ use crate::{
     ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, FailOn, GateConfig, HashtagMode, IngestConfig,
     InputFormat, InvalidTags, LogText, LongSentences, Metric, MonitorConfig, NewLabelPolicy, PredictConfig,
     ProfileConfig, RegistryConfig, RetrainConfig, ServeConfig, Split, TagScheme, TokenTypeIds, TokenizeConfig,
-    TrackConfig, TrainConfig, UnicodeNormalization, UnknownLabelPolicy, WindowKind,
+    TrackConfig, TrainConfig, TrainLoss, UnicodeNormalization, UnknownLabelPolicy, WindowKind,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -316,6 +316,12 @@ pub struct TrainArgs {
     /// Class weights in the loss [default: none].
     #[arg(long, value_enum)]
     pub class_weights: Option<ClassWeights>,
+    /// The loss: cross_entropy, or focal for rare classes [default: cross_entropy].
+    #[arg(long, value_enum)]
+    pub loss: Option<TrainLoss>,
+    /// Focal loss' focusing exponent [default: 2.0].
+    #[arg(long, value_name = "GAMMA")]
+    pub focal_gamma: Option<f64>,
     /// Also validate every N steps, 0 = once per epoch [default: 0].
     #[arg(long, value_name = "N")]
     pub eval_every_steps: Option<usize>,
@@ -344,8 +350,8 @@ impl TrainArgs {
         apply_overrides!(self, config,
             [input_dir, model_dir, output_dir, run_dir, device, threads, seed, epochs, max_steps, batch_size,
              gradient_accumulation, learning_rate, warmup_ratio, weight_decay, adam_epsilon, max_grad_norm,
-             class_weights, eval_every_steps, checkpoint_every_steps, log_every_steps, eval_batch_size, metric,
-             patience, resume],
+             class_weights, loss, focal_gamma, eval_every_steps, checkpoint_every_steps, log_every_steps,
+             eval_batch_size, metric, patience, resume],
             optional []);
     }
 }

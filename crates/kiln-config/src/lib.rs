@@ -578,6 +578,18 @@ pub enum ClassWeights {
     InverseFrequency,
 }
 
+/// The loss `train` minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum TrainLoss {
+    #[default]
+    CrossEntropy,
+    /// `-(1 - p)^focal_gamma ln p`: easy examples (the many `O` words) count
+    /// less, hard ones (rare entity types) more.
+    Focal,
+}
+
 /// `[train]`: fine-tune a pre-trained encoder with a classification head.
 ///
 /// The defaults follow Hugging Face `Trainer` fine-tuning (AdamW, lr 5e-5, decay
@@ -618,6 +630,9 @@ pub struct TrainConfig {
     /// Clip the global gradient norm to this (0: no clipping).
     pub max_grad_norm: f64,
     pub class_weights: ClassWeights,
+    pub loss: TrainLoss,
+    /// Focal loss' focusing exponent (0 is cross-entropy).
+    pub focal_gamma: f64,
     /// Also validate every N optimizer steps (0: only at the end of each epoch).
     pub eval_every_steps: usize,
     /// Also checkpoint every N optimizer steps (0: only at the end of each epoch).
@@ -654,6 +669,8 @@ impl Default for TrainConfig {
             adam_epsilon: 1e-8,
             max_grad_norm: 1.0,
             class_weights: ClassWeights::None,
+            loss: TrainLoss::CrossEntropy,
+            focal_gamma: 2.0,
             eval_every_steps: 0,
             checkpoint_every_steps: 0,
             log_every_steps: 10,
@@ -682,6 +699,12 @@ impl TrainConfig {
             return Err(ConfigError::invalid(
                 "train.learning_rate",
                 format!("must be positive, got {}", self.learning_rate),
+            ));
+        }
+        if !(self.focal_gamma.is_finite() && self.focal_gamma >= 0.0) {
+            return Err(ConfigError::invalid(
+                "train.focal_gamma",
+                format!("must be 0 or more, got {}", self.focal_gamma),
             ));
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
@@ -1326,6 +1349,9 @@ impl RetrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
+    /// What the model predicts: a label per text, or a tag per word.
+    #[serde(default)]
+    pub task: Task,
     /// How texts were cleaned; absent when the data did not go through `clean`.
     pub clean: Option<CleanConfig>,
     pub tokenize: TokenizeConfig,

@@ -2,7 +2,7 @@
 //! longest text in each batch, so short texts do not pay for long ones.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use kiln_core::Example;
+use kiln_core::{Example, TaggedExample};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -60,6 +60,34 @@ pub fn collate(examples: &[&Example], pad_id: u32, device: &Device) -> (BertInpu
     let labels: Vec<i64> = examples.iter().map(|e| i64::from(e.label_id)).collect();
     let input = BertInput { input_ids: ints(ids), token_type_ids: ints(types), attention_mask: ints(mask) };
     (input, Tensor::from_data(TensorData::new(labels, [rows]), device))
+}
+
+/// Pads tagged windows to the longest of them: the model input and the
+/// sub-word labels, `[rows, width]`, padding labelled -100 (ignored).
+pub fn collate_tagged(examples: &[&TaggedExample], pad_id: u32, device: &Device) -> (BertInput, Tensor<2, Int>) {
+    let width = examples.iter().map(|e| e.len()).max().unwrap_or(0);
+    let rows = examples.len();
+    let (mut ids, mut types, mut mask, mut labels) = (
+        Vec::with_capacity(rows * width),
+        Vec::with_capacity(rows * width),
+        Vec::with_capacity(rows * width),
+        Vec::with_capacity(rows * width),
+    );
+    for example in examples {
+        let pad = width - example.len();
+        ids.extend(
+            example.input_ids.iter().map(|&id| i64::from(id)).chain(std::iter::repeat_n(i64::from(pad_id), pad)),
+        );
+        match &example.token_type_ids {
+            Some(t) => types.extend(t.iter().map(|&t| i64::from(t)).chain(std::iter::repeat_n(0, pad))),
+            None => types.extend(std::iter::repeat_n(0, width)),
+        }
+        mask.extend(std::iter::repeat_n(1i64, example.len()).chain(std::iter::repeat_n(0, pad)));
+        labels.extend(example.labels.iter().map(|&l| i64::from(l)).chain(std::iter::repeat_n(-100, pad)));
+    }
+    let ints = |values: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(values, [rows, width]), device);
+    let input = BertInput { input_ids: ints(ids), token_type_ids: ints(types), attention_mask: ints(mask) };
+    (input, ints(labels))
 }
 
 #[cfg(test)]

@@ -181,6 +181,16 @@ impl BertConfig {
         if self.is_distilbert() { "DistilBertForSequenceClassification" } else { "BertForSequenceClassification" }
     }
 
+    /// The Hugging Face class a model of this kind tagging words is saved as.
+    pub fn token_classification_architecture(&self) -> &'static str {
+        match self.model_type.as_str() {
+            DISTILBERT => "DistilBertForTokenClassification",
+            ROBERTA => "RobertaForTokenClassification",
+            XLM_ROBERTA => "XLMRobertaForTokenClassification",
+            _ => "BertForTokenClassification",
+        }
+    }
+
     pub fn init(&self, device: &Device) -> BertModel {
         let norm = || LayerNormConfig::new(self.hidden_size).with_epsilon(self.layer_norm_eps).init(device);
         let linear = |i, o| LinearConfig::new(i, o).init(device);

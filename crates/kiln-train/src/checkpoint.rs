@@ -14,7 +14,7 @@ use burn::optim::ModuleOptimizer;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use kiln_config::TrainConfig;
 use kiln_core::FileHash;
-use kiln_model::{BertClassifier, BertConfig};
+use kiln_model::BertConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationMetrics;
@@ -131,9 +131,9 @@ impl Checkpoint {
     pub fn save(
         &self,
         state: &CheckpointState,
-        model: &BertClassifier,
+        model: &impl ModuleSnapshot,
         optimizer: &ModuleOptimizer,
-        best: Option<&BertClassifier>,
+        best: Option<&impl ModuleSnapshot>,
     ) -> Result<()> {
         let _ = std::fs::remove_dir_all(&self.staging);
         std::fs::create_dir_all(&self.staging)
@@ -160,12 +160,12 @@ impl Checkpoint {
         Ok(())
     }
 
-    pub fn load_model(&self, model: &mut BertClassifier) -> Result<()> {
+    pub fn load_model(&self, model: &mut impl ModuleSnapshot) -> Result<()> {
         load_weights(model, &self.dir.join(MODEL))
     }
 
     /// Loads the best model so far; false when the checkpoint has none yet.
-    pub fn load_best(&self, model: &mut BertClassifier) -> Result<bool> {
+    pub fn load_best(&self, model: &mut impl ModuleSnapshot) -> Result<bool> {
         let path = self.dir.join(BEST);
         if !path.is_file() {
             return Ok(false);
@@ -179,12 +179,12 @@ impl Checkpoint {
     }
 }
 
-fn save_weights(model: &BertClassifier, path: &Path) -> Result<()> {
+fn save_weights(model: &impl ModuleSnapshot, path: &Path) -> Result<()> {
     let mut store = BurnpackStore::from_file(path).auto_extension(false).overwrite(true);
     model.save_into(&mut store).map_err(|e| anyhow::anyhow!("cannot save weights to {}: {e:?}", path.display()))
 }
 
-fn load_weights(model: &mut BertClassifier, path: &Path) -> Result<()> {
+fn load_weights(model: &mut impl ModuleSnapshot, path: &Path) -> Result<()> {
     let mut store = BurnpackStore::from_file(path).auto_extension(false);
     let result = model.load_from(&mut store).map_err(|e| anyhow::anyhow!("cannot load {}: {e:?}", path.display()))?;
     if !result.errors.is_empty() || !result.missing.is_empty() {

@@ -7,17 +7,18 @@ use anyhow::{Context, Result, bail};
 use kiln_config::{CleanConfig, TokenizeConfig, TrainConfig};
 use kiln_core::model_folder::{CONFIG, LABELS, TOKENIZER};
 use kiln_core::output::{read_manifest, sha256_file};
-use kiln_core::{Example, FileHash, LabelMap, ModelFolder, Split};
+use kiln_core::{FileHash, LabelMap, ModelFolder, Split};
 use kiln_data::clean;
-use kiln_data::processed::{check_label_ids, read_examples};
 use kiln_data::tokenize::MANIFEST as TOKENIZE_MANIFEST;
 use kiln_model::BertConfig;
 use kiln_text::load_tokenizer;
 
-/// The checked inputs of a training run.
-pub struct TrainInputs {
-    pub train: Vec<Example>,
-    pub validation: Vec<Example>,
+use crate::task::{Encoded, TrainTask};
+
+/// The checked inputs of a training run: `E` is the task's processed example.
+pub struct TrainInputs<E> {
+    pub train: Vec<E>,
+    pub validation: Vec<E>,
     pub labels: LabelMap,
     /// The pre-trained model folder, its `config.json` read.
     pub pretrained: ModelFolder,
@@ -33,23 +34,21 @@ pub struct TrainInputs {
     pub clean: Option<CleanConfig>,
 }
 
-pub fn load(config: &TrainConfig) -> Result<TrainInputs> {
+pub fn load<T: TrainTask>(config: &TrainConfig) -> Result<TrainInputs<T::Example>> {
     let dir = &config.input_dir;
     let train_path = Split::Train.path_in(dir);
     let validation_path = Split::Validation.path_in(dir);
     let labels_path = dir.join(LABELS);
-    let train = read_examples(&train_path)?;
-    let validation = read_examples(&validation_path)?;
-    let labels = LabelMap::load(&labels_path)
-        .with_context(|| format!("{} is needed with the processed data (run `tokenize`)", labels_path.display()))?;
+    let labels = LabelMap::load(&labels_path).with_context(|| {
+        format!("{} is needed with the processed data (run `tokenize` first)", labels_path.display())
+    })?;
+    let train = T::read(&train_path, &labels, &labels_path)?;
+    let validation = T::read(&validation_path, &labels, &labels_path)?;
     if train.is_empty() {
         bail!("{} has no rows: nothing to train on", train_path.display());
     }
     if validation.is_empty() {
         bail!("{} has no rows: training needs a validation split to pick the best model", validation_path.display());
-    }
-    for (path, examples) in [(&train_path, &train), (&validation_path, &validation)] {
-        check_label_ids(path, examples, &labels, &labels_path)?;
     }
 
     let tokenize_manifest = read_manifest::<TokenizeConfig>(&dir.join(TOKENIZE_MANIFEST));
@@ -109,27 +108,27 @@ pub fn load(config: &TrainConfig) -> Result<TrainInputs> {
 }
 
 /// Token ids must fit the model's embedding table, and lengths its positions.
-fn check_token_ids(config: &TrainConfig, model: &BertConfig, path: &Path, examples: &[Example]) -> Result<()> {
+fn check_token_ids(config: &TrainConfig, model: &BertConfig, path: &Path, examples: &[impl Encoded]) -> Result<()> {
     for (row, example) in examples.iter().enumerate() {
-        if let Some(&id) = example.input_ids.iter().find(|&&id| id as usize >= model.vocab_size) {
+        if let Some(&id) = example.input_ids().iter().find(|&&id| id as usize >= model.vocab_size) {
             bail!(
                 "{}: row {} (id {}) has token id {id}, beyond the model's vocabulary of {}: the data was \
                  tokenized for another model (rerun `tokenize` with --model-dir {})",
                 path.display(),
                 row + 1,
-                example.id,
+                example.id(),
                 model.vocab_size,
                 config.model_dir.display()
             );
         }
-        if example.len() > model.max_position_embeddings {
+        if example.input_ids().len() > model.max_position_embeddings {
             bail!(
                 "{}: row {} (id {}) has {} tokens, more than the model's {} positions (rerun `tokenize` with a \
                  smaller --max-length)",
                 path.display(),
                 row + 1,
-                example.id,
-                example.len(),
+                example.id(),
+                example.input_ids().len(),
                 model.max_position_embeddings
             );
         }

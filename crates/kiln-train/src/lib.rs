@@ -12,6 +12,7 @@ pub mod inputs;
 mod metrics_log;
 pub mod model_folder;
 pub mod schedule;
+pub mod task;
 mod trainer;
 
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use kiln_config::Metric;
 use serde::{Deserialize, Serialize};
 
-pub use trainer::{METRICS, Outcome, SUMMARY, TrainSummary, evaluate, run};
+pub use trainer::{METRICS, Outcome, SUMMARY, TrainSummary, evaluate, run, run_for};
 
 /// Validation figures, taken during training.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -7,22 +7,20 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
-use kiln_config::{ClassWeights, TrainConfig};
+use kiln_config::TrainConfig;
 use kiln_core::metrics::{Confusion, TrainLogRecord as Record};
-use kiln_core::{Bug, Example, Manifest, Progress, StagedOutput};
+use kiln_core::{Bug, Example, Manifest, Progress, StagedOutput, Task};
 use kiln_model::batch::{bucketed_batches, collate, length_sorted_batches};
 use kiln_model::bert::load_safetensors;
 use kiln_model::optim::{AdamWSettings, clip_global_norm};
-use kiln_model::{BertClassifier, DeviceSpec, device};
+use kiln_model::{BertClassifier, DeviceSpec, WithHead, device};
 use serde::Serialize;
 
 use crate::checkpoint::{Best, Checkpoint, CheckpointState, Fingerprint, Position, check_resumable};
 use crate::metrics_log::MetricsLog;
 use crate::schedule::LinearSchedule;
+use crate::task::{Encoded, PAD_ID, Sequence, Tokens, TrainTask};
 use crate::{Control, ValidationMetrics, inputs, model_folder};
-
-/// Padding id in batches; its value is irrelevant (masked), BERT's [PAD] is 0.
-const PAD_ID: u32 = 0;
 pub const SUMMARY: &str = kiln_core::stages::TRAIN_DONE;
 pub const METRICS: &str = "metrics.jsonl";
 
@@ -64,9 +62,22 @@ fn derived_seed(seed: u64, salt: u64, index: usize) -> u64 {
 const EPOCH_SALT: u64 = 0x9E37_79B9_7F4A_7C15;
 const STEP_SALT: u64 = 0xD1B5_4A32_D192_ED03;
 
+/// Trains a sequence classifier (a label per text).
 pub fn run(config: &TrainConfig, progress: &Progress, control: &Control) -> Result<Outcome> {
+    run_for(config, Task::SequenceClassification, progress, control)
+}
+
+/// Trains a model for `task`: a label per text, or a tag per word.
+pub fn run_for(config: &TrainConfig, task: Task, progress: &Progress, control: &Control) -> Result<Outcome> {
+    match task {
+        Task::SequenceClassification => run_task::<Sequence>(config, task, progress, control),
+        Task::TokenClassification => run_task::<Tokens>(config, task, progress, control),
+    }
+}
+
+fn run_task<T: TrainTask>(config: &TrainConfig, task: Task, progress: &Progress, control: &Control) -> Result<Outcome> {
     config.validate()?;
-    let mut session = Session::start(config)?;
+    let mut session = Session::<T>::start(config, task)?;
     let bar = progress.steps(session.total_steps as u64, "");
     bar.set_position(session.state.position.step as u64);
     while !session.state.finished && session.state.position.step < session.total_steps {
@@ -117,9 +128,10 @@ pub fn run(config: &TrainConfig, progress: &Progress, control: &Control) -> Resu
 }
 
 /// A training run in progress: what [`run`]'s loop drives step by step.
-struct Session<'a> {
+struct Session<'a, T: TrainTask> {
     config: &'a TrainConfig,
-    inputs: inputs::TrainInputs,
+    task: Task,
+    inputs: inputs::TrainInputs<T::Example>,
     checkpoint: Checkpoint,
     /// The model folder, staged before training so an unwritable one fails first.
     staged: StagedOutput,
@@ -128,9 +140,9 @@ struct Session<'a> {
     plain: Device,
     device: Device,
     /// Always there: the optimizer takes it and gives it back each step.
-    model: Option<BertClassifier>,
+    model: Option<T::Model>,
     optimizer: ModuleOptimizer,
-    best_model: Option<BertClassifier>,
+    best_model: Option<T::Model>,
     /// Whether `best_model` changed since the last checkpoint.
     best_dirty: bool,
     state: CheckpointState,
@@ -147,12 +159,12 @@ struct Session<'a> {
     tokens: usize,
 }
 
-impl<'a> Session<'a> {
+impl<'a, T: TrainTask> Session<'a, T> {
     /// Checks the inputs and sets up a fresh run from the pre-trained weights,
     /// or resumes the checkpoint (`resume`), which must belong to these inputs.
-    fn start(config: &'a TrainConfig) -> Result<Self> {
+    fn start(config: &'a TrainConfig, task: Task) -> Result<Self> {
         let spec = device::configure(&config.device, config.threads).context("config key `train.device`")?;
-        let inputs = inputs::load(config)?;
+        let inputs = inputs::load::<T>(config)?;
         let labels = inputs.labels.len();
         let fingerprint = Fingerprint {
             model: inputs.model.clone(),
@@ -182,7 +194,7 @@ impl<'a> Session<'a> {
         let plain = resolved.device();
         let device = plain.clone().autodiff();
         device.seed(config.seed);
-        let mut model = BertClassifier::new(&inputs.model, labels, &device);
+        let mut model = T::new_model(&inputs.model, labels, &device);
         let mut optimizer = AdamWSettings {
             weight_decay: config.weight_decay as f32,
             epsilon: config.adam_epsilon as f32,
@@ -194,7 +206,7 @@ impl<'a> Session<'a> {
             Some(saved) => {
                 checkpoint.load_model(&mut model)?;
                 optimizer = checkpoint.load_optimizer(optimizer)?;
-                let mut best = BertClassifier::new(&inputs.model, labels, &plain);
+                let mut best = T::new_model(&inputs.model, labels, &plain);
                 if checkpoint.load_best(&mut best)? {
                     best_model = Some(best);
                 }
@@ -213,11 +225,11 @@ impl<'a> Session<'a> {
         };
         let log = MetricsLog::open(&config.run_dir, state.metrics_log_bytes)?;
 
-        let lengths: Vec<usize> = inputs.train.iter().map(Example::len).collect();
+        let lengths: Vec<usize> = inputs.train.iter().map(|e| e.input_ids().len()).collect();
         let groups_per_epoch = inputs.train.len().div_ceil(config.batch_size).div_ceil(config.gradient_accumulation);
         let total_steps = if config.max_steps > 0 { config.max_steps } else { config.epochs * groups_per_epoch };
         let schedule = LinearSchedule::new(config.learning_rate, config.warmup_ratio, total_steps);
-        let class_weights = class_weights(config.class_weights, &inputs.train, labels);
+        let class_weights = T::class_weights(config.class_weights, &inputs.train, labels);
         tracing::info!(
             "training {} parameters on {} ({} threads): {} examples, {total_steps} steps of {} x {} examples, {} \
              warm-up",
@@ -232,6 +244,7 @@ impl<'a> Session<'a> {
         let stopped_early = state.finished && state.position.step < total_steps;
         Ok(Self {
             config,
+            task,
             inputs,
             checkpoint,
             staged,
@@ -269,16 +282,15 @@ impl<'a> Session<'a> {
         let mut loss_value = 0.0;
         let model = self.model.as_ref().ok_or_else(|| Bug::new("the model was not given back"))?;
         for batch in group {
-            let rows: Vec<&Example> = batch.iter().map(|&i| &self.inputs.train[i]).collect();
-            let (input, targets) = collate(&rows, PAD_ID, &self.device);
-            let (loss, _) = model.weighted_loss(input, targets, self.class_weights.as_deref());
+            let rows: Vec<&T::Example> = batch.iter().map(|&i| &self.inputs.train[i]).collect();
+            let loss = T::loss(model, &rows, &self.device, self.class_weights.as_deref(), config);
             // Each batch's mean loss counts by its share of the group: the
             // accumulated gradient is that of one big batch.
             let loss = loss.mul_scalar(rows.len() as f64 / group_rows as f64);
             loss_value += f64::from(loss.clone().into_scalar::<f32>());
             accumulator.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
             self.samples += rows.len();
-            self.tokens += rows.iter().map(|e| e.len()).sum::<usize>();
+            self.tokens += rows.iter().map(|e| e.input_ids().len()).sum::<usize>();
         }
         let (grads, grad_norm) = clip_global_norm(model, accumulator.grads(), config.max_grad_norm);
         if !loss_value.is_finite() || !grad_norm.is_finite() {
@@ -305,7 +317,7 @@ impl<'a> Session<'a> {
         Ok(lr)
     }
 
-    fn model(&self) -> Result<&BertClassifier> {
+    fn model(&self) -> Result<&T::Model> {
         self.model.as_ref().ok_or_else(|| Bug::new("the model was not given back").into())
     }
 
@@ -331,9 +343,9 @@ impl<'a> Session<'a> {
     fn validate(&mut self, epoch: f64) -> Result<()> {
         let config = self.config;
         let step = self.state.position.step;
-        let labels = self.inputs.labels.len();
         let model = self.model()?.valid();
-        let metrics = evaluate(&model, &self.inputs.validation, config.eval_batch_size, &self.plain, labels);
+        let metrics =
+            T::validate(&model, &self.inputs.validation, config.eval_batch_size, &self.plain, &self.inputs.labels);
         let value = metrics.get(config.metric);
         let improved = self.state.best.as_ref().is_none_or(|best| config.metric.is_better(value, best.value));
         if improved {
@@ -415,7 +427,8 @@ impl<'a> Session<'a> {
             tokens_per_second: self.tokens as f64 / seconds,
             output_dir: config.output_dir.clone(),
         };
-        model_folder::write(self.staged, config, &self.inputs, &best_model, &summary)?;
+        let kind = model_folder::Kind { task: self.task, architecture: T::architecture(&self.inputs.model) };
+        model_folder::write(self.staged, config, &self.inputs, &best_model, kind, &summary)?;
         let mut run_outputs = StagedOutput::new(&config.run_dir)?;
         run_outputs.copy(self.log.path(), METRICS)?;
         let mut manifest = Manifest::new("train", config, &summary);
@@ -427,7 +440,7 @@ impl<'a> Session<'a> {
 }
 
 /// The pre-trained encoder's weights, with a new classification head.
-fn load_pretrained(model: &mut BertClassifier, weights: &Path, labels: usize) -> Result<()> {
+fn load_pretrained(model: &mut impl WithHead, weights: &Path, labels: usize) -> Result<()> {
     let report = load_safetensors(model, weights)?;
     if let Some(shape) = &report.replaced_head {
         tracing::warn!(
@@ -475,26 +488,6 @@ pub fn evaluate(
     }
 }
 
-/// Inverse-frequency weights, n / (classes * count), as scikit-learn's "balanced".
-fn class_weights(mode: ClassWeights, train: &[Example], classes: usize) -> Option<Vec<f32>> {
-    match mode {
-        ClassWeights::None => None,
-        ClassWeights::InverseFrequency => {
-            let mut counts = vec![0usize; classes];
-            for example in train {
-                counts[example.label_id as usize] += 1;
-            }
-            let n = train.len() as f64;
-            Some(
-                counts
-                    .iter()
-                    .map(|&count| if count == 0 { 0.0 } else { (n / (classes as f64 * count as f64)) as f32 })
-                    .collect(),
-            )
-        }
-    }
-}
-
 /// Training figures since the last log record.
 #[derive(Default)]
 struct Window {
@@ -535,10 +528,16 @@ impl Window {
 
 #[cfg(test)]
 mod tests {
+    use kiln_config::ClassWeights;
+
     use super::*;
 
     fn example(label_id: u32) -> Example {
         Example { id: String::new(), input_ids: vec![101, 102], token_type_ids: None, label_id }
+    }
+
+    fn class_weights(mode: ClassWeights, train: &[Example], classes: usize) -> Option<Vec<f32>> {
+        Sequence::class_weights(mode, train, classes)
     }
 
     /// scikit-learn's compute_class_weight("balanced", classes=[0, 1, 2], y=[0, 0, 0, 1]):

@@ -343,3 +343,96 @@ fn a_diverging_run_stops_with_a_clear_message_and_keeps_the_last_checkpoint() {
     .expect("state");
     assert!(state["position"]["step"].as_u64().expect("step") >= 1);
 }
+
+/// 240 tagged sentences whose tags follow from the words: people, places, the rest O.
+fn write_tagged(path: &Path) {
+    let people = [("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Edsger", "Dijkstra")];
+    let places = ["Paris", "London", "Berlin", "Tokyo", "Lagos"];
+    let verbs = ["visited", "left", "loved", "described"];
+    let mut conll = String::new();
+    for i in 0..240 {
+        let (first, last) = people[i % people.len()];
+        let place = places[(i / 4) % places.len()];
+        let verb = verbs[(i / 3) % verbs.len()];
+        for (word, tag) in [(first, "B-person"), (last, "I-person"), (verb, "O"), (place, "B-location"), ("today", "O")]
+        {
+            conll.push_str(&format!("{word}\t{tag}\n"));
+        }
+        conll.push('\n');
+    }
+    std::fs::write(path, conll).expect("conll");
+}
+
+/// Token classification through the real ingest, clean and tokenize, then
+/// `train` with the token head: it learns to tag (validated by entity F1),
+/// and writes a folder transformers reads as a `BertForTokenClassification`.
+#[test]
+fn a_tagger_learns_and_writes_a_token_classification_folder() {
+    use kiln_core::Task;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write_model_folder(&root.join("pretrained"), &tiny_config(16));
+    write_tagged(&root.join("train.conll"));
+    let quiet = Progress::hidden();
+    let ingest = IngestConfig {
+        train_file: Some(root.join("train.conll")),
+        validation_fraction: 0.2,
+        test_fraction: 0.1,
+        output_dir: root.join("raw"),
+        ..IngestConfig::default()
+    };
+    kiln_data::ingest::run(&ingest, Task::TokenClassification, &quiet).expect("ingest");
+    let clean = CleanConfig {
+        input_dir: root.join("raw"),
+        output_dir: root.join("interim"),
+        dedup: false,
+        drop_leaks: false,
+        ..CleanConfig::default()
+    };
+    kiln_data::clean::run_tagged(&clean, &quiet).expect("clean");
+    let tokenize = TokenizeConfig {
+        input_dir: root.join("interim"),
+        output_dir: root.join("processed"),
+        model_dir: root.join("pretrained"),
+        max_length: 16,
+        window_overlap: 4,
+        ..TokenizeConfig::default()
+    };
+    kiln_data::tokenize::run_tagged(&tokenize, &quiet).expect("tokenize");
+    let config = TrainConfig {
+        input_dir: root.join("processed"),
+        model_dir: root.join("pretrained"),
+        output_dir: root.join("out/model"),
+        run_dir: root.join("out/run"),
+        device: "cpu".into(),
+        threads: 1,
+        epochs: 8,
+        batch_size: 16,
+        learning_rate: 5e-3,
+        loss: kiln_config::TrainLoss::Focal,
+        ..TrainConfig::default()
+    };
+    let summary = {
+        let _turn = exclusive();
+        match kiln_train::run_for(&config, Task::TokenClassification, &quiet, &Control::default()).expect("trains") {
+            Outcome::Finished(summary) => summary,
+            Outcome::Interrupted { .. } => panic!("nothing interrupted this run"),
+        }
+    };
+    let best = &summary.best.metrics;
+    assert!(best.macro_f1 > 0.9 && best.accuracy > 0.9, "entity F1 and word accuracy on validation: {best:?}");
+
+    let model_dir = &config.output_dir;
+    let hf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model_dir.join("config.json")).expect("config.json"))
+            .expect("json");
+    assert_eq!(hf["architectures"], serde_json::json!(["BertForTokenClassification"]));
+    assert_eq!(hf["id2label"]["0"], "B-location");
+    assert!(hf.get("problem_type").is_none(), "no sequence problem type: {hf}");
+    let settings = ModelSettings::load(&model_dir.join("kiln.toml")).expect("kiln.toml");
+    assert_eq!(settings.task, Task::TokenClassification);
+    let device = DeviceSpec::Cpu.device();
+    let mut reloaded = kiln_model::BertTokenClassifier::new(&tiny_config(16), 5, &device);
+    let report = load_safetensors(&mut reloaded, &model_dir.join("model.safetensors")).expect("weights");
+    assert!(report.initialised.is_empty() && report.replaced_head.is_none(), "{report:?}");
+}

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             settings.apply(&mut config.train);
             track.apply(&mut config.track);
         },
-        |config, progress, run| match kiln_train::run(&config.train, &progress, &control)? {
+        |config, progress, run| match kiln_train::run_for(&config.train, config.task, &progress, &control)? {
             Outcome::Finished(summary) => {
                 kiln_cli::record_train(run, &config.train, &summary)?;
                 let best = &summary.best;
@@ -59,8 +59,12 @@ fn main() -> ExitCode {
                     summary.samples_per_second,
                     summary.tokens_per_second
                 );
+                let (accuracy, f1) = match config.task {
+                    kiln_core::Task::SequenceClassification => ("accuracy", "macro-F1"),
+                    kiln_core::Task::TokenClassification => ("word accuracy", "entity macro-F1"),
+                };
                 tracing::info!(
-                    "best model (step {}, epoch {:.2}): validation accuracy {:.4}, macro-F1 {:.4}, loss {:.4}; \
+                    "best model (step {}, epoch {:.2}): validation {accuracy} {:.4}, {f1} {:.4}, loss {:.4}; \
                          written to {}",
                     best.step,
                     best.epoch,

@@ -1,0 +1,275 @@
+//! What the training loop needs of a task: its examples, its model, its loss
+//! and its validation. A label per text ([`Sequence`]) and a tag per word
+//! ([`Tokens`]) share everything else: batching, the optimizer, the schedule,
+//! checkpoints, early stopping and the model folder.
+
+use std::path::Path;
+
+use anyhow::Result;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use kiln_config::{ClassWeights, TrainConfig, TrainLoss};
+use kiln_core::entities::{Mode, score};
+use kiln_core::{Example, LabelMap, TaggedExample};
+use kiln_model::batch::{collate, collate_tagged, length_sorted_batches};
+use kiln_model::token::token_loss;
+use kiln_model::{BertClassifier, BertConfig, BertTokenClassifier, WithHead};
+use kiln_text::align::word_predictions;
+
+use crate::ValidationMetrics;
+
+/// Padding id in batches; its value is irrelevant (masked), BERT's [PAD] is 0.
+pub(crate) const PAD_ID: u32 = 0;
+
+/// A processed example, as the checks on inputs see it.
+pub trait Encoded: Send + Sync {
+    fn id(&self) -> &str;
+    fn input_ids(&self) -> &[u32];
+}
+
+impl Encoded for Example {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn input_ids(&self) -> &[u32] {
+        &self.input_ids
+    }
+}
+
+impl Encoded for TaggedExample {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn input_ids(&self) -> &[u32] {
+        &self.input_ids
+    }
+}
+
+pub trait TrainTask {
+    type Example: Encoded;
+    type Model: Module + WithHead;
+
+    /// A processed split, checked against the label list.
+    fn read(path: &Path, labels: &LabelMap, labels_path: &Path) -> Result<Vec<Self::Example>>;
+    fn new_model(config: &BertConfig, labels: usize, device: &Device) -> Self::Model;
+    /// The Hugging Face class the trained folder is saved as.
+    fn architecture(config: &BertConfig) -> &'static str;
+    /// The mean loss of a batch.
+    fn loss(
+        model: &Self::Model,
+        rows: &[&Self::Example],
+        device: &Device,
+        class_weights: Option<&[f32]>,
+        config: &TrainConfig,
+    ) -> Tensor<1>;
+    /// Loss, accuracy and macro-F1 of `model` (in validation mode).
+    fn validate(
+        model: &Self::Model,
+        examples: &[Self::Example],
+        batch_size: usize,
+        device: &Device,
+        labels: &LabelMap,
+    ) -> ValidationMetrics;
+    /// Class weights of the loss (`class_weights = "inverse_frequency"`).
+    fn class_weights(mode: ClassWeights, train: &[Self::Example], classes: usize) -> Option<Vec<f32>>;
+}
+
+fn focal_gamma(config: &TrainConfig) -> f32 {
+    match config.loss {
+        TrainLoss::CrossEntropy => 0.0,
+        TrainLoss::Focal => config.focal_gamma as f32,
+    }
+}
+
+/// Inverse-frequency weights, n / (classes * count), as scikit-learn's "balanced".
+pub(crate) fn balanced(mode: ClassWeights, labels: impl Iterator<Item = usize>, classes: usize) -> Option<Vec<f32>> {
+    match mode {
+        ClassWeights::None => None,
+        ClassWeights::InverseFrequency => {
+            let mut counts = vec![0usize; classes];
+            for label in labels {
+                counts[label] += 1;
+            }
+            let n: usize = counts.iter().sum();
+            Some(
+                counts
+                    .iter()
+                    .map(|&count| if count == 0 { 0.0 } else { (n as f64 / (classes as f64 * count as f64)) as f32 })
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// A label per text.
+pub struct Sequence;
+
+impl TrainTask for Sequence {
+    type Example = Example;
+    type Model = BertClassifier;
+
+    fn read(path: &Path, labels: &LabelMap, labels_path: &Path) -> Result<Vec<Example>> {
+        let examples = kiln_data::processed::read_examples(path)?;
+        kiln_data::processed::check_label_ids(path, &examples, labels, labels_path)?;
+        Ok(examples)
+    }
+
+    fn new_model(config: &BertConfig, labels: usize, device: &Device) -> BertClassifier {
+        BertClassifier::new(config, labels, device)
+    }
+
+    fn architecture(config: &BertConfig) -> &'static str {
+        config.classification_architecture()
+    }
+
+    fn loss(
+        model: &BertClassifier,
+        rows: &[&Example],
+        device: &Device,
+        class_weights: Option<&[f32]>,
+        config: &TrainConfig,
+    ) -> Tensor<1> {
+        let (input, targets) = collate(rows, PAD_ID, device);
+        match config.loss {
+            TrainLoss::CrossEntropy => model.weighted_loss(input, targets, class_weights).0,
+            TrainLoss::Focal => {
+                let logits = model.forward(input);
+                let [batch, classes] = logits.dims();
+                token_loss(
+                    logits.reshape([batch, 1, classes]),
+                    targets.reshape([batch, 1]),
+                    class_weights,
+                    focal_gamma(config),
+                )
+            }
+        }
+    }
+
+    fn validate(
+        model: &BertClassifier,
+        examples: &[Example],
+        batch_size: usize,
+        device: &Device,
+        labels: &LabelMap,
+    ) -> ValidationMetrics {
+        crate::trainer::evaluate(model, examples, batch_size, device, labels.len())
+    }
+
+    fn class_weights(mode: ClassWeights, train: &[Example], classes: usize) -> Option<Vec<f32>> {
+        balanced(mode, train.iter().map(|e| e.label_id as usize), classes)
+    }
+}
+
+/// A tag per word: the loss over each word's labelled sub-words, validation
+/// by entity-level F1 (conlleval, as seqeval's default) over the words.
+pub struct Tokens;
+
+impl TrainTask for Tokens {
+    type Example = TaggedExample;
+    type Model = BertTokenClassifier;
+
+    fn read(path: &Path, labels: &LabelMap, _labels_path: &Path) -> Result<Vec<TaggedExample>> {
+        kiln_data::processed::read_tagged_examples(path, labels)
+    }
+
+    fn new_model(config: &BertConfig, labels: usize, device: &Device) -> BertTokenClassifier {
+        BertTokenClassifier::new(config, labels, device)
+    }
+
+    fn architecture(config: &BertConfig) -> &'static str {
+        config.token_classification_architecture()
+    }
+
+    fn loss(
+        model: &BertTokenClassifier,
+        rows: &[&TaggedExample],
+        device: &Device,
+        class_weights: Option<&[f32]>,
+        config: &TrainConfig,
+    ) -> Tensor<1> {
+        let (input, labels) = collate_tagged(rows, PAD_ID, device);
+        token_loss(model.forward(input), labels, class_weights, focal_gamma(config))
+    }
+
+    /// `accuracy` is word accuracy and `macro_f1` entity-level F1 averaged
+    /// over entity types (seqeval's macro average, conlleval mode).
+    fn validate(
+        model: &BertTokenClassifier,
+        examples: &[TaggedExample],
+        batch_size: usize,
+        device: &Device,
+        labels: &LabelMap,
+    ) -> ValidationMetrics {
+        let lengths: Vec<usize> = examples.iter().map(TaggedExample::len).collect();
+        let mut predicted: Vec<Vec<u32>> = vec![Vec::new(); examples.len()];
+        let (mut loss_sum, mut batches) = (0.0, 0usize);
+        for chunk in length_sorted_batches(&lengths, batch_size) {
+            let rows: Vec<&TaggedExample> = chunk.iter().map(|&i| &examples[i]).collect();
+            let (input, targets) = collate_tagged(&rows, PAD_ID, device);
+            let logits = model.forward(input);
+            let [_, width, _] = logits.dims();
+            loss_sum += f64::from(token_loss(logits.clone(), targets, None, 0.0).into_scalar::<f32>());
+            batches += 1;
+            let ids = logits.argmax(2).into_data().convert::<i64>().try_to_vec::<i64>().unwrap_or_default();
+            for (row, &index) in chunk.iter().enumerate() {
+                let len = examples[index].len();
+                predicted[index] = ids[row * width..row * width + len].iter().map(|&id| id.max(0) as u32).collect();
+            }
+        }
+        let (truth, guess) = word_tags(examples, &predicted, labels);
+        let scores = score(&truth, &guess, Mode::Conlleval).unwrap_or_else(|_| empty_scores());
+        ValidationMetrics {
+            loss: loss_sum / batches.max(1) as f64,
+            accuracy: scores.token_accuracy,
+            macro_f1: scores.macro_avg.f1,
+        }
+    }
+
+    fn class_weights(mode: ClassWeights, train: &[TaggedExample], classes: usize) -> Option<Vec<f32>> {
+        let labelled = train.iter().flat_map(|e| e.labels.iter().filter(|&&l| l >= 0).map(|&l| l as usize));
+        balanced(mode, labelled, classes)
+    }
+}
+
+fn empty_scores() -> kiln_core::entities::EntityScores {
+    let empty: [Vec<&str>; 0] = [];
+    score(&empty, &empty, Mode::Conlleval).unwrap_or_else(|_| unreachable!("no sentences cannot differ in length"))
+}
+
+/// Each sentence's true and predicted tags per word (its windows are
+/// consecutive rows), read where each word has the most context. Words in no
+/// window (no sub-word at all) are left out of both.
+pub fn word_tags(
+    examples: &[TaggedExample],
+    predicted: &[Vec<u32>],
+    labels: &LabelMap,
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let (mut truth, mut guess) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    while start < examples.len() {
+        let end = (start..examples.len()).find(|&i| examples[i].id != examples[start].id).unwrap_or(examples.len());
+        let windows = &examples[start..end];
+        let word_ids: Vec<&[i32]> = windows.iter().map(|e| e.word_ids.as_slice()).collect();
+        let words =
+            windows.iter().flat_map(|e| e.word_ids.iter()).copied().max().map_or(0, |w| (w + 1).max(0) as usize);
+        let true_labels: Vec<Vec<i32>> = windows.iter().map(|e| e.labels.clone()).collect();
+        let name = |id: i64| labels.label(id.max(0) as u32).unwrap_or("O").to_owned();
+        let sentence_truth = word_predictions(&word_ids, &true_labels, words);
+        let sentence_guess = word_predictions(&word_ids, &predicted[start..end], words);
+        let (mut t, mut g) = (Vec::new(), Vec::new());
+        for (true_label, guessed) in sentence_truth.into_iter().zip(sentence_guess) {
+            if let (Some(true_label), Some(guessed)) = (true_label, guessed)
+                && true_label >= 0
+            {
+                t.push(name(i64::from(true_label)));
+                g.push(name(i64::from(guessed)));
+            }
+        }
+        truth.push(t);
+        guess.push(g);
+        start = end;
+    }
+    (truth, guess)
+}
