@@ -70,11 +70,7 @@ pub struct SplitWordReport {
 pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeReport> {
     config.validate()?;
     let tokenizer = load_tokenizer(&config.model_dir, config.max_length)?;
-    let with_token_types = match config.token_type_ids {
-        TokenTypeIds::Auto => ModelFolder::open(&config.model_dir)?.takes_token_types(),
-        TokenTypeIds::Include => true,
-        TokenTypeIds::Omit => false,
-    };
+    let with_token_types = writes_token_types(config)?;
     let mut staged = StagedOutput::new(&config.output_dir)?;
     let frames = Split::ALL
         .iter()
@@ -113,6 +109,16 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
     Ok(report)
 }
 
+/// Whether the processed tables carry `token_type_ids`: as the model's
+/// `config.json` says, unless the config decides.
+fn writes_token_types(config: &TokenizeConfig) -> Result<bool> {
+    Ok(match config.token_type_ids {
+        TokenTypeIds::Auto => ModelFolder::open(&config.model_dir)?.takes_token_types(),
+        TokenTypeIds::Include => true,
+        TokenTypeIds::Omit => false,
+    })
+}
+
 /// Token classification: each sentence's words to windows of sub-words with
 /// their labels (the first sub-word of a word, or all with `label_all_tokens`)
 /// and word ids, and `labels.json`: `B-` and `I-` of each entity type in the
@@ -120,11 +126,7 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
 pub fn run_tagged(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeReport> {
     config.validate_for(kiln_core::Task::TokenClassification)?;
     let tokenizer = load_tokenizer(&config.model_dir, config.max_length)?;
-    let with_token_types = match config.token_type_ids {
-        TokenTypeIds::Auto => ModelFolder::open(&config.model_dir)?.takes_token_types(),
-        TokenTypeIds::Include => true,
-        TokenTypeIds::Omit => false,
-    };
+    let with_token_types = writes_token_types(config)?;
     let mut staged = StagedOutput::new(&config.output_dir)?;
     let tables = Split::ALL
         .iter()

@@ -40,54 +40,48 @@ pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<us
 
 /// Pads `examples` to the longest of them and returns the model input and label ids.
 pub fn collate(examples: &[&Example], pad_id: u32, device: &Device) -> (BertInput, Tensor<1, Int>) {
-    let width = examples.iter().map(|e| e.len()).max().unwrap_or(0);
-    let rows = examples.len();
-    let mut ids = Vec::with_capacity(rows * width);
-    let mut types = Vec::with_capacity(rows * width);
-    let mut mask = Vec::with_capacity(rows * width);
-    for example in examples {
-        let pad = width - example.len();
-        ids.extend(
-            example.input_ids.iter().map(|&id| i64::from(id)).chain(std::iter::repeat_n(i64::from(pad_id), pad)),
-        );
-        match &example.token_type_ids {
+    let rows = examples.iter().map(|e| (e.input_ids.as_slice(), e.token_type_ids.as_deref()));
+    let input = padded_input(rows, examples.len(), pad_id, device);
+    let labels: Vec<i64> = examples.iter().map(|e| i64::from(e.label_id)).collect();
+    (input, Tensor::from_data(TensorData::new(labels, [examples.len()]), device))
+}
+
+/// Rows of token ids (and token types, when the model takes them), padded to
+/// the longest with `pad_id` and masked.
+fn padded_input<'a>(
+    rows: impl Iterator<Item = (&'a [u32], Option<&'a [u8]>)> + Clone,
+    count: usize,
+    pad_id: u32,
+    device: &Device,
+) -> BertInput {
+    let width = rows.clone().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(count * width);
+    let mut types = Vec::with_capacity(count * width);
+    let mut mask = Vec::with_capacity(count * width);
+    for (row_ids, row_types) in rows {
+        let pad = width - row_ids.len();
+        ids.extend(row_ids.iter().map(|&id| i64::from(id)).chain(std::iter::repeat_n(i64::from(pad_id), pad)));
+        match row_types {
             Some(t) => types.extend(t.iter().map(|&t| i64::from(t)).chain(std::iter::repeat_n(0, pad))),
             None => types.extend(std::iter::repeat_n(0, width)),
         }
-        mask.extend(std::iter::repeat_n(1i64, example.len()).chain(std::iter::repeat_n(0, pad)));
+        mask.extend(std::iter::repeat_n(1i64, row_ids.len()).chain(std::iter::repeat_n(0, pad)));
     }
-    let ints = |values: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(values, [rows, width]), device);
-    let labels: Vec<i64> = examples.iter().map(|e| i64::from(e.label_id)).collect();
-    let input = BertInput { input_ids: ints(ids), token_type_ids: ints(types), attention_mask: ints(mask) };
-    (input, Tensor::from_data(TensorData::new(labels, [rows]), device))
+    let ints = |values: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(values, [count, width]), device);
+    BertInput { input_ids: ints(ids), token_type_ids: ints(types), attention_mask: ints(mask) }
 }
 
 /// Pads tagged windows to the longest of them: the model input and the
 /// sub-word labels, `[rows, width]`, padding labelled -100 (ignored).
 pub fn collate_tagged(examples: &[&TaggedExample], pad_id: u32, device: &Device) -> (BertInput, Tensor<2, Int>) {
+    let rows = examples.iter().map(|e| (e.input_ids.as_slice(), e.token_type_ids.as_deref()));
+    let input = padded_input(rows, examples.len(), pad_id, device);
     let width = examples.iter().map(|e| e.len()).max().unwrap_or(0);
-    let rows = examples.len();
-    let (mut ids, mut types, mut mask, mut labels) = (
-        Vec::with_capacity(rows * width),
-        Vec::with_capacity(rows * width),
-        Vec::with_capacity(rows * width),
-        Vec::with_capacity(rows * width),
-    );
-    for example in examples {
-        let pad = width - example.len();
-        ids.extend(
-            example.input_ids.iter().map(|&id| i64::from(id)).chain(std::iter::repeat_n(i64::from(pad_id), pad)),
-        );
-        match &example.token_type_ids {
-            Some(t) => types.extend(t.iter().map(|&t| i64::from(t)).chain(std::iter::repeat_n(0, pad))),
-            None => types.extend(std::iter::repeat_n(0, width)),
-        }
-        mask.extend(std::iter::repeat_n(1i64, example.len()).chain(std::iter::repeat_n(0, pad)));
-        labels.extend(example.labels.iter().map(|&l| i64::from(l)).chain(std::iter::repeat_n(-100, pad)));
-    }
-    let ints = |values: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(values, [rows, width]), device);
-    let input = BertInput { input_ids: ints(ids), token_type_ids: ints(types), attention_mask: ints(mask) };
-    (input, ints(labels))
+    let labels: Vec<i64> = examples
+        .iter()
+        .flat_map(|e| e.labels.iter().map(|&l| i64::from(l)).chain(std::iter::repeat_n(-100, width - e.len())))
+        .collect();
+    (input, Tensor::from_data(TensorData::new(labels, [examples.len(), width]), device))
 }
 
 #[cfg(test)]
@@ -156,5 +150,25 @@ mod tests {
         assert_eq!(ints(input.attention_mask), [1, 1, 1, 1, 1, 0]);
         assert_eq!(ints(input.token_type_ids), [0; 6]);
         assert_eq!(labels.into_data().try_to_vec::<i64>().expect("labels"), [1, 0]);
+    }
+
+    #[test]
+    fn tagged_windows_pad_their_labels_as_ignored() {
+        let device = DeviceSpec::Cpu.device();
+        let window = |ids: &[u32], labels: &[i32]| TaggedExample {
+            id: "s".into(),
+            window: 0,
+            input_ids: ids.to_vec(),
+            token_type_ids: None,
+            labels: labels.to_vec(),
+            word_ids: vec![-1; ids.len()],
+        };
+        let (a, b) = (window(&[101, 7, 8, 102], &[-100, 2, -100, -100]), window(&[101, 9, 102], &[-100, 0, -100]));
+        let (input, labels) = collate_tagged(&[&a, &b], 0, &device);
+        let ints = |t: Tensor<2, Int>| t.into_data().try_to_vec::<i64>().expect("ints");
+        assert_eq!(ints(input.input_ids), [101, 7, 8, 102, 101, 9, 102, 0]);
+        assert_eq!(ints(input.attention_mask), [1, 1, 1, 1, 1, 1, 1, 0]);
+        assert_eq!(ints(input.token_type_ids), [0; 8], "a model without token types gets zeros");
+        assert_eq!(ints(labels), [-100, 2, -100, -100, -100, 0, -100, -100]);
     }
 }
