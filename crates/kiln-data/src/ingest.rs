@@ -98,19 +98,8 @@ fn run_texts(config: &IngestConfig, progress: &Progress) -> Result<IngestReport>
     let given_validation = config.validation_file.as_deref().map(|p| read(Split::Validation, p)).transpose()?;
     let given_test = config.test_file.as_deref().map(|p| read(Split::Test, p)).transpose()?;
 
-    // Carve what the source does not provide out of the training file, stratified.
-    let validation_fraction = if given_validation.is_some() { 0.0 } else { config.validation_fraction };
-    let test_fraction = if given_test.is_some() { 0.0 } else { config.test_fraction };
-    let assignment = stratified_split(&all.labels, validation_fraction, test_fraction, config.seed);
-    let mut splits: BTreeMap<Split, Records> = BTreeMap::new();
-    for (index, split) in assignment.into_iter().enumerate() {
-        let records = splits.entry(split).or_default();
-        records.ids.push(all.ids[index].clone());
-        records.texts.push(all.texts[index].clone());
-        records.labels.push(all.labels[index].clone());
-    }
-    splits.extend(given_validation.map(|r| (Split::Validation, r)));
-    splits.extend(given_test.map(|r| (Split::Test, r)));
+    // Carve what the source does not provide out of the training file, stratified by label.
+    let mut splits = carve(&all, &all.labels, given_validation, given_test, config);
 
     let mut report = IngestReport { task: Task::SequenceClassification, sources, splits: BTreeMap::new() };
     for split in Split::ALL {
@@ -171,24 +160,12 @@ fn run_tagged(config: &IngestConfig, progress: &Progress) -> Result<IngestReport
 
     // Carve missing splits out of the training file, keeping the share of
     // sentences with entities alike in each.
-    let validation_fraction = if given_validation.is_some() { 0.0 } else { config.validation_fraction };
-    let test_fraction = if given_test.is_some() { 0.0 } else { config.test_fraction };
     let has_entities: Vec<String> = all
         .tags
         .iter()
         .map(|tags| if tags.iter().any(|t| t != "O") { "entities" } else { "none" }.to_owned())
         .collect();
-    let assignment = stratified_split(&has_entities, validation_fraction, test_fraction, config.seed);
-    let mut splits: BTreeMap<Split, TaggedTable> = BTreeMap::new();
-    let (ids, tokens, tags) = (all.ids.into_iter(), all.tokens.into_iter(), all.tags.into_iter());
-    for (split, ((id, words), word_tags)) in assignment.into_iter().zip(ids.zip(tokens).zip(tags)) {
-        let table = splits.entry(split).or_default();
-        table.ids.push(id);
-        table.tokens.push(words);
-        table.tags.push(word_tags);
-    }
-    splits.extend(given_validation.map(|t| (Split::Validation, t)));
-    splits.extend(given_test.map(|t| (Split::Test, t)));
+    let mut splits = carve(&all, &has_entities, given_validation, given_test, config);
 
     let mut report = IngestReport { task: Task::TokenClassification, sources, splits: BTreeMap::new() };
     for split in Split::ALL {
@@ -210,6 +187,48 @@ fn run_tagged(config: &IngestConfig, progress: &Progress) -> Result<IngestReport
     manifest.outputs = staged.hashes()?;
     staged.commit(MANIFEST, &manifest)?;
     Ok(report)
+}
+
+/// Rows that can be dealt out into splits one by one.
+trait Rows: Default {
+    fn push_row(&mut self, from: &Self, index: usize);
+}
+
+impl Rows for Records {
+    fn push_row(&mut self, from: &Self, index: usize) {
+        self.ids.push(from.ids[index].clone());
+        self.texts.push(from.texts[index].clone());
+        self.labels.push(from.labels[index].clone());
+    }
+}
+
+impl Rows for TaggedTable {
+    fn push_row(&mut self, from: &Self, index: usize) {
+        self.ids.push(from.ids[index].clone());
+        self.tokens.push(from.tokens[index].clone());
+        self.tags.push(from.tags[index].clone());
+    }
+}
+
+/// The three splits: the source's own validation and test files where it has
+/// them, the rest carved out of `all` by `stratified_split` over `strata`.
+fn carve<T: Rows>(
+    all: &T,
+    strata: &[String],
+    validation: Option<T>,
+    test: Option<T>,
+    config: &IngestConfig,
+) -> BTreeMap<Split, T> {
+    let validation_fraction = if validation.is_some() { 0.0 } else { config.validation_fraction };
+    let test_fraction = if test.is_some() { 0.0 } else { config.test_fraction };
+    let mut splits: BTreeMap<Split, T> = BTreeMap::new();
+    let assignment = stratified_split(strata, validation_fraction, test_fraction, config.seed);
+    for (index, split) in assignment.into_iter().enumerate() {
+        splits.entry(split).or_default().push_row(all, index);
+    }
+    splits.extend(validation.map(|rows| (Split::Validation, rows)));
+    splits.extend(test.map(|rows| (Split::Test, rows)));
+    splits
 }
 
 fn check_unique_ids(ids: &[String], split: Split, id_column: Option<&str>) -> Result<()> {
