@@ -251,7 +251,7 @@ impl IngestConfig {
                 "validation_fraction + test_fraction must leave rows for training",
             ));
         }
-        if self.conll_tag_column == Some(1) || self.conll_tag_column == Some(0) {
+        if matches!(self.conll_tag_column, Some(0 | 1)) {
             return Err(ConfigError::invalid(
                 "ingest.conll_tag_column",
                 "column 1 holds the word; the tag is in column 2 or later (counted from 1)",

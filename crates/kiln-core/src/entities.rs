@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::ClassScores;
+
 /// How a file's tags mark entities. kiln converts every scheme to IOB2 on
 /// ingest and records which one the file used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -215,12 +217,21 @@ pub struct EntityScore {
 }
 
 impl EntityScore {
-    /// From counts; a ratio with nothing under it is 0, as seqeval's `zero_division=0`.
     fn from_counts(correct: usize, predicted: usize, support: usize) -> Self {
-        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        let (precision, recall) = (ratio(correct, predicted), ratio(correct, support));
-        let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-        Self { precision, recall, f1, support, predicted, correct }
+        Self::with_counts(
+            ClassScores::from_counts(correct as u64, predicted as u64, support as u64),
+            predicted,
+            correct,
+        )
+    }
+
+    fn with_counts(scores: ClassScores, predicted: usize, correct: usize) -> Self {
+        let ClassScores { precision, recall, f1, support } = scores;
+        Self { precision, recall, f1, support: support as usize, predicted, correct }
+    }
+
+    fn scores(&self) -> ClassScores {
+        ClassScores { precision: self.precision, recall: self.recall, f1: self.f1, support: self.support as u64 }
     }
 }
 
@@ -287,24 +298,14 @@ pub fn score<S: AsRef<str>, T: AsRef<str>>(
     let sum = |f: fn(&EntityScore) -> usize| per_type.values().map(f).sum::<usize>();
     let (correct, predicted_count, support) = (sum(|s| s.correct), sum(|s| s.predicted), sum(|s| s.support));
     let micro = EntityScore::from_counts(correct, predicted_count, support);
-    let mean = |weight: &dyn Fn(&EntityScore) -> f64| {
-        let total: f64 = per_type.values().map(weight).sum();
-        let of = |f: fn(&EntityScore) -> f64| {
-            if total == 0.0 { 0.0 } else { per_type.values().map(|s| weight(s) * f(s)).sum::<f64>() / total }
-        };
-        EntityScore {
-            precision: of(|s| s.precision),
-            recall: of(|s| s.recall),
-            f1: of(|s| s.f1),
-            support,
-            predicted: predicted_count,
-            correct,
-        }
+    let scores: Vec<ClassScores> = per_type.values().map(EntityScore::scores).collect();
+    let mean = |weight: fn(&ClassScores) -> f64| {
+        EntityScore::with_counts(ClassScores::mean(&scores, weight), predicted_count, correct)
     };
     Ok(EntityScores {
         mode,
-        macro_avg: mean(&|_| 1.0),
-        weighted: mean(&|s| s.support as f64),
+        macro_avg: mean(|_| 1.0),
+        weighted: mean(|s| s.support as f64),
         per_type,
         micro,
         token_accuracy: if words == 0 { 0.0 } else { equal as f64 / words as f64 },

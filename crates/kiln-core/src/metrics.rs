@@ -63,9 +63,7 @@ impl Confusion {
         let hits = self.count(class, class);
         let support: u64 = (0..self.classes).map(|p| self.count(class, p)).sum();
         let predicted: u64 = (0..self.classes).map(|a| self.count(a, class)).sum();
-        let (precision, recall) = (ratio(hits, predicted), ratio(hits, support));
-        let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
-        ClassScores { precision, recall, f1, support }
+        ClassScores::from_counts(hits, predicted, support)
     }
 
     pub fn per_class(&self) -> Vec<ClassScores> {
@@ -91,6 +89,22 @@ impl Confusion {
             .filter(|&c| (0..self.classes).any(|o| self.count(c, o) + self.count(o, c) > 0))
             .map(|c| self.class_scores(c))
             .collect();
+        ClassScores::mean(&scores, weight)
+    }
+}
+
+impl ClassScores {
+    /// From counts; a ratio with nothing under it is 0 (scikit-learn's and
+    /// seqeval's `zero_division=0`).
+    pub fn from_counts(hits: u64, predicted: u64, support: u64) -> Self {
+        let (precision, recall) = (ratio(hits, predicted), ratio(hits, support));
+        let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+        Self { precision, recall, f1, support }
+    }
+
+    /// The mean of `scores` under `weight` (1 for macro, support for weighted);
+    /// 0 when there is nothing to weigh. Support is summed.
+    pub fn mean(scores: &[ClassScores], weight: impl Fn(&ClassScores) -> f64) -> Self {
         let total_weight: f64 = scores.iter().map(&weight).sum();
         let mean = |field: fn(&ClassScores) -> f64| {
             if total_weight == 0.0 {
@@ -99,7 +113,7 @@ impl Confusion {
                 scores.iter().map(|s| weight(s) * field(s)).sum::<f64>() / total_weight
             }
         };
-        ClassScores {
+        Self {
             precision: mean(|s| s.precision),
             recall: mean(|s| s.recall),
             f1: mean(|s| s.f1),
@@ -345,9 +359,17 @@ pub fn top_k(probabilities: &[f32], k: usize) -> Vec<usize> {
     order
 }
 
-/// The most likely class id (the first on a tie).
+/// The most likely class id (the first on a tie), in one pass: it runs per
+/// text in `serve` and per sub-word in entity aggregation. Orders as
+/// [`top_k`] does.
 pub fn argmax(probabilities: &[f32]) -> usize {
-    top_k(probabilities, 1).first().copied().unwrap_or(0)
+    let mut best = 0;
+    for (i, p) in probabilities.iter().enumerate().skip(1) {
+        if p.total_cmp(&probabilities[best]).is_gt() {
+            best = i;
+        }
+    }
+    best
 }
 
 #[cfg(test)]
@@ -422,6 +444,7 @@ mod tests {
         assert_eq!(top_k(&[0.1, 0.6, 0.3], 2), [1, 2]);
         assert_eq!(top_k(&[0.5, 0.5], 5), [0, 1]);
         assert_eq!(argmax(&[0.1, 0.7, 0.2]), 1);
+        assert_eq!(argmax(&[0.5, 0.5]), 0, "the first on a tie, as top_k");
         assert_eq!(top_k(&[0.2, 0.8], 0), [1], "at least one");
     }
 }

@@ -101,6 +101,13 @@ impl StagedOutput {
             .collect()
     }
 
+    /// [`Self::commit`] with `manifest`'s outputs filled in: the hash of every
+    /// staged file, which is what a stage's manifest lists.
+    pub fn commit_manifest(self, manifest_name: &str, mut manifest: Manifest) -> Result<()> {
+        manifest.outputs = self.hashes()?;
+        self.commit(manifest_name, &manifest)
+    }
+
     /// Renames every staged file into place, then writes `manifest` as `manifest_name` last.
     pub fn commit(mut self, manifest_name: &str, manifest: &Manifest) -> Result<()> {
         let data_files = std::mem::take(&mut self.files);

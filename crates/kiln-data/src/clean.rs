@@ -12,7 +12,7 @@ use kiln_text::clean::{CleanedWord, Cleaner, Rule, WordCleaner};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::schema::{TaggedTable, TextTable};
+use crate::schema::{TaggedTable, TextTable, retain_where};
 
 /// The manifest, written last.
 pub const MANIFEST: &str = kiln_core::stages::CLEAN_DONE;
@@ -89,8 +89,7 @@ pub fn run(config: &CleanConfig, progress: &Progress) -> Result<CleanReport> {
     }
     let mut manifest = Manifest::new("clean", config, &report);
     manifest.inputs = inputs;
-    manifest.outputs = staged.hashes()?;
-    staged.commit(MANIFEST, &manifest)?;
+    staged.commit_manifest(MANIFEST, manifest)?;
     Ok(report)
 }
 
@@ -168,8 +167,7 @@ pub fn run_tagged(config: &CleanConfig, progress: &Progress) -> Result<CleanRepo
     }
     let mut manifest = Manifest::new("clean", config, &report);
     manifest.inputs = inputs;
-    manifest.outputs = staged.hashes()?;
-    staged.commit(MANIFEST, &manifest)?;
+    staged.commit_manifest(MANIFEST, manifest)?;
     Ok(report)
 }
 
@@ -194,9 +192,7 @@ fn clean_sentence(cleaner: &WordCleaner, words: &mut Vec<String>, tags: &mut Vec
                 for rule in Rule::ALL {
                     counts.changed_by_rule[rule as usize] += usize::from(changed & rule.bit() != 0);
                 }
-                if let std::borrow::Cow::Owned(cleaned) = cleaned {
-                    *word = cleaned;
-                } else if cleaned != word.as_str() {
+                if cleaned != word.as_str() {
                     *word = cleaned.into_owned();
                 }
                 keep.push(true);
@@ -211,10 +207,8 @@ fn clean_sentence(cleaner: &WordCleaner, words: &mut Vec<String>, tags: &mut Vec
             }
         }
     }
-    let mut flags = keep.iter();
-    words.retain(|_| *flags.next().unwrap_or(&true));
-    let mut flags = keep.iter();
-    tags.retain(|_| *flags.next().unwrap_or(&true));
+    retain_where(words, &keep);
+    retain_where(tags, &keep);
 }
 
 /// Applies the text rules and the length limits, then drops duplicates.

@@ -119,8 +119,7 @@ fn run_texts(config: &IngestConfig, progress: &Progress) -> Result<IngestReport>
 
     let mut manifest = Manifest::new("ingest", config, &report);
     manifest.inputs = inputs;
-    manifest.outputs = staged.hashes()?;
-    staged.commit(MANIFEST, &manifest)?;
+    staged.commit_manifest(MANIFEST, manifest)?;
     Ok(report)
 }
 
@@ -184,8 +183,7 @@ fn run_tagged(config: &IngestConfig, progress: &Progress) -> Result<IngestReport
     }
     let mut manifest = Manifest::new("ingest", config, &report);
     manifest.inputs = inputs;
-    manifest.outputs = staged.hashes()?;
-    staged.commit(MANIFEST, &manifest)?;
+    staged.commit_manifest(MANIFEST, manifest)?;
     Ok(report)
 }
 

@@ -92,8 +92,7 @@ pub fn run(config: &ProfileConfig, progress: &Progress) -> Result<DataProfile> {
     let rows: BTreeMap<&String, usize> = profile.splits.iter().map(|(name, s)| (name, s.rows)).collect();
     let mut manifest = Manifest::new("profile", config, &rows);
     manifest.inputs = inputs;
-    manifest.outputs = staged.hashes()?;
-    staged.commit(MANIFEST, &manifest)?;
+    staged.commit_manifest(MANIFEST, manifest)?;
     Ok(profile)
 }
 

@@ -333,33 +333,67 @@ fn csv_error_text(error: &csv::Error) -> String {
     }
 }
 
-fn read_jsonl(path: &Path, sink: &mut RecordSink) -> Result<()> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let wanted = sink.wanted();
-    let mut line = Vec::new();
-    let (mut line_number, mut offset, mut row) = (0usize, 0usize, 0usize);
-    loop {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line).with_context(|| format!("cannot read {}", path.display()))?;
+/// A UTF-8 text file a line at a time, for the line formats (JSONL here,
+/// CoNLL and tagged JSONL in `tagged`): each line with its number and where
+/// it ends; invalid UTF-8 is an error naming the line and byte offset.
+pub(crate) struct LineReader<'p> {
+    reader: BufReader<File>,
+    path: &'p Path,
+    number: usize,
+    offset: u64,
+    buffer: Vec<u8>,
+}
+
+/// One line, without its line ending.
+pub(crate) struct Line<'a> {
+    /// Counted from 1.
+    pub number: usize,
+    /// Bytes read so far, this line included (what a progress bar shows).
+    pub end: u64,
+    pub text: &'a str,
+}
+
+impl<'p> LineReader<'p> {
+    pub(crate) fn open(path: &'p Path) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Self { reader: BufReader::with_capacity(1 << 20, file), path, number: 0, offset: 0, buffer: Vec::new() })
+    }
+
+    /// The next line, or `None` at the end of the file.
+    pub(crate) fn next_line(&mut self) -> Result<Option<Line<'_>>> {
+        self.buffer.clear();
+        let read = self
+            .reader
+            .read_until(b'\n', &mut self.buffer)
+            .with_context(|| format!("cannot read {}", self.path.display()))?;
         if read == 0 {
-            break;
+            return Ok(None);
         }
-        line_number += 1;
-        let line_start = offset;
-        offset += read;
-        let text = std::str::from_utf8(&line).map_err(|e| {
+        self.number += 1;
+        let start = self.offset;
+        self.offset += read as u64;
+        let text = std::str::from_utf8(&self.buffer).map_err(|e| {
             anyhow::anyhow!(
-                "{}: line {line_number}: invalid UTF-8 at byte offset {}; kiln reads UTF-8 text",
-                path.display(),
-                line_start + e.valid_up_to()
+                "{}: line {}: invalid UTF-8 at byte offset {}; kiln reads UTF-8 text",
+                self.path.display(),
+                self.number,
+                start + e.valid_up_to() as u64
             )
         })?;
+        Ok(Some(Line { number: self.number, end: self.offset, text: text.trim_end_matches(['\n', '\r']) }))
+    }
+}
+
+fn read_jsonl(path: &Path, sink: &mut RecordSink) -> Result<()> {
+    let mut lines = LineReader::open(path)?;
+    let wanted = sink.wanted();
+    let mut row = 0usize;
+    while let Some(Line { number: line_number, end, text }) = lines.next_line()? {
         if text.trim().is_empty() {
             continue;
         }
         row += 1;
-        sink.at_byte(offset as u64);
+        sink.at_byte(end);
         let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
             .with_context(|| format!("{}: line {line_number}: not a JSON object", path.display()))?;
         let mut fields = Vec::with_capacity(wanted.len());

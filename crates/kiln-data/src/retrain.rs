@@ -150,8 +150,7 @@ pub fn build(
     holdout.write(&mut staged, HOLDOUT)?;
     let mut manifest = Manifest::new("retrain", config, &report);
     manifest.inputs = inputs;
-    manifest.outputs = staged.hashes()?;
-    staged.commit(MANIFEST, &manifest)?;
+    staged.commit_manifest(MANIFEST, manifest)?;
     Ok(report)
 }
 

@@ -125,8 +125,7 @@ impl TextTable {
     pub fn retain(&mut self, keep: &[bool]) -> usize {
         let before = self.len();
         for column in [&mut self.ids, &mut self.texts, &mut self.labels] {
-            let mut flags = keep.iter();
-            column.retain(|_| flags.next().copied().unwrap_or(false));
+            retain_where(column, keep);
         }
         before - self.len()
     }
@@ -178,12 +177,9 @@ impl TaggedTable {
     /// Keeps the rows whose `keep` is true, in order; returns how many went.
     pub fn retain(&mut self, keep: &[bool]) -> usize {
         let before = self.len();
-        let mut flags = keep.iter();
-        self.ids.retain(|_| flags.next().copied().unwrap_or(false));
-        let mut flags = keep.iter();
-        self.tokens.retain(|_| flags.next().copied().unwrap_or(false));
-        let mut flags = keep.iter();
-        self.tags.retain(|_| flags.next().copied().unwrap_or(false));
+        retain_where(&mut self.ids, keep);
+        retain_where(&mut self.tokens, keep);
+        retain_where(&mut self.tags, keep);
         before - self.len()
     }
 
@@ -216,6 +212,12 @@ impl TaggedTable {
             batch(vec![(ID, ids), (TOKENS, string_list_column(&self.tokens)), (TAGS, string_list_column(&self.tags))])?;
         write_parquet(staged, name, &table)
     }
+}
+
+/// Keeps the items of `column` whose `keep` is true (missing flags: dropped).
+pub fn retain_where<T>(column: &mut Vec<T>, keep: &[bool]) {
+    let mut flags = keep.iter();
+    column.retain(|_| flags.next().copied().unwrap_or(false));
 }
 
 /// A `list<str>` column from rows.

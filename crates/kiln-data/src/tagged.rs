@@ -2,16 +2,14 @@
 //! with a list of words and a list of tags per line. Tags are converted to
 //! IOB2 as they are read; every error names the file and the line.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use kiln_config::{InputFormat, InvalidTags, TagScheme};
 use kiln_core::Progress;
 use kiln_core::entities::{TagError, to_iob2};
 
-use crate::read::resolve_format;
+use crate::read::{Line, LineReader, resolve_format};
 use crate::schema::TaggedTable;
 
 /// What to read from a tagged file, and how.
@@ -43,14 +41,12 @@ pub struct TaggedRecords {
 /// Reads a whole CoNLL or JSONL file of tagged sentences.
 pub fn read_tagged(path: &Path, options: &TaggedOptions, progress: &Progress) -> Result<TaggedRecords> {
     let format = resolve_format(path, options.format)?;
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut lines = LineReader::open(path)?;
     let bar = progress.file(path);
-    let mut reader =
-        Lines { reader: BufReader::with_capacity(1 << 20, file), path, number: 0, offset: 0, line: Vec::new() };
     let mut records = TaggedRecords::default();
     match format {
-        InputFormat::Conll => read_conll(&mut reader, options, &mut records, &|at| bar.set_position(at))?,
-        InputFormat::Jsonl => read_jsonl(&mut reader, options, &mut records, &|at| bar.set_position(at))?,
+        InputFormat::Conll => read_conll(&mut lines, path, options, &mut records, &|at| bar.set_position(at))?,
+        InputFormat::Jsonl => read_jsonl(&mut lines, path, options, &mut records, &|at| bar.set_position(at))?,
         other => bail!(
             "{}: token classification reads CoNLL (word and tag per line) or JSONL (lists of words and tags), not {other}; \
              set ingest.format",
@@ -64,46 +60,11 @@ pub fn read_tagged(path: &Path, options: &TaggedOptions, progress: &Progress) ->
     Ok(records)
 }
 
-/// A file's lines with their numbers, as UTF-8.
-struct Lines<'a> {
-    reader: BufReader<File>,
-    path: &'a Path,
-    number: usize,
-    offset: u64,
-    line: Vec<u8>,
+fn line_error(path: &Path, line: usize, message: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("{}: line {line}: {message}", path.display())
 }
 
-impl Lines<'_> {
-    /// The next line without its line ending, or `None` at the end.
-    fn next_line(&mut self) -> Result<Option<String>> {
-        self.line.clear();
-        let read = self
-            .reader
-            .read_until(b'\n', &mut self.line)
-            .with_context(|| format!("cannot read {}", self.path.display()))?;
-        if read == 0 {
-            return Ok(None);
-        }
-        self.number += 1;
-        let start = self.offset;
-        self.offset += read as u64;
-        let text = std::str::from_utf8(&self.line).map_err(|e| {
-            anyhow!(
-                "{}: line {}: invalid UTF-8 at byte offset {}; kiln reads UTF-8 text",
-                self.path.display(),
-                self.number,
-                start + e.valid_up_to() as u64
-            )
-        })?;
-        Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
-    }
-
-    fn error(&self, line: usize, message: impl std::fmt::Display) -> anyhow::Error {
-        anyhow!("{}: line {line}: {message}", self.path.display())
-    }
-}
-
-/// Adds one sentence, its tags converted; `line_of(word)` says where a bad tag is.
+/// Adds one sentence, its tags converted; `where_is` says where a bad tag is.
 fn push_sentence(
     records: &mut TaggedRecords,
     options: &TaggedOptions,
@@ -121,27 +82,38 @@ fn push_sentence(
     Ok(())
 }
 
-/// `word<TAB>tag` (or space separated, more columns allowed), a blank line
-/// between sentences, `-DOCSTART-` lines between documents.
-fn read_conll(lines: &mut Lines, options: &TaggedOptions, records: &mut TaggedRecords, at: &dyn Fn(u64)) -> Result<()> {
-    let (mut words, mut tags, mut word_lines) = (Vec::new(), Vec::new(), Vec::new());
-    let finish = |records: &mut TaggedRecords,
-                  words: &mut Vec<String>,
-                  tags: &mut Vec<String>,
-                  word_lines: &mut Vec<usize>,
-                  lines: &Lines| {
-        if words.is_empty() {
+/// The CoNLL sentence being read: its words, tags and the line of each.
+#[derive(Default)]
+struct Sentence {
+    words: Vec<String>,
+    tags: Vec<String>,
+    lines: Vec<usize>,
+}
+
+impl Sentence {
+    /// Adds the sentence read so far (if any) and starts the next.
+    fn finish(&mut self, records: &mut TaggedRecords, options: &TaggedOptions, path: &Path) -> Result<()> {
+        if self.words.is_empty() {
             return Ok(());
         }
-        let at_lines = std::mem::take(word_lines);
-        push_sentence(records, options, None, std::mem::take(words), std::mem::take(tags), |error| {
-            lines.error(at_lines[error.word()], error)
-        })
-    };
-    loop {
-        let Some(line) = lines.next_line()? else { break };
+        let Sentence { words, tags, lines } = std::mem::take(self);
+        push_sentence(records, options, None, words, tags, |error| line_error(path, lines[error.word()], error))
+    }
+}
+
+/// `word<TAB>tag` (or space separated, more columns allowed), a blank line
+/// between sentences, `-DOCSTART-` lines between documents.
+fn read_conll(
+    lines: &mut LineReader,
+    path: &Path,
+    options: &TaggedOptions,
+    records: &mut TaggedRecords,
+    at: &dyn Fn(u64),
+) -> Result<()> {
+    let mut sentence = Sentence::default();
+    while let Some(Line { number, end, text: line }) = lines.next_line()? {
         if line.trim().is_empty() {
-            finish(records, &mut words, &mut tags, &mut word_lines, lines)?;
+            sentence.finish(records, options, path)?;
             continue;
         }
         // A tab-separated file keeps spaces inside a field; otherwise any whitespace separates.
@@ -152,78 +124,72 @@ fn read_conll(lines: &mut Lines, options: &TaggedOptions, records: &mut TaggedRe
         };
         if fields[0] == "-DOCSTART-" {
             records.documents += 1;
-            finish(records, &mut words, &mut tags, &mut word_lines, lines)?;
+            sentence.finish(records, options, path)?;
             continue;
         }
-        let number = lines.number;
         if fields.len() < 2 {
-            return Err(
-                lines.error(number, format!("expected a word and its tag (tab or space separated), found {line:?}"))
-            );
+            let message = format!("expected a word and its tag (tab or space separated), found {line:?}");
+            return Err(line_error(path, number, message));
         }
         let column = options.conll_tag_column.unwrap_or(fields.len());
         let Some(&tag) = fields.get(column.saturating_sub(1)) else {
-            return Err(
-                lines.error(number, format!("{} columns, but ingest.conll_tag_column is {column}", fields.len()))
-            );
+            let message = format!("{} columns, but ingest.conll_tag_column is {column}", fields.len());
+            return Err(line_error(path, number, message));
         };
         if fields[0].is_empty() || tag.is_empty() {
-            return Err(lines.error(number, format!("an empty word or tag in {line:?}")));
+            return Err(line_error(path, number, format!("an empty word or tag in {line:?}")));
         }
-        words.push(fields[0].to_owned());
-        tags.push(tag.to_owned());
-        word_lines.push(number);
-        at(lines.offset);
+        sentence.words.push(fields[0].to_owned());
+        sentence.tags.push(tag.to_owned());
+        sentence.lines.push(number);
+        at(end);
     }
-    finish(records, &mut words, &mut tags, &mut word_lines, lines)
+    sentence.finish(records, options, path)
 }
 
 /// One JSON object per line with a list of words and a list of tags.
-fn read_jsonl(lines: &mut Lines, options: &TaggedOptions, records: &mut TaggedRecords, at: &dyn Fn(u64)) -> Result<()> {
-    loop {
-        let Some(line) = lines.next_line()? else { break };
+fn read_jsonl(
+    lines: &mut LineReader,
+    path: &Path,
+    options: &TaggedOptions,
+    records: &mut TaggedRecords,
+    at: &dyn Fn(u64),
+) -> Result<()> {
+    while let Some(Line { number, end, text: line }) = lines.next_line()? {
         if line.trim().is_empty() {
             continue;
         }
-        let number = lines.number;
+        let error = |message: String| line_error(path, number, message);
         let object: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&line).map_err(|e| lines.error(number, format!("not a JSON object ({e})")))?;
+            serde_json::from_str(line).map_err(|e| error(format!("not a JSON object ({e})")))?;
         let list = |column: &str| -> Result<Vec<String>> {
             let value = object.get(column).ok_or_else(|| {
                 let found: Vec<&str> = object.keys().map(String::as_str).collect();
-                lines.error(number, format!("no field '{column}' (found: {})", found.join(", ")))
+                error(format!("no field '{column}' (found: {})", found.join(", ")))
             })?;
-            let items = value
-                .as_array()
-                .ok_or_else(|| lines.error(number, format!("'{column}' should be a list, found {value}")))?;
+            let items = value.as_array().ok_or_else(|| error(format!("'{column}' should be a list, found {value}")))?;
             items
                 .iter()
                 .enumerate()
                 .map(|(i, item)| {
                     item.as_str().map(str::to_owned).ok_or_else(|| {
-                        lines.error(
-                            number,
-                            format!(
-                                "'{column}' item {} should be a string (tags by name, not number), found {item}",
-                                i + 1
-                            ),
-                        )
+                        error(format!(
+                            "'{column}' item {} should be a string (tags by name, not number), found {item}",
+                            i + 1
+                        ))
                     })
                 })
                 .collect()
         };
         let (words, tags) = (list(options.tokens_column)?, list(options.tags_column)?);
         if words.len() != tags.len() {
-            return Err(lines.error(
-                number,
-                format!(
-                    "{} words in '{}' but {} tags in '{}'",
-                    words.len(),
-                    options.tokens_column,
-                    tags.len(),
-                    options.tags_column
-                ),
-            ));
+            return Err(error(format!(
+                "{} words in '{}' but {} tags in '{}'",
+                words.len(),
+                options.tokens_column,
+                tags.len(),
+                options.tags_column
+            )));
         }
         let id = match options.id_column {
             None => None,
@@ -231,18 +197,15 @@ fn read_jsonl(lines: &mut Lines, options: &TaggedOptions, records: &mut TaggedRe
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(serde_json::Value::Number(n)) => n.to_string(),
                 other => {
-                    return Err(lines
-                        .error(number, format!("id field '{column}' should be a string or number, found {other:?}")));
+                    return Err(error(format!("id field '{column}' should be a string or number, found {other:?}")));
                 }
             }),
         };
         if words.is_empty() {
             continue;
         }
-        push_sentence(records, options, id, words, tags, |error| {
-            lines.error(number, format!("word {}: {error}", error.word() + 1))
-        })?;
-        at(lines.offset);
+        push_sentence(records, options, id, words, tags, |tag| error(format!("word {}: {tag}", tag.word() + 1)))?;
+        at(end);
     }
     Ok(())
 }

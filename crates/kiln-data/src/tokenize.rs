@@ -104,8 +104,7 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
 
     let mut manifest = Manifest::new("tokenize", config, &report);
     manifest.inputs = inputs;
-    manifest.outputs = staged.hashes()?;
-    staged.commit(MANIFEST, &manifest)?;
+    staged.commit_manifest(MANIFEST, manifest)?;
     Ok(report)
 }
 
@@ -132,15 +131,15 @@ pub fn run_tagged(config: &TokenizeConfig, progress: &Progress) -> Result<Tokeni
         .iter()
         .map(|&split| TaggedTable::read(&split.path_in(&config.input_dir), "clean").map(|table| (split, table)))
         .collect::<Result<Vec<_>>>()?;
+    if tables[0].1.is_empty() {
+        bail!("{} has no sentences: nothing to learn tags from", Split::Train.path_in(&config.input_dir).display());
+    }
     // B- and I- of every entity type train has (a type's I- may first show up in test), and O.
     let kinds: std::collections::BTreeSet<&str> =
         tables[0].1.tags.iter().flatten().filter_map(|tag| tag.split_once('-').map(|(_, kind)| kind)).collect();
     let tags: Vec<String> =
         kinds.iter().flat_map(|kind| [format!("B-{kind}"), format!("I-{kind}")]).chain(["O".to_owned()]).collect();
     let labels = LabelMap::from_labels(tags.iter().map(String::as_str));
-    if labels.is_empty() {
-        bail!("{} has no sentences: nothing to learn tags from", Split::Train.path_in(&config.input_dir).display());
-    }
     let aligner = Aligner::new(
         &tokenizer,
         &labels,
@@ -212,8 +211,7 @@ pub fn run_tagged(config: &TokenizeConfig, progress: &Progress) -> Result<Tokeni
     staged.write_bytes(LABELS, labels.to_json().as_bytes())?;
     let mut manifest = Manifest::new("tokenize", config, &report);
     manifest.inputs = inputs;
-    manifest.outputs = staged.hashes()?;
-    staged.commit(MANIFEST, &manifest)?;
+    staged.commit_manifest(MANIFEST, manifest)?;
     Ok(report)
 }
 

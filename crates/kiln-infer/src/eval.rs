@@ -138,8 +138,7 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
         }),
     );
     manifest.inputs = metrics.model.iter().cloned().chain([metrics.data.clone()]).collect();
-    manifest.outputs = staged.hashes()?;
-    staged.commit(MANIFEST, &manifest)?;
+    staged.commit_manifest(MANIFEST, manifest)?;
     Ok(metrics)
 }
 

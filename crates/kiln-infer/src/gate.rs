@@ -243,8 +243,7 @@ fn write(config: &GateConfig, decision: &GateDecision) -> Result<()> {
     staged.write_bytes(REPORT, report(decision).as_bytes())?;
     let mut manifest = Manifest::new("gate", config, &serde_json::json!({"promote": decision.promote}));
     manifest.inputs.clone_from(&decision.holdout);
-    manifest.outputs = staged.hashes()?;
-    staged.commit(MANIFEST, &manifest)
+    staged.commit_manifest(MANIFEST, manifest)
 }
 
 fn report(decision: &GateDecision) -> String {

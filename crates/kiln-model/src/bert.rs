@@ -369,7 +369,19 @@ pub struct BertOutput {
 }
 
 impl BertModel {
+    /// The encoder and its pooler over [CLS] (what a sequence head reads).
     pub fn forward(&self, input: BertInput) -> BertOutput {
+        let hidden = self.encode(input);
+        let [batch, _, width] = hidden.dims();
+        let cls = hidden.clone().slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
+        let dense = self.pooler.dense.forward(cls);
+        let pooled = if self.pooler.relu { relu(dense) } else { tanh(dense) };
+        BertOutput { last_hidden_state: hidden, pooled }
+    }
+
+    /// The last hidden state alone, `[batch, seq, hidden]`: a token head has
+    /// no use for the pooler, so it is not run.
+    pub fn encode(&self, input: BertInput) -> Tensor<3> {
         let [batch, seq] = input.input_ids.dims();
         // Hugging Face's extended mask: (1 - mask) * f32::MIN, added to every score.
         let mask_bias = (input.attention_mask.float().neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq]);
@@ -377,11 +389,16 @@ impl BertModel {
         for layer in &self.encoder.layer {
             hidden = layer.forward(hidden, mask_bias.clone());
         }
-        let width = hidden.dims()[2];
-        let cls = hidden.clone().slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
-        let dense = self.pooler.dense.forward(cls);
-        let pooled = if self.pooler.relu { relu(dense) } else { tanh(dense) };
-        BertOutput { last_hidden_state: hidden, pooled }
+        hidden
+    }
+
+    /// DistilBERT's head ReLUs where BERT's pooler tanhs.
+    pub fn is_distilbert(&self) -> bool {
+        self.pooler.relu
+    }
+
+    pub fn is_roberta(&self) -> bool {
+        self.embeddings.positions_after_padding
     }
 }
 
@@ -430,7 +447,7 @@ impl BertClassifier {
     }
 
     pub fn is_distilbert(&self) -> bool {
-        self.bert.pooler.relu
+        self.bert.is_distilbert()
     }
 
     pub fn num_labels(&self) -> usize {
@@ -442,28 +459,29 @@ impl BertClassifier {
 /// sequence head ([`BertClassifier`]) and the token head
 /// ([`crate::token::BertTokenClassifier`]) load and save the same way.
 pub trait WithHead: ModuleSnapshot {
-    fn is_distilbert(&self) -> bool;
-    fn is_roberta(&self) -> bool;
-    /// The head's weight in Hugging Face's layout, `[labels, hidden]`.
-    fn head_shape(&self) -> [usize; 2];
+    fn encoder(&self) -> &BertModel;
+    /// The linear layer whose outputs are the labels.
+    fn classifier(&self) -> &Linear;
     /// Whether BERT's pooler (DistilBERT's `pre_classifier`) belongs to this
     /// model: the sequence head reads [CLS] through it, the token head does not
     /// (transformers' `*ForTokenClassification` has none), so it is neither
     /// required on load nor written on save.
     fn uses_pooler(&self) -> bool;
+
+    /// The head's weight in Hugging Face's layout, `[labels, hidden]`.
+    fn head_shape(&self) -> [usize; 2] {
+        let [hidden, labels] = self.classifier().weight.dims();
+        [labels, hidden]
+    }
 }
 
 impl WithHead for BertClassifier {
-    fn is_distilbert(&self) -> bool {
-        BertClassifier::is_distilbert(self)
+    fn encoder(&self) -> &BertModel {
+        &self.bert
     }
 
-    fn is_roberta(&self) -> bool {
-        self.bert.embeddings.positions_after_padding
-    }
-
-    fn head_shape(&self) -> [usize; 2] {
-        [self.num_labels(), self.classifier.weight.dims()[0]]
+    fn classifier(&self) -> &Linear {
+        &self.classifier
     }
 
     fn uses_pooler(&self) -> bool {
@@ -541,12 +559,11 @@ const KILN_TO_DISTILBERT: [(&str, &str); 12] = [
 /// random initialisation and is reported.
 pub fn load_safetensors(model: &mut impl WithHead, path: &Path) -> Result<LoadReport, ModelError> {
     let shown = path.display().to_string();
-    let distilbert = model.is_distilbert();
-    let pooler_in_head = distilbert || !model.uses_pooler();
-    if model.is_roberta() && model.uses_pooler() {
+    let (distilbert, roberta) = (model.encoder().is_distilbert(), model.encoder().is_roberta());
+    if roberta && model.uses_pooler() {
         return Err(ModelError::UnsupportedHead { path: shown, family: "RoBERTa".into() });
     }
-    let patterns = match (distilbert, model.is_roberta()) {
+    let patterns = match (distilbert, roberta) {
         (true, _) => DISTILBERT_TO_KILN.to_vec(),
         (_, true) => ROBERTA_TO_KILN.to_vec(),
         _ => BERT_TO_KILN.to_vec(),
@@ -573,19 +590,21 @@ pub fn load_safetensors(model: &mut impl WithHead, path: &Path) -> Result<LoadRe
         let errors: Vec<String> = result.errors.iter().map(|e| format!("{e:?}")).collect();
         return Err(ModelError::Weights { path: shown, error: errors.join("; ") });
     }
-    // DistilBERT's pre_classifier (kiln's pooler) belongs to its head, not its
-    // encoder; a token head has no use for the pooler at all.
-    let in_head = |path: &str| path.starts_with("classifier.") || (pooler_in_head && path.starts_with("bert.pooler."));
-    let (mut head, encoder): (Vec<String>, Vec<String>) =
-        result.missing.iter().map(|(path, _)| path.clone()).partition(|path| in_head(path));
+    // A token head has no use for the pooler at all; DistilBERT's
+    // pre_classifier (kiln's pooler) belongs to its head, not its encoder.
+    let pooler = |path: &str| path.starts_with("bert.pooler.");
+    let in_head = |path: &str| path.starts_with("classifier.") || (distilbert && pooler(path));
+    let (mut head, encoder): (Vec<String>, Vec<String>) = result
+        .missing
+        .iter()
+        .map(|(path, _)| path.clone())
+        .filter(|path| model.uses_pooler() || !pooler(path))
+        .partition(|path| in_head(path));
     if replaced_head.is_some() && head.is_empty() {
         head = vec!["classifier.weight".into(), "classifier.bias".into()];
     }
     if !encoder.is_empty() {
         return Err(ModelError::MissingWeights { path: shown, missing: encoder.join(", ") });
-    }
-    if !model.uses_pooler() {
-        head.retain(|path| !path.starts_with("bert.pooler."));
     }
     let (mut unused, mut initialised) = (result.unused, head);
     unused.sort();
@@ -599,7 +618,7 @@ pub fn load_safetensors(model: &mut impl WithHead, path: &Path) -> Result<LoadRe
 /// `load_safetensors` reads it back.
 pub fn save_safetensors(model: &impl WithHead, path: &Path) -> Result<(), ModelError> {
     let shown = path.display().to_string();
-    let patterns = match (model.is_distilbert(), model.is_roberta()) {
+    let patterns = match (model.encoder().is_distilbert(), model.encoder().is_roberta()) {
         (true, _) => KILN_TO_DISTILBERT.to_vec(),
         (_, true) => KILN_TO_ROBERTA.to_vec(),
         _ => KILN_TO_BERT.to_vec(),

@@ -33,7 +33,7 @@ impl BertTokenClassifier {
 
     /// Logits, `[batch, seq, num_labels]`.
     pub fn forward(&self, input: BertInput) -> Tensor<3> {
-        let hidden = self.bert.forward(input).last_hidden_state;
+        let hidden = self.bert.encode(input);
         self.classifier.forward(self.dropout.forward(hidden))
     }
 
@@ -43,16 +43,12 @@ impl BertTokenClassifier {
 }
 
 impl WithHead for BertTokenClassifier {
-    fn is_distilbert(&self) -> bool {
-        self.bert.pooler.relu
+    fn encoder(&self) -> &BertModel {
+        &self.bert
     }
 
-    fn is_roberta(&self) -> bool {
-        self.bert.embeddings.positions_after_padding
-    }
-
-    fn head_shape(&self) -> [usize; 2] {
-        [self.num_labels(), self.classifier.weight.dims()[0]]
+    fn classifier(&self) -> &Linear {
+        &self.classifier
     }
 
     fn uses_pooler(&self) -> bool {

@@ -90,19 +90,19 @@ pub fn aggregate(
             continue;
         }
         let (start, end) = encoding.get_offsets()[index];
-        let text_of =
-            |from: usize, to: usize| chars[from.min(chars.len())..to.min(chars.len())].iter().collect::<String>();
-        let word_ref = text_of(start, end);
-        let mut token = encoding.get_tokens()[index].clone();
-        let mut is_subword = if marks_pieces {
-            token.chars().count() != word_ref.chars().count()
+        let text = |from: usize, to: usize| &chars[from.min(chars.len())..to.min(chars.len())];
+        // An unknown sub-word shows the text it stands for, and starts a word.
+        let (token, is_subword) = if unknown == Some(encoding.get_ids()[index]) {
+            (text(start, end).iter().collect(), false)
         } else {
-            start > 0 && !text_of(start - 1, start + 1).contains(' ')
+            let token = encoding.get_tokens()[index].clone();
+            let is_subword = if marks_pieces {
+                token.chars().count() != text(start, end).len()
+            } else {
+                start > 0 && !text(start - 1, start + 1).contains(&' ')
+            };
+            (token, is_subword)
         };
-        if unknown == Some(encoding.get_ids()[index]) {
-            token = word_ref;
-            is_subword = false;
-        }
         pieces.push(Piece { token, scores, start, end, index, is_subword });
     }
     let tagged: Vec<Tagged> = match strategy {
@@ -146,9 +146,8 @@ pub fn aggregate(
 
 /// The most likely tag and its probability (the first of equals, as numpy's argmax).
 fn best(scores: &[f32], labels: &LabelMap) -> (String, f32) {
-    let (id, score) =
-        scores.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &s)| if s > b.1 { (i, s) } else { b });
-    (labels.label(id as u32).unwrap_or("O").to_owned(), score)
+    let id = kiln_core::metrics::argmax(scores);
+    (labels.label(id as u32).unwrap_or("O").to_owned(), scores.get(id).copied().unwrap_or(0.0))
 }
 
 /// Sub-words grouped into words: a piece that is not a sub-word starts one.

@@ -55,8 +55,7 @@ pub fn write<E: Encoded>(
 
     let mut manifest = Manifest::new("train", config, report);
     manifest.inputs = inputs.hashes.clone();
-    manifest.outputs = staged.hashes()?;
-    staged.commit(MANIFEST, &manifest)
+    staged.commit_manifest(MANIFEST, manifest)
 }
 
 /// The pre-trained `config.json`, made a `…ForSequenceClassification` (or
