@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::{
-    ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, FailOn, GateConfig, HashtagMode, IngestConfig,
-    InputFormat, InvalidTags, LogText, LongSentences, Metric, MonitorConfig, NewLabelPolicy, PredictConfig,
-    ProfileConfig, RegistryConfig, RetrainConfig, ServeConfig, Split, TagScheme, TokenTypeIds, TokenizeConfig,
-    TrackConfig, TrainConfig, TrainLoss, UnicodeNormalization, UnknownLabelPolicy, WindowKind,
+    Aggregation, ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, FailOn, GateConfig, HashtagMode,
+    IngestConfig, InputFormat, InvalidTags, LogText, LongSentences, Metric, MonitorConfig, NewLabelPolicy,
+    PredictConfig, ProfileConfig, RegistryConfig, RetrainConfig, ServeConfig, Split, TagScheme, TokenTypeIds,
+    TokenizeConfig, TrackConfig, TrainConfig, TrainLoss, UnicodeNormalization, UnknownLabelPolicy, WindowKind,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -505,6 +505,10 @@ pub struct PredictArgs {
     /// Also write the k most likely labels, 0 = only the best [default: 0].
     #[arg(long, value_name = "K")]
     pub top_k: Option<usize>,
+    /// Token classification: how sub-words group into entities, as transformers'
+    /// pipeline does [default: simple].
+    #[arg(long, value_enum)]
+    pub aggregation: Option<Aggregation>,
     /// Texts per chunk (bounds working memory) [default: 4096].
     #[arg(long, value_name = "N")]
     pub chunk_rows: Option<usize>,
@@ -522,8 +526,8 @@ pub struct PredictArgs {
 impl PredictArgs {
     pub fn apply(self, config: &mut PredictConfig) {
         apply_overrides!(self, config,
-            [format, has_header, quoting, text_column, model_dir, output_file, top_k, chunk_rows, batch_size,
-             device, threads],
+            [format, has_header, quoting, text_column, model_dir, output_file, top_k, aggregation, chunk_rows,
+             batch_size, device, threads],
             optional [input_file, id_column]);
     }
 }

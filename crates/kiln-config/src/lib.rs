@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use kiln_core::entities::Aggregation;
 pub use kiln_core::entities::{InvalidTags, TagScheme};
 pub use kiln_core::{Metric, Split, Task};
 use serde::{Deserialize, Serialize};
@@ -883,6 +884,9 @@ pub struct PredictConfig {
     pub output_file: PathBuf,
     /// Also write the k most likely labels and their probabilities (0: only the best).
     pub top_k: usize,
+    /// Token classification: how sub-words group into entities, as transformers'
+    /// token-classification pipeline's `aggregation_strategy`.
+    pub aggregation: Aggregation,
     /// Texts cleaned, tokenized and predicted per chunk (bounds the working memory).
     pub chunk_rows: usize,
     pub batch_size: usize,
@@ -904,6 +908,7 @@ impl Default for PredictConfig {
             model_dir: "artifacts/model".into(),
             output_file: "artifacts/predictions.parquet".into(),
             top_k: 0,
+            aggregation: Aggregation::Simple,
             chunk_rows: 4096,
             batch_size: 64,
             device: "auto".into(),

@@ -63,6 +63,19 @@ impl TagError {
     }
 }
 
+/// How transformers' token-classification pipeline groups sub-words into
+/// entities (`kiln_text::aggregate` implements each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    None,
+    #[default]
+    Simple,
+    First,
+    Average,
+    Max,
+}
+
 /// One entity: words `start..end` of a sentence, of type `kind`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Span {
@@ -230,7 +243,8 @@ impl EntityScore {
         Self { precision, recall, f1, support: support as usize, predicted, correct }
     }
 
-    fn scores(&self) -> ClassScores {
+    /// Precision, recall, F1 and support, as the other metrics carry them.
+    pub fn scores(&self) -> ClassScores {
         ClassScores { precision: self.precision, recall: self.recall, f1: self.f1, support: self.support as u64 }
     }
 }
@@ -263,8 +277,8 @@ pub struct LengthMismatch {
 
 /// Scores `predicted` against `truth`, sentence by sentence, in `mode`.
 pub fn score<S: AsRef<str>, T: AsRef<str>>(
-    truth: &[Vec<S>],
-    predicted: &[Vec<T>],
+    truth: &[impl AsRef<[S]>],
+    predicted: &[impl AsRef<[T]>],
     mode: Mode,
 ) -> Result<EntityScores, LengthMismatch> {
     if truth.len() != predicted.len() {
@@ -275,6 +289,7 @@ pub fn score<S: AsRef<str>, T: AsRef<str>>(
     let mut predicted_spans: BTreeMap<String, BTreeSet<(usize, usize, usize)>> = BTreeMap::new();
     let (mut words, mut equal) = (0usize, 0usize);
     for (sentence, (t, p)) in truth.iter().zip(predicted).enumerate() {
+        let (t, p) = (t.as_ref(), p.as_ref());
         if t.len() != p.len() {
             return Err(LengthMismatch { sentence, truth: t.len(), predicted: p.len() });
         }

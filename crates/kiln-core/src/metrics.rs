@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::Split;
+use crate::entities::EntityScores;
 use crate::output::FileHash;
 
 /// Counts of (actual, predicted) label-id pairs.
@@ -197,6 +198,20 @@ pub struct EvalMetrics {
     pub model: Vec<FileHash>,
     /// The split scored.
     pub data: FileHash,
+    /// Token classification: entity-level scores in both of seqeval's modes.
+    /// The flat figures above are then word accuracy and the conlleval mode's
+    /// averages over entity types, and `examples` counts sentences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<EntityMetrics>,
+}
+
+/// Entity-level scores of a token-classification model, as seqeval scores
+/// them by default (conlleval: an `I-` after `O` starts an entity) and in
+/// strict IOB2 mode (only `B-` starts one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityMetrics {
+    pub conlleval: EntityScores,
+    pub strict: EntityScores,
 }
 
 impl EvalMetrics {
@@ -224,6 +239,36 @@ impl EvalMetrics {
             per_class: labels.iter().cloned().zip(confusion.per_class()).collect(),
             model,
             data,
+            entities: None,
+        }
+    }
+
+    /// The figures of a token-classification model over `sentences`:
+    /// `loss` is the mean cross-entropy over labelled sub-words.
+    pub fn for_entities(
+        entities: EntityMetrics,
+        loss: f64,
+        sentences: usize,
+        split: Split,
+        model: Vec<FileHash>,
+        data: FileHash,
+    ) -> Self {
+        let main = &entities.conlleval;
+        Self {
+            accuracy: main.token_accuracy,
+            loss,
+            macro_precision: main.macro_avg.precision,
+            macro_recall: main.macro_avg.recall,
+            macro_f1: main.macro_avg.f1,
+            weighted_precision: main.weighted.precision,
+            weighted_recall: main.weighted.recall,
+            weighted_f1: main.weighted.f1,
+            examples: sentences,
+            split,
+            per_class: main.per_type.iter().map(|(kind, s)| (kind.clone(), s.scores())).collect(),
+            model,
+            data,
+            entities: Some(entities),
         }
     }
 

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::de::IgnoredAny;
 
-use crate::LabelMap;
 use crate::metrics::EvalMetrics;
 use crate::output::{StageManifest, read_manifest};
+use crate::{LabelMap, Task};
 
 /// The Hugging Face model config.
 pub const CONFIG: &str = "config.json";
@@ -92,6 +92,16 @@ impl ModelFolder {
 
     pub fn model_type(&self) -> Option<&str> {
         self.config.get("model_type").and_then(serde_json::Value::as_str)
+    }
+
+    /// What the model predicts, from `config.json`'s `architectures`: a
+    /// `*ForTokenClassification` tags words, anything else labels texts.
+    pub fn task(&self) -> Task {
+        let architectures = self.config.get("architectures").and_then(serde_json::Value::as_array);
+        let tags_words = architectures.is_some_and(|names| {
+            names.iter().any(|n| n.as_str().is_some_and(|n| n.ends_with("ForTokenClassification")))
+        });
+        if tags_words { Task::TokenClassification } else { Task::SequenceClassification }
     }
 
     /// Whether the model takes token type ids: BERT does (`type_vocab_size` >

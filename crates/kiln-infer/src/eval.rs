@@ -15,7 +15,7 @@ use kiln_core::metrics::{ClassScores, Confusion, argmax};
 use kiln_core::model_folder::{CONFIG, LABELS, REFERENCE_PREDICTIONS};
 use kiln_core::output::read_manifest;
 use kiln_core::profile::PredictionProfile;
-use kiln_core::{EvalMetrics, Example, FileHash, LabelMap, Manifest, Progress, Split, StagedOutput};
+use kiln_core::{EvalMetrics, Example, FileHash, LabelMap, Manifest, Progress, Split, StagedOutput, Task};
 use kiln_data::parquet::{batch, write_parquet};
 use kiln_data::processed::{check_label_ids, read_examples};
 use kiln_data::schema::{self, list_column};
@@ -24,6 +24,8 @@ use kiln_model::device;
 
 use kiln_model::Predictor;
 use kiln_plots::{CONFUSION_SVG, CURVES_SVG, Curves, confusion_svg, curves_svg};
+
+mod tokens;
 
 pub const METRICS: &str = "metrics.json";
 pub const PER_CLASS: &str = "per_class.csv";
@@ -50,6 +52,9 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     config.validate()?;
     let spec = anyhow::Context::context(device::configure(&config.device, config.threads), "config key `eval.device`")?;
     let predictor = Predictor::load(&config.model_dir, &spec.device())?;
+    if predictor.task() == Task::TokenClassification {
+        return tokens::run(config, &predictor, progress);
+    }
     let split = config.split;
     let data_path = split.path_in(&config.input_dir);
     let examples = read_examples(&data_path)?;
@@ -103,29 +108,8 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
         scored.iter().map(|s| [labels.labels()[s.actual].clone(), labels.labels()[s.predicted].clone()]),
     )?;
     staged.write_json(REFERENCE_PREDICTIONS, &reference)?;
-    let curves = Curves::load(&config.train_metrics)?;
-    match &curves {
-        Some(curves) => {
-            curves_svg(curves, &staged.stage(CURVES_SVG))?;
-            write_csv(
-                &mut staged,
-                PLOT_TRAIN_LOSS,
-                ["step", "loss"],
-                curves.train_loss.iter().map(|(step, loss)| [step.to_string(), loss.to_string()]),
-            )?;
-            let validations = curves.eval_loss.iter().zip(&curves.eval_accuracy).zip(&curves.eval_macro_f1);
-            write_csv(
-                &mut staged,
-                PLOT_VALIDATION,
-                ["step", "loss", "accuracy", "macro_f1"],
-                validations.map(|(((step, loss), (_, accuracy)), (_, f1))| {
-                    [step.to_string(), loss.to_string(), accuracy.to_string(), f1.to_string()]
-                }),
-            )?;
-        }
-        None => tracing::info!("no training curves: {} is absent", config.train_metrics.display()),
-    }
-    let pictures = Pictures { curves: curves.is_some() };
+    let curves = write_curves(&mut staged, config)?;
+    let pictures = Pictures { curves };
     let mut report = report(&metrics, &scored, labels, &texts, config.report_top, pictures);
     report.push_str(&calibration_note(&reference));
     staged.write_bytes(REPORT, report.as_bytes())?;
@@ -172,6 +156,34 @@ fn predict(
     }
     bar.finish_and_clear();
     Ok(probabilities)
+}
+
+/// The training curves (a picture and the CSV files `dvc plots` draws) from
+/// `train`'s metrics log; whether there were any.
+fn write_curves(staged: &mut StagedOutput, config: &EvalConfig) -> Result<bool> {
+    let curves = Curves::load(&config.train_metrics)?;
+    match &curves {
+        Some(curves) => {
+            curves_svg(curves, &staged.stage(CURVES_SVG))?;
+            write_csv(
+                staged,
+                PLOT_TRAIN_LOSS,
+                ["step", "loss"],
+                curves.train_loss.iter().map(|(step, loss)| [step.to_string(), loss.to_string()]),
+            )?;
+            let validations = curves.eval_loss.iter().zip(&curves.eval_accuracy).zip(&curves.eval_macro_f1);
+            write_csv(
+                staged,
+                PLOT_VALIDATION,
+                ["step", "loss", "accuracy", "macro_f1"],
+                validations.map(|(((step, loss), (_, accuracy)), (_, f1))| {
+                    [step.to_string(), loss.to_string(), accuracy.to_string(), f1.to_string()]
+                }),
+            )?;
+        }
+        None => tracing::info!("no training curves: {} is absent", config.train_metrics.display()),
+    }
+    Ok(curves.is_some())
 }
 
 /// A paragraph of `report.md` on how far confidence can be trusted.

@@ -13,7 +13,7 @@ use kiln_core::model_folder::{
     TOKENIZER_CONFIG, TOKENIZER_FILES, TRAIN_MANIFEST,
 };
 use kiln_core::output::swap_dir_into_place;
-use kiln_core::{EvalMetrics, FileHash, Manifest};
+use kiln_core::{EvalMetrics, FileHash, Manifest, Task};
 use kiln_model::DeviceSpec;
 
 use kiln_model::Predictor;
@@ -115,26 +115,44 @@ fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&Eva
     let labels = predictor.labels.labels();
     let train_manifest = predictor.folder.train_manifest();
 
+    let tags_words = predictor.task() == Task::TokenClassification;
+    let (pipeline_tag, what) = if tags_words {
+        ("token-classification", "named-entity tagger")
+    } else {
+        ("text-classification", "text classifier")
+    };
     let mut card = String::new();
-    let _ = writeln!(card, "---\nlibrary_name: transformers\npipeline_tag: text-classification\ntags:\n- kiln");
+    let _ = writeln!(card, "---\nlibrary_name: transformers\npipeline_tag: {pipeline_tag}\ntags:\n- kiln");
     if let Some(m) = metrics {
         let _ = writeln!(
             card,
-            "model-index:\n- name: {}\n  results:\n  - task:\n      type: text-classification",
+            "model-index:\n- name: {}\n  results:\n  - task:\n      type: {pipeline_tag}",
             folder_name(&config.output_dir)
         );
-        let _ = writeln!(
-            card,
-            "    metrics:\n    - type: accuracy\n      value: {}\n    - type: f1\n      name: macro F1\n      value: {}",
-            m.accuracy, m.macro_f1
-        );
+        match &m.entities {
+            Some(entities) => {
+                let _ = writeln!(
+                    card,
+                    "    metrics:\n    - type: f1\n      name: entity F1 (seqeval, micro)\n      value: {}\n    - type: \
+                     f1\n      name: entity F1 (seqeval, macro)\n      value: {}",
+                    entities.conlleval.micro.f1, m.macro_f1
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    card,
+                    "    metrics:\n    - type: accuracy\n      value: {}\n    - type: f1\n      name: macro F1\n      value: {}",
+                    m.accuracy, m.macro_f1
+                );
+            }
+        }
     }
     let _ = writeln!(card, "---\n\n# {}\n", folder_name(&config.output_dir));
     let _ = writeln!(
         card,
-        "A {} text classifier ({} layers, hidden size {}) fine-tuned by [kiln](https://github.com/kiln-ml/kiln) \
+        "A {} {what} ({} layers, hidden size {}) fine-tuned by [kiln](https://github.com/kiln-ml/kiln) \
          to predict {} labels.\n",
-        predictor.config.classification_architecture(),
+        predictor.architecture(),
         predictor.config.num_hidden_layers,
         predictor.config.hidden_size,
         labels.len()
@@ -146,6 +164,10 @@ fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&Eva
         Some(m) => {
             let _ = writeln!(card, "On the `{}` split ({} examples):\n", m.split, m.examples);
             let _ = writeln!(card, "| metric | value |\n|---|---|");
+            if let Some(entities) = &m.entities {
+                let _ = writeln!(card, "| entity_f1 (seqeval, micro) | {:.4} |", entities.conlleval.micro.f1);
+                let _ = writeln!(card, "| entity_f1 (seqeval strict IOB2, micro) | {:.4} |", entities.strict.micro.f1);
+            }
             for (key, value) in m.headline() {
                 let _ = writeln!(card, "| {key} | {value:.4} |");
             }
@@ -167,6 +189,21 @@ fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&Eva
             settings.to_toml()
         );
     }
+    if tags_words {
+        token_usage(&mut card, predictor);
+    } else {
+        text_usage(&mut card, predictor);
+    }
+    let _ = writeln!(
+        card,
+        "With kiln: `serve --model-dir path/to/this/folder` (it applies the training's cleaning and truncation \
+         itself, from `kiln.toml`)."
+    );
+    Ok(card)
+}
+
+/// How to use a text classifier.
+fn text_usage(card: &mut String, predictor: &Predictor) {
     let _ = writeln!(
         card,
         "## Intended use and limitations\n\nClassifies short texts like those it was trained on into the labels above. \
@@ -201,12 +238,33 @@ fn model_card(config: &ExportConfig, predictor: &Predictor, metrics: Option<&Eva
             );
         }
     }
+}
+
+/// How to use a named-entity tagger.
+fn token_usage(card: &mut String, predictor: &Predictor) {
     let _ = writeln!(
         card,
-        "With kiln: `serve --model-dir path/to/this/folder` (it applies the training's cleaning and truncation \
-         itself, from `kiln.toml`)."
+        "## Intended use and limitations\n\nFinds the entity types above in short texts like those it was trained \
+         on, word by word (IOB2 tags). It has seen only its training data: rare types, new spellings and other \
+         domains are found less reliably. Check the per-type figures from `eval` before relying on a type.\n"
     );
-    Ok(card)
+    let max_length = predictor.max_length();
+    let _ = writeln!(
+        card,
+        "## How to use\n\nTexts are truncated to {max_length} tokens, as in training (the tokenizer files say so).\n\n\
+         ```python\nfrom transformers import pipeline\ntagger = pipeline(\"token-classification\", \
+         model=\"path/to/this/folder\", aggregation_strategy=\"simple\")\nprint(tagger(\"Ada Lovelace lives in \
+         London\"))\n```\n"
+    );
+    if let Some(clean) = predictor.settings.as_ref().and_then(|s| s.clean.as_ref()) {
+        let _ = writeln!(
+            card,
+            "kiln cleaned the training sentences word by word ({}; a link became `http`, an @mention `@user` \
+             where those rules are on). kiln's `predict` and `serve` clean each text the same way and give \
+             offsets into the text as sent; with transformers, replace such words yourself for the same results.\n",
+            kiln_text::clean::describe(clean)
+        );
+    }
 }
 
 fn folder_name(path: &Path) -> String {

@@ -1,4 +1,5 @@
-//! `predict`: classify a file of texts, chunk by chunk, into Parquet.
+//! `predict`: classify a file of texts, chunk by chunk, into Parquet: a
+//! label per text, or (token classification) the entities of each text.
 //!
 //! Texts are streamed from the input as `ingest` reads them, `chunk_rows` at a
 //! time; each chunk is cleaned with the model's own saved settings, tokenized,
@@ -11,16 +12,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use kiln_config::PredictConfig;
-use kiln_core::Progress;
+use anyhow::{Context, Result, bail};
+use arrow_array::{ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, StructArray, UInt32Array};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use kiln_config::{Aggregation, PredictConfig};
 use kiln_core::metrics::top_k as ranked_classes;
+use kiln_core::{Progress, Task};
 use kiln_data::parquet;
 use kiln_data::read::{self, ColumnMap, LabelSource, ReadOptions};
 use kiln_data::schema;
 use kiln_model::device;
+use kiln_text::aggregate::Entity;
 use serde::Serialize;
 
 use kiln_model::Predictor;
@@ -56,16 +59,22 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
         .tempfile_in(out_dir)
         .with_context(|| format!("cannot write in {}", out_dir.display()))?;
     let top_k = config.top_k.min(predictor.labels.len());
-    let columns_schema = Arc::new(output_schema(top_k));
+    let tags_words = predictor.task() == Task::TokenClassification;
+    let columns_schema = Arc::new(if tags_words { entities_schema(config.aggregation) } else { output_schema(top_k) });
     let mut writer = parquet::writer(std::io::BufWriter::new(temp.as_file()), Arc::clone(&columns_schema))?;
 
     let bar = progress.file(input);
     let mut rows = 0usize;
     read::for_each_chunk(input, &options, &columns, config.chunk_rows, &bar, &mut |records| {
         let texts: Vec<&str> = records.texts.iter().map(String::as_str).collect();
-        let examples = predictor.encode(&texts)?;
-        let probabilities = predictor.probabilities_batched(&examples, config.batch_size)?;
-        let frame = chunk_frame(&predictor, Arc::clone(&columns_schema), &records.ids, &probabilities, top_k)?;
+        let frame = if tags_words {
+            let entities = predictor.entities(&texts, config.aggregation, config.batch_size)?;
+            entities_frame(Arc::clone(&columns_schema), &records.ids, &entities)?
+        } else {
+            let examples = predictor.encode(&texts)?;
+            let probabilities = predictor.probabilities_batched(&examples, config.batch_size)?;
+            chunk_frame(&predictor, Arc::clone(&columns_schema), &records.ids, &probabilities, top_k)?
+        };
         writer.write(&frame).context("cannot write predictions")?;
         // A row group per chunk keeps memory bounded, whatever the file's size.
         writer.flush().context("cannot write predictions")?;
@@ -122,4 +131,56 @@ fn chunk_frame(
         columns.extend([names(rank), scores(rank)]);
     }
     RecordBatch::try_new(schema, columns).context("the predictions table disagrees with its schema. This is a bug.")
+}
+
+/// The fields of one entity, as the token-classification pipeline names
+/// them (`entity` holds the sub-word's tag with `none`, `entity_group` the
+/// type otherwise).
+fn entity_fields(strategy: Aggregation) -> Fields {
+    let kind = if strategy == Aggregation::None { "entity" } else { "entity_group" };
+    Fields::from(vec![
+        Field::new(kind, DataType::Utf8, false),
+        Field::new("score", DataType::Float32, false),
+        Field::new("word", DataType::Utf8, false),
+        Field::new("start", DataType::UInt32, false),
+        Field::new("end", DataType::UInt32, false),
+    ])
+}
+
+/// `id` and `entities`: a list of entities per text (character offsets into the text).
+fn entities_schema(strategy: Aggregation) -> Schema {
+    let item = Field::new("item", DataType::Struct(entity_fields(strategy)), false);
+    Schema::new(vec![
+        Field::new(schema::ID, DataType::Utf8, false),
+        Field::new(ENTITIES, DataType::List(Arc::new(item)), false),
+    ])
+}
+
+/// The column of entities in token-classification predictions.
+pub const ENTITIES: &str = "entities";
+
+fn entities_frame(schema: SchemaRef, ids: &[String], entities: &[Vec<Entity>]) -> Result<RecordBatch> {
+    let DataType::List(item) = schema.field(1).data_type().clone() else {
+        bail!("the entities column is not a list. This is a bug.");
+    };
+    let DataType::Struct(fields) = item.data_type().clone() else {
+        bail!("an entity is not a struct. This is a bug.");
+    };
+    let all: Vec<&Entity> = entities.iter().flatten().collect();
+    let offset = |f: fn(&Entity) -> usize| {
+        Arc::new(UInt32Array::from_iter_values(all.iter().map(|e| u32::try_from(f(e)).unwrap_or(u32::MAX)))) as ArrayRef
+    };
+    let kinds = all.iter().map(|e| e.entity_group.as_deref().or(e.entity.as_deref()).unwrap_or_default());
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(kinds)),
+        Arc::new(Float32Array::from_iter_values(all.iter().map(|e| e.score))),
+        Arc::new(StringArray::from_iter_values(all.iter().map(|e| e.word.as_str()))),
+        offset(|e| e.start),
+        offset(|e| e.end),
+    ];
+    let structs = StructArray::try_new(fields, columns, None).context("entities. This is a bug.")?;
+    let offsets = OffsetBuffer::from_lengths(entities.iter().map(Vec::len));
+    let lists = ListArray::try_new(item, offsets, Arc::new(structs), None).context("entity lists. This is a bug.")?;
+    RecordBatch::try_new(schema, vec![Arc::new(StringArray::from_iter_values(ids)), Arc::new(lists)])
+        .context("the predictions table disagrees with its schema. This is a bug.")
 }

@@ -13,5 +13,5 @@ pub mod token;
 
 pub use bert::{BertClassifier, BertConfig, BertInput, BertModel, LoadReport, ModelError, WithHead};
 pub use device::{DeviceError, DeviceSpec};
-pub use predictor::Predictor;
+pub use predictor::{EncodedText, Predictor, WrongTask};
 pub use token::BertTokenClassifier;

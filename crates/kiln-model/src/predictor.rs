@@ -8,15 +8,17 @@ use anyhow::{Result, bail};
 use burn::tensor::Device;
 use burn::tensor::activation::softmax;
 use kiln_config::ModelSettings;
+use kiln_core::entities::Aggregation;
 use kiln_core::prediction_log::InputStats;
-use kiln_core::{Bug, Example, LabelMap, ModelFolder};
-use kiln_text::clean::Cleaner;
+use kiln_core::{Bug, Example, LabelMap, ModelFolder, TaggedExample, Task};
+use kiln_text::aggregate::{Entity, aggregate};
+use kiln_text::clean::{Cleaner, WordCleaner};
 use kiln_text::load_tokenizer;
 use tokenizers::Tokenizer;
 
-use crate::batch::{collate, length_sorted_batches};
-use crate::bert::load_safetensors;
-use crate::{BertClassifier, BertConfig};
+use crate::batch::{collate, collate_tagged, length_sorted_batches};
+use crate::bert::{WithHead, load_safetensors};
+use crate::{BertClassifier, BertConfig, BertTokenClassifier};
 
 /// Texts longer than this many tokens are truncated when the folder does not
 /// say (a Hugging Face folder without kiln.toml).
@@ -28,16 +30,18 @@ pub struct Predictor {
     pub labels: LabelMap,
     /// The settings the model was trained with; absent for a foreign HF folder.
     pub settings: Option<ModelSettings>,
-    model: BertClassifier,
+    head: Head,
     tokenizer: Tokenizer,
     cleaner: Option<Cleaner>,
+    word_cleaner: Option<WordCleaner>,
     unknown_token: Option<u32>,
     device: Device,
 }
 
 impl Predictor {
-    /// Loads `dir`: config.json, model.safetensors (with a classification head),
-    /// tokenizer.json, and the label names from labels.json or config.json's `id2label`.
+    /// Loads `dir`: config.json, model.safetensors (with a classification head
+    /// of the task `config.json`'s `architectures` names), tokenizer.json, and
+    /// the label names from labels.json or config.json's `id2label`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let folder = ModelFolder::open(dir)?;
         let config = BertConfig::from_folder(&folder)?;
@@ -45,28 +49,46 @@ impl Predictor {
         let settings = folder.settings_path().map(|path| ModelSettings::load(&path)).transpose()?;
         let tokenizer = load_tokenizer(dir, max_length(settings.as_ref(), &config))?;
         let weights = folder.weights()?;
-        let mut model = BertClassifier::new(&config, labels.len(), device);
-        let report = load_safetensors(&mut model, &weights)?;
-        if let Some(shape) = report.replaced_head {
-            bail!(
-                "{} has a classification head for {} labels, but the folder names {}: the label list does not \
-                 belong to these weights",
-                weights.display(),
-                shape[0],
-                labels.len()
-            );
-        }
-        if !report.initialised.is_empty() {
-            bail!(
-                "{} has no classification head ({} missing): it is a pre-trained encoder, not a fine-tuned \
-                 classifier (run `train` first)",
-                weights.display(),
-                report.initialised.join(", ")
-            );
-        }
-        let cleaner = settings.as_ref().and_then(|s| s.clean.as_ref()).map(Cleaner::new);
+        let head = match folder.task() {
+            Task::SequenceClassification => {
+                Head::Sequence(with_weights(BertClassifier::new(&config, labels.len(), device), &weights, &labels)?)
+            }
+            Task::TokenClassification => {
+                Head::Tokens(with_weights(BertTokenClassifier::new(&config, labels.len(), device), &weights, &labels)?)
+            }
+        };
+        let clean = settings.as_ref().and_then(|s| s.clean.as_ref());
+        let cleaner = clean.map(Cleaner::new);
+        let word_cleaner = clean.map(WordCleaner::new);
         let unknown_token = kiln_text::unknown_token_id(&tokenizer);
-        Ok(Self { folder, config, labels, settings, model, tokenizer, cleaner, unknown_token, device: device.clone() })
+        Ok(Self {
+            folder,
+            config,
+            labels,
+            settings,
+            head,
+            tokenizer,
+            cleaner,
+            word_cleaner,
+            unknown_token,
+            device: device.clone(),
+        })
+    }
+
+    /// A label per text, or a tag per word.
+    pub fn task(&self) -> Task {
+        match self.head {
+            Head::Sequence(_) => Task::SequenceClassification,
+            Head::Tokens(_) => Task::TokenClassification,
+        }
+    }
+
+    /// The Hugging Face class of the loaded model.
+    pub fn architecture(&self) -> &'static str {
+        match self.head {
+            Head::Sequence(_) => self.config.classification_architecture(),
+            Head::Tokens(_) => self.config.token_classification_architecture(),
+        }
     }
 
     /// Cleans (as in training) and tokenizes `texts`; label ids are 0.
@@ -97,8 +119,12 @@ impl Predictor {
     /// What the model reads of an encoded text: the numbers monitoring compares
     /// with the training data's profile.
     pub fn input_stats(&self, example: &Example) -> InputStats {
-        let tokens = example.input_ids.len();
-        let unknown = self.unknown_token.map_or(0, |unk| example.input_ids.iter().filter(|&&id| id == unk).count());
+        self.input_stats_of(&example.input_ids)
+    }
+
+    fn input_stats_of(&self, input_ids: &[u32]) -> InputStats {
+        let tokens = input_ids.len();
+        let unknown = self.unknown_token.map_or(0, |unk| input_ids.iter().filter(|&&id| id == unk).count());
         InputStats {
             tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
             truncated: tokens >= self.max_length(),
@@ -116,8 +142,11 @@ impl Predictor {
         if examples.is_empty() {
             return Ok(Vec::new());
         }
+        let Head::Sequence(model) = &self.head else {
+            return Err(WrongTask { wanted: Task::SequenceClassification, found: self.task() }.into());
+        };
         let (input, _) = collate(examples, 0, &self.device);
-        let probabilities = softmax(self.model.forward(input), 1);
+        let probabilities = softmax(model.forward(input), 1);
         let flat = probabilities
             .into_data()
             .convert::<f32>()
@@ -148,9 +177,186 @@ impl Predictor {
         }
         Ok(out)
     }
+
+    /// Tag probabilities per sub-word of each row (`[row][sub-word][label]`,
+    /// each row as long as its input), in label-id order.
+    pub fn tag_probabilities(&self, rows: &[&TaggedExample]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let Head::Tokens(model) = &self.head else {
+            return Err(WrongTask { wanted: Task::TokenClassification, found: self.task() }.into());
+        };
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (input, _) = collate_tagged(rows, 0, &self.device);
+        let probabilities = softmax(model.forward(input), 2);
+        let [_, width, labels] = probabilities.dims();
+        let flat = probabilities
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|error| Bug::new(format!("cannot read the model's output as f32: {error:?}")))?;
+        if labels != self.labels.len() || flat.len() != rows.len() * width * labels {
+            return Err(Bug::new(format!(
+                "the model gave {} scores for {} rows of {width} sub-words and {} labels",
+                flat.len(),
+                rows.len(),
+                self.labels.len()
+            ))
+            .into());
+        }
+        Ok(rows
+            .iter()
+            .enumerate()
+            .map(|(row, example)| {
+                (0..example.len()).map(|at| flat[(row * width + at) * labels..][..labels].to_vec()).collect()
+            })
+            .collect())
+    }
+
+    /// [`Predictor::tag_probabilities`] for many rows, in batches of
+    /// `batch_size` grouped by length, returned in the input order.
+    pub fn tag_probabilities_batched(&self, rows: &[TaggedExample], batch_size: usize) -> Result<Vec<Vec<Vec<f32>>>> {
+        let lengths: Vec<usize> = rows.iter().map(TaggedExample::len).collect();
+        let mut out = vec![Vec::new(); rows.len()];
+        for chunk in length_sorted_batches(&lengths, batch_size) {
+            let batch: Vec<&TaggedExample> = chunk.iter().map(|&i| &rows[i]).collect();
+            for (&index, row) in chunk.iter().zip(self.tag_probabilities(&batch)?) {
+                out[index] = row;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entities of raw texts, grouped as transformers' token-classification
+    /// pipeline groups them (`strategy`), with character offsets into each raw
+    /// text. Each text is cleaned word by word as training cleaned its
+    /// sentences; where cleaning changed the text, an entity's `word` is the
+    /// raw text it covers.
+    pub fn entities(&self, texts: &[&str], strategy: Aggregation, batch_size: usize) -> Result<Vec<Vec<Entity>>> {
+        let (encoded, inputs) = self.encode_tagged(texts)?;
+        let probabilities = self.tag_probabilities_batched(&inputs, batch_size)?;
+        Ok(encoded
+            .iter()
+            .zip(&probabilities)
+            .zip(texts)
+            .map(|((text, p), raw)| text.entities(self, p, raw, strategy))
+            .collect())
+    }
+
+    /// Texts cleaned word by word and tokenized with character offsets, for
+    /// [`Predictor::entities`]: each text's encoding and its model input.
+    pub fn encode_tagged(&self, texts: &[&str]) -> Result<(Vec<EncodedText>, Vec<TaggedExample>)> {
+        let cleaned: Vec<kiln_text::clean::CleanedText> = texts
+            .iter()
+            .map(|text| match &self.word_cleaner {
+                Some(cleaner) => cleaner.clean_text(text),
+                None => kiln_text::clean::CleanedText::unchanged(text),
+            })
+            .collect();
+        let encodings = self
+            .tokenizer
+            .encode_batch_char_offsets(cleaned.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(), true)
+            .map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
+        let token_types = self.folder.takes_token_types();
+        let inputs = encodings
+            .iter()
+            .map(|encoding| TaggedExample {
+                id: String::new(),
+                window: 0,
+                input_ids: encoding.get_ids().to_vec(),
+                token_type_ids: token_types
+                    .then(|| encoding.get_type_ids().iter().map(|&t| u8::try_from(t).unwrap_or(0)).collect()),
+                labels: vec![0; encoding.len()],
+                word_ids: Vec::new(),
+            })
+            .collect();
+        let encoded =
+            cleaned.into_iter().zip(encodings).map(|(cleaned, encoding)| EncodedText { cleaned, encoding }).collect();
+        Ok((encoded, inputs))
+    }
+
+    /// What the model reads of a tokenized text (see [`Predictor::input_stats`]).
+    pub fn tagged_input_stats(&self, input: &TaggedExample) -> InputStats {
+        self.input_stats_of(&input.input_ids)
+    }
 }
 
 /// The training `max_length` (kiln.toml), else 512, within the model's positions.
 fn max_length(settings: Option<&ModelSettings>, config: &BertConfig) -> usize {
     settings.map_or(DEFAULT_MAX_LENGTH, |s| s.tokenize.max_length).min(config.max_position_embeddings)
+}
+
+/// The loaded model and its head.
+enum Head {
+    Sequence(BertClassifier),
+    Tokens(BertTokenClassifier),
+}
+
+/// A call for one task on a model of the other.
+#[derive(Debug, thiserror::Error)]
+#[error("this model does {found}, not {wanted}")]
+pub struct WrongTask {
+    pub wanted: Task,
+    pub found: Task,
+}
+
+/// `model` with the folder's weights, which must hold a head for `labels`.
+fn with_weights<M: WithHead>(mut model: M, weights: &Path, labels: &LabelMap) -> Result<M> {
+    let report = load_safetensors(&mut model, weights)?;
+    if let Some(shape) = report.replaced_head {
+        bail!(
+            "{} has a classification head for {} labels, but the folder names {}: the label list does not \
+             belong to these weights",
+            weights.display(),
+            shape[0],
+            labels.len()
+        );
+    }
+    if !report.initialised.is_empty() {
+        bail!(
+            "{} has no classification head ({} missing): it is a pre-trained encoder, not a fine-tuned \
+             classifier (run `train` first)",
+            weights.display(),
+            report.initialised.join(", ")
+        );
+    }
+    Ok(model)
+}
+
+/// A raw text as the token model reads it: cleaned word by word, then
+/// tokenized with character offsets into the cleaned text.
+pub struct EncodedText {
+    pub cleaned: kiln_text::clean::CleanedText,
+    pub encoding: tokenizers::Encoding,
+}
+
+impl EncodedText {
+    /// Entities from this text's sub-word probabilities, with offsets (and,
+    /// where cleaning changed the text, words) of the raw text.
+    pub fn entities(
+        &self,
+        predictor: &Predictor,
+        probabilities: &[Vec<f32>],
+        raw: &str,
+        strategy: Aggregation,
+    ) -> Vec<Entity> {
+        let mut entities = aggregate(
+            &self.cleaned.text,
+            &self.encoding,
+            probabilities,
+            &predictor.labels,
+            &predictor.tokenizer,
+            strategy,
+        );
+        if self.cleaned.changed {
+            let chars: Vec<char> = raw.chars().collect();
+            for entity in &mut entities {
+                let (start, end) = self.cleaned.raw_range(entity.start, entity.end);
+                entity.start = start.min(chars.len());
+                entity.end = end.min(chars.len());
+                entity.word = chars[entity.start..entity.end].iter().collect();
+            }
+        }
+        entities
+    }
 }

@@ -15,16 +15,7 @@ use tokenizers::{Encoding, ModelWrapper, Tokenizer};
 
 use kiln_core::LabelMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Aggregation {
-    None,
-    #[default]
-    Simple,
-    First,
-    Average,
-    Max,
-}
+pub use kiln_core::entities::Aggregation;
 
 /// One entity, as the pipeline writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 
 use anyhow::{Result, anyhow};
 use kiln_config::LongSentences;
-use kiln_core::LabelMap;
+use kiln_core::{LabelMap, TaggedExample};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
@@ -247,6 +247,46 @@ pub fn word_predictions<T: Clone>(windows: &[&[i32]], per_sub_word: &[Vec<T>], w
         .into_iter()
         .map(|reading| reading.and_then(|(w, p)| per_sub_word.get(w).and_then(|row| row.get(p)).cloned()))
         .collect()
+}
+
+/// One sentence of a processed split: its rows (windows) and, per word with a
+/// label, (word index, true label id, prediction).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentenceWords<'a, T> {
+    pub id: &'a str,
+    pub rows: std::ops::Range<usize>,
+    pub words: Vec<(usize, u32, T)>,
+}
+
+/// Each sentence of `rows` (a sentence's windows are consecutive rows) with
+/// its words' true labels and predictions, read by [`word_predictions`] where
+/// each word has the most context. Words in no window, or whose reading
+/// sub-word carries no label, are left out: training and `eval` score the same words.
+pub fn sentence_words<'a, T: Clone>(rows: &'a [TaggedExample], predicted: &[Vec<T>]) -> Vec<SentenceWords<'a, T>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let end = (start..rows.len()).find(|&i| rows[i].id != rows[start].id).unwrap_or(rows.len());
+        let windows = &rows[start..end];
+        let word_ids: Vec<&[i32]> = windows.iter().map(|e| e.word_ids.as_slice()).collect();
+        let words =
+            windows.iter().flat_map(|e| e.word_ids.iter()).copied().max().map_or(0, |w| (w + 1).max(0) as usize);
+        let true_labels: Vec<Vec<i32>> = windows.iter().map(|e| e.labels.clone()).collect();
+        let truth = word_predictions(&word_ids, &true_labels, words);
+        let guess = word_predictions(&word_ids, &predicted[start..end], words);
+        let words = truth
+            .into_iter()
+            .zip(guess)
+            .enumerate()
+            .filter_map(|(word, (truth, guess))| match (truth, guess) {
+                (Some(truth), Some(guess)) if truth >= 0 => Some((word, truth as u32, guess)),
+                _ => None,
+            })
+            .collect();
+        out.push(SentenceWords { id: &rows[start].id, rows: start..end, words });
+        start = end;
+    }
+    out
 }
 
 #[cfg(test)]

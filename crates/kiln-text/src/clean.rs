@@ -245,6 +245,100 @@ impl WordCleaner {
     }
 }
 
+impl WordCleaner {
+    /// A raw text cleaned word by word (words split at whitespace, joined by
+    /// one space), as training cleaned its sentences, with the way back to the
+    /// raw text's character offsets for what is found in the cleaned one.
+    pub fn clean_text(&self, text: &str) -> CleanedText {
+        let mut cleaned = String::with_capacity(text.len());
+        let mut words = Vec::new();
+        let mut changed = false;
+        let mut at = 0; // characters of `cleaned`
+        for (start, word) in char_words(text) {
+            let raw_chars = word.chars().count();
+            let (out, same) = match self.clean_word(word) {
+                CleanedWord::Word(out, _) => {
+                    let same = out == word;
+                    (out, same)
+                }
+                CleanedWord::Emptied => {
+                    changed = true;
+                    continue;
+                }
+            };
+            if !words.is_empty() {
+                cleaned.push(' ');
+                at += 1;
+            }
+            changed |= !same;
+            let chars = out.chars().count();
+            cleaned.push_str(&out);
+            words.push(WordSpan { cleaned: (at, at + chars), raw: (start, start + raw_chars), same });
+            at += chars;
+        }
+        let separated_by_one_space = cleaned.chars().count() == text.chars().count();
+        CleanedText { text: cleaned, words, changed: changed || !separated_by_one_space }
+    }
+}
+
+/// Words of `text` at whitespace, each with its first character's index.
+fn char_words(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut chars = text.char_indices().enumerate().peekable();
+    std::iter::from_fn(move || {
+        while chars.next_if(|(_, (_, c))| c.is_whitespace()).is_some() {}
+        let (first, (byte, _)) = chars.next()?;
+        let mut end = text.len();
+        while let Some((_, (b, c))) = chars.peek().copied() {
+            if c.is_whitespace() {
+                end = b;
+                break;
+            }
+            chars.next();
+        }
+        Some((first, &text[byte..end]))
+    })
+}
+
+/// One word's place in the cleaned text and in the raw one (characters).
+#[derive(Debug, Clone, Copy)]
+struct WordSpan {
+    cleaned: (usize, usize),
+    raw: (usize, usize),
+    same: bool,
+}
+
+/// A text cleaned word by word, and where its characters came from.
+#[derive(Debug, Clone)]
+pub struct CleanedText {
+    pub text: String,
+    words: Vec<WordSpan>,
+    /// Whether the cleaned text differs from the raw one at all.
+    pub changed: bool,
+}
+
+impl CleanedText {
+    /// A text no cleaning applies to.
+    pub fn unchanged(text: &str) -> Self {
+        Self { text: text.to_owned(), words: Vec::new(), changed: false }
+    }
+
+    /// The raw text's character range for `start..end` of the cleaned text:
+    /// characters of an unchanged word map one to one, a changed word's
+    /// (a placeholder) stand for the whole raw word.
+    pub fn raw_range(&self, start: usize, end: usize) -> (usize, usize) {
+        if !self.changed {
+            return (start, end);
+        }
+        let word_at = |offset: usize| self.words.iter().find(|w| offset < w.cleaned.1).or(self.words.last());
+        let raw_start = word_at(start)
+            .map_or(0, |w| if w.same && start >= w.cleaned.0 { w.raw.0 + (start - w.cleaned.0) } else { w.raw.0 });
+        let raw_end = word_at(end.saturating_sub(1)).map_or(0, |w| {
+            if w.same && end >= w.cleaned.0 { (w.raw.0 + (end - w.cleaned.0)).min(w.raw.1) } else { w.raw.1 }
+        });
+        (raw_start, raw_end.max(raw_start))
+    }
+}
+
 /// The same cleaning as [`Cleaner`] for `config`, as a Python function
 /// `kiln_clean(text)`: what a transformers user of an export must apply to get
 /// kiln's predictions (the export's model card carries it, and the round-trip
@@ -384,6 +478,32 @@ mod tests {
         assert_eq!(word("<br/>"), None);
         assert_eq!(word("\u{200b}"), None);
         assert!(matches!(words.clean_word("@x"), CleanedWord::Word(_, bits) if bits == Rule::StripMentions.bit()));
+    }
+
+    #[test]
+    fn a_text_cleaned_word_by_word_maps_back_to_the_raw_characters() {
+        let words = WordCleaner::new(&CleanConfig { lowercase: false, ..CleanConfig::default() });
+        let raw = "Ask  @kiln about https://t.co/x Paris\u{200b} now";
+        let cleaned = words.clean_text(raw);
+        assert_eq!(cleaned.text, "Ask @user about http Paris now");
+        assert!(cleaned.changed);
+        let find = |needle: &str| {
+            let byte = cleaned.text.find(needle).expect("present");
+            let start = cleaned.text[..byte].chars().count();
+            cleaned.raw_range(start, start + needle.chars().count())
+        };
+        let raw_chars: Vec<char> = raw.chars().collect();
+        let slice = |(s, e): (usize, usize)| raw_chars[s..e].iter().collect::<String>();
+        assert_eq!(slice(find("@user")), "@kiln");
+        assert_eq!(slice(find("http")), "https://t.co/x");
+        assert_eq!(slice(find("about")), "about");
+        assert_eq!(slice(find("bou")), "bou");
+        assert_eq!(slice(find("http Paris")), "https://t.co/x Paris\u{200b}", "a changed word maps whole");
+        assert_eq!(slice(find("now")), "now");
+
+        let untouched = words.clean_text("New York is big");
+        assert!(!untouched.changed);
+        assert_eq!(untouched.raw_range(0, 8), (0, 8));
     }
 
     #[test]

@@ -440,6 +440,7 @@ mod tests {
             per_class: Vec::new(),
             model: Vec::new(),
             data: FileHash { path: "data/processed/test.parquet".into(), sha256: test_sha.into() },
+            entities: None,
         };
         std::fs::write(out.join(EVAL_METRICS), serde_json::to_string(&metrics).expect("json")).expect("metrics");
         let manifest = serde_json::json!({

@@ -14,7 +14,7 @@ use kiln_core::{Example, LabelMap, TaggedExample};
 use kiln_model::batch::{collate, collate_tagged, length_sorted_batches};
 use kiln_model::token::token_loss;
 use kiln_model::{BertClassifier, BertConfig, BertTokenClassifier, WithHead};
-use kiln_text::align::word_predictions;
+use kiln_text::align::sentence_words;
 
 use crate::ValidationMetrics;
 
@@ -234,38 +234,15 @@ impl TrainTask for Tokens {
     }
 }
 
-/// Each sentence's true and predicted tags per word (its windows are
-/// consecutive rows), read where each word has the most context. Words in no
-/// window (no sub-word at all) are left out of both.
+/// Each sentence's true and predicted tags per word, by name.
 pub fn word_tags(
     examples: &[TaggedExample],
     predicted: &[Vec<u32>],
     labels: &LabelMap,
 ) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
-    let (mut truth, mut guess) = (Vec::new(), Vec::new());
-    let mut start = 0;
-    while start < examples.len() {
-        let end = (start..examples.len()).find(|&i| examples[i].id != examples[start].id).unwrap_or(examples.len());
-        let windows = &examples[start..end];
-        let word_ids: Vec<&[i32]> = windows.iter().map(|e| e.word_ids.as_slice()).collect();
-        let words =
-            windows.iter().flat_map(|e| e.word_ids.iter()).copied().max().map_or(0, |w| (w + 1).max(0) as usize);
-        let true_labels: Vec<Vec<i32>> = windows.iter().map(|e| e.labels.clone()).collect();
-        let name = |id: i64| labels.label(id.max(0) as u32).unwrap_or("O").to_owned();
-        let sentence_truth = word_predictions(&word_ids, &true_labels, words);
-        let sentence_guess = word_predictions(&word_ids, &predicted[start..end], words);
-        let (mut t, mut g) = (Vec::new(), Vec::new());
-        for (true_label, guessed) in sentence_truth.into_iter().zip(sentence_guess) {
-            if let (Some(true_label), Some(guessed)) = (true_label, guessed)
-                && true_label >= 0
-            {
-                t.push(name(i64::from(true_label)));
-                g.push(name(i64::from(guessed)));
-            }
-        }
-        truth.push(t);
-        guess.push(g);
-        start = end;
-    }
-    (truth, guess)
+    let name = |id: u32| labels.label(id).unwrap_or("O").to_owned();
+    sentence_words(examples, predicted)
+        .into_iter()
+        .map(|sentence| sentence.words.iter().map(|&(_, truth, guess)| (name(truth), name(guess))).unzip())
+        .unzip()
 }

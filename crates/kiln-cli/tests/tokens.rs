@@ -1,0 +1,315 @@
+//! Token classification end to end through the stage binaries, as a user
+//! runs them with `task = "token_classification"`: ingest, clean, tokenize,
+//! train a tiny tagger, eval, export, then predict with each aggregation
+//! strategy, checked against transformers' `pipeline("token-classification")`
+//! on the export (`.venv-ref`, which `make test` installs).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, UInt32Type};
+use kiln_data::parquet::read_parquet;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+fn binary(stage: &str) -> PathBuf {
+    PathBuf::from(match stage {
+        "train" => env!("CARGO_BIN_EXE_train"),
+        "eval" => env!("CARGO_BIN_EXE_eval"),
+        "export" => env!("CARGO_BIN_EXE_export"),
+        "predict" => env!("CARGO_BIN_EXE_predict"),
+        // kiln-data's binaries, beside these (`make test` builds every binary first).
+        "ingest" | "clean" | "tokenize" => {
+            return Path::new(env!("CARGO_BIN_EXE_train")).with_file_name(stage);
+        }
+        other => panic!("no stage {other}"),
+    })
+}
+
+fn run(stage: &str, config: &Path, args: &[&str], runs: &Path) -> Output {
+    Command::new(binary(stage))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .arg("--quiet")
+        .env_remove("KILN_CONFIG")
+        .env("KILN_RUNS_DIR", runs)
+        .output()
+        .expect("the stage binary runs")
+}
+
+fn ok(stage: &str, config: &Path, args: &[&str], runs: &Path) {
+    let output = run(stage, config, args, runs);
+    assert!(output.status.success(), "{stage} {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+}
+
+const PEOPLE: [(&str, &str); 4] =
+    [("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Edsger", "Dijkstra")];
+const PLACES: [&str; 5] = ["Paris", "London", "Berlin", "Tokyo", "Lagos"];
+const VERBS: [&str; 4] = ["visited", "left", "loved", "described"];
+
+/// `n` tagged sentences whose tags follow from the words (a person, a verb,
+/// a place), as CoNLL; `offset` shifts which combinations appear.
+fn conll(n: usize, offset: usize) -> String {
+    let mut out = String::new();
+    for i in offset..offset + n {
+        let (first, last) = PEOPLE[i % PEOPLE.len()];
+        let place = PLACES[(i / 4) % PLACES.len()];
+        let verb = VERBS[(i / 3) % VERBS.len()];
+        for (word, tag) in [(first, "B-person"), (last, "I-person"), (verb, "O"), (place, "B-location"), ("today", "O")]
+        {
+            out.push_str(&format!("{word}\t{tag}\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A config for every stage, all of it under `root`.
+fn write_config(root: &Path) -> PathBuf {
+    let at = |name: &str| root.join(name).display().to_string();
+    let config = format!(
+        r#"task = "token_classification"
+
+[ingest]
+train_file = "{train}"
+test_file = "{test}"
+validation_fraction = 0.2
+output_dir = "{raw}"
+
+[clean]
+input_dir = "{raw}"
+output_dir = "{interim}"
+dedup = false
+drop_leaks = false
+
+[tokenize]
+input_dir = "{interim}"
+output_dir = "{processed}"
+model_dir = "{pretrained}"
+max_length = 16
+window_overlap = 4
+
+[train]
+input_dir = "{processed}"
+model_dir = "{pretrained}"
+output_dir = "{model}"
+run_dir = "{run}"
+device = "cpu"
+threads = 1
+epochs = 8
+batch_size = 16
+learning_rate = 5e-3
+loss = "focal"
+
+[eval]
+model_dir = "{model}"
+input_dir = "{processed}"
+output_dir = "{eval}"
+train_metrics = "{run}/metrics.jsonl"
+device = "cpu"
+threads = 1
+
+[export]
+model_dir = "{model}"
+output_dir = "{export}"
+eval_metrics = "{eval}/metrics.json"
+reference_predictions = "{eval}/reference_predictions.json"
+data_profile = "{root}/no-profile.json"
+
+[predict]
+model_dir = "{export}"
+input_file = "{texts}"
+device = "cpu"
+threads = 1
+"#,
+        train = at("train.conll"),
+        test = at("test.conll"),
+        raw = at("raw"),
+        interim = at("interim"),
+        processed = at("processed"),
+        pretrained = at("pretrained"),
+        model = at("model"),
+        run = at("run"),
+        eval = at("eval"),
+        export = at("export"),
+        texts = at("texts.csv"),
+        root = root.display(),
+    );
+    let path = root.join("kiln.toml");
+    std::fs::write(&path, config).expect("config");
+    path
+}
+
+fn reference_python() -> PathBuf {
+    let python = repo().join(".venv-ref/bin/python");
+    let usable =
+        Command::new(&python).args(["-c", "import transformers, torch"]).output().is_ok_and(|o| o.status.success());
+    assert!(usable, "no Python with transformers at {}: run `scripts/setup.sh reference`", python.display());
+    python
+}
+
+/// An entity as both sides write it: tag or type, word, character offsets, score.
+#[derive(Debug, Clone, PartialEq)]
+struct Found {
+    kind: String,
+    word: String,
+    start: u64,
+    end: u64,
+    score: f64,
+}
+
+/// The entities of each row of `predict`'s output.
+fn predicted_entities(path: &Path, strategy: &str) -> Vec<Vec<Found>> {
+    let batch = read_parquet(path, "predict").expect("predictions");
+    let lists = batch.column_by_name("entities").expect("an entities column").as_list::<i32>();
+    let kind_field = if strategy == "none" { "entity" } else { "entity_group" };
+    (0..lists.len())
+        .map(|row| {
+            let entities = lists.value(row);
+            let entities = entities.as_struct();
+            let column =
+                |name: &str| entities.column_by_name(name).unwrap_or_else(|| panic!("no {name} field")).clone();
+            let (kinds, words) = (column(kind_field), column("word"));
+            let (kinds, words) = (kinds.as_string::<i32>(), words.as_string::<i32>());
+            let (starts, ends, scores) = (column("start"), column("end"), column("score"));
+            let (starts, ends) = (starts.as_primitive::<UInt32Type>(), ends.as_primitive::<UInt32Type>());
+            let scores = scores.as_primitive::<Float32Type>();
+            (0..entities.len())
+                .map(|i| Found {
+                    kind: kinds.value(i).to_owned(),
+                    word: words.value(i).to_owned(),
+                    start: u64::from(starts.value(i)),
+                    end: u64::from(ends.value(i)),
+                    score: f64::from(scores.value(i)),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn pipeline_entities(json: &serde_json::Value, strategy: &str) -> Vec<Vec<Found>> {
+    let kind_field = if strategy == "none" { "entity" } else { "entity_group" };
+    let rows = json["entities"][strategy].as_array().expect("rows");
+    rows.iter()
+        .map(|row| {
+            let row = row.as_array().expect("entities");
+            row.iter()
+                .map(|e| Found {
+                    kind: e[kind_field].as_str().expect("kind").to_owned(),
+                    word: e["word"].as_str().expect("word").to_owned(),
+                    start: e["start"].as_u64().expect("start"),
+                    end: e["end"].as_u64().expect("end"),
+                    score: e["score"].as_f64().expect("score"),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The whole token pipeline on a tiny random BERT: it learns the tags, eval
+/// reports entity scores in both seqeval modes, the export is a
+/// `BertForTokenClassification` that transformers' pipeline reads, and
+/// kiln's `predict` finds the entities the pipeline finds, strategy for
+/// strategy, with offsets into the raw text even where cleaning changed it.
+#[test]
+fn a_token_pipeline_runs_end_to_end_and_agrees_with_transformers() {
+    let python = reference_python();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let runs = root.join("runs");
+    kiln_testing::classifier_folder(&root.join("pretrained"), &["a", "b"], 7)
+        .expect("a small BERT folder (MiniLM's tokenizer comes from `make setup`)");
+    std::fs::write(root.join("train.conll"), conll(240, 0)).expect("train");
+    std::fs::write(root.join("test.conll"), conll(40, 1000)).expect("test");
+    let config = write_config(root);
+
+    for stage in ["ingest", "clean", "tokenize", "train", "eval", "export"] {
+        ok(stage, &config, &[], &runs);
+    }
+
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("eval/metrics.json")).expect("metrics")).expect("json");
+    let micro = metrics["entities"]["conlleval"]["micro"]["f1"].as_f64().expect("entity micro F1");
+    let strict = metrics["entities"]["strict"]["micro"]["f1"].as_f64().expect("strict micro F1");
+    assert!(micro > 0.9 && strict > 0.9, "a learnable tagging: {metrics}");
+    assert_eq!(metrics["examples"], 40, "the test split's sentences");
+    assert_eq!(metrics["per_class"].as_object().map(|m| m.len()), Some(2), "person and location: {metrics}");
+    let report = std::fs::read_to_string(root.join("eval/report.md")).expect("report");
+    for section in ["seqeval default", "strict IOB2", "## Entity types", "most confident wrong entities", "Confusion"] {
+        assert!(report.contains(section), "no {section} in the report:\n{report}");
+    }
+    let confusion = std::fs::read_to_string(root.join("eval/confusion.csv")).expect("confusion");
+    assert!(confusion.contains("person,person,"), "{confusion}");
+    let predictions = read_parquet(&root.join("eval/predictions.parquet"), "eval").expect("predictions");
+    assert_eq!(predictions.num_rows(), 40);
+    let words = predictions.column_by_name("tokens").expect("tokens").as_list::<i32>().value(0);
+    assert_eq!(words.as_string::<i32>().len(), 5, "the first sentence's five words");
+
+    let card = std::fs::read_to_string(root.join("export/README.md")).expect("card");
+    assert!(card.contains("pipeline_tag: token-classification"), "{card}");
+
+    let texts = [
+        "Ada Lovelace visited Tokyo today",
+        "Edsger Dijkstra described Lagos today",
+        "Grace Hopper loved Berlin today and Alan Turing left London",
+    ];
+    let csv: String =
+        std::iter::once("text".to_owned()).chain(texts.iter().map(|t| (*t).to_owned())).collect::<Vec<_>>().join("\n");
+    std::fs::write(root.join("texts.csv"), csv + "\n").expect("texts");
+    let output = Command::new(python)
+        .arg(repo().join("scripts/check_token_export.py"))
+        .arg(root.join("export"))
+        .args(texts)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .output()
+        .expect("python runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let theirs: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(theirs["architecture"], "BertForTokenClassification");
+
+    let mut max_diff = 0.0f64;
+    let mut compared = 0;
+    for strategy in ["none", "simple", "first", "average", "max"] {
+        let out = root.join(format!("predictions-{strategy}.parquet"));
+        let out_arg = out.display().to_string();
+        ok("predict", &config, &["--aggregation", strategy, "--output-file", &out_arg], &runs);
+        let ours = predicted_entities(&out, strategy);
+        let reference = pipeline_entities(&theirs, strategy);
+        assert_eq!(ours.len(), texts.len());
+        for (row, (ours, reference)) in ours.iter().zip(&reference).enumerate() {
+            let shape = |found: &[Found]| -> Vec<(String, String, u64, u64)> {
+                found.iter().map(|f| (f.kind.clone(), f.word.clone(), f.start, f.end)).collect()
+            };
+            assert_eq!(shape(ours), shape(reference), "{strategy}, text {row}: {}", texts[row]);
+            for (a, b) in ours.iter().zip(reference) {
+                max_diff = max_diff.max((a.score - b.score).abs());
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 20, "the tagger finds entities in every text ({compared} compared)");
+    assert!(max_diff <= 1e-4, "scores differ by {max_diff}");
+    kiln_testing::figure(&format!(
+        "token export round trip: kiln predict vs transformers pipeline, 5 strategies, {compared} entities, max abs \
+         score difference {max_diff:.2e}"
+    ));
+
+    // Cleaning replaces a link with a placeholder; offsets still point into the raw text.
+    let raw = "Ada Lovelace visited https://t.co/xyz Tokyo today";
+    std::fs::write(root.join("texts.csv"), format!("text\n{raw}\n")).expect("texts");
+    let out = root.join("predictions-url.parquet");
+    ok("predict", &config, &["--output-file", &out.display().to_string()], &runs);
+    let found = &predicted_entities(&out, "simple")[0];
+    let chars: Vec<char> = raw.chars().collect();
+    assert!(found.iter().any(|f| f.kind == "person"), "{found:?}");
+    for f in found {
+        let slice: String = chars[f.start as usize..f.end as usize].iter().collect();
+        assert_eq!(slice, f.word, "an entity's word is the raw text at its offsets: {f:?}");
+    }
+}
