@@ -28,7 +28,7 @@ TEST_TOOLS := browser dvc mlflow reference schemathesis
 # #[ignore]d, so a clone without it counts them as skipped; here they run.
 SHARED_TESTS := $(if $(wildcard ../shared/data/banking77),--include-ignored,)
 
-.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-predict bench-serve serve monitor gate retrain drift-demo fixtures
+.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-serve serve monitor gate retrain drift-demo fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ bench-data: $(SETUP) build ## clean/tokenize throughput on ~1M rows vs pandas / 
 
 bench-train: $(SETUP) build ## train throughput and peak RSS on BANKING77 vs HF Trainer
 	BIN=$(BIN) scripts/bench_train.sh
+
+bench-ner: $(SETUP) build ## WNUT-17 entity F1 and train throughput vs HF Trainer, same data and settings (ARGS="--epochs N")
+	BIN=$(BIN) scripts/bench_ner.sh $(ARGS)
 
 bench-predict: $(SETUP) build ## predict rows/s on 1M BANKING77 queries vs HF pipeline (ARGS="--rows N --reference-rows M")
 	BIN=$(BIN) scripts/bench_predict.sh $(ARGS)

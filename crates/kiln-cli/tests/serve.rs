@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kiln_config::Aggregation;
 use kiln_model::DeviceSpec;
 use kiln_model::Predictor;
 use reqwest::StatusCode;
@@ -839,4 +840,161 @@ fn monitor_reads_what_serve_logged_across_a_promotion() {
     assert_eq!(first_version["overall"]["predictions"], json!(20));
     assert_eq!(first_version["overall"]["quality"]["with_feedback"], json!(5));
     assert_eq!(first_version["windows"].as_array().map(Vec::len), Some(2));
+}
+
+const TAGS: [&str; 5] = ["B-location", "I-location", "B-person", "I-person", "O"];
+
+/// `serve` with a token-classification model: the entities of each text as
+/// the library finds them (every aggregation strategy), with offsets into the
+/// text as sent; the model, OpenAPI and metrics say so; predictions and
+/// corrected entities go to the log; feedback that does not fit is refused.
+#[test]
+fn serves_entities_for_a_token_classification_model() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model");
+    kiln_testing::tagger_folder(&model, &TAGS, 11).expect("a tagger folder (MiniLM's tokenizer from `make setup`)");
+    let log_dir = dir.path().join("log");
+    let mut server = Server::start(&model, &log_dir, &["--aggregation", "first"], &[]);
+
+    let (_, info) = json_of(server.get("/v1/model"));
+    assert_eq!(info["task"], "token_classification");
+    assert_eq!(info["architecture"], "BertForTokenClassification");
+    let version = info["version"].as_str().expect("version").to_owned();
+
+    let texts = ["Ada Lovelace visited Tokyo today", "Grace Hopper   loved Lagos, and Alan Turing left"];
+    let predictor = Predictor::load(&model, &DeviceSpec::Cpu.device()).expect("loads");
+    let spans = |entities: &Value| -> Vec<(String, String, u64, u64)> {
+        let entities = entities.as_array().expect("entities");
+        entities
+            .iter()
+            .map(|e| {
+                let kind = e.get("entity_group").or_else(|| e.get("entity")).and_then(Value::as_str).expect("kind");
+                (
+                    kind.to_owned(),
+                    e["word"].as_str().expect("word").to_owned(),
+                    e["start"].as_u64().expect("start"),
+                    e["end"].as_u64().expect("end"),
+                )
+            })
+            .collect()
+    };
+    let mut kinds = BTreeSet::new();
+    for strategy in [Aggregation::None, Aggregation::Simple, Aggregation::First, Aggregation::Average, Aggregation::Max]
+    {
+        let name = clap::ValueEnum::to_possible_value(&strategy).expect("a name").get_name().to_owned();
+        let expected = predictor.entities(&texts, strategy, 8).expect("the library's entities");
+        let (status, batch) =
+            json_of(server.post("/v1/predict", &json!({"texts": texts, "aggregation_strategy": name})));
+        assert_eq!(status, StatusCode::OK, "{batch}");
+        assert_eq!(batch["model_version"], json!(version));
+        let predictions = batch["predictions"].as_array().expect("predictions");
+        for ((prediction, expected), text) in predictions.iter().zip(&expected).zip(texts) {
+            let want: Vec<(String, String, u64, u64)> = expected
+                .iter()
+                .map(|e| {
+                    let kind = e.entity_group.clone().or_else(|| e.entity.clone()).expect("kind");
+                    (kind, e.word.clone(), e.start as u64, e.end as u64)
+                })
+                .collect();
+            let served = spans(&prediction["entities"]);
+            assert_eq!(served, want, "{name}: {text}");
+            for (_, _, start, end) in &served {
+                assert!(start < end && *end as usize <= text.chars().count(), "offsets inside the text: {served:?}");
+            }
+            kinds.extend(served.into_iter().map(|(kind, ..)| kind));
+        }
+    }
+    assert!(!kinds.is_empty(), "a random tagger tags something");
+    // Without a strategy, the server's default (--aggregation first) applies.
+    let (_, single) = json_of(server.post("/v1/predict", &json!({"text": texts[0]})));
+    let first = predictor.entities(&texts[..1], Aggregation::First, 8).expect("entities");
+    assert_eq!(single["entities"].as_array().map(Vec::len), Some(first[0].len()), "{single}");
+    assert!(single.get("label").is_none(), "a tagger answers with entities: {single}");
+    let request_id = single["request_id"].as_str().expect("id").to_owned();
+
+    // Feedback is the corrected entities, checked against the model's types.
+    let feedback = |body: Value| server.post("/v1/feedback", &body);
+    let good = json!({"request_id": request_id, "entities": [
+        {"entity_group": "person", "start": 0, "end": 12}, {"entity_group": "location", "start": 21, "end": 26}]});
+    assert_eq!(feedback(good).status(), StatusCode::ACCEPTED);
+    assert_eq!(feedback(json!({"request_id": request_id, "entities": []})).status(), StatusCode::ACCEPTED);
+    let refused = [
+        json!({"request_id": request_id, "label": "person"}),
+        json!({"request_id": request_id, "entities": [{"entity_group": "planet", "start": 0, "end": 3}]}),
+        json!({"request_id": request_id, "entities": [{"entity_group": "person", "start": 4, "end": 4}]}),
+    ];
+    for body in refused {
+        assert_eq!(
+            error_of(feedback(body.clone())),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request".into()),
+            "{body}"
+        );
+    }
+
+    // The contract says what this model takes.
+    let (_, spec) = json_of(server.get("/openapi.json"));
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(schemas["FeedbackRequest"]["required"], json!(["request_id", "entities"]));
+    assert!(schemas["FeedbackRequest"]["properties"].get("label").is_none());
+    assert_eq!(schemas["FeedbackEntity"]["properties"]["entity_group"]["enum"], json!(["location", "person"]));
+    assert!(schemas.get("SingleEntitiesResponse").is_some());
+
+    let metrics = server.get("/metrics").text().expect("metrics");
+    for kind in &kinds {
+        assert!(metrics.contains(&format!("label=\"{kind}\"")), "entities of type {kind} are counted:\n{metrics}");
+    }
+
+    assert!(server.terminate(), "a clean exit");
+    let records = log_records(&log_dir);
+    let entities: Vec<&Value> = records.iter().filter(|r| r["type"] == "entities").collect();
+    assert_eq!(entities.len(), 5 * texts.len() + 1, "a record per text answered");
+    assert!(
+        entities.iter().all(|r| r["text"].is_string() && r["entities"].is_array() && r["tokens"].as_u64() > Some(2))
+    );
+    let corrections: Vec<&Value> = records.iter().filter(|r| r["type"] == "entity_feedback").collect();
+    assert_eq!(corrections.len(), 2);
+    assert_eq!(corrections[0]["entities"][0], json!({"entity_group": "person", "start": 0, "end": 12}));
+}
+
+/// The page with a tagger (tests/e2e/tagger.mjs): the text as typed, each
+/// entity the API finds highlighted with its type.
+#[test]
+fn the_page_highlights_entities_in_a_real_browser() {
+    let modules = repo().join(".tools/e2e/node_modules");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        modules.join("playwright-core").is_dir() && Path::new(&chromium).exists(),
+        "the browser test needs {chromium} and {}: run `scripts/setup.sh browser`",
+        modules.display()
+    );
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    kiln_testing::tagger_folder(&model, &TAGS, 11).expect("a tagger folder");
+    let server = Server::start(&model, &root.path().join("log"), &["--log-predictions", "false"], &[]);
+    let text = "Ada Lovelace visited Tokyo today";
+    let output = Command::new("node")
+        .arg(repo().join("tests/e2e/tagger.mjs"))
+        .arg(&server.base)
+        .arg(text)
+        .env("KILN_E2E_MODULES", &modules)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    assert!(output.status.success(), "the browser script failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    assert!(seen["model"].as_str().is_some_and(|m| m.contains("finds 2 entity types")), "{}", seen["model"]);
+    assert_eq!(seen["shown"], json!(text), "the text as typed, nothing added or lost");
+    let (_, answer) = json_of(server.post("/v1/predict", &json!({"text": text})));
+    let chars: Vec<char> = text.chars().collect();
+    let expected: Vec<Value> = answer["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .map(|e| {
+            let (start, end) = (e["start"].as_u64().expect("start") as usize, e["end"].as_u64().expect("end") as usize);
+            json!({"text": chars[start..end].iter().collect::<String>(), "type": e["entity_group"]})
+        })
+        .collect();
+    assert!(!expected.is_empty(), "the random tagger finds something in {text}: {answer}");
+    assert_eq!(seen["marks"], json!(expected), "a highlight per entity the API finds");
 }

@@ -589,6 +589,9 @@ pub struct ServeArgs {
     /// Start a new log file past this many bytes [default: 67108864].
     #[arg(long, value_name = "BYTES", env = "KILN_LOG_ROTATE_BYTES")]
     pub log_rotate_bytes: Option<u64>,
+    /// Token classification: how sub-words group into entities when a request does not say [default: simple].
+    #[arg(long, value_enum, env = "KILN_AGGREGATION")]
+    pub aggregation: Option<Aggregation>,
     /// Reload the model when its folder changes [default: false].
     #[arg(long, value_name = "BOOL", env = "KILN_WATCH")]
     pub watch: Option<bool>,
@@ -619,6 +622,7 @@ impl ServeArgs {
                 log_dir,
                 log_text,
                 log_rotate_bytes,
+                aggregation,
                 watch,
                 watch_interval_ms
             ],

@@ -982,6 +982,9 @@ pub struct ServeConfig {
     pub log_text: LogText,
     /// A log file is closed and a new one started past this size.
     pub log_rotate_bytes: u64,
+    /// Token classification: how sub-words group into entities when a request
+    /// does not say (`aggregation_strategy`), as transformers' pipeline does.
+    pub aggregation: Aggregation,
     /// Reload the model when its folder changes.
     pub watch: bool,
     /// How often the folder is checked when `watch` is on.
@@ -1009,6 +1012,7 @@ impl Default for ServeConfig {
             log_dir: "artifacts/serve/log".into(),
             log_text: LogText::Full,
             log_rotate_bytes: 64 << 20,
+            aggregation: Aggregation::Simple,
             watch: false,
             watch_interval_ms: 2000,
         }

@@ -64,6 +64,31 @@ pub enum LogRecord {
         label: String,
         model_version: String,
     },
+    /// The entities a token-classification model found in one text.
+    Entities {
+        time: String,
+        request_id: String,
+        index: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text_sha256: Option<String>,
+        entities: Vec<LoggedEntity>,
+        #[serde(default, flatten)]
+        input: InputStats,
+        model_version: String,
+        latency_ms: f64,
+    },
+    /// The true entities of a text a token-classification model tagged.
+    #[serde(rename = "entity_feedback")]
+    EntityFeedback {
+        time: String,
+        request_id: String,
+        #[serde(default)]
+        index: usize,
+        entities: Vec<LoggedEntity>,
+        model_version: String,
+    },
     /// A prediction request that failed (what error shares count).
     Error {
         time: String,
@@ -75,6 +100,17 @@ pub enum LogRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         model_version: Option<String>,
     },
+}
+
+/// An entity as the log keeps it: its type and character offsets into the
+/// text, and the model's score (absent in feedback).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedEntity {
+    pub entity_group: String,
+    pub start: usize,
+    pub end: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
 }
 
 /// A log line that could not be read: skipped and counted, never fatal (a

@@ -133,6 +133,8 @@ impl Traffic {
                     Some(time_ms) => traffic.failures.push(Failure { time_ms, status, model_version }),
                     None => traffic.bad_times += 1,
                 },
+                // A token-classification model's traffic: `monitor` refuses that task for now.
+                LogRecord::Entities { .. } | LogRecord::EntityFeedback { .. } => {}
             }
         }
         let mut matched = 0;

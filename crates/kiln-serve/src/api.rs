@@ -10,12 +10,17 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use kiln_config::LogText;
+use kiln_core::Task;
+use kiln_core::entities::Aggregation;
+use kiln_core::prediction_log::{InputStats, LoggedEntity};
 use kiln_core::profile::{Confidence, calibrated_top};
+use kiln_text::aggregate::Entity;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::AppState;
+use crate::batcher::{Answer, Outputs};
 use crate::error::{ApiError, ErrorBody};
 use crate::log::LogRecord;
 use crate::model::{ModelInfo, TrainingInput};
@@ -49,6 +54,12 @@ pub struct PredictRequest {
     pub return_all_scores: bool,
     /// Accepted for TEI compatibility: texts are always truncated to the model's max length.
     pub truncate: Option<bool>,
+    /// Token classification: how sub-words group into entities, as transformers'
+    /// token-classification pipeline's `aggregation_strategy` (`none`, `simple`,
+    /// `first`, `average`, `max`) [default: serve.aggregation]. A text classifier ignores it,
+    /// as a tagger ignores `top_k` and `return_all_scores`.
+    #[schema(value_type = Option<String>)]
+    pub aggregation_strategy: Option<Aggregation>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -66,6 +77,52 @@ pub struct Prediction {
     /// The top-k (or all) labels, most likely first, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scores: Option<Vec<LabelScore>>,
+}
+
+/// An entity found in a text, as transformers' token-classification pipeline
+/// writes it: `start` and `end` count characters of the text as sent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EntitySpan {
+    /// The entity type (every strategy but `none`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_group: Option<String>,
+    /// The sub-word's tag (`none` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+    pub score: f32,
+    /// The text the entity covers.
+    pub word: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl From<Entity> for EntitySpan {
+    fn from(entity: Entity) -> Self {
+        let Entity { entity, entity_group, score, word, start, end, .. } = entity;
+        Self { entity_group, entity, score, word, start, end }
+    }
+}
+
+/// The entities of one text.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TextEntities {
+    pub entities: Vec<EntitySpan>,
+}
+
+/// A token-classification model's answer to `text` (or `inputs` as a string).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SingleEntitiesResponse {
+    pub entities: Vec<EntitySpan>,
+    pub model_version: String,
+    pub request_id: String,
+}
+
+/// A token-classification model's answer to `texts` (or `inputs` as a list).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchEntitiesResponse {
+    pub predictions: Vec<TextEntities>,
+    pub model_version: String,
+    pub request_id: String,
 }
 
 /// The answer to `text` (or `inputs` as a string).
@@ -94,6 +151,8 @@ pub struct BatchResponse {
 pub enum PredictResponse {
     Single(SingleResponse),
     Batch(BatchResponse),
+    SingleEntities(SingleEntitiesResponse),
+    BatchEntities(BatchEntitiesResponse),
 }
 
 /// A whole number as JSON Schema's `integer` has it: `3` or `3.0` (any number
@@ -120,8 +179,28 @@ pub struct FeedbackRequest {
     /// Which text of that request, for a request of several [default: 0].
     #[serde(default, deserialize_with = "whole_number")]
     pub index: Option<usize>,
-    /// One of the model's labels.
-    pub label: String,
+    /// One of the model's labels (text classification).
+    pub label: Option<String>,
+    /// The text's true entities, every one of them (token classification; `[]`: none).
+    pub entities: Option<Vec<FeedbackEntity>>,
+}
+
+/// A true entity: its type and character offsets into the text as sent.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackEntity {
+    /// One of the model's entity types.
+    pub entity_group: String,
+    #[serde(deserialize_with = "required_whole_number")]
+    #[schema(value_type = usize, minimum = 0)]
+    pub start: usize,
+    #[serde(deserialize_with = "required_whole_number")]
+    #[schema(value_type = usize, minimum = 1)]
+    pub end: usize,
+}
+
+fn required_whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    whole_number(deserializer)?.ok_or_else(|| serde::de::Error::custom("expected a whole number, got null"))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -139,11 +218,15 @@ pub struct ReloadResponse {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "kiln serve", description = "Text classification with a kiln-trained (or Hugging Face) model."),
+    info(
+        title = "kiln serve",
+        description = "Text classification or named entities with a kiln-trained (or Hugging Face) model."
+    ),
     paths(predict, feedback, model_info, reload, healthz, readyz, metrics, openapi_spec),
     components(schemas(
         PredictRequest, Inputs, PredictResponse, SingleResponse, BatchResponse, Prediction, LabelScore,
-        FeedbackRequest, Status, ReloadResponse, ModelInfo, TrainingInput, ErrorBody
+        SingleEntitiesResponse, BatchEntitiesResponse, TextEntities, EntitySpan,
+        FeedbackRequest, FeedbackEntity, Status, ReloadResponse, ModelInfo, TrainingInput, ErrorBody
     )),
     modifiers(&BearerAuth)
 )]
@@ -162,7 +245,7 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Classify one text or a batch.
+/// Classify one text or a batch (or, with a token-classification model, find their entities).
 #[utoipa::path(
     post, path = "/v1/predict", request_body = PredictRequest,
     responses(
@@ -210,28 +293,102 @@ async fn answer_predict(
     }
     let texts: Vec<String> = texts.into_iter().map(|text| truncate_chars(text, state.config.max_text_chars)).collect();
     let logged_texts = state.log.as_ref().map(|_| texts.clone());
-    let answer = state.queue.submit(texts)?.await.map_err(|_| ApiError::shutting_down())??;
+    let aggregation = request.aggregation_strategy.unwrap_or(state.config.aggregation);
+    let answer = state.queue.submit(texts, aggregation)?.await.map_err(|_| ApiError::shutting_down())??;
+    let model_version = answer.model.version.clone();
+    let request_id = request_id.to_owned();
+    let Answer { outputs, inputs, model } = answer;
+    let entities = match outputs {
+        Outputs::Classes(probabilities) => {
+            let answered = Answered { model: &model, inputs: &inputs, started, request_id: &request_id };
+            return classes_response(state, &request, single, &probabilities, logged_texts, answered);
+        }
+        Outputs::Entities(entities) => entities,
+    };
+    for entity in entities.iter().flatten() {
+        let kind = entity.entity_group.as_deref().or(entity.entity.as_deref()).unwrap_or_default();
+        state.metrics.predictions.with_label_values(&[kind]).inc();
+    }
+    if let (Some(log), Some(texts)) = (&state.log, logged_texts) {
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        let time = crate::log::now();
+        for (index, ((text, found), input)) in texts.into_iter().zip(&entities).zip(&inputs).enumerate() {
+            let (text, text_sha256) = logged_text(text, state.config.log_text);
+            let entities = found
+                .iter()
+                .map(|e| LoggedEntity {
+                    entity_group: e.entity_group.clone().or_else(|| e.entity.clone()).unwrap_or_default(),
+                    start: e.start,
+                    end: e.end,
+                    score: Some(e.score),
+                })
+                .collect();
+            log.append(LogRecord::Entities {
+                time: time.clone(),
+                request_id: request_id.clone(),
+                index,
+                text,
+                text_sha256,
+                entities,
+                input: *input,
+                model_version: model_version.clone(),
+                latency_ms,
+            });
+        }
+    }
+    let mut per_text = entities.into_iter().map(|found| found.into_iter().map(EntitySpan::from).collect::<Vec<_>>());
+    let response = if single {
+        let entities = per_text.next().unwrap_or_default();
+        PredictResponse::SingleEntities(SingleEntitiesResponse { entities, model_version, request_id })
+    } else {
+        let predictions = per_text.map(|entities| TextEntities { entities }).collect();
+        PredictResponse::BatchEntities(BatchEntitiesResponse { predictions, model_version, request_id })
+    };
+    Ok(Json(response).into_response())
+}
 
-    let labels = &answer.model.labels;
+/// What every answer to a prediction request carries beside its outputs.
+struct Answered<'a> {
+    model: &'a ModelInfo,
+    inputs: &'a [InputStats],
+    started: Instant,
+    request_id: &'a str,
+}
+
+/// What the log keeps of a text.
+fn logged_text(text: String, keep: LogText) -> (Option<String>, Option<String>) {
+    match keep {
+        LogText::Full => (Some(text), None),
+        LogText::Hash => (None, Some(hex::encode(Sha256::digest(text.as_bytes())))),
+        LogText::None => (None, None),
+    }
+}
+
+/// A text classifier's answer: the best label (and the top-k when asked) per text.
+fn classes_response(
+    state: &AppState,
+    request: &PredictRequest,
+    single: bool,
+    probabilities: &[Vec<f32>],
+    logged_texts: Option<Vec<String>>,
+    answered: Answered,
+) -> Result<Response, ApiError> {
+    let Answered { model, inputs, started, request_id } = answered;
+    let labels = &model.labels;
     let detail = if request.return_all_scores { Some(labels.len()) } else { request.top_k };
     let predictions: Vec<Prediction> =
-        answer.probabilities.iter().map(|probabilities| rank(labels, probabilities, detail)).collect();
+        probabilities.iter().map(|probabilities| rank(labels, probabilities, detail)).collect();
     for prediction in &predictions {
         state.metrics.predictions.with_label_values(&[prediction.label.as_str()]).inc();
     }
     if let (Some(log), Some(texts)) = (&state.log, logged_texts) {
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         let time = crate::log::now();
-        let rows = texts.into_iter().zip(&predictions).zip(answer.probabilities.iter().zip(&answer.inputs));
+        let rows = texts.into_iter().zip(&predictions).zip(probabilities.iter().zip(inputs));
         for (index, ((text, prediction), (probabilities, input))) in rows.enumerate() {
             let confidence = Confidence::of(probabilities);
-            let calibrated_score =
-                answer.model.calibration_temperature.map(|t| calibrated_top(probabilities, t) as f32);
-            let (text, text_sha256) = match state.config.log_text {
-                LogText::Full => (Some(text), None),
-                LogText::Hash => (None, Some(hex::encode(Sha256::digest(text.as_bytes())))),
-                LogText::None => (None, None),
-            };
+            let calibrated_score = model.calibration_temperature.map(|t| calibrated_top(probabilities, t) as f32);
+            let (text, text_sha256) = logged_text(text, state.config.log_text);
             log.append(LogRecord::Prediction {
                 time: time.clone(),
                 request_id: request_id.to_owned(),
@@ -244,13 +401,13 @@ async fn answer_predict(
                 entropy: confidence.entropy as f32,
                 calibrated_score,
                 input: *input,
-                model_version: answer.model.version.clone(),
+                model_version: model.version.clone(),
                 latency_ms,
             });
         }
     }
 
-    let model_version = answer.model.version.clone();
+    let model_version = model.version.clone();
     let response = if single {
         let Prediction { label, score, scores } = predictions.into_iter().next().ok_or_else(|| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no prediction. This is a bug.")
@@ -325,7 +482,7 @@ fn with_request_id(mut response: Response, request_id: &str) -> Response {
     response
 }
 
-/// Record the true label of an earlier prediction (appended to the prediction log).
+/// Record the true label (or entities) of an earlier prediction (appended to the prediction log).
 #[utoipa::path(
     post, path = "/v1/feedback", request_body = FeedbackRequest,
     responses(
@@ -350,12 +507,53 @@ pub async fn feedback(
     if request.request_id.trim().is_empty() {
         return Err(ApiError::invalid("request_id is empty"));
     }
-    if !model.labels.contains(&request.label) {
-        return Err(ApiError::invalid(format!(
-            "unknown label '{}'; the model's labels are listed by GET /v1/model",
-            request.label
-        )));
-    }
+    let record = match (model.task, request.label, request.entities) {
+        (Task::SequenceClassification, Some(label), None) => {
+            if !model.labels.contains(&label) {
+                return Err(ApiError::invalid(format!(
+                    "unknown label '{label}'; the model's labels are listed by GET /v1/model"
+                )));
+            }
+            LogRecord::Feedback {
+                time: crate::log::now(),
+                request_id: request.request_id,
+                index: request.index.unwrap_or(0),
+                label,
+                model_version: model.version.clone(),
+            }
+        }
+        (Task::TokenClassification, None, Some(entities)) => {
+            let types = model.entity_types();
+            let mut logged = Vec::with_capacity(entities.len());
+            for FeedbackEntity { entity_group, start, end } in entities {
+                if !types.contains(&entity_group) {
+                    return Err(ApiError::invalid(format!(
+                        "unknown entity type '{entity_group}'; the model finds {}",
+                        types.join(", ")
+                    )));
+                }
+                if start >= end {
+                    return Err(ApiError::invalid(format!(
+                        "an entity's start ({start}) must come before its end ({end})"
+                    )));
+                }
+                logged.push(LoggedEntity { entity_group, start, end, score: None });
+            }
+            LogRecord::EntityFeedback {
+                time: crate::log::now(),
+                request_id: request.request_id,
+                index: request.index.unwrap_or(0),
+                entities: logged,
+                model_version: model.version.clone(),
+            }
+        }
+        (Task::SequenceClassification, ..) => {
+            return Err(ApiError::invalid("give the true `label` (and no `entities`): this model classifies texts"));
+        }
+        (Task::TokenClassification, ..) => {
+            return Err(ApiError::invalid("give the true `entities` (and no `label`): this model finds entities"));
+        }
+    };
     let Some(log) = &state.log else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -363,13 +561,7 @@ pub async fn feedback(
             "feedback is kept in the prediction log, which is off (serve.log_predictions)",
         ));
     };
-    log.append(LogRecord::Feedback {
-        time: crate::log::now(),
-        request_id: request.request_id,
-        index: request.index.unwrap_or(0),
-        label: request.label,
-        model_version: model.version.clone(),
-    });
+    log.append(record);
     Ok((StatusCode::ACCEPTED, Json(Status { status: "recorded".into(), model_version: None })).into_response())
 }
 
@@ -452,12 +644,16 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     security(("bearer" = []))
 )]
 pub async fn openapi_spec(State(state): State<Arc<AppState>>) -> Response {
-    let labels = state.model.load_full().map(|info| info.labels.clone());
+    let model = state.model.load_full();
     let contract = Contract {
         tokens: state.tokens.required(),
         metrics_here: state.config.metrics_port.is_none(),
         max_client_batch: state.config.max_client_batch,
-        labels,
+        labels: model.as_ref().map(|info| info.labels.clone()),
+        entity_types: model
+            .as_ref()
+            .filter(|info| info.task == Task::TokenClassification)
+            .map(|info| info.entity_types()),
     };
     let document = contract.document();
     ([(header::CONTENT_TYPE, "application/json")], serde_json::to_string_pretty(&document).unwrap_or_default())
@@ -474,6 +670,8 @@ pub struct Contract {
     pub metrics_here: bool,
     pub max_client_batch: usize,
     pub labels: Option<Vec<String>>,
+    /// The entity types of a token-classification model (`None` for a text classifier).
+    pub entity_types: Option<Vec<String>>,
 }
 
 impl Contract {
@@ -522,12 +720,36 @@ impl Contract {
             })
             .collect();
         predict["oneOf"] = branches.into();
+        predict["properties"]["aggregation_strategy"] = serde_json::json!({ "type": ["string", "null"], "enum": ["none", "simple", "first", "average", "max", null] });
         let feedback = &mut schemas["FeedbackRequest"];
         feedback["additionalProperties"] = false.into();
         feedback["properties"]["request_id"] = serde_json::json!({ "type": "string", "pattern": "\\S",
             "description": "The `request_id` of the prediction." });
-        if let Some(labels) = &self.labels {
-            feedback["properties"]["label"]["enum"] = labels.clone().into();
+        let properties = feedback["properties"].as_object_mut();
+        // A text classifier takes `label`, a tagger `entities`: the one the loaded model needs is required.
+        match &self.entity_types {
+            None => {
+                if let Some(properties) = properties {
+                    properties.remove("entities");
+                    properties.insert("label".into(), serde_json::json!({ "type": "string" }));
+                }
+                feedback["required"] = serde_json::json!(["request_id", "label"]);
+                if let Some(labels) = &self.labels {
+                    feedback["properties"]["label"]["enum"] = labels.clone().into();
+                }
+            }
+            Some(types) => {
+                if let Some(properties) = properties {
+                    properties.remove("label");
+                    properties.insert(
+                        "entities".into(),
+                        serde_json::json!({ "type": "array", "items": { "$ref": "#/components/schemas/FeedbackEntity" } }),
+                    );
+                }
+                feedback["required"] = serde_json::json!(["request_id", "entities"]);
+                schemas["FeedbackEntity"]["properties"]["entity_group"]["enum"] = types.clone().into();
+                schemas["FeedbackEntity"]["additionalProperties"] = false.into();
+            }
         }
         doc
     }
@@ -599,8 +821,14 @@ mod tests {
     #[test]
     fn the_contract_follows_the_settings() {
         let contract = |tokens, metrics_here| {
-            Contract { tokens, metrics_here, max_client_batch: 8, labels: Some(vec!["a".into(), "b".into()]) }
-                .document()
+            Contract {
+                tokens,
+                metrics_here,
+                max_client_batch: 8,
+                labels: Some(vec!["a".into(), "b".into()]),
+                entity_types: None,
+            }
+            .document()
         };
         let open = contract(false, false);
         assert!(open["components"]["securitySchemes"].is_null());

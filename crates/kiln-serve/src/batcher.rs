@@ -12,8 +12,11 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kiln_core::Example;
+use kiln_core::entities::Aggregation;
 use kiln_core::prediction_log::InputStats;
+use kiln_core::{Example, TaggedExample, Task};
+use kiln_model::EncodedText;
+use kiln_text::aggregate::Entity;
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
@@ -26,13 +29,23 @@ pub struct BatchLimits {
     pub max_wait: Duration,
 }
 
-/// A request's answer: probabilities per text, from the model named in `model`.
+/// A request's answer: per text, label probabilities or entities, from the
+/// model named in `model`.
 #[derive(Debug)]
 pub struct Answer {
-    pub probabilities: Vec<Vec<f32>>,
+    pub outputs: Outputs,
     /// What the model read of each text, for the prediction log.
     pub inputs: Vec<InputStats>,
     pub model: Arc<ModelInfo>,
+}
+
+/// What the model gives per text.
+#[derive(Debug)]
+pub enum Outputs {
+    /// Label probabilities, in label-id order (text classification).
+    Classes(Vec<Vec<f32>>),
+    /// Entities with character offsets into the text as sent (token classification).
+    Entities(Vec<Vec<Entity>>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +68,8 @@ pub enum SubmitError {
 
 struct Job {
     texts: Vec<String>,
+    /// How a token-classification model groups sub-words into entities.
+    aggregation: Aggregation,
     enqueued: Instant,
     reply: oneshot::Sender<Result<Answer, BatchError>>,
 }
@@ -68,9 +83,25 @@ enum Work {
 /// A job taken off the queue and tokenized, waiting for its batch to run.
 struct Encoded {
     job: Job,
-    examples: Vec<Example>,
+    model_input: ModelInput,
     inputs: Vec<InputStats>,
     tokens: usize,
+}
+
+/// A job's texts as its model reads them.
+enum ModelInput {
+    Texts(Vec<Example>),
+    /// Per text: its encoding with character offsets, and the model's row.
+    Tagged(Vec<EncodedText>, Vec<TaggedExample>),
+}
+
+impl ModelInput {
+    fn len(&self) -> usize {
+        match self {
+            Self::Texts(examples) => examples.len(),
+            Self::Tagged(_, rows) => rows.len(),
+        }
+    }
 }
 
 /// The sending side, shared by every request handler.
@@ -93,9 +124,13 @@ impl Queue {
     }
 
     /// Queues `texts`; the receiver yields the answer once their batch ran.
-    pub fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Result<Answer, BatchError>>, SubmitError> {
+    pub fn submit(
+        &self,
+        texts: Vec<String>,
+        aggregation: Aggregation,
+    ) -> Result<oneshot::Receiver<Result<Answer, BatchError>>, SubmitError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { texts, enqueued: Instant::now(), reply };
+        let job = Job { texts, aggregation, enqueued: Instant::now(), reply };
         // Counted before it is sent, so the worker's decrement never comes first.
         self.metrics.queue_depth.inc();
         match self.sender.try_send(Work::Predict(job)) {
@@ -196,14 +231,22 @@ impl Worker {
         };
         let started = Instant::now();
         let texts: Vec<&str> = job.texts.iter().map(String::as_str).collect();
-        let encoded = model.predictor.encode(&texts);
+        let predictor = &model.predictor;
+        let encoded = match predictor.task() {
+            Task::SequenceClassification => predictor.encode(&texts).map(|examples| {
+                let tokens = examples.iter().map(Example::len).sum();
+                let inputs = examples.iter().map(|example| predictor.input_stats(example)).collect();
+                (ModelInput::Texts(examples), inputs, tokens)
+            }),
+            Task::TokenClassification => predictor.encode_tagged(&texts).map(|(encoded, rows)| {
+                let tokens = rows.iter().map(TaggedExample::len).sum();
+                let inputs = rows.iter().map(|row| predictor.tagged_input_stats(row)).collect();
+                (ModelInput::Tagged(encoded, rows), inputs, tokens)
+            }),
+        };
         self.metrics.tokenize_seconds.observe(started.elapsed().as_secs_f64());
         match encoded {
-            Ok(examples) => {
-                let tokens = examples.iter().map(Example::len).sum();
-                let inputs = examples.iter().map(|example| model.predictor.input_stats(example)).collect();
-                Some(Encoded { job, examples, inputs, tokens })
-            }
+            Ok((model_input, inputs, tokens)) => Some(Encoded { job, model_input, inputs, tokens }),
             Err(error) => {
                 let _ = job.reply.send(Err(BatchError::Tokenize(format!("{error:#}"))));
                 None
@@ -217,7 +260,7 @@ impl Worker {
     fn gather_and_run(&mut self, first: Encoded) -> Option<Next> {
         let limits = self.limits;
         let deadline = Instant::now() + limits.max_wait;
-        let (mut texts, mut tokens) = (first.examples.len(), first.tokens);
+        let (mut texts, mut tokens) = (first.model_input.len(), first.tokens);
         let mut batch = vec![first];
         let mut next = None;
         while texts < limits.max_batch_size && tokens < limits.max_batch_tokens {
@@ -226,13 +269,13 @@ impl Worker {
                 None => break,
                 Some(Work::Predict(job)) => {
                     let Some(encoded) = self.encode(job) else { continue };
-                    if texts + encoded.examples.len() > limits.max_batch_size
+                    if texts + encoded.model_input.len() > limits.max_batch_size
                         || tokens + encoded.tokens > limits.max_batch_tokens
                     {
                         next = Some(Next::Encoded(encoded));
                         break;
                     }
-                    texts += encoded.examples.len();
+                    texts += encoded.model_input.len();
                     tokens += encoded.tokens;
                     batch.push(encoded);
                 }
@@ -251,21 +294,35 @@ impl Worker {
             return;
         };
         let started = Instant::now();
-        let sizes: Vec<usize> = batch.iter().map(|encoded| encoded.examples.len()).collect();
-        let mut jobs = Vec::with_capacity(batch.len());
-        let mut examples = Vec::with_capacity(sizes.iter().sum());
+        let (mut examples, mut rows, mut jobs) = (Vec::new(), Vec::new(), Vec::with_capacity(batch.len()));
         for encoded in batch {
-            examples.extend(encoded.examples);
-            jobs.push((encoded.job, encoded.inputs));
+            let texts = match encoded.model_input {
+                ModelInput::Texts(job_examples) => {
+                    examples.extend(job_examples);
+                    None
+                }
+                ModelInput::Tagged(texts, job_rows) => {
+                    rows.extend(job_rows);
+                    Some(texts)
+                }
+            };
+            jobs.push((encoded.job, encoded.inputs, texts));
         }
-        self.metrics.batch_size.observe(examples.len() as f64);
+        self.metrics.batch_size.observe((examples.len() + rows.len()) as f64);
+        let batch_size = self.limits.max_batch_size;
         // A LibTorch error surfaces as a panic (or an error); it fails this batch, not the server.
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            model.predictor.probabilities_batched(&examples, self.limits.max_batch_size)
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<_> {
+            let classes = model.predictor.probabilities_batched(&examples, batch_size)?;
+            let tags = if rows.is_empty() {
+                Vec::new()
+            } else {
+                model.predictor.tag_probabilities_batched(&rows, batch_size)?
+            };
+            Ok((classes, tags))
         }));
         self.metrics.inference_seconds.observe(started.elapsed().as_secs_f64());
         let result = match outcome {
-            Ok(Ok(probabilities)) => Ok(probabilities),
+            Ok(Ok(outputs)) => Ok(outputs),
             Ok(Err(error)) => Err(format!("{error:#}")),
             Err(panic) => Err(panic
                 .downcast_ref::<String>()
@@ -273,24 +330,33 @@ impl Worker {
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                 .unwrap_or_else(|| "the model panicked".into())),
         };
-        let mut probabilities = match result {
-            Ok(probabilities) => probabilities.into_iter(),
+        let (classes, tags) = match result {
+            Ok(outputs) => outputs,
             Err(message) => {
                 tracing::error!("inference failed: {message}");
-                for (job, _) in jobs {
+                for (job, _, _) in jobs {
                     let _ = job.reply.send(Err(BatchError::Inference(message.clone())));
                 }
                 return;
             }
         };
-        for ((job, inputs), size) in jobs.into_iter().zip(sizes) {
+        let (mut classes, mut tags) = (classes.into_iter(), tags.into_iter());
+        for (job, inputs, texts) in jobs {
             self.metrics.queue_seconds.observe(started.duration_since(job.enqueued).as_secs_f64());
-            let answer = Answer {
-                probabilities: probabilities.by_ref().take(size).collect(),
-                inputs,
-                model: model.info.clone(),
+            let outputs = match texts {
+                None => Outputs::Classes(classes.by_ref().take(job.texts.len()).collect()),
+                Some(texts) => Outputs::Entities(
+                    texts
+                        .iter()
+                        .zip(tags.by_ref().take(job.texts.len()))
+                        .zip(&job.texts)
+                        .map(|((text, probabilities), raw)| {
+                            text.entities(&model.predictor, &probabilities, raw, job.aggregation)
+                        })
+                        .collect(),
+                ),
             };
-            let _ = job.reply.send(Ok(answer));
+            let _ = job.reply.send(Ok(Answer { outputs, inputs, model: model.info.clone() }));
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use burn::tensor::Device;
-use kiln_core::{EvalMetrics, ModelFolder};
+use kiln_core::{EvalMetrics, ModelFolder, Task};
 use kiln_model::Predictor;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -22,6 +22,9 @@ pub struct ModelInfo {
     pub dir: String,
     /// The first 12 hex digits of the weights' sha256: it changes exactly when the weights do.
     pub version: String,
+    /// `sequence_classification` (a label per text) or `token_classification` (entities).
+    #[schema(value_type = String)]
+    pub task: Task,
     pub architecture: String,
     /// Label names, in the order of the model's outputs.
     pub labels: Vec<String>,
@@ -46,6 +49,25 @@ pub struct TrainingInput {
     pub sha256: String,
 }
 
+impl ModelInfo {
+    /// The entity types a token-classification model finds (its labels
+    /// without `B-`/`I-`, in label order); empty for a text classifier.
+    pub fn entity_types(&self) -> Vec<String> {
+        if self.task != Task::TokenClassification {
+            return Vec::new();
+        }
+        let mut types: Vec<String> = Vec::new();
+        for label in &self.labels {
+            if let Some((_, kind)) = label.split_once('-')
+                && !types.iter().any(|t| t == kind)
+            {
+                types.push(kind.to_owned());
+            }
+        }
+        types
+    }
+}
+
 impl ServedModel {
     /// Loads and checks a model folder (see [`Predictor::load`]) and describes it.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
@@ -61,7 +83,8 @@ impl ServedModel {
                 .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned()),
             dir: dir.display().to_string(),
             version: kiln_core::model_folder::version_name(&weights_sha256).to_owned(),
-            architecture: predictor.config.classification_architecture().to_owned(),
+            task: predictor.task(),
+            architecture: predictor.architecture().to_owned(),
             labels: predictor.labels.labels().to_vec(),
             max_length,
             weights_sha256,

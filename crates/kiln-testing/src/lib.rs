@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use kiln_core::model_folder::{CONFIG, TOKENIZER_FILES, WEIGHTS};
 use kiln_model::bert::save_safetensors;
-use kiln_model::{BertClassifier, BertConfig, DeviceSpec};
+use kiln_model::{BertClassifier, BertConfig, BertTokenClassifier, DeviceSpec};
 
 /// A BERT with MiniLM's vocabulary (so the real tokenizer fits), 2 layers of
 /// `hidden` units and `heads` heads, 64 positions: fast to make and to run.
@@ -39,13 +39,34 @@ pub fn pretrained_dir() -> PathBuf {
 /// Writes a random 2-layer BERT with MiniLM's vocabulary and tokenizer, a head
 /// for `labels`, and HF's id2label, into `dir`. `seed` picks the weights.
 pub fn classifier_folder(dir: &Path, labels: &[&str], seed: u64) -> Result<()> {
+    model_folder(dir, labels, seed, "BertForSequenceClassification", |config| {
+        save_safetensors(&BertClassifier::new(config, labels.len(), &DeviceSpec::Cpu.device()), &dir.join(WEIGHTS))
+    })
+}
+
+/// As [`classifier_folder`], with a token-classification head: `labels` are
+/// IOB2 tags, and `config.json` names `BertForTokenClassification`.
+pub fn tagger_folder(dir: &Path, labels: &[&str], seed: u64) -> Result<()> {
+    model_folder(dir, labels, seed, "BertForTokenClassification", |config| {
+        let model = BertTokenClassifier::new(config, labels.len(), &DeviceSpec::Cpu.device());
+        save_safetensors(&model, &dir.join(WEIGHTS))
+    })
+}
+
+fn model_folder(
+    dir: &Path,
+    labels: &[&str],
+    seed: u64,
+    architecture: &str,
+    save: impl FnOnce(&BertConfig) -> Result<(), kiln_model::ModelError>,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let config = tiny_bert(32, 4);
-    let device = DeviceSpec::Cpu.device();
-    device.seed(seed);
-    save_safetensors(&BertClassifier::new(&config, labels.len(), &device), &dir.join(WEIGHTS))?;
+    // LibTorch's generator is global: seeding it here makes `save`'s random weights repeatable.
+    DeviceSpec::Cpu.device().seed(seed);
+    save(&config)?;
     let mut json = serde_json::to_value(&config)?;
-    json["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
+    json["architectures"] = serde_json::json!([architecture]);
     let id2label: serde_json::Map<String, serde_json::Value> =
         labels.iter().enumerate().map(|(id, label)| (id.to_string(), serde_json::Value::from(*label))).collect();
     let label2id: serde_json::Map<String, serde_json::Value> =
