@@ -20,28 +20,14 @@ import pyarrow.parquet as pq
 import torch
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
+from reference_util import StepTimer
 from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
     DataCollatorForTokenClassification,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
 )
-
-
-class StepTimer(TrainerCallback):
-    """Wall time of each optimizer step (forward, backward, clip, AdamW, scheduler)."""
-
-    def __init__(self):
-        self.times = []
-        self._start = None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter() - self._start)
 
 
 def read_split(processed, split, limit=None):

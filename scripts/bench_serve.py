@@ -21,6 +21,14 @@ import time
 import urllib.request
 
 TEXT = "I am still waiting on my card?"
+# For a token-classification model: a short tweet with two entities.
+TAGGED_TEXT = "Watching Stranger Things with Emma in London tonight"
+
+
+def tags_words(folder):
+    """Whether a model folder is a token-classification one (config.json's architectures)."""
+    with open(os.path.join(folder, "config.json")) as f:
+        return any(name.endswith("ForTokenClassification") for name in json.load(f).get("architectures", []))
 
 
 def free_port():
@@ -55,12 +63,12 @@ def rss_mib(pid):
     return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
 
 
-def load(oha, url, concurrency, seconds):
+def load(oha, url, concurrency, seconds, text):
     """Runs oha; returns req/s, p50 and p99 in ms, and the count of failed requests."""
     # -w: requests still in flight when the time is up are finished, not
     # counted as errors ("aborted due to deadline" is oha's, not the server's).
     command = [oha, "-z", f"{seconds}s", "-w", "-c", str(concurrency), "-m", "POST", "-H", "content-type: application/json",
-               "-d", json.dumps({"text": TEXT}), "--no-tui", "--output-format", "json", url]
+               "-d", json.dumps({"text": text}), "--no-tui", "--output-format", "json", url]
     result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     summary = result["summary"]
     statuses = result.get("statusCodeDistribution", {})
@@ -93,6 +101,7 @@ def main():
     if not os.path.isdir(args.model):
         sys.exit(f"bench_serve: no model folder {args.model} (CONFIG=configs/banking77.toml make pipeline, or --model)")
     levels = [int(c) for c in args.concurrency.split(",")]
+    text = TAGGED_TEXT if tags_words(args.model) else TEXT
 
     log_dir = tempfile.mkdtemp(prefix="kiln-bench-serve-")
     kiln_port, ref_port = free_port(), free_port()
@@ -107,11 +116,11 @@ def main():
         wait_ready(f"http://127.0.0.1:{kiln_port}/readyz", kiln)
         idle_rss, _ = rss_mib(kiln.pid)
         url = f"http://127.0.0.1:{kiln_port}/v1/predict"
-        load(args.oha, url, 4, 3)  # warm-up
+        load(args.oha, url, 4, 3, text)  # warm-up
         for c in levels:
-            results["kiln"][c] = load(args.oha, url, c, args.duration)
+            results["kiln"][c] = load(args.oha, url, c, args.duration, text)
             print(f"kiln      c={c:<3} {results['kiln'][c]}", flush=True)
-        soak = load(args.oha, url, 64, args.soak) if args.soak else None
+        soak = load(args.oha, url, 64, args.soak, text) if args.soak else None
         loaded_rss, peak_rss = rss_mib(kiln.pid)
         kiln.terminate()
         kiln.wait(timeout=60)
@@ -121,9 +130,9 @@ def main():
         wait_ready(f"http://127.0.0.1:{ref_port}/readyz", ref)
         ref_idle_rss, _ = rss_mib(ref.pid)
         url = f"http://127.0.0.1:{ref_port}/v1/predict"
-        load(args.oha, url, 4, 3)
+        load(args.oha, url, 4, 3, text)
         for c in levels:
-            results["reference"][c] = load(args.oha, url, c, args.duration)
+            results["reference"][c] = load(args.oha, url, c, args.duration, text)
             print(f"reference c={c:<3} {results['reference'][c]}", flush=True)
         _, ref_peak_rss = rss_mib(ref.pid)
         ref.terminate()
@@ -135,7 +144,7 @@ def main():
                 child.kill()
         shutil.rmtree(log_dir, ignore_errors=True)
 
-    print(f"\nserve benchmark: one short text per request ({TEXT!r}), {args.threads} threads, "
+    print(f"\nserve benchmark: {args.model}, one short text per request ({text!r}), {args.threads} threads, "
           f"{args.duration} s per level, load from oha on the same machine")
     print("| concurrency | kiln req/s | kiln p50 ms | kiln p99 ms | errors | reference req/s | reference p50 ms "
           "| reference p99 ms | ratio |")

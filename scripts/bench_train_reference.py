@@ -10,32 +10,17 @@ import argparse
 import json
 import os
 import tempfile
-import time
 
 import pyarrow.parquet as pq
 import torch
+from reference_util import StepTimer
 from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     AutoTokenizer,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
 )
-
-
-class StepTimer(TrainerCallback):
-    """Wall time of each optimizer step (forward, backward, clip, AdamW, scheduler)."""
-
-    def __init__(self):
-        self.times = []
-        self._start = None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter() - self._start)
 
 
 class CountingCollator(DataCollatorWithPadding):

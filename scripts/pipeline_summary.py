@@ -19,8 +19,15 @@ def main() -> None:
     headline = ", ".join(
         f"{key} {metrics[key]:.4f}" for key in ("accuracy", "macro_f1", "loss") if isinstance(metrics.get(key), float)
     )
+    entities = metrics.get("entities")
+    if entities:
+        # A tagger: entity F1 as seqeval gives it (micro) in both modes, then word accuracy.
+        headline = (f"entity F1 {entities['conlleval']['micro']['f1']:.4f} (strict IOB2 "
+                    f"{entities['strict']['micro']['f1']:.4f}), entity macro F1 {metrics['macro_f1']:.4f}, "
+                    f"word accuracy {metrics['accuracy']:.4f}")
+    rows = "sentences" if entities else "examples"
     print(f"pipeline done for {config}")
-    print(f"  {metrics.get('split', 'test')} metrics ({metrics.get('examples', '?')} examples): {headline}")
+    print(f"  {metrics.get('split', 'test')} metrics ({metrics.get('examples', '?')} {rows}): {headline}")
     print(f"  report:  {metrics_path.parent / 'report.md'}")
     print(f"  model:   {export_dir}/")
     versions = json.loads((registry / "registry.json").read_text())["versions"]

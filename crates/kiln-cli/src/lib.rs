@@ -40,12 +40,17 @@ pub fn record_train(run: &mut Run, config: &TrainConfig, summary: &kiln_train::T
 }
 
 /// What an `eval` run adds to its record: the split's figures (`test_accuracy`,
-/// ...), the model and data hashes, where the report went.
+/// ..., and for a tagger `test_entity_f1` and `test_entity_f1_strict`: entity
+/// micro F1 in seqeval's two modes), the model and data hashes, where the report went.
 pub fn record_eval(run: &mut Run, config: &EvalConfig, metrics: &EvalMetrics) {
     run.tag("device", config.device.clone());
     let split = &metrics.split;
     for (name, value) in metrics.headline() {
         run.metric(&format!("{split}_{name}"), value, 0);
+    }
+    if let Some(entities) = &metrics.entities {
+        run.metric(&format!("{split}_entity_f1"), entities.conlleval.micro.f1, 0);
+        run.metric(&format!("{split}_entity_f1_strict"), entities.strict.micro.f1, 0);
     }
     run.inputs(metrics.model.iter().cloned().chain([metrics.data.clone()]));
     run.output(&config.output_dir);

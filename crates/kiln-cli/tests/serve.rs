@@ -689,11 +689,10 @@ fn serving_the_registry_follows_a_promotion() {
     assert!(OTHER_LABELS.contains(&answer["label"].as_str().expect("label")), "{answer}");
 }
 
-/// The page, in headless Chromium (tests/e2e/page.mjs): refused without the
-/// token, then one text with a bar per class, then a batch of lines. Chromium
-/// and playwright-core come from `scripts/setup.sh browser`, which `make test` runs.
-#[test]
-fn the_page_classifies_in_a_real_browser() {
+/// Runs `tests/e2e/<script>` in headless Chromium with `args`; what it printed,
+/// as JSON. Chromium and playwright-core come from `scripts/setup.sh
+/// browser`, which `make test` runs.
+fn in_browser(script: &str, args: &[&str]) -> Value {
     let modules = repo().join(".tools/e2e/node_modules");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
@@ -701,22 +700,29 @@ fn the_page_classifies_in_a_real_browser() {
         "the browser test needs {chromium} and {}: run `scripts/setup.sh browser`",
         modules.display()
     );
+    let output = Command::new("node")
+        .arg(repo().join("tests/e2e").join(script))
+        .args(args)
+        .env("KILN_E2E_MODULES", &modules)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    assert!(output.status.success(), "the browser script failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
+
+/// The page, in headless Chromium (tests/e2e/page.mjs): refused without the
+/// token, then one text with a bar per class, then a batch of lines. Chromium
+/// and playwright-core come from `scripts/setup.sh browser`, which `make test` runs.
+#[test]
+fn the_page_classifies_in_a_real_browser() {
     let root = tempfile::tempdir().expect("tempdir");
     let model = root.path().join("model");
     model_folder(&model, &LABELS, 1);
     let token = "page-secret";
     let server =
         Server::start(&model, &root.path().join("log"), &["--log-predictions", "false"], &[("KILN_API_TOKENS", token)]);
-    let output = Command::new("node")
-        .arg(repo().join("tests/e2e/page.mjs"))
-        .arg(&server.base)
-        .arg(token)
-        .env("KILN_E2E_MODULES", &modules)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node runs");
-    assert!(output.status.success(), "the browser script failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    let seen: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    let seen = in_browser("page.mjs", &[&server.base, token]);
 
     let api = |body: Value| {
         let response = server.client.post(server.url("/v1/predict")).bearer_auth(token).json(&body).send();
@@ -960,28 +966,12 @@ fn serves_entities_for_a_token_classification_model() {
 /// entity the API finds highlighted with its type.
 #[test]
 fn the_page_highlights_entities_in_a_real_browser() {
-    let modules = repo().join(".tools/e2e/node_modules");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        modules.join("playwright-core").is_dir() && Path::new(&chromium).exists(),
-        "the browser test needs {chromium} and {}: run `scripts/setup.sh browser`",
-        modules.display()
-    );
     let root = tempfile::tempdir().expect("tempdir");
     let model = root.path().join("model");
     kiln_testing::tagger_folder(&model, &TAGS, 11).expect("a tagger folder");
     let server = Server::start(&model, &root.path().join("log"), &["--log-predictions", "false"], &[]);
     let text = "Ada Lovelace visited Tokyo today";
-    let output = Command::new("node")
-        .arg(repo().join("tests/e2e/tagger.mjs"))
-        .arg(&server.base)
-        .arg(text)
-        .env("KILN_E2E_MODULES", &modules)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node runs");
-    assert!(output.status.success(), "the browser script failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    let seen: Value = serde_json::from_slice(&output.stdout).expect("the script prints JSON");
+    let seen = in_browser("tagger.mjs", &[&server.base, text]);
     assert!(seen["model"].as_str().is_some_and(|m| m.contains("finds 2 entity types")), "{}", seen["model"]);
     assert_eq!(seen["shown"], json!(text), "the text as typed, nothing added or lost");
     let (_, answer) = json_of(server.post("/v1/predict", &json!({"text": text})));

@@ -22,8 +22,9 @@ fn binary(stage: &str) -> PathBuf {
         "eval" => env!("CARGO_BIN_EXE_eval"),
         "export" => env!("CARGO_BIN_EXE_export"),
         "predict" => env!("CARGO_BIN_EXE_predict"),
+        "gate" => env!("CARGO_BIN_EXE_gate"),
         // kiln-data's binaries, beside these (`make test` builds every binary first).
-        "ingest" | "clean" | "tokenize" => {
+        "ingest" | "clean" | "tokenize" | "profile" => {
             return Path::new(env!("CARGO_BIN_EXE_train")).with_file_name(stage);
         }
         other => panic!("no stage {other}"),
@@ -87,6 +88,10 @@ output_dir = "{interim}"
 dedup = false
 drop_leaks = false
 
+[profile]
+input_dir = "{interim}"
+output_dir = "{root}/profile"
+
 [tokenize]
 input_dir = "{interim}"
 output_dir = "{processed}"
@@ -143,14 +148,6 @@ threads = 1
     let path = root.join("kiln.toml");
     std::fs::write(&path, config).expect("config");
     path
-}
-
-fn reference_python() -> PathBuf {
-    let python = repo().join(".venv-ref/bin/python");
-    let usable =
-        Command::new(&python).args(["-c", "import transformers, torch"]).output().is_ok_and(|o| o.status.success());
-    assert!(usable, "no Python with transformers at {}: run `scripts/setup.sh reference`", python.display());
-    python
 }
 
 /// An entity as both sides write it: tag or type, word, character offsets, score.
@@ -218,7 +215,7 @@ fn pipeline_entities(json: &serde_json::Value, strategy: &str) -> Vec<Vec<Found>
 /// strategy, with offsets into the raw text even where cleaning changed it.
 #[test]
 fn a_token_pipeline_runs_end_to_end_and_agrees_with_transformers() {
-    let python = reference_python();
+    let python = kiln_testing::reference_python();
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let runs = root.join("runs");
@@ -228,9 +225,15 @@ fn a_token_pipeline_runs_end_to_end_and_agrees_with_transformers() {
     std::fs::write(root.join("test.conll"), conll(40, 1000)).expect("test");
     let config = write_config(root);
 
-    for stage in ["ingest", "clean", "tokenize", "train", "eval", "export"] {
+    for stage in ["ingest", "clean", "profile", "tokenize", "train", "eval", "export"] {
         ok(stage, &config, &[], &runs);
     }
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("profile/profile.json")).expect("profile"))
+            .expect("json");
+    assert_eq!(profile["kind"], "tagged");
+    assert_eq!(profile["splits"]["test"]["entities"], serde_json::json!({"location": 40, "person": 40}));
+    assert_eq!(profile["splits"]["test"]["rows"], 40);
 
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("eval/metrics.json")).expect("metrics")).expect("json");
@@ -249,6 +252,17 @@ fn a_token_pipeline_runs_end_to_end_and_agrees_with_transformers() {
     assert_eq!(predictions.num_rows(), 40);
     let words = predictions.column_by_name("tokens").expect("tokens").as_list::<i32>().value(0);
     assert_eq!(words.as_string::<i32>().len(), 5, "the first sentence's five words");
+
+    // The eval run's record carries the entity F1 in both modes.
+    let records: Vec<serde_json::Value> = std::fs::read_dir(&runs)
+        .expect("run records")
+        .filter_map(|entry| std::fs::read_to_string(entry.expect("entry").path().join("run.json")).ok())
+        .map(|text| serde_json::from_str(&text).expect("a run record"))
+        .collect();
+    let eval_run = records.iter().find(|r| r["stage"] == "eval").expect("an eval run record");
+    let logged = eval_run["metrics"]["test_entity_f1"].as_f64().expect("test_entity_f1");
+    assert!((logged - micro).abs() < 1e-12, "the eval record's test_entity_f1 is eval's: {eval_run}");
+    assert!(eval_run["metrics"]["test_entity_f1_strict"].as_f64().is_some(), "{eval_run}");
 
     let card = std::fs::read_to_string(root.join("export/README.md")).expect("card");
     assert!(card.contains("pipeline_tag: token-classification"), "{card}");
@@ -312,4 +326,17 @@ fn a_token_pipeline_runs_end_to_end_and_agrees_with_transformers() {
         let slice: String = chars[f.start as usize..f.end as usize].iter().collect();
         assert_eq!(slice, f.word, "an entity's word is the raw text at its offsets: {f:?}");
     }
+}
+
+/// A stage that does not handle token classification yet refuses it before
+/// doing anything, and names the stages that do.
+#[test]
+fn the_gate_refuses_token_classification_up_front() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path());
+    let output = run("gate", &config, &[], &dir.path().join("runs"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`gate` does not handle task = \"token_classification\" yet"), "{stderr}");
+    assert!(stderr.contains("eval, export, predict, serve"), "names the stages that do: {stderr}");
 }

@@ -138,6 +138,9 @@ pub struct SplitProfile {
     pub top_tokens: BTreeMap<String, Vec<TokenCount>>,
     /// Tokens most over-represented in each label (highest log-odds z-score, z > 1.96).
     pub distinctive_tokens: BTreeMap<String, Vec<TokenCount>>,
+    /// Token classification: entities per type (sentences carry no label of their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<BTreeMap<String, usize>>,
 }
 
 /// `profile.json`.

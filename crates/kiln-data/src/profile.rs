@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
 use kiln_config::ProfileConfig;
+use kiln_core::entities::{Mode, spans};
 use kiln_core::profile::{
     DataProfile, Histogram, LengthStats, OddText, OddTexts, SplitProfile, TokenCount, log_odds_z,
 };
@@ -19,7 +20,7 @@ use tokenizers::Tokenizer;
 use crate::parquet::read_parquet;
 use crate::processed::examples_from_batch;
 use crate::read::{ColumnMap, LabelSource, ReadOptions, read_records};
-use crate::schema::{self, TextTable};
+use crate::schema::{self, TaggedTable, TextTable};
 use crate::tokenize::encode_each;
 
 /// The manifest, written last.
@@ -47,12 +48,28 @@ struct Rows {
     tokens: Vec<Vec<u32>>,
     /// Characters per text, counted once; `None` without texts.
     chars: Option<Vec<u32>>,
+    /// Entities per type, for tagged sentences.
+    entities: Option<BTreeMap<String, usize>>,
 }
 
 impl Rows {
     fn text(name: String, ids: Vec<String>, texts: Vec<String>, labels: Vec<String>) -> Self {
         let chars = texts.iter().map(|text| text.chars().count() as u32).collect();
-        Self { name, ids, texts: Some(texts), labels, tokens: Vec::new(), chars: Some(chars) }
+        Self { name, ids, texts: Some(texts), labels, tokens: Vec::new(), chars: Some(chars), entities: None }
+    }
+
+    /// Tagged sentences, profiled as their words joined by spaces (what a
+    /// served text looks like), with their entities counted by type.
+    fn tagged(name: String, table: TaggedTable) -> Self {
+        let mut entities: BTreeMap<String, usize> = BTreeMap::new();
+        for tags in &table.tags {
+            for span in spans(tags, Mode::Conlleval) {
+                *entities.entry(span.kind).or_default() += 1;
+            }
+        }
+        let texts: Vec<String> = table.tokens.iter().map(|words| words.join(" ")).collect();
+        let labels = vec![String::new(); texts.len()];
+        Self { entities: Some(entities), ..Self::text(name, table.ids, texts, labels) }
     }
 }
 
@@ -123,6 +140,9 @@ fn read_input(config: &ProfileConfig, progress: &Progress) -> Result<(String, &'
         if batch.column_by_name(schema::TEXT).is_some() {
             let table = TextTable::from_batch(&batch, &path)?;
             tables.push(Rows::text(name, table.ids, table.texts, table.labels));
+        } else if batch.column_by_name(schema::TAGS).is_some() {
+            kind = "tagged";
+            tables.push(Rows::tagged(name, TaggedTable::from_batch(&batch, &path)?));
         } else if batch.column_by_name(schema::INPUT_IDS).is_some() {
             kind = "processed";
             let labels = match &mut labels {
@@ -141,14 +161,17 @@ fn read_input(config: &ProfileConfig, progress: &Progress) -> Result<(String, &'
                 texts: None,
                 tokens: examples.into_iter().map(|e| e.input_ids).collect(),
                 chars: None,
+                entities: None,
             });
         } else {
             anyhow::bail!(
-                "{}: neither a text table (columns {}, {}, {}) nor a tokenized one (column {})",
+                "{}: neither a text table (columns {}, {}, {}), a tagged one ({}, {}) nor a tokenized one (column {})",
                 path.display(),
                 schema::ID,
                 schema::TEXT,
                 schema::LABEL,
+                schema::TOKENS,
+                schema::TAGS,
                 schema::INPUT_IDS
             );
         }
@@ -267,6 +290,7 @@ fn profile_rows(
         mean_tokens_by_label,
         top_tokens,
         distinctive_tokens,
+        entities: table.entities.clone(),
         ..SplitProfile::default()
     };
     if let (Some(texts), Some(char_lengths)) = (&table.texts, &table.chars) {
@@ -521,6 +545,12 @@ fn report(profile: &DataProfile) -> String {
         format!("{} / {}", percent(s.unk_token_rate), percent(s.unk_text_rate))
     });
     row(&mut out, "duplicate texts", &|s| format!("{} ({})", s.duplicates, percent(s.duplicate_rate)));
+    if profile.splits.values().any(|s| s.entities.is_some()) {
+        row(&mut out, "entities by type", &|s| {
+            let counts = s.entities.iter().flatten().map(|(kind, n)| format!("{} {n}", cell(kind)));
+            counts.collect::<Vec<_>>().join(", ")
+        });
+    }
     let texts = |odd: fn(&SplitProfile) -> &OddTexts| {
         move |s: &SplitProfile| match s.chars {
             Some(_) => format!("{} ({})", odd(s).count, percent(odd(s).share)),

@@ -184,12 +184,16 @@ impl TaggedTable {
     }
 
     pub fn read(path: &Path, made_by: &str) -> Result<Self> {
-        let batch = read_parquet(path, made_by)?;
-        validate(&batch, path, &TAGGED_TABLE)?;
+        Self::from_batch(&read_parquet(path, made_by)?, path)
+    }
+
+    /// A table read already; `path` names it in errors.
+    pub fn from_batch(batch: &RecordBatch, path: &Path) -> Result<Self> {
+        validate(batch, path, &TAGGED_TABLE)?;
         let table = Self {
-            ids: strings(&batch, ID, path)?,
-            tokens: string_lists(&batch, TOKENS, path)?,
-            tags: string_lists(&batch, TAGS, path)?,
+            ids: strings(batch, ID, path)?,
+            tokens: string_lists(batch, TOKENS, path)?,
+            tags: string_lists(batch, TAGS, path)?,
         };
         for (row, (tokens, tags)) in table.tokens.iter().zip(&table.tags).enumerate() {
             if tokens.len() != tags.len() {

@@ -248,15 +248,6 @@ fn ingest_refuses_bad_tagged_files_with_file_and_line_and_writes_nothing() {
     }
 }
 
-#[test]
-fn stages_without_token_classification_refuse_it_up_front() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let output = run("profile", &["--task", "token_classification"], dir.path());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("`profile` does not handle task = \"token_classification\" yet"), "{stderr}");
-}
-
 /// WNUT-17 from `../shared` (kiln's own checkouts; `make test` runs it there).
 #[test]
 #[ignore = "needs ../shared/data/wnut17 (kiln's own checkouts; make test runs it there)"]

@@ -121,21 +121,13 @@ fn the_monitoring_references_travel_with_the_export() {
     assert!(!config.output_dir.exists());
 }
 
-fn reference_python() -> PathBuf {
-    let python = repo().join(".venv-ref/bin/python");
-    let usable =
-        Command::new(&python).args(["-c", "import transformers, torch"]).output().is_ok_and(|o| o.status.success());
-    assert!(usable, "no Python with transformers at {}: run `scripts/setup.sh reference`", python.display());
-    python
-}
-
 /// transformers' AutoModelForSequenceClassification loads the export and gives
 /// the probabilities kiln gives, within 1e-4: on a text longer than the
 /// training `max_length` (both truncate it the same), and on a noisy text that
 /// kiln cleans, after the model card's `kiln_clean`.
 #[test]
 fn transformers_loads_the_export_and_agrees_with_kiln() {
-    let python = reference_python();
+    let python = kiln_testing::reference_python();
     let root = tempfile::tempdir().expect("tempdir");
     classifier_folder(&root.path().join("model"));
     let config = export_config(root.path());

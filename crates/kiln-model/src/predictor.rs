@@ -167,15 +167,7 @@ impl Predictor {
     /// Probabilities for many examples, in batches of `batch_size` grouped by
     /// length (so padding stays small), returned in the input order.
     pub fn probabilities_batched(&self, examples: &[Example], batch_size: usize) -> Result<Vec<Vec<f32>>> {
-        let lengths: Vec<usize> = examples.iter().map(Example::len).collect();
-        let mut out = vec![Vec::new(); examples.len()];
-        for chunk in length_sorted_batches(&lengths, batch_size) {
-            let rows: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
-            for (&index, row) in chunk.iter().zip(self.probabilities(&rows)?) {
-                out[index] = row;
-            }
-        }
-        Ok(out)
+        by_length(examples, Example::len, batch_size, |batch| self.probabilities(batch))
     }
 
     /// Tag probabilities per sub-word of each row (`[row][sub-word][label]`,
@@ -216,15 +208,7 @@ impl Predictor {
     /// [`Predictor::tag_probabilities`] for many rows, in batches of
     /// `batch_size` grouped by length, returned in the input order.
     pub fn tag_probabilities_batched(&self, rows: &[TaggedExample], batch_size: usize) -> Result<Vec<Vec<Vec<f32>>>> {
-        let lengths: Vec<usize> = rows.iter().map(TaggedExample::len).collect();
-        let mut out = vec![Vec::new(); rows.len()];
-        for chunk in length_sorted_batches(&lengths, batch_size) {
-            let batch: Vec<&TaggedExample> = chunk.iter().map(|&i| &rows[i]).collect();
-            for (&index, row) in chunk.iter().zip(self.tag_probabilities(&batch)?) {
-                out[index] = row;
-            }
-        }
-        Ok(out)
+        by_length(rows, TaggedExample::len, batch_size, |batch| self.tag_probabilities(batch))
     }
 
     /// The entities of raw texts, grouped as transformers' token-classification
@@ -284,6 +268,25 @@ impl Predictor {
 /// The training `max_length` (kiln.toml), else 512, within the model's positions.
 fn max_length(settings: Option<&ModelSettings>, config: &BertConfig) -> usize {
     settings.map_or(DEFAULT_MAX_LENGTH, |s| s.tokenize.max_length).min(config.max_position_embeddings)
+}
+
+/// `predict` over `rows` in batches of `batch_size` grouped by length (so
+/// padding stays small), its outputs returned in the input order.
+fn by_length<R, O: Default + Clone>(
+    rows: &[R],
+    len: impl Fn(&R) -> usize,
+    batch_size: usize,
+    predict: impl Fn(&[&R]) -> Result<Vec<O>>,
+) -> Result<Vec<O>> {
+    let lengths: Vec<usize> = rows.iter().map(len).collect();
+    let mut out = vec![O::default(); rows.len()];
+    for chunk in length_sorted_batches(&lengths, batch_size) {
+        let batch: Vec<&R> = chunk.iter().map(|&i| &rows[i]).collect();
+        for (&index, output) in chunk.iter().zip(predict(&batch)?) {
+            out[index] = output;
+        }
+    }
+    Ok(out)
 }
 
 /// The loaded model and its head.

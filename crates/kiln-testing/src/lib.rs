@@ -82,6 +82,18 @@ fn model_folder(
     Ok(())
 }
 
+/// The Python with transformers and torch that `scripts/setup.sh reference`
+/// installs (`make test` does): missing is a broken set-up, not a reason to skip.
+pub fn reference_python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-ref/bin/python");
+    let usable = std::process::Command::new(&python)
+        .args(["-c", "import transformers, torch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(usable, "no Python with transformers at {}: run `scripts/setup.sh reference`", python.display());
+    python
+}
+
 /// Reports a figure a test measured (a difference against a reference, a
 /// failure count): test output is captured, so besides stderr it is appended
 /// to the file `$KILN_TEST_FIGURES` names, which `make test` prints before its

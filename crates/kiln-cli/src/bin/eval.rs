@@ -32,16 +32,30 @@ fn main() -> ExitCode {
         |config, progress, run| {
             let metrics = kiln_infer::eval::run(&config.eval, &progress)?;
             kiln_cli::record_eval(run, &config.eval, &metrics);
-            tracing::info!(
-                "{} split, {} examples: accuracy {:.4}, macro-F1 {:.4}, weighted F1 {:.4}, loss {:.4}; wrote {}",
-                metrics.split,
-                metrics.examples,
-                metrics.accuracy,
-                metrics.macro_f1,
-                metrics.weighted_f1,
-                metrics.loss,
-                config.eval.output_dir.display()
-            );
+            match &metrics.entities {
+                Some(entities) => tracing::info!(
+                    "{} split, {} sentences: entity F1 {:.4} micro, {:.4} macro (seqeval default), {:.4} micro \
+                     (strict IOB2); word accuracy {:.4}, loss {:.4}; wrote {}",
+                    metrics.split,
+                    metrics.examples,
+                    entities.conlleval.micro.f1,
+                    entities.conlleval.macro_avg.f1,
+                    entities.strict.micro.f1,
+                    metrics.accuracy,
+                    metrics.loss,
+                    config.eval.output_dir.display()
+                ),
+                None => tracing::info!(
+                    "{} split, {} examples: accuracy {:.4}, macro-F1 {:.4}, weighted F1 {:.4}, loss {:.4}; wrote {}",
+                    metrics.split,
+                    metrics.examples,
+                    metrics.accuracy,
+                    metrics.macro_f1,
+                    metrics.weighted_f1,
+                    metrics.loss,
+                    config.eval.output_dir.display()
+                ),
+            }
             Ok(RunStatus::Finished)
         },
     )

@@ -26,8 +26,8 @@ use kiln_model::Predictor;
 use kiln_plots::{CONFUSION_SVG, CURVES_SVG, confusion_svg};
 use kiln_text::align::sentence_words;
 
-use super::{CONFUSION, MANIFEST, METRICS, PLOT_CONFUSION, PREDICTIONS, REPORT, calibration_note, cell, write_csv};
-use super::{write_curves, write_per_class};
+use super::{MANIFEST, METRICS, PLOT_CONFUSION, PREDICTIONS, REPORT, calibration_note, cell, write_csv};
+use super::{write_confusion, write_curves, write_per_class};
 
 /// The column of `confusion.csv` and `plot_confusion.csv` for "no entity
 /// there": a true entity the model missed, or one it made up.
@@ -220,16 +220,6 @@ fn span_kinds(pairs: &[(String, String)]) -> Vec<String> {
     kinds.into_iter().cloned().chain([NO_ENTITY.to_owned()]).collect()
 }
 
-fn write_confusion(staged: &mut StagedOutput, confusion: &Confusion, kinds: &LabelMap) -> Result<()> {
-    let name = |id: usize| kinds.labels()[id].clone();
-    let cells = (0..kinds.len()).flat_map(|actual| (0..kinds.len()).map(move |predicted| (actual, predicted)));
-    let rows = cells.filter_map(|(actual, predicted)| {
-        let count = confusion.count(actual, predicted);
-        (count > 0).then(|| [name(actual), name(predicted), count.to_string()])
-    });
-    write_csv(staged, CONFUSION, ["actual", "predicted", "count"], rows)
-}
-
 /// The words of a split's sentences, by id, from the `clean` output the data
 /// was tokenized from (found through tokenize's manifest); empty when unavailable.
 fn words_by_id(processed: &Path, split: Split) -> HashMap<String, Vec<String>> {
@@ -356,16 +346,22 @@ fn report(
           words' tags.\n"
             .into(),
     );
-    line("| id | words | predicted | true tags | confidence | sentence |\n|---|---|---|---|---|---|".into());
+    line("| id | words | predicted | true entities there | confidence | sentence |\n|---|---|---|---|---|---|".into());
     for w in wrong.iter().take(top) {
         let text = sentence_words_text(w.sentence, words);
-        let span_words = text[w.span.start..w.span.end].join(" ");
+        let shown = |span: &Span| format!("{} ({})", text[span.start..span.end].join(" "), span.kind);
+        let overlapping: Vec<String> = spans(&w.sentence.truth, Mode::Conlleval)
+            .iter()
+            .filter(|t| t.start < w.span.end && w.span.start < t.end)
+            .map(shown)
+            .collect();
+        let truth = if overlapping.is_empty() { "none".to_owned() } else { overlapping.join("; ") };
         line(format!(
             "| {} | {} | {} | {} | {:.3} | {} |",
             cell(w.sentence.id),
-            cell(&span_words),
+            cell(&text[w.span.start..w.span.end].join(" ")),
             cell(&w.span.kind),
-            cell(&w.sentence.truth[w.span.start..w.span.end].join(" ")),
+            cell(&truth),
             w.confidence,
             cell(&text.join(" "))
         ));
