@@ -12,10 +12,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type};
 use kiln_data::parquet::read_parquet;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
-}
-
 fn binary(stage: &str) -> PathBuf {
     PathBuf::from(match stage {
         "train" => env!("CARGO_BIN_EXE_train"),
@@ -215,7 +211,7 @@ fn pipeline_entities(json: &serde_json::Value, strategy: &str) -> Vec<Vec<Found>
 /// strategy, with offsets into the raw text even where cleaning changed it.
 #[test]
 fn a_token_pipeline_runs_end_to_end_and_agrees_with_transformers() {
-    let python = kiln_testing::reference_python();
+    let mut check = kiln_testing::reference_script("check_token_export.py");
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let runs = root.join("runs");
@@ -275,14 +271,7 @@ fn a_token_pipeline_runs_end_to_end_and_agrees_with_transformers() {
     let csv: String =
         std::iter::once("text".to_owned()).chain(texts.iter().map(|t| (*t).to_owned())).collect::<Vec<_>>().join("\n");
     std::fs::write(root.join("texts.csv"), csv + "\n").expect("texts");
-    let output = Command::new(python)
-        .arg(repo().join("scripts/check_token_export.py"))
-        .arg(root.join("export"))
-        .args(texts)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .output()
-        .expect("python runs");
+    let output = check.arg(root.join("export")).args(texts).output().expect("python runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let theirs: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     assert_eq!(theirs["architecture"], "BertForTokenClassification");

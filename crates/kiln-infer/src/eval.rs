@@ -65,7 +65,7 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     let actual = true_labels(config, &predictor, &data_labels, split, &examples)?;
     let texts = texts_by_id(&config.input_dir, split);
     let mut staged = StagedOutput::new(&config.output_dir)?;
-    let probabilities = predict(config, &predictor, &examples, split, progress)?;
+    let probabilities = in_chunks(config, &examples, split, progress, |c, n| predictor.probabilities_batched(c, n))?;
 
     let labels = &predictor.labels;
     let reference = if config.reference_split == split {
@@ -74,7 +74,9 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
         let path = config.reference_split.path_in(&config.input_dir);
         let examples = read_examples(&path)?;
         let actual = true_labels(config, &predictor, &data_labels, config.reference_split, &examples)?;
-        let rows = predict(config, &predictor, &examples, config.reference_split, progress)?;
+        let rows = in_chunks(config, &examples, config.reference_split, progress, |c, n| {
+            predictor.probabilities_batched(c, n)
+        })?;
         PredictionProfile::of(config.reference_split.name(), labels.labels(), &rows, &actual, config.low_confidence)
     };
     let mut confusion = Confusion::new(labels.len());
@@ -141,21 +143,23 @@ fn true_labels(
     Ok(examples.iter().map(|e| to_model[e.label_id as usize]).collect())
 }
 
-fn predict(
+/// `predict` over `rows` in chunks of `batch_size * 16` under a progress bar
+/// named after `split` (text and tagged rows alike), outputs in input order.
+fn in_chunks<R, O>(
     config: &EvalConfig,
-    predictor: &Predictor,
-    examples: &[Example],
+    rows: &[R],
     split: Split,
     progress: &Progress,
-) -> Result<Vec<Vec<f32>>> {
-    let bar = progress.rows(examples.len() as u64, split.name());
-    let mut probabilities = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(config.batch_size * 16) {
-        probabilities.extend(predictor.probabilities_batched(chunk, config.batch_size)?);
+    predict: impl Fn(&[R], usize) -> Result<Vec<O>>,
+) -> Result<Vec<O>> {
+    let bar = progress.rows(rows.len() as u64, split.name());
+    let mut outputs = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(config.batch_size * 16) {
+        outputs.extend(predict(chunk, config.batch_size)?);
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    Ok(probabilities)
+    Ok(outputs)
 }
 
 /// The training curves (a picture and the CSV files `dvc plots` draws) from
@@ -241,20 +245,22 @@ fn preview(labels: &[String]) -> String {
     if labels.len() > shown.len() { format!("{}, ...", shown.join(", ")) } else { shown.join(", ") }
 }
 
-/// The cleaned texts of a split, by id, from the `clean` output the data was
-/// tokenized from (found through tokenize's manifest); empty when unavailable.
+/// The cleaned texts of a split, by id (empty when unavailable).
 fn texts_by_id(processed: &Path, split: Split) -> HashMap<String, String> {
-    let texts = || -> Result<HashMap<String, String>> {
-        let tokenize = read_manifest::<TokenizeConfig>(&processed.join(TOKENIZE_MANIFEST))
-            .context("no readable tokenize manifest")?
-            .config;
-        let table = schema::read_split(&tokenize.input_dir, split)?;
-        Ok(table.ids.into_iter().zip(table.texts).collect())
-    };
-    texts().unwrap_or_else(|error| {
-        tracing::warn!("predictions will have no texts: cannot find the cleaned split ({error:#})");
-        HashMap::new()
-    })
+    let table = cleaned_split(processed, "texts", |dir| schema::read_split(dir, split));
+    table.map(|t| t.ids.into_iter().zip(t.texts).collect()).unwrap_or_default()
+}
+
+/// A split of the `clean` output the data in `processed` was tokenized from
+/// (found through tokenize's manifest), read by `read` from that folder;
+/// `None`, with a warning that predictions will have no `what`, when unavailable.
+fn cleaned_split<T>(processed: &Path, what: &str, read: impl FnOnce(&Path) -> Result<T>) -> Option<T> {
+    let found = read_manifest::<TokenizeConfig>(&processed.join(TOKENIZE_MANIFEST))
+        .context("no readable tokenize manifest")
+        .and_then(|manifest| read(&manifest.config.input_dir));
+    found
+        .map_err(|error| tracing::warn!("predictions will have no {what}: cannot find the cleaned split ({error:#})"))
+        .ok()
 }
 
 fn write_per_class(staged: &mut StagedOutput, metrics: &EvalMetrics) -> Result<()> {

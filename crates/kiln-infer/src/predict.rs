@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use arrow_array::{ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, StructArray, UInt32Array};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
@@ -69,7 +69,7 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
         let texts: Vec<&str> = records.texts.iter().map(String::as_str).collect();
         let frame = if tags_words {
             let entities = predictor.entities(&texts, config.aggregation, config.batch_size)?;
-            entities_frame(Arc::clone(&columns_schema), &records.ids, &entities)?
+            entities_frame(Arc::clone(&columns_schema), config.aggregation, &records.ids, &entities)?
         } else {
             let examples = predictor.encode(&texts)?;
             let probabilities = predictor.probabilities_batched(&examples, config.batch_size)?;
@@ -147,25 +147,28 @@ fn entity_fields(strategy: Aggregation) -> Fields {
     ])
 }
 
+/// The list items of the entities column.
+fn entity_item(strategy: Aggregation) -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Struct(entity_fields(strategy)), false))
+}
+
 /// `id` and `entities`: a list of entities per text (character offsets into the text).
 fn entities_schema(strategy: Aggregation) -> Schema {
-    let item = Field::new("item", DataType::Struct(entity_fields(strategy)), false);
     Schema::new(vec![
         Field::new(schema::ID, DataType::Utf8, false),
-        Field::new(ENTITIES, DataType::List(Arc::new(item)), false),
+        Field::new(ENTITIES, DataType::List(entity_item(strategy)), false),
     ])
 }
 
 /// The column of entities in token-classification predictions.
 pub const ENTITIES: &str = "entities";
 
-fn entities_frame(schema: SchemaRef, ids: &[String], entities: &[Vec<Entity>]) -> Result<RecordBatch> {
-    let DataType::List(item) = schema.field(1).data_type().clone() else {
-        bail!("the entities column is not a list. This is a bug.");
-    };
-    let DataType::Struct(fields) = item.data_type().clone() else {
-        bail!("an entity is not a struct. This is a bug.");
-    };
+fn entities_frame(
+    schema: SchemaRef,
+    strategy: Aggregation,
+    ids: &[String],
+    entities: &[Vec<Entity>],
+) -> Result<RecordBatch> {
     let all: Vec<&Entity> = entities.iter().flatten().collect();
     let offset = |f: fn(&Entity) -> usize| {
         Arc::new(UInt32Array::from_iter_values(all.iter().map(|e| u32::try_from(f(e)).unwrap_or(u32::MAX)))) as ArrayRef
@@ -178,9 +181,10 @@ fn entities_frame(schema: SchemaRef, ids: &[String], entities: &[Vec<Entity>]) -
         offset(|e| e.start),
         offset(|e| e.end),
     ];
-    let structs = StructArray::try_new(fields, columns, None).context("entities. This is a bug.")?;
+    let structs = StructArray::try_new(entity_fields(strategy), columns, None).context("entities. This is a bug.")?;
     let offsets = OffsetBuffer::from_lengths(entities.iter().map(Vec::len));
-    let lists = ListArray::try_new(item, offsets, Arc::new(structs), None).context("entity lists. This is a bug.")?;
+    let lists = ListArray::try_new(entity_item(strategy), offsets, Arc::new(structs), None)
+        .context("entity lists. This is a bug.")?;
     RecordBatch::try_new(schema, vec![Arc::new(StringArray::from_iter_values(ids)), Arc::new(lists)])
         .context("the predictions table disagrees with its schema. This is a bug.")
 }

@@ -2,16 +2,11 @@
 //! round trip through Python transformers (`.venv-ref`, which `make test`
 //! installs with `scripts/setup.sh reference`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use kiln_config::ExportConfig;
 use kiln_model::DeviceSpec;
 use kiln_model::Predictor;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Tokens a text is truncated to in the tests' kiln.toml: short, so long texts are cut.
 const MAX_LENGTH: usize = 16;
@@ -127,7 +122,7 @@ fn the_monitoring_references_travel_with_the_export() {
 /// kiln cleans, after the model card's `kiln_clean`.
 #[test]
 fn transformers_loads_the_export_and_agrees_with_kiln() {
-    let python = kiln_testing::reference_python();
+    let mut check = kiln_testing::reference_script("check_export.py");
     let root = tempfile::tempdir().expect("tempdir");
     classifier_folder(&root.path().join("model"));
     let config = export_config(root.path());
@@ -137,15 +132,7 @@ fn transformers_loads_the_export_and_agrees_with_kiln() {
                 and nobody answers the phone when I call, so what should I do now?";
     let noisy = "<b>Card</b> blocked &amp; stuck?? see https://example.com/help @support #urgent\u{200b}  thanks";
     let texts = ["I am still waiting on my card?", "how do i top up", long, noisy];
-    let output = Command::new(python)
-        .arg(repo().join("scripts/check_export.py"))
-        .arg("--clean-with-card")
-        .arg(&config.output_dir)
-        .args(texts)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
-        .output()
-        .expect("python runs");
+    let output = check.arg("--clean-with-card").arg(&config.output_dir).args(texts).output().expect("python runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let theirs: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     assert_eq!(theirs["labels"], serde_json::json!(["billing", "cards", "transfers"]));

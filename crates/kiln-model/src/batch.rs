@@ -71,11 +71,17 @@ fn padded_input<'a>(
     BertInput { input_ids: ints(ids), token_type_ids: ints(types), attention_mask: ints(mask) }
 }
 
+/// Tagged windows padded to the longest of them, without their labels (what
+/// prediction needs).
+pub fn tagged_input(examples: &[&TaggedExample], pad_id: u32, device: &Device) -> BertInput {
+    let rows = examples.iter().map(|e| (e.input_ids.as_slice(), e.token_type_ids.as_deref()));
+    padded_input(rows, examples.len(), pad_id, device)
+}
+
 /// Pads tagged windows to the longest of them: the model input and the
 /// sub-word labels, `[rows, width]`, padding labelled -100 (ignored).
 pub fn collate_tagged(examples: &[&TaggedExample], pad_id: u32, device: &Device) -> (BertInput, Tensor<2, Int>) {
-    let rows = examples.iter().map(|e| (e.input_ids.as_slice(), e.token_type_ids.as_deref()));
-    let input = padded_input(rows, examples.len(), pad_id, device);
+    let input = tagged_input(examples, pad_id, device);
     let width = examples.iter().map(|e| e.len()).max().unwrap_or(0);
     let labels: Vec<i64> = examples
         .iter()

@@ -16,7 +16,7 @@ use kiln_text::clean::{Cleaner, WordCleaner};
 use kiln_text::load_tokenizer;
 use tokenizers::Tokenizer;
 
-use crate::batch::{collate, collate_tagged, length_sorted_batches};
+use crate::batch::{collate, length_sorted_batches, tagged_input};
 use crate::bert::{WithHead, load_safetensors};
 use crate::{BertClassifier, BertConfig, BertTokenClassifier};
 
@@ -32,8 +32,8 @@ pub struct Predictor {
     pub settings: Option<ModelSettings>,
     head: Head,
     tokenizer: Tokenizer,
-    cleaner: Option<Cleaner>,
-    word_cleaner: Option<WordCleaner>,
+    /// Training's cleaning, for the model's task; none for a foreign HF folder.
+    cleaner: Option<TextCleaner>,
     unknown_token: Option<u32>,
     device: Device,
 }
@@ -49,30 +49,19 @@ impl Predictor {
         let settings = folder.settings_path().map(|path| ModelSettings::load(&path)).transpose()?;
         let tokenizer = load_tokenizer(dir, max_length(settings.as_ref(), &config))?;
         let weights = folder.weights()?;
-        let head = match folder.task() {
-            Task::SequenceClassification => {
-                Head::Sequence(with_weights(BertClassifier::new(&config, labels.len(), device), &weights, &labels)?)
-            }
-            Task::TokenClassification => {
-                Head::Tokens(with_weights(BertTokenClassifier::new(&config, labels.len(), device), &weights, &labels)?)
-            }
-        };
         let clean = settings.as_ref().and_then(|s| s.clean.as_ref());
-        let cleaner = clean.map(Cleaner::new);
-        let word_cleaner = clean.map(WordCleaner::new);
+        let (head, cleaner) = match folder.task() {
+            Task::SequenceClassification => (
+                Head::Sequence(with_weights(BertClassifier::new(&config, labels.len(), device), &weights, &labels)?),
+                clean.map(|c| TextCleaner::Texts(Cleaner::new(c))),
+            ),
+            Task::TokenClassification => (
+                Head::Tokens(with_weights(BertTokenClassifier::new(&config, labels.len(), device), &weights, &labels)?),
+                clean.map(|c| TextCleaner::Words(WordCleaner::new(c))),
+            ),
+        };
         let unknown_token = kiln_text::unknown_token_id(&tokenizer);
-        Ok(Self {
-            folder,
-            config,
-            labels,
-            settings,
-            head,
-            tokenizer,
-            cleaner,
-            word_cleaner,
-            unknown_token,
-            device: device.clone(),
-        })
+        Ok(Self { folder, config, labels, settings, head, tokenizer, cleaner, unknown_token, device: device.clone() })
     }
 
     /// A label per text, or a tag per word.
@@ -96,8 +85,8 @@ impl Predictor {
         let cleaned: Vec<String> = texts
             .iter()
             .map(|text| match &self.cleaner {
-                Some(cleaner) => cleaner.clean(text).into_owned(),
-                None => (*text).to_owned(),
+                Some(TextCleaner::Texts(cleaner)) => cleaner.clean(text).into_owned(),
+                _ => (*text).to_owned(),
             })
             .collect();
         // The fast variant skips character offsets, which prediction never uses.
@@ -179,7 +168,7 @@ impl Predictor {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let (input, _) = collate_tagged(rows, 0, &self.device);
+        let input = tagged_input(rows, 0, &self.device);
         let probabilities = softmax(model.forward(input), 2);
         let [_, width, labels] = probabilities.dims();
         let flat = probabilities
@@ -232,9 +221,9 @@ impl Predictor {
     pub fn encode_tagged(&self, texts: &[&str]) -> Result<(Vec<EncodedText>, Vec<TaggedExample>)> {
         let cleaned: Vec<kiln_text::clean::CleanedText> = texts
             .iter()
-            .map(|text| match &self.word_cleaner {
-                Some(cleaner) => cleaner.clean_text(text),
-                None => kiln_text::clean::CleanedText::unchanged(text),
+            .map(|text| match &self.cleaner {
+                Some(TextCleaner::Words(cleaner)) => cleaner.clean_text(text),
+                _ => kiln_text::clean::CleanedText::unchanged(text),
             })
             .collect();
         let encodings = self
@@ -287,6 +276,13 @@ fn by_length<R, O: Default + Clone>(
         }
     }
     Ok(out)
+}
+
+/// Training's cleaning: of whole texts (a label per text), or word by word
+/// (a tag per word, so no word moves).
+enum TextCleaner {
+    Texts(Cleaner),
+    Words(WordCleaner),
 }
 
 /// The loaded model and its head.

@@ -313,11 +313,8 @@ impl Worker {
         // A LibTorch error surfaces as a panic (or an error); it fails this batch, not the server.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| -> anyhow::Result<_> {
             let classes = model.predictor.probabilities_batched(&examples, batch_size)?;
-            let tags = if rows.is_empty() {
-                Vec::new()
-            } else {
-                model.predictor.tag_probabilities_batched(&rows, batch_size)?
-            };
+            // A batch holds one model's inputs; the other list is empty and runs nothing.
+            let tags = model.predictor.tag_probabilities_batched(&rows, batch_size)?;
             Ok((classes, tags))
         }));
         self.metrics.inference_seconds.observe(started.elapsed().as_secs_f64());

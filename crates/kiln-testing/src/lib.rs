@@ -82,16 +82,20 @@ fn model_folder(
     Ok(())
 }
 
-/// The Python with transformers and torch that `scripts/setup.sh reference`
-/// installs (`make test` does): missing is a broken set-up, not a reason to skip.
-pub fn reference_python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-ref/bin/python");
+/// `scripts/<script>` run by the Python with transformers and torch that
+/// `scripts/setup.sh reference` installs (`make test` does), offline, as the
+/// reference checks run; missing is a broken set-up, not a reason to skip.
+pub fn reference_script(script: &str) -> std::process::Command {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = repo.join(".venv-ref/bin/python");
     let usable = std::process::Command::new(&python)
         .args(["-c", "import transformers, torch"])
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(usable, "no Python with transformers at {}: run `scripts/setup.sh reference`", python.display());
-    python
+    let mut command = std::process::Command::new(python);
+    command.arg(repo.join("scripts").join(script)).env("HF_HUB_OFFLINE", "1").env("TRANSFORMERS_OFFLINE", "1");
+    command
 }
 
 /// Reports a figure a test measured (a difference against a reference, a

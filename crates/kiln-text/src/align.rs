@@ -259,7 +259,7 @@ pub struct SentenceWords<'a, T> {
 }
 
 /// Each sentence of `rows` (a sentence's windows are consecutive rows) with
-/// its words' true labels and predictions, read by [`word_predictions`] where
+/// its words' true labels and predictions, read as [`word_predictions`] reads them, where
 /// each word has the most context. Words in no window, or whose reading
 /// sub-word carries no label, are left out: training and `eval` score the same words.
 pub fn sentence_words<'a, T: Clone>(rows: &'a [TaggedExample], predicted: &[Vec<T>]) -> Vec<SentenceWords<'a, T>> {
@@ -271,16 +271,15 @@ pub fn sentence_words<'a, T: Clone>(rows: &'a [TaggedExample], predicted: &[Vec<
         let word_ids: Vec<&[i32]> = windows.iter().map(|e| e.word_ids.as_slice()).collect();
         let words =
             windows.iter().flat_map(|e| e.word_ids.iter()).copied().max().map_or(0, |w| (w + 1).max(0) as usize);
-        let true_labels: Vec<Vec<i32>> = windows.iter().map(|e| e.labels.clone()).collect();
-        let truth = word_predictions(&word_ids, &true_labels, words);
-        let guess = word_predictions(&word_ids, &predicted[start..end], words);
-        let words = truth
+        // Where each word is read, found once for its true label and its prediction.
+        let words = reading_windows(&word_ids, words)
             .into_iter()
-            .zip(guess)
             .enumerate()
-            .filter_map(|(word, (truth, guess))| match (truth, guess) {
-                (Some(truth), Some(guess)) if truth >= 0 => Some((word, truth as u32, guess)),
-                _ => None,
+            .filter_map(|(word, reading)| {
+                let (w, p) = reading?;
+                let truth = *windows[w].labels.get(p)?;
+                let guess = predicted.get(start + w)?.get(p)?.clone();
+                (truth >= 0).then_some((word, truth as u32, guess))
             })
             .collect();
         out.push(SentenceWords { id: &rows[start].id, rows: start..end, words });

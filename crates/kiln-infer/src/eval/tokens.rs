@@ -11,23 +11,21 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use arrow_array::types::Float32Type;
 use arrow_array::{ArrayRef, StringArray};
-use kiln_config::{EvalConfig, TokenizeConfig};
+use kiln_config::EvalConfig;
 use kiln_core::entities::{EntityScores, Mode, Span, score, spans};
 use kiln_core::metrics::{Confusion, EntityMetrics, argmax};
 use kiln_core::model_folder::{CONFIG, LABELS, REFERENCE_PREDICTIONS};
-use kiln_core::output::read_manifest;
 use kiln_core::profile::PredictionProfile;
 use kiln_core::{EvalMetrics, FileHash, LabelMap, Manifest, Progress, Split, StagedOutput, TaggedExample};
 use kiln_data::parquet::{batch, write_parquet};
 use kiln_data::processed::read_tagged_examples;
 use kiln_data::schema::{self, TaggedTable, list_column, string_list_column};
-use kiln_data::tokenize::MANIFEST as TOKENIZE_MANIFEST;
 use kiln_model::Predictor;
 use kiln_plots::{CONFUSION_SVG, CURVES_SVG, confusion_svg};
 use kiln_text::align::sentence_words;
 
 use super::{MANIFEST, METRICS, PLOT_CONFUSION, PREDICTIONS, REPORT, calibration_note, cell, write_csv};
-use super::{write_confusion, write_curves, write_per_class};
+use super::{cleaned_split, in_chunks, write_confusion, write_curves, write_per_class};
 
 /// The column of `confusion.csv` and `plot_confusion.csv` for "no entity
 /// there": a true entity the model missed, or one it made up.
@@ -42,6 +40,22 @@ struct Sentence<'a> {
     predicted: Vec<String>,
     /// The predicted tag's probability, per scored word.
     confidence: Vec<f32>,
+    /// The entities of `truth` and of `predicted` (conlleval mode), found once
+    /// for the confusion and the report.
+    true_spans: Vec<Span>,
+    predicted_spans: Vec<Span>,
+}
+
+impl<'a> Sentence<'a> {
+    fn new(id: &'a str, words: Vec<usize>, truth: Vec<String>, predicted: Vec<String>, confidence: Vec<f32>) -> Self {
+        let (true_spans, predicted_spans) = (spans(&truth, Mode::Conlleval), spans(&predicted, Mode::Conlleval));
+        Self { id, words, truth, predicted, confidence, true_spans, predicted_spans }
+    }
+}
+
+/// Whether two entities share a word.
+fn overlaps(a: &Span, b: &Span) -> bool {
+    a.start < b.end && b.start < a.end
 }
 
 pub(super) fn run(config: &EvalConfig, predictor: &Predictor, progress: &Progress) -> Result<EvalMetrics> {
@@ -53,7 +67,7 @@ pub(super) fn run(config: &EvalConfig, predictor: &Predictor, progress: &Progres
         bail!("{} has no rows to evaluate", data_path.display());
     }
     let mut staged = StagedOutput::new(&config.output_dir)?;
-    let probabilities = predict(config, predictor, &rows, split, progress)?;
+    let probabilities = in_chunks(config, &rows, split, progress, |c, n| predictor.tag_probabilities_batched(c, n))?;
     let labels = &predictor.labels;
     let name = |id: usize| labels.labels().get(id).cloned().unwrap_or_else(|| NO_ENTITY.to_owned());
 
@@ -72,23 +86,19 @@ pub(super) fn run(config: &EvalConfig, predictor: &Predictor, progress: &Progres
     let sentences: Vec<Sentence> = sentence_words(&rows, &probabilities)
         .into_iter()
         .map(|sentence| {
-            let mut scored = Sentence {
-                id: sentence.id,
-                words: Vec::new(),
-                truth: Vec::new(),
-                predicted: Vec::new(),
-                confidence: vec![],
-            };
-            for (word, truth, scores) in sentence.words {
+            let n = sentence.words.len();
+            let (mut words, mut truth, mut predicted, mut confidence) =
+                (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+            for (word, true_label, scores) in sentence.words {
                 let guess = argmax(&scores);
-                scored.words.push(word);
-                scored.truth.push(name(truth as usize));
-                scored.predicted.push(name(guess));
-                scored.confidence.push(scores[guess]);
-                word_truth.push(truth as usize);
+                words.push(word);
+                truth.push(name(true_label as usize));
+                predicted.push(name(guess));
+                confidence.push(scores[guess]);
+                word_truth.push(true_label as usize);
                 word_rows.push(scores);
             }
-            scored
+            Sentence::new(sentence.id, words, truth, predicted, confidence)
         })
         .collect();
     let truth: Vec<&[String]> = sentences.iter().map(|s| s.truth.as_slice()).collect();
@@ -97,13 +107,16 @@ pub(super) fn run(config: &EvalConfig, predictor: &Predictor, progress: &Progres
         score(&truth, &guess, mode).context("every sentence has as many predicted tags as true ones. This is a bug.")
     };
     let entities = EntityMetrics { conlleval: scores_in(Mode::Conlleval)?, strict: scores_in(Mode::Strict)? };
+    let (micro_f1, strict_micro_f1) = (entities.conlleval.micro.f1, entities.strict.micro.f1);
 
     let reference = if config.reference_split == split {
         PredictionProfile::of(split.name(), labels.labels(), &word_rows, &word_truth, config.low_confidence)
     } else {
         let path = config.reference_split.path_in(&config.input_dir);
         let rows = read_rows(&path, &data_labels, labels)?;
-        let probabilities = predict(config, predictor, &rows, config.reference_split, progress)?;
+        let probabilities = in_chunks(config, &rows, config.reference_split, progress, |c, n| {
+            predictor.tag_probabilities_batched(c, n)
+        })?;
         let (scores, truth): (Vec<Vec<f32>>, Vec<usize>) = sentence_words(&rows, &probabilities)
             .into_iter()
             .flat_map(|s| s.words.into_iter().map(|(_, truth, scores)| (scores, truth as usize)))
@@ -137,13 +150,12 @@ pub(super) fn run(config: &EvalConfig, predictor: &Predictor, progress: &Progres
     report.push_str(&calibration_note(&reference));
     staged.write_bytes(REPORT, report.as_bytes())?;
 
-    let entities = metrics.entities.as_ref().context("token metrics carry entity scores. This is a bug.")?;
     let mut manifest = Manifest::new(
         "eval",
         config,
         &serde_json::json!({
-            "accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1, "micro_f1": entities.conlleval.micro.f1,
-            "strict_micro_f1": entities.strict.micro.f1, "examples": metrics.examples,
+            "accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1, "micro_f1": micro_f1,
+            "strict_micro_f1": strict_micro_f1, "examples": metrics.examples,
         }),
     );
     manifest.inputs = metrics.model.iter().cloned().chain([metrics.data.clone()]).collect();
@@ -174,23 +186,6 @@ fn read_rows(path: &Path, data_labels: &LabelMap, model_labels: &LabelMap) -> Re
     Ok(rows)
 }
 
-fn predict(
-    config: &EvalConfig,
-    predictor: &Predictor,
-    rows: &[TaggedExample],
-    split: Split,
-    progress: &Progress,
-) -> Result<Vec<Vec<Vec<f32>>>> {
-    let bar = progress.rows(rows.len() as u64, split.name());
-    let mut probabilities = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(config.batch_size * 16) {
-        probabilities.extend(predictor.tag_probabilities_batched(chunk, config.batch_size)?);
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    Ok(probabilities)
-}
-
 /// Every true and every predicted entity (conlleval mode) as an (actual,
 /// predicted) pair of types: a true entity with the type of the predicted
 /// one on the same words (or, failing that, one overlapping it), else
@@ -199,9 +194,8 @@ fn predict(
 fn span_pairs(sentences: &[Sentence]) -> Vec<(String, String)> {
     let mut pairs = Vec::new();
     for sentence in sentences {
-        let (truth, guess) = (spans(&sentence.truth, Mode::Conlleval), spans(&sentence.predicted, Mode::Conlleval));
-        let overlaps = |a: &Span, b: &Span| a.start < b.end && b.start < a.end;
-        for t in &truth {
+        let (truth, guess) = (&sentence.true_spans, &sentence.predicted_spans);
+        for t in truth {
             let same = guess.iter().find(|g| g.start == t.start && g.end == t.end);
             let matched = same.or_else(|| guess.iter().find(|g| overlaps(g, t)));
             pairs.push((t.kind.clone(), matched.map_or_else(|| NO_ENTITY.to_owned(), |g| g.kind.clone())));
@@ -220,20 +214,10 @@ fn span_kinds(pairs: &[(String, String)]) -> Vec<String> {
     kinds.into_iter().cloned().chain([NO_ENTITY.to_owned()]).collect()
 }
 
-/// The words of a split's sentences, by id, from the `clean` output the data
-/// was tokenized from (found through tokenize's manifest); empty when unavailable.
+/// The words of a split's cleaned sentences, by id (empty when unavailable).
 fn words_by_id(processed: &Path, split: Split) -> HashMap<String, Vec<String>> {
-    let words = || -> Result<HashMap<String, Vec<String>>> {
-        let tokenize = read_manifest::<TokenizeConfig>(&processed.join(TOKENIZE_MANIFEST))
-            .context("no readable tokenize manifest")?
-            .config;
-        let table = TaggedTable::read(&split.path_in(&tokenize.input_dir), "clean")?;
-        Ok(table.ids.into_iter().zip(table.tokens).collect())
-    };
-    words().unwrap_or_else(|error| {
-        tracing::warn!("predictions will have no words: cannot find the cleaned split ({error:#})");
-        HashMap::new()
-    })
+    let table = cleaned_split(processed, "words", |dir| TaggedTable::read(&split.path_in(dir), "clean"));
+    table.map(|t| t.ids.into_iter().zip(t.tokens).collect()).unwrap_or_default()
 }
 
 /// A row per sentence: its scored words, their true and predicted tags and
@@ -267,7 +251,7 @@ fn sentence_words_text(sentence: &Sentence, words: &HashMap<String, Vec<String>>
 /// A predicted entity that is not a true one, with the model's confidence in it.
 struct WrongSpan<'a> {
     sentence: &'a Sentence<'a>,
-    span: Span,
+    span: &'a Span,
     confidence: f32,
 }
 
@@ -329,14 +313,12 @@ fn report(
     let mut wrong: Vec<WrongSpan> = sentences
         .iter()
         .flat_map(|sentence| {
-            let truth = spans(&sentence.truth, Mode::Conlleval);
-            spans(&sentence.predicted, Mode::Conlleval).into_iter().filter(move |s| !truth.contains(s)).map(
-                move |span| {
-                    let confidence = sentence.confidence[span.start..span.end].iter().sum::<f32>()
-                        / (span.end - span.start).max(1) as f32;
-                    WrongSpan { sentence, span, confidence }
-                },
-            )
+            let wrong = sentence.predicted_spans.iter().filter(|s| !sentence.true_spans.contains(s));
+            wrong.map(move |span| {
+                let confidence = sentence.confidence[span.start..span.end].iter().sum::<f32>()
+                    / (span.end - span.start).max(1) as f32;
+                WrongSpan { sentence, span, confidence }
+            })
         })
         .collect();
     wrong.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
@@ -350,11 +332,8 @@ fn report(
     for w in wrong.iter().take(top) {
         let text = sentence_words_text(w.sentence, words);
         let shown = |span: &Span| format!("{} ({})", text[span.start..span.end].join(" "), span.kind);
-        let overlapping: Vec<String> = spans(&w.sentence.truth, Mode::Conlleval)
-            .iter()
-            .filter(|t| t.start < w.span.end && w.span.start < t.end)
-            .map(shown)
-            .collect();
+        let overlapping: Vec<String> =
+            w.sentence.true_spans.iter().filter(|t| overlaps(t, w.span)).map(shown).collect();
         let truth = if overlapping.is_empty() { "none".to_owned() } else { overlapping.join("; ") };
         line(format!(
             "| {} | {} | {} | {} | {:.3} | {} |",
@@ -380,13 +359,7 @@ mod tests {
 
     fn sentence<'a>(truth: &[&str], predicted: &[&str]) -> Sentence<'a> {
         let owned = |tags: &[&str]| tags.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
-        Sentence {
-            id: "s",
-            words: (0..truth.len()).collect(),
-            truth: owned(truth),
-            predicted: owned(predicted),
-            confidence: vec![0.9; truth.len()],
-        }
+        Sentence::new("s", (0..truth.len()).collect(), owned(truth), owned(predicted), vec![0.9; truth.len()])
     }
 
     #[test]
