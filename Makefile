@@ -21,14 +21,17 @@ SETUP := $(LIBTORCH) $(PRETRAINED) $(DEFAULT_DATA)
 DVC := .venv-tools/.kiln-installed
 # What the tests use beyond the set-up: a browser for the web page test, DVC,
 # an MLflow server, the Python references (transformers round trip, OpenAPI
-# validation) and schemathesis. `make test` installs each (idempotent: a
-# check when present); a missing one fails its test, never skips it.
-TEST_TOOLS := browser dvc mlflow reference schemathesis
+# validation), schemathesis, podman/buildah with a local base image,
+# Prometheus, and the manifest/workflow checkers. `make test` installs each
+# (idempotent: a check when present); a missing one fails its test, never
+# skips it, except podman/buildah/Prometheus where apt cannot install them
+# (not root): those tests are counted as skipped.
+TEST_TOOLS := browser dvc mlflow reference schemathesis containers prometheus deploy
 # Tests that read ../shared/data (only kiln's own checkouts have it) are
 # #[ignore]d, so a clone without it counts them as skipped; here they run.
 SHARED_TESTS := $(if $(wildcard ../shared/data/banking77),--include-ignored,)
 
-.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-serve serve monitor gate retrain drift-demo fixtures
+.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve image serve monitor gate retrain drift-demo fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,10 +57,10 @@ $(DVC):
 
 test: $(SETUP) ## Run every test (installs what is missing first); the last line counts passed, failed, skipped
 	scripts/setup.sh $(TEST_TOOLS)
-	@mkdir -p .cache && rm -f .cache/test-figures.txt
-	KILN_TEST_FIGURES=$(CURDIR)/.cache/test-figures.txt \
+	@mkdir -p .cache && rm -f .cache/test-figures.txt .cache/test-skips.txt
+	KILN_TEST_FIGURES=$(CURDIR)/.cache/test-figures.txt KILN_TEST_SKIPS=$(CURDIR)/.cache/test-skips.txt \
 	  $(CARGO) test --release --workspace --no-fail-fast -- $(SHARED_TESTS) 2>&1 | tee .cache/test.log
-	@scripts/test_summary.sh .cache/test.log .cache/test-figures.txt
+	@scripts/test_summary.sh .cache/test.log .cache/test-figures.txt .cache/test-skips.txt
 
 pipeline: $(SETUP) build ## Run the pipeline on $(CONFIG), each stage only when its inputs or settings changed
 	@$(MAKE) --no-print-directory -f scripts/pipeline.mk CONFIG=$(CONFIG) BIN=$(BIN) STAGE_FLAGS="$(STAGE_FLAGS)"
@@ -84,8 +87,15 @@ bench-ner: $(SETUP) build ## WNUT-17 entity F1 and train throughput vs HF Traine
 bench-predict: $(SETUP) build ## predict rows/s on 1M BANKING77 queries vs HF pipeline (ARGS="--rows N --reference-rows M")
 	BIN=$(BIN) scripts/bench_predict.sh $(ARGS)
 
+bench-shards: $(SETUP) build ## Sharded batch prediction (N processes + merge) vs one process on the same input (ARGS="--shards N --rows R")
+	BIN=$(BIN) scripts/bench_shards.sh $(ARGS)
+
 bench-serve: $(SETUP) build ## serve req/s and latency at concurrency 1-64 vs FastAPI + transformers (ARGS="--duration S")
 	BIN=$(BIN) scripts/bench_serve.sh $(ARGS)
+
+image: build ## The CPU container image kiln:cpu from the binaries built here (podman or docker; `podman build -t kiln:cpu .` builds from source)
+	scripts/image_root.sh
+	$(or $(CONTAINER),$(shell command -v podman || command -v docker)) build --target runtime-prebuilt -t kiln:cpu -f Containerfile .
 
 serve: $(SETUP) build ## Serve $(CONFIG)'s production model (its registry's, after `make pipeline`) on http://127.0.0.1:8080
 	$(BIN)/serve --config $(CONFIG) $(STAGE_FLAGS)

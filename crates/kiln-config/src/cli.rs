@@ -521,13 +521,21 @@ pub struct PredictArgs {
     /// LibTorch CPU threads, 0 = all cores [default: 0].
     #[arg(long, value_name = "N", env = "KILN_THREADS")]
     pub threads: Option<usize>,
+    /// Split the input into this many shards, one per process or pod; each
+    /// writes <output stem>.parts/part-I-of-N.parquet [default: 1].
+    #[arg(long, value_name = "N", env = "KILN_SHARD_COUNT")]
+    pub shard_count: Option<usize>,
+    /// The shard this process predicts, from 0 (a Kubernetes Indexed Job sets
+    /// JOB_COMPLETION_INDEX) [default: 0].
+    #[arg(long, value_name = "I", env = "JOB_COMPLETION_INDEX")]
+    pub shard_index: Option<usize>,
 }
 
 impl PredictArgs {
     pub fn apply(self, config: &mut PredictConfig) {
         apply_overrides!(self, config,
             [format, has_header, quoting, text_column, model_dir, output_file, top_k, aggregation, chunk_rows,
-             batch_size, device, threads],
+             batch_size, device, threads, shard_count, shard_index],
             optional [input_file, id_column]);
     }
 }

@@ -894,6 +894,13 @@ pub struct PredictConfig {
     pub device: String,
     /// LibTorch CPU threads; 0 lets LibTorch pick.
     pub threads: usize,
+    /// Batch prediction over many processes or pods: this one predicts part
+    /// `shard_index` of `shard_count` (Parquet row groups, or every
+    /// `shard_count`-th chunk of a text file) into
+    /// `<output stem>.parts/part-<index>-of-<count>.parquet`; `predict --merge`
+    /// joins the parts into `output_file`. 1 predicts the whole file.
+    pub shard_count: usize,
+    pub shard_index: usize,
 }
 
 impl Default for PredictConfig {
@@ -913,6 +920,8 @@ impl Default for PredictConfig {
             batch_size: 64,
             device: "auto".into(),
             threads: 0,
+            shard_count: 1,
+            shard_index: 0,
         }
     }
 }
@@ -922,12 +931,75 @@ impl PredictConfig {
         if self.input_file.is_none() {
             return Err(ConfigError::invalid("predict.input_file", "no input file given (pass --input-file)"));
         }
-        for (key, value) in [("predict.chunk_rows", self.chunk_rows), ("predict.batch_size", self.batch_size)] {
+        for (key, value) in [
+            ("predict.chunk_rows", self.chunk_rows),
+            ("predict.batch_size", self.batch_size),
+            ("predict.shard_count", self.shard_count),
+        ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
         }
+        self.shard()?;
         Ok(())
+    }
+
+    /// The part of the input this process predicts.
+    pub fn shard(&self) -> Result<Shard, ConfigError> {
+        Shard::new(self.shard_index, self.shard_count).ok_or_else(|| {
+            ConfigError::invalid(
+                "predict.shard_index",
+                format!(
+                    "is {} but must be below predict.shard_count ({}); shards count from 0",
+                    self.shard_index, self.shard_count
+                ),
+            )
+        })
+    }
+
+    /// Where shard `index` of `count` writes its part: a folder beside the
+    /// output file, named after it, that `predict --merge` reads.
+    pub fn part_file(&self, shard: Shard) -> PathBuf {
+        self.parts_dir().join(format!("part-{}-of-{}.parquet", shard.index, shard.count))
+    }
+
+    pub fn parts_dir(&self) -> PathBuf {
+        let stem =
+            self.output_file.file_stem().map_or_else(|| "predictions".into(), |s| s.to_string_lossy().into_owned());
+        self.output_file.with_file_name(format!("{stem}.parts"))
+    }
+}
+
+/// Part `index` (from 0) of `count` equal shares of an input, for batch
+/// prediction spread over processes (a Kubernetes Indexed Job's pods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole input.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// `None` unless `index < count`.
+    pub fn new(index: usize, count: usize) -> Option<Self> {
+        (index < count).then_some(Self { index, count })
+    }
+
+    /// Whether the `n`-th piece (chunk or row group, from 0) of an input is this shard's.
+    pub fn owns(&self, n: usize) -> bool {
+        n % self.count == self.index
+    }
+
+    pub fn is_whole(&self) -> bool {
+        self.count == 1
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
     }
 }
 

@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::KILN_VERSION;
 
 const STAGING_PREFIX: &str = ".kiln-staging-";
+/// A [`StreamedFile`] before its commit.
+pub const STREAMING_PREFIX: &str = ".kiln-streaming-";
 
 pub struct StagedOutput {
     dir: PathBuf,
@@ -209,6 +211,47 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+}
+
+/// One large file streamed into a temp file beside its target and renamed
+/// over it by [`StreamedFile::commit`]; dropped uncommitted (an error half
+/// way), the temp file goes and the target is untouched. For outputs written
+/// a piece at a time (`predict`'s row groups).
+pub struct StreamedFile {
+    temp: tempfile::NamedTempFile,
+    target: PathBuf,
+}
+
+impl StreamedFile {
+    /// Creates the target's folder if needed; an unwritable one fails here, before any work.
+    pub fn create(target: &Path) -> Result<Self> {
+        let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let temp = tempfile::Builder::new()
+            .prefix(STREAMING_PREFIX)
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot write in {}", dir.display()))?;
+        Ok(Self { temp, target: target.to_owned() })
+    }
+
+    pub fn file(&self) -> &File {
+        self.temp.as_file()
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Renames the finished file into place, readable by others (temp files are 0600).
+    pub fn commit(self) -> Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(self.temp.path(), std::fs::Permissions::from_mode(0o644))?;
+        }
+        self.temp.persist(&self.target).with_context(|| format!("cannot move {} into place", self.target.display()))?;
+        Ok(())
+    }
 }
 
 /// Unix milliseconds, the timestamps of run records and registry entries.

@@ -13,5 +13,6 @@ pub mod profile;
 pub mod read;
 pub mod retrain;
 pub mod schema;
+pub mod shards;
 pub mod tagged;
 pub mod tokenize;

@@ -10,7 +10,7 @@ use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_schema::DataType;
 use indicatif::ProgressBar;
-use kiln_config::{InputFormat, ScoreRule};
+use kiln_config::{InputFormat, ScoreRule, Shard};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -63,6 +63,9 @@ pub struct Records {
     pub ids: Vec<String>,
     pub texts: Vec<String>,
     pub labels: Vec<String>,
+    /// Each record's data row in the file, from 1 (the order a sharded
+    /// prediction's parts are merged back into).
+    pub rows: Vec<usize>,
     /// Data rows in the file, before any were dropped.
     pub rows_read: usize,
     /// Rows whose score no rule turned into a label.
@@ -115,10 +118,19 @@ pub fn read_records(path: &Path, options: &ReadOptions, columns: &ColumnMap, pro
 /// Row counts over a whole file read by [`for_each_chunk`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadTotals {
-    /// Data rows in the file, before any were dropped.
+    /// Data rows handed over or dropped, before any were dropped.
     pub rows_read: usize,
     /// Rows whose score no rule turned into a label.
     pub dropped_no_label: usize,
+    /// Rows left to the other shards of a sharded read.
+    pub rows_in_other_shards: usize,
+}
+
+impl ReadTotals {
+    /// Data rows in the whole file, every shard's.
+    pub fn rows_in_file(&self) -> usize {
+        self.rows_read + self.rows_in_other_shards
+    }
 }
 
 /// Streams a file: hands `on_chunk` up to `chunk_rows` records at a time (ids,
@@ -135,6 +147,24 @@ pub fn for_each_chunk(
     bar: &ProgressBar,
     on_chunk: &mut dyn FnMut(Records) -> Result<()>,
 ) -> Result<ReadTotals> {
+    for_each_chunk_of_shard(path, options, columns, chunk_rows, Shard::WHOLE, bar, on_chunk)
+}
+
+/// [`for_each_chunk`] over one shard of the file: of a Parquet file, the row
+/// groups `shard` owns (the others are never decoded); of a text file, every
+/// `shard.count`-th chunk of `chunk_rows` rows (the whole file is parsed, so
+/// a bad row fails every shard alike, but only this shard's chunks are handed
+/// over). Row numbers and default ids are the whole file's, so the shards
+/// together hand over every row exactly once, as one unsharded read would.
+pub fn for_each_chunk_of_shard(
+    path: &Path,
+    options: &ReadOptions,
+    columns: &ColumnMap,
+    chunk_rows: usize,
+    shard: Shard,
+    bar: &ProgressBar,
+    on_chunk: &mut dyn FnMut(Records) -> Result<()>,
+) -> Result<ReadTotals> {
     let format = resolve_format(path, options.format)?;
     let mut sink = RecordSink {
         path,
@@ -144,19 +174,21 @@ pub fn for_each_chunk(
         records: Records::default(),
         totals: ReadTotals::default(),
         bar,
+        chunk_shard: (format != InputFormat::Parquet).then_some(shard),
+        chunks: 0,
     };
     match format {
         InputFormat::Csv => read_delimited(path, b',', options, &mut sink)?,
         InputFormat::Tsv => read_delimited(path, b'\t', options, &mut sink)?,
         InputFormat::Jsonl => read_jsonl(path, &mut sink)?,
-        InputFormat::Parquet => read_parquet_file(path, &mut sink)?,
+        InputFormat::Parquet => read_parquet_file(path, shard, &mut sink)?,
         InputFormat::Conll => bail!(
             "{}: CoNLL files hold tagged words, not labelled texts; read them with task = \"token_classification\"",
             path.display()
         ),
         InputFormat::Auto => unreachable!("resolve_format never returns Auto"),
     }
-    if sink.totals.rows_read == 0 {
+    if sink.totals.rows_in_file() == 0 {
         bail!(
             "{}: no data rows (the file is empty{})",
             path.display(),
@@ -177,15 +209,28 @@ struct RecordSink<'a> {
     records: Records,
     totals: ReadTotals,
     bar: &'a ProgressBar,
+    /// Text formats, sharded by chunk: only the chunks this shard owns are handed over.
+    chunk_shard: Option<Shard>,
+    /// Chunks filled so far.
+    chunks: usize,
 }
 
 impl<'a> RecordSink<'a> {
-    /// Hands over the records collected so far (if any).
+    /// Hands over the records collected so far (if any, and if they are this shard's).
     fn flush(&mut self) -> Result<()> {
         if self.records.is_empty() {
             return Ok(());
         }
-        (self.on_chunk)(std::mem::take(&mut self.records))
+        let records = std::mem::take(&mut self.records);
+        let chunk = self.chunks;
+        self.chunks += 1;
+        if self.chunk_shard.is_some_and(|shard| !shard.owns(chunk)) {
+            self.totals.rows_read -= records.rows_read;
+            self.totals.rows_in_other_shards += records.rows_read;
+            self.totals.dropped_no_label -= records.dropped_no_label;
+            return Ok(());
+        }
+        (self.on_chunk)(records)
     }
 
     /// Moves the bar to `byte` every [`PROGRESS_EVERY`] rows, or every chunk
@@ -221,6 +266,7 @@ impl<'a> RecordSink<'a> {
         id: Option<String>,
     ) -> Result<()> {
         self.totals.rows_read += 1;
+        self.records.rows_read += 1;
         let path = self.path.display();
         let label_column = self.columns.label.column(self.columns.text);
         let label = match (self.columns.label, label.filter(|l| !l.trim().is_empty())) {
@@ -240,6 +286,7 @@ impl<'a> RecordSink<'a> {
                     Some(label) => label.to_owned(),
                     None => {
                         self.totals.dropped_no_label += 1;
+                        self.records.dropped_no_label += 1;
                         return Ok(());
                     }
                 }
@@ -253,6 +300,7 @@ impl<'a> RecordSink<'a> {
         self.records.ids.push(id);
         self.records.texts.push(text.unwrap_or_default());
         self.records.labels.push(label);
+        self.records.rows.push(row);
         if self.records.len() >= self.chunk_rows {
             self.flush()?;
         }
@@ -424,10 +472,10 @@ fn read_jsonl(path: &Path, sink: &mut RecordSink) -> Result<()> {
 /// Parquet is read a batch of rows at a time (only the wanted columns), so a
 /// large file streams like the text formats. Any column Arrow can cast to text
 /// (numbers included) can be the text, label or id.
-fn read_parquet_file(path: &Path, sink: &mut RecordSink) -> Result<()> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+fn read_parquet_file(path: &Path, shard: Shard, sink: &mut RecordSink) -> Result<()> {
+    let open = || File::open(path).with_context(|| format!("cannot open {}", path.display()));
     let not_parquet = || format!("{} is not a readable Parquet file", path.display());
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(not_parquet)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(open()?).with_context(not_parquet)?;
     let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
     let wanted = sink.wanted();
     for column in &wanted {
@@ -435,35 +483,49 @@ fn read_parquet_file(path: &Path, sink: &mut RecordSink) -> Result<()> {
             return Err(sink.missing_column(column, &names));
         }
     }
-    let total = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
-    let roots = names.iter().enumerate().filter(|(_, n)| wanted.contains(&n.as_str())).map(|(index, _)| index);
-    let projection = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let batches = builder
-        .with_projection(projection)
-        .with_batch_size(sink.chunk_rows.clamp(1, 65_536))
-        .build()
-        .with_context(not_parquet)?;
+    let metadata = builder.metadata().clone();
+    let total = usize::try_from(metadata.file_metadata().num_rows()).unwrap_or(0);
     let size = sink.bar.length().unwrap_or(0);
-    let mut offset = 0;
-    for batch in batches {
-        let batch = batch.with_context(not_parquet)?;
-        let mut columns = Vec::new();
-        for column in &wanted {
-            let array = batch.column_by_name(column).with_context(not_parquet)?;
-            let text = arrow_cast::cast(array, &DataType::Utf8)
-                .with_context(|| format!("{}: column '{column}' cannot be read as text", path.display()))?;
-            columns.push(text);
+    // Each row group's first row, so a shard's rows keep the whole file's numbers.
+    let mut first_row = 0;
+    for (group, group_metadata) in metadata.row_groups().iter().enumerate() {
+        let group_rows = usize::try_from(group_metadata.num_rows()).unwrap_or(0);
+        if !shard.owns(group) {
+            sink.totals.rows_in_other_shards += group_rows;
+            first_row += group_rows;
+            continue;
         }
-        for index in 0..batch.num_rows() {
-            let mut fields = columns.iter().map(|c| {
-                let strings = c.as_string::<i32>();
-                strings.is_valid(index).then(|| strings.value(index).to_owned())
-            });
-            let (text, label, id) = (fields.next().flatten(), fields.next().flatten(), fields.next().flatten());
-            sink.push(offset + index + 1, "", text, label, id)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(open()?).with_context(not_parquet)?;
+        let roots = names.iter().enumerate().filter(|(_, n)| wanted.contains(&n.as_str())).map(|(index, _)| index);
+        let projection = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let batches = builder
+            .with_row_groups(vec![group])
+            .with_projection(projection)
+            .with_batch_size(sink.chunk_rows.clamp(1, 65_536))
+            .build()
+            .with_context(not_parquet)?;
+        let mut offset = first_row;
+        for batch in batches {
+            let batch = batch.with_context(not_parquet)?;
+            let mut columns = Vec::new();
+            for column in &wanted {
+                let array = batch.column_by_name(column).with_context(not_parquet)?;
+                let text = arrow_cast::cast(array, &DataType::Utf8)
+                    .with_context(|| format!("{}: column '{column}' cannot be read as text", path.display()))?;
+                columns.push(text);
+            }
+            for index in 0..batch.num_rows() {
+                let mut fields = columns.iter().map(|c| {
+                    let strings = c.as_string::<i32>();
+                    strings.is_valid(index).then(|| strings.value(index).to_owned())
+                });
+                let (text, label, id) = (fields.next().flatten(), fields.next().flatten(), fields.next().flatten());
+                sink.push(offset + index + 1, "", text, label, id)?;
+            }
+            offset += batch.num_rows();
+            sink.bar.set_position(size * offset as u64 / total.max(1) as u64);
         }
-        offset += batch.num_rows();
-        sink.bar.set_position(size * offset as u64 / total.max(1) as u64);
+        first_row += group_rows;
     }
     Ok(())
 }
@@ -610,6 +672,66 @@ mod tests {
         );
     }
 
+    /// The shards of each format together hand over every row exactly once,
+    /// with the whole file's row numbers and ids; a shard that owns none of a
+    /// Parquet file's row groups gets nothing, and no error.
+    #[test]
+    fn shards_cover_every_row_exactly_once_in_each_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let texts: Vec<String> = (1..=11).map(|i| format!("text {i}")).collect();
+        let delimited = |separator: &str| -> String {
+            std::iter::once(format!("text{separator}label"))
+                .chain(texts.iter().map(|t| format!("{t}{separator}x")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let jsonl: Vec<String> = texts.iter().map(|t| format!("{{\"text\": \"{t}\", \"label\": \"x\"}}")).collect();
+        let parquet = dir.path().join("a.parquet");
+        write_parquet(&parquet, vec![("text", strings(&texts)), ("label", strings(&["x"; 11]))], 3);
+        let paths = [
+            write(dir.path(), "a.csv", delimited(",").as_bytes()),
+            write(dir.path(), "a.tsv", delimited("\t").as_bytes()),
+            write(dir.path(), "a.jsonl", jsonl.join("\n").as_bytes()),
+            parquet,
+        ];
+        let bar = ProgressBar::hidden();
+        for path in &paths {
+            for count in [1, 2, 3, 5] {
+                let mut rows = Vec::new();
+                for index in 0..count {
+                    let shard = Shard::new(index, count).expect("shard");
+                    let mut own = Vec::new();
+                    let totals = for_each_chunk_of_shard(path, &options(), &PLAIN, 2, shard, &bar, &mut |chunk| {
+                        for ((row, id), text) in chunk.rows.iter().zip(&chunk.ids).zip(&chunk.texts) {
+                            assert_eq!(
+                                (id.as_str(), text.as_str()),
+                                (format!("train-{row}").as_str(), texts[row - 1].as_str())
+                            );
+                        }
+                        own.extend(chunk.rows);
+                        Ok(())
+                    })
+                    .expect("reads");
+                    assert_eq!(totals.rows_in_file(), 11, "{} shard {shard}", path.display());
+                    assert_eq!(totals.rows_read, own.len(), "{} shard {shard}", path.display());
+                    assert!(own.is_sorted(), "a shard's rows come in file order");
+                    rows.extend(own);
+                }
+                rows.sort_unstable();
+                assert_eq!(rows, (1..=11).collect::<Vec<_>>(), "{} in {count} shards", path.display());
+            }
+        }
+        // Four row groups of 3, 3, 3, 2 rows: shard 4 of 5 owns none of them.
+        let shard = Shard::new(4, 5).expect("shard");
+        let mut chunks = 0;
+        let totals = for_each_chunk_of_shard(&paths[3], &options(), &PLAIN, 2, shard, &bar, &mut |_| {
+            chunks += 1;
+            Ok(())
+        })
+        .expect("an idle shard is not an error");
+        assert_eq!((chunks, totals.rows_read, totals.rows_in_other_shards), (0, 0, 11));
+    }
+
     /// Every format streams the same rows, in order, `chunk_rows` at a time,
     /// and row numbers in errors count from the file's start, not the chunk's.
     #[test]
@@ -648,7 +770,7 @@ mod tests {
             assert_eq!(seen.texts, texts, "{}", path.display());
             assert_eq!(seen.labels, labels, "{}", path.display());
             assert_eq!(seen.ids, (1..=10).map(|i| format!("train-{i}")).collect::<Vec<_>>());
-            assert_eq!(totals, ReadTotals { rows_read: 10, dropped_no_label: 0 });
+            assert_eq!(totals, ReadTotals { rows_read: 10, dropped_no_label: 0, rows_in_other_shards: 0 });
         }
 
         let holed = dir.path().join("b.parquet");

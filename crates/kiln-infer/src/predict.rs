@@ -8,7 +8,6 @@
 //! place: a bad row half way leaves nothing behind.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,10 +17,12 @@ use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use kiln_config::{Aggregation, PredictConfig};
 use kiln_core::metrics::top_k as ranked_classes;
+use kiln_core::output::StreamedFile;
 use kiln_core::{Progress, Task};
 use kiln_data::parquet;
 use kiln_data::read::{self, ColumnMap, LabelSource, ReadOptions};
 use kiln_data::schema;
+use kiln_data::shards::{self, PartInfo};
 use kiln_model::device;
 use kiln_text::aggregate::Entity;
 use serde::Serialize;
@@ -31,6 +32,10 @@ use kiln_model::Predictor;
 #[derive(Debug, Clone, Serialize)]
 pub struct PredictReport {
     pub rows: usize,
+    /// Every shard's rows (the whole file's when unsharded).
+    pub rows_in_file: usize,
+    /// The output file, or this shard's part.
+    pub output: std::path::PathBuf,
     /// Reading, cleaning, tokenizing, predicting and writing.
     pub seconds: f64,
     pub rows_per_second: f64,
@@ -52,50 +57,60 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
         id_prefix: &stem,
     };
 
-    let out_dir = config.output_file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let temp = tempfile::Builder::new()
-        .prefix(".kiln-predict-")
-        .tempfile_in(out_dir)
-        .with_context(|| format!("cannot write in {}", out_dir.display()))?;
+    // A shard writes its part, with each row's input row for the merge.
+    let shard = config.shard()?;
+    let output = if shard.is_whole() { config.output_file.clone() } else { config.part_file(shard) };
+    let out = StreamedFile::create(&output)?;
     let top_k = config.top_k.min(predictor.labels.len());
     let tags_words = predictor.task() == Task::TokenClassification;
     let columns_schema = Arc::new(if tags_words { entities_schema(config.aggregation) } else { output_schema(top_k) });
-    let mut writer = parquet::writer(std::io::BufWriter::new(temp.as_file()), Arc::clone(&columns_schema))?;
+    let file_schema = if shard.is_whole() { Arc::clone(&columns_schema) } else { shards::part_schema(&columns_schema) };
+    let mut writer = parquet::writer(std::io::BufWriter::new(out.file()), Arc::clone(&file_schema))?;
 
     let bar = progress.file(input);
     let mut rows = 0usize;
-    read::for_each_chunk(input, &options, &columns, config.chunk_rows, &bar, &mut |records| {
-        let texts: Vec<&str> = records.texts.iter().map(String::as_str).collect();
-        let frame = if tags_words {
-            let entities = predictor.entities(&texts, config.aggregation, config.batch_size)?;
-            entities_frame(Arc::clone(&columns_schema), config.aggregation, &records.ids, &entities)?
-        } else {
-            let examples = predictor.encode(&texts)?;
-            let probabilities = predictor.probabilities_batched(&examples, config.batch_size)?;
-            chunk_frame(&predictor, Arc::clone(&columns_schema), &records.ids, &probabilities, top_k)?
-        };
-        writer.write(&frame).context("cannot write predictions")?;
-        // A row group per chunk keeps memory bounded, whatever the file's size.
-        writer.flush().context("cannot write predictions")?;
-        rows += records.len();
-        let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_prefix(format!("{rows} rows, {rate:.0} rows/s"));
-        Ok(())
-    })?;
+    let totals =
+        read::for_each_chunk_of_shard(input, &options, &columns, config.chunk_rows, shard, &bar, &mut |records| {
+            let texts: Vec<&str> = records.texts.iter().map(String::as_str).collect();
+            let frame = if tags_words {
+                let entities = predictor.entities(&texts, config.aggregation, config.batch_size)?;
+                entities_frame(Arc::clone(&columns_schema), config.aggregation, &records.ids, &entities)?
+            } else {
+                let examples = predictor.encode(&texts)?;
+                let probabilities = predictor.probabilities_batched(&examples, config.batch_size)?;
+                chunk_frame(&predictor, Arc::clone(&columns_schema), &records.ids, &probabilities, top_k)?
+            };
+            let frame = if shard.is_whole() {
+                frame
+            } else {
+                shards::part_batch(Arc::clone(&file_schema), &records.rows, &frame)?
+            };
+            writer.write(&frame).context("cannot write predictions")?;
+            // A row group per chunk keeps memory bounded, whatever the file's size.
+            writer.flush().context("cannot write predictions")?;
+            rows += records.len();
+            let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_prefix(format!("{rows} rows, {rate:.0} rows/s"));
+            Ok(())
+        })?;
+    if !shard.is_whole() {
+        let input_bytes = std::fs::metadata(input).with_context(|| format!("cannot read {}", input.display()))?.len();
+        let info =
+            PartInfo { shard, input: input.display().to_string(), input_bytes, input_rows: totals.rows_in_file() };
+        info.write_to(&mut writer);
+    }
     let finish = || -> Result<()> { Ok(writer.into_inner()?.flush()?) };
     finish().context("cannot finish the Parquet output")?;
     bar.finish_and_clear();
-    // Temp files are private (0600); predictions are meant to be read by others.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o644))?;
-    }
-    temp.persist(&config.output_file)
-        .with_context(|| format!("cannot move predictions into {}", config.output_file.display()))?;
+    out.commit()?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok(PredictReport { rows, seconds, rows_per_second: rows as f64 / seconds.max(1e-9) })
+    Ok(PredictReport {
+        rows,
+        rows_in_file: totals.rows_in_file(),
+        output,
+        seconds,
+        rows_per_second: rows as f64 / seconds.max(1e-9),
+    })
 }
 
 fn output_schema(top_k: usize) -> Schema {

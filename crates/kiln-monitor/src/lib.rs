@@ -7,7 +7,7 @@
 //! SVG time series and `report.md`.
 
 pub mod reference;
-mod report;
+pub mod report;
 pub mod stats;
 pub mod traffic;
 pub mod window;

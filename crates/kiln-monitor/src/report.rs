@@ -12,6 +12,36 @@ use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry};
 use crate::MonitorReport;
 use crate::window::{Status, WindowReport};
 
+/// The current window's gauges (after the `kiln_monitor_` prefix), in the
+/// order [`prometheus`] fills them.
+pub const WINDOW_GAUGES: [(&str, &str); 14] = [
+    ("window_predictions", "Predictions in the current window"),
+    ("prediction_psi", "PSI of the predicted labels against the reference"),
+    ("prediction_jensen_shannon", "Jensen-Shannon distance of the predicted labels"),
+    ("confidence_ks", "KS distance of the top probability against the reference"),
+    ("mean_confidence", "Mean top probability"),
+    ("token_length_psi", "PSI of the token length against the training data"),
+    ("truncation_rate", "Share of texts cut at max_length"),
+    ("unknown_token_rate", "Share of texts with an unknown token"),
+    ("estimated_accuracy", "Accuracy estimated from calibrated confidence"),
+    ("realised_accuracy", "Accuracy on the predictions with feedback"),
+    ("feedback_share", "Share of predictions with feedback"),
+    ("latency_p95_seconds", "Request latency p95"),
+    ("error_share", "Share of prediction requests the server failed"),
+    ("model_age_seconds", "Time since the model was registered or written"),
+];
+
+/// Every gauge `monitor.prom` can hold, full names: what dashboards and alert
+/// rules may refer to.
+pub fn metric_names() -> Vec<String> {
+    let plain = ["last_run_timestamp_seconds", "damaged_log_lines", "status"];
+    plain
+        .into_iter()
+        .chain(WINDOW_GAUGES.iter().map(|(name, _)| *name))
+        .map(|name| format!("kiln_monitor_{name}"))
+        .collect()
+}
+
 /// The current window's figures as Prometheus gauges, labelled by model
 /// version, for node_exporter's textfile collector (point its
 /// `--collector.textfile.directory` at `[monitor] output_dir`). A figure the
@@ -35,48 +65,23 @@ pub fn prometheus(report: &MonitorReport) -> Result<String> {
     let version = report.current_version.clone().unwrap_or_default();
     status.with_label_values(&[&version]).set(f64::from(report.status.level()));
     if let Some(window) = report.current_window.map(|i| &report.windows[i]) {
-        let figures: [(&str, &str, Option<f64>); 14] = [
-            ("window_predictions", "Predictions in the current window", Some(window.predictions as f64)),
-            (
-                "prediction_psi",
-                "PSI of the predicted labels against the reference",
-                window.prediction_drift.as_ref().map(|d| d.psi),
-            ),
-            (
-                "prediction_jensen_shannon",
-                "Jensen-Shannon distance of the predicted labels",
-                window.prediction_drift.as_ref().map(|d| d.jensen_shannon),
-            ),
-            (
-                "confidence_ks",
-                "KS distance of the top probability against the reference",
-                window.confidence.as_ref().map(|c| c.ks),
-            ),
-            ("mean_confidence", "Mean top probability", window.confidence.as_ref().map(|c| c.mean_top)),
-            ("token_length_psi", "PSI of the token length against the training data", window.input.token_length_psi),
-            ("truncation_rate", "Share of texts cut at max_length", Some(window.input.truncation_rate)),
-            ("unknown_token_rate", "Share of texts with an unknown token", Some(window.input.unknown_token_text_rate)),
-            ("estimated_accuracy", "Accuracy estimated from calibrated confidence", Some(window.estimated.accuracy)),
-            (
-                "realised_accuracy",
-                "Accuracy on the predictions with feedback",
-                window.quality.accuracy.map(|a| a.value),
-            ),
-            ("feedback_share", "Share of predictions with feedback", Some(window.quality.feedback_share)),
-            ("latency_p95_seconds", "Request latency p95", Some(window.operations.latency_ms_p95 / 1e3)),
-            ("error_share", "Share of prediction requests the server failed", Some(window.operations.error_share)),
-            (
-                "model_age_seconds",
-                "Time since the model was registered or written",
-                report
-                    .versions
-                    .iter()
-                    .find(|v| v.model_version == version)
-                    .and_then(|v| v.age_days)
-                    .map(|d| d * 86_400.0),
-            ),
+        let values: [Option<f64>; 14] = [
+            Some(window.predictions as f64),
+            window.prediction_drift.as_ref().map(|d| d.psi),
+            window.prediction_drift.as_ref().map(|d| d.jensen_shannon),
+            window.confidence.as_ref().map(|c| c.ks),
+            window.confidence.as_ref().map(|c| c.mean_top),
+            window.input.token_length_psi,
+            Some(window.input.truncation_rate),
+            Some(window.input.unknown_token_text_rate),
+            Some(window.estimated.accuracy),
+            window.quality.accuracy.map(|a| a.value),
+            Some(window.quality.feedback_share),
+            Some(window.operations.latency_ms_p95 / 1e3),
+            Some(window.operations.error_share),
+            report.versions.iter().find(|v| v.model_version == version).and_then(|v| v.age_days).map(|d| d * 86_400.0),
         ];
-        for (name, help, value) in figures {
+        for ((name, help), value) in WINDOW_GAUGES.into_iter().zip(values) {
             let gauge = gauge(name, help)?;
             if let Some(value) = value {
                 gauge.with_label_values(&[&version]).set(value);

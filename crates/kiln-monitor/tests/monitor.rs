@@ -217,6 +217,12 @@ fn the_shift_is_detected_in_its_first_window_and_never_before() {
     let version = &report.windows[0].model_version;
     assert!(prom.contains(&format!("kiln_monitor_status{{model_version=\"{version}\"}} 2")), "{prom}");
     assert!(prom.contains("kiln_monitor_prediction_psi{"), "{prom}");
+    // Dashboards and alert rules are checked against this list (deploy tests).
+    let listed = kiln_monitor::report::metric_names();
+    for family in prom.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().expect("name");
+        assert!(listed.iter().any(|l| l == name), "{name} is not in report::metric_names()");
+    }
     let md = std::fs::read_to_string(out.join("report.md")).expect("report");
     assert!(md.contains("**Status: ALERT**") && md.contains("not a random sample"), "{md}");
 }

@@ -115,3 +115,29 @@ pub fn figure(line: &str) {
         }
     }
 }
+
+/// Why `scripts/setup.sh` could not install `tool` on this machine (not
+/// root, no apt), or `None` when it did. Only a tool the set-up recorded as
+/// uninstallable lets a test skip; one it installed but that is missing is a
+/// broken set-up, and the test fails.
+pub fn unavailable(tool: &str) -> Option<String> {
+    let marker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/unavailable").join(tool);
+    std::fs::read_to_string(marker).ok().map(|why| why.trim().to_owned())
+}
+
+/// Records that `test` did not run, and why: cargo counts a test that
+/// returns as passed, so `make test`'s closing line moves each one recorded
+/// in `$KILN_TEST_SKIPS` from passed to skipped.
+pub fn skipped(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+    if let Some(path) = std::env::var_os("KILN_TEST_SKIPS") {
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{test}: {why}\n").as_bytes()));
+        if let Err(error) = appended {
+            eprintln!("cannot append to {}: {error}", Path::new(&path).display());
+        }
+    }
+}
