@@ -6,7 +6,9 @@
 //! are dropped and counted (`kiln_prediction_log_dropped`). The writer buffers,
 //! flushes every second, and starts a new file past `rotate_bytes`. A file is
 //! written as `*.jsonl.partial` and renamed to `*.jsonl` when complete, so
-//! readers of `*.jsonl` never see half a file.
+//! readers of `*.jsonl` never see half a file. File names carry the host and
+//! process, so several replicas can share one log folder (a volume mounted by
+//! every pod) without ever writing the same file.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -25,6 +27,17 @@ use crate::metrics::Metrics;
 /// Records waiting for the writer before new ones are dropped.
 const CAPACITY: usize = 65_536;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// This process among the replicas that may share a log folder: the host
+/// name (a pod's name on Kubernetes) and the process id, in file-name-safe characters.
+fn writer_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "host".into());
+    let host: String =
+        host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    format!("{host}-{}", std::process::id())
+}
 
 /// The current time as RFC 3339 with milliseconds, as every record and `/v1/model` show it.
 pub fn now() -> String {
@@ -46,7 +59,7 @@ impl PredictionLog {
     pub fn start(dir: &Path, rotate_bytes: u64, metrics: Arc<Metrics>) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the prediction log folder {}", dir.display()))?;
-        let writer = Writer { dir: dir.to_owned(), rotate_bytes, file: None, sequence: 0 };
+        let writer = Writer { dir: dir.to_owned(), rotate_bytes, file: None, sequence: 0, writer_id: writer_id() };
         // Fail now, not on the first request, when the folder is not writable.
         let probe = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("cannot write in the prediction log folder {}", dir.display()))?;
@@ -89,6 +102,8 @@ struct Writer {
     rotate_bytes: u64,
     file: Option<OpenFile>,
     sequence: u64,
+    /// `<host>-<pid>`: which replica wrote a file.
+    writer_id: String,
 }
 
 impl Writer {
@@ -134,8 +149,14 @@ impl Writer {
     fn open(&mut self) -> Result<OpenFile> {
         let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
         self.sequence += 1;
-        let path = self.dir.join(format!("predictions-{millis}-{:04}.{COMPLETE}.{PARTIAL}", self.sequence));
-        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let name = format!("predictions-{millis}-{}-{:04}.{COMPLETE}.{PARTIAL}", self.writer_id, self.sequence);
+        let path = self.dir.join(name);
+        // Never another writer's file: a clash is an error, not an overwrite.
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
         Ok(OpenFile { path, out: BufWriter::with_capacity(1 << 16, file), bytes: 0 })
     }
 
@@ -149,5 +170,28 @@ impl Writer {
         let done = file.path.with_extension("");
         std::fs::rename(&file.path, &done).with_context(|| format!("cannot rename {}", file.path.display()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(dir: &Path, id: &str) -> Writer {
+        Writer { dir: dir.to_owned(), rotate_bytes: 1 << 20, file: None, sequence: 0, writer_id: id.into() }
+    }
+
+    /// Two replicas opening their first file in the same folder (same
+    /// sequence number, likely the same millisecond) get two files.
+    #[test]
+    fn replicas_sharing_a_folder_write_their_own_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = writer_id();
+        assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)), "{id}");
+        let (mut first, mut second) = (writer(dir.path(), "pod-a-1"), writer(dir.path(), "pod-b-1"));
+        let (a, b) = (first.open().expect("opens"), second.open().expect("opens"));
+        assert_ne!(a.path, b.path);
+        assert!(a.path.to_string_lossy().contains("-pod-a-1-0001.jsonl.partial"), "{}", a.path.display());
     }
 }
