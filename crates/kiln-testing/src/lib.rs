@@ -104,14 +104,19 @@ pub fn reference_script(script: &str) -> std::process::Command {
 /// closing line.
 pub fn figure(line: &str) {
     eprintln!("{line}");
-    if let Some(path) = std::env::var_os("KILN_TEST_FIGURES") {
+    append_to("KILN_TEST_FIGURES", line);
+}
+
+/// Appends `line` to the file the environment variable `variable` names, if set.
+fn append_to(variable: &str, line: &str) {
+    if let Some(path) = std::env::var_os(variable) {
         let appended = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
         if let Err(error) = appended {
-            eprintln!("cannot append to {}: {error}", std::path::Path::new(&path).display());
+            eprintln!("cannot append to {}: {error}", Path::new(&path).display());
         }
     }
 }
@@ -130,14 +135,5 @@ pub fn unavailable(tool: &str) -> Option<String> {
 /// in `$KILN_TEST_SKIPS` from passed to skipped.
 pub fn skipped(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");
-    if let Some(path) = std::env::var_os("KILN_TEST_SKIPS") {
-        let appended = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{test}: {why}\n").as_bytes()));
-        if let Err(error) = appended {
-            eprintln!("cannot append to {}: {error}", Path::new(&path).display());
-        }
-    }
+    append_to("KILN_TEST_SKIPS", &format!("{test}: {why}"));
 }
