@@ -61,6 +61,11 @@ impl Drop for Reaped {
     }
 }
 
+/// Starts `command` quietly, to be reaped when the test ends.
+fn spawn_reaped(command: &mut Command, what: &str) -> Reaped {
+    Reaped(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("{what}: {e}")))
+}
+
 /// Polls `check` until it gives a value, or fails after `seconds`.
 fn wait_for<T>(what: &str, seconds: u64, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -298,15 +303,13 @@ fn prometheus_scrapes_serve_and_the_dashboard_names_only_exported_metrics() {
         ),
     )
     .expect("config");
-    let child = prometheus
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
-    let _prometheus = Reaped(child);
+    let _prometheus = spawn_reaped(
+        prometheus
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+        "prometheus starts",
+    );
     let client = reqwest::blocking::Client::new();
     let api = |path: &str, query: &[(&str, &str)]| -> Option<Value> {
         let response = client.get(format!("http://127.0.0.1:{port}{path}")).query(query).send().ok()?;
@@ -434,16 +437,14 @@ fn the_image_builds_under_a_gigabyte_and_serves_from_inside() {
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     }
     let port = free_port();
-    let child = container("buildah")
-        .args(["run", "--isolation", "chroot", "--volume"])
-        .arg(format!("{}:/models:ro", model.display()))
-        .args(["--env", "KILN_HOST=127.0.0.1", "--env", &format!("KILN_PORT={port}"), "--env", "KILN_THREADS=1"])
-        .args([&working, "--", "/opt/kiln/bin/serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("buildah runs serve");
-    let _serve = Reaped(child);
+    let _serve = spawn_reaped(
+        container("buildah")
+            .args(["run", "--isolation", "chroot", "--volume"])
+            .arg(format!("{}:/models:ro", model.display()))
+            .args(["--env", "KILN_HOST=127.0.0.1", "--env", &format!("KILN_PORT={port}"), "--env", "KILN_THREADS=1"])
+            .args([&working, "--", "/opt/kiln/bin/serve"]),
+        "buildah runs serve",
+    );
     let client = reqwest::blocking::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     wait_for("serve in the image became ready", 120, || {

@@ -238,10 +238,6 @@ impl StreamedFile {
         self.temp.as_file()
     }
 
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Renames the finished file into place, readable by others (temp files are 0600).
     pub fn commit(self) -> Result<()> {
         #[cfg(unix)]

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use arrow_array::Array;
@@ -12,7 +13,7 @@ use arrow_schema::DataType;
 use indicatif::ProgressBar;
 use kiln_config::{InputFormat, ScoreRule, Shard};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
 use kiln_core::Progress;
 
@@ -188,6 +189,7 @@ pub fn for_each_chunk_of_shard(
         ),
         InputFormat::Auto => unreachable!("resolve_format never returns Auto"),
     }
+    sink.flush()?;
     if sink.totals.rows_in_file() == 0 {
         bail!(
             "{}: no data rows (the file is empty{})",
@@ -195,7 +197,6 @@ pub fn for_each_chunk_of_shard(
             if options.has_header { " or has only a header" } else { "" }
         );
     }
-    sink.flush()?;
     Ok(sink.totals)
 }
 
@@ -216,27 +217,29 @@ struct RecordSink<'a> {
 }
 
 impl<'a> RecordSink<'a> {
-    /// Hands over the records collected so far (if any, and if they are this shard's).
+    /// Counts the chunk collected so far into the totals (this shard's, or the
+    /// others'), and hands it over if it has records and is this shard's.
     fn flush(&mut self) -> Result<()> {
-        if self.records.is_empty() {
-            return Ok(());
-        }
         let records = std::mem::take(&mut self.records);
-        let chunk = self.chunks;
-        self.chunks += 1;
-        if self.chunk_shard.is_some_and(|shard| !shard.owns(chunk)) {
-            self.totals.rows_read -= records.rows_read;
+        let owned = self.chunk_shard.is_none_or(|shard| shard.owns(self.chunks));
+        if owned {
+            self.totals.rows_read += records.rows_read;
+            self.totals.dropped_no_label += records.dropped_no_label;
+        } else {
             self.totals.rows_in_other_shards += records.rows_read;
-            self.totals.dropped_no_label -= records.dropped_no_label;
+        }
+        if records.is_empty() {
             return Ok(());
         }
-        (self.on_chunk)(records)
+        self.chunks += 1;
+        if owned { (self.on_chunk)(records) } else { Ok(()) }
     }
 
     /// Moves the bar to `byte` every [`PROGRESS_EVERY`] rows, or every chunk
     /// when chunks are smaller: often enough to move it, rare enough to cost nothing.
     fn at_byte(&self, byte: u64) {
-        if self.totals.rows_read.is_multiple_of(PROGRESS_EVERY.min(self.chunk_rows)) {
+        let rows = self.totals.rows_in_file() + self.records.rows_read;
+        if rows.is_multiple_of(PROGRESS_EVERY.min(self.chunk_rows)) {
             self.bar.set_position(byte);
         }
     }
@@ -265,7 +268,6 @@ impl<'a> RecordSink<'a> {
         label: Option<String>,
         id: Option<String>,
     ) -> Result<()> {
-        self.totals.rows_read += 1;
         self.records.rows_read += 1;
         let path = self.path.display();
         let label_column = self.columns.label.column(self.columns.text);
@@ -285,7 +287,6 @@ impl<'a> RecordSink<'a> {
                 match ScoreRule::label_for(rules, score) {
                     Some(label) => label.to_owned(),
                     None => {
-                        self.totals.dropped_no_label += 1;
                         self.records.dropped_no_label += 1;
                         return Ok(());
                     }
@@ -473,17 +474,20 @@ fn read_jsonl(path: &Path, sink: &mut RecordSink) -> Result<()> {
 /// large file streams like the text formats. Any column Arrow can cast to text
 /// (numbers included) can be the text, label or id.
 fn read_parquet_file(path: &Path, shard: Shard, sink: &mut RecordSink) -> Result<()> {
-    let open = || File::open(path).with_context(|| format!("cannot open {}", path.display()));
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let not_parquet = || format!("{} is not a readable Parquet file", path.display());
-    let builder = ParquetRecordBatchReaderBuilder::try_new(open()?).with_context(not_parquet)?;
-    let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    // The footer is read once; each row group this shard owns gets a reader of its own.
+    let reader_metadata = ArrowReaderMetadata::load(&file, ArrowReaderOptions::default()).with_context(not_parquet)?;
+    let names: Vec<String> = reader_metadata.schema().fields().iter().map(|f| f.name().clone()).collect();
     let wanted = sink.wanted();
     for column in &wanted {
         if !names.iter().any(|n| n == column) {
             return Err(sink.missing_column(column, &names));
         }
     }
-    let metadata = builder.metadata().clone();
+    let roots = names.iter().enumerate().filter(|(_, n)| wanted.contains(&n.as_str())).map(|(index, _)| index);
+    let projection = ProjectionMask::roots(reader_metadata.parquet_schema(), roots);
+    let metadata = Arc::clone(reader_metadata.metadata());
     let total = usize::try_from(metadata.file_metadata().num_rows()).unwrap_or(0);
     let size = sink.bar.length().unwrap_or(0);
     // Each row group's first row, so a shard's rows keep the whole file's numbers.
@@ -495,12 +499,10 @@ fn read_parquet_file(path: &Path, shard: Shard, sink: &mut RecordSink) -> Result
             first_row += group_rows;
             continue;
         }
-        let builder = ParquetRecordBatchReaderBuilder::try_new(open()?).with_context(not_parquet)?;
-        let roots = names.iter().enumerate().filter(|(_, n)| wanted.contains(&n.as_str())).map(|(index, _)| index);
-        let projection = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let batches = builder
+        let input = file.try_clone().with_context(|| format!("cannot read {}", path.display()))?;
+        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(input, reader_metadata.clone())
             .with_row_groups(vec![group])
-            .with_projection(projection)
+            .with_projection(projection.clone())
             .with_batch_size(sink.chunk_rows.clamp(1, 65_536))
             .build()
             .with_context(not_parquet)?;

@@ -32,8 +32,6 @@ use kiln_model::Predictor;
 #[derive(Debug, Clone, Serialize)]
 pub struct PredictReport {
     pub rows: usize,
-    /// Every shard's rows (the whole file's when unsharded).
-    pub rows_in_file: usize,
     /// The output file, or this shard's part.
     pub output: std::path::PathBuf,
     /// Reading, cleaning, tokenizing, predicting and writing.
@@ -104,13 +102,7 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
     bar.finish_and_clear();
     out.commit()?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok(PredictReport {
-        rows,
-        rows_in_file: totals.rows_in_file(),
-        output,
-        seconds,
-        rows_per_second: rows as f64 / seconds.max(1e-9),
-    })
+    Ok(PredictReport { rows, output, seconds, rows_per_second: rows as f64 / seconds.max(1e-9) })
 }
 
 fn output_schema(top_k: usize) -> Schema {
