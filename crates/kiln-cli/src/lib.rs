@@ -2,6 +2,7 @@
 //! ([`kiln_config::stage`]): what `train` and `eval` add to their run records.
 
 pub mod retrain;
+pub mod tune_link;
 
 use anyhow::Result;
 pub use kiln_config::stage::{CommonArgs, run_stage};
@@ -35,6 +36,17 @@ pub fn record_train(run: &mut Run, config: &TrainConfig, summary: &kiln_train::T
     let manifest = read_manifest::<serde::de::IgnoredAny>(&config.run_dir.join(kiln_train::SUMMARY));
     run.inputs(manifest.map(|m| m.inputs).unwrap_or_default());
     run.output(&config.output_dir);
+    run.output(&config.run_dir);
+    Ok(())
+}
+
+/// What a pruned `train` run adds to its record: its validations so far.
+pub fn record_pruned(run: &mut Run, config: &TrainConfig, step: usize, epoch: f64) -> Result<()> {
+    run.tag("pruned_at", format!("step {step}, epoch {epoch:.2}"));
+    let log = config.run_dir.join(kiln_train::METRICS);
+    for point in kiln_track::points_from_train_log(&log, kiln_track::now_ms())? {
+        run.log(point);
+    }
     run.output(&config.run_dir);
     Ok(())
 }

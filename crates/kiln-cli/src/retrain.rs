@@ -97,7 +97,7 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
             summary.best.metrics.macro_f1,
             summary.best.step
         ),
-        Outcome::Interrupted { .. } => bail!("interrupted during training; run retrain again"),
+        Outcome::Interrupted { .. } | Outcome::Pruned { .. } => bail!("interrupted during training; run retrain again"),
     }
     let metrics = kiln_infer::eval::run(&stages.eval, progress)?;
     tracing::info!("test split: accuracy {:.4}, macro-F1 {:.4}", metrics.accuracy, metrics.macro_f1);

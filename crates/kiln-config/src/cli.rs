@@ -9,9 +9,10 @@ use clap::Args;
 
 use crate::{
     Aggregation, ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, FailOn, GateConfig, HashtagMode,
-    IngestConfig, InputFormat, InvalidTags, LogText, LongSentences, Metric, MonitorConfig, NewLabelPolicy,
-    PredictConfig, ProfileConfig, RegistryConfig, RetrainConfig, ServeConfig, Split, TagScheme, TokenTypeIds,
-    TokenizeConfig, TrackConfig, TrainConfig, TrainLoss, UnicodeNormalization, UnknownLabelPolicy, WindowKind,
+    IngestConfig, InputFormat, InvalidTags, LogText, LongSentences, Metric, MonitorConfig, NewLabelPolicy, ParamSpec,
+    PredictConfig, ProfileConfig, PrunerKind, RegistryConfig, RetrainConfig, SamplerKind, ServeConfig, Split,
+    TagScheme, TokenTypeIds, TokenizeConfig, TrackConfig, TrainConfig, TrainLoss, TuneConfig, UnicodeNormalization,
+    UnknownLabelPolicy, WindowKind,
 };
 
 /// Sets each `config` field whose flag was given.
@@ -444,11 +445,22 @@ pub struct TrackArgs {
     /// MLflow experiment the runs go to, created when missing [default: kiln].
     #[arg(long, value_name = "NAME", env = "MLFLOW_EXPERIMENT_NAME")]
     pub mlflow_experiment: Option<String>,
+    /// Extra tag for the run record and MLflow, KEY=VALUE (repeat for several).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+}
+
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
 }
 
 impl TrackArgs {
     pub fn apply(self, config: &mut TrackConfig) {
         apply_overrides!(self, config, [runs_dir, mlflow_experiment], optional[mlflow_tracking_uri]);
+        config.tags.extend(self.tags);
     }
 }
 
@@ -835,6 +847,89 @@ impl RetrainArgs {
     }
 }
 
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Tune settings (config section [tune])")]
+pub struct TuneArgs {
+    /// The study's name: its folder under --output-dir [default: study].
+    #[arg(long, value_name = "NAME", env = "KILN_STUDY")]
+    pub study: Option<String>,
+    /// Where studies go, as <output-dir>/<study>/ [default: artifacts/tune].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Validation metric to optimise; loss is minimised, the others maximised [default: macro_f1].
+    #[arg(long, value_enum)]
+    pub metric: Option<Metric>,
+    /// Trials in the study, all workers together [default: 20].
+    #[arg(long, value_name = "N")]
+    pub trials: Option<usize>,
+    /// Start no new trial after this long, e.g. 2h or 30m [default: no limit].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// How each trial's settings are picked [default: tpe].
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerKind>,
+    /// TPE: random trials before it starts modelling [default: 10].
+    #[arg(long, value_name = "N")]
+    pub startup_trials: Option<usize>,
+    /// Grid: points of each continuous range [default: 3].
+    #[arg(long, value_name = "N")]
+    pub grid_points: Option<usize>,
+    /// How unpromising trials are stopped early [default: median].
+    #[arg(long, value_enum)]
+    pub pruner: Option<PrunerKind>,
+    /// Median: finished trials needed before it prunes [default: 5].
+    #[arg(long, value_name = "N")]
+    pub pruner_startup_trials: Option<usize>,
+    /// Median: epochs before a trial may be pruned [default: 0].
+    #[arg(long, value_name = "EPOCHS")]
+    pub pruner_warmup_epochs: Option<f64>,
+    /// ASHA: 1/N of the trials at a rung go on [default: 3].
+    #[arg(long, value_name = "N")]
+    pub reduction_factor: Option<usize>,
+    /// ASHA: epochs of training at the first rung [default: 1].
+    #[arg(long, value_name = "EPOCHS")]
+    pub min_resource: Option<f64>,
+    /// Seed of the sampler [default: 42].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Keep each trial's model folder and checkpoint [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub keep_models: Option<bool>,
+    /// A setting's range, KEY=SPEC with SPEC a TOML table, e.g. 'learning_rate={ log_uniform = [1e-5, 1e-4] }'
+    /// (repeat for several; replaces the config's [tune.space]) [default: the BERT fine-tuning space].
+    #[arg(long, value_name = "KEY=SPEC", value_parser = crate::parse_space_entry)]
+    pub space: Vec<(String, ParamSpec)>,
+}
+
+impl TuneArgs {
+    pub fn apply(self, config: &mut TuneConfig) {
+        apply_overrides!(
+            self,
+            config,
+            [
+                study,
+                output_dir,
+                metric,
+                trials,
+                sampler,
+                startup_trials,
+                grid_points,
+                pruner,
+                pruner_startup_trials,
+                pruner_warmup_epochs,
+                reduction_factor,
+                min_resource,
+                seed,
+                keep_models
+            ],
+            optional[timeout]
+        );
+        if !self.space.is_empty() {
+            config.space = self.space.into_iter().collect();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -871,6 +966,7 @@ mod tests {
         assert_eq!(flag_ids::<MonitorArgs>(), config_keys::<MonitorConfig>());
         assert_eq!(flag_ids::<GateArgs>(), config_keys::<GateConfig>());
         assert_eq!(flag_ids::<RetrainArgs>(), config_keys::<RetrainConfig>());
+        assert_eq!(flag_ids::<TuneArgs>(), config_keys::<TuneConfig>());
         // The one top-level key is every stage's global flag.
         let top_level: BTreeSet<String> = match serde_json::to_value(crate::PipelineConfig::default()) {
             Ok(serde_json::Value::Object(map)) => {

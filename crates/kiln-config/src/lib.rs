@@ -11,6 +11,7 @@
 pub mod cli;
 mod score;
 pub mod stage;
+mod tune;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,6 +23,7 @@ pub use kiln_core::{Metric, Split, Task};
 use serde::{Deserialize, Serialize};
 
 pub use score::{ScoreOp, ScoreRule};
+pub use tune::{ParamSpec, PrunerKind, SamplerKind, TuneConfig, parse_space_entry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -61,6 +63,7 @@ pub struct PipelineConfig {
     pub monitor: MonitorConfig,
     pub gate: GateConfig,
     pub retrain: RetrainConfig,
+    pub tune: TuneConfig,
 }
 
 impl PipelineConfig {
@@ -800,11 +803,19 @@ pub struct TrackConfig {
     pub mlflow_tracking_uri: Option<String>,
     /// The MLflow experiment the runs go to; created when missing.
     pub mlflow_experiment: String,
+    /// Extra tags for the run record (and MLflow): `tune` tags its trials with
+    /// the study and trial, and `mlflow.parentRunId` nests them under the study.
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Default for TrackConfig {
     fn default() -> Self {
-        Self { runs_dir: "artifacts/runs".into(), mlflow_tracking_uri: None, mlflow_experiment: "kiln".into() }
+        Self {
+            runs_dir: "artifacts/runs".into(),
+            mlflow_tracking_uri: None,
+            mlflow_experiment: "kiln".into(),
+            tags: BTreeMap::new(),
+        }
     }
 }
 

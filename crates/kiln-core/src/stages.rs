@@ -19,3 +19,10 @@ pub const EVAL_DONE: &str = "manifest.json";
 pub const EXPORT_DONE: &str = crate::model_folder::EXPORT_MANIFEST;
 /// The registry's index, in `[registry] dir`, rewritten by each change.
 pub const REGISTRY_DONE: &str = "registry.json";
+
+/// `train`'s resumable checkpoint: this folder of `[train] run_dir`, complete
+/// when it holds [`TRAIN_CHECKPOINT_STATE`].
+pub const TRAIN_CHECKPOINT: &str = "checkpoint";
+pub const TRAIN_CHECKPOINT_STATE: &str = "state.json";
+/// Locked by the `train` process using `[train] run_dir`, for as long as it runs.
+pub const TRAIN_RUN_LOCK: &str = "train.lock";

@@ -368,6 +368,93 @@ pub fn time_series_svg(
     root.present().map_err(plot_error)
 }
 
+/// Points of one kind on a [`scatter_svg`]: filled dots, or hollow ones
+/// (e.g. pruned trials), optionally joined as a step line (best so far).
+pub struct Scatter<'a> {
+    pub name: &'a str,
+    pub points: Vec<(f64, f64)>,
+    pub hollow: bool,
+    pub line: bool,
+}
+
+/// A scatter plot: `tune`'s optimisation history (value by trial) and each
+/// setting against the objective. `log_x` for settings searched on a log scale.
+pub fn scatter_svg(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Scatter],
+    log_x: bool,
+    path: &Path,
+) -> Result<()> {
+    let root = SVGBackend::new(path, (800, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let all = || series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.0.is_finite() && p.1.is_finite());
+    let range = |values: Vec<f64>| {
+        let (low, high) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        if !low.is_finite() {
+            (0.0, 1.0)
+        } else if high - low < 1e-12 {
+            (low - 0.5, high + 0.5)
+        } else {
+            (low - 0.05 * (high - low), high + 0.05 * (high - low))
+        }
+    };
+    let (y_low, y_high) = range(all().map(|p| p.1).collect());
+    let mut chart = ChartBuilder::on(&root);
+    chart.caption(title, ("sans-serif", 18)).margin(12).x_label_area_size(36).y_label_area_size(60);
+    if log_x {
+        let xs: Vec<f64> = all().map(|p| p.0).filter(|x| *x > 0.0).collect();
+        let (low, high) = xs.iter().fold((f64::INFINITY, 0.0f64), |(l, h), &x| (l.min(x), h.max(x)));
+        let (low, high) = if low.is_finite() { (low / 1.2, high * 1.2) } else { (1e-6, 1.0) };
+        let mut chart = chart.build_cartesian_2d((low..high).log_scale(), y_low..y_high).map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_label_formatter(&|x| format!("{x:.0e}"))
+            .draw()
+            .map_err(plot_error)?;
+        draw_scatter(&mut chart, series)?;
+    } else {
+        let (x_low, x_high) = range(all().map(|p| p.0).collect());
+        let mut chart = chart.build_cartesian_2d(x_low..x_high, y_low..y_high).map_err(plot_error)?;
+        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(plot_error)?;
+        draw_scatter(&mut chart, series)?;
+    }
+    root.present().map_err(plot_error)
+}
+
+fn draw_scatter<'a, 'b: 'a, X>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
+    series: &[Scatter],
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+{
+    for (i, s) in series.iter().enumerate() {
+        let colour = SERIES[i % SERIES.len()];
+        let style = if s.hollow { colour.stroke_width(2) } else { colour.filled() };
+        let points = s.points.clone();
+        let drawn = if s.line {
+            chart.draw_series(LineSeries::new(points, colour.stroke_width(2))).map_err(plot_error)?
+        } else {
+            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, style))).map_err(plot_error)?
+        };
+        drawn.label(s.name).legend(move |(x, y)| Circle::new((x + 8, y), 4, style));
+    }
+    if !series.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +533,20 @@ mod tests {
             assert_eq!(lines.count(), 2, "{colour}: {svg}");
         }
         assert!(svg.contains("test (50.0% past 24)"), "{svg}");
+    }
+
+    #[test]
+    fn scatter_plots_draw_a_dot_per_point_hollow_or_filled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.svg");
+        let series = [
+            Scatter { name: "complete", points: vec![(1e-5, 0.8), (3e-5, 0.9)], hollow: false, line: false },
+            Scatter { name: "pruned", points: vec![(1e-4, 0.4)], hollow: true, line: false },
+        ];
+        scatter_svg("learning_rate", "learning_rate", "macro_f1", &series, true, &path).expect("draws");
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        assert_eq!(svg.matches("<circle").count(), 3 + 2, "three points and two legend keys: {svg}");
+        assert!(svg.contains("pruned") && svg.contains("fill=\"none\""), "{svg}");
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub enum RunsCommand {
         /// Only the last N runs.
         #[arg(long, value_name = "N")]
         last: Option<usize>,
+        /// Only runs with this tag, KEY=VALUE (e.g. study=banking77 for a study's trials).
+        #[arg(long = "with-tag", value_name = "KEY=VALUE")]
+        with_tag: Option<String>,
     },
     /// A run's whole record, as JSON.
     Show {
@@ -26,18 +29,25 @@ pub enum RunsCommand {
     /// Runs side by side: the params that differ between them, and every metric.
     Compare {
         /// Run ids, or unique prefixes of them.
-        #[arg(required = true, num_args = 2..)]
+        #[arg(required_unless_present = "with_tag", num_args = 2..)]
         ids: Vec<String>,
+        /// Compare every run with this tag, KEY=VALUE: `runs compare --with-tag study=banking77`
+        /// puts a study's trials side by side.
+        #[arg(long = "with-tag", value_name = "KEY=VALUE")]
+        with_tag: Option<String>,
     },
 }
 
 /// What `runs` prints for `command` (default: `list`).
 pub fn runs(config: &PipelineConfig, command: Option<RunsCommand>) -> Result<String> {
     let dir = &config.track.runs_dir;
-    Ok(match command.unwrap_or(RunsCommand::List { stage: None, last: None }) {
-        RunsCommand::List { stage, last } => {
+    Ok(match command.unwrap_or(RunsCommand::List { stage: None, last: None, with_tag: None }) {
+        RunsCommand::List { stage, last, with_tag } => {
             let mut records = crate::list(dir)?;
             records.retain(|r| stage.as_ref().is_none_or(|s| &r.stage == s));
+            if let Some(tag) = &with_tag {
+                retain_tagged(&mut records, tag)?;
+            }
             let skip = last.map_or(0, |n| records.len().saturating_sub(n));
             if records.is_empty() {
                 tracing::info!("no runs recorded in {} yet", dir.display());
@@ -46,11 +56,26 @@ pub fn runs(config: &PipelineConfig, command: Option<RunsCommand>) -> Result<Str
             crate::table::list(&records[skip..])
         }
         RunsCommand::Show { id } => serde_json::to_string_pretty(&crate::find(dir, &id)?)? + "\n",
-        RunsCommand::Compare { ids } => {
-            let records = ids.iter().map(|id| crate::find(dir, id)).collect::<Result<Vec<_>>>()?;
+        RunsCommand::Compare { ids, with_tag } => {
+            let mut records = ids.iter().map(|id| crate::find(dir, id)).collect::<Result<Vec<_>>>()?;
+            if let Some(tag) = &with_tag {
+                let mut tagged = crate::list(dir)?;
+                retain_tagged(&mut tagged, tag)?;
+                if tagged.is_empty() {
+                    anyhow::bail!("no run in {} has the tag {tag}", dir.display());
+                }
+                records.extend(tagged.into_iter().filter(|r| !ids.iter().any(|id| r.id.starts_with(id))));
+            }
             crate::table::compare(&records)
         }
     })
+}
+
+/// Keeps the records tagged `KEY=VALUE`.
+fn retain_tagged(records: &mut Vec<crate::RunRecord>, tag: &str) -> Result<()> {
+    let (key, value) = tag.split_once('=').ok_or_else(|| anyhow::anyhow!("--with-tag '{tag}' is not KEY=VALUE"))?;
+    records.retain(|r| r.tags.get(key).is_some_and(|v| v == value));
+    Ok(())
 }
 
 #[derive(Debug, Clone, Subcommand)]

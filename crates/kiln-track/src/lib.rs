@@ -34,6 +34,8 @@ pub enum RunStatus {
     Finished,
     Failed,
     Interrupted,
+    /// Stopped early by `tune`'s pruner: a clean end, not a failure.
+    Pruned,
 }
 
 impl std::fmt::Display for RunStatus {
@@ -43,6 +45,7 @@ impl std::fmt::Display for RunStatus {
             Self::Finished => "finished",
             Self::Failed => "failed",
             Self::Interrupted => "interrupted",
+            Self::Pruned => "pruned",
         })
     }
 }
@@ -310,7 +313,8 @@ fn git_tags() -> BTreeMap<String, String> {
     ])
 }
 
-fn host() -> String {
+/// This machine's name, for records and worker ids.
+pub fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

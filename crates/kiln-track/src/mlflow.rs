@@ -103,7 +103,7 @@ impl Connection {
         let status = match record.status {
             RunStatus::Finished => "FINISHED",
             RunStatus::Failed => "FAILED",
-            RunStatus::Interrupted => "KILLED",
+            RunStatus::Interrupted | RunStatus::Pruned => "KILLED",
             RunStatus::Running => "RUNNING",
         };
         let end_time = record.ended_ms.unwrap_or_else(crate::now_ms);

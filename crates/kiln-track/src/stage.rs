@@ -25,6 +25,9 @@ pub fn run_tracked_stage(
         catch_panics(|| {
             let mut run = Run::start(&config.track.runs_dir, name, common.config.as_deref(), &config.redacted())
                 .context("cannot start the run record (config key `track.runs_dir`)")?;
+            for (key, value) in &config.track.tags {
+                run.tag(key, value.clone());
+            }
             let track = &config.track;
             let mut mlflow = track.mlflow_tracking_uri.as_deref().map(|uri| {
                 let mlflow = Mlflow::start(uri, &track.mlflow_experiment, run.record());

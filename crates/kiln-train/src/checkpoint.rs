@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::ValidationMetrics;
 
-const DIR: &str = "checkpoint";
-const STATE: &str = "state.json";
+const DIR: &str = kiln_core::stages::TRAIN_CHECKPOINT;
+const STATE: &str = kiln_core::stages::TRAIN_CHECKPOINT_STATE;
 const MODEL: &str = "model.bpk";
 const OPTIMIZER: &str = "optimizer.bpk";
 const BEST: &str = "best.bpk";
@@ -113,6 +113,19 @@ impl Checkpoint {
             let _ = std::fs::rename(&self.previous, &self.dir);
         }
         self.dir.join(STATE).is_file()
+    }
+
+    /// Deletes the checkpoint (a pruned run has nothing to resume).
+    pub fn remove(&self) -> Result<()> {
+        for dir in [&self.dir, &self.staging, &self.previous] {
+            match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot remove {}", dir.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     pub fn read_state(&self) -> Result<CheckpointState> {

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use kiln_config::Metric;
 use serde::{Deserialize, Serialize};
 
-pub use trainer::{METRICS, Outcome, SUMMARY, TrainSummary, evaluate, run, run_for};
+pub use trainer::{METRICS, Outcome, RUN_LOCK, SUMMARY, TrainSummary, evaluate, run, run_for};
 
 /// Validation figures, taken during training.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -40,10 +40,29 @@ impl ValidationMetrics {
 /// How a caller stops a run: Ctrl-C sets `interrupt`; `interrupt_after_step`
 /// stops as if interrupted once that many steps are done (time-boxed runs, tests).
 /// Either way the run checkpoints and returns [`Outcome::Interrupted`].
+/// A `referee` (`tune`'s pruner) hears every validation and may end the run as
+/// [`Outcome::Pruned`].
 #[derive(Debug, Clone, Default)]
 pub struct Control {
     pub interrupt: Arc<AtomicBool>,
     pub interrupt_after_step: Option<usize>,
+    pub referee: Option<Arc<dyn Referee>>,
+}
+
+/// What a [`Referee`] says after a validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    /// Not worth finishing: end now, cleanly, without a model.
+    Prune,
+    /// The referee is gone (its process died): checkpoint and stop, as Ctrl-C does.
+    Interrupt,
+}
+
+/// Judges a run by its validations as they come (`tune`'s pruning).
+pub trait Referee: Send + Sync + std::fmt::Debug {
+    /// Called after each validation, at optimizer `step`, `epoch` epochs into training.
+    fn judge(&self, step: usize, epoch: f64, metrics: &ValidationMetrics) -> Verdict;
 }
 
 impl Control {

@@ -20,9 +20,12 @@ use crate::checkpoint::{Best, Checkpoint, CheckpointState, Fingerprint, Position
 use crate::metrics_log::MetricsLog;
 use crate::schedule::LinearSchedule;
 use crate::task::{Encoded, PAD_ID, Sequence, Tokens, TrainTask};
-use crate::{Control, ValidationMetrics, inputs, model_folder};
+use crate::{Control, ValidationMetrics, Verdict, inputs, model_folder};
 pub const SUMMARY: &str = kiln_core::stages::TRAIN_DONE;
 pub const METRICS: &str = "metrics.jsonl";
+/// Held (an exclusive file lock) by the `train` process using a run folder, so
+/// two runs never write one folder, and `tune` can wait for a dead worker's trial.
+pub const RUN_LOCK: &str = kiln_core::stages::TRAIN_RUN_LOCK;
 
 pub enum Outcome {
     Finished(Box<TrainSummary>),
@@ -30,6 +33,12 @@ pub enum Outcome {
     Interrupted {
         step: usize,
         checkpoint: PathBuf,
+    },
+    /// Ended by the [`crate::Referee`] after the validation at `step`; the run
+    /// folder keeps its metrics log, and no model is written.
+    Pruned {
+        step: usize,
+        epoch: f64,
     },
 }
 
@@ -99,8 +108,20 @@ fn run_task<T: TrainTask>(config: &TrainConfig, task: Task, progress: &Progress,
             }
             let run_done = step >= session.total_steps;
             let scheduled_eval = config.eval_every_steps > 0 && step.is_multiple_of(config.eval_every_steps);
+            let mut verdict = Verdict::Continue;
             if epoch_done || run_done || scheduled_eval {
-                bar.suspend(|| session.validate(epoch_progress))?;
+                let metrics = bar.suspend(|| session.validate(epoch_progress))?;
+                if let Some(referee) = &control.referee {
+                    verdict = referee.judge(step, epoch_progress, &metrics);
+                }
+            }
+            if verdict == Verdict::Prune && !run_done {
+                bar.abandon();
+                tracing::info!("pruned after the validation at step {step} (epoch {epoch_progress:.2})");
+                return session.finish_pruned(step, epoch_progress);
+            }
+            if verdict == Verdict::Interrupt {
+                control.interrupt.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             if epoch_done {
                 session.end_epoch()?;
@@ -129,6 +150,8 @@ fn run_task<T: TrainTask>(config: &TrainConfig, task: Task, progress: &Progress,
 
 /// A training run in progress: what [`run`]'s loop drives step by step.
 struct Session<'a, T: TrainTask> {
+    /// Held while the run lasts; the kernel lets go when the process ends, however it ends.
+    _run_lock: std::fs::File,
     config: &'a TrainConfig,
     task: Task,
     inputs: inputs::TrainInputs<T::Example>,
@@ -189,6 +212,7 @@ impl<'a, T: TrainTask> Session<'a, T> {
         let staged = StagedOutput::new(&config.output_dir)?;
         std::fs::create_dir_all(&config.run_dir)
             .with_context(|| format!("cannot create run folder {}", config.run_dir.display()))?;
+        let run_lock = lock_run_dir(&config.run_dir)?;
 
         let resolved = spec.resolve();
         let plain = resolved.device();
@@ -243,6 +267,7 @@ impl<'a, T: TrainTask> Session<'a, T> {
         );
         let stopped_early = state.finished && state.position.step < total_steps;
         Ok(Self {
+            _run_lock: run_lock,
             config,
             task,
             inputs,
@@ -340,7 +365,7 @@ impl<'a, T: TrainTask> Session<'a, T> {
 
     /// Scores the model on the validation split, keeps it when it is the best
     /// so far, and decides on early stopping.
-    fn validate(&mut self, epoch: f64) -> Result<()> {
+    fn validate(&mut self, epoch: f64) -> Result<ValidationMetrics> {
         let config = self.config;
         let step = self.state.position.step;
         let model = self.model()?.valid();
@@ -375,7 +400,7 @@ impl<'a, T: TrainTask> Session<'a, T> {
             self.stopped_early = true;
             tracing::info!("stopping early: no better validation {} in {} evaluations", config.metric, config.patience);
         }
-        Ok(())
+        Ok(metrics)
     }
 
     /// Logs the finished epoch's mean loss and moves to the next epoch.
@@ -402,6 +427,16 @@ impl<'a, T: TrainTask> Session<'a, T> {
         self.checkpoint.save(&self.state, self.model()?, &self.optimizer, best)?;
         self.best_dirty = false;
         Ok(())
+    }
+
+    /// Ends a pruned run: its metrics log is committed as `metrics.jsonl`; the
+    /// staged model folder is dropped and the checkpoint removed (nothing resumes it).
+    fn finish_pruned(self, step: usize, epoch: f64) -> Result<Outcome> {
+        let log = self.log.path();
+        let lines = std::fs::read(log).with_context(|| format!("cannot read {}", log.display()))?;
+        kiln_core::output::write_file_atomically(&self.config.run_dir.join(METRICS), &lines)?;
+        self.checkpoint.remove()?;
+        Ok(Outcome::Pruned { step, epoch })
     }
 
     /// Writes the best model's folder, then the run's metrics log and summary (last).
@@ -436,6 +471,25 @@ impl<'a, T: TrainTask> Session<'a, T> {
         manifest.outputs = run_outputs.hashes()?;
         run_outputs.commit(SUMMARY, &manifest)?;
         Ok(Outcome::Finished(Box::new(summary)))
+    }
+}
+
+/// Takes the run folder's lock, or says which folder another `train` is using.
+fn lock_run_dir(run_dir: &Path) -> Result<std::fs::File> {
+    let path = run_dir.join(RUN_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another train process is using the run folder {} (config key `train.run_dir`); give this run its own",
+            run_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
 }
 

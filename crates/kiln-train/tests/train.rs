@@ -120,7 +120,7 @@ fn run(config: &TrainConfig, control: &Control) -> anyhow::Result<Outcome> {
 fn train(config: &TrainConfig) -> Box<TrainSummary> {
     match run(config, &Control::default()).expect("trains") {
         Outcome::Finished(summary) => summary,
-        Outcome::Interrupted { .. } => panic!("nothing interrupted this run"),
+        Outcome::Interrupted { .. } | Outcome::Pruned { .. } => panic!("nothing interrupted this run"),
     }
 }
 
@@ -228,7 +228,7 @@ fn same_seed_same_metrics_and_resume_matches_an_uninterrupted_run() {
     let control = Control { interrupt_after_step: Some(4), ..Control::default() };
     match run(&parts, &control).expect("runs") {
         Outcome::Interrupted { step, .. } => assert_eq!(step, 4),
-        Outcome::Finished(_) => panic!("the run should stop after step 4"),
+        Outcome::Finished(_) | Outcome::Pruned { .. } => panic!("the run should stop after step 4"),
     }
     assert!(!parts.output_dir.join("model.safetensors").exists(), "an interrupted run writes no model");
     parts.resume = true;
@@ -243,6 +243,69 @@ fn same_seed_same_metrics_and_resume_matches_an_uninterrupted_run() {
         metric_records(&config.run_dir).into_iter().filter(|r| r["kind"] != "train").collect()
     };
     assert_eq!(evals(&whole), evals(&parts), "validation and epoch records match too");
+}
+
+/// A referee that answers each validation in turn, and remembers what it heard.
+#[derive(Debug)]
+struct Scripted {
+    verdicts: std::sync::Mutex<Vec<kiln_train::Verdict>>,
+    heard: std::sync::Mutex<Vec<(usize, f64)>>,
+}
+
+impl kiln_train::Referee for Scripted {
+    fn judge(&self, step: usize, epoch: f64, _: &kiln_train::ValidationMetrics) -> kiln_train::Verdict {
+        self.heard.lock().expect("lock").push((step, epoch));
+        self.verdicts.lock().expect("lock").pop().unwrap_or(kiln_train::Verdict::Continue)
+    }
+}
+
+/// `tune`'s pruning: the referee hears every validation (step and epochs
+/// trained) and a `Prune` ends the run there, cleanly: its metrics log is
+/// committed, no model folder is written and no checkpoint is left. An
+/// `Interrupt` (tune is gone) checkpoints and stops, to be resumed.
+#[test]
+fn a_referee_prunes_or_interrupts_a_run_after_a_validation() {
+    use kiln_train::Verdict::{Continue, Interrupt, Prune};
+    let fixture = Fixture::new();
+    let config = TrainConfig { epochs: 3, eval_every_steps: 2, ..fixture.config("pruned") };
+    let referee = std::sync::Arc::new(Scripted {
+        verdicts: std::sync::Mutex::new(vec![Prune, Continue]),
+        heard: std::sync::Mutex::new(Vec::new()),
+    });
+    let control = Control { referee: Some(referee.clone()), ..Control::default() };
+    match run(&config, &control).expect("runs") {
+        Outcome::Pruned { step, .. } => assert_eq!(step, 4, "pruned at the second validation"),
+        _ => panic!("the referee pruned this run"),
+    }
+    assert_eq!(referee.heard.lock().expect("lock").iter().map(|h| h.0).collect::<Vec<_>>(), [2, 4]);
+    assert!(!config.output_dir.join("model.safetensors").exists(), "a pruned run writes no model");
+    assert!(!config.run_dir.join("checkpoint").exists(), "nor keeps a checkpoint");
+    let evals = metric_records(&config.run_dir).into_iter().filter(|r| r["kind"] == "eval").count();
+    assert_eq!(evals, 2, "its validations are in metrics.jsonl");
+
+    let config = TrainConfig { run_dir: fixture.path("gone/run"), output_dir: fixture.path("gone/model"), ..config };
+    let referee =
+        std::sync::Arc::new(Scripted { verdicts: std::sync::Mutex::new(vec![Interrupt]), heard: Default::default() });
+    let control = Control { referee: Some(referee), ..Control::default() };
+    match run(&config, &control).expect("runs") {
+        Outcome::Interrupted { step, .. } => assert_eq!(step, 2),
+        _ => panic!("the referee is gone: the run checkpoints and stops"),
+    }
+    assert!(config.run_dir.join("checkpoint/state.json").is_file());
+}
+
+/// One run folder, one `train`: a second run on a folder in use is refused.
+#[test]
+fn a_run_folder_in_use_is_refused() {
+    let fixture = Fixture::new();
+    let config = fixture.config("busy");
+    std::fs::create_dir_all(&config.run_dir).expect("run dir");
+    let held = std::fs::File::create(config.run_dir.join(kiln_train::RUN_LOCK)).expect("lock file");
+    held.lock().expect("lock");
+    let message = train_error(&config);
+    assert!(message.contains("another train process") && message.contains("busy"), "{message}");
+    drop(held);
+    train(&config);
 }
 
 /// With a learning rate too small to move anything, accuracy never improves on
@@ -416,7 +479,7 @@ fn a_tagger_learns_and_writes_a_token_classification_folder() {
         let _turn = exclusive();
         match kiln_train::run_for(&config, Task::TokenClassification, &quiet, &Control::default()).expect("trains") {
             Outcome::Finished(summary) => summary,
-            Outcome::Interrupted { .. } => panic!("nothing interrupted this run"),
+            Outcome::Interrupted { .. } | Outcome::Pruned { .. } => panic!("nothing interrupted this run"),
         }
     };
     let best = &summary.best.metrics;

@@ -29,8 +29,11 @@ const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     let Cli { common, settings, track } = Cli::parse();
-    let control = Control::default();
+    let mut control = Control::default();
     let flag = control.interrupt.clone();
+    if let Some(link) = kiln_cli::tune_link::TuneLink::from_env(control.interrupt.clone()) {
+        control.referee = Some(link);
+    }
     // First Ctrl-C (or SIGTERM): finish the step, checkpoint, exit. Second: exit now.
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
@@ -74,6 +77,11 @@ fn main() -> ExitCode {
                     summary.output_dir.display()
                 );
                 Ok(RunStatus::Finished)
+            }
+            Outcome::Pruned { step, epoch } => {
+                kiln_cli::record_pruned(run, &config.train, step, epoch)?;
+                tracing::info!("pruned by tune after step {step} (epoch {epoch:.2}); no model was written");
+                Ok(RunStatus::Pruned)
             }
             Outcome::Interrupted { step, checkpoint } => {
                 interrupted.set(true);
