@@ -26,12 +26,12 @@ DVC := .venv-tools/.kiln-installed
 # (idempotent: a check when present); a missing one fails its test, never
 # skips it, except podman/buildah/Prometheus where apt cannot install them
 # (not root): those tests are counted as skipped.
-TEST_TOOLS := browser dvc mlflow reference schemathesis containers prometheus deploy
+TEST_TOOLS := browser dvc mlflow reference schemathesis containers prometheus deploy optuna
 # Tests that read ../shared/data (only kiln's own checkouts have it) are
 # #[ignore]d, so a clone without it counts them as skipped; here they run.
 SHARED_TESTS := $(if $(wildcard ../shared/data/banking77),--include-ignored,)
 
-.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve image serve monitor gate retrain drift-demo fixtures
+.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve bench-tune tune image serve monitor gate retrain drift-demo fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -89,6 +89,12 @@ bench-predict: $(SETUP) build ## predict rows/s on 1M BANKING77 queries vs HF pi
 
 bench-shards: $(SETUP) build ## Sharded batch prediction (N processes + merge) vs one process on the same input (ARGS="--shards N --rows R")
 	BIN=$(BIN) scripts/bench_shards.sh $(ARGS)
+
+bench-tune: ## kiln's TPE and random samplers vs Optuna 5's on Branin and Hartmann-6 (installs .venv-optuna)
+	scripts/bench_tune.sh $(ARGS)
+
+tune: $(SETUP) build ## Hyper-parameter search on $(CONFIG) ([tune]); resumable; outputs in its tune.output_dir (ARGS="--trials N")
+	$(BIN)/tune --config $(CONFIG) $(STAGE_FLAGS) $(ARGS)
 
 bench-serve: $(SETUP) build ## serve req/s and latency at concurrency 1-64 vs FastAPI + transformers (ARGS="--duration S")
 	BIN=$(BIN) scripts/bench_serve.sh $(ARGS)

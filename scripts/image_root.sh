@@ -14,7 +14,7 @@ OUT="${1:-$ROOT/.cache/image-root}"
 BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
 LIBTORCH_LIB="$(readlink -f "$ROOT/.libtorch/lib")"
 # Every binary a user runs in the image: the pipeline's stages, serving and the loop.
-STAGES=(ingest clean profile tokenize train eval export predict serve registry runs monitor gate retrain)
+STAGES=(ingest clean profile tokenize train eval export predict serve registry runs monitor gate retrain tune)
 
 die() { printf 'image_root: error: %s\n' "$*" >&2; exit 1; }
 [[ -d "$LIBTORCH_LIB" ]] || die "no .libtorch/lib: run make setup first"

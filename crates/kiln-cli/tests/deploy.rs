@@ -98,7 +98,8 @@ fn the_kubernetes_manifests_render_and_pass_the_schemas() {
         std::fs::write(&path, succeeded(&format!("kustomize build of the {overlay} overlay"), output)).expect("write");
         rendered.push(path);
     }
-    let jobs = ["predict-shards.yaml", "predict-merge.yaml"].map(|name| repo.join("deploy/k8s/jobs").join(name));
+    let jobs = ["predict-shards.yaml", "predict-merge.yaml", "tune-workers.yaml", "tune-report.yaml"]
+        .map(|name| repo.join("deploy/k8s/jobs").join(name));
     let output = deploy_tool("kubernetes-validate")
         .args(["--strict", "--kubernetes-version", "1.37.0"])
         .args(&rendered)
@@ -109,7 +110,7 @@ fn the_kubernetes_manifests_render_and_pass_the_schemas() {
     let passed = report.lines().filter(|line| line.contains(" passed for resource ")).count();
     let warnings: Vec<&str> = report.lines().filter(|line| !line.contains(" passed for resource ")).collect();
     assert!(warnings.iter().all(|line| line.contains("PodMonitor")), "only the CRD lacks a schema: {warnings:?}");
-    assert_eq!(passed, 2 * 9 + 2, "nine objects per overlay and two Jobs validated:\n{report}");
+    assert_eq!(passed, 2 * 9 + 4, "nine objects per overlay and four Jobs validated:\n{report}");
 
     let kinds = |path: &Path| -> BTreeSet<String> {
         yaml_documents(path).iter().map(|d| d["kind"].as_str().expect("kind").to_owned()).collect()
@@ -154,6 +155,18 @@ fn the_kubernetes_manifests_render_and_pass_the_schemas() {
             .expect("args")
             .contains(&json!(format!("--shard-count={}", count["value"].as_str().expect("count"))))
     );
+    // The tune workers share one study on the volume; the report reads the same one.
+    let args = |doc: &Value| -> Vec<String> {
+        let container = &doc["spec"]["template"]["spec"]["containers"][0];
+        container["args"].as_array().expect("args").iter().map(|a| a.as_str().expect("arg").to_owned()).collect()
+    };
+    let (workers, report) = (&yaml_documents(&jobs[2])[0], &yaml_documents(&jobs[3])[0]);
+    assert_eq!(workers["spec"]["completionMode"], "Indexed");
+    assert!(args(workers).contains(&"--worker".to_owned()) && args(report).contains(&"--report".to_owned()));
+    let shared = |args: Vec<String>| {
+        args.into_iter().filter(|a| !a.starts_with("--worker") && !a.starts_with("--report")).collect::<Vec<_>>()
+    };
+    assert_eq!(shared(args(workers)), shared(args(report)), "the same study");
 }
 
 /// The workflow passes actionlint, and CI and `.ci/run` both run the README's test command.

@@ -345,6 +345,25 @@ fn dvc_deps_name_every_crate_a_stage_binary_is_built_from() {
     }
 }
 
+/// The same for `tune`'s stage (experiments/tune/dvc.yaml): tune's crates,
+/// and train's, which runs every trial.
+#[test]
+fn the_tune_dvc_stage_names_the_crates_of_tune_and_train() {
+    let text = std::fs::read_to_string(repo().join("experiments/tune/dvc.yaml")).expect("experiments/tune/dvc.yaml");
+    let deps: BTreeSet<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("- crates/")).collect();
+    let mut named = crates_named_in("crates/kiln-tune/src/bin/tune.rs");
+    named.extend(crates_named_in("crates/kiln-cli/src/bin/train.rs"));
+    named.extend(crates_named_in("crates/kiln-cli/src/lib.rs"));
+    named.extend(crates_named_in("crates/kiln-cli/src/tune_link.rs"));
+    named.remove("kiln-cli");
+    let mut wanted: BTreeSet<String> =
+        named.iter().flat_map(|c| internal_closure(c)).map(|c| format!("{c}/src")).collect();
+    wanted.extend(["kiln-tune/src/bin/tune.rs", "kiln-cli/src/bin/train.rs", "kiln-cli/src/lib.rs"].map(String::from));
+    wanted.insert("kiln-cli/src/tune_link.rs".into());
+    let missing: Vec<&String> = wanted.iter().filter(|w| !deps.contains(w.as_str())).collect();
+    assert!(missing.is_empty(), "experiments/tune/dvc.yaml misses deps {missing:?} (it has {deps:?})");
+}
+
 #[test]
 fn configs_never_share_an_output_folder() {
     let mut seen = BTreeSet::new();
@@ -378,6 +397,7 @@ fn configs_never_share_an_output_folder() {
             ("monitor", "output_dir"),
             ("gate", "output_dir"),
             ("retrain", "output_dir"),
+            ("tune", "output_dir"),
         ] {
             let dir = resolved[section][key].as_str().expect("a path").to_owned();
             assert!(seen.insert(dir.clone()), "{}: [{section}] {key} = {dir} is another config's too", path.display());

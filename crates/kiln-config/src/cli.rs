@@ -293,6 +293,9 @@ pub struct TrainArgs {
     /// Stop after N optimizer steps, 0 = run all epochs [default: 0].
     #[arg(long, value_name = "N")]
     pub max_steps: Option<usize>,
+    /// Train on this seeded, stratified share of the training split [default: 1].
+    #[arg(long, value_name = "FRACTION")]
+    pub data_fraction: Option<f64>,
     /// Examples per batch [default: 32].
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
@@ -349,7 +352,7 @@ pub struct TrainArgs {
 impl TrainArgs {
     pub fn apply(self, config: &mut TrainConfig) {
         apply_overrides!(self, config,
-            [input_dir, model_dir, output_dir, run_dir, device, threads, seed, epochs, max_steps, batch_size,
+            [input_dir, model_dir, output_dir, run_dir, device, threads, seed, epochs, max_steps, data_fraction, batch_size,
              gradient_accumulation, learning_rate, warmup_ratio, weight_decay, adam_epsilon, max_grad_norm,
              class_weights, loss, focal_gamma, eval_every_steps, checkpoint_every_steps, log_every_steps,
              eval_batch_size, metric, patience, resume],
@@ -895,6 +898,9 @@ pub struct TuneArgs {
     /// Keep each trial's model folder and checkpoint [default: false].
     #[arg(long, value_name = "BOOL")]
     pub keep_models: Option<bool>,
+    /// Each trial trains on this stratified share of the training data [default: 1].
+    #[arg(long, value_name = "FRACTION")]
+    pub data_fraction: Option<f64>,
     /// A setting's range, KEY=SPEC with SPEC a TOML table, e.g. 'learning_rate={ log_uniform = [1e-5, 1e-4] }'
     /// (repeat for several; replaces the config's [tune.space]) [default: the BERT fine-tuning space].
     #[arg(long, value_name = "KEY=SPEC", value_parser = crate::parse_space_entry)]

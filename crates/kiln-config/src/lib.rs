@@ -620,6 +620,9 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Stop after this many optimizer steps (0: run all epochs).
     pub max_steps: usize,
+    /// Train on this seeded, stratified share of the training split (the
+    /// validation split stays whole); `tune` trials use it for a cheaper search.
+    pub data_fraction: f64,
     /// Examples per forward/backward pass.
     pub batch_size: usize,
     /// Batches whose gradients add up to one optimizer step (effective batch = batch_size x this).
@@ -665,6 +668,7 @@ impl Default for TrainConfig {
             seed: 42,
             epochs: 3,
             max_steps: 0,
+            data_fraction: 1.0,
             batch_size: 32,
             gradient_accumulation: 1,
             learning_rate: 5e-5,
@@ -703,6 +707,12 @@ impl TrainConfig {
             return Err(ConfigError::invalid(
                 "train.learning_rate",
                 format!("must be positive, got {}", self.learning_rate),
+            ));
+        }
+        if !(self.data_fraction > 0.0 && self.data_fraction <= 1.0) {
+            return Err(ConfigError::invalid(
+                "train.data_fraction",
+                format!("must be in (0, 1], got {}", self.data_fraction),
             ));
         }
         if !(self.focal_gamma.is_finite() && self.focal_gamma >= 0.0) {
@@ -1550,6 +1560,7 @@ mod tests {
             config.monitor.validate().expect(name);
             config.gate.validate().expect(name);
             config.retrain.validate().expect(name);
+            config.tune.validate().expect(name);
         }
     }
 

@@ -107,8 +107,9 @@ pub fn run_stage_uncaught(
 
 /// The stages that handle token classification so far; the others refuse it
 /// up front rather than misread tagged data as texts.
-pub const TOKEN_CLASSIFICATION_STAGES: &[&str] =
-    &["ingest", "clean", "profile", "tokenize", "train", "eval", "export", "predict", "serve", "registry", "runs"];
+pub const TOKEN_CLASSIFICATION_STAGES: &[&str] = &[
+    "ingest", "clean", "profile", "tokenize", "train", "eval", "export", "predict", "serve", "registry", "runs", "tune",
+];
 
 fn check_task(stage: &str, task: kiln_core::Task) -> Result<()> {
     if task == kiln_core::Task::TokenClassification && !TOKEN_CLASSIFICATION_STAGES.contains(&stage) {

@@ -116,6 +116,9 @@ pub struct TuneConfig {
     pub seed: u64,
     /// Keep each trial's model folder and checkpoint (by default only the run files stay).
     pub keep_models: bool,
+    /// Each trial trains on this stratified share of the training split (its
+    /// `train.data_fraction`), a cheaper search; best.toml keeps `[train]`'s own.
+    pub data_fraction: f64,
     /// Setting name (a `[train]` key, or `max_length` for `[tokenize]`) to its
     /// range; empty: learning rate, batch size, epochs, warm-up and weight decay
     /// over the usual BERT fine-tuning ranges.
@@ -140,6 +143,7 @@ impl Default for TuneConfig {
             min_resource: 1.0,
             seed: 42,
             keep_models: false,
+            data_fraction: 1.0,
             space: BTreeMap::new(),
         }
     }
@@ -166,6 +170,9 @@ impl TuneConfig {
         }
         if !(self.min_resource.is_finite() && self.min_resource > 0.0) {
             return Err(ConfigError::invalid("tune.min_resource", "must be a positive number of epochs"));
+        }
+        if !(self.data_fraction > 0.0 && self.data_fraction <= 1.0) {
+            return Err(ConfigError::invalid("tune.data_fraction", "must be in (0, 1]"));
         }
         if !(self.pruner_warmup_epochs.is_finite() && self.pruner_warmup_epochs >= 0.0) {
             return Err(ConfigError::invalid("tune.pruner_warmup_epochs", "must be 0 or more"));

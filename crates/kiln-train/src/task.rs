@@ -74,6 +74,8 @@ pub trait TrainTask {
     ) -> ValidationMetrics;
     /// Class weights of the loss (`class_weights = "inverse_frequency"`).
     fn class_weights(mode: ClassWeights, train: &[Self::Example], classes: usize) -> Option<Vec<f32>>;
+    /// The group a subsample keeps its share of (`train.data_fraction`): the label, or one group for tagged sentences.
+    fn stratum(example: &Self::Example) -> u32;
 }
 
 fn focal_gamma(config: &TrainConfig) -> f32 {
@@ -108,6 +110,10 @@ pub struct Sequence;
 
 impl TrainTask for Sequence {
     type Example = Example;
+
+    fn stratum(example: &Example) -> u32 {
+        example.label_id
+    }
     type Model = BertClassifier;
 
     fn read(path: &Path, labels: &LabelMap, labels_path: &Path) -> Result<Vec<Example>> {
@@ -168,6 +174,10 @@ pub struct Tokens;
 
 impl TrainTask for Tokens {
     type Example = TaggedExample;
+
+    fn stratum(_: &TaggedExample) -> u32 {
+        0
+    }
     type Model = BertTokenClassifier;
 
     fn read(path: &Path, labels: &LabelMap, _labels_path: &Path) -> Result<Vec<TaggedExample>> {

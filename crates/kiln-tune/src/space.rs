@@ -15,8 +15,8 @@ pub const MAX_LENGTH: &str = "max_length";
 
 /// `[train]` keys that are not hyper-parameters: where things are, how the
 /// process runs, and what `tune` itself sets.
-const NOT_TUNABLE: [&str; 8] =
-    ["input_dir", "model_dir", "output_dir", "run_dir", "device", "threads", "resume", "metric"];
+const NOT_TUNABLE: [&str; 9] =
+    ["input_dir", "model_dir", "output_dir", "run_dir", "device", "threads", "resume", "metric", "data_fraction"];
 
 /// A setting's range, in the form the samplers work on.
 #[derive(Debug, Clone, PartialEq)]
@@ -287,6 +287,15 @@ mod tests {
         let names: Vec<&str> = space.names().collect();
         assert_eq!(names, ["batch_size", "epochs", "learning_rate", "warmup_ratio", "weight_decay"]);
         assert_eq!(space.params[2].domain, Domain::Float { low: 1e-5, high: 1e-4, log: true });
+    }
+
+    #[test]
+    fn the_shipped_configs_spaces_are_valid() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for name in ["default.toml", "banking77.toml", "wnut17.toml"] {
+            let config = PipelineConfig::load(Some(&root.join(name))).expect(name);
+            Space::from_config(&config).expect(name);
+        }
     }
 
     #[test]

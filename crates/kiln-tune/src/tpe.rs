@@ -38,121 +38,145 @@ pub fn weights(n: usize) -> Vec<f64> {
 
 const PRIOR_WEIGHT: f64 = 1.0;
 
-/// A mixture of normals truncated to [low, high].
+/// One setting's range as the estimator sees it: an interval of reals, or a
+/// number of choices.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Dim {
+    Interval { low: f64, high: f64 },
+    Choices(usize),
+}
+
+/// One setting's kernels: one per observation, then the prior's.
 #[derive(Debug, Clone)]
-pub struct Numeric {
-    mus: Vec<f64>,
-    sigmas: Vec<f64>,
-    /// Normalised component weights.
-    weights: Vec<f64>,
-    low: f64,
-    high: f64,
+enum Kernels {
+    /// Normals truncated to [low, high].
+    Numeric { mus: Vec<f64>, sigmas: Vec<f64>, low: f64, high: f64 },
+    /// A distribution over the choices per kernel.
+    Categorical { rows: Vec<Vec<f64>> },
 }
 
 fn phi(z: f64) -> f64 {
     0.5 * (1.0 + erf(z / std::f64::consts::SQRT_2))
 }
 
-impl Numeric {
-    /// One kernel per observation (in trial order), each as wide as the gap to
-    /// its neighbours, plus the prior: a normal over the whole range.
-    pub fn new(observations: &[f64], low: f64, high: f64) -> Self {
+impl Kernels {
+    /// Optuna's numerical kernels: each observation's as wide as the larger
+    /// gap to its neighbours (the range's ends count as neighbours, except
+    /// that the outermost kernels look inwards only), clipped to between the
+    /// range over the kernel count and the whole range; then the prior, a
+    /// normal over the whole range.
+    fn numeric(observations: &[f64], low: f64, high: f64) -> Self {
         let width = high - low;
-        let prior_mu = 0.5 * (low + high);
-        let mut sigmas = if observations.is_empty() {
-            Vec::new()
-        } else {
-            let mut with_prior: Vec<(f64, usize)> =
-                observations.iter().copied().chain([prior_mu]).enumerate().map(|(i, x)| (x, i)).collect();
-            with_prior.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let mut points = vec![low];
-            points.extend(with_prior.iter().map(|p| p.0));
-            points.push(high);
-            let mut sorted_sigmas: Vec<f64> =
-                (1..points.len() - 1).map(|i| (points[i] - points[i - 1]).max(points[i + 1] - points[i])).collect();
-            // consider_endpoints = False: the outermost kernels look inwards only.
-            if points.len() >= 4 {
-                let last = sorted_sigmas.len() - 1;
-                sorted_sigmas[0] = points[2] - points[1];
-                sorted_sigmas[last] = points[points.len() - 2] - points[points.len() - 3];
-            }
-            let mut sigmas = vec![0.0; with_prior.len()];
-            for (sorted, &(_, original)) in with_prior.iter().enumerate() {
-                sigmas[original] = sorted_sigmas[sorted];
-            }
-            sigmas.truncate(observations.len());
-            sigmas
-        };
-        // The magic clip: no kernel narrower than the range over the kernel count.
-        let kernels = observations.len() + 1;
-        let min_sigma = width / (1.0 + kernels as f64).min(100.0);
-        for sigma in &mut sigmas {
-            *sigma = sigma.clamp(min_sigma, width);
+        let mut order: Vec<usize> = (0..observations.len()).collect();
+        order.sort_by(|&a, &b| observations[a].total_cmp(&observations[b]));
+        let mut points = vec![low];
+        points.extend(order.iter().map(|&i| observations[i]));
+        points.push(high);
+        let mut sorted_sigmas: Vec<f64> =
+            (1..points.len() - 1).map(|i| (points[i] - points[i - 1]).max(points[i + 1] - points[i])).collect();
+        if points.len() >= 4 {
+            let last = sorted_sigmas.len() - 1;
+            sorted_sigmas[0] = points[2] - points[1];
+            sorted_sigmas[last] = points[points.len() - 2] - points[points.len() - 3];
+        }
+        let min_sigma = width / (1.0 + (observations.len() + 1) as f64).min(100.0);
+        let mut sigmas = vec![0.0; observations.len()];
+        for (rank, &i) in order.iter().enumerate() {
+            sigmas[i] = sorted_sigmas[rank].clamp(min_sigma, width);
         }
         let mut mus = observations.to_vec();
-        mus.push(prior_mu);
+        mus.push(0.5 * (low + high));
         sigmas.push(width);
+        Self::Numeric { mus, sigmas, low, high }
+    }
+
+    /// Each observation's kernel puts 1 on its choice and the prior's share
+    /// on every choice; the prior's kernel is uniform.
+    fn categorical(observations: &[usize], choices: usize) -> Self {
+        let kernels = observations.len() + 1;
+        let smoothing = PRIOR_WEIGHT / kernels as f64;
+        let mut rows: Vec<Vec<f64>> = observations
+            .iter()
+            .map(|&observed| {
+                let total = smoothing * choices as f64 + 1.0;
+                (0..choices).map(|c| (smoothing + if c == observed { 1.0 } else { 0.0 }) / total).collect()
+            })
+            .collect();
+        rows.push(vec![1.0 / choices as f64; choices]);
+        Self::Categorical { rows }
+    }
+
+    fn sample(&self, kernel: usize, rng: &mut impl Rng) -> f64 {
+        match self {
+            Self::Numeric { mus, sigmas, low, high } => {
+                let (mu, sigma) = (mus[kernel], sigmas[kernel]);
+                let a = phi((low - mu) / sigma);
+                let b = phi((high - mu) / sigma);
+                let u = a + (b - a) * rng.random::<f64>();
+                let z = std::f64::consts::SQRT_2 * erf_inv((2.0 * u - 1.0).clamp(-1.0 + 1e-16, 1.0 - 1e-16));
+                (mu + sigma * z).clamp(*low, *high)
+            }
+            Self::Categorical { rows } => pick(&rows[kernel], rng) as f64,
+        }
+    }
+
+    fn log_pdf(&self, kernel: usize, x: f64) -> f64 {
+        match self {
+            Self::Numeric { mus, sigmas, low, high } => {
+                let (mu, sigma) = (mus[kernel], sigmas[kernel]);
+                let z = (x - mu) / sigma;
+                let mass = (phi((high - mu) / sigma) - phi((low - mu) / sigma)).max(1e-300);
+                -0.5 * z * z - sigma.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln() - mass.ln()
+            }
+            Self::Categorical { rows } => rows[kernel][(x as usize).min(rows[kernel].len() - 1)].max(1e-300).ln(),
+        }
+    }
+}
+
+/// Optuna's (multivariate, the default since Optuna 4) Parzen estimator: a
+/// mixture with one component per observation plus the prior, each component
+/// a product of one kernel per setting, so settings that work together are
+/// drawn together.
+#[derive(Debug, Clone)]
+pub struct Mixture {
+    /// Normalised component weights (observations in trial order, then the prior).
+    weights: Vec<f64>,
+    dims: Vec<Kernels>,
+}
+
+impl Mixture {
+    /// `observations[i][d]`: observation i's value of setting d (choices as indices).
+    pub fn new(observations: &[Vec<f64>], dims: &[Dim]) -> Self {
         let mut weights = weights(observations.len());
         weights.push(PRIOR_WEIGHT);
         let total: f64 = weights.iter().sum();
         weights.iter_mut().for_each(|w| *w /= total);
-        Self { mus, sigmas, weights, low, high }
+        let dims = dims
+            .iter()
+            .enumerate()
+            .map(|(d, dim)| match *dim {
+                Dim::Interval { low, high } => {
+                    Kernels::numeric(&observations.iter().map(|o| o[d]).collect::<Vec<_>>(), low, high)
+                }
+                Dim::Choices(n) => {
+                    Kernels::categorical(&observations.iter().map(|o| o[d] as usize).collect::<Vec<_>>(), n)
+                }
+            })
+            .collect();
+        Self { weights, dims }
     }
 
-    pub fn sample(&self, rng: &mut impl Rng) -> f64 {
-        let k = pick(&self.weights, rng);
-        let (mu, sigma) = (self.mus[k], self.sigmas[k]);
-        let a = phi((self.low - mu) / sigma);
-        let b = phi((self.high - mu) / sigma);
-        let u = a + (b - a) * rng.random::<f64>();
-        let z = std::f64::consts::SQRT_2 * erf_inv((2.0 * u - 1.0).clamp(-1.0 + 1e-16, 1.0 - 1e-16));
-        (mu + sigma * z).clamp(self.low, self.high)
+    pub fn sample(&self, rng: &mut impl Rng) -> Vec<f64> {
+        let kernel = pick(&self.weights, rng);
+        self.dims.iter().map(|dim| dim.sample(kernel, rng)).collect()
     }
 
-    pub fn log_pdf(&self, x: f64) -> f64 {
-        let terms = self.mus.iter().zip(&self.sigmas).zip(&self.weights).map(|((&mu, &sigma), &w)| {
-            let z = (x - mu) / sigma;
-            let mass = (phi((self.high - mu) / sigma) - phi((self.low - mu) / sigma)).max(1e-300);
-            w.ln() - 0.5 * z * z - sigma.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln() - mass.ln()
-        });
-        log_sum_exp(terms)
-    }
-}
-
-/// Choices: each observation a kernel that puts weight 1 on its choice and
-/// the prior's share on every choice, plus the uniform prior.
-#[derive(Debug, Clone)]
-pub struct Categorical {
-    probabilities: Vec<f64>,
-}
-
-impl Categorical {
-    pub fn new(observations: &[usize], choices: usize) -> Self {
-        let kernels = observations.len() + 1;
-        let mut component_weights = weights(observations.len());
-        component_weights.push(PRIOR_WEIGHT);
-        let total: f64 = component_weights.iter().sum();
-        let mut probabilities = vec![0.0; choices];
-        let smoothing = PRIOR_WEIGHT / kernels as f64;
-        for (i, &observed) in observations.iter().enumerate() {
-            let row_total = smoothing * choices as f64 + 1.0;
-            for (c, p) in probabilities.iter_mut().enumerate() {
-                let kernel = (smoothing + if c == observed { 1.0 } else { 0.0 }) / row_total;
-                *p += component_weights[i] / total * kernel;
-            }
-        }
-        for p in &mut probabilities {
-            *p += component_weights[observations.len()] / total / choices as f64;
-        }
-        Self { probabilities }
-    }
-
-    pub fn sample(&self, rng: &mut impl Rng) -> usize {
-        pick(&self.probabilities, rng)
-    }
-
-    pub fn log_pdf(&self, choice: usize) -> f64 {
-        self.probabilities[choice].max(1e-300).ln()
+    pub fn log_pdf(&self, x: &[f64]) -> f64 {
+        log_sum_exp(
+            self.weights.iter().enumerate().map(|(kernel, w)| {
+                w.ln() + self.dims.iter().zip(x).map(|(dim, &xd)| dim.log_pdf(kernel, xd)).sum::<f64>()
+            }),
+        )
     }
 }
 
@@ -198,25 +222,36 @@ mod tests {
     /// The mixture is a density: it integrates to 1 over the range, and its
     /// samples stay in it and follow it (more mass near the observations).
     #[test]
-    fn the_numeric_mixture_is_a_density_and_samples_follow_it() {
-        let mixture = Numeric::new(&[0.1, 0.15, 0.9], 0.0, 1.0);
+    fn the_mixture_is_a_density_and_samples_follow_it() {
+        let mixture = Mixture::new(&[vec![0.1], vec![0.15], vec![0.9]], &[Dim::Interval { low: 0.0, high: 1.0 }]);
         let n = 20_000;
-        let integral: f64 = (0..n).map(|i| mixture.log_pdf((i as f64 + 0.5) / n as f64).exp() / n as f64).sum();
+        let density = |x: f64| mixture.log_pdf(&[x]).exp();
+        let integral: f64 = (0..n).map(|i| density((i as f64 + 0.5) / n as f64) / n as f64).sum();
         assert!((integral - 1.0).abs() < 1e-3, "{integral}");
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let samples: Vec<f64> = (0..20_000).map(|_| mixture.sample(&mut rng)).collect();
+        let samples: Vec<f64> = (0..20_000).map(|_| mixture.sample(&mut rng)[0]).collect();
         assert!(samples.iter().all(|x| (0.0..=1.0).contains(x)));
         let below_half = samples.iter().filter(|&&x| x < 0.5).count() as f64 / samples.len() as f64;
-        let expected: f64 = (0..n / 2).map(|i| mixture.log_pdf((i as f64 + 0.5) / n as f64).exp() / n as f64).sum();
+        let expected: f64 = (0..n / 2).map(|i| density((i as f64 + 0.5) / n as f64) / n as f64).sum();
         assert!((below_half - expected).abs() < 0.02, "{below_half} vs {expected}");
     }
 
+    /// Choices: the probabilities sum to 1 and lean to what was observed; a
+    /// two-setting mixture draws settings together, from one component.
     #[test]
-    fn the_categorical_kernel_is_smoothed_towards_the_observed() {
-        let kernel = Categorical::new(&[2, 2, 0], 3);
-        let p: Vec<f64> = (0..3).map(|c| kernel.log_pdf(c).exp()).collect();
+    fn choices_lean_to_the_observed_and_settings_are_drawn_together() {
+        let choices = Mixture::new(&[vec![2.0], vec![2.0], vec![0.0]], &[Dim::Choices(3)]);
+        let p: Vec<f64> = (0..3).map(|c| choices.log_pdf(&[c as f64]).exp()).collect();
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{p:?}");
         assert!(p[2] > p[0] && p[0] > p[1], "{p:?}");
-        assert!(Categorical::new(&[], 4).log_pdf(3).exp() - 0.25 < 1e-12);
+        let dims = [Dim::Interval { low: 0.0, high: 1.0 }, Dim::Interval { low: 0.0, high: 1.0 }];
+        let observations: Vec<Vec<f64>> =
+            (0..20).map(|i| if i % 2 == 0 { vec![0.05, 0.05] } else { vec![0.95, 0.95] }).collect();
+        let joint = Mixture::new(&observations, &dims);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let samples: Vec<Vec<f64>> = (0..2000).map(|_| joint.sample(&mut rng)).collect();
+        let same_side = samples.iter().filter(|x| (x[0] < 0.5) == (x[1] < 0.5)).count();
+        assert!(same_side > 1700, "{same_side} of 2000 on the diagonal's side, as observed");
+        assert!(joint.log_pdf(&[0.05, 0.05]) > joint.log_pdf(&[0.05, 0.95]) + 2.0);
     }
 }

@@ -22,6 +22,18 @@ use crate::pruner::Pruner;
 use crate::sampler::Sampler;
 use crate::space::{self, MAX_LENGTH, Params, Space};
 
+/// A worker stops after this many failed trials in a row: the data, the model
+/// or the machine is wrong, not the trials' settings.
+const MAX_FAILURES_IN_A_ROW: usize = 3;
+
+/// A failed trial's message.
+fn ended_failed(entry: &Entry) -> Option<String> {
+    match entry {
+        Entry::Finish { state: TrialState::Failed, message, .. } => Some(message.clone().unwrap_or_default()),
+        _ => None,
+    }
+}
+
 /// How often a worker with nothing to claim looks again while others still run trials.
 const WAIT: Duration = Duration::from_secs(2);
 
@@ -87,6 +99,14 @@ impl<'a> Tuner<'a> {
         let space = Space::from_config(config)?;
         let tune = &config.tune;
         let dir = tune.study_dir();
+        let processed = &config.train.input_dir;
+        if !processed.join(TOKENIZE_DONE).is_file() {
+            bail!(
+                "the trials train on {} ([train] input_dir), which has no tokenized data yet: run ingest, clean \
+                 and tokenize with this config first (`make pipeline` runs them)",
+                processed.display()
+            );
+        }
         if !bin_dir.join("train").is_file() {
             bail!("tune runs each trial with the `train` binary, and there is none beside it in {}", bin_dir.display());
         }
@@ -158,6 +178,7 @@ impl<'a> Tuner<'a> {
         let capacity = self.sampler.capacity(&self.space).map_or(tune.trials, |c| c.min(tune.trials));
         let bar = progress.steps(capacity as u64, "trials");
         let mut ran = 0;
+        let mut failed_in_a_row = 0;
         loop {
             let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
             let next = self.journal.transact(|study| Ok(self.next(study, out_of_time)))?;
@@ -204,7 +225,16 @@ impl<'a> Tuner<'a> {
                         message: ended.message,
                         time_ms: now_ms(),
                     };
+                    let failed = ended_failed(&entry);
                     self.journal.transact(|_| Ok((vec![entry], ())))?;
+                    failed_in_a_row = if failed.is_some() { failed_in_a_row + 1 } else { 0 };
+                    if failed_in_a_row >= MAX_FAILURES_IN_A_ROW {
+                        bail!(
+                            "{MAX_FAILURES_IN_A_ROW} trials failed in a row, so this is not the settings' fault; the \
+                             last: {}",
+                            failed.unwrap_or_default()
+                        );
+                    }
                 }
                 Next::Wait => std::thread::sleep(WAIT),
                 Next::Done => break,
@@ -292,6 +322,7 @@ impl<'a> Tuner<'a> {
         config.train.run_dir = dir.join("run");
         config.train.metric = self.config.tune.metric;
         config.train.resume = resume;
+        config.train.data_fraction = self.config.tune.data_fraction;
         if claimed.params.contains_key(MAX_LENGTH) && config.tokenize.max_length != self.config.tokenize.max_length {
             let data = self.dir.join("data").join(format!("max_length-{}", config.tokenize.max_length));
             config.tokenize.output_dir = data.clone();

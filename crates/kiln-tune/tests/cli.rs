@@ -39,6 +39,16 @@ fn bad_search_spaces_exit_1_naming_the_key_and_write_no_study() {
     assert!(stderr.contains("tune.trials"), "{stderr}");
 }
 
+/// Trials need tokenized data: without it, tune stops before the first trial.
+#[test]
+fn a_study_without_tokenized_data_stops_before_its_first_trial() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, stderr) = tune(dir.path(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("data/processed") && stderr.contains("tokenize"), "{stderr}");
+    assert!(!dir.path().join("tune").exists(), "no study folder");
+}
+
 #[test]
 fn help_names_every_setting() {
     let output = Command::new(env!("CARGO_BIN_EXE_tune")).arg("--help").output().expect("runs");
