@@ -50,6 +50,14 @@ fn a_study_without_tokenized_data_stops_before_its_first_trial() {
 }
 
 #[test]
+fn a_report_of_a_study_that_does_not_exist_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, stderr) = tune(dir.path(), &["--report", "--study", "nothing"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no study 'nothing'"), "{stderr}");
+}
+
+#[test]
 fn help_names_every_setting() {
     let output = Command::new(env!("CARGO_BIN_EXE_tune")).arg("--help").output().expect("runs");
     let help = String::from_utf8_lossy(&output.stdout);

@@ -59,6 +59,15 @@ fn main() -> ExitCode {
             run.tag("study", config.tune.study.clone());
             // With MLflow on, this run is the parent of the trials it runs.
             let parent = run.record().tags.get("mlflow.run_id").map(|id| ("mlflow.parentRunId".to_owned(), id.clone()));
+            let journal = kiln_tune::journal::Journal::in_dir(&config.tune.study_dir());
+            if report_only && !journal.exists() {
+                anyhow::bail!(
+                    "--report: there is no study '{}' in {} yet (no {})",
+                    config.tune.study,
+                    config.tune.output_dir.display(),
+                    journal.path().display()
+                );
+            }
             let tuner = Tuner::join(config, &bin_dir, parent.into_iter().collect())?;
             let study = if report_only {
                 tuner.journal().read()?
