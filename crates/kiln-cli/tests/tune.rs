@@ -229,6 +229,15 @@ fn asha_prunes_a_losing_trial_and_keeps_its_record() {
     assert!(record.tags.contains_key("pruned_at"), "{:?}", record.tags);
     let csv = std::fs::read_to_string(run.study_dir().join("trials.csv")).expect("csv");
     assert!(csv.lines().nth(2).is_some_and(|l| l.starts_with("1,pruned,")), "{csv}");
+
+    // With the rung at the last epoch (2), the verdict comes after the last
+    // validation: too late to stop anything, so the trial is complete.
+    let late = StudyRun::new(
+        &format!("seed = {seed}\n{tune}[space]\n{space_toml}").replace("min_resource = 1.0", "min_resource = 2.0"),
+    );
+    ok(late.tune(&[]), "tune");
+    let states: Vec<TrialState> = late.study().trials.iter().map(|t| t.state).collect();
+    assert_eq!(states, [TrialState::Complete, TrialState::Complete]);
 }
 
 /// `kill -9` in the middle of a trial: the orphaned train stops with a

@@ -414,8 +414,11 @@ impl<'a> Tuner<'a> {
         }
         let run_id = self.run_id(&config, claimed);
         let mut ended = Ended { state: TrialState::Failed, value: None, seconds, run_id, message: None };
+        // A verdict on the last validation comes too late to stop anything:
+        // a run that wrote its summary finished, whatever it was told.
+        let finished = config.train.run_dir.join(TRAIN_DONE).is_file();
         match status.code() {
-            Some(0) if pruned => {
+            Some(0) if pruned && !finished => {
                 ended.state = TrialState::Pruned;
                 ended.value = last_report;
             }
