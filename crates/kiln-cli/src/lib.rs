@@ -16,10 +16,7 @@ pub use kiln_track::stage::run_tracked_stage;
 /// validation figures, speed, the data it read and where the model went.
 pub fn record_train(run: &mut Run, config: &TrainConfig, summary: &kiln_train::TrainSummary) -> Result<()> {
     run.tag("device", summary.device.clone());
-    let log = config.run_dir.join(kiln_train::METRICS);
-    for point in kiln_track::points_from_train_log(&log, kiln_track::now_ms())? {
-        run.log(point);
-    }
+    log_train_points(run, config)?;
     let step = summary.steps as u64;
     let best = &summary.best.metrics;
     for (key, value) in [
@@ -40,13 +37,19 @@ pub fn record_train(run: &mut Run, config: &TrainConfig, summary: &kiln_train::T
     Ok(())
 }
 
-/// What a pruned `train` run adds to its record: its validations so far.
-pub fn record_pruned(run: &mut Run, config: &TrainConfig, step: usize, epoch: f64) -> Result<()> {
-    run.tag("pruned_at", format!("step {step}, epoch {epoch:.2}"));
+/// Every record of the run's metrics log, as points of the run record.
+fn log_train_points(run: &mut Run, config: &TrainConfig) -> Result<()> {
     let log = config.run_dir.join(kiln_train::METRICS);
     for point in kiln_track::points_from_train_log(&log, kiln_track::now_ms())? {
         run.log(point);
     }
+    Ok(())
+}
+
+/// What a pruned `train` run adds to its record: its validations so far.
+pub fn record_pruned(run: &mut Run, config: &TrainConfig, step: usize, epoch: f64) -> Result<()> {
+    run.tag("pruned_at", format!("step {step}, epoch {epoch:.2}"));
+    log_train_points(run, config)?;
     run.output(&config.run_dir);
     Ok(())
 }

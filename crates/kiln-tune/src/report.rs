@@ -111,6 +111,11 @@ fn best_toml(config: &PipelineConfig, best: &Trial) -> Result<String> {
     Ok(text)
 }
 
+/// A trial's point on the plots: its value, or a pruned trial's last validation.
+fn plotted_value(trial: &Trial) -> Option<f64> {
+    trial.value.or(trial.reports.last().map(|r| r.value))
+}
+
 fn history_svg(config: &PipelineConfig, study: &Study, path: &Path) -> Result<()> {
     let maximize = config.tune.metric.higher_is_better();
     let by_state = |state: TrialState| -> Vec<(f64, f64)> {
@@ -118,7 +123,7 @@ fn history_svg(config: &PipelineConfig, study: &Study, path: &Path) -> Result<()
             .trials
             .iter()
             .filter(|t| t.state == state)
-            .filter_map(|t| Some((t.number as f64, t.value.or(t.reports.last().map(|r| r.value))?)))
+            .filter_map(|t| Some((t.number as f64, plotted_value(t)?)))
             .collect()
     };
     let mut best_so_far = Vec::new();
@@ -150,7 +155,7 @@ fn param_svg(config: &PipelineConfig, study: &Study, name: &str, log: bool, path
             .filter_map(|t| {
                 let x = t.params.get(name)?;
                 let x = x.as_f64().or_else(|| x.as_bool().map(f64::from))?;
-                Some((x, t.value.or(t.reports.last().map(|r| r.value))?))
+                Some((x, plotted_value(t)?))
             })
             .collect()
     };

@@ -252,7 +252,7 @@ pub fn apply(config: &PipelineConfig, params: &Params) -> Result<PipelineConfig>
     Ok(PipelineConfig::from_toml(&text)?)
 }
 
-/// `params` as `key = value` TOML lines, for reports.
+/// `params` as `key=value` pairs on one line, for logs and reports.
 pub fn describe(params: &Params) -> String {
     params.iter().map(|(k, v)| format!("{k}={}", short(v))).collect::<Vec<_>>().join(" ")
 }

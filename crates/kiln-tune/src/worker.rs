@@ -181,10 +181,13 @@ impl<'a> Tuner<'a> {
         let mut failed_in_a_row = 0;
         loop {
             let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-            let next = self.journal.transact(|study| Ok(self.next(study, out_of_time)))?;
-            let study = self.journal.read()?;
-            bar.set_position(study.trials.iter().filter(|t| is_final(t.state)).count() as u64);
-            bar.set_message(self.best_message(&study));
+            // The state the decision was made on also feeds the bar: no second read.
+            let (next, ended, best) = self.journal.transact(|study| {
+                let (entries, next) = self.next(study, out_of_time);
+                Ok((entries, (next, ended_count(study), self.best_message(study))))
+            })?;
+            bar.set_position(ended);
+            bar.set_message(best);
             match next {
                 Next::Run(claimed) => {
                     bar.suspend(|| {
@@ -244,7 +247,7 @@ impl<'a> Tuner<'a> {
             }
         }
         let study = self.journal.read()?;
-        bar.set_position(study.trials.iter().filter(|t| is_final(t.state)).count() as u64);
+        bar.set_position(ended_count(&study));
         bar.finish_with_message(self.best_message(&study));
         Ok(Finished { study, ran, interrupted: self.stop.load(Ordering::SeqCst) })
     }
@@ -376,7 +379,7 @@ impl<'a> Tuner<'a> {
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot start {}", self.bin_dir.join("train").display()))?;
-        *self.child_stdin.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))? = child.stdin.take();
+        *self.stdin()? = child.stdin.take();
         if self.stop.load(Ordering::SeqCst) {
             self.stopper()();
         }
@@ -398,16 +401,16 @@ impl<'a> Tuner<'a> {
                 Ok(false) => link::CONTINUE,
                 Err(error) => {
                     failure = Some(error);
-                    self.child_stdin.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))?.take();
+                    self.stdin()?.take();
                     continue;
                 }
             };
-            if let Some(stdin) = self.child_stdin.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))?.as_mut() {
+            if let Some(stdin) = self.stdin()?.as_mut() {
                 let _ = writeln!(stdin, "{answer}").and_then(|()| stdin.flush());
             }
         }
         let status = child.wait().context("waiting for the trial's train process")?;
-        self.child_stdin.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))?.take();
+        self.stdin()?.take();
         let seconds = started.elapsed().as_secs_f64();
         if let Some(error) = failure {
             return Err(error);
@@ -443,6 +446,11 @@ impl<'a> Tuner<'a> {
             }
         }
         Ok(ended)
+    }
+
+    /// The running trial's stdin (`None` once closed).
+    fn stdin(&self) -> Result<std::sync::MutexGuard<'_, Option<ChildStdin>>> {
+        self.child_stdin.lock().map_err(|_| anyhow::anyhow!("the trial's stdin lock is poisoned. This is a bug."))
     }
 
     /// Records a validation and decides, on the study as it stands with it,
@@ -511,8 +519,11 @@ impl<'a> Tuner<'a> {
     }
 }
 
-fn is_final(state: TrialState) -> bool {
-    matches!(state, TrialState::Complete | TrialState::Pruned | TrialState::Failed)
+/// Trials that will not run again: complete, pruned or failed.
+fn ended_count(study: &Study) -> u64 {
+    let ended =
+        |t: &&crate::journal::Trial| matches!(t.state, TrialState::Complete | TrialState::Pruned | TrialState::Failed);
+    study.trials.iter().filter(ended).count() as u64
 }
 
 /// Waits until no process holds the trial's run folder: the orphaned `train`
