@@ -31,7 +31,7 @@ TEST_TOOLS := browser dvc mlflow reference schemathesis containers prometheus de
 # #[ignore]d, so a clone without it counts them as skipped; here they run.
 SHARED_TESTS := $(if $(wildcard ../shared/data/banking77),--include-ignored,)
 
-.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve bench-tune tune image serve monitor gate retrain drift-demo fixtures
+.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve bench-tune bench-prune tune image serve monitor gate retrain drift-demo fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ bench-shards: $(SETUP) build ## Sharded batch prediction (N processes + merge) v
 
 bench-tune: ## kiln's TPE and random samplers vs Optuna 5's on Branin and Hartmann-6 (installs .venv-optuna)
 	scripts/bench_tune.sh $(ARGS)
+
+bench-prune: $(SETUP) build ## One BANKING77 study with and without ASHA pruning: wall time, epochs, best accuracy (ARGS="--trials N")
+	BIN=$(BIN) scripts/bench_prune.sh $(ARGS)
 
 tune: $(SETUP) build ## Hyper-parameter search on $(CONFIG) ([tune]); resumable; outputs in its tune.output_dir (ARGS="--trials N")
 	$(BIN)/tune --config $(CONFIG) $(STAGE_FLAGS) $(ARGS)

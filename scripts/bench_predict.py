@@ -1,12 +1,18 @@
 """`make bench-predict`: batch-inference throughput of kiln's `predict` against
 Hugging Face `pipeline("text-classification")`, in the same run, on BANKING77's
 queries replicated to ROWS short texts (1M by default), same model folder, same
-threads, batch 64, max length 64.
+threads, batch 64, max length 64. kiln runs in fp32 and with `--quantize int8`;
+the reference in fp32 and with torch's `quantize_dynamic` on the same layers
+(the encoder's linear layers, per-channel int8 weights).
 
 Both are timed as whole processes (start-up, reading, model load, inference;
 kiln also writes its Parquet output). The reference can run on a prefix of the
 file (--reference-rows) when a full run would take too long: its rate per row
 does not depend on the file's length. Prints rows/s, peak RSS and the ratios.
+
+Accuracy of int8: kiln predicts BANKING77's test split (test.csv, with its
+labels) in fp32 and in int8; prints both accuracies, the difference in points
+and the share of predictions int8 changes.
 """
 
 import argparse
@@ -51,29 +57,62 @@ def main():
                 writer.writerow(["text"])
                 writer.writerows([q] for q in itertools.islice(itertools.cycle(queries), rows))
 
-        kiln = [
-            os.path.join(args.bin, "predict"), "--input-file", texts, "--model-dir", args.model,
-            "--output-file", os.path.join(out, "predictions.parquet"), "--device", "cpu",
-            "--threads", str(args.threads), "--batch-size", str(args.batch), "--quiet",
-        ]
-        kiln_result = timed(kiln, args.rows)
+        def kiln(input_file, output_file, quantize):
+            return [
+                os.path.join(args.bin, "predict"), "--input-file", input_file, "--model-dir", args.model,
+                "--output-file", output_file, "--device", "cpu", "--threads", str(args.threads),
+                "--batch-size", str(args.batch), "--quantize", quantize, "--quiet",
+            ]
+
+        predictions = os.path.join(out, "predictions.parquet")
+        kiln_result = timed(kiln(texts, predictions, "none"), args.rows)
+        kiln_int8 = timed(kiln(texts, predictions, "int8"), args.rows)
 
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(args.threads))
-        reference = [args.python, "scripts/bench_predict_reference.py", args.model, prefix, str(args.threads),
-                     str(args.batch)]
-        reference_result = timed(reference, reference_rows, env=env)
+
+        def reference(quantize):
+            return [args.python, "scripts/bench_predict_reference.py", args.model, prefix, str(args.threads),
+                    str(args.batch), quantize]
+
+        reference_result = timed(reference("none"), reference_rows, env=env)
+        reference_int8 = timed(reference("int8"), reference_rows, env=env)
+
+        test = os.path.join(args.source, "test.csv")
+        with open(test, newline="") as f:
+            truth = [row["category"] for row in csv.DictReader(f)]
+        labels = {}
+        for quantize in ("none", "int8"):
+            output = os.path.join(out, f"test-{quantize}.parquet")
+            run_measured(kiln(test, output, quantize))
+            _, _, stdout = run_measured([args.python, "-c", READ_LABELS, output], capture=True)
+            labels[quantize] = json.loads(stdout)
 
     print(f"bench-predict: {args.rows:,} BANKING77 queries (reference: first {reference_rows:,}), "
           f"{args.model}, batch {args.batch}, {args.threads} threads")
-    print(f"{'':34} {'rows':>10} {'seconds':>9} {'rows/s':>8} {'peak RSS':>10}")
+    print(f"{'':40} {'rows':>10} {'seconds':>9} {'rows/s':>8} {'peak RSS':>10}")
     for name, result in [("kiln predict (streaming)", kiln_result),
-                         ("HF pipeline(text-classification)", reference_result)]:
-        print(f"{name:34} {result['rows']:10,} {result['seconds']:9.1f} {result['rows_per_second']:8.1f} "
+                         ("kiln predict --quantize int8", kiln_int8),
+                         ("HF pipeline(text-classification)", reference_result),
+                         ("HF pipeline, torch quantize_dynamic int8", reference_int8)]:
+        print(f"{name:40} {result['rows']:10,} {result['seconds']:9.1f} {result['rows_per_second']:8.1f} "
               f"{result['peak_rss_mib']:7.0f} MiB")
-    ratio = kiln_result["rows_per_second"] / reference_result["rows_per_second"]
+    rate = lambda result: result["rows_per_second"]  # noqa: E731
+    ratio = rate(kiln_result) / rate(reference_result)
     print(f"kiln / HF pipeline: {ratio:.2f}x rows/s, "
           f"{kiln_result['peak_rss_mib'] / reference_result['peak_rss_mib']:.2f}x peak RSS")
-    print(json.dumps({"kiln": kiln_result, "reference": reference_result, "ratio": ratio}))
+    print(f"int8 / fp32: kiln {rate(kiln_int8) / rate(kiln_result):.2f}x rows/s, "
+          f"reference {rate(reference_int8) / rate(reference_result):.2f}x; "
+          f"kiln int8 / reference int8 {rate(kiln_int8) / rate(reference_int8):.2f}x")
+    accuracy = {q: sum(p == t for p, t in zip(predicted, truth)) / len(truth) for q, predicted in labels.items()}
+    changed = sum(a != b for a, b in zip(labels["none"], labels["int8"])) / len(truth)
+    print(f"BANKING77 test ({len(truth):,} queries): accuracy fp32 {accuracy['none']:.2%}, int8 {accuracy['int8']:.2%} "
+          f"({(accuracy['int8'] - accuracy['none']) * 100:+.2f} points); int8 changes {changed:.2%} of predictions")
+    print(json.dumps({"kiln": kiln_result, "kiln_int8": kiln_int8, "reference": reference_result,
+                      "reference_int8": reference_int8, "ratio": ratio, "accuracy": accuracy,
+                      "int8_changed": changed}))
+
+
+READ_LABELS = "import json, sys, pyarrow.parquet as pq; print(json.dumps(pq.read_table(sys.argv[1])['predicted'].to_pylist()))"
 
 
 def timed(command, rows, env=None):

@@ -4,7 +4,9 @@ server with the same model, under the same load from `oha`, in one run.
 For each concurrency (1, 8, 32, 64) both servers get `--duration` seconds of
 closed-loop load of one short text per request; then kiln alone gets a 60 s
 run at concurrency 64 that must finish with zero errors. Prints req/s, p50 and
-p99 latency, errors, the kiln/reference ratio, and kiln's RSS.
+p99 latency, errors, the kiln/reference ratio, and kiln's RSS. kiln then runs
+the same levels again with `--quantize int8` (issue 19: int8 p50 at
+concurrency 1 at most half of fp32's, measured here in the same run).
 
 Targets (issue 5): >= 3x the reference's req/s at concurrency 32; p50 <= 10 ms
 at concurrency 1; 0 errors in the 60 s run; RSS with MiniLM <= 600 MB.
@@ -97,6 +99,7 @@ def main():
     parser.add_argument("--duration", type=int, default=20, help="seconds per concurrency and server")
     parser.add_argument("--soak", type=int, default=60, help="seconds of the zero-error run at concurrency 64")
     parser.add_argument("--max-wait-ms", type=int, default=None, help="kiln's serve.max_wait_ms (default: config)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for both servers (int8 runs on the CPU only)")
     args = parser.parse_args()
     if not os.path.isdir(args.model):
         sys.exit(f"bench_serve: no model folder {args.model} (CONFIG=configs/banking77.toml make pipeline, or --model)")
@@ -105,55 +108,71 @@ def main():
 
     log_dir = tempfile.mkdtemp(prefix="kiln-bench-serve-")
     kiln_port, ref_port = free_port(), free_port()
-    kiln_command = [os.path.join(args.bin, "serve"), "--model-dir", args.model, "--port", str(kiln_port),
-                    "--device", "cpu", "--threads", str(args.threads), "--log-dir", log_dir, "--quiet"]
-    if args.max_wait_ms is not None:
-        kiln_command += ["--max-wait-ms", str(args.max_wait_ms)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
-    results = {"kiln": {}, "reference": {}}
-    try:
-        kiln = subprocess.Popen(kiln_command, env=env)
-        wait_ready(f"http://127.0.0.1:{kiln_port}/readyz", kiln)
-        idle_rss, _ = rss_mib(kiln.pid)
-        url = f"http://127.0.0.1:{kiln_port}/v1/predict"
-        load(args.oha, url, 4, 3, text)  # warm-up
-        for c in levels:
-            results["kiln"][c] = load(args.oha, url, c, args.duration, text)
-            print(f"kiln      c={c:<3} {results['kiln'][c]}", flush=True)
-        soak = load(args.oha, url, 64, args.soak, text) if args.soak else None
-        loaded_rss, peak_rss = rss_mib(kiln.pid)
-        kiln.terminate()
-        kiln.wait(timeout=60)
+    def kiln_command(device, *extra):
+        command = [os.path.join(args.bin, "serve"), "--model-dir", args.model, "--port", str(kiln_port),
+                   "--device", device, "--threads", str(args.threads), "--log-dir", log_dir, "--quiet", *extra]
+        if args.max_wait_ms is not None:
+            command += ["--max-wait-ms", str(args.max_wait_ms)]
+        return command
 
-        ref = subprocess.Popen([args.python, "scripts/bench_serve_reference.py", args.model, str(ref_port),
-                                str(args.threads)], env={**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-        wait_ready(f"http://127.0.0.1:{ref_port}/readyz", ref)
-        ref_idle_rss, _ = rss_mib(ref.pid)
-        url = f"http://127.0.0.1:{ref_port}/v1/predict"
-        load(args.oha, url, 4, 3, text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
+    results, children = {}, []
+
+    def measure(name, command, port, child_env, soak_seconds=0, quantize=None):
+        """Starts a server, loads it at each level (then the soak, if any), stops it;
+        returns its idle RSS, RSS after the load, peak RSS and the soak's figures.
+        With `quantize`, first checks that kiln's /v1/model says it runs that way."""
+        child = subprocess.Popen(command, env=child_env)
+        children.append(child)
+        wait_ready(f"http://127.0.0.1:{port}/readyz", child)
+        if quantize is not None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/model") as response:
+                said = json.load(response)["quantize"]
+            assert said == quantize, f"{name}: /v1/model says quantize {said!r}, not {quantize!r}"
+        idle_rss, _ = rss_mib(child.pid)
+        url = f"http://127.0.0.1:{port}/v1/predict"
+        load(args.oha, url, 4, 3, text)  # warm-up
+        results[name] = {}
         for c in levels:
-            results["reference"][c] = load(args.oha, url, c, args.duration, text)
-            print(f"reference c={c:<3} {results['reference'][c]}", flush=True)
-        _, ref_peak_rss = rss_mib(ref.pid)
-        ref.terminate()
-        ref.wait(timeout=60)
+            results[name][c] = load(args.oha, url, c, args.duration, text)
+            print(f"{name:<9} c={c:<3} {results[name][c]}", flush=True)
+        soak = load(args.oha, url, 64, soak_seconds, text) if soak_seconds else None
+        loaded_rss, peak_rss = rss_mib(child.pid)
+        child.terminate()
+        child.wait(timeout=60)
+        return idle_rss, loaded_rss, peak_rss, soak
+
+    try:
+        idle_rss, loaded_rss, peak_rss, soak = measure("kiln", kiln_command(args.device), kiln_port, env, args.soak)
+        int8 = kiln_command("cpu", "--quantize", "int8")  # int8 is a CPU path
+        _, _, int8_peak_rss, _ = measure("kiln int8", int8, kiln_port, env, quantize="int8")
+        reference = [args.python, "scripts/bench_serve_reference.py", args.model, str(ref_port), str(args.threads),
+                     args.device]
+        ref_env = {**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        ref_idle_rss, _, ref_peak_rss, _ = measure("reference", reference, ref_port, ref_env)
     finally:
-        for name in ("kiln", "ref"):
-            child = locals().get(name)
-            if child is not None and child.poll() is None:
+        for child in children:
+            if child.poll() is None:
                 child.kill()
         shutil.rmtree(log_dir, ignore_errors=True)
 
     print(f"\nserve benchmark: {args.model}, one short text per request ({text!r}), {args.threads} threads, "
           f"{args.duration} s per level, load from oha on the same machine")
-    print("| concurrency | kiln req/s | kiln p50 ms | kiln p99 ms | errors | reference req/s | reference p50 ms "
-          "| reference p99 ms | ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| concurrency | kiln req/s | kiln p50 ms | kiln p99 ms | errors | kiln int8 req/s | int8 p50 / p99 ms "
+          "| reference req/s | reference p50 ms | reference p99 ms | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for c in levels:
-        k, r = results["kiln"][c], results["reference"][c]
+        k, q, r = results["kiln"][c], results["kiln int8"][c], results["reference"][c]
         ratio = k["rps"] / r["rps"] if r["rps"] else float("inf")
-        print(f"| {c} | {k['rps']:.0f} | {k['p50_ms']:.1f} | {k['p99_ms']:.1f} | {k['errors']} | {r['rps']:.0f} "
+        print(f"| {c} | {k['rps']:.0f} | {k['p50_ms']:.1f} | {k['p99_ms']:.1f} | {k['errors'] + q['errors']} "
+              f"| {q['rps']:.0f} | {q['p50_ms']:.1f} / {q['p99_ms']:.1f} | {r['rps']:.0f} "
               f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {ratio:.2f}x |")
+    lowest = min(levels)
+    k, q = results["kiln"][lowest], results["kiln int8"][lowest]
+    print(f"\nint8 / fp32 at concurrency {lowest}: p50 {q['p50_ms']:.1f} / {k['p50_ms']:.1f} ms = "
+          f"{q['p50_ms'] / k['p50_ms']:.2f}x (target <= 0.5x), req/s {q['rps'] / k['rps']:.2f}x; at concurrency "
+          f"{max(levels)}: req/s {results['kiln int8'][max(levels)]['rps'] / results['kiln'][max(levels)]['rps']:.2f}x; "
+          f"int8 peak RSS {int8_peak_rss:.0f} MiB")
     if soak:
         print(f"\nsoak: {args.soak} s at concurrency 64: {soak['ok']} requests, {soak['errors']} errors, "
               f"{soak['rps']:.0f} req/s, p99 {soak['p99_ms']:.1f} ms")

@@ -17,13 +17,14 @@ from transformers import pipeline
 
 folder, port = sys.argv[1], int(sys.argv[2])
 threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
 torch.set_num_threads(threads)
 architectures = json.loads((Path(folder) / "config.json").read_text()).get("architectures", [])
 tags_words = any(name.endswith("ForTokenClassification") for name in architectures)
 if tags_words:
-    tagger = pipeline("token-classification", model=folder, device="cpu", aggregation_strategy="simple")
+    tagger = pipeline("token-classification", model=folder, device=device, aggregation_strategy="simple")
 else:
-    classifier = pipeline("text-classification", model=folder, device="cpu", truncation=True, max_length=64)
+    classifier = pipeline("text-classification", model=folder, device=device, truncation=True, max_length=64)
 app = FastAPI()
 
 

@@ -6,6 +6,12 @@ Both sides train on the same token ids (kiln's processed Parquet) with dynamic
 padding; kiln batches by length (its default), Trainer samples random batches
 (its default). Prints samples/s, tokens/s (real tokens, padding excluded) and
 peak RSS of each process, and the ratios.
+
+The limit: LibTorch's best fp32 GEMM rate here (scripts/bench_gemm_reference.py)
+over the 6 FLOPs per parameter per token that a training step multiplies
+through the encoder's linear layers (forward 2, backward 4; attention's own
+products and everything else are not counted), so "share of the limit" is how
+much of the machine's matrix throughput each side turns into training.
 """
 
 import argparse
@@ -14,6 +20,16 @@ import os
 import tempfile
 
 from bench_util import run_measured
+
+
+def encoder_linear_parameters(model_dir):
+    """Weights of the encoder's linear layers: Q, K, V, output and the two feed-forward ones."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        config = json.load(f)
+    hidden = config.get("hidden_size", config.get("dim"))
+    inner = config.get("intermediate_size", config.get("hidden_dim"))
+    layers = config.get("num_hidden_layers", config.get("n_layers"))
+    return layers * (4 * hidden * hidden + 2 * hidden * inner)
 
 
 def main():
@@ -26,12 +42,14 @@ def main():
     parser.add_argument("--warmup-steps", type=int, default=3, help="untimed steps at the start")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--python", default=".venv-ref/bin/python")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (scripts/gpu_check.sh)")
+    parser.add_argument("--reference-bf16", action="store_true", help="Trainer in bf16 mixed precision (GPU)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as out:
         kiln = [
             os.path.join(args.bin, "train"), "--config", args.config, "--input-dir", args.processed,
-            "--model-dir", args.model, "--device", "cpu", "--threads", str(args.threads),
+            "--model-dir", args.model, "--device", args.device, "--threads", str(args.threads),
             "--batch-size", "32", "--learning-rate", "1e-4", "--max-steps", str(args.steps),
             "--log-every-steps", "1", "--output-dir", os.path.join(out, "model"),
             "--run-dir", os.path.join(out, "run"), "--quiet",
@@ -49,24 +67,37 @@ def main():
     reference = [
         args.python, "scripts/bench_train_reference.py", "--processed", args.processed, "--model", args.model,
         "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps), "--threads", str(args.threads),
-    ]
+        "--device", args.device,
+    ] + (["--bf16"] if args.reference_bf16 else [])
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(args.threads))
     _, reference_rss, stdout = run_measured(reference, env=env, capture=True)
     reference_result = json.loads(stdout.strip().splitlines()[-1])
     reference_result["peak_rss_mib"] = reference_rss
 
+    _, _, stdout = run_measured([args.python, "scripts/bench_gemm_reference.py", "--threads", str(args.threads),
+                                 "--device", args.device],
+                                env=env, capture=True)
+    gemm = json.loads(stdout.strip().splitlines()[-1])
+    limit_gflops = max(gemm.values())
+    flops_per_token = 6 * encoder_linear_parameters(args.model)
+    limit_tokens = limit_gflops * 1e9 / flops_per_token
+
     timed_steps = args.steps - args.warmup_steps
     print(f"bench-train: BANKING77 train, MiniLM-L6, batch 32, max length 64, {args.threads} threads, "
           f"{timed_steps} timed steps after {args.warmup_steps} untimed")
-    print(f"{'':28} {'samples/s':>10} {'tokens/s':>10} {'peak RSS':>10}")
+    print("limit: fp32 GEMM " + ", ".join(f"{shape} {rate:.0f}" for shape, rate in gemm.items())
+          + f" GFLOP/s; {flops_per_token / 1e6:.1f} MFLOP per real token -> {limit_tokens:.0f} tokens/s")
+    print(f"{'':28} {'samples/s':>10} {'tokens/s':>10} {'of limit':>9} {'peak RSS':>10}")
     for name, result in [("kiln train (bucketed)", kiln_result),
                          (f"HF Trainer (torch {reference_result['torch']})", reference_result)]:
+        result["share_of_limit"] = result["tokens_per_second"] / limit_tokens
         print(f"{name:28} {result['samples_per_second']:10.1f} {result['tokens_per_second']:10.0f} "
-              f"{result['peak_rss_mib']:7.0f} MiB")
+              f"{result['share_of_limit']:8.0%} {result['peak_rss_mib']:7.0f} MiB")
     ratio = kiln_result["samples_per_second"] / reference_result["samples_per_second"]
     print(f"kiln / Trainer: {ratio:.2f}x samples/s (target >= 1.5x), "
           f"{kiln_result['peak_rss_mib'] / reference_result['peak_rss_mib']:.2f}x peak RSS")
-    print(json.dumps({"kiln": kiln_result, "reference": reference_result, "ratio": ratio}))
+    print(json.dumps({"kiln": kiln_result, "reference": reference_result, "ratio": ratio,
+                      "gemm_gflops": gemm, "limit_tokens_per_second": limit_tokens}))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--bf16", action="store_true", help="mixed precision in bfloat16 (GPU)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -74,7 +76,8 @@ def main():
             eval_strategy="no",
             logging_strategy="no",
             report_to=[],
-            use_cpu=True,
+            use_cpu=args.device == "cpu",
+            bf16=args.bf16,
             dataloader_num_workers=0,
             seed=42,
             disable_tqdm=True,

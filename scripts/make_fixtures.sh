@@ -9,6 +9,7 @@
 #   tests/fixtures/entities_seqeval.json  (seqeval 1.2.2, the same venv)
 #   tests/fixtures/token_tiny.json        (transformers + torch, the same venv)
 #   tests/fixtures/aggregation_pipeline.json (transformers pipeline, the same venv)
+#   tests/fixtures/int8_linear_torch.json (torch.ao dynamic int8 Linear, the same venv)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 (source scripts/python_env.sh && python scripts/make_tokenizer_fixture.py)
@@ -22,3 +23,4 @@ source scripts/reference_env.sh
 .venv-ref/bin/python scripts/make_entity_fixture.py
 .venv-ref/bin/python scripts/make_token_fixture.py
 .venv-ref/bin/python scripts/make_aggregation_fixture.py
+.venv-ref/bin/python scripts/make_int8_fixture.py

@@ -755,6 +755,7 @@ fn logged_with_feedback(i: usize, text: &str, label: &str, version: &str) -> [St
         calibrated_score: None,
         input: InputStats { tokens: 12, truncated: false, unknown_tokens: 0 },
         model_version: version.into(),
+        quantize: kiln_core::Quantize::None,
         latency_ms: 5.0,
     };
     let feedback = LogRecord::Feedback {

@@ -122,6 +122,7 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     assert_eq!(ready["model_version"], json!(version));
     assert_eq!(info["labels"], json!(LABELS));
     assert_eq!(info["weights_sha256"].as_str().map(|s| &s[..12]), Some(version.as_str()));
+    assert_eq!(info["quantize"], json!("none"));
 
     // The server's probabilities are the library's, whether texts come alone or batched.
     let texts = ["I am still waiting on my card?", "how do i top up", "Is there a fee for sending money abroad?"];
@@ -276,6 +277,7 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     let first = predictions.iter().find(|r| r["request_id"] == json!(request_id)).expect("the batch is logged");
     assert_eq!(first["text"], json!(texts[0]));
     assert_eq!(first["model_version"], json!(version));
+    assert!(first.get("quantize").is_none(), "fp32 is what the log leaves unsaid: {first}");
     assert!(first["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0));
     // What input drift needs, per text: tokens read, truncation, unknown tokens; and the confidence.
     let read = predictor.encode(&texts[..1]).expect("encodes").remove(0).input_ids.len();
@@ -305,6 +307,42 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
 /// every check against a running `serve`, with bearer tokens and without: the
 /// OpenAPI document and the server agree both ways (what the schema allows is
 /// accepted, what it forbids is refused, every answer is documented).
+/// `serve --quantize int8`: the library's int8 probabilities (not fp32's), and
+/// the choice is visible in /v1/model and in every logged prediction.
+#[test]
+fn serves_an_int8_encoder_and_says_so() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 3);
+    let log_dir = root.path().join("log");
+    let mut server = Server::start(&model, &log_dir, &["--quantize", "int8"], &[]);
+    let (_, info) = json_of(server.get("/v1/model"));
+    assert_eq!(info["quantize"], json!("int8"));
+
+    let texts = ["I am still waiting on my card?", "how do i top up"];
+    let probabilities = |quantize| {
+        let mut predictor = Predictor::load(&model, &DeviceSpec::Cpu.device()).expect("loads");
+        predictor.quantize(quantize).expect("quantizes");
+        predictor.probabilities_batched(&predictor.encode(&texts).expect("encodes"), 8).expect("predicts")
+    };
+    let (int8, fp32) = (probabilities(kiln_core::Quantize::Int8), probabilities(kiln_core::Quantize::None));
+    assert_ne!(int8, fp32, "int8 should move the probabilities a little");
+    let (status, batch) = json_of(server.post("/v1/predict", &json!({"texts": texts, "return_all_scores": true})));
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    for (prediction, expected) in batch["predictions"].as_array().expect("predictions").iter().zip(&int8) {
+        for score in prediction["scores"].as_array().expect("scores") {
+            let index = LABELS.iter().position(|l| score["label"] == json!(l)).expect("a known label");
+            let served = score["score"].as_f64().expect("score");
+            assert!((served - f64::from(expected[index])).abs() < 1e-5, "{served} vs int8 {}", expected[index]);
+        }
+    }
+    assert!(server.terminate(), "serve exits 0 after SIGTERM:\n{}", server.log.lock().expect("log"));
+    let records = log_records(&log_dir);
+    let logged: Vec<&Value> = records.iter().filter(|r| r["type"] == "prediction").collect();
+    assert_eq!(logged.len(), texts.len());
+    assert!(logged.iter().all(|r| r["quantize"] == json!("int8")), "{logged:?}");
+}
+
 #[test]
 fn schemathesis_finds_no_contract_failures_with_tokens_and_without() {
     let schemathesis = repo().join(".venv-schemathesis/bin/schemathesis");

@@ -342,6 +342,20 @@ fn predict_classifies_a_file(model_dir: &Path, out: &Path) {
         assert!(p1 >= p2 && (p1 + p2 - 1.0).abs() < 1e-4, "two labels, ranked, summing to 1: {p1} {p2}");
     }
 
+    // --quantize int8: the same rows, probabilities a little off fp32's.
+    let int8_output = out.join("predictions-int8.parquet").display().to_string();
+    let int8_args: Vec<&str> = args
+        .iter()
+        .map(|a| if *a == output_arg.as_str() { int8_output.as_str() } else { *a })
+        .chain(["--quantize", "int8"])
+        .collect();
+    ok("predict", &int8_args);
+    let int8 = read_parquet(Path::new(&int8_output), "predict").expect("int8 predictions");
+    assert_eq!(schema::strings(&int8, "id", Path::new(&int8_output)).expect("ids"), ids);
+    let int8_first = int8.column_by_name("probability_1").expect("probability_1").as_primitive::<Float32Type>().clone();
+    let largest_change = first.values().iter().zip(int8_first.values()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(largest_change > 0.0 && largest_change < 0.05, "int8 moved a probability by {largest_change}");
+
     let wrong = [&args[..2], &["--text-column", "body"], &args[4..]].concat();
     let refused = out.join("refused.parquet").display().to_string();
     let wrong: Vec<&str> =

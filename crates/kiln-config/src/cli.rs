@@ -10,16 +10,21 @@ use clap::Args;
 use crate::{
     Aggregation, ClassWeights, CleanConfig, ConflictPolicy, EvalConfig, ExportConfig, FailOn, GateConfig, HashtagMode,
     IngestConfig, InputFormat, InvalidTags, LogText, LongSentences, Metric, MonitorConfig, NewLabelPolicy, ParamSpec,
-    PredictConfig, ProfileConfig, PrunerKind, RegistryConfig, RetrainConfig, SamplerKind, ServeConfig, Split,
+    PredictConfig, ProfileConfig, PrunerKind, Quantize, RegistryConfig, RetrainConfig, SamplerKind, ServeConfig, Split,
     TagScheme, TokenTypeIds, TokenizeConfig, TrackConfig, TrainConfig, TrainLoss, TuneConfig, UnicodeNormalization,
     UnknownLabelPolicy, WindowKind,
 };
 
 /// Sets each `config` field whose flag was given.
 macro_rules! apply_overrides {
-    ($args:expr, $config:expr, [$($field:ident),* $(,)?], optional [$($opt:ident),* $(,)?]) => {
-        $( if let Some(value) = $args.$field { $config.$field = value; } )*
-        $( if let Some(value) = $args.$opt { $config.$opt = Some(value); } )*
+    ($args:expr, $config:expr, [$($field:ident),* $(,)?], optional [$($opt:ident),* $(,)?]
+     $(, by_hand [$($manual:ident),* $(,)?])?) => {
+        // Every flag is named here, or the pattern does not compile: a flag that
+        // parses but is never applied (tune's --data-fraction once) cannot recur.
+        // `by_hand` flags are bound for the caller to apply.
+        let Self { $($field,)* $($opt,)* $($($manual,)*)? } = $args;
+        $( if let Some(value) = $field { $config.$field = value; } )*
+        $( if let Some(value) = $opt { $config.$opt = Some(value); } )*
     };
 }
 
@@ -93,9 +98,10 @@ impl IngestArgs {
         apply_overrides!(self, config,
             [format, has_header, quoting, text_column, label_column, validation_fraction, test_fraction, seed, output_dir,
              tokens_column, tags_column, tag_scheme, invalid_tags],
-            optional [train_file, validation_file, test_file, id_column, score_column, conll_tag_column]);
-        if !self.score_labels.is_empty() {
-            config.score_labels = self.score_labels;
+            optional [train_file, validation_file, test_file, id_column, score_column, conll_tag_column],
+            by_hand [score_labels]);
+        if !score_labels.is_empty() {
+            config.score_labels = score_labels;
         }
     }
 }
@@ -462,8 +468,8 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
 
 impl TrackArgs {
     pub fn apply(self, config: &mut TrackConfig) {
-        apply_overrides!(self, config, [runs_dir, mlflow_experiment], optional[mlflow_tracking_uri]);
-        config.tags.extend(self.tags);
+        apply_overrides!(self, config, [runs_dir, mlflow_experiment], optional[mlflow_tracking_uri], by_hand[tags]);
+        config.tags.extend(tags);
     }
 }
 
@@ -536,6 +542,9 @@ pub struct PredictArgs {
     /// LibTorch CPU threads, 0 = all cores [default: 0].
     #[arg(long, value_name = "N", env = "KILN_THREADS")]
     pub threads: Option<usize>,
+    /// Run the encoder's linear layers in dynamic int8 on the CPU (the model folder stays fp32) [default: none].
+    #[arg(long, value_enum, env = "KILN_QUANTIZE")]
+    pub quantize: Option<Quantize>,
     /// Split the input into this many shards, one per process or pod; each
     /// writes <output stem>.parts/part-I-of-N.parquet [default: 1].
     #[arg(long, value_name = "N", env = "KILN_SHARD_COUNT")]
@@ -550,7 +559,7 @@ impl PredictArgs {
     pub fn apply(self, config: &mut PredictConfig) {
         apply_overrides!(self, config,
             [format, has_header, quoting, text_column, model_dir, output_file, top_k, aggregation, chunk_rows,
-             batch_size, device, threads, shard_count, shard_index],
+             batch_size, device, threads, quantize, shard_count, shard_index],
             optional [input_file, id_column]);
     }
 }
@@ -576,6 +585,9 @@ pub struct ServeArgs {
     /// LibTorch CPU threads, 0 = all cores [default: 0].
     #[arg(long, value_name = "N", env = "KILN_THREADS")]
     pub threads: Option<usize>,
+    /// Run the encoder's linear layers in dynamic int8 on the CPU (the model folder stays fp32) [default: none].
+    #[arg(long, value_enum, env = "KILN_QUANTIZE")]
+    pub quantize: Option<Quantize>,
     /// Most texts the model runs together [default: 32].
     #[arg(long, value_name = "N", env = "KILN_MAX_BATCH_SIZE")]
     pub max_batch_size: Option<usize>,
@@ -634,6 +646,7 @@ impl ServeArgs {
                 model_dir,
                 device,
                 threads,
+                quantize,
                 max_batch_size,
                 max_batch_tokens,
                 max_wait_ms,
@@ -649,10 +662,11 @@ impl ServeArgs {
                 watch,
                 watch_interval_ms
             ],
-            optional[metrics_port]
+            optional[metrics_port],
+            by_hand[api_tokens]
         );
-        if !self.api_tokens.is_empty() {
-            config.api_tokens = self.api_tokens;
+        if !api_tokens.is_empty() {
+            config.api_tokens = api_tokens;
         }
     }
 }
@@ -814,9 +828,10 @@ impl GateArgs {
         apply_overrides!(self, config,
             [metric, margin, class_margin, min_class_support, confidence_level, bootstrap_resamples, seed, device,
              threads, batch_size, promote, output_dir],
-            optional [registry_dir, candidate]);
-        if !self.holdout.is_empty() {
-            config.holdout = self.holdout;
+            optional [registry_dir, candidate],
+            by_hand [holdout]);
+        if !holdout.is_empty() {
+            config.holdout = holdout;
         }
     }
 }
@@ -926,12 +941,14 @@ impl TuneArgs {
                 reduction_factor,
                 min_resource,
                 seed,
-                keep_models
+                keep_models,
+                data_fraction
             ],
-            optional[timeout]
+            optional[timeout],
+            by_hand[space]
         );
-        if !self.space.is_empty() {
-            config.space = self.space.into_iter().collect();
+        if !space.is_empty() {
+            config.space = space.into_iter().collect();
         }
     }
 }
@@ -1000,6 +1017,29 @@ mod tests {
     struct Harness {
         #[command(flatten)]
         ingest: IngestArgs,
+    }
+
+    #[derive(clap::Parser)]
+    struct TuneHarness {
+        #[command(flatten)]
+        tune: TuneArgs,
+        #[command(flatten)]
+        predict: PredictArgs,
+    }
+
+    /// `tune --data-fraction` once parsed and went nowhere; apply_overrides now
+    /// names every flag, and this checks the two that slipped or are new.
+    #[test]
+    fn tune_data_fraction_and_predict_quantize_reach_their_configs() {
+        use clap::Parser;
+        let args =
+            TuneHarness::try_parse_from(["tune", "--data-fraction", "0.05", "--quantize", "int8"]).expect("parses");
+        let mut tune = TuneConfig::default();
+        args.tune.apply(&mut tune);
+        assert_eq!(tune.data_fraction, 0.05);
+        let mut predict = PredictConfig::default();
+        args.predict.apply(&mut predict);
+        assert_eq!(predict.quantize, Quantize::Int8);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod output;
 pub mod prediction_log;
 pub mod profile;
 pub mod progress;
+pub mod quantize;
 pub mod split;
 pub mod stages;
 pub mod task;
@@ -26,6 +27,7 @@ pub use model_folder::ModelFolder;
 pub use output::{FileHash, Manifest, StagedOutput};
 pub use profile::DataProfile;
 pub use progress::Progress;
+pub use quantize::Quantize;
 pub use split::Split;
 pub use task::Task;
 

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use crate::Quantize;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,9 @@ pub enum LogRecord {
         #[serde(default, flatten)]
         input: InputStats,
         model_version: String,
+        /// `int8` when the encoder ran quantized; absent for fp32.
+        #[serde(default, skip_serializing_if = "Quantize::is_none")]
+        quantize: Quantize,
         latency_ms: f64,
     },
     Feedback {
@@ -77,6 +81,9 @@ pub enum LogRecord {
         #[serde(default, flatten)]
         input: InputStats,
         model_version: String,
+        /// `int8` when the encoder ran quantized; absent for fp32.
+        #[serde(default, skip_serializing_if = "Quantize::is_none")]
+        quantize: Quantize,
         latency_ms: f64,
     },
     /// The true entities of a text a token-classification model tagged.
@@ -203,18 +210,20 @@ mod tests {
             calibrated_score: Some(0.85),
             input: InputStats { tokens: 5, truncated: false, unknown_tokens: 1 },
             model_version: "v1".into(),
+            quantize: Quantize::Int8,
             latency_ms: 3.5,
         };
         let line = serde_json::to_string(&record).expect("json");
         assert!(line.contains("\"type\":\"prediction\"") && line.contains("\"tokens\":5"), "{line}");
+        assert!(line.contains("\"quantize\":\"int8\""), "{line}");
         assert_eq!(serde_json::from_str::<LogRecord>(&line).expect("reads"), record);
 
         // A record from before the per-text numbers.
         let old = r#"{"type":"prediction","time":"t","request_id":"r","index":1,"label":"neg","score":0.6,"model_version":"v1","latency_ms":1.0}"#;
-        let LogRecord::Prediction { input, margin, .. } = serde_json::from_str(old).expect("reads") else {
+        let LogRecord::Prediction { input, margin, quantize, .. } = serde_json::from_str(old).expect("reads") else {
             panic!("a prediction")
         };
-        assert_eq!((input, margin), (InputStats::default(), 0.0));
+        assert_eq!((input, margin, quantize), (InputStats::default(), 0.0, Quantize::None));
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
     let input = config.input_file.as_deref().context("predict.input_file is required. This is a bug.")?;
     let spec =
         anyhow::Context::context(device::configure(&config.device, config.threads), "config key `predict.device`")?;
-    let predictor = Predictor::load(&config.model_dir, &spec.device())?;
+    let mut predictor = Predictor::load(&config.model_dir, &spec.device())?;
+    predictor.quantize(config.quantize)?;
     let started = Instant::now();
     let stem = input.file_stem().map_or_else(|| "row".into(), |s| s.to_string_lossy().into_owned());
     let options = ReadOptions { format: config.format, has_header: config.has_header, quoting: config.quoting };

@@ -23,6 +23,8 @@ use burn::tensor::activation::{gelu, relu, softmax, tanh};
 use burn::tensor::{Device, Int, Tensor};
 use kiln_core::ModelFolder;
 use kiln_core::model_folder;
+
+use crate::int8::{Int8Error, Int8Twin};
 use serde::{Deserialize, Serialize};
 
 /// The fields of a Hugging Face `config.json` that shape a BERT encoder.
@@ -203,18 +205,24 @@ impl BertConfig {
                     value: linear(self.hidden_size, self.hidden_size),
                     dropout: DropoutConfig::new(self.attention_probs_dropout_prob).init(),
                     heads: self.num_attention_heads,
+                    int8: Default::default(),
                 },
                 output: BertResidual {
                     dense: linear(self.hidden_size, self.hidden_size),
                     layer_norm: norm(),
                     dropout: dropout(),
+                    int8: Int8Twin::default(),
                 },
             },
-            intermediate: BertIntermediate { dense: linear(self.hidden_size, self.intermediate_size) },
+            intermediate: BertIntermediate {
+                dense: linear(self.hidden_size, self.intermediate_size),
+                int8: Int8Twin::default(),
+            },
             output: BertResidual {
                 dense: linear(self.intermediate_size, self.hidden_size),
                 layer_norm: norm(),
                 dropout: dropout(),
+                int8: Int8Twin::default(),
             },
         };
         BertModel {
@@ -273,6 +281,8 @@ pub struct BertSelfAttention {
     pub value: Linear,
     pub dropout: Dropout,
     pub heads: usize,
+    #[module(skip)]
+    pub int8: [Int8Twin; 3],
 }
 
 impl BertSelfAttention {
@@ -282,9 +292,10 @@ impl BertSelfAttention {
         let [batch, seq, width] = hidden.dims();
         let head_dim = width / self.heads;
         let split = |x: Tensor<3>| x.reshape([batch, seq, self.heads, head_dim]).swap_dims(1, 2);
-        let query = split(self.query.forward(hidden.clone()));
-        let key = split(self.key.forward(hidden.clone()));
-        let value = split(self.value.forward(hidden));
+        let [query_int8, key_int8, value_int8] = &self.int8;
+        let query = split(query_int8.forward(&self.query, hidden.clone()));
+        let key = split(key_int8.forward(&self.key, hidden.clone()));
+        let value = split(value_int8.forward(&self.value, hidden));
         let scores = query.matmul(key.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt()) + mask_bias;
         let probs = self.dropout.forward(softmax(scores, 3));
         probs.matmul(value).swap_dims(1, 2).reshape([batch, seq, width])
@@ -297,11 +308,13 @@ pub struct BertResidual {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    #[module(skip)]
+    pub int8: Int8Twin,
 }
 
 impl BertResidual {
     fn forward(&self, hidden: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.layer_norm.forward(self.dropout.forward(self.dense.forward(hidden)) + residual)
+        self.layer_norm.forward(self.dropout.forward(self.int8.forward(&self.dense, hidden)) + residual)
     }
 }
 
@@ -314,6 +327,8 @@ pub struct BertAttention {
 #[derive(Module, Debug)]
 pub struct BertIntermediate {
     pub dense: Linear,
+    #[module(skip)]
+    pub int8: Int8Twin,
 }
 
 #[derive(Module, Debug)]
@@ -327,7 +342,7 @@ impl BertLayer {
     fn forward(&self, hidden: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
         let attended =
             self.attention.output.forward(self.attention.self_attn.forward(hidden.clone(), mask_bias), hidden);
-        let inner = gelu(self.intermediate.dense.forward(attended.clone()));
+        let inner = gelu(self.intermediate.int8.forward(&self.intermediate.dense, attended.clone()));
         self.output.forward(inner, attended)
     }
 }
@@ -369,6 +384,22 @@ pub struct BertOutput {
 }
 
 impl BertModel {
+    /// Packs an int8 copy of every encoder linear layer (Q, K, V, attention
+    /// output, both feed-forward layers) for CPU inference; embeddings, layer
+    /// norms, the pooler and the head stay fp32. Inference only: gradients do
+    /// not flow through the int8 layers.
+    pub fn quantize_int8(&mut self) -> Result<(), Int8Error> {
+        for layer in &mut self.encoder.layer {
+            let attention = &mut layer.attention.self_attn;
+            attention.int8 =
+                [Int8Twin::pack(&attention.query)?, Int8Twin::pack(&attention.key)?, Int8Twin::pack(&attention.value)?];
+            layer.attention.output.int8 = Int8Twin::pack(&layer.attention.output.dense)?;
+            layer.intermediate.int8 = Int8Twin::pack(&layer.intermediate.dense)?;
+            layer.output.int8 = Int8Twin::pack(&layer.output.dense)?;
+        }
+        Ok(())
+    }
+
     /// The encoder and its pooler over [CLS] (what a sequence head reads).
     pub fn forward(&self, input: BertInput) -> BertOutput {
         let hidden = self.encode(input);

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod bert;
 pub mod device;
+pub mod int8;
 pub mod optim;
 mod predictor;
 #[cfg(test)]

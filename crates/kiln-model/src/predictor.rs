@@ -4,13 +4,13 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use burn::tensor::activation::softmax;
 use kiln_config::ModelSettings;
 use kiln_core::entities::Aggregation;
 use kiln_core::prediction_log::InputStats;
-use kiln_core::{Bug, Example, LabelMap, ModelFolder, TaggedExample, Task};
+use kiln_core::{Bug, Example, LabelMap, ModelFolder, Quantize, TaggedExample, Task};
 use kiln_text::aggregate::{Entity, aggregate};
 use kiln_text::clean::{Cleaner, WordCleaner};
 use kiln_text::load_tokenizer;
@@ -36,6 +36,7 @@ pub struct Predictor {
     cleaner: Option<TextCleaner>,
     unknown_token: Option<u32>,
     device: Device,
+    quantize: Quantize,
 }
 
 impl Predictor {
@@ -61,7 +62,41 @@ impl Predictor {
             ),
         };
         let unknown_token = kiln_text::unknown_token_id(&tokenizer);
-        Ok(Self { folder, config, labels, settings, head, tokenizer, cleaner, unknown_token, device: device.clone() })
+        Ok(Self {
+            folder,
+            config,
+            labels,
+            settings,
+            head,
+            tokenizer,
+            cleaner,
+            unknown_token,
+            device: device.clone(),
+            quantize: Quantize::None,
+        })
+    }
+
+    /// Runs the encoder in int8 from now on (`Quantize::Int8`, CPU only); the
+    /// folder on disk is untouched. `Quantize::None` on an fp32 model does nothing.
+    pub fn quantize(&mut self, quantize: Quantize) -> Result<()> {
+        match (quantize, self.quantize) {
+            (Quantize::None, Quantize::None) | (Quantize::Int8, Quantize::Int8) => {}
+            (Quantize::Int8, Quantize::None) => {
+                let encoder = match &mut self.head {
+                    Head::Sequence(model) => &mut model.bert,
+                    Head::Tokens(model) => &mut model.bert,
+                };
+                encoder.quantize_int8().with_context(|| format!("cannot quantize {}", self.folder.dir().display()))?;
+                self.quantize = Quantize::Int8;
+            }
+            (Quantize::None, Quantize::Int8) => bail!("an int8 model cannot go back to fp32: load the folder again"),
+        }
+        Ok(())
+    }
+
+    /// How the encoder runs: `none` (fp32, as trained) or `int8`.
+    pub fn quantization(&self) -> Quantize {
+        self.quantize
     }
 
     /// A label per text, or a tag per word.

@@ -11,6 +11,13 @@ use kiln_model::{BertClassifier, BertConfig, BertInput, DeviceSpec};
 
 const TOLERANCE: f32 = 1e-4;
 
+/// The CPU, or `KILN_TEST_DEVICE` (`cuda`: scripts/gpu_check.sh runs the fp32
+/// parity tests on a GPU this way). int8 is CPU-only and ignores it.
+fn parity_device() -> burn::tensor::Device {
+    let spec = std::env::var("KILN_TEST_DEVICE").map_or(Ok(DeviceSpec::Cpu), |name| name.parse());
+    spec.expect("KILN_TEST_DEVICE: cpu, cuda or cuda:N").device()
+}
+
 /// The pre-trained MiniLM, which `make setup` (and so `make test`) installs:
 /// missing is a broken set-up, not a reason to skip.
 fn model_dir() -> PathBuf {
@@ -59,7 +66,7 @@ fn minilm_matches_transformers_on_a_padded_batch() {
     let weights = dir.join("model.safetensors");
     assert_eq!(kiln_core::output::sha256_file(&weights).expect("hash"), fixture.weights_sha256);
 
-    let device = DeviceSpec::Cpu.device();
+    let device = parity_device();
     let config = BertConfig::load(&dir).expect("config.json");
     let mut model = BertClassifier::new(&config, 3, &device);
     let report = load_safetensors(&mut model, &weights).expect("weights load");
@@ -88,11 +95,67 @@ fn minilm_matches_transformers_on_a_padded_batch() {
     assert!(logits_diff <= TOLERANCE, "logits differ by {logits_diff}");
 }
 
+fn relative_error(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len(), "shapes differ");
+    let diff: f64 = got.iter().zip(want).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+    let norm: f64 = want.iter().map(|b| f64::from(*b).powi(2)).sum();
+    (diff / norm).sqrt()
+}
+
+/// `quantize = "int8"` against torch.ao's `quantize_dynamic` of the same encoder
+/// (fixture: scripts/make_int8_fixture.py). Both quantize with LibTorch's own
+/// ops, so they agree far more closely than either agrees with fp32; a wrong
+/// layer, scale or transpose would put kiln as far from torch's int8 as from fp32.
+#[test]
+fn minilm_int8_matches_torch_quantize_dynamic() {
+    #[derive(serde::Deserialize)]
+    struct Int8Fixture {
+        weights_sha256: String,
+        shape: [usize; 2],
+        last_hidden_state_int8: Vec<f32>,
+    }
+    let dir = model_dir();
+    let fp32 = fixture();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bert_minilm_int8.json");
+    let int8: Int8Fixture = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
+    assert_eq!(int8.weights_sha256, fp32.weights_sha256);
+    assert_eq!(int8.shape, fp32.shape);
+
+    let device = DeviceSpec::Cpu.device();
+    let mut model = BertClassifier::new(&BertConfig::load(&dir).expect("config.json"), 3, &device);
+    load_safetensors(&mut model, &dir.join("model.safetensors")).expect("weights load");
+    model.bert.quantize_int8().expect("quantizes");
+    let input = BertInput {
+        input_ids: ints(&fp32.input_ids, fp32.shape, &device),
+        token_type_ids: ints(&fp32.token_type_ids, fp32.shape, &device),
+        attention_mask: ints(&fp32.attention_mask, fp32.shape, &device),
+    };
+    let hidden = floats(model.bert.encode(input));
+    let to_torch_int8 = relative_error(&hidden, &int8.last_hidden_state_int8);
+    let to_fp32 = relative_error(&hidden, &fp32.last_hidden_state);
+    eprintln!("relative error: to torch int8 {to_torch_int8:.2e}, to fp32 {to_fp32:.2e}");
+    assert!(to_torch_int8 < 1e-4, "kiln's int8 encoder is {to_torch_int8} from torch's");
+    assert!(to_fp32 > 5.0 * to_torch_int8, "int8 is as close to fp32 ({to_fp32}) as to torch's int8: not quantized?");
+}
+
+#[test]
+fn int8_packs_every_encoder_layer_and_leaves_the_float_weights() {
+    let dir = model_dir();
+    let device = DeviceSpec::Cpu.device();
+    let config = BertConfig::load(&dir).expect("config.json");
+    let mut model = BertClassifier::new(&config, 3, &device);
+    load_safetensors(&mut model, &dir.join("model.safetensors")).expect("weights load");
+    let before = floats(model.bert.encoder.layer[0].intermediate.dense.weight.val());
+    model.bert.quantize_int8().expect("quantizes");
+    assert!(model.bert.encoder.layer.iter().all(|layer| layer.intermediate.int8.is_packed()));
+    assert_eq!(floats(model.bert.encoder.layer[0].intermediate.dense.weight.val()), before);
+}
+
 #[test]
 fn padding_does_not_change_real_tokens() {
     let dir = model_dir();
     let fixture = fixture();
-    let device = DeviceSpec::Cpu.device();
+    let device = parity_device();
     let config = BertConfig::load(&dir).expect("config.json");
     let mut model = BertClassifier::new(&config, 2, &device);
     load_safetensors(&mut model, &dir.join("model.safetensors")).expect("weights load");
@@ -191,7 +254,7 @@ fn distilbert_matches_transformers_and_round_trips_its_key_names() {
     assert!(config.is_distilbert() && config.type_vocab_size == 0);
     assert_eq!(config.classification_architecture(), "DistilBertForSequenceClassification");
 
-    let device = DeviceSpec::Cpu.device();
+    let device = parity_device();
     let mut model = BertClassifier::new(&config, 3, &device);
     let report = load_safetensors(&mut model, &dir.path().join("model.safetensors")).expect("loads");
     assert!(report.initialised.is_empty() && report.unused.is_empty(), "{report:?}");
@@ -264,7 +327,7 @@ fn token_classifiers_match_transformers_and_torch_losses() {
     use kiln_model::token::token_loss;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/token_tiny.json");
     let fixture: TokenFixture = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
-    let device = DeviceSpec::Cpu.device();
+    let device = parity_device();
     let shape = fixture.shape;
     let labels = Tensor::<2, Int>::from_data(TensorData::new(fixture.labels.clone(), shape), &device);
     assert_eq!(fixture.models.len(), 4);

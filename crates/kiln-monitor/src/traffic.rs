@@ -96,6 +96,7 @@ impl Traffic {
                     calibrated_score,
                     input,
                     model_version,
+                    quantize: _,
                     latency_ms,
                 } => {
                     let Some(time_ms) = parse_time_ms(&time) else {
@@ -209,6 +210,7 @@ mod tests {
             calibrated_score: None,
             input: InputStats { tokens: 5, truncated: false, unknown_tokens: 0 },
             model_version: version.into(),
+            quantize: kiln_core::Quantize::None,
             latency_ms: 3.0,
         }
     }

@@ -96,6 +96,7 @@ fn stream(version: &str) -> Vec<String> {
                 unknown_tokens: 0,
             },
             model_version: version.into(),
+            quantize: kiln_core::Quantize::None,
             latency_ms: 5.0,
         };
         lines.push(serde_json::to_string(&record).expect("json"));

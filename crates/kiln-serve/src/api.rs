@@ -332,6 +332,7 @@ async fn answer_predict(
                 entities,
                 input: *input,
                 model_version: model_version.clone(),
+                quantize: model.quantize,
                 latency_ms,
             });
         }
@@ -402,6 +403,7 @@ fn classes_response(
                 calibrated_score,
                 input: *input,
                 model_version: model.version.clone(),
+                quantize: model.quantize,
                 latency_ms,
             });
         }

@@ -65,8 +65,8 @@ pub struct AppState {
 /// requests finish on the old model. A folder that fails to load changes nothing.
 pub async fn reload(state: &Arc<AppState>) -> Result<Arc<ModelInfo>> {
     let _one_at_a_time = state.reload_lock.lock().await;
-    let (dir, device) = (state.config.model_dir.clone(), state.device.clone());
-    let outcome = tokio::task::spawn_blocking(move || ServedModel::load(&dir, &device))
+    let (dir, device, quantize) = (state.config.model_dir.clone(), state.device.clone(), state.config.quantize);
+    let outcome = tokio::task::spawn_blocking(move || ServedModel::load(&dir, &device, quantize))
         .await
         .context("the model loading thread failed")?
         .with_context(|| {
@@ -94,7 +94,13 @@ pub async fn reload(state: &Arc<AppState>) -> Result<Arc<ModelInfo>> {
     state.model.store(Some(info.clone()));
     state.metrics.set_model(&info.name, &info.version);
     state.metrics.reloads.with_label_values(&["ok"]).inc();
-    tracing::info!("serving {} version {} ({} labels)", info.dir, info.version, info.labels.len());
+    tracing::info!(
+        "serving {} version {} ({} labels, {})",
+        info.dir,
+        info.version,
+        info.labels.len(),
+        if info.quantize.is_none() { "fp32" } else { "int8 encoder" }
+    );
     Ok(info)
 }
 

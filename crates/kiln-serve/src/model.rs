@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use burn::tensor::Device;
-use kiln_core::{EvalMetrics, ModelFolder, Task};
+use kiln_core::{EvalMetrics, ModelFolder, Quantize, Task};
 use kiln_model::Predictor;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -30,6 +30,10 @@ pub struct ModelInfo {
     pub labels: Vec<String>,
     /// Texts are truncated to this many tokens.
     pub max_length: usize,
+    /// `none` (fp32, as trained) or `int8` (the encoder's linear layers
+    /// quantized at load, `serve --quantize int8`); the weights file is fp32 either way.
+    #[schema(value_type = String)]
+    pub quantize: Quantize,
     pub weights_sha256: String,
     /// sha256 of each file training read, from the folder's training manifest (empty when absent).
     pub training_inputs: Vec<TrainingInput>,
@@ -70,8 +74,9 @@ impl ModelInfo {
 
 impl ServedModel {
     /// Loads and checks a model folder (see [`Predictor::load`]) and describes it.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let predictor = Predictor::load(dir, device)?;
+    pub fn load(dir: &Path, device: &Device, quantize: Quantize) -> Result<Self> {
+        let mut predictor = Predictor::load(dir, device)?;
+        predictor.quantize(quantize)?;
         let folder = &predictor.folder;
         let weights_sha256 = kiln_core::output::sha256_file(&folder.weights()?)?;
         let max_length = predictor.max_length();
@@ -87,6 +92,7 @@ impl ServedModel {
             architecture: predictor.architecture().to_owned(),
             labels: predictor.labels.labels().to_vec(),
             max_length,
+            quantize: predictor.quantization(),
             weights_sha256,
             training_inputs: training_inputs(folder),
             eval_metrics: folder.eval_metrics()?,
