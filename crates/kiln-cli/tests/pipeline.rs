@@ -718,6 +718,32 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
         assert_eq!(steps, local, "{key}: one MLflow step per window");
     }
 
+    // tune: the study is a parent run in MLflow and each trial's train run its child.
+    let tune = Command::new(bin_dir().join("tune"))
+        .args(["--quiet", "--config"])
+        .arg(&config_path)
+        .args(["--study", "tracked", "--trials", "2", "--sampler", "random", "--pruner", "none", "--output-dir"])
+        .arg(dir.path().join("tune"))
+        .env_remove("KILN_CONFIG")
+        .env("MLFLOW_TRACKING_URI", &server.uri)
+        .env("MLFLOW_EXPERIMENT_NAME", "kiln-test")
+        .output()
+        .expect("tune runs");
+    assert!(tune.status.success(), "{}", String::from_utf8_lossy(&tune.stderr));
+    let records = kiln_track::list(&out.join("runs")).expect("local records");
+    let study = records.iter().find(|r| r.stage == "tune").expect("the study's run record");
+    let parent = study.tags.get("mlflow.run_id").expect("the study is in MLflow");
+    let trials: Vec<_> =
+        records.iter().filter(|r| r.stage == "train" && r.tags.get("study").is_some_and(|s| s == "tracked")).collect();
+    assert_eq!(trials.len(), 2, "a train run per trial");
+    for trial in trials {
+        let run = server.get("runs/get", &[("run_id", trial.tags["mlflow.run_id"].as_str())]);
+        let tags = run["run"]["data"]["tags"].as_array().expect("tags");
+        let tag = |key: &str| tags.iter().find(|t| t["key"] == key).and_then(|t| t["value"].as_str());
+        assert_eq!(tag("mlflow.parentRunId"), Some(parent.as_str()), "trial {} nests under the study", trial.id);
+        assert_eq!(tag("study"), Some("tracked"));
+    }
+
     // The server goes away: training and eval still run and keep their local
     // records, with one warning each and an error nowhere.
     server.stop();
@@ -729,7 +755,7 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
     let local: Vec<_> = kiln_track::list(&out.join("runs"))
         .expect("local records")
         .into_iter()
-        .filter(|r| r.stage != "monitor")
+        .filter(|r| r.stage != "monitor" && !r.tags.contains_key("study"))
         .collect();
     assert_eq!(local.len(), 4);
     for record in &local[2..] {
