@@ -2,7 +2,8 @@
 //!
 //! Everything else asks for a [`burn::tensor::Device`] through [`DeviceSpec`], so
 //! moving from LibTorch (burn-tch, deprecated upstream) to burn's pure-Rust `flex`
-//! or its CubeCL `cuda` backend is a change to this file alone.
+//! or its CubeCL `cuda` backend is a change to this file alone, and to
+//! `int8.rs`, whose int8 kernels are LibTorch's (fp32 would keep working without it).
 
 use std::fmt;
 use std::str::FromStr;
