@@ -31,9 +31,7 @@ BIN=target/release
 echo "== parity on the GPU (fp32, <= 1e-4 against transformers)"
 KILN_TEST_DEVICE=cuda cargo test --release --workspace --test bert_parity
 
-if [[ ! -f data/banking77/processed/train.parquet ]]; then
-  for stage in ingest clean tokenize; do "$BIN/$stage" --config configs/banking77.toml --quiet; done
-fi
+BENCH=gpu_check source scripts/bench_banking77.sh
 source scripts/reference_env.sh
 
 echo "== train: kiln fp32 vs Trainer fp32 on the GPU ($STEPS steps, batch 32)"

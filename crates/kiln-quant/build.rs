@@ -4,8 +4,10 @@
 //! and bakes the LibTorch lib folder in as an rpath for this crate's tests.
 use std::path::PathBuf;
 
+include!("../kiln-model/libtorch_rpath.rs");
+
 fn main() {
-    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    libtorch_rpath();
     println!("cargo:rerun-if-changed=src/int8.cpp");
     let libtorch = PathBuf::from(std::env::var("LIBTORCH").unwrap_or_else(|_| {
         panic!("LIBTORCH is not set: run `make setup` (it installs LibTorch into .libtorch, which .cargo/config.toml names)")
@@ -21,5 +23,4 @@ fn main() {
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .file("src/int8.cpp")
         .compile("kiln_quant");
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}/lib", libtorch.display());
 }

@@ -599,6 +599,18 @@ fn make_pipeline_tracked(config: &Path, tracking_uri: &str) -> String {
     stderr
 }
 
+/// A stage binary on `config`, quiet, tracked in MLflow at `tracking_uri`.
+fn tracked_stage(stage: &str, config: &Path, tracking_uri: &str) -> Command {
+    let mut command = Command::new(bin_dir().join(stage));
+    command
+        .args(["--quiet", "--config"])
+        .arg(config)
+        .env_remove("KILN_CONFIG")
+        .env("MLFLOW_TRACKING_URI", tracking_uri)
+        .env("MLFLOW_EXPERIMENT_NAME", "kiln-test");
+    command
+}
+
 #[test]
 fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
     require_setup();
@@ -676,18 +688,13 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
         .flat_map(|i| logged_with_feedback(i, &format!("review number {i}"), ["positive", "negative"][i % 2], &version))
         .collect();
     std::fs::write(log_dir.join("predictions-1.jsonl"), lines.join("\n") + "\n").expect("log");
-    let monitor = Command::new(bin_dir().join("monitor"))
-        .args(["--quiet", "--config"])
-        .arg(&config_path)
+    let monitor = tracked_stage("monitor", &config_path, &server.uri)
         .args(["--window-predictions", "10", "--min-window-predictions", "5", "--log-dir"])
         .arg(&log_dir)
         .arg("--model-dir")
         .arg(out.join("export"))
         .arg("--output-dir")
         .arg(dir.path().join("monitor"))
-        .env_remove("KILN_CONFIG")
-        .env("MLFLOW_TRACKING_URI", &server.uri)
-        .env("MLFLOW_EXPERIMENT_NAME", "kiln-test")
         .output()
         .expect("monitor runs");
     assert!(monitor.status.success(), "{}", String::from_utf8_lossy(&monitor.stderr));
@@ -719,14 +726,9 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
     }
 
     // tune: the study is a parent run in MLflow and each trial's train run its child.
-    let tune = Command::new(bin_dir().join("tune"))
-        .args(["--quiet", "--config"])
-        .arg(&config_path)
+    let tune = tracked_stage("tune", &config_path, &server.uri)
         .args(["--study", "tracked", "--trials", "2", "--sampler", "random", "--pruner", "none", "--output-dir"])
         .arg(dir.path().join("tune"))
-        .env_remove("KILN_CONFIG")
-        .env("MLFLOW_TRACKING_URI", &server.uri)
-        .env("MLFLOW_EXPERIMENT_NAME", "kiln-test")
         .output()
         .expect("tune runs");
     assert!(tune.status.success(), "{}", String::from_utf8_lossy(&tune.stderr));
