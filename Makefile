@@ -78,13 +78,13 @@ fmt: ## Format the code
 bench-data: $(SETUP) build ## clean/tokenize throughput on ~1M rows vs pandas / HF tokenizers
 	scripts/bench_data.sh
 
-bench-train: $(SETUP) build ## train throughput and peak RSS on BANKING77 vs HF Trainer
+bench-train: $(SETUP) build ## train throughput and peak RSS on BANKING77 vs HF Trainer, share of the GEMM limit, step profile vs plain torch
 	BIN=$(BIN) scripts/bench_train.sh
 
 bench-ner: $(SETUP) build ## WNUT-17 entity F1 and train throughput vs HF Trainer, same data and settings (ARGS="--epochs N")
 	BIN=$(BIN) scripts/bench_ner.sh $(ARGS)
 
-bench-predict: $(SETUP) build ## predict rows/s on 1M BANKING77 queries vs HF pipeline (ARGS="--rows N --reference-rows M")
+bench-predict: $(SETUP) build ## predict rows/s (fp32, int8) on 1M BANKING77 queries vs HF pipeline and ONNX Runtime (ARGS="--rows N --reference-rows M")
 	BIN=$(BIN) scripts/bench_predict.sh $(ARGS)
 
 bench-shards: $(SETUP) build ## Sharded batch prediction (N processes + merge) vs one process on the same input (ARGS="--shards N --rows R")

@@ -3,7 +3,10 @@ Hugging Face `pipeline("text-classification")`, in the same run, on BANKING77's
 queries replicated to ROWS short texts (1M by default), same model folder, same
 threads, batch 64, max length 64. kiln runs in fp32 and with `--quantize int8`;
 the reference in fp32 and with torch's `quantize_dynamic` on the same layers
-(the encoder's linear layers, per-channel int8 weights).
+(the encoder's linear layers, per-channel int8 weights). ONNX Runtime, the
+fastest CPU path in Python, runs the same model fused, in fp32 and dynamic int8
+(scripts/bench_predict_onnx.py; timed from session load, after the offline
+export, fusion and quantisation).
 
 Both are timed as whole processes (start-up, reading, model load, inference;
 kiln also writes its Parquet output). The reference can run on a prefix of the
@@ -37,6 +40,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--python", default=".venv-ref/bin/python")
+    parser.add_argument("--onnx-python", default=".venv-onnx/bin/python", help="'' skips ONNX Runtime")
     args = parser.parse_args()
     reference_rows = min(args.reference_rows or args.rows, args.rows)
     if not os.path.isfile(os.path.join(args.model, "config.json")):
@@ -77,6 +81,19 @@ def main():
         reference_result = timed(reference("none"), reference_rows, env=env)
         reference_int8 = timed(reference("int8"), reference_rows, env=env)
 
+        onnx = os.path.join(out, "onnx")
+        if args.onnx_python:
+            os.makedirs(onnx)
+            run_measured([args.python, "scripts/bench_predict_onnx.py", "export", args.model, onnx], env=env)
+
+        def onnx_runtime(texts_file, quantize, predictions=None):
+            command = [args.onnx_python, "scripts/bench_predict_onnx.py", "run", args.model, onnx, texts_file,
+                       str(args.threads), str(args.batch), quantize] + ([predictions] if predictions else [])
+            _, rss, stdout = run_measured(command, env=env, capture=True)
+            return dict(json.loads(stdout.strip().splitlines()[-1]), peak_rss_mib=rss)
+
+        onnx_results = {q: onnx_runtime(prefix, q) for q in ("none", "int8")} if args.onnx_python else {}
+
         test = os.path.join(args.source, "test.csv")
         with open(test, newline="") as f:
             truth = [row["category"] for row in csv.DictReader(f)]
@@ -86,14 +103,22 @@ def main():
             run_measured(kiln(test, output, quantize))
             _, _, stdout = run_measured([args.python, "-c", READ_LABELS, output], capture=True)
             labels[quantize] = json.loads(stdout)
+            if args.onnx_python:
+                output = os.path.join(out, f"onnx-{quantize}.json")
+                onnx_runtime(test, quantize, output)
+                with open(output) as f:
+                    labels[f"onnx-{quantize}"] = json.load(f)
 
     print(f"bench-predict: {args.rows:,} BANKING77 queries (reference: first {reference_rows:,}), "
           f"{args.model}, batch {args.batch}, {args.threads} threads")
     print(f"{'':40} {'rows':>10} {'seconds':>9} {'rows/s':>8} {'peak RSS':>10}")
-    for name, result in [("kiln predict (streaming)", kiln_result),
-                         ("kiln predict --quantize int8", kiln_int8),
-                         ("HF pipeline(text-classification)", reference_result),
-                         ("HF pipeline, torch quantize_dynamic int8", reference_int8)]:
+    rows = [("kiln predict (streaming)", kiln_result),
+            ("kiln predict --quantize int8", kiln_int8),
+            ("HF pipeline(text-classification)", reference_result),
+            ("HF pipeline, torch quantize_dynamic int8", reference_int8)]
+    rows += [(f"ONNX Runtime {r['onnxruntime']} fused " + ("int8" if q == "int8" else "fp32"), r)
+             for q, r in onnx_results.items()]
+    for name, result in rows:
         print(f"{name:40} {result['rows']:10,} {result['seconds']:9.1f} {result['rows_per_second']:8.1f} "
               f"{result['peak_rss_mib']:7.0f} MiB")
     rate = lambda result: result["rows_per_second"]  # noqa: E731
@@ -103,13 +128,22 @@ def main():
     print(f"int8 / fp32: kiln {rate(kiln_int8) / rate(kiln_result):.2f}x rows/s, "
           f"reference {rate(reference_int8) / rate(reference_result):.2f}x; "
           f"kiln int8 / reference int8 {rate(kiln_int8) / rate(reference_int8):.2f}x")
+    if onnx_results:
+        print(f"ONNX Runtime int8 / fp32 {rate(onnx_results['int8']) / rate(onnx_results['none']):.2f}x; "
+              f"kiln / ONNX Runtime: fp32 {rate(kiln_result) / rate(onnx_results['none']):.2f}x, "
+              f"int8 {rate(kiln_int8) / rate(onnx_results['int8']):.2f}x rows/s")
     accuracy = {q: sum(p == t for p, t in zip(predicted, truth)) / len(truth) for q, predicted in labels.items()}
     changed = sum(a != b for a, b in zip(labels["none"], labels["int8"])) / len(truth)
     print(f"BANKING77 test ({len(truth):,} queries): accuracy fp32 {accuracy['none']:.2%}, int8 {accuracy['int8']:.2%} "
           f"({(accuracy['int8'] - accuracy['none']) * 100:+.2f} points); int8 changes {changed:.2%} of predictions")
+    if onnx_results:
+        onnx_changed = sum(a != b for a, b in zip(labels["onnx-none"], labels["onnx-int8"])) / len(truth)
+        print(f"ONNX Runtime: accuracy fp32 {accuracy['onnx-none']:.2%}, int8 {accuracy['onnx-int8']:.2%} "
+              f"({(accuracy['onnx-int8'] - accuracy['onnx-none']) * 100:+.2f} points); "
+              f"int8 changes {onnx_changed:.2%} of predictions")
     print(json.dumps({"kiln": kiln_result, "kiln_int8": kiln_int8, "reference": reference_result,
-                      "reference_int8": reference_int8, "ratio": ratio, "accuracy": accuracy,
-                      "int8_changed": changed}))
+                      "reference_int8": reference_int8, "onnxruntime": onnx_results, "ratio": ratio,
+                      "accuracy": accuracy, "int8_changed": changed}))
 
 
 READ_LABELS = "import json, sys, pyarrow.parquet as pq; print(json.dumps(pq.read_table(sys.argv[1])['predicted'].to_pylist()))"

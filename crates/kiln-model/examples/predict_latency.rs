@@ -14,8 +14,8 @@ use kiln_model::{DeviceSpec, Predictor};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let dir = args.get(1).map_or("artifacts/model", String::as_str);
-    let threads: i32 = args.get(2).map_or(Ok(2), |s| s.parse())?;
-    tch::set_num_threads(threads);
+    let threads: usize = args.get(2).map_or(Ok(2), |s| s.parse())?;
+    kiln_model::device::set_threads(threads);
     for quantize in [Quantize::None, Quantize::Int8] {
         let mut predictor = Predictor::load(Path::new(dir), &DeviceSpec::Cpu.device())?;
         predictor.quantize(quantize)?;

@@ -2,13 +2,16 @@
 //!
 //! Everything else asks for a [`burn::tensor::Device`] through [`DeviceSpec`], so
 //! moving from LibTorch (burn-tch, deprecated upstream) to burn's pure-Rust `flex`
-//! or its CubeCL `cuda` backend is a change to this file alone, and to
-//! `int8.rs`, whose int8 kernels are LibTorch's (fp32 would keep working without it).
+//! or its CubeCL `cuda` backend is a change to this file alone, and to the two
+//! users of LibTorch's own kernels through [`libtorch`]: `int8.rs` (fp32 would
+//! keep working without it) and `optim.rs`'s fused AdamW (burn's AdamW would do).
 
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::Device;
+#[allow(deprecated)] // burn-tch is the chosen backend until kiln moves off LibTorch.
+use burn::backend::{LibTorch, libtorch::TchTensor};
+use burn::tensor::{Device, Tensor};
 
 /// Which device a stage runs on, as written in configs and on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,8 +84,11 @@ pub fn configure(device: &str, threads: usize) -> Result<DeviceSpec, DeviceError
     device.parse()
 }
 
-/// Sets LibTorch's CPU (OpenMP) thread count; 0 keeps LibTorch's choice (all cores).
+/// Sets LibTorch's CPU (OpenMP) thread count (0 keeps LibTorch's choice: all
+/// cores), and keeps the memory its tensors free for reuse
+/// ([`kiln_torch_ops::reuse_freed_memory`]): every stage that runs a model calls this first.
 pub fn set_threads(threads: usize) {
+    kiln_torch_ops::reuse_freed_memory();
     if threads > 0 {
         tch::set_num_threads(i32::try_from(threads).unwrap_or(i32::MAX));
     }
@@ -96,6 +102,19 @@ pub fn threads() -> usize {
 /// Whether LibTorch was built with CUDA and sees at least one GPU.
 pub fn cuda_available() -> bool {
     tch::Cuda::is_available()
+}
+
+/// The LibTorch tensor under a burn tensor, for the kernels burn does not reach
+/// (kiln-torch-ops). Fails only if the backend is not burn-tch.
+#[allow(deprecated)] // burn-tch is the chosen backend until kiln moves off LibTorch.
+pub(crate) fn libtorch<const D: usize>(tensor: Tensor<D>) -> Result<tch::Tensor, String> {
+    tensor.try_into_primitive::<LibTorch>().map(|primitive| primitive.tensor).map_err(|error| format!("{error:?}"))
+}
+
+/// A LibTorch tensor back as a burn tensor.
+#[allow(deprecated)]
+pub(crate) fn from_libtorch<const D: usize>(tensor: tch::Tensor) -> Tensor<D> {
+    Tensor::from_primitive::<LibTorch>(TchTensor::new(tensor))
 }
 
 #[cfg(test)]

@@ -1,20 +1,17 @@
 //! `quantize = "int8"`: the encoder's linear layers run as dynamic int8 on the
-//! CPU (kiln-quant, LibTorch's fbgemm kernels), the rest in fp32.
+//! CPU (kiln-torch-ops, LibTorch's fbgemm kernels), the rest in fp32.
 //!
 //! Each linear layer of the encoder carries an [`Int8Twin`] beside its float
 //! weights. It is empty unless [`crate::BertModel::quantize_int8`] packed it, is
 //! never saved (the folder stays fp32 and Hugging Face-compatible), and reaches
 //! the LibTorch tensor under burn's through burn's backend-extension API.
-// burn-tch is the chosen backend until kiln moves off LibTorch (see device.rs).
-#![allow(deprecated)]
-
 use std::sync::Arc;
 
-use burn::backend::LibTorch;
-use burn::backend::libtorch::TchTensor;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
-use kiln_quant::{Int8Linear, QuantError};
+use kiln_torch_ops::{Int8Linear, QuantError};
+
+use crate::device::from_libtorch;
 
 /// A linear layer's int8 copy, or nothing (the float layer runs).
 #[derive(Clone, Debug, Default)]
@@ -48,7 +45,7 @@ impl Int8Twin {
     /// `linear` on `input`, in int8 when packed.
     pub(crate) fn forward(&self, linear: &Linear, input: Tensor<3>) -> Tensor<3> {
         let Some(int8) = &self.0 else {
-            return linear.forward(input);
+            return linear_over_tokens(linear, input);
         };
         // Only a model quantized at load, on LibTorch's CPU, gets here, and its
         // shapes are the checkpoint's: a failure is kiln's bug, as a LibTorch
@@ -57,11 +54,21 @@ impl Int8Twin {
             .map_err(|e| e.to_string())
             .and_then(|input| int8.forward(&input).map_err(|e| e.to_string()))
             .unwrap_or_else(|error| panic!("int8 linear layer failed: {error}. This is a bug."));
-        Tensor::from_primitive::<LibTorch>(TchTensor::new(output))
+        from_libtorch(output)
     }
 }
 
+/// `linear` on `[batch, seq, in]` as one `[batch * seq, in]` matmul. burn's own
+/// `Linear` keeps a batched matmul against the broadcast weight when `seq` is a
+/// multiple of 32, and on LibTorch that made a training step's backward 2.7x
+/// slower at length 32 (`make bench-train`'s step profile: 526 ms, now 198).
+pub(crate) fn linear_over_tokens(linear: &Linear, input: Tensor<3>) -> Tensor<3> {
+    let [batch, seq, width] = input.dims();
+    let output = linear.forward(input.reshape([batch * seq, width]));
+    let [_, out] = output.dims();
+    output.reshape([batch, seq, out])
+}
+
 fn libtorch<const D: usize>(tensor: Tensor<D>) -> Result<tch::Tensor, Int8Error> {
-    let primitive = tensor.try_into_primitive::<LibTorch>().map_err(|e| Int8Error::NotLibTorch(format!("{e:?}")))?;
-    Ok(primitive.tensor)
+    crate::device::libtorch(tensor).map_err(Int8Error::NotLibTorch)
 }

@@ -34,7 +34,7 @@ impl BertTokenClassifier {
     /// Logits, `[batch, seq, num_labels]`.
     pub fn forward(&self, input: BertInput) -> Tensor<3> {
         let hidden = self.bert.encode(input);
-        self.classifier.forward(self.dropout.forward(hidden))
+        crate::int8::linear_over_tokens(&self.classifier, self.dropout.forward(hidden))
     }
 
     pub fn num_labels(&self) -> usize {

@@ -4,7 +4,7 @@
 // per call from their own range. tch binds neither op, so this is the bridge.
 //
 // Tensors cross as `at::Tensor*`, which is what tch's `C_tensor*` is. Errors are
-// returned as a malloc'd message that the caller frees with kiln_quant_free_error.
+// returned as a malloc'd message that the caller frees with kiln_torch_ops_free_error.
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -25,7 +25,7 @@ char* message(const char* what) { return strdup(what); }
 
 extern "C" {
 
-void* kiln_quant_pack(const at::Tensor* weight, const at::Tensor* bias, char** error) {
+void* kiln_torch_ops_pack(const at::Tensor* weight, const at::Tensor* bias, char** error) {
     try {
         at::Tensor w = weight->detach().to(at::kFloat).contiguous();
         TORCH_CHECK(w.dim() == 2, "an int8 linear layer's weight is [out, in], got ", w.sizes());
@@ -48,7 +48,7 @@ void* kiln_quant_pack(const at::Tensor* weight, const at::Tensor* bias, char** e
     }
 }
 
-at::Tensor* kiln_quant_linear(void* packed, const at::Tensor* input, bool reduce_range, char** error) {
+at::Tensor* kiln_torch_ops_linear(void* packed, const at::Tensor* input, bool reduce_range, char** error) {
     try {
         Packed& weights = *static_cast<Packed*>(packed);
         return new at::Tensor(weights->apply_dynamic(input->contiguous(), reduce_range));
@@ -58,8 +58,8 @@ at::Tensor* kiln_quant_linear(void* packed, const at::Tensor* input, bool reduce
     }
 }
 
-void kiln_quant_drop(void* packed) { delete static_cast<Packed*>(packed); }
+void kiln_torch_ops_drop(void* packed) { delete static_cast<Packed*>(packed); }
 
-void kiln_quant_free_error(char* error) { free(error); }
+void kiln_torch_ops_free_error(char* error) { free(error); }
 
 }  // extern "C"

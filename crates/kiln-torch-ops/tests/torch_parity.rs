@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use kiln_quant::Int8Linear;
+use kiln_torch_ops::Int8Linear;
 use tch::Tensor;
 
 #[derive(serde::Deserialize)]
