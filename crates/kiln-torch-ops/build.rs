@@ -1,4 +1,4 @@
-//! Compiles src/int8.cpp and src/adamw.cpp against the LibTorch that torch-sys links (the
+//! Compiles src/int8.cpp, src/adamw.cpp and src/layer_norm.cpp against the LibTorch that torch-sys links (the
 //! `LIBTORCH` folder `.cargo/config.toml` names), with the flags torch-sys
 //! uses for its own C++ (C++17, the C++11 ABI that PyPI's torch is built with),
 //! and bakes the LibTorch lib folder in as an rpath for this crate's tests.
@@ -10,6 +10,7 @@ fn main() {
     libtorch_rpath();
     println!("cargo:rerun-if-changed=src/int8.cpp");
     println!("cargo:rerun-if-changed=src/adamw.cpp");
+    println!("cargo:rerun-if-changed=src/layer_norm.cpp");
     let libtorch = PathBuf::from(std::env::var("LIBTORCH").unwrap_or_else(|_| {
         panic!("LIBTORCH is not set: run `make setup` (it installs LibTorch into .libtorch, which .cargo/config.toml names)")
     }));
@@ -24,5 +25,6 @@ fn main() {
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .file("src/int8.cpp")
         .file("src/adamw.cpp")
+        .file("src/layer_norm.cpp")
         .compile("kiln_torch_ops");
 }

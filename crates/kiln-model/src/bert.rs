@@ -13,6 +13,7 @@
 
 use std::path::Path;
 
+use crate::layer_norm::layer_norm;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -210,6 +211,7 @@ impl BertConfig {
                 output: BertResidual {
                     dense: linear(self.hidden_size, self.hidden_size),
                     layer_norm: norm(),
+                    layer_norm_eps: self.layer_norm_eps,
                     dropout: dropout(),
                     int8: Int8Twin::default(),
                 },
@@ -221,6 +223,7 @@ impl BertConfig {
             output: BertResidual {
                 dense: linear(self.intermediate_size, self.hidden_size),
                 layer_norm: norm(),
+                layer_norm_eps: self.layer_norm_eps,
                 dropout: dropout(),
                 int8: Int8Twin::default(),
             },
@@ -232,6 +235,7 @@ impl BertConfig {
                 token_type_embeddings: (self.type_vocab_size > 0)
                     .then(|| EmbeddingConfig::new(self.type_vocab_size, self.hidden_size).init(device)),
                 layer_norm: norm(),
+                layer_norm_eps: self.layer_norm_eps,
                 dropout: dropout(),
                 positions_after_padding: self.is_roberta(),
                 padding_id: self.pad_token_id.unwrap_or(1),
@@ -249,6 +253,9 @@ pub struct BertEmbeddings {
     /// Absent in DistilBERT, which has no token types.
     pub token_type_embeddings: Option<Embedding>,
     pub layer_norm: LayerNorm,
+    /// burn's LayerNorm keeps its epsilon private; training's native kernel needs it.
+    #[module(skip)]
+    pub layer_norm_eps: f64,
     pub dropout: Dropout,
     /// RoBERTa: a token's position is the padding id + its place among the
     /// non-padding tokens (transformers' `create_position_ids_from_input_ids`).
@@ -270,7 +277,7 @@ impl BertEmbeddings {
         if let Some(token_types) = &self.token_type_embeddings {
             summed = summed + token_types.forward(token_type_ids);
         }
-        self.dropout.forward(self.layer_norm.forward(summed))
+        self.dropout.forward(layer_norm(&self.layer_norm, self.layer_norm_eps, summed))
     }
 }
 
@@ -307,6 +314,8 @@ impl BertSelfAttention {
 pub struct BertResidual {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
+    #[module(skip)]
+    pub layer_norm_eps: f64,
     pub dropout: Dropout,
     #[module(skip)]
     pub int8: Int8Twin,
@@ -314,7 +323,8 @@ pub struct BertResidual {
 
 impl BertResidual {
     fn forward(&self, hidden: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.layer_norm.forward(self.dropout.forward(self.int8.forward(&self.dense, hidden)) + residual)
+        let summed = self.dropout.forward(self.int8.forward(&self.dense, hidden)) + residual;
+        layer_norm(&self.layer_norm, self.layer_norm_eps, summed)
     }
 }
 

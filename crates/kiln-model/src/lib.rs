@@ -6,6 +6,7 @@ pub mod batch;
 pub mod bert;
 pub mod device;
 pub mod int8;
+mod layer_norm;
 pub mod optim;
 mod predictor;
 #[cfg(test)]

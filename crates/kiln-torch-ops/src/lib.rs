@@ -1,6 +1,7 @@
 //! LibTorch operators that tch does not bind, through a small C++ bridge:
-//! dynamic int8 linear layers for CPU inference (fbgemm), and the fused AdamW
-//! step ([`fused_adamw`]) that `torch.optim.AdamW(fused=True)` runs; and
+//! dynamic int8 linear layers for CPU inference (fbgemm), the fused AdamW step
+//! ([`fused_adamw`]) that `torch.optim.AdamW(fused=True)` runs, LayerNorm's
+//! backward ([`layer_norm_backward`]) for kiln-model's native LayerNorm; and
 //! [`reuse_freed_memory`], the allocator setting LibTorch's CPU tensors want.
 //!
 //! ## int8
@@ -48,6 +49,22 @@ unsafe extern "C" {
         error: *mut *mut c_char,
     ) -> c_int;
     fn kiln_torch_ops_free_error(error: *mut c_char);
+    #[allow(clippy::too_many_arguments)]
+    fn kiln_layer_norm_backward(
+        grad_out: *const c_void,
+        input: *const c_void,
+        mean: *const c_void,
+        rstd: *const c_void,
+        weight: *const c_void,
+        bias: *const c_void,
+        want_input: bool,
+        want_weight: bool,
+        want_bias: bool,
+        grad_input: *mut *mut c_void,
+        grad_weight: *mut *mut c_void,
+        grad_bias: *mut *mut c_void,
+        error: *mut *mut c_char,
+    ) -> c_int;
 }
 
 /// LibTorch refused to quantize or run a layer.
@@ -134,6 +151,59 @@ pub fn fused_adamw(
             Tensor::from_ptr(exp_avg_sq_out.cast()),
         )
     })
+}
+
+/// What `native_layer_norm` saved for its backward: the input, and the mean
+/// and reciprocal standard deviation of each row.
+#[derive(Debug)]
+pub struct LayerNormSaved {
+    pub input: Tensor,
+    pub mean: Tensor,
+    pub rstd: Tensor,
+    pub weight: Tensor,
+    pub bias: Tensor,
+}
+
+/// LibTorch refused a LayerNorm backward.
+#[derive(Debug, thiserror::Error)]
+#[error("LayerNorm backward: {0}")]
+pub struct LayerNormError(String);
+
+/// Gradients of LayerNorm over the last dimension with respect to its input,
+/// weight and bias, each computed only when `wanted`: LibTorch's
+/// `native_layer_norm_backward`, which tch does not bind.
+pub fn layer_norm_backward(
+    grad_out: &Tensor,
+    saved: &LayerNormSaved,
+    wanted: [bool; 3],
+) -> Result<[Option<Tensor>; 3], LayerNormError> {
+    let mut out = [ptr::null_mut(); 3];
+    let mut error = ptr::null_mut();
+    let [gi, gw, gb] = &mut out;
+    // SAFETY: every tensor outlives the call; the bridge sets each wanted output
+    // to a fresh heap at::Tensor and the others to null.
+    let failed = unsafe {
+        kiln_layer_norm_backward(
+            grad_out.as_ptr().cast(),
+            saved.input.as_ptr().cast(),
+            saved.mean.as_ptr().cast(),
+            saved.rstd.as_ptr().cast(),
+            saved.weight.as_ptr().cast(),
+            saved.bias.as_ptr().cast(),
+            wanted[0],
+            wanted[1],
+            wanted[2],
+            gi,
+            gw,
+            gb,
+            &mut error,
+        )
+    };
+    if failed != 0 {
+        return Err(LayerNormError(take_message(error)));
+    }
+    // SAFETY: non-null outputs are fresh heap tensors that we now own.
+    Ok(out.map(|tensor| (!tensor.is_null()).then(|| unsafe { Tensor::from_ptr(tensor.cast()) })))
 }
 
 /// A linear layer's weight in int8, packed for fbgemm, with its float bias.
