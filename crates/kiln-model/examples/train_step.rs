@@ -14,8 +14,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
+use kiln_core::Example;
 use kiln_core::model_folder::WEIGHTS;
+use kiln_model::batch::collate;
 use kiln_model::bert::load_safetensors;
 use kiln_model::optim::{AdamWSettings, clip_global_norm};
 use kiln_model::{BertClassifier, BertConfig, BertInput, DeviceSpec, device};
@@ -26,24 +28,25 @@ const WARMUP_STEPS: usize = 3;
 
 /// The token id at (`row`, `column`) of a `length`-token text: [CLS] ... [SEP],
 /// spread over the vocabulary. `bench_step_reference.py` has the same formula.
-fn token_id(row: usize, column: usize, length: usize) -> i64 {
+fn token_id(row: usize, column: usize, length: usize) -> u32 {
     match column {
         0 => 101,
         c if c + 1 == length => 102,
-        c => 1000 + ((row * 7919 + c * 104_729) % 20_000) as i64,
+        c => 1000 + ((row * 7919 + c * 104_729) % 20_000) as u32,
     }
 }
 
+/// `batch` texts of `length` real tokens, collated as `train` collates them.
 fn fixed_batch(batch: usize, length: usize, device: &Device) -> (BertInput, Tensor<1, Int>) {
-    let ids: Vec<i64> = (0..batch).flat_map(|r| (0..length).map(move |c| token_id(r, c, length))).collect();
-    let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [batch, length]), device);
-    let input = BertInput {
-        input_ids: ints(ids),
-        token_type_ids: ints(vec![0; batch * length]),
-        attention_mask: ints(vec![1; batch * length]),
-    };
-    let labels: Vec<i64> = (0..batch).map(|r| (r % LABELS) as i64).collect();
-    (input, Tensor::from_data(TensorData::new(labels, [batch]), device))
+    let examples: Vec<Example> = (0..batch)
+        .map(|row| Example {
+            id: row.to_string(),
+            input_ids: (0..length).map(|column| token_id(row, column, length)).collect(),
+            token_type_ids: Some(vec![0; length]),
+            label_id: (row % LABELS) as u32,
+        })
+        .collect();
+    collate(&examples.iter().collect::<Vec<_>>(), 0, device)
 }
 
 /// Milliseconds per phase, one entry a step.

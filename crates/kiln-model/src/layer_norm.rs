@@ -84,7 +84,7 @@ mod tests {
 
     use super::*;
     use crate::DeviceSpec;
-    use crate::test_support::floats;
+    use crate::test_support::{floats, max_abs_diff};
 
     /// The native kernels give burn's LayerNorm output and gradients (input,
     /// gamma, beta) under an uneven upstream gradient; inference tensors take
@@ -111,14 +111,13 @@ mod tests {
             (floats(output), floats(input.grad(&grads).expect("input gradient")), grad(norm.gamma.val()), grad(beta))
         };
         let (ours, theirs) = (run(true), run(false));
-        let largest = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         for (name, a, b) in [
             ("output", &ours.0, &theirs.0),
             ("input", &ours.1, &theirs.1),
             ("gamma", &ours.2, &theirs.2),
             ("beta", &ours.3, &theirs.3),
         ] {
-            assert!(largest(a, b) < 1e-5, "{name} differs by {}", largest(a, b));
+            assert!(max_abs_diff(a, b) < 1e-5, "{name} differs by {}", max_abs_diff(a, b));
             assert!(a.iter().any(|v| v.abs() > 1e-3), "{name} is not all zero");
         }
         let plain = DeviceSpec::Cpu.device();

@@ -146,7 +146,7 @@ mod tests {
     use super::*;
     use crate::DeviceSpec;
     use crate::bert::BertClassifier;
-    use crate::test_support::{batch, floats, tiny};
+    use crate::test_support::{batch, floats, max_abs_diff, tiny};
 
     /// With zero gradients AdamW only decays: weights shrink by exactly
     /// (1 - lr * decay), biases and LayerNorm parameters do not move.
@@ -201,8 +201,6 @@ mod tests {
             let grads = GradientsParams::from_grads(theirs.loss(input.clone(), targets.clone()).0.backward(), &theirs);
             theirs = reference.step(1e-2, theirs, grads);
         }
-        let largest_difference =
-            |a: Vec<f32>, b: Vec<f32>| a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         let pairs = [
             (ours.classifier.weight.val(), theirs.classifier.weight.val()),
             (
@@ -212,13 +210,13 @@ mod tests {
             (ours.bert.embeddings.word_embeddings.weight.val(), theirs.bert.embeddings.word_embeddings.weight.val()),
         ];
         for (a, b) in pairs {
-            let difference = largest_difference(floats(a), floats(b));
+            let difference = max_abs_diff(&floats(a), &floats(b));
             assert!(difference < 1e-6, "fused and burn's AdamW differ by {difference}");
         }
         let gamma = |m: &BertClassifier| floats(m.bert.embeddings.layer_norm.gamma.val());
-        assert!(largest_difference(gamma(&ours), gamma(&theirs)) < 1e-6, "the no-decay group matches too");
+        assert!(max_abs_diff(&gamma(&ours), &gamma(&theirs)) < 1e-6, "the no-decay group matches too");
         let query = floats(ours.bert.encoder.layer[0].attention.self_attn.query.weight.val());
-        assert!(largest_difference(query, before.clone()) > 1e-3, "three steps moved the weights");
+        assert!(max_abs_diff(&query, &before) > 1e-3, "three steps moved the weights");
         let kept = floats(start.bert.encoder.layer[0].attention.self_attn.query.weight.val());
         assert_eq!(kept, before, "the starting model, sharing the weights' storage, did not change");
     }

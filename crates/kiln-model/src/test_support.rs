@@ -33,3 +33,8 @@ pub fn batch(ids: Vec<i64>, mask: Vec<i64>, shape: [usize; 2], device: &Device) 
 pub fn floats<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
     tensor.into_data().try_to_vec::<f32>().expect("f32")
 }
+
+/// The largest absolute difference between two equally long sequences.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

@@ -4,7 +4,8 @@
 // per call from their own range. tch binds neither op, so this is the bridge.
 //
 // Tensors cross as `at::Tensor*`, which is what tch's `C_tensor*` is. Errors are
-// returned as a malloc'd message that the caller frees with kiln_torch_ops_free_error.
+// returned as a strdup'd message that the caller frees with kiln_free_error (here for
+// every bridge file).
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -19,13 +20,11 @@ namespace {
 
 using Packed = c10::intrusive_ptr<LinearPackedParamsBase>;
 
-char* message(const char* what) { return strdup(what); }
-
 }  // namespace
 
 extern "C" {
 
-void* kiln_torch_ops_pack(const at::Tensor* weight, const at::Tensor* bias, char** error) {
+void* kiln_int8_pack(const at::Tensor* weight, const at::Tensor* bias, char** error) {
     try {
         at::Tensor w = weight->detach().to(at::kFloat).contiguous();
         TORCH_CHECK(w.dim() == 2, "an int8 linear layer's weight is [out, in], got ", w.sizes());
@@ -43,23 +42,23 @@ void* kiln_torch_ops_pack(const at::Tensor* weight, const at::Tensor* bias, char
                                   .typed<Packed(at::Tensor, std::optional<at::Tensor>)>();
         return new Packed(prepack.call(quantized, b));
     } catch (const std::exception& e) {
-        *error = message(e.what());
+        *error = strdup(e.what());
         return nullptr;
     }
 }
 
-at::Tensor* kiln_torch_ops_linear(void* packed, const at::Tensor* input, bool reduce_range, char** error) {
+at::Tensor* kiln_int8_linear(void* packed, const at::Tensor* input, bool reduce_range, char** error) {
     try {
         Packed& weights = *static_cast<Packed*>(packed);
         return new at::Tensor(weights->apply_dynamic(input->contiguous(), reduce_range));
     } catch (const std::exception& e) {
-        *error = message(e.what());
+        *error = strdup(e.what());
         return nullptr;
     }
 }
 
-void kiln_torch_ops_drop(void* packed) { delete static_cast<Packed*>(packed); }
+void kiln_int8_drop(void* packed) { delete static_cast<Packed*>(packed); }
 
-void kiln_torch_ops_free_error(char* error) { free(error); }
+void kiln_free_error(char* error) { free(error); }
 
 }  // extern "C"

@@ -23,14 +23,14 @@ use std::ptr::{self, NonNull};
 use tch::Tensor;
 
 unsafe extern "C" {
-    fn kiln_torch_ops_pack(weight: *const c_void, bias: *const c_void, error: *mut *mut c_char) -> *mut c_void;
-    fn kiln_torch_ops_linear(
+    fn kiln_int8_pack(weight: *const c_void, bias: *const c_void, error: *mut *mut c_char) -> *mut c_void;
+    fn kiln_int8_linear(
         packed: *mut c_void,
         input: *const c_void,
         reduce_range: bool,
         error: *mut *mut c_char,
     ) -> *mut c_void;
-    fn kiln_torch_ops_drop(packed: *mut c_void);
+    fn kiln_int8_drop(packed: *mut c_void);
     #[allow(clippy::too_many_arguments)]
     fn kiln_adamw_step(
         param: *const c_void,
@@ -48,7 +48,7 @@ unsafe extern "C" {
         exp_avg_sq_out: *mut *mut c_void,
         error: *mut *mut c_char,
     ) -> c_int;
-    fn kiln_torch_ops_free_error(error: *mut c_char);
+    fn kiln_free_error(error: *mut c_char);
     #[allow(clippy::too_many_arguments)]
     fn kiln_layer_norm_backward(
         grad_out: *const c_void,
@@ -233,7 +233,7 @@ impl Int8Linear {
         let mut error = ptr::null_mut();
         let bias = bias.map_or(ptr::null(), |b| b.as_ptr().cast());
         // SAFETY: both tensors outlive the call, and tch's C_tensor is an at::Tensor*.
-        let packed = unsafe { kiln_torch_ops_pack(weight.as_ptr().cast(), bias, &mut error) };
+        let packed = unsafe { kiln_int8_pack(weight.as_ptr().cast(), bias, &mut error) };
         let packed = NonNull::new(packed).ok_or_else(|| QuantError(take_message(error)))?;
         Ok(Self { packed, in_features, out_features })
     }
@@ -243,8 +243,8 @@ impl Int8Linear {
         let mut error = ptr::null_mut();
         // reduce_range as torch.ao's dynamic Linear sets it: 7-bit activations keep
         // AVX2's 16-bit pairwise sums from saturating on CPUs without VNNI.
-        // SAFETY: `packed` came from kiln_torch_ops_pack and lives as long as `self`.
-        let output = unsafe { kiln_torch_ops_linear(self.packed.as_ptr(), input.as_ptr().cast(), true, &mut error) };
+        // SAFETY: `packed` came from kiln_int8_pack and lives as long as `self`.
+        let output = unsafe { kiln_int8_linear(self.packed.as_ptr(), input.as_ptr().cast(), true, &mut error) };
         if output.is_null() {
             return Err(QuantError(take_message(error)));
         }
@@ -263,8 +263,8 @@ impl Int8Linear {
 
 impl Drop for Int8Linear {
     fn drop(&mut self) {
-        // SAFETY: `packed` came from kiln_torch_ops_pack and is dropped once.
-        unsafe { kiln_torch_ops_drop(self.packed.as_ptr()) }
+        // SAFETY: `packed` came from kiln_int8_pack and is dropped once.
+        unsafe { kiln_int8_drop(self.packed.as_ptr()) }
     }
 }
 
@@ -274,7 +274,7 @@ fn take_message(error: *mut c_char) -> String {
     }
     // SAFETY: the bridge sets `error` to a NUL-terminated strdup'd string.
     let text = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
-    unsafe { kiln_torch_ops_free_error(error) };
+    unsafe { kiln_free_error(error) };
     text
 }
 
