@@ -1,4 +1,4 @@
-//! Compiles src/int8.cpp, src/adamw.cpp and src/layer_norm.cpp against the LibTorch that torch-sys links (the
+//! Compiles src/int8.cpp, src/adamw.cpp, src/layer_norm.cpp and src/threads.cpp against the LibTorch that torch-sys links (the
 //! `LIBTORCH` folder `.cargo/config.toml` names), with the flags torch-sys
 //! uses for its own C++ (C++17, the C++11 ABI that PyPI's torch is built with),
 //! and bakes the LibTorch lib folder in as an rpath for this crate's tests.
@@ -11,6 +11,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/int8.cpp");
     println!("cargo:rerun-if-changed=src/adamw.cpp");
     println!("cargo:rerun-if-changed=src/layer_norm.cpp");
+    println!("cargo:rerun-if-changed=src/threads.cpp");
     let libtorch = PathBuf::from(std::env::var("LIBTORCH").unwrap_or_else(|_| {
         panic!("LIBTORCH is not set: run `make setup` (it installs LibTorch into .libtorch, which .cargo/config.toml names)")
     }));
@@ -26,5 +27,6 @@ fn main() {
         .file("src/int8.cpp")
         .file("src/adamw.cpp")
         .file("src/layer_norm.cpp")
+        .file("src/threads.cpp")
         .compile("kiln_torch_ops");
 }

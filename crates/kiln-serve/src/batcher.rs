@@ -16,6 +16,7 @@ use kiln_core::entities::Aggregation;
 use kiln_core::prediction_log::InputStats;
 use kiln_core::{Example, TaggedExample, Task};
 use kiln_model::EncodedText;
+use kiln_model::device::InferenceThreads;
 use kiln_text::aggregate::Entity;
 use tokio::sync::oneshot;
 
@@ -113,9 +114,14 @@ pub struct Queue {
 
 impl Queue {
     /// Starts the inference thread, with no model until the first [`Queue::swap`].
-    pub fn start(limits: BatchLimits, capacity: usize, metrics: Arc<Metrics>) -> (Self, JoinHandle<()>) {
+    pub fn start(
+        limits: BatchLimits,
+        threads: InferenceThreads,
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Self, JoinHandle<()>) {
         let (sender, receiver) = sync_channel(capacity);
-        let worker = Worker { receiver, limits, metrics: metrics.clone(), model: None };
+        let worker = Worker { receiver, limits, threads, metrics: metrics.clone(), model: None };
         let handle = std::thread::Builder::new()
             .name("kiln-inference".into())
             .spawn(move || worker.run())
@@ -162,6 +168,8 @@ impl Queue {
 struct Worker {
     receiver: Receiver<Work>,
     limits: BatchLimits,
+    /// The only thread with parallel kernels.
+    threads: InferenceThreads,
     metrics: Arc<Metrics>,
     model: Option<Box<ServedModel>>,
 }
@@ -182,6 +190,7 @@ enum Wait {
 
 impl Worker {
     fn run(mut self) {
+        self.threads.take();
         let mut next: Option<Next> = None;
         loop {
             let item = match next.take() {

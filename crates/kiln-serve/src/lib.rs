@@ -137,7 +137,8 @@ impl Server {
             }
             None => None,
         };
-        let (queue, inference) = Queue::start(limits, config.max_queue, metrics.clone());
+        let threads = device::InferenceThreads::reserve();
+        let (queue, inference) = Queue::start(limits, threads, config.max_queue, metrics.clone());
         let state = Arc::new(AppState {
             tokens: Tokens::new(&config.api_tokens),
             config,

@@ -2,7 +2,8 @@
 //! dynamic int8 linear layers for CPU inference (fbgemm), the fused AdamW step
 //! ([`fused_adamw`]) that `torch.optim.AdamW(fused=True)` runs, LayerNorm's
 //! backward ([`layer_norm_backward`]) for kiln-model's native LayerNorm; and
-//! [`reuse_freed_memory`], the allocator setting LibTorch's CPU tensors want.
+//! two process settings: [`reuse_freed_memory`], the allocator setting LibTorch's
+//! CPU tensors want, and [`set_local_threads`], a thread count for one thread.
 //!
 //! ## int8
 //!
@@ -49,6 +50,7 @@ unsafe extern "C" {
         error: *mut *mut c_char,
     ) -> c_int;
     fn kiln_free_error(error: *mut c_char);
+    fn kiln_set_local_threads(threads: c_int) -> c_int;
     #[allow(clippy::too_many_arguments)]
     fn kiln_layer_norm_backward(
         grad_out: *const c_void,
@@ -87,6 +89,26 @@ pub fn reuse_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
     }
+}
+
+/// Sets how many CPU threads LibTorch's kernels (its own and MKL's) use when
+/// called from this thread, and from this thread only; returns the count it
+/// replaces, or `None` if LibTorch's OpenMP runtime was not found (then
+/// nothing changed).
+///
+/// Why: libgomp gives every thread that runs a parallel kernel a pool of its
+/// own, and once a process has more pool threads than cores it makes every
+/// pool's threads sleep after ~100 spins instead of ~300,000, so each of the
+/// few hundred kernels of a forward pass then wakes its helpers through the
+/// kernel; on a 2-core VM that tripled a one-text request (2.7 -> 10 ms).
+/// A server keeps its other threads (start-up, model loading) at 1 so that
+/// only the inference thread owns a pool, and switches that thread to 1 for
+/// batches too small to share.
+pub fn set_local_threads(threads: usize) -> Option<usize> {
+    let threads = c_int::try_from(threads.max(1)).unwrap_or(c_int::MAX);
+    // SAFETY: the bridge only sets thread-local counts (OpenMP's and MKL's).
+    let previous = unsafe { kiln_set_local_threads(threads) };
+    usize::try_from(previous).ok()
 }
 
 /// LibTorch refused a fused AdamW step (mismatched shapes, dtypes or devices).
@@ -399,5 +421,30 @@ mod tests {
         // <=: another test may free an mmap made before the call meanwhile.
         assert!(mapped() <= before, "a 4 MiB tensor got an mmap of its own");
         drop(tensor);
+    }
+
+    /// The count applies to the thread that set it: LibTorch on that thread
+    /// reports it, and a thread started afterwards still gets the process's.
+    #[test]
+    fn local_thread_count_stays_on_its_thread() {
+        tch::set_num_threads(2);
+        let (local, replaced) = std::thread::spawn(|| {
+            let replaced = set_local_threads(1);
+            (tch::get_num_threads(), replaced)
+        })
+        .join()
+        .expect("the thread ran");
+        assert_eq!((local, replaced), (1, Some(2)));
+        let fresh = std::thread::spawn(tch::get_num_threads).join().expect("the thread ran");
+        assert_eq!(fresh, 2, "a new thread takes the process-wide count");
+        // Back up again on the same thread.
+        let restored = std::thread::spawn(|| {
+            set_local_threads(1);
+            set_local_threads(2);
+            tch::get_num_threads()
+        })
+        .join()
+        .expect("the thread ran");
+        assert_eq!(restored, 2);
     }
 }
