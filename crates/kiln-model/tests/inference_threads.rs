@@ -16,6 +16,19 @@ fn parallel_kernel() {
     assert_eq!(doubled.double_value(&[0]), 2.0);
 }
 
+/// On a new thread: runs `prepare`, then the parallel kernel; returns that
+/// thread's LibTorch thread count and the process's threads before and after.
+fn kernel_on_new_thread(prepare: impl FnOnce() + Send + 'static) -> (usize, usize, usize) {
+    std::thread::spawn(move || {
+        prepare();
+        let before = thread_count();
+        parallel_kernel();
+        (device::threads(), before, thread_count())
+    })
+    .join()
+    .expect("the thread ran")
+}
+
 #[test]
 fn only_the_inference_thread_runs_kernels_in_parallel() {
     device::configure("cpu", 2).expect("cpu is a device");
@@ -24,25 +37,12 @@ fn only_the_inference_thread_runs_kernels_in_parallel() {
     assert_eq!(device::threads(), 1, "the thread that reserved runs serially");
 
     // Another thread (a model loading beside the server) runs serially and starts no helpers.
-    let (count, before, after) = std::thread::spawn(|| {
-        let before = thread_count();
-        parallel_kernel();
-        (device::threads(), before, thread_count())
-    })
-    .join()
-    .expect("the thread ran");
+    let (count, before, after) = kernel_on_new_thread(|| {});
     assert_eq!(count, 1);
     assert_eq!(after, before, "a serial thread started helper threads");
 
     // The inference thread runs on the reserved count, with a helper.
-    let (count, before, after) = std::thread::spawn(move || {
-        threads.take();
-        let before = thread_count();
-        parallel_kernel();
-        (device::threads(), before, thread_count())
-    })
-    .join()
-    .expect("the thread ran");
+    let (count, before, after) = kernel_on_new_thread(move || threads.take());
     assert_eq!(count, 2);
     assert!(after > before, "the inference thread started no helper ({before} -> {after} threads)");
 }
