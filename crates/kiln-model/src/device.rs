@@ -121,7 +121,11 @@ impl InferenceThreads {
     /// (the caller's now, new ones through LibTorch's own per-thread start-up).
     pub fn reserve() -> Self {
         let threads = threads();
-        tch::set_num_threads(1);
+        // Without a per-thread count (LibTorch's OpenMP runtime not found),
+        // every thread keeps the configured one, as before.
+        if kiln_torch_ops::set_local_threads(threads).is_some() {
+            tch::set_num_threads(1);
+        }
         Self { threads }
     }
 
