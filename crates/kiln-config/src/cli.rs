@@ -582,7 +582,7 @@ pub struct ServeArgs {
     /// auto, cpu, cuda or cuda:N [default: auto].
     #[arg(long, value_name = "DEVICE", env = "KILN_DEVICE")]
     pub device: Option<String>,
-    /// LibTorch CPU threads, 0 = all cores [default: 0].
+    /// LibTorch CPU threads of the inference thread (start-up and model loading use one), 0 = all cores [default: 0].
     #[arg(long, value_name = "N", env = "KILN_THREADS")]
     pub threads: Option<usize>,
     /// Run the encoder's linear layers in dynamic int8 on the CPU (the model folder stays fp32) [default: none].
