@@ -26,6 +26,9 @@ import tempfile
 
 from bench_util import run_measured
 
+# The recipe's batch size, for the whole run and the step profile alike.
+BATCH = 32
+
 
 def encoder_linear_parameters(model_dir):
     """Weights of the encoder's linear layers: Q, K, V, output and the two feed-forward ones."""
@@ -58,7 +61,7 @@ def main():
         kiln = [
             os.path.join(args.bin, "train"), "--config", args.config, "--input-dir", args.processed,
             "--model-dir", args.model, "--device", args.device, "--threads", str(args.threads),
-            "--batch-size", "32", "--learning-rate", "1e-4", "--max-steps", str(args.steps),
+            "--batch-size", str(BATCH), "--learning-rate", "1e-4", "--max-steps", str(args.steps),
             "--log-every-steps", "1", "--output-dir", os.path.join(out, "model"),
             "--run-dir", os.path.join(out, "run"), "--quiet",
         ]
@@ -91,7 +94,7 @@ def main():
     limit_tokens = limit_gflops * 1e9 / flops_per_token
 
     timed_steps = args.steps - args.warmup_steps
-    print(f"bench-train: BANKING77 train, MiniLM-L6, batch 32, max length 64, {args.threads} threads, "
+    print(f"bench-train: BANKING77 train, MiniLM-L6, batch {BATCH}, max length 64, {args.threads} threads, "
           f"{timed_steps} timed steps after {args.warmup_steps} untimed")
     print("limit: fp32 GEMM " + ", ".join(f"{shape} {rate:.0f}" for shape, rate in gemm.items())
           + f" GFLOP/s; {flops_per_token / 1e6:.1f} MFLOP per real token -> {limit_tokens:.0f} tokens/s")
@@ -113,9 +116,9 @@ def main():
 
 def step_profile(args, env, flops_per_token, limit_gflops):
     """Both sides' phase times on the identical fixed batches; prints a table and returns the records."""
-    common = ["--threads", str(args.threads), "--batch", "32", "--lengths", args.profile_lengths,
+    common = ["--threads", str(args.threads), "--batch", str(BATCH), "--lengths", args.profile_lengths,
               "--steps", str(args.profile_steps)]
-    kiln = [os.path.join(args.bin, "examples", "train_step"), args.model, str(args.threads), "32",
+    kiln = [os.path.join(args.bin, "examples", "train_step"), args.model, str(args.threads), str(BATCH),
             args.profile_lengths, str(args.profile_steps)]
     _, _, stdout = run_measured(kiln, env=env, capture=True)
     records = [json.loads(line) for line in stdout.strip().splitlines()]
@@ -123,13 +126,13 @@ def step_profile(args, env, flops_per_token, limit_gflops):
                                 env=env, capture=True)
     records += [json.loads(line) for line in stdout.strip().splitlines() if line.startswith("{")]
 
-    print(f"step profile: identical fixed batches of 32 x L real tokens, median ms per step over "
+    print(f"step profile: identical fixed batches of {BATCH} x L real tokens, median ms per step over "
           f"{args.profile_steps} steps, {args.threads} threads")
     print(f"{'':30} {'forward':>8} {'backward':>9} {'clip':>6} {'AdamW':>7} {'step':>8} {'of limit':>9}")
     for length in sorted({r["length"] for r in records}):
         rows = [r for r in records if r["length"] == length]
         for r in rows:
-            tokens_per_second = 32 * length / (r["step_ms"] / 1e3)
+            tokens_per_second = BATCH * length / (r["step_ms"] / 1e3)
             r["share_of_limit"] = tokens_per_second * flops_per_token / (limit_gflops * 1e9)
             print(f"L={length:<3} {r['side']:25} {r['forward_ms']:8.1f} {r['backward_ms']:9.1f} {r['clip_ms']:6.1f} "
                   f"{r['optimizer_ms']:7.1f} {r['step_ms']:8.1f} {r['share_of_limit']:8.0%}")

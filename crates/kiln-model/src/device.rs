@@ -2,7 +2,7 @@
 //!
 //! Everything else asks for a [`burn::tensor::Device`] through [`DeviceSpec`], so
 //! moving from LibTorch (burn-tch, deprecated upstream) to burn's pure-Rust `flex`
-//! or its CubeCL `cuda` backend is a change to this file alone, and to the two
+//! or its CubeCL `cuda` backend is a change to this file alone, and to the three
 //! users of LibTorch's own kernels: `int8.rs` (fp32 would keep working without
 //! it), `optim.rs`'s fused AdamW (burn's AdamW would do) and `layer_norm.rs`
 //! (which falls back to burn's LayerNorm by itself).

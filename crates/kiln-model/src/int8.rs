@@ -61,7 +61,7 @@ impl Int8Twin {
 /// `linear` on `[batch, seq, in]` as one `[batch * seq, in]` matmul. burn's own
 /// `Linear` keeps a batched matmul against the broadcast weight when `seq` is a
 /// multiple of 32, and on LibTorch that made a training step's backward 2.7x
-/// slower at length 32 (`make bench-train`'s step profile: 526 ms, now 198).
+/// slower at length 32 (`make bench-train`'s step profile: 526 ms, now 188).
 pub(crate) fn linear_over_tokens(linear: &Linear, input: Tensor<3>) -> Tensor<3> {
     let [batch, seq, width] = input.dims();
     let output = linear.forward(input.reshape([batch * seq, width]));

@@ -94,16 +94,9 @@ pub fn reuse_freed_memory() {
 /// Sets how many CPU threads LibTorch's kernels (its own and MKL's) use when
 /// called from this thread, and from this thread only; returns the count it
 /// replaces, or `None` if LibTorch's OpenMP runtime was not found (then
-/// nothing changed).
-///
-/// Why: libgomp gives every thread that runs a parallel kernel a pool of its
-/// own, and once a process has more pool threads than cores it makes every
-/// pool's threads sleep after ~100 spins instead of ~300,000, so each of the
-/// few hundred kernels of a forward pass then wakes its helpers through the
-/// kernel; on a 2-core VM that tripled a one-text request (2.7 -> 10 ms).
-/// A server keeps its other threads (start-up, model loading) at 1 so that
-/// only the inference thread owns a pool, and switches that thread to 1 for
-/// batches too small to share.
+/// nothing changed). `at::set_num_threads` sets the process-wide default as
+/// well, so it cannot keep one thread parallel and the others serial, which
+/// is what a server wants (kiln-model's `device::InferenceThreads` says why).
 pub fn set_local_threads(threads: usize) -> Option<usize> {
     let threads = c_int::try_from(threads.max(1)).unwrap_or(c_int::MAX);
     // SAFETY: the bridge only sets thread-local counts (OpenMP's and MKL's).
