@@ -255,7 +255,8 @@ def main():
 
     port = free_port()
     serve = subprocess.Popen([str(bin_dir / "serve"), *quiet, "--port", str(port), "--watch", "true",
-                              "--watch-interval-ms", "500", "--threads", "1"], stderr=subprocess.DEVNULL)
+                              "--watch-interval-ms", "500", "--threads", "1", "--feedback-rate-limit", "0"],
+                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):

@@ -72,7 +72,11 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
             Some(FeedbackRow { request_id: o.request_id.clone(), index: o.index, text: o.text.clone(), label })
         })
         .collect();
-    let data = kiln_data::retrain::build(&feedback, base_dir, &config.clean, &settings)?;
+    // The key serve signs request ids with (its log folder's, unless set):
+    // only the server side can tell which feedback the gate holds out.
+    let key_file = config.serve.signing_key_file.clone().unwrap_or_else(|| log_dir.join(kiln_config::SIGNING_KEY));
+    let key = kiln_core::secret::load_or_create_key(&key_file)?;
+    let data = kiln_data::retrain::build(&feedback, base_dir, &config.clean, &settings, &key)?;
     tracing::info!(
         "feedback: {} predictions, {} added to training, {} held out for the gate ({} without text, {} leaking into \
          validation/test, {} with a new label dropped)",

@@ -138,6 +138,27 @@ fn the_kubernetes_manifests_render_and_pass_the_schemas() {
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(serve["spec"]["template"]["spec"]["securityContext"]["runAsUser"], 10001, "the image's user");
+    // Closed by default: the tokens come from a Secret the pod cannot start without.
+    let env = container["env"].as_array().expect("env");
+    let tokens_file = env.iter().find(|e| e["name"] == "KILN_API_TOKENS_FILE").expect("a tokens file");
+    let mount = container["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| tokens_file["value"].as_str().is_some_and(|f| f.starts_with(m["mountPath"].as_str().unwrap_or("-"))))
+        .expect("the tokens file is on a mounted volume");
+    let volume = serve["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mounted volume");
+    assert_eq!(volume["secret"]["secretName"], "kiln-api-tokens", "{volume}");
+    assert_ne!(volume["secret"]["optional"], json!(true), "the Secret is required: {volume}");
+    assert!(
+        env.iter().all(|e| e["name"] != "KILN_ALLOW_UNAUTHENTICATED" && e["name"] != "KILN_API_TOKENS"),
+        "no open serving, no token in the pod spec: {env:?}"
+    );
 
     let config = repo.join("deploy/k8s/base/kiln.toml");
     let loaded = kiln_config::PipelineConfig::load(Some(&config)).expect("the ConfigMap is a valid kiln config");
@@ -211,8 +232,17 @@ fn the_compose_stack_mounts_what_the_repo_holds() {
         }
     }
     assert_eq!(services["serve"]["build"]["dockerfile"], "Containerfile");
+    // Closed: the tokens come from an env file the stack needs (an example ships), never inline.
+    assert_eq!(services["serve"]["env_file"], json!(["kiln.env"]));
+    let example = std::fs::read_to_string(deploy.join("kiln.env.example")).expect("an example env file");
+    assert!(example.lines().any(|line| line.starts_with("KILN_API_TOKENS=")));
+    let environment = services["serve"]["environment"].as_object().expect("environment");
+    assert!(!environment.contains_key("KILN_API_TOKENS") && !environment.contains_key("KILN_ALLOW_UNAUTHENTICATED"));
+    // Prometheus scrapes the metrics port, which needs no token and is not published.
+    let metrics_port = environment["KILN_METRICS_PORT"].as_str().expect("a metrics port");
+    assert!(services["serve"]["ports"].as_array().expect("ports").iter().all(|p| !p.as_str().unwrap_or("").contains(metrics_port)));
     let prometheus = &yaml_documents(&deploy.join("prometheus/prometheus.yml"))[0];
-    assert_eq!(prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0], "serve:8080");
+    assert_eq!(prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0], json!(format!("serve:{metrics_port}")));
 }
 
 /// Prometheus's tools, where apt could install them; else the test is skipped.

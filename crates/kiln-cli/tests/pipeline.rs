@@ -773,6 +773,8 @@ fn logged_with_feedback(i: usize, text: &str, label: &str, version: &str) -> [St
     let prediction = LogRecord::Prediction {
         time: format!("2026-11-28T10:{:02}:{:02}.000Z", (i / 60) % 60, i % 60),
         request_id: request_id.clone(),
+        client: Some("app".into()),
+        client_request_id: None,
         index: 0,
         text: Some(text.to_owned()),
         text_sha256: None,
@@ -789,6 +791,7 @@ fn logged_with_feedback(i: usize, text: &str, label: &str, version: &str) -> [St
     let feedback = LogRecord::Feedback {
         time: format!("2026-11-28T11:{:02}:{:02}.000Z", (i / 60) % 60, i % 60),
         request_id,
+        client: Some("app".into()),
         index: 0,
         label: label.to_owned(),
         model_version: version.into(),

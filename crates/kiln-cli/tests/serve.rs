@@ -167,7 +167,8 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
         .json(&json!({"text": "card?"}))
         .send()
         .expect("answers");
-    assert_eq!(json_of(given_id).1["request_id"], json!("order-17:a"), "a caller's request id is kept");
+    let issued = json_of(given_id).1["request_id"].as_str().expect("an id").to_owned();
+    assert_ne!(issued, "order-17:a", "the server issues its own id; the caller's is logged beside it");
 
     // Bad requests: the right status and a JSON error, never a 500.
     let raw = |body: &str, content_type: Option<&str>| {
@@ -204,12 +205,28 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     assert_eq!(error_of(server.get("/v2/nothing")), (StatusCode::NOT_FOUND, "not_found".into()));
     assert_eq!(error_of(server.get("/v1/predict")), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".into()));
 
-    // Feedback joins the log; a label the model does not know is refused.
+    // Feedback joins the log; a label the model does not know is refused, and
+    // so is an id this server never issued, or one changed by a character.
     let feedback = server.post("/v1/feedback", &json!({"request_id": request_id, "label": "cards"}));
     assert_eq!(feedback.status(), StatusCode::ACCEPTED);
     assert_eq!(
         error_of(server.post("/v1/feedback", &json!({"request_id": request_id, "label": "nope"}))),
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request".into())
+    );
+    let mut tampered = request_id.clone().into_bytes();
+    tampered[0] = if tampered[0] == b'a' { b'b' } else { b'a' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    for forged in [tampered.as_str(), "order-17:a", "00000000-0000-4000-8000-000000000000.00000000000000000000000000000000"] {
+        assert_eq!(
+            error_of(server.post("/v1/feedback", &json!({"request_id": forged, "label": "cards"}))),
+            (StatusCode::UNPROCESSABLE_ENTITY, "unknown_request_id".into()),
+            "{forged}"
+        );
+    }
+    assert_eq!(
+        error_of(server.post("/v1/feedback", &json!({"request_id": "a b", "label": "cards"}))),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request".into()),
+        "ids are checked like the header"
     );
 
     // Metrics: valid Prometheus text that counted what happened.
@@ -301,6 +318,11 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
             .iter()
             .any(|r| r["type"] == "feedback" && r["label"] == "cards" && r["request_id"] == json!(request_id))
     );
+    assert_eq!(records.iter().filter(|r| r["type"] == "feedback").count(), 1, "refused feedback is not logged");
+    // Each record names the client (here, a server without tokens); never a token.
+    assert!(records.iter().all(|r| r["client"] == "anonymous"), "{:?}", records.first());
+    let traced = predictions.iter().find(|r| r["request_id"] == json!(issued)).expect("logged");
+    assert_eq!(traced["client_request_id"], "order-17:a", "the caller's own id is kept for its tracing");
 }
 
 /// schemathesis (`scripts/setup.sh schemathesis`, which `make test` runs) with
@@ -347,12 +369,12 @@ fn serves_an_int8_encoder_and_says_so() {
 fn schemathesis_finds_no_contract_failures_with_tokens_and_without() {
     let schemathesis = repo().join(".venv-schemathesis/bin/schemathesis");
     assert!(schemathesis.exists(), "no {}: run `scripts/setup.sh schemathesis`", schemathesis.display());
-    for token in [Some("contract-secret"), None] {
+    for token in [Some("contract-secret-0123456789"), None] {
         let root = tempfile::tempdir().expect("tempdir");
         let model = root.path().join("model");
         model_folder(&model, &LABELS, 1);
         let env: Vec<(&str, &str)> = token.map(|t| ("KILN_API_TOKENS", t)).into_iter().collect();
-        let server = Server::start(&model, &root.path().join("log"), &[], &env);
+        let server = Server::start(&model, &root.path().join("log"), &["--feedback-rate-limit", "0"], &env);
         let (_, spec) = json_of(match token {
             Some(token) => server.client.get(server.url("/openapi.json")).bearer_auth(token).send().expect("answers"),
             None => server.get("/openapi.json"),
@@ -410,6 +432,9 @@ fn openapi_validates(spec: &Value) {
     assert!(output.status.success(), "the OpenAPI document does not validate:\n{stderr}");
 }
 
+const APP_TOKEN: &str = "app-token-0123456789abcdef";
+const OPS_TOKEN: &str = "ops-token-0123456789abcdef";
+
 #[test]
 fn tokens_guard_everything_but_health_and_metrics_can_move_to_their_own_port() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -419,11 +444,12 @@ fn tokens_guard_everything_but_health_and_metrics_can_move_to_their_own_port() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         probe.local_addr().expect("address").port()
     };
+    let (first, second) = ("first-secret-0123456789", "second-secret-0123456789");
     let server = Server::start(
         &model,
         &root.path().join("log"),
         &["--metrics-port", &metrics_port.to_string(), "--log-predictions", "false"],
-        &[("KILN_API_TOKENS", "first-secret,second-secret")],
+        &[("KILN_API_TOKENS", &format!("{first},{second}"))],
     );
     assert_eq!(server.get("/healthz").status(), StatusCode::OK);
     assert_eq!(server.get("/readyz").status(), StatusCode::OK);
@@ -436,19 +462,21 @@ fn tokens_guard_everything_but_health_and_metrics_can_move_to_their_own_port() {
     let with = |token: &str, path: &str| {
         server.client.post(server.url(path)).bearer_auth(token).json(&body).send().expect("answers")
     };
-    assert_eq!(error_of(with("first-secre", "/v1/predict")).0, StatusCode::UNAUTHORIZED);
-    assert_eq!(error_of(with("first-secret,second-secret", "/v1/predict")).0, StatusCode::UNAUTHORIZED);
-    assert_eq!(with("second-secret", "/v1/predict").status(), StatusCode::OK);
-    assert_eq!(with("first-secret", "/v1/predict").status(), StatusCode::OK);
+    assert_eq!(error_of(with(&first[..first.len() - 1], "/v1/predict")).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_of(with(&format!("{first},{second}"), "/v1/predict")).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(with(second, "/v1/predict").status(), StatusCode::OK);
+    assert_eq!(with(first, "/v1/predict").status(), StatusCode::OK);
     for path in ["/v1/model", "/openapi.json"] {
         assert_eq!(error_of(server.get(path)).0, StatusCode::UNAUTHORIZED, "{path}");
     }
     assert_eq!(error_of(server.post("/admin/reload", &json!({}))).0, StatusCode::UNAUTHORIZED);
+    // Tokens without a scope list may predict and give feedback, not reload.
+    assert_eq!(error_of(with(first, "/admin/reload")), (StatusCode::FORBIDDEN, "forbidden".into()));
     // Feedback needs the log, which is off here.
     let feedback = server
         .client
         .post(server.url("/v1/feedback"))
-        .bearer_auth("first-secret")
+        .bearer_auth(first)
         .json(&json!({"request_id": "r1", "label": "cards"}))
         .send()
         .expect("answers");
@@ -461,6 +489,266 @@ fn tokens_guard_everything_but_health_and_metrics_can_move_to_their_own_port() {
     assert_eq!(sample(&samples, r#"kiln_requests_total{route="/v1/predict",status="401"}"#), Some(3.0));
     assert_eq!(error_of(server.get("/metrics")).0, StatusCode::NOT_FOUND);
     assert!(!root.path().join("log").exists(), "no log folder when logging is off");
+}
+
+/// `serve` as its own process, for start-up checks (no helper's defaults).
+fn serve_command(model: &Path, log_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_serve"));
+    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("KILN_")) {
+        command.env_remove(key);
+    }
+    command
+        .args(["--port", "0", "--device", "cpu", "--threads", "1"])
+        .arg("--model-dir")
+        .arg(model)
+        .arg("--log-dir")
+        .arg(log_dir)
+        .current_dir(repo());
+    command
+}
+
+/// Closed by default: a public address without tokens is refused at start,
+/// unless asked for; tokens come from a file with names and scopes (re-read
+/// on reload), the log names the client, rate limits answer 429 with
+/// `Retry-After`, and feedback only names the caller's own predictions.
+#[test]
+fn serve_refuses_to_run_open_and_tokens_have_names_scopes_and_rates() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 1);
+    let log_dir = root.path().join("log");
+
+    let started = Instant::now();
+    let refused = serve_command(&model, &log_dir).args(["--host", "0.0.0.0"]).output().expect("serve runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--allow-unauthenticated") && stderr.contains("--api-tokens-file"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30), "refused before loading anything");
+    assert!(!log_dir.exists(), "nothing written");
+
+    // Open on purpose: it serves, and says so loudly.
+    let mut open = serve_command(&model, &log_dir)
+        .args(["--host", "0.0.0.0", "--allow-unauthenticated", "true", "--log-predictions", "false"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = open.stderr.take().expect("stderr");
+    let warned = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .take(20)
+        .any(|line| line.contains("WITHOUT AUTHENTICATION"));
+    let _ = open.kill();
+    let _ = open.wait();
+    assert!(warned, "running open is logged as a warning");
+
+    let tokens = root.path().join("tokens.txt");
+    std::fs::write(&tokens, format!("# name:token[:scopes]\napp:{APP_TOKEN}\nops:{OPS_TOKEN}:admin\n")).expect("tokens");
+    let mut server = Server::start(
+        &model,
+        &log_dir,
+        &["--api-tokens-file", &tokens.display().to_string(), "--predict-rate-limit", "0.1", "--rate-limit-burst", "3"],
+        &[],
+    );
+    let call = |token: &str, path: &str, body: &Value| {
+        server.client.post(server.url(path)).bearer_auth(token).json(body).send().expect("answers")
+    };
+    let text = json!({"text": "my card has not arrived"});
+    let (status, answer) = json_of(call(APP_TOKEN, "/v1/predict", &text));
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let app_request = answer["request_id"].as_str().expect("id").to_owned();
+    assert_eq!(error_of(call(APP_TOKEN, "/admin/reload", &json!({}))), (StatusCode::FORBIDDEN, "forbidden".into()));
+    assert_eq!(error_of(call(OPS_TOKEN, "/v1/predict", &text)), (StatusCode::FORBIDDEN, "forbidden".into()));
+    assert_eq!(call(OPS_TOKEN, "/admin/reload", &json!({})).status(), StatusCode::OK);
+
+    // Rate: a burst of 3, then one every 10 s: the fourth request waits.
+    assert_eq!(call(APP_TOKEN, "/v1/predict", &text).status(), StatusCode::OK);
+    assert_eq!(call(APP_TOKEN, "/v1/predict", &text).status(), StatusCode::OK);
+    let limited = call(APP_TOKEN, "/v1/predict", &text);
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    assert_eq!(error_of(limited), (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into()));
+
+    // Feedback names the caller's own predictions only.
+    std::fs::write(&tokens, format!("app:{APP_TOKEN}\nops:{OPS_TOKEN}:admin\nother:{}\n", "other-token-0123456789abcdef")).expect("tokens");
+    assert_eq!(call(OPS_TOKEN, "/admin/reload", &json!({})).status(), StatusCode::OK, "the file is read again");
+    let other = "other-token-0123456789abcdef";
+    assert_eq!(
+        error_of(call(other, "/v1/feedback", &json!({"request_id": app_request, "label": "cards"}))),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_request_id".into()),
+        "another client cannot label app's prediction"
+    );
+    assert_eq!(
+        call(APP_TOKEN, "/v1/feedback", &json!({"request_id": app_request, "label": "cards"})).status(),
+        StatusCode::ACCEPTED
+    );
+    // A token taken out of the file stops working at the next reload.
+    std::fs::write(&tokens, format!("ops:{OPS_TOKEN}:admin\nother:{other}\n")).expect("tokens");
+    assert_eq!(call(OPS_TOKEN, "/admin/reload", &json!({})).status(), StatusCode::OK);
+    let model_info = server.client.get(server.url("/v1/model")).bearer_auth(APP_TOKEN).send().expect("answers");
+    assert_eq!(error_of(model_info).0, StatusCode::UNAUTHORIZED);
+    // A broken file is refused, and the tokens in force stay.
+    std::fs::write(&tokens, "ops-without-a-token\n").expect("tokens");
+    let (status, body) = json_of(call(OPS_TOKEN, "/admin/reload", &json!({})));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("tokens.txt line 1")), "{body}");
+    assert_eq!(call(other, "/v1/predict", &text).status(), StatusCode::OK);
+
+    assert!(server.terminate());
+    let records = log_records_any(&log_dir);
+    let clients: BTreeSet<&str> = records.iter().filter_map(|r| r["client"].as_str()).collect();
+    assert_eq!(clients, BTreeSet::from(["app", "other"]), "records name the token, never hold it");
+    let everything = records.iter().map(Value::to_string).collect::<String>();
+    assert!(!everything.contains(APP_TOKEN) && !everything.contains(OPS_TOKEN));
+}
+
+/// Every record of a log folder, complete or not (a killed server's too).
+fn log_records_any(dir: &Path) -> Vec<Value> {
+    let scan = kiln_core::prediction_log::read_dir(dir).expect("log");
+    scan.records.iter().map(|r| serde_json::to_value(r).expect("json")).collect()
+}
+
+/// A client that sends half a header and stops is cut off after the header
+/// timeout, the connection cap holds, a request slower than its timeout gets
+/// 408, shutdown does not wait for stalled clients, and a panic inside the
+/// worker fails one request while a stopped worker makes `/readyz` say 503.
+#[test]
+fn stalled_clients_are_cut_off_and_a_failing_worker_is_seen() {
+    use std::io::{Read, Write};
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 1);
+    let mut server = Server::start(
+        &model,
+        &root.path().join("log"),
+        &["--header-timeout-ms", "1500", "--request-timeout-ms", "4000", "--max-connections", "3", "--shutdown-timeout-ms", "1000"],
+        &[],
+    );
+    let address = server.base.trim_start_matches("http://").to_owned();
+
+    // Half a header, then silence: closed at the header timeout, not before.
+    let mut half = std::net::TcpStream::connect(&address).expect("connects");
+    half.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: kiln\r\nContent-Type: appl").expect("writes");
+    let started = Instant::now();
+    half.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut buffer = [0u8; 1024];
+    let read = half.read(&mut buffer).unwrap_or(0);
+    let held = started.elapsed();
+    assert!(held >= Duration::from_millis(1300) && held < Duration::from_secs(6), "held for {held:?} ({read} bytes)");
+    kiln_testing::figure(&format!("a half-sent header was closed after {:.2} s (serve.header_timeout_ms = 1500)", held.as_secs_f64()));
+
+    // A body that stops half-way: 408 at the request timeout.
+    let mut slow = std::net::TcpStream::connect(&address).expect("connects");
+    slow.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: kiln\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"text\":").expect("writes");
+    slow.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    while !String::from_utf8_lossy(&answer).contains("request_timeout") && started.elapsed() < Duration::from_secs(20) {
+        let read = slow.read(&mut buffer).unwrap_or(0);
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("request_timeout"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(3500), "answered at the request timeout: {:?}", started.elapsed());
+
+    // The cap: three idle connections take every slot; a request waits until the header timeout frees one.
+    let idle: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(&address).expect("connects")).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    assert_eq!(server.post("/v1/predict", &json!({"text": "card"})).status(), StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(800), "served at once, past the cap: {:?}", started.elapsed());
+    drop(idle);
+
+    // A panic planted in tokenization fails that request, and the next is served.
+    assert_eq!(
+        error_of(server.post("/v1/predict", &json!({"text": "KILN_TEST_PANIC_IN_TOKENIZER"}))),
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal".into())
+    );
+    assert_eq!(server.post("/v1/predict", &json!({"text": "card"})).status(), StatusCode::OK);
+    assert_eq!(server.get("/readyz").status(), StatusCode::OK);
+    // A worker that is gone: not ready, and predictions say why.
+    assert_eq!(server.post("/v1/predict", &json!({"text": "KILN_TEST_STOP_WORKER"})).status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.get("/readyz").status() == StatusCode::OK && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(error_of(server.get("/readyz")), (StatusCode::SERVICE_UNAVAILABLE, "worker_stopped".into()));
+    assert_eq!(
+        error_of(server.post("/v1/predict", &json!({"text": "card"}))),
+        (StatusCode::SERVICE_UNAVAILABLE, "worker_stopped".into())
+    );
+    let samples = parse_prometheus(&server.get("/metrics").text().expect("metrics"));
+    assert_eq!(sample(&samples, "kiln_inference_worker_up"), Some(0.0));
+    assert!(sample(&samples, r#"kiln_connections_closed_total{reason="header_timeout"}"#) >= Some(1.0));
+
+    // Shutdown with a stalled client: done within the shutdown timeout.
+    let mut stalled = std::net::TcpStream::connect(&address).expect("connects");
+    stalled.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: kiln\r\nContent-Length: 100\r\n\r\n{").expect("writes");
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    server.terminate();
+    // The stalled request would hold it for the request timeout (4 s); the shutdown deadline is 1 s.
+    assert!(started.elapsed() < Duration::from_millis(3500), "shutdown waited {:?}", started.elapsed());
+}
+
+/// A full disk under the prediction log: every failed write is counted (the
+/// shipped alert watches the counter), and serving goes on; once there is
+/// room again, records are written again.
+#[test]
+fn a_full_disk_under_the_log_is_counted_and_serving_goes_on() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 1);
+    let log_dir = root.path().join("log");
+    let mut server = Server::start(&model, &log_dir, &[], &[]);
+    let full = log_dir.join(kiln_serve::log::DISK_FULL_HOOK);
+    std::fs::write(&full, "").expect("the test hook");
+    for _ in 0..5 {
+        assert_eq!(server.post("/v1/predict", &json!({"text": "card"})).status(), StatusCode::OK);
+    }
+    let counted = || {
+        let samples = parse_prometheus(&server.get("/metrics").text().expect("metrics"));
+        (sample(&samples, "kiln_prediction_log_write_errors_total"), sample(&samples, "kiln_prediction_log_dropped"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counted().0 < Some(5.0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (errors, dropped) = counted();
+    assert!(errors >= Some(5.0) && dropped >= Some(5.0), "{errors:?} {dropped:?}");
+    std::fs::remove_file(&full).expect("room again");
+    let (_, answer) = json_of(server.post("/v1/predict", &json!({"text": "after"})));
+    assert!(server.terminate());
+    let records = log_records_any(&log_dir);
+    assert!(records.iter().any(|r| r["request_id"] == answer["request_id"]), "written again once there is room");
+}
+
+/// SIGKILL while the log rotates (file synced, not yet renamed): the next
+/// start completes the file, and every record written before is there.
+#[test]
+fn a_log_rotation_killed_half_way_loses_nothing() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 1);
+    let log_dir = root.path().join("log");
+    let server = Server::start(&model, &log_dir, &["--log-rotate-bytes", "1"], &[("KILN_TEST_PAUSE_AT", "log:rotate")]);
+    let (_, first) = json_of(server.post("/v1/predict", &json!({"text": "first"})));
+    // The second record finds the first file full: the writer syncs it and pauses before the rename.
+    assert_eq!(server.post("/v1/predict", &json!({"text": "second"})).status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.log.lock().expect("log").contains("paused at log:rotate") {
+        assert!(Instant::now() < deadline, "serve never reached the pause point");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server); // SIGKILL
+    let partial: Vec<_> = std::fs::read_dir(&log_dir).expect("list").flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".partial")).collect();
+    assert_eq!(partial.len(), 1, "killed before the rename");
+    let restarted = Server::start(&model, &log_dir, &[], &[]);
+    drop(restarted);
+    let completed: Vec<Value> = log_records(&log_dir);
+    assert!(completed.iter().any(|r| r["request_id"] == first["request_id"]), "the rotated file is completed, whole");
 }
 
 #[test]
@@ -636,7 +924,7 @@ fn the_page_classifies_in_a_real_browser() {
     let root = tempfile::tempdir().expect("tempdir");
     let model = root.path().join("model");
     model_folder(&model, &LABELS, 1);
-    let token = "page-secret";
+    let token = "page-secret-0123456789";
     let server =
         Server::start(&model, &root.path().join("log"), &["--log-predictions", "false"], &[("KILN_API_TOKENS", token)]);
     let seen = in_browser("page.mjs", &[&server.base, token]);

@@ -603,15 +603,54 @@ pub struct ServeArgs {
     /// Most requests waiting for the model, 429 above [default: 512].
     #[arg(long, value_name = "N", env = "KILN_MAX_QUEUE")]
     pub max_queue: Option<usize>,
+    /// Most bytes of text waiting for the model, 429 above [default: 67108864].
+    #[arg(long, value_name = "BYTES", env = "KILN_MAX_QUEUE_BYTES")]
+    pub max_queue_bytes: Option<usize>,
     /// Largest request body in bytes, 413 above [default: 1048576].
     #[arg(long, value_name = "BYTES", env = "KILN_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// Texts are cut to this many characters before tokenizing [default: 10000].
+    /// Texts are cut to this many characters before tokenizing [default: 32 per token of the model's max_length].
     #[arg(long, value_name = "N", env = "KILN_MAX_TEXT_CHARS")]
     pub max_text_chars: Option<usize>,
-    /// Bearer tokens allowed to call the API, comma-separated; none = no auth [default: none].
+    /// API tokens, comma-separated, each `token` or `name:token[:scopes]`; prefer --api-tokens-file [default: none].
     #[arg(long, value_name = "TOKEN", env = "KILN_API_TOKENS", value_delimiter = ',', hide_env_values = true)]
     pub api_tokens: Vec<String>,
+    /// File of API tokens, a `name:token[:scopes]` a line (scopes: predict,feedback,admin); re-read on reload [default: none].
+    #[arg(long, value_name = "FILE", env = "KILN_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+    /// Listen on a non-loopback address with no token: anyone who reaches it may predict, give feedback and reload [default: false].
+    #[arg(long, value_name = "BOOL", env = "KILN_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: Option<bool>,
+    /// Requests a second one client may send to /v1/predict, 429 above; 0 = no limit [default: 0].
+    #[arg(long, value_name = "PER_SECOND", env = "KILN_PREDICT_RATE_LIMIT")]
+    pub predict_rate_limit: Option<f64>,
+    /// Requests a second one client may send to /v1/feedback, 429 above; 0 = no limit [default: 20].
+    #[arg(long, value_name = "PER_SECOND", env = "KILN_FEEDBACK_RATE_LIMIT")]
+    pub feedback_rate_limit: Option<f64>,
+    /// Requests a client may send at once before its rate limit applies [default: 50].
+    #[arg(long, value_name = "N", env = "KILN_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+    /// Milliseconds a client has to send a request's headers (and a kept-alive connection waits for the next) [default: 5000].
+    #[arg(long, value_name = "MS", env = "KILN_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// Milliseconds a request may take, body included, 408 after [default: 30000].
+    #[arg(long, value_name = "MS", env = "KILN_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Milliseconds without a byte either way before a connection is closed [default: 60000].
+    #[arg(long, value_name = "MS", env = "KILN_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Most open connections; more wait in the OS's backlog [default: 1024].
+    #[arg(long, value_name = "N", env = "KILN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// On SIGTERM, milliseconds to wait for requests in flight before closing the rest [default: 30000].
+    #[arg(long, value_name = "MS", env = "KILN_SHUTDOWN_TIMEOUT_MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+    /// Key that signs request ids and keys retrain's holdout, created when missing [default: <log-dir>/.kiln-signing-key].
+    #[arg(long, value_name = "FILE", env = "KILN_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    /// Most entities in one feedback, 422 above [default: 256].
+    #[arg(long, value_name = "N", env = "KILN_MAX_FEEDBACK_ENTITIES")]
+    pub max_feedback_entities: Option<usize>,
     /// Append each prediction and feedback to JSON lines under --log-dir [default: true].
     #[arg(long, value_name = "BOOL", env = "KILN_LOG_PREDICTIONS")]
     pub log_predictions: Option<bool>,
@@ -624,6 +663,15 @@ pub struct ServeArgs {
     /// Start a new log file past this many bytes [default: 67108864].
     #[arg(long, value_name = "BYTES", env = "KILN_LOG_ROTATE_BYTES")]
     pub log_rotate_bytes: Option<u64>,
+    /// Most bytes of records waiting for the log writer; more are dropped and counted [default: 67108864].
+    #[arg(long, value_name = "BYTES", env = "KILN_LOG_QUEUE_BYTES")]
+    pub log_queue_bytes: Option<usize>,
+    /// Delete the oldest completed log files while they hold more than this; 0 = no limit [default: 4294967296].
+    #[arg(long, value_name = "BYTES", env = "KILN_LOG_RETENTION_BYTES")]
+    pub log_retention_bytes: Option<u64>,
+    /// Delete completed log files older than this many days; 0 = keep [default: 30].
+    #[arg(long, value_name = "DAYS", env = "KILN_LOG_RETENTION_DAYS")]
+    pub log_retention_days: Option<u64>,
     /// Token classification: how sub-words group into entities when a request does not say [default: simple].
     #[arg(long, value_enum, env = "KILN_AGGREGATION")]
     pub aggregation: Option<Aggregation>,
@@ -652,17 +700,30 @@ impl ServeArgs {
                 max_wait_ms,
                 max_client_batch,
                 max_queue,
+                max_queue_bytes,
                 max_body_bytes,
-                max_text_chars,
+                allow_unauthenticated,
+                predict_rate_limit,
+                feedback_rate_limit,
+                rate_limit_burst,
+                header_timeout_ms,
+                request_timeout_ms,
+                idle_timeout_ms,
+                max_connections,
+                shutdown_timeout_ms,
+                max_feedback_entities,
                 log_predictions,
                 log_dir,
                 log_text,
                 log_rotate_bytes,
+                log_queue_bytes,
+                log_retention_bytes,
+                log_retention_days,
                 aggregation,
                 watch,
                 watch_interval_ms
             ],
-            optional[metrics_port],
+            optional[metrics_port, max_text_chars, api_tokens_file, signing_key_file],
             by_hand[api_tokens]
         );
         if !api_tokens.is_empty() {

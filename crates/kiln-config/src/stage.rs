@@ -121,12 +121,11 @@ fn check_task(stage: &str, task: kiln_core::Task) -> Result<()> {
     Ok(())
 }
 
-/// Test hook: with `KILN_TEST_PANIC=<stage>` that stage panics where its work
-/// starts, so tests can see a panic from outside (exit code, message, records).
+/// Test hook (test builds only, [`kiln_core::test_hooks`]): with
+/// `KILN_TEST_PANIC=<stage>` that stage panics where its work starts, so tests
+/// can see a panic from outside (exit code, message, records).
 pub fn panic_if_asked(stage: &str) {
-    if std::env::var("KILN_TEST_PANIC").is_ok_and(|asked| asked == stage) {
-        panic!("KILN_TEST_PANIC asked {stage} to panic");
-    }
+    kiln_core::test_hooks::panic_if_asked(stage);
 }
 
 /// The last panic's message and place, kept by the panic hook for [`catch_panics`].

@@ -15,9 +15,11 @@ pub mod prediction_log;
 pub mod profile;
 pub mod progress;
 pub mod quantize;
+pub mod secret;
 pub mod split;
 pub mod stages;
 pub mod task;
+pub mod test_hooks;
 
 pub use error::Bug;
 pub use example::{Example, TaggedExample};

@@ -111,46 +111,115 @@ impl StagedOutput {
     }
 
     /// Renames every staged file into place, then writes `manifest` as `manifest_name` last.
+    /// Every file is synced before its rename and the folder after the last,
+    /// so a manifest that survives a power cut vouches for files that did too.
     pub fn commit(mut self, manifest_name: &str, manifest: &Manifest) -> Result<()> {
         let data_files = std::mem::take(&mut self.files);
         self.write_json(manifest_name, manifest)?;
-        for (moved, name) in data_files.iter().map(String::as_str).chain([manifest_name]).enumerate() {
+        let names: Vec<&str> = data_files.iter().map(String::as_str).chain([manifest_name]).collect();
+        for name in &names {
+            sync_file(&self.staging.path().join(name))?;
+        }
+        for (moved, name) in names.iter().enumerate() {
             if moved == 1 {
-                pause_for_kill_test(&self.dir);
+                crate::test_hooks::pause_at("commit");
             }
             let from = self.staging.path().join(name);
             let to = self.dir.join(name);
             std::fs::rename(&from, &to).with_context(|| format!("cannot move {} into place", to.display()))?;
         }
-        Ok(())
+        sync_dir(&self.dir)
     }
 }
 
-/// Test hook for the worst moment to die: with `KILN_TEST_PAUSE_IN_COMMIT` set,
-/// a stage that has moved one new file into place (its manifest not yet) says
-/// so on stderr and waits to be killed.
-fn pause_for_kill_test(dir: &Path) {
-    if std::env::var_os("KILN_TEST_PAUSE_IN_COMMIT").is_some() {
-        eprintln!("KILN_TEST_PAUSE_IN_COMMIT: paused half way through committing {}", dir.display());
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(1));
+/// Flushes a file's contents to the disk.
+pub fn sync_file(path: &Path) -> Result<()> {
+    File::open(path).and_then(|file| file.sync_all()).with_context(|| format!("cannot sync {}", path.display()))
+}
+
+/// Flushes a folder's entries (a rename or a new file in it) to the disk.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    File::open(dir).and_then(|file| file.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
+}
+
+/// Syncs every file of a folder (not recursing) and the folder itself.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+        if path.is_file() {
+            sync_file(&path)?;
         }
     }
+    sync_dir(dir)
 }
 
-/// Moves the finished folder `new` to `target`, replacing whatever is there:
-/// the old folder is first renamed aside, so at every moment `target` is
-/// either the old folder or the new one, whole.
+/// Moves the finished folder `new` to `target`, replacing whatever is there,
+/// so that `target` always exists whole: the two are exchanged in one
+/// `renameat2(RENAME_EXCHANGE)` and the old folder is removed after. Where the
+/// file system cannot exchange, the old folder is renamed aside first, and a
+/// crash in that moment is undone by the next call (the aside folder is put
+/// back), never deleted.
 pub fn swap_dir_into_place(new: &Path, target: &Path) -> Result<()> {
-    let name = target.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    let aside = target.with_file_name(format!(".{name}.old"));
-    let _ = std::fs::remove_dir_all(&aside);
-    if target.exists() {
-        std::fs::rename(target, &aside).with_context(|| format!("cannot move {} aside", target.display()))?;
+    let aside = aside_path(target);
+    recover_interrupted_swap(target)?;
+    sync_tree(new)?;
+    let parent = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if std::fs::symlink_metadata(target).is_err() {
+        std::fs::rename(new, target).with_context(|| format!("cannot move {} into place", target.display()))?;
+        return sync_dir(parent);
     }
-    std::fs::rename(new, target).with_context(|| format!("cannot move {} into place", target.display()))?;
-    let _ = std::fs::remove_dir_all(&aside);
+    // An old folder left by an interrupted swap, with the target whole beside it.
+    remove_dir_if_present(&aside)?;
+    let cwd = rustix::fs::CWD;
+    match rustix::fs::renameat_with(cwd, new, cwd, target, rustix::fs::RenameFlags::EXCHANGE) {
+        Ok(()) => {
+            sync_dir(parent)?;
+            crate::test_hooks::pause_at("swap:exchanged");
+            // `new` now holds the old folder: name it as a leftover the next call recognises, then remove it.
+            std::fs::rename(new, &aside).with_context(|| format!("cannot move {} aside", new.display()))?;
+        }
+        Err(error)
+            if [rustix::io::Errno::INVAL, rustix::io::Errno::NOSYS, rustix::io::Errno::NOTSUP].contains(&error) =>
+        {
+            std::fs::rename(target, &aside).with_context(|| format!("cannot move {} aside", target.display()))?;
+            crate::test_hooks::pause_at("swap:aside");
+            std::fs::rename(new, target).with_context(|| format!("cannot move {} into place", target.display()))?;
+            sync_dir(parent)?;
+        }
+        Err(error) => {
+            return Err(std::io::Error::from(error))
+                .with_context(|| format!("cannot swap {} into place", target.display()));
+        }
+    }
+    remove_dir_if_present(&aside)
+}
+
+/// Where [`swap_dir_into_place`] keeps the old folder while it swaps.
+pub fn aside_path(target: &Path) -> PathBuf {
+    let name = target.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    target.with_file_name(format!(".{name}.old"))
+}
+
+/// Undoes a swap that stopped between moving the old folder aside and moving
+/// the new one in: the old folder goes back. Whether the target is whole is
+/// for the caller to judge.
+pub fn recover_interrupted_swap(target: &Path) -> Result<()> {
+    let aside = aside_path(target);
+    if std::fs::symlink_metadata(target).is_err() && aside.is_dir() {
+        tracing::warn!("{} was set aside by an interrupted write: putting it back", target.display());
+        std::fs::rename(&aside, target).with_context(|| format!("cannot restore {}", target.display()))?;
+    }
     Ok(())
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("cannot remove {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Staging folders left by a killed run are never read; clear them quietly.
@@ -210,7 +279,8 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    sync_dir(dir)
 }
 
 /// One large file streamed into a temp file beside its target and renamed
@@ -238,15 +308,18 @@ impl StreamedFile {
         self.temp.as_file()
     }
 
-    /// Renames the finished file into place, readable by others (temp files are 0600).
+    /// Syncs the finished file and renames it into place, readable by others
+    /// (temp files are 0600), then syncs its folder.
     pub fn commit(self) -> Result<()> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(self.temp.path(), std::fs::Permissions::from_mode(0o644))?;
         }
+        self.temp.as_file().sync_all().with_context(|| format!("cannot sync {}", self.temp.path().display()))?;
         self.temp.persist(&self.target).with_context(|| format!("cannot move {} into place", self.target.display()))?;
-        Ok(())
+        let dir = self.target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        sync_dir(dir)
     }
 }
 
@@ -350,6 +423,35 @@ mod tests {
         }
         assert_eq!(std::fs::read_to_string(dir.path().join("a.json")).expect("read"), "old");
         assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 1, "staging folders are cleared");
+    }
+
+    #[test]
+    fn a_swap_replaces_a_folder_whole_and_an_interrupted_one_is_undone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("export");
+        let fill = |path: &Path, text: &str| {
+            std::fs::create_dir_all(path).expect("mkdir");
+            std::fs::write(path.join("weights"), text).expect("write");
+        };
+        fill(&dir.path().join(".new1"), "one");
+        swap_dir_into_place(&dir.path().join(".new1"), &target).expect("first");
+        fill(&dir.path().join(".new2"), "two");
+        swap_dir_into_place(&dir.path().join(".new2"), &target).expect("second");
+        assert_eq!(std::fs::read_to_string(target.join("weights")).expect("read"), "two");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("list").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, ["export"], "the old folder and the new one's name are gone");
+
+        // A crash with the old folder set aside and the new one not yet in:
+        // the next swap puts the old one back first, and nothing is lost.
+        std::fs::rename(&target, aside_path(&target)).expect("aside");
+        recover_interrupted_swap(&target).expect("recovered");
+        assert_eq!(std::fs::read_to_string(target.join("weights")).expect("read"), "two");
+        // A crash after the exchange: the target is whole, the aside copy is old and goes.
+        fill(&aside_path(&target), "old");
+        fill(&dir.path().join(".new3"), "three");
+        swap_dir_into_place(&dir.path().join(".new3"), &target).expect("third");
+        assert_eq!(std::fs::read_to_string(target.join("weights")).expect("read"), "three");
+        assert!(!aside_path(&target).exists());
     }
 
     #[test]

@@ -32,6 +32,13 @@ pub enum LogRecord {
     Prediction {
         time: String,
         request_id: String,
+        /// The name of the API token that made the request (`anonymous` when
+        /// the server runs open); never the token itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+        /// The caller's own `x-request-id`, when it sent one (for its tracing).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_request_id: Option<String>,
         /// The text's position in its request.
         index: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +69,10 @@ pub enum LogRecord {
     Feedback {
         time: String,
         request_id: String,
+        /// The name of the API token that made the request (`anonymous` when
+        /// the server runs open); never the token itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
         /// Which text of the request (0 for a single text).
         #[serde(default)]
         index: usize,
@@ -72,6 +83,12 @@ pub enum LogRecord {
     Entities {
         time: String,
         request_id: String,
+        /// The name of the API token that made the request (`anonymous` when
+        /// the server runs open); never the token itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_request_id: Option<String>,
         index: usize,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<String>,
@@ -91,6 +108,10 @@ pub enum LogRecord {
     EntityFeedback {
         time: String,
         request_id: String,
+        /// The name of the API token that made the request (`anonymous` when
+        /// the server runs open); never the token itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
         #[serde(default)]
         index: usize,
         entities: Vec<LoggedEntity>,
@@ -100,6 +121,10 @@ pub enum LogRecord {
     Error {
         time: String,
         request_id: String,
+        /// The name of the API token that made the request (`anonymous` when
+        /// the server runs open); never the token itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
         /// The HTTP status answered.
         status: u16,
         code: String,
@@ -118,6 +143,33 @@ pub struct LoggedEntity {
     pub end: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f32>,
+}
+
+/// Which feedback counts when several name the same prediction (request id
+/// and index), as `monitor` and `retrain` both apply it: only feedback from
+/// the client the prediction was made for (`serve` refuses any other, since
+/// its request ids are signed for that client; a record without a client name,
+/// from before names were logged, matches any), and of that the latest (by
+/// time, then by place in the log): a correction replaces a mistake.
+pub const FEEDBACK_RULE: &str = "the latest feedback from the client the prediction was made for";
+
+/// The feedback that counts for a prediction made for `client`, by
+/// [`FEEDBACK_RULE`], from `(client, label, time)` triples in log order.
+pub fn feedback_that_counts<'a, L>(
+    client: Option<&str>,
+    given: impl IntoIterator<Item = (Option<&'a str>, L, u64)>,
+) -> Option<(L, u64)> {
+    let mut chosen: Option<(L, u64)> = None;
+    for (from, label, time) in given {
+        let same_client = match (client, from) {
+            (Some(client), Some(from)) => client == from,
+            _ => true,
+        };
+        if same_client && chosen.as_ref().is_none_or(|(_, latest)| time >= *latest) {
+            chosen = Some((label, time));
+        }
+    }
+    chosen
 }
 
 /// A log line that could not be read: skipped and counted, never fatal (a
@@ -200,6 +252,8 @@ mod tests {
         let record = LogRecord::Prediction {
             time: "2026-11-28T10:00:00.000Z".into(),
             request_id: "r1".into(),
+            client: Some("app".into()),
+            client_request_id: None,
             index: 0,
             text: Some("hello".into()),
             text_sha256: None,
@@ -227,12 +281,22 @@ mod tests {
     }
 
     #[test]
+    fn the_latest_feedback_from_the_predictions_own_client_counts() {
+        let given = [(Some("app"), "a", 10), (Some("other"), "b", 30), (Some("app"), "c", 20), (None, "d", 5)];
+        assert_eq!(feedback_that_counts(Some("app"), given), Some(("c", 20)), "another client's label never counts");
+        assert_eq!(feedback_that_counts(None, given), Some(("b", 30)), "an old prediction takes any");
+        assert_eq!(feedback_that_counts(Some("app"), [(Some("app"), "x", 7), (Some("app"), "y", 7)]), Some(("y", 7)));
+        assert_eq!(feedback_that_counts(Some("app"), [(Some("other"), "x", 7)]), None);
+    }
+
+    #[test]
     fn a_folder_reads_complete_and_partial_files_and_counts_damaged_lines() {
         let dir = tempfile::tempdir().expect("tempdir");
         let feedback = |id: &str| {
             serde_json::to_string(&LogRecord::Feedback {
                 time: "2026-11-28T10:00:00.000Z".into(),
                 request_id: id.into(),
+                client: None,
                 index: 0,
                 label: "pos".into(),
                 model_version: "v1".into(),

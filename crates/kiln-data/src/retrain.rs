@@ -9,6 +9,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use kiln_config::{CleanConfig, NewLabelPolicy, RetrainConfig};
+use kiln_core::secret::{Key, keyed_hash};
 use kiln_core::{FileHash, Manifest, Split, StagedOutput};
 use kiln_text::clean::Cleaner;
 use serde::Serialize;
@@ -59,25 +60,24 @@ pub struct FeedbackRow {
     pub label: String,
 }
 
-/// Whether a prediction's feedback is held back: a stable hash of where it
-/// came from (FNV-1a of request id and position), so reruns agree.
-fn held_out(request_id: &str, index: usize, share: f64) -> bool {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in request_id.bytes().chain(index.to_le_bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
+/// Whether a prediction's feedback is held back: an HMAC of where it came
+/// from (request id and position) under the server's secret key, so reruns
+/// agree and no client can compute, let alone choose, which of its rows the gate sees.
+fn held_out(key: &Key, request_id: &str, index: usize, share: f64) -> bool {
+    let tag = keyed_hash(key, &[b"kiln holdout", request_id.as_bytes(), &(index as u64).to_le_bytes()]);
+    let hash = u64::from_le_bytes(tag[..8].try_into().expect("8 of 32 bytes"));
     (hash % 10_000) as f64 / 10_000.0 < share
 }
 
 /// Writes `<output_dir>/raw/{train,validation,test}.parquet` (the base splits,
 /// train with the feedback rows added) and `feedback_holdout.parquet`.
-/// `feedback` in time order.
+/// `feedback` in time order; `holdout_key` is the server's signing key.
 pub fn build(
     feedback: &[FeedbackRow],
     base_dir: &Path,
     clean: &CleanConfig,
     config: &RetrainConfig,
+    holdout_key: &Key,
 ) -> Result<FeedbackData> {
     let cleaner = Cleaner::new(clean);
     let mut report = FeedbackData::default();
@@ -118,7 +118,8 @@ pub fn build(
                 continue;
             }
         }
-        let target = if held_out(&row.request_id, row.index, config.holdout_share) { &mut holdout } else { &mut added };
+        let held = held_out(holdout_key, &row.request_id, row.index, config.holdout_share);
+        let target = if held { &mut holdout } else { &mut added };
         target.ids.push(format!("feedback-{}-{}", row.request_id, row.index));
         target.texts.push(text.clone());
         target.labels.push(row.label.clone());
@@ -159,10 +160,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_holdout_is_a_stable_share() {
-        let held = (0..10_000).filter(|i| held_out(&format!("r{i}"), 0, 0.2)).count();
+    fn the_holdout_is_a_stable_share_that_depends_on_the_key() {
+        let (key, other) = ([1u8; 32], [2u8; 32]);
+        let held = (0..10_000).filter(|i| held_out(&key, &format!("r{i}"), 0, 0.2)).count();
         assert!((1_800..2_200).contains(&held), "{held}");
-        assert_eq!(held_out("r7", 0, 0.2), held_out("r7", 0, 0.2));
-        assert!(!(0..100).any(|i| held_out(&format!("r{i}"), 0, 0.0)));
+        assert_eq!(held_out(&key, "r7", 0, 0.2), held_out(&key, "r7", 0, 0.2));
+        assert!(!(0..100).any(|i| held_out(&key, &format!("r{i}"), 0, 0.0)));
+        // Without the key the split cannot be told: another key holds out other rows.
+        let differ = (0..1_000).filter(|i| held_out(&key, &format!("r{i}"), 0, 0.5) != held_out(&other, &format!("r{i}"), 0, 0.5)).count();
+        assert!((400..600).contains(&differ), "{differ}");
     }
 }

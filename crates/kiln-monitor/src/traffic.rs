@@ -75,17 +75,21 @@ pub fn parse_time_ms(time: &str) -> Option<u64> {
 }
 
 impl Traffic {
-    /// Joins feedback to predictions by request and position; the latest
-    /// feedback for a prediction wins (a correction replaces a mistake).
+    /// Joins feedback to predictions by request and position, by
+    /// [`kiln_core::prediction_log::FEEDBACK_RULE`]: only feedback from the
+    /// client the prediction was made for counts, and of that the latest wins.
     pub fn from_scan(scan: LogScan) -> Self {
         let mut traffic = Self::default();
-        let mut feedback: HashMap<(String, usize), (String, u64)> = HashMap::new();
-        let mut predictions: Vec<(String, usize, String, Observation)> = Vec::new();
+        // Per prediction: (client, label, time) of each feedback, in log order.
+        let mut feedback: HashMap<(String, usize), Vec<(Option<String>, String, u64)>> = HashMap::new();
+        let mut predictions: Vec<(String, usize, Option<String>, String, Observation)> = Vec::new();
         for record in scan.records {
             match record {
                 LogRecord::Prediction {
                     time,
                     request_id,
+                    client,
+                    client_request_id: _,
                     index,
                     text,
                     text_sha256,
@@ -118,17 +122,14 @@ impl Traffic {
                         latency_ms,
                         feedback: None,
                     };
-                    predictions.push((request_id, index, model_version, observation));
+                    predictions.push((request_id, index, client, model_version, observation));
                 }
-                LogRecord::Feedback { time, request_id, index, label, .. } => {
+                LogRecord::Feedback { time, request_id, client, index, label, .. } => {
                     let Some(time_ms) = parse_time_ms(&time) else {
                         traffic.bad_times += 1;
                         continue;
                     };
-                    let entry = feedback.entry((request_id, index)).or_insert((label.clone(), time_ms));
-                    if time_ms >= entry.1 {
-                        *entry = (label, time_ms);
-                    }
+                    feedback.entry((request_id, index)).or_default().push((client, label, time_ms));
                 }
                 LogRecord::Error { time, status, model_version, .. } => match parse_time_ms(&time) {
                     Some(time_ms) => traffic.failures.push(Failure { time_ms, status, model_version }),
@@ -139,8 +140,11 @@ impl Traffic {
             }
         }
         let mut matched = 0;
-        for (request_id, index, version, mut observation) in predictions {
-            if let Some((label, time_ms)) = feedback.get(&(request_id, index)) {
+        for (request_id, index, client, version, mut observation) in predictions {
+            let given = feedback.get(&(request_id, index)).and_then(|given| {
+                kiln_core::prediction_log::feedback_that_counts(client.as_deref(), given.iter().map(|(c, label, time)| (c.as_deref(), label, *time)))
+            });
+            if let Some((label, time_ms)) = given {
                 matched += 1;
                 let delay_s = time_ms.saturating_sub(observation.time_ms) as f64 / 1e3;
                 observation.feedback = Some(Feedback { label: label.clone(), delay_s });
@@ -200,6 +204,8 @@ mod tests {
         LogRecord::Prediction {
             time: time.into(),
             request_id: request_id.into(),
+            client: Some("app".into()),
+            client_request_id: None,
             index,
             text: Some(format!("text {request_id}")),
             text_sha256: None,
@@ -219,6 +225,7 @@ mod tests {
         LogRecord::Feedback {
             time: time.into(),
             request_id: request_id.into(),
+            client: Some("app".into()),
             index,
             label: label.into(),
             model_version: "v1".into(),

@@ -82,6 +82,8 @@ fn stream(version: &str) -> Vec<String> {
         let record = LogRecord::Prediction {
             time: time(i as u64),
             request_id: request_id.clone(),
+            client: None,
+            client_request_id: None,
             index: 0,
             text: Some(format!("text {i}")),
             text_sha256: None,
@@ -106,6 +108,7 @@ fn stream(version: &str) -> Vec<String> {
             let feedback = LogRecord::Feedback {
                 time: time(i as u64 + 60),
                 request_id,
+                client: None,
                 index: 0,
                 label: LABELS[label].into(),
                 model_version: version.into(),
@@ -116,6 +119,7 @@ fn stream(version: &str) -> Vec<String> {
             let failure = LogRecord::Error {
                 time: time(i as u64),
                 request_id: format!("failed{i}"),
+                client: None,
                 status: 503,
                 code: "queue_full".into(),
                 model_version: Some(version.into()),

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::AppState;
+use crate::auth::Client;
 use crate::batcher::{Answer, Outputs};
+use crate::{AppState, ids};
 use crate::error::{ApiError, ErrorBody};
 use crate::log::LogRecord;
 use crate::model::{ModelInfo, TrainingInput};
@@ -252,26 +253,33 @@ impl utoipa::Modify for BearerAuth {
         (status = 200, description = "Predictions", body = PredictResponse),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "The token may not call this endpoint (its scopes)", body = ErrorBody),
+        (status = 408, description = "The request took longer than serve.request_timeout_ms", body = ErrorBody),
         (status = 413, description = "Body or batch too large", body = ErrorBody),
         (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
         (status = 422, description = "Valid JSON, but not a valid request", body = ErrorBody),
-        (status = 429, description = "Too many requests waiting", body = ErrorBody),
-        (status = 503, description = "Model not loaded yet, or shutting down", body = ErrorBody),
+        (status = 429, description = "Too many requests waiting, or this client over its rate limit", body = ErrorBody),
+        (status = 500, description = "The inference worker failed on this request", body = ErrorBody),
+        (status = 503, description = "Model not loaded yet, shutting down, or the inference worker stopped", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn predict(
     State(state): State<Arc<AppState>>,
+    client: Option<Extension<Client>>,
     headers: HeaderMap,
     body: Result<Json<PredictRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let request_id = request_id(&headers);
-    let answered = answer_predict(&state, &request_id, body).await;
+    let client = client_name(client);
+    let request_id = state.ids.issue(&client);
+    let caller = Caller { client: &client, request_id: &request_id, own_id: caller_request_id(&headers) };
+    let answered = answer_predict(&state, &caller, body).await;
     if let (Err(error), Some(log)) = (&answered, &state.log) {
         // Failures are logged too, so monitoring can tell an error share.
         log.append(LogRecord::Error {
             time: crate::log::now(),
             request_id: request_id.clone(),
+            client: Some(client.to_string()),
             status: error.status.as_u16(),
             code: error.code.to_owned(),
             model_version: state.model.load_full().map(|model| model.version.clone()),
@@ -280,28 +288,50 @@ pub async fn predict(
     answered.map(|response| with_request_id(response, &request_id))
 }
 
+/// Who asked: the token's name, the id this server issued for the request,
+/// and the caller's own `x-request-id` (kept in the log for its tracing).
+struct Caller<'a> {
+    client: &'a str,
+    request_id: &'a str,
+    own_id: Option<String>,
+}
+
+/// The token's name, or `anonymous` on a server without tokens.
+fn client_name(client: Option<Extension<Client>>) -> Arc<str> {
+    client.map_or_else(|| Arc::from(crate::auth::ANONYMOUS), |Extension(client)| client.name)
+}
+
 async fn answer_predict(
     state: &AppState,
-    request_id: &str,
+    caller: &Caller<'_>,
     body: Result<Json<PredictRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let Json(request) = body?;
-    let (texts, single) = request_texts(&request, state.config.max_client_batch)?;
+    let Json(mut request) = body?;
+    let (texts, single) = request_texts(&mut request, state.config.max_client_batch)?;
     if request.top_k == Some(0) {
         return Err(ApiError::invalid("top_k must be at least 1"));
     }
-    let texts: Vec<String> = texts.into_iter().map(|text| truncate_chars(text, state.config.max_text_chars)).collect();
-    let logged_texts = state.log.as_ref().map(|_| texts.clone());
+    let Some(model) = state.model.load_full() else {
+        return Err(ApiError::not_ready());
+    };
+    // The model reads at most max_length tokens: longer texts are cut before
+    // tokenizing, so a 1 MiB text costs no more than a short one.
+    let max_chars = state.config.text_chars_for(model.max_length);
+    let texts: Vec<String> = texts.into_iter().map(|text| truncate_chars(text, max_chars)).collect();
     let aggregation = request.aggregation_strategy.unwrap_or(state.config.aggregation);
-    let answer = state.queue.submit(texts, aggregation)?.await.map_err(|_| ApiError::shutting_down())??;
+    let answer = state
+        .queue
+        .submit(texts, aggregation)?
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the inference worker dropped this request"))??;
     let model_version = answer.model.version.clone();
-    let request_id = request_id.to_owned();
-    let Answer { outputs, inputs, model } = answer;
+    let request_id = caller.request_id.to_owned();
+    let Answer { texts, outputs, inputs, model } = answer;
     let entities = match outputs {
         Outputs::Classes(probabilities) => {
-            let answered = Answered { model: &model, inputs: &inputs, started, request_id: &request_id };
-            return classes_response(state, &request, single, &probabilities, logged_texts, answered);
+            let answered = Answered { model: &model, inputs: &inputs, started, caller };
+            return classes_response(state, &request, single, &probabilities, texts, answered);
         }
         Outputs::Entities(entities) => entities,
     };
@@ -309,7 +339,7 @@ async fn answer_predict(
         let kind = entity.entity_group.as_deref().or(entity.entity.as_deref()).unwrap_or_default();
         state.metrics.predictions.with_label_values(&[kind]).inc();
     }
-    if let (Some(log), Some(texts)) = (&state.log, logged_texts) {
+    if let Some(log) = &state.log {
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         let time = crate::log::now();
         for (index, ((text, found), input)) in texts.into_iter().zip(&entities).zip(&inputs).enumerate() {
@@ -326,6 +356,8 @@ async fn answer_predict(
             log.append(LogRecord::Entities {
                 time: time.clone(),
                 request_id: request_id.clone(),
+                client: Some(caller.client.to_owned()),
+                client_request_id: caller.own_id.clone(),
                 index,
                 text,
                 text_sha256,
@@ -353,7 +385,7 @@ struct Answered<'a> {
     model: &'a ModelInfo,
     inputs: &'a [InputStats],
     started: Instant,
-    request_id: &'a str,
+    caller: &'a Caller<'a>,
 }
 
 /// What the log keeps of a text.
@@ -371,10 +403,11 @@ fn classes_response(
     request: &PredictRequest,
     single: bool,
     probabilities: &[Vec<f32>],
-    logged_texts: Option<Vec<String>>,
+    texts: Vec<String>,
     answered: Answered,
 ) -> Result<Response, ApiError> {
-    let Answered { model, inputs, started, request_id } = answered;
+    let Answered { model, inputs, started, caller } = answered;
+    let request_id = caller.request_id;
     let labels = &model.labels;
     let detail = if request.return_all_scores { Some(labels.len()) } else { request.top_k };
     let predictions: Vec<Prediction> =
@@ -382,7 +415,7 @@ fn classes_response(
     for prediction in &predictions {
         state.metrics.predictions.with_label_values(&[prediction.label.as_str()]).inc();
     }
-    if let (Some(log), Some(texts)) = (&state.log, logged_texts) {
+    if let Some(log) = &state.log {
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         let time = crate::log::now();
         let rows = texts.into_iter().zip(&predictions).zip(probabilities.iter().zip(inputs));
@@ -393,6 +426,8 @@ fn classes_response(
             log.append(LogRecord::Prediction {
                 time: time.clone(),
                 request_id: request_id.to_owned(),
+                client: Some(caller.client.to_owned()),
+                client_request_id: caller.own_id.clone(),
                 index,
                 text,
                 text_sha256,
@@ -436,10 +471,10 @@ fn rank(labels: &[String], probabilities: &[f32], detail: Option<usize>) -> Pred
 }
 
 /// The texts of a request, and whether it asked for one text (not a list).
-fn request_texts(request: &PredictRequest, max_client_batch: usize) -> Result<(Vec<String>, bool), ApiError> {
-    let (texts, single) = match (&request.text, &request.texts, &request.inputs) {
-        (Some(text), None, None) | (None, None, Some(Inputs::One(text))) => (vec![text.clone()], true),
-        (None, Some(texts), None) | (None, None, Some(Inputs::Many(texts))) => (texts.clone(), false),
+fn request_texts(request: &mut PredictRequest, max_client_batch: usize) -> Result<(Vec<String>, bool), ApiError> {
+    let (texts, single) = match (request.text.take(), request.texts.take(), request.inputs.take()) {
+        (Some(text), None, None) | (None, None, Some(Inputs::One(text))) => (vec![text], true),
+        (None, Some(texts), None) | (None, None, Some(Inputs::Many(texts))) => (texts, false),
         (None, None, None) => {
             return Err(ApiError::invalid("give the text to classify as `text`, `texts` or `inputs`"));
         }
@@ -466,15 +501,9 @@ fn truncate_chars(mut text: String, max: usize) -> String {
     text
 }
 
-/// The caller's `x-request-id` when it is a sensible one, else a new UUID.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| {
-            (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        })
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+/// The caller's own `x-request-id`, when it is a sensible one.
+fn caller_request_id(headers: &HeaderMap) -> Option<String> {
+    headers.get(REQUEST_ID).and_then(|value| value.to_str().ok()).filter(|id| ids::well_formed(id)).map(str::to_owned)
 }
 
 fn with_request_id(mut response: Response, request_id: &str) -> Response {
@@ -491,23 +520,53 @@ fn with_request_id(mut response: Response, request_id: &str) -> Response {
         (status = 202, description = "Recorded", body = Status),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "The token may not call this endpoint (its scopes)", body = ErrorBody),
+        (status = 408, description = "The request took longer than serve.request_timeout_ms", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
-        (status = 422, description = "Not a valid request, or a label the model does not know", body = ErrorBody),
+        (status = 422, description = "Not a valid request, a label the model does not know, or a request_id this server did not issue to this client", body = ErrorBody),
+        (status = 429, description = "This client is over its rate limit", body = ErrorBody),
         (status = 503, description = "No model loaded, or the prediction log is off", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn feedback(
     State(state): State<Arc<AppState>>,
+    client: Option<Extension<Client>>,
     body: Result<Json<FeedbackRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
+    let client = client_name(client);
     let Some(model) = state.model.load_full() else {
         return Err(ApiError::not_ready());
     };
-    if request.request_id.trim().is_empty() {
-        return Err(ApiError::invalid("request_id is empty"));
+    let Some(log) = &state.log else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_disabled",
+            "feedback is kept in the prediction log, which is off (serve.log_predictions)",
+        ));
+    };
+    if !ids::well_formed(&request.request_id) {
+        return Err(ApiError::invalid(
+            "request_id must be 1 to 128 letters, digits or -_.: (the `request_id` a prediction answered)",
+        ));
+    }
+    if !state.ids.verify(&request.request_id, &client) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_request_id",
+            "this server did not issue that request_id to this client: quote the `request_id` of one of your own predictions",
+        ));
+    }
+    if let Some(entities) = &request.entities
+        && entities.len() > state.config.max_feedback_entities
+    {
+        return Err(ApiError::invalid(format!(
+            "{} entities in one feedback; the most is {} (serve.max_feedback_entities)",
+            entities.len(),
+            state.config.max_feedback_entities
+        )));
     }
     let record = match (model.task, request.label, request.entities) {
         (Task::SequenceClassification, Some(label), None) => {
@@ -519,6 +578,7 @@ pub async fn feedback(
             LogRecord::Feedback {
                 time: crate::log::now(),
                 request_id: request.request_id,
+                client: Some(client.to_string()),
                 index: request.index.unwrap_or(0),
                 label,
                 model_version: model.version.clone(),
@@ -544,6 +604,7 @@ pub async fn feedback(
             LogRecord::EntityFeedback {
                 time: crate::log::now(),
                 request_id: request.request_id,
+                client: Some(client.to_string()),
                 index: request.index.unwrap_or(0),
                 entities: logged,
                 model_version: model.version.clone(),
@@ -556,13 +617,6 @@ pub async fn feedback(
             return Err(ApiError::invalid("give the true `entities` (and no `label`): this model finds entities"));
         }
     };
-    let Some(log) = &state.log else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "log_disabled",
-            "feedback is kept in the prediction log, which is off (serve.log_predictions)",
-        ));
-    };
     log.append(record);
     Ok((StatusCode::ACCEPTED, Json(Status { status: "recorded".into(), model_version: None })).into_response())
 }
@@ -573,6 +627,8 @@ pub async fn feedback(
     responses(
         (status = 200, description = "The model", body = ModelInfo),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "The token may not call this endpoint (its scopes)", body = ErrorBody),
+        (status = 408, description = "The request took longer than serve.request_timeout_ms", body = ErrorBody),
         (status = 503, description = "Not loaded yet", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -588,6 +644,8 @@ pub async fn model_info(State(state): State<Arc<AppState>>) -> Result<Json<Model
     responses(
         (status = 200, description = "The new model is serving", body = ReloadResponse),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "The token may not call this endpoint (its scopes)", body = ErrorBody),
+        (status = 408, description = "The request took longer than serve.request_timeout_ms", body = ErrorBody),
         (status = 422, description = "The folder does not hold a valid model; nothing changed", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -610,7 +668,7 @@ pub async fn healthz() -> Json<Status> {
     Json(Status { status: "ok".into(), model_version: None })
 }
 
-/// Ready to predict: a model is loaded and the server is not shutting down.
+/// Ready to predict: a model is loaded, the inference thread runs, and the server is not shutting down.
 #[utoipa::path(
     get, path = "/readyz",
     responses((status = 200, description = "Ready", body = Status), (status = 503, description = "Not ready", body = ErrorBody))
@@ -618,6 +676,10 @@ pub async fn healthz() -> Json<Status> {
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Status>, ApiError> {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::shutting_down());
+    }
+    if !state.queue.alive() {
+        state.metrics.worker_up.set(0);
+        return Err(crate::batcher::SubmitError::WorkerStopped.into());
     }
     let info = state.model.load_full().ok_or_else(ApiError::not_ready)?;
     Ok(Json(Status { status: "ready".into(), model_version: Some(info.version.clone()) }))
@@ -629,6 +691,8 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Status>, 
     responses(
         (status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain"),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "The token may not call this endpoint (its scopes)", body = ErrorBody),
+        (status = 408, description = "The request took longer than serve.request_timeout_ms", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -642,13 +706,15 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     responses(
         (status = 200, description = "OpenAPI 3 document", content_type = "application/json"),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 403, description = "The token may not call this endpoint (its scopes)", body = ErrorBody),
+        (status = 408, description = "The request took longer than serve.request_timeout_ms", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub async fn openapi_spec(State(state): State<Arc<AppState>>) -> Response {
     let model = state.model.load_full();
     let contract = Contract {
-        tokens: state.tokens.required(),
+        tokens: state.tokens.load().required(),
         metrics_here: state.config.metrics_port.is_none(),
         max_client_batch: state.config.max_client_batch,
         labels: model.as_ref().map(|info| info.labels.clone()),
@@ -692,6 +758,7 @@ impl Contract {
                 operation.remove("security");
                 if let Some(responses) = operation.get_mut("responses").and_then(serde_json::Value::as_object_mut) {
                     responses.remove("401");
+                    responses.remove("403");
                 }
             }
         }
@@ -725,8 +792,9 @@ impl Contract {
         predict["properties"]["aggregation_strategy"] = serde_json::json!({ "type": ["string", "null"], "enum": ["none", "simple", "first", "average", "max", null] });
         let feedback = &mut schemas["FeedbackRequest"];
         feedback["additionalProperties"] = false.into();
-        feedback["properties"]["request_id"] = serde_json::json!({ "type": "string", "pattern": "\\S",
-            "description": "The `request_id` of the prediction." });
+        feedback["properties"]["request_id"] = serde_json::json!({ "type": "string",
+            "pattern": "^[A-Za-z0-9_.:-]{1,128}$",
+            "description": "The `request_id` a prediction of this client answered (the server signs the ids it issues)." });
         let properties = feedback["properties"].as_object_mut();
         // A text classifier takes `label`, a tagger `entities`: the one the loaded model needs is required.
         match &self.entity_types {
@@ -796,15 +864,15 @@ mod tests {
     #[test]
     fn a_request_names_its_texts_once() {
         let parse = |json: &str| serde_json::from_str::<PredictRequest>(json).expect("parses");
-        assert_eq!(request_texts(&parse(r#"{"text": "hi"}"#), 4).expect("ok"), (vec!["hi".to_owned()], true));
-        assert_eq!(request_texts(&parse(r#"{"inputs": ["a", "b"]}"#), 4).expect("ok").0.len(), 2);
-        assert!(request_texts(&parse(r#"{"inputs": "a"}"#), 4).expect("ok").1);
+        assert_eq!(request_texts(&mut parse(r#"{"text": "hi"}"#), 4).expect("ok"), (vec!["hi".to_owned()], true));
+        assert_eq!(request_texts(&mut parse(r#"{"inputs": ["a", "b"]}"#), 4).expect("ok").0.len(), 2);
+        assert!(request_texts(&mut parse(r#"{"inputs": "a"}"#), 4).expect("ok").1);
         assert_eq!(
-            request_texts(&parse(r#"{"text": "a", "texts": ["b"]}"#), 4).expect_err("both").code,
+            request_texts(&mut parse(r#"{"text": "a", "texts": ["b"]}"#), 4).expect_err("both").code,
             "invalid_request"
         );
-        assert_eq!(request_texts(&parse(r#"{"texts": []}"#), 4).expect_err("empty").code, "invalid_request");
-        let too_many = request_texts(&parse(r#"{"texts": ["a", "b", "c"]}"#), 2).expect_err("too many");
+        assert_eq!(request_texts(&mut parse(r#"{"texts": []}"#), 4).expect_err("empty").code, "invalid_request");
+        let too_many = request_texts(&mut parse(r#"{"texts": ["a", "b", "c"]}"#), 2).expect_err("too many");
         assert_eq!(too_many.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(serde_json::from_str::<PredictRequest>(r#"{"txt": "a"}"#).is_err(), "unknown fields are refused");
     }

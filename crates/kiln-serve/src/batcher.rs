@@ -8,6 +8,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,6 +35,8 @@ pub struct BatchLimits {
 /// model named in `model`.
 #[derive(Debug)]
 pub struct Answer {
+    /// The request's texts, handed back for the log (never copied).
+    pub texts: Vec<String>,
     pub outputs: Outputs,
     /// What the model read of each text, for the prediction log.
     pub inputs: Vec<InputStats>,
@@ -57,18 +60,26 @@ pub enum BatchError {
     Tokenize(String),
     #[error("inference failed: {0}")]
     Inference(String),
+    #[error("the inference worker failed on this request: {0}")]
+    Panicked(String),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("too many requests are waiting for the model")]
     Full,
+    #[error("too much text is waiting for the model (serve.max_queue_bytes)")]
+    FullBytes,
     #[error("the server is shutting down")]
     Closed,
+    #[error("the inference worker has stopped; this server cannot predict until it restarts")]
+    WorkerStopped,
 }
 
 struct Job {
     texts: Vec<String>,
+    /// What the texts count against `max_queue_bytes` while queued.
+    bytes: usize,
     /// How a token-classification model groups sub-words into entities.
     aggregation: Aggregation,
     enqueued: Instant,
@@ -105,11 +116,28 @@ impl ModelInput {
     }
 }
 
+/// Bytes a queued text is counted for beyond its own (the `String`, the job).
+const TEXT_OVERHEAD_BYTES: usize = 64;
+
 /// The sending side, shared by every request handler.
 #[derive(Clone)]
 pub struct Queue {
     sender: SyncSender<Work>,
     metrics: Arc<Metrics>,
+    /// Bytes of text queued, against `max_bytes`.
+    bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
+    /// False once the inference thread has ended, whatever ended it.
+    alive: Arc<AtomicBool>,
+}
+
+/// Marks the worker gone when its thread ends, by return or by panic.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Queue {
@@ -118,15 +146,24 @@ impl Queue {
         limits: BatchLimits,
         threads: InferenceThreads,
         capacity: usize,
+        max_bytes: usize,
         metrics: Arc<Metrics>,
-    ) -> (Self, JoinHandle<()>) {
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (sender, receiver) = sync_channel(capacity);
-        let worker = Worker { receiver, limits, threads, metrics: metrics.clone(), model: None };
-        let handle = std::thread::Builder::new()
-            .name("kiln-inference".into())
-            .spawn(move || worker.run())
-            .expect("the OS lets the server start a thread");
-        (Self { sender, metrics }, handle)
+        let (bytes, alive) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(true)));
+        let worker =
+            Worker { receiver, limits, threads, metrics: metrics.clone(), model: None, bytes: bytes.clone() };
+        let guard = AliveGuard(alive.clone());
+        let handle = std::thread::Builder::new().name("kiln-inference".into()).spawn(move || {
+            let _alive = guard;
+            worker.run();
+        })?;
+        Ok((Self { sender, metrics, bytes, max_bytes, alive }, handle))
+    }
+
+    /// Whether the inference thread is still there to answer.
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
     }
 
     /// Queues `texts`; the receiver yields the answer once their batch ran.
@@ -135,16 +172,29 @@ impl Queue {
         texts: Vec<String>,
         aggregation: Aggregation,
     ) -> Result<oneshot::Receiver<Result<Answer, BatchError>>, SubmitError> {
+        if !self.alive() {
+            return Err(SubmitError::WorkerStopped);
+        }
+        let bytes = texts.iter().map(|text| text.len() + TEXT_OVERHEAD_BYTES).sum::<usize>();
+        // Reserved before it is sent, so the worker's release never comes first.
+        let queued = self.bytes.fetch_add(bytes, Ordering::SeqCst);
+        if queued > 0 && queued + bytes > self.max_bytes {
+            self.bytes.fetch_sub(bytes, Ordering::SeqCst);
+            return Err(SubmitError::FullBytes);
+        }
         let (reply, answer) = oneshot::channel();
-        let job = Job { texts, aggregation, enqueued: Instant::now(), reply };
-        // Counted before it is sent, so the worker's decrement never comes first.
+        let job = Job { texts, bytes, aggregation, enqueued: Instant::now(), reply };
         self.metrics.queue_depth.inc();
+        self.metrics.queue_bytes.add(bytes as i64);
         match self.sender.try_send(Work::Predict(job)) {
             Ok(()) => Ok(answer),
             Err(error) => {
                 self.metrics.queue_depth.dec();
+                self.metrics.queue_bytes.sub(bytes as i64);
+                self.bytes.fetch_sub(bytes, Ordering::SeqCst);
                 Err(match error {
                     TrySendError::Full(_) => SubmitError::Full,
+                    TrySendError::Disconnected(_) if !self.alive() => SubmitError::WorkerStopped,
                     TrySendError::Disconnected(_) => SubmitError::Closed,
                 })
             }
@@ -172,6 +222,17 @@ struct Worker {
     threads: InferenceThreads,
     metrics: Arc<Metrics>,
     model: Option<Box<ServedModel>>,
+    /// Shared with [`Queue`]: released as jobs leave the queue.
+    bytes: Arc<AtomicUsize>,
+}
+
+/// A panic's message, for the error a failed request gets.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "a panic with no message".into())
 }
 
 /// What the worker handles next: fresh work, or a tokenized job that did not
@@ -179,6 +240,12 @@ struct Worker {
 enum Next {
     Work(Work),
     Encoded(Encoded),
+}
+
+/// What the worker does after one item.
+enum Step {
+    Continue(Option<Next>),
+    Stop,
 }
 
 /// How long [`Worker::receive`] waits.
@@ -189,6 +256,10 @@ enum Wait {
 }
 
 impl Worker {
+    /// Handles work until told to stop. Each request's tokenization,
+    /// inference and entity grouping catch their own panics and fail only
+    /// that request (500); anything else that panics fails the requests it
+    /// held (their replies are dropped, which answers 500 too) and the loop goes on.
     fn run(mut self) {
         self.threads.take();
         let mut next: Option<Next> = None;
@@ -200,18 +271,28 @@ impl Worker {
                     None => return,
                 },
             };
-            match item {
-                Next::Encoded(first) => next = self.gather_and_run(first),
-                Next::Work(Work::Stop) => return,
+            if let Next::Work(Work::Predict(job)) = &item
+                && job.texts.iter().any(|t| kiln_core::test_hooks::is_planted(t, "KILN_TEST_STOP_WORKER"))
+            {
+                tracing::error!("the inference worker stops (test hook)");
+                return;
+            }
+            let handled = std::panic::catch_unwind(AssertUnwindSafe(|| match item {
+                Next::Encoded(first) => Step::Continue(self.gather_and_run(first)),
+                Next::Work(Work::Stop) => Step::Stop,
                 Next::Work(Work::Swap(model, done)) => {
                     self.model = Some(model);
                     let _ = done.send(());
+                    Step::Continue(None)
                 }
                 Next::Work(Work::Predict(job)) => {
-                    if let Some(first) = self.encode(job) {
-                        next = self.gather_and_run(first);
-                    }
+                    Step::Continue(self.encode(job).and_then(|first| self.gather_and_run(first)))
                 }
+            }));
+            match handled {
+                Ok(Step::Continue(after)) => next = after,
+                Ok(Step::Stop) => return,
+                Err(panic) => tracing::error!("the inference worker caught a panic: {}", panic_message(&*panic)),
             }
         }
     }
@@ -225,8 +306,10 @@ impl Worker {
             }
             Wait::No => self.receiver.try_recv().ok(),
         };
-        if matches!(work, Some(Work::Predict(_))) {
+        if let Some(Work::Predict(job)) = &work {
             self.metrics.queue_depth.dec();
+            self.metrics.queue_bytes.sub(job.bytes as i64);
+            self.bytes.fetch_sub(job.bytes, Ordering::SeqCst);
         }
         work
     }
@@ -241,23 +324,34 @@ impl Worker {
         let started = Instant::now();
         let texts: Vec<&str> = job.texts.iter().map(String::as_str).collect();
         let predictor = &model.predictor;
-        let encoded = match predictor.task() {
-            Task::SequenceClassification => predictor.encode(&texts).map(|examples| {
-                let tokens = examples.iter().map(Example::len).sum();
-                let inputs = examples.iter().map(|example| predictor.input_stats(example)).collect();
-                (ModelInput::Texts(examples), inputs, tokens)
-            }),
-            Task::TokenClassification => predictor.encode_tagged(&texts).map(|(encoded, rows)| {
-                let tokens = rows.iter().map(TaggedExample::len).sum();
-                let inputs = rows.iter().map(|row| predictor.tagged_input_stats(row)).collect();
-                (ModelInput::Tagged(encoded, rows), inputs, tokens)
-            }),
-        };
+        let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if texts.iter().any(|t| kiln_core::test_hooks::is_planted(t, "KILN_TEST_PANIC_IN_TOKENIZER")) {
+                panic!("a panic planted in tokenization (test hook)");
+            }
+            match predictor.task() {
+                Task::SequenceClassification => predictor.encode(&texts).map(|examples| {
+                    let tokens = examples.iter().map(Example::len).sum();
+                    let inputs = examples.iter().map(|example| predictor.input_stats(example)).collect();
+                    (ModelInput::Texts(examples), inputs, tokens)
+                }),
+                Task::TokenClassification => predictor.encode_tagged(&texts).map(|(encoded, rows)| {
+                    let tokens = rows.iter().map(TaggedExample::len).sum();
+                    let inputs = rows.iter().map(|row| predictor.tagged_input_stats(row)).collect();
+                    (ModelInput::Tagged(encoded, rows), inputs, tokens)
+                }),
+            }
+        }));
         self.metrics.tokenize_seconds.observe(started.elapsed().as_secs_f64());
         match encoded {
-            Ok((model_input, inputs, tokens)) => Some(Encoded { job, model_input, inputs, tokens }),
-            Err(error) => {
+            Ok(Ok((model_input, inputs, tokens))) => Some(Encoded { job, model_input, inputs, tokens }),
+            Ok(Err(error)) => {
                 let _ = job.reply.send(Err(BatchError::Tokenize(format!("{error:#}"))));
+                None
+            }
+            Err(panic) => {
+                let message = panic_message(&*panic);
+                tracing::error!("tokenization panicked: {message}");
+                let _ = job.reply.send(Err(BatchError::Panicked(message)));
                 None
             }
         }
@@ -330,11 +424,7 @@ impl Worker {
         let result = match outcome {
             Ok(Ok(outputs)) => Ok(outputs),
             Ok(Err(error)) => Err(format!("{error:#}")),
-            Err(panic) => Err(panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "the model panicked".into())),
+            Err(panic) => Err(panic_message(&*panic)),
         };
         let (classes, tags) = match result {
             Ok(outputs) => outputs,
@@ -349,20 +439,35 @@ impl Worker {
         let (mut classes, mut tags) = (classes.into_iter(), tags.into_iter());
         for (job, inputs, texts) in jobs {
             self.metrics.queue_seconds.observe(started.duration_since(job.enqueued).as_secs_f64());
+            let Job { texts: raw_texts, aggregation, reply, .. } = job;
             let outputs = match texts {
-                None => Outputs::Classes(classes.by_ref().take(job.texts.len()).collect()),
-                Some(texts) => Outputs::Entities(
-                    texts
-                        .iter()
-                        .zip(tags.by_ref().take(job.texts.len()))
-                        .zip(&job.texts)
-                        .map(|((text, probabilities), raw)| {
-                            text.entities(&model.predictor, &probabilities, raw, job.aggregation)
-                        })
-                        .collect(),
-                ),
+                None => Ok(Outputs::Classes(classes.by_ref().take(raw_texts.len()).collect())),
+                Some(texts) => {
+                    let tags: Vec<_> = tags.by_ref().take(raw_texts.len()).collect();
+                    // Grouping sub-words into entities runs per request: a panic fails this one only.
+                    std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        Outputs::Entities(
+                            texts
+                                .iter()
+                                .zip(tags)
+                                .zip(&raw_texts)
+                                .map(|((text, probabilities), raw)| {
+                                    text.entities(&model.predictor, &probabilities, raw, aggregation)
+                                })
+                                .collect(),
+                        )
+                    }))
+                    .map_err(|panic| panic_message(&*panic))
+                }
             };
-            let _ = job.reply.send(Ok(Answer { outputs, inputs, model: model.info.clone() }));
+            let answer = match outputs {
+                Ok(outputs) => Ok(Answer { texts: raw_texts, outputs, inputs, model: model.info.clone() }),
+                Err(message) => {
+                    tracing::error!("grouping entities panicked: {message}");
+                    Err(BatchError::Panicked(message))
+                }
+            };
+            let _ = reply.send(answer);
         }
     }
 }

@@ -3,17 +3,23 @@
 //! - [`api`]: the routes and their types (the OpenAPI document comes from them);
 //! - [`batcher`]: the request queue and the inference thread that batches it;
 //! - [`model`]: loading a model folder and describing it;
-//! - [`auth`], [`metrics`], [`log`]: bearer tokens, Prometheus, the prediction log.
+//! - [`auth`], [`ids`]: named, scoped bearer tokens with rate limits; signed request ids;
+//! - [`connections`]: the accept loop with its timeouts and connection cap;
+//! - [`metrics`], [`log`]: Prometheus, the prediction log.
 //!
-//! Life of the server: bind, start the inference thread, load the model in the
-//! background (`/healthz` answers at once, `/readyz` once the model is in), serve;
-//! on SIGTERM or Ctrl-C stop accepting, finish every request in flight, drain
-//! the queue, complete the log, exit.
+//! Life of the server: bind (refusing a non-loopback address without tokens
+//! unless told to run open), start the inference thread, load the model in the
+//! background (`/healthz` answers at once, `/readyz` once the model is in and
+//! while the inference thread runs), serve; on SIGTERM or Ctrl-C stop
+//! accepting, finish the requests in flight (at most `shutdown_timeout_ms`),
+//! drain the queue, complete the log, exit.
 
 pub mod api;
-mod auth;
+pub mod auth;
 pub mod batcher;
+pub mod connections;
 pub mod error;
+pub mod ids;
 pub mod log;
 pub mod metrics;
 pub mod model;
@@ -24,13 +30,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result};
-use arc_swap::ArcSwapOption;
+use anyhow::{Context, Result, bail};
+use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use burn::tensor::Device;
 use kiln_config::ServeConfig;
@@ -38,10 +44,12 @@ use kiln_core::model_folder::{MODEL_FILES, TOKENIZER_FILES};
 use kiln_model::device;
 use tokio::net::TcpListener;
 
-use crate::auth::Tokens;
+use crate::auth::{RateLimits, Tokens};
 use crate::batcher::{BatchLimits, Queue};
+use crate::connections::Limits;
 use crate::error::ApiError;
-use crate::log::PredictionLog;
+use crate::ids::RequestIds;
+use crate::log::{PredictionLog, Retention};
 use crate::metrics::Metrics;
 use crate::model::{ModelInfo, ServedModel};
 
@@ -53,7 +61,13 @@ pub struct AppState {
     pub model: ArcSwapOption<ModelInfo>,
     pub metrics: Arc<Metrics>,
     pub log: Option<PredictionLog>,
-    tokens: Tokens,
+    /// Re-read from `api_tokens_file` on every reload.
+    tokens: ArcSwap<Tokens>,
+    rate_limits: RateLimits,
+    /// Signs the request ids this server issues, which feedback must quote.
+    pub ids: RequestIds,
+    /// Whether the server listens on a loopback address only (open is then allowed).
+    loopback: bool,
     device: Device,
     /// One reload at a time.
     reload_lock: tokio::sync::Mutex<()>,
@@ -65,6 +79,13 @@ pub struct AppState {
 /// requests finish on the old model. A folder that fails to load changes nothing.
 pub async fn reload(state: &Arc<AppState>) -> Result<Arc<ModelInfo>> {
     let _one_at_a_time = state.reload_lock.lock().await;
+    if state.config.api_tokens_file.is_some() {
+        let tokens = load_tokens(&state.config, state.loopback)?;
+        if tokens.len() != state.tokens.load().len() {
+            tracing::info!("{} API token(s) from {}", tokens.len(), token_source(&state.config));
+        }
+        state.tokens.store(Arc::new(tokens));
+    }
     let (dir, device, quantize) = (state.config.model_dir.clone(), state.device.clone(), state.config.quantize);
     let outcome = tokio::task::spawn_blocking(move || ServedModel::load(&dir, &device, quantize))
         .await
@@ -113,6 +134,31 @@ pub struct Server {
     inference: std::thread::JoinHandle<()>,
 }
 
+/// Where the tokens come from, for messages (never the tokens).
+fn token_source(config: &ServeConfig) -> String {
+    match &config.api_tokens_file {
+        Some(file) => format!("serve.api_tokens and {}", file.display()),
+        None => "serve.api_tokens".into(),
+    }
+}
+
+/// The API tokens; refuses to leave a non-loopback server without any unless
+/// `allow_unauthenticated` says so.
+fn load_tokens(config: &ServeConfig, loopback: bool) -> Result<Tokens> {
+    let tokens = Tokens::new(&config.load_api_tokens()?);
+    if tokens.is_empty() && !loopback && !config.allow_unauthenticated {
+        bail!(
+            "refusing to serve {}:{} without API tokens: anyone who can reach it could predict, send feedback and \
+             reload the model. Give tokens in a file, one `name:token[:scopes]` a line (--api-tokens-file, \
+             KILN_API_TOKENS_FILE, serve.api_tokens_file), or run open on purpose with --allow-unauthenticated true \
+             (KILN_ALLOW_UNAUTHENTICATED, serve.allow_unauthenticated)",
+            config.host,
+            config.port
+        );
+    }
+    Ok(tokens)
+}
+
 impl Server {
     pub async fn bind(config: ServeConfig) -> Result<Self> {
         config.validate()?;
@@ -124,12 +170,18 @@ impl Server {
             max_batch_tokens: config.max_batch_tokens,
             max_wait: Duration::from_millis(config.max_wait_ms),
         };
-        let log = config
-            .log_predictions
-            .then(|| PredictionLog::start(&config.log_dir, config.log_rotate_bytes, metrics.clone()))
-            .transpose()?;
         let address = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
+        let loopback = listener.local_addr().context("the listening socket has no address")?.ip().is_loopback();
+        let tokens = load_tokens(&config, loopback)?;
+        if tokens.is_empty() && !loopback {
+            tracing::warn!(
+                "serving {address} WITHOUT AUTHENTICATION (serve.allow_unauthenticated): anyone who can reach it may \
+                 predict, send feedback and reload the model"
+            );
+        } else if !tokens.is_empty() {
+            tracing::info!("{} API token(s) from {}", tokens.len(), token_source(&config));
+        }
         let metrics_listener = match config.metrics_port {
             Some(port) => {
                 let address = format!("{}:{port}", config.host);
@@ -137,10 +189,40 @@ impl Server {
             }
             None => None,
         };
+        let key_file = config.signing_key_path();
+        let key = if config.log_predictions || config.signing_key_file.is_some() {
+            kiln_core::secret::load_or_create_key(&key_file)?
+        } else {
+            // No log, no feedback: the ids need not outlive the process.
+            kiln_core::secret::random_key()
+        };
+        let log = config
+            .log_predictions
+            .then(|| {
+                let retention = Retention {
+                    max_bytes: config.log_retention_bytes,
+                    max_age: Duration::from_secs(config.log_retention_days.saturating_mul(86_400)),
+                };
+                PredictionLog::start(
+                    &config.log_dir,
+                    config.log_rotate_bytes,
+                    config.log_queue_bytes,
+                    retention,
+                    metrics.clone(),
+                )
+            })
+            .transpose()?;
+        connections::reserve_file_descriptors(config.max_connections);
         let threads = device::InferenceThreads::reserve();
-        let (queue, inference) = Queue::start(limits, threads, config.max_queue, metrics.clone());
+        let (queue, inference) =
+            Queue::start(limits, threads, config.max_queue, config.max_queue_bytes, metrics.clone())
+                .context("cannot start the inference thread")?;
+        metrics.worker_up.set(1);
         let state = Arc::new(AppState {
-            tokens: Tokens::new(&config.api_tokens),
+            tokens: ArcSwap::from_pointee(tokens),
+            rate_limits: RateLimits::new(&config),
+            ids: RequestIds::new(key),
+            loopback,
             config,
             queue,
             model: ArcSwapOption::empty(),
@@ -166,18 +248,26 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let Self { state, listener, metrics_listener, inference } = self;
         let app = router(&state);
+        let limits = Limits {
+            header_timeout: Duration::from_millis(state.config.header_timeout_ms),
+            idle_timeout: Duration::from_millis(state.config.idle_timeout_ms),
+            max_connections: state.config.max_connections,
+            shutdown_timeout: Duration::from_millis(state.config.shutdown_timeout_ms),
+        };
         let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
         let metrics_server = metrics_listener.map(|listener| {
             let app = Router::new().route("/metrics", get(api::metrics)).with_state(state.clone());
             let mut stopped = metrics_stopped.clone();
+            let metrics = state.metrics.clone();
             tokio::spawn(async move {
                 let stop = async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 };
-                axum::serve(listener, app).with_graceful_shutdown(stop).await
+                connections::serve(listener, app, limits, metrics, stop).await;
             })
         });
         let watcher = state.config.watch.then(|| tokio::spawn(watch(state.clone())));
+        let forgetter = tokio::spawn(forget_quiet_clients(state.clone()));
 
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
         let startup = state.clone();
@@ -197,7 +287,8 @@ impl Server {
             }
             startup.draining.store(true, Ordering::SeqCst);
         };
-        axum::serve(listener, app).with_graceful_shutdown(stop).await.context("the HTTP server failed")?;
+        connections::serve(listener, app, limits, state.metrics.clone(), stop).await;
+        forgetter.abort();
 
         // Every request is answered; finish what the inference thread holds.
         let queue = state.queue.clone();
@@ -269,6 +360,29 @@ async fn shutdown_signal() {
     }
 }
 
+/// Every minute, the rate limiters forget clients back at their full burst.
+async fn forget_quiet_clients(state: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        state.rate_limits.forget_quiet_clients();
+    }
+}
+
+/// A request over `request_timeout_ms` is answered 408 by tower-http's
+/// timeout layer with no body: give it the JSON error every other failure has.
+async fn timeout_as_json(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() == StatusCode::REQUEST_TIMEOUT {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request took longer than the server allows (serve.request_timeout_ms)",
+        )
+        .into_response();
+    }
+    response
+}
+
 fn router(state: &Arc<AppState>) -> Router {
     let mut protected = Router::new()
         .route("/v1/predict", post(api::predict))
@@ -284,11 +398,14 @@ fn router(state: &Arc<AppState>) -> Router {
         .route("/", get(api::page))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz));
+    let timeout = Duration::from_millis(state.config.request_timeout_ms);
     protected
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .merge(open)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(middleware::from_fn(timeout_as_json))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .with_state(state.clone())

@@ -3,7 +3,8 @@
 //! mix for drift).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Latency buckets from 0.5 ms to 10 s.
@@ -24,6 +25,12 @@ pub struct Metrics {
     pub predictions: IntCounterVec,
     pub reloads: IntCounterVec,
     pub log_dropped: IntGauge,
+    pub log_write_errors: IntCounter,
+    pub queue_bytes: IntGauge,
+    pub rate_limited: IntCounterVec,
+    pub connections: IntGauge,
+    pub connections_closed: IntCounterVec,
+    pub worker_up: IntGauge,
 }
 
 impl Metrics {
@@ -59,11 +66,32 @@ impl Metrics {
                 .expect("valid metric. This is a bug."),
             reloads: IntCounterVec::new(Opts::new("reloads_total", "Model reloads by result"), &["result"])
                 .expect("valid metric. This is a bug."),
-            log_dropped: IntGauge::new("prediction_log_dropped", "Log records dropped because the writer fell behind")
-                .expect("valid metric"),
+            log_dropped: IntGauge::new(
+                "prediction_log_dropped",
+                "Log records lost: dropped because the writer fell behind, or not written (see write errors)",
+            )
+            .expect("valid metric"),
+            log_write_errors: IntCounter::new(
+                "prediction_log_write_errors_total",
+                "Failed writes of the prediction log (a full or broken disk): their records are lost",
+            )
+            .expect("valid metric"),
+            queue_bytes: IntGauge::new("queue_bytes", "Bytes of text waiting for the model").expect("valid metric"),
+            rate_limited: IntCounterVec::new(
+                Opts::new("rate_limited_total", "Requests refused (429) for a client over its rate, by scope"),
+                &["scope"],
+            )
+            .expect("valid metric. This is a bug."),
+            connections: IntGauge::new("open_connections", "HTTP connections open now").expect("valid metric"),
+            connections_closed: IntCounterVec::new(
+                Opts::new("connections_closed_total", "Connections the server closed, by reason"),
+                &["reason"],
+            )
+            .expect("valid metric. This is a bug."),
+            worker_up: IntGauge::new("inference_worker_up", "1 while the inference thread runs").expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
             Box::new(metrics.requests.clone()),
             Box::new(metrics.request_seconds.clone()),
             Box::new(metrics.queue_seconds.clone()),
@@ -75,9 +103,19 @@ impl Metrics {
             Box::new(metrics.predictions.clone()),
             Box::new(metrics.reloads.clone()),
             Box::new(metrics.log_dropped.clone()),
+            Box::new(metrics.log_write_errors.clone()),
+            Box::new(metrics.queue_bytes.clone()),
+            Box::new(metrics.rate_limited.clone()),
+            Box::new(metrics.connections.clone()),
+            Box::new(metrics.connections_closed.clone()),
+            Box::new(metrics.worker_up.clone()),
         ];
         for collector in collectors {
             metrics.registry.register(collector).expect("unique metric names. This is a bug.");
+        }
+        // At 0 from the start, so alerts that subtract them see a series.
+        for scope in ["predict", "feedback"] {
+            metrics.rate_limited.with_label_values(&[scope]);
         }
         metrics
     }

@@ -104,6 +104,10 @@ pub enum RegistryCommand {
         #[arg(value_parser = parse_version)]
         version: u32,
     },
+    /// Recreate a lost or damaged registry.json from the version folders' own
+    /// files and the production link (production stays; newer versions become
+    /// candidates, older ones archived).
+    Rebuild,
 }
 
 /// What `registry` prints for `command` (default: `list`).
@@ -148,6 +152,11 @@ pub fn registry(config: &PipelineConfig, command: Option<RegistryCommand>) -> Re
         RegistryCommand::Archive { version } => {
             let archived = registry.archive(version)?;
             format!("{} {}\n", archived.name(), archived.stage)
+        }
+        RegistryCommand::Rebuild => {
+            let index = registry.rebuild()?;
+            tracing::info!("rebuilt {} with {} version(s)", registry.dir().join(crate::registry::INDEX).display(), index.versions.len());
+            crate::table::render(&crate::registry::rows(&index))
         }
     })
 }

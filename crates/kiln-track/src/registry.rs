@@ -6,10 +6,14 @@
 //! rename, so a reader sees the old model or the new one, never neither.
 //!
 //! `<dir>/registry.json` is the index. Every change takes `<dir>/.lock` first
-//! (two `add`s at once get two numbers) and writes the index to a temp file
-//! renamed into place. A version folder is copied under a temp name and renamed
-//! into place before the index names it, so a crash leaves at most a folder the
-//! index does not name, which the next `add` removes.
+//! (two `add`s at once get two numbers) and writes the index to a temp file,
+//! synced and renamed into place. A version folder is copied under a temp name
+//! with its own record (`registry_version.json`), synced and renamed into place
+//! before the index names it, so a crash leaves at most a whole folder the
+//! index does not name yet: the next change records it (rolls the `add`
+//! forward). No code path deletes a version folder: a missing or unreadable
+//! index beside version folders is an error naming them, and `rebuild`
+//! recreates it from each version's own files and the production link.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +32,8 @@ use serde::{Deserialize, Serialize};
 
 pub const INDEX: &str = kiln_core::stages::REGISTRY_DONE;
 pub const PRODUCTION: &str = "production";
+/// Each version folder's own record of what `add` recorded (the index's entry as added).
+pub const VERSION_RECORD: &str = "registry_version.json";
 const LOCK: &str = ".lock";
 /// `add` copies a version in under this prefix, then renames it to `v<N>`.
 const STAGING: &str = ".kiln-add-";
@@ -120,6 +126,13 @@ pub enum RegistryError {
     NotComparable { candidate: u32, production: u32, metric: Metric },
     #[error("v{0} is in production: promote another version first")]
     ArchivingProduction(u32),
+    #[error(
+        "{dir} has version folders ({versions}) but {problem}: nothing was changed. `registry rebuild` \
+         recreates the index from the folders' own files and the production link"
+    )]
+    IndexLost { dir: PathBuf, versions: String, problem: String },
+    #[error("{0} reads as a registry index: there is nothing to rebuild (move it aside to rebuild it anyway)")]
+    IndexPresent(PathBuf),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -167,16 +180,51 @@ impl Registry {
         self.dir.join(PRODUCTION)
     }
 
-    /// The index; an empty one when nothing was registered yet.
+    /// The index; an empty one when nothing was registered yet. An index
+    /// that is missing or does not read beside version folders is an error
+    /// ([`RegistryError::IndexLost`]): starting afresh there would reuse their numbers.
     pub fn load(&self) -> Result<Index> {
         let path = self.dir.join(INDEX);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                serde_json::from_str(&text).with_context(|| format!("{} is not a kiln registry", path.display()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        let problem = match std::fs::read_to_string(&path) {
+            Ok(text) => match serde_json::from_str(&text) {
+                Ok(index) => return Ok(index),
+                Err(error) => format!("its index {} does not read ({error})", path.display()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("no index ({INDEX})"),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let folders = self.version_folders()?;
+        if folders.is_empty() && problem.starts_with("no index") {
+            return Ok(Index::default());
         }
+        let versions = if folders.is_empty() {
+            "none".to_owned()
+        } else {
+            folders.iter().map(|n| format!("v{n}")).collect::<Vec<_>>().join(", ")
+        };
+        Err(RegistryError::IndexLost { dir: self.dir.clone(), versions, problem }.into())
+    }
+
+    /// The numbers of the `v<N>` folders in the registry folder, ascending.
+    fn version_folders(&self) -> Result<Vec<u32>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", self.dir.display())),
+        };
+        let mut numbers = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", self.dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(number) = name.strip_prefix('v').and_then(|n| n.parse::<u32>().ok())
+                && entry.path().is_dir()
+                && name == format!("v{number}")
+            {
+                numbers.push(number);
+            }
+        }
+        numbers.sort_unstable();
+        Ok(numbers)
     }
 
     /// Records `model_dir` (an export) as the next version, a `candidate`, or
@@ -188,12 +236,14 @@ impl Registry {
             .with_context(|| format!("{} is not an exported model (run `export` first)", model_dir.display()))?
             .sha256;
         let _lock = self.lock()?;
-        let mut index = self.load()?;
+        let mut index = self.load_current()?;
         if let Some(existing) = index.versions.iter().find(|v| v.weights_sha256 == weights_sha256) {
             return Ok(Added { version: existing.clone(), new: false });
         }
-        self.remove_leftovers(&index)?;
-        let number = index.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+        self.remove_staging()?;
+        // Past every folder too: a folder the index does not name is never reused.
+        let recorded = index.versions.iter().map(|v| v.version).max().unwrap_or(0);
+        let number = recorded.max(self.version_folders()?.last().copied().unwrap_or(0)) + 1;
         let eval = EvalMetrics::load_if_present(&model_dir.join(EVAL_METRICS))?;
         let training = read_manifest::<IgnoredAny>(&model_dir.join(TRAIN_MANIFEST));
         let config_path = model_dir.join(SETTINGS);
@@ -212,12 +262,14 @@ impl Registry {
             history: vec![(Stage::Candidate, now_ms())],
             gate: None,
         };
-        self.copy_in(model_dir, number)?;
         if promote_first && index.production().is_none() {
             version.set_stage(Stage::Production);
         }
+        self.copy_in(model_dir, &version)?;
+        kiln_core::test_hooks::pause_at("registry-add:renamed");
         index.versions.push(version.clone());
         self.save(&index)?;
+        kiln_core::test_hooks::pause_at("registry-add:saved");
         self.link_production(&index)?;
         Ok(Added { version, new: true })
     }
@@ -227,7 +279,7 @@ impl Registry {
     /// missing, unless `force`.
     pub fn promote(&self, version: u32, metric: Metric, force: bool) -> Result<Promoted, RegistryError> {
         let _lock = self.lock()?;
-        let mut index = self.load()?;
+        let mut index = self.load_current()?;
         let candidate = index.get(version).ok_or(RegistryError::NoSuchVersion(version))?.clone();
         let production = index.production().cloned();
         let mut warning = None;
@@ -280,7 +332,7 @@ impl Registry {
     /// Keeps a gate decision on the challenger's record, whatever it decided.
     pub fn record_gate(&self, decision: &GateDecision) -> Result<Version, RegistryError> {
         let _lock = self.lock()?;
-        let mut index = self.load()?;
+        let mut index = self.load_current()?;
         let entry = index
             .versions
             .iter_mut()
@@ -295,7 +347,7 @@ impl Registry {
     /// Retires a candidate; its files stay, so it can be promoted back.
     pub fn archive(&self, version: u32) -> Result<Version, RegistryError> {
         let _lock = self.lock()?;
-        let mut index = self.load()?;
+        let mut index = self.load_current()?;
         let entry =
             index.versions.iter_mut().find(|v| v.version == version).ok_or(RegistryError::NoSuchVersion(version))?;
         match entry.stage {
@@ -308,18 +360,52 @@ impl Registry {
         Ok(archived)
     }
 
-    /// What a killed `add` left: its staging folder, or a version folder it
-    /// moved into place but never recorded. Only called under the lock, so no
-    /// other `add` is using them.
-    fn remove_leftovers(&self, index: &Index) -> Result<()> {
+    /// The index with what a killed `add` left recorded; under the lock.
+    fn load_current(&self) -> Result<Index> {
+        let mut index = self.load()?;
+        self.roll_forward(&mut index)?;
+        Ok(index)
+    }
+
+    /// Records the version folders a killed `add` moved into place but never
+    /// recorded: each carries its own record, so the `add` completes now. A
+    /// folder without one (not made by `add`) is left alone and its number skipped.
+    fn roll_forward(&self, index: &mut Index) -> Result<()> {
+        let mut changed = false;
+        for number in self.version_folders()? {
+            if index.get(number).is_some() {
+                continue;
+            }
+            let record = self.version_dir(number).join(VERSION_RECORD);
+            match kiln_core::output::read_json_if_present::<Version>(&record, "a registry version record")? {
+                Some(mut version) if version.version == number => {
+                    tracing::warn!("recording v{number}, which an interrupted `registry add` left unrecorded");
+                    if version.stage == Stage::Production && index.production().is_some() {
+                        version.set_stage(Stage::Candidate);
+                    }
+                    index.versions.push(version);
+                    changed = true;
+                }
+                _ => tracing::warn!(
+                    "{} is not a version `registry add` made: left alone, its number is not reused",
+                    self.version_dir(number).display()
+                ),
+            }
+        }
+        if changed {
+            index.versions.sort_by_key(|v| v.version);
+            self.save(index)?;
+            self.link_production(index)?;
+        }
+        Ok(())
+    }
+
+    /// Staging folders of killed `add`s (never version folders). Only called
+    /// under the lock, so no other `add` is using them.
+    fn remove_staging(&self) -> Result<()> {
         for entry in std::fs::read_dir(&self.dir).with_context(|| format!("cannot list {}", self.dir.display()))? {
             let entry = entry.context("registry folder entry")?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let unrecorded = name
-                .strip_prefix('v')
-                .and_then(|n| n.parse::<u32>().ok())
-                .is_some_and(|number| index.get(number).is_none());
-            if (unrecorded || name.starts_with(STAGING)) && entry.path().is_dir() {
+            if entry.file_name().to_string_lossy().starts_with(STAGING) && entry.path().is_dir() {
                 tracing::info!("removing {}, left by an interrupted `registry add`", entry.path().display());
                 std::fs::remove_dir_all(entry.path())
                     .with_context(|| format!("cannot remove {}", entry.path().display()))?;
@@ -328,7 +414,9 @@ impl Registry {
         Ok(())
     }
 
-    fn copy_in(&self, model_dir: &Path, number: u32) -> Result<()> {
+    /// Copies the export into `v<N>` with the version's own record: all of it
+    /// synced under a staging name, then renamed into place.
+    fn copy_in(&self, model_dir: &Path, version: &Version) -> Result<()> {
         let staging = tempfile::Builder::new()
             .prefix(STAGING)
             .tempdir_in(&self.dir)
@@ -336,13 +424,99 @@ impl Registry {
         let entries = std::fs::read_dir(model_dir).with_context(|| format!("cannot list {}", model_dir.display()))?;
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot list {}", model_dir.display()))?;
-            if entry.path().is_file() {
-                std::fs::copy(entry.path(), staging.path().join(entry.file_name()))
+            if entry.path().is_file() && entry.file_name() != VERSION_RECORD {
+                let copy = staging.path().join(entry.file_name());
+                std::fs::copy(entry.path(), &copy)
                     .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+                kiln_core::output::sync_file(&copy)?;
             }
         }
-        let target = self.version_dir(number);
-        std::fs::rename(staging.keep(), &target).with_context(|| format!("cannot create {}", target.display()))
+        let mut record = serde_json::to_vec_pretty(version).context("registry version record")?;
+        record.push(b'\n');
+        write_file_atomically(&staging.path().join(VERSION_RECORD), &record)?;
+        kiln_core::test_hooks::pause_at("registry-add:copied");
+        let target = self.version_dir(version.version);
+        std::fs::rename(staging.keep(), &target).with_context(|| format!("cannot create {}", target.display()))?;
+        kiln_core::output::sync_dir(&self.dir)
+    }
+
+    /// Recreates a lost or unreadable index from each `v<N>` folder: its own
+    /// record when it has one, else its files (weights, settings, training
+    /// manifest, eval metrics). The production link decides which is
+    /// production; of the others, those newer than it are candidates and older
+    /// ones archived. A damaged index is kept beside as `registry.json.damaged-<ms>`.
+    pub fn rebuild(&self) -> Result<Index, RegistryError> {
+        let _lock = self.lock()?;
+        let path = self.dir.join(INDEX);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            if serde_json::from_str::<Index>(&text).is_ok() {
+                return Err(RegistryError::IndexPresent(path));
+            }
+            let damaged = self.dir.join(format!("{INDEX}.damaged-{}", now_ms()));
+            std::fs::rename(&path, &damaged).with_context(|| format!("cannot move {} aside", path.display()))?;
+            tracing::warn!("kept the damaged index as {}", damaged.display());
+        }
+        let production = std::fs::read_link(self.production_dir())
+            .ok()
+            .and_then(|target| target.to_str().and_then(|t| t.strip_prefix('v')).and_then(|n| n.parse::<u32>().ok()));
+        let mut index = Index::default();
+        for number in self.version_folders()? {
+            let dir = self.version_dir(number);
+            let record = kiln_core::output::read_json_if_present::<Version>(&dir.join(VERSION_RECORD), "a registry version record")?
+                .filter(|v| v.version == number);
+            let mut version = match record {
+                Some(version) => version,
+                None => self.describe(&dir, number)?,
+            };
+            let stage = match production {
+                Some(p) if p == number => Stage::Production,
+                Some(p) if number > p => Stage::Candidate,
+                Some(_) => Stage::Archived,
+                None if version.stage == Stage::Production => Stage::Candidate,
+                None => version.stage,
+            };
+            if version.stage != stage {
+                version.set_stage(stage);
+            }
+            index.versions.push(version);
+        }
+        self.save(&index)?;
+        self.link_production(&index)?;
+        Ok(index)
+    }
+
+    /// A version's record from its folder's files, for a folder without its own record.
+    fn describe(&self, dir: &Path, number: u32) -> Result<Version> {
+        let weights_sha256 = FileHash::of(&dir.join(WEIGHTS))
+            .with_context(|| format!("{} has no weights: not a registry version", dir.display()))?
+            .sha256;
+        let eval = EvalMetrics::load_if_present(&dir.join(EVAL_METRICS))?;
+        let training = read_manifest::<IgnoredAny>(&dir.join(TRAIN_MANIFEST));
+        let config_path = dir.join(SETTINGS);
+        let export = read_manifest::<IgnoredAny>(&dir.join(kiln_core::model_folder::EXPORT_MANIFEST));
+        let source = export
+            .and_then(|m| m.outputs.first().and_then(|o| Path::new(&o.path).parent().map(|p| p.display().to_string())))
+            .unwrap_or_else(|| dir.display().to_string());
+        let created_ms = std::fs::metadata(dir.join(WEIGHTS))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or_else(now_ms, |d| d.as_millis() as u64);
+        Ok(Version {
+            version: number,
+            stage: Stage::Candidate,
+            created_ms,
+            source,
+            weights_sha256,
+            config_sha256: config_path.is_file().then(|| FileHash::of(&config_path)).transpose()?.map(|h| h.sha256),
+            data: training.map(|t| t.inputs).unwrap_or_default(),
+            test_data: eval.as_ref().map(|e| e.data.clone()),
+            metrics: eval
+                .map(|e| e.headline().into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                .unwrap_or_default(),
+            history: vec![(Stage::Candidate, created_ms)],
+            gate: None,
+        })
     }
 
     /// Points `<dir>/production` at the production version's folder (or removes
@@ -363,7 +537,8 @@ impl Registry {
         let tmp = self.dir.join(".production.tmp");
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(production.name(), &tmp).context("cannot create the production link")?;
-        std::fs::rename(&tmp, &link).with_context(|| format!("cannot move {} into place", link.display()))
+        std::fs::rename(&tmp, &link).with_context(|| format!("cannot move {} into place", link.display()))?;
+        kiln_core::output::sync_dir(&self.dir)
     }
 
     fn save(&self, index: &Index) -> Result<()> {
@@ -476,14 +651,68 @@ mod tests {
         assert_eq!(std::fs::read_to_string(registry.version_dir(2).join(WEIGHTS)).expect("copied"), "b");
         assert_eq!(registry.load().expect("index").versions.len(), 2);
 
-        // What a killed `add` leaves (a staging folder, a version folder it
-        // never recorded) is cleared by the next one.
-        std::fs::create_dir_all(registry.version_dir(3).join("half")).expect("unrecorded version");
+        // A killed `add`'s staging folder is cleared by the next one; a
+        // version folder no `add` recorded is never deleted nor its number reused.
+        std::fs::create_dir_all(registry.version_dir(3).join("someone's")).expect("unrecorded version");
         std::fs::create_dir(registry.dir().join(".kiln-add-x")).expect("staging folder");
-        let third = registry.add(&export(dir.path(), "c", 0.9, "test1"), true).expect("add");
-        assert_eq!(third.version.version, 3);
-        assert!(!registry.version_dir(3).join("half").exists() && !registry.dir().join(".kiln-add-x").exists());
-        assert_eq!(std::fs::read_to_string(registry.version_dir(3).join(WEIGHTS)).expect("copied"), "c");
+        let fourth = registry.add(&export(dir.path(), "c", 0.9, "test1"), true).expect("add");
+        assert_eq!(fourth.version.version, 4);
+        assert!(registry.version_dir(3).join("someone's").exists() && !registry.dir().join(".kiln-add-x").exists());
+        assert_eq!(std::fs::read_to_string(registry.version_dir(4).join(WEIGHTS)).expect("copied"), "c");
+        assert!(registry.version_dir(4).join(VERSION_RECORD).is_file(), "each version carries its own record");
+    }
+
+    #[test]
+    fn a_lost_index_is_an_error_that_deletes_nothing_and_rebuild_restores_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(&dir.path().join("registry"));
+        registry.add(&export(dir.path(), "a", 0.8, "test1"), true).expect("v1");
+        registry.add(&export(dir.path(), "b", 0.9, "test1"), true).expect("v2");
+        registry.add(&export(dir.path(), "c", 0.7, "test1"), true).expect("v3");
+        registry.promote(2, Metric::MacroF1, false).expect("v2 production");
+        let before = registry.load().expect("index");
+        // A version folder from before versions carried their own record.
+        std::fs::remove_file(registry.version_dir(1).join(VERSION_RECORD)).expect("old layout");
+        std::fs::remove_file(registry.dir().join(INDEX)).expect("deleted by mistake");
+
+        let error = registry.add(&export(dir.path(), "other-data", 0.5, "test2"), true).expect_err("refused");
+        let message = format!("{error:#}");
+        assert!(message.contains("v1, v2, v3") && message.contains("registry rebuild"), "{message}");
+        assert!((1..=3).all(|n| registry.version_dir(n).join(WEIGHTS).is_file()), "nothing deleted");
+        assert!(!registry.version_dir(4).exists(), "nothing added");
+        assert_eq!(production_weights(&registry), "b", "production unchanged");
+
+        let rebuilt = registry.rebuild().expect("rebuilt");
+        let stages: Vec<(u32, Stage)> = rebuilt.versions.iter().map(|v| (v.version, v.stage)).collect();
+        assert_eq!(stages, [(1, Stage::Archived), (2, Stage::Production), (3, Stage::Candidate)]);
+        for (old, new) in before.versions.iter().zip(&rebuilt.versions) {
+            assert_eq!((&old.weights_sha256, &old.metrics, &old.test_data), (&new.weights_sha256, &new.metrics, &new.test_data));
+            assert_eq!((&old.data, &old.config_sha256), (&new.data, &new.config_sha256));
+        }
+        assert_eq!(production_weights(&registry), "b");
+        assert!(matches!(registry.rebuild(), Err(RegistryError::IndexPresent(_))), "a readable index is left alone");
+        assert_eq!(registry.add(&export(dir.path(), "d", 0.5, "test1"), true).expect("add").version.version, 4);
+
+        // A damaged index is kept aside, not overwritten.
+        std::fs::write(registry.dir().join(INDEX), "{ not json").expect("damage");
+        assert!(registry.load().is_err());
+        registry.rebuild().expect("rebuilt");
+        let kept = std::fs::read_dir(registry.dir()).expect("list").flatten().any(|e| e.file_name().to_string_lossy().starts_with("registry.json.damaged-"));
+        assert!(kept);
+    }
+
+    #[test]
+    fn an_add_killed_after_moving_its_folder_in_is_completed_by_the_next_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = Registry::at(&dir.path().join("registry"));
+        registry.add(&export(dir.path(), "a", 0.8, "test1"), true).expect("v1");
+        let saved = std::fs::read(registry.dir().join(INDEX)).expect("index");
+        registry.add(&export(dir.path(), "b", 0.9, "test1"), true).expect("v2");
+        // As if killed between the folder's rename and the index's: v2's folder, the old index.
+        std::fs::write(registry.dir().join(INDEX), saved).expect("old index");
+        let listed = registry.promote(2, Metric::MacroF1, false).expect("v2 is recorded, then promoted");
+        assert_eq!((listed.version.version, listed.replaced), (2, Some(1)));
+        assert_eq!(production_weights(&registry), "b");
     }
 
     #[test]
