@@ -319,11 +319,13 @@ install_containers() {
   mkdir -p "$(dirname "$CONTAINERS_CONF_FILE")"
   printf '[containers]\ndefault_ulimits = []\n' > "$CONTAINERS_CONF_FILE"
   export CONTAINERS_CONF="$CONTAINERS_CONF_FILE"
+  local rootfs marker="$ROOT/.cache/unavailable/base-image"
   if podman image exists "$BASE_IMAGE"; then
+    # A marker from an earlier failed attempt no longer holds.
+    rm -f "$marker"
     return 0
   fi
   log "making the base image $BASE_IMAGE (debootstrap --variant=minbase bookworm, a few minutes)"
-  local rootfs marker="$ROOT/.cache/unavailable/base-image"
   rootfs="$(mktemp -d "${TMPDIR:-/tmp}/kiln-rootfs.XXXXXX")"
   if debootstrap --variant=minbase bookworm "$rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$rootfs.log" 2>&1; then
     # What a slim image leaves out: docs, man pages, apt lists.

@@ -5,7 +5,9 @@
 # without it) and the tests listed in SKIPS (kiln_testing::skipped: a tool the
 # set-up could not install here); cargo counted the latter as passed, so they
 # move from passed to skipped. A test never passes by skipping itself.
-# Usage: scripts/test_summary.sh LOG [FIGURES] [SKIPS]
+# Usage: scripts/test_summary.sh LOG [FIGURES] [SKIPS] [CARGO_STATUS]
+# It prints even when cargo failed (CARGO_STATUS non-zero), and then fails too:
+# a build error counts as a failure even with no test result line.
 set -euo pipefail
 if [[ -s "${2:-}" ]]; then
   echo "figures measured by the tests:"
@@ -17,7 +19,8 @@ if [[ -s "${3:-}" ]]; then
   sed 's/^/  /' "$3"
   recorded=$(wc -l < "$3")
 fi
-awk -v recorded="$recorded" '/^test result:/ {
+cargo_status="${4:-0}"
+awk -v recorded="$recorded" -v cargo_status="$cargo_status" '/^test result:/ {
        for (i = 1; i <= NF; i++) {
          if ($(i) ~ /^passed;?$/) passed += $(i-1)
          if ($(i) ~ /^failed;?$/) failed += $(i-1)
@@ -25,4 +28,9 @@ awk -v recorded="$recorded" '/^test result:/ {
        }
      }
      END { passed -= recorded; skipped += recorded
-           printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped; exit (failed > 0 || passed == 0) }' "$1"
+           if (cargo_status != 0 && failed == 0) {
+             print "cargo test exited " cargo_status " with no failed test: a build error (see above), counted as one failure"
+             failed = 1
+           }
+           printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped
+           exit (failed > 0 || passed == 0) }' "$1"

@@ -160,7 +160,7 @@ fn assert_manifest_matches(manifest: &Path) {
 /// (one process group) once the stage has moved its first new file into place.
 fn kill_in_commit(config: &Path, stage: &str) {
     let mut child = make_command(config)
-        .env("KILN_TEST_PAUSE_IN_COMMIT", "1")
+        .env("KILN_TEST_PAUSE_AT", "commit")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -172,7 +172,7 @@ fn kill_in_commit(config: &Path, stage: &str) {
     let mut seen = Vec::new();
     for line in stderr.lines() {
         let line = line.unwrap_or_default();
-        let paused = line.starts_with("KILN_TEST_PAUSE_IN_COMMIT");
+        let paused = line.starts_with("KILN_TEST_PAUSE_AT");
         seen.push(line);
         if paused {
             break;

@@ -693,6 +693,69 @@ fn stalled_clients_are_cut_off_and_a_failing_worker_is_seen() {
     assert!(started.elapsed() < Duration::from_millis(3500), "shutdown waited {:?}", started.elapsed());
 }
 
+/// Model folders are outside input: a `config.json` whose dimensions the
+/// weights cannot back, an empty label list, a weights file cut short are each
+/// an error naming the file, before anything is allocated; a running server
+/// asked to reload one keeps serving what it had.
+#[test]
+fn hostile_model_folders_are_refused_before_anything_is_allocated() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 1);
+    let config_path = model.join("config.json");
+    let original: Value = serde_json::from_str(&std::fs::read_to_string(&config_path).expect("config")).expect("json");
+    let device = DeviceSpec::Cpu.device();
+    let refused = |edit: &dyn Fn(&Path)| -> String {
+        let copy = root.path().join(format!("copy-{}", uuid_like()));
+        std::fs::create_dir_all(&copy).expect("mkdir");
+        for entry in std::fs::read_dir(&model).expect("list").flatten() {
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).expect("copy");
+        }
+        edit(&copy);
+        let error = Predictor::load(&copy, &device).err().expect("refused");
+        format!("{error:#}")
+    };
+    let message = refused(&|dir| {
+        let mut config = original.clone();
+        config["hidden_size"] = json!(1_200_000_000u64);
+        config["intermediate_size"] = json!(4_800_000_000u64);
+        std::fs::write(dir.join("config.json"), config.to_string()).expect("write");
+    });
+    assert!(message.contains("config.json") && message.contains("nothing was allocated"), "{message}");
+    let message = refused(&|dir| {
+        let mut config = original.clone();
+        config["num_hidden_layers"] = json!(u64::MAX);
+        std::fs::write(dir.join("config.json"), config.to_string()).expect("write");
+    });
+    assert!(message.contains("nothing was allocated"), "{message}");
+    let message = refused(&|dir| std::fs::write(dir.join("labels.json"), r#"{"labels": []}"#).expect("write"));
+    assert!(message.contains("labels.json") && message.contains("no labels"), "{message}");
+    let message = refused(&|dir| {
+        let weights = dir.join("model.safetensors");
+        let bytes = std::fs::read(&weights).expect("read");
+        std::fs::write(&weights, &bytes[..bytes.len() / 2]).expect("cut short");
+    });
+    assert!(message.contains("model.safetensors"), "{message}");
+    let message = refused(&|dir| std::fs::write(dir.join("model.safetensors"), [255u8; 16]).expect("write"));
+    assert!(message.contains("not a safetensors file"), "{message}");
+
+    // A server asked to reload a hostile folder answers 422 and keeps its model.
+    let server = Server::start(&model, &root.path().join("log"), &[], &[]);
+    let mut config = original.clone();
+    config["vocab_size"] = json!(4_000_000_000u64);
+    std::fs::write(&config_path, config.to_string()).expect("write");
+    let (status, body) = json_of(server.post("/admin/reload", &json!({})));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(server.post("/v1/predict", &json!({"text": "card"})).status(), StatusCode::OK);
+}
+
+/// A distinct name per call, for folders in one test.
+fn uuid_like() -> String {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst).to_string()
+}
+
 /// A full disk under the prediction log: every failed write is counted (the
 /// shipped alert watches the counter), and serving goes on; once there is
 /// room again, records are written again.

@@ -134,6 +134,9 @@ impl ModelFolder {
         let labels_path = self.path(LABELS);
         if labels_path.is_file() {
             let labels = LabelMap::load(&labels_path)?;
+            if labels.is_empty() {
+                bail!("{} lists no labels: a classifier needs at least one", labels_path.display());
+            }
             if let Some(names) = &from_config
                 && names.len() != labels.len()
             {

@@ -137,6 +137,41 @@ pub enum ModelError {
     MissingWeights { path: String, missing: String },
     #[error("{path}: {family} models are supported for token classification; their sequence head is not yet")]
     UnsupportedHead { path: String, family: String },
+    #[error(
+        "{config} describes an encoder of {implied} parameters, but {weights} holds {found} values: the config does \
+         not belong to these weights (nothing was allocated)"
+    )]
+    WeightsTooSmall { config: String, weights: String, implied: String, found: u128 },
+    #[error("{path} is not a safetensors file: {error}")]
+    NotSafetensors { path: String, error: String },
+}
+
+/// Largest safetensors header read (the format's own limit is 100 MB).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The count of values a safetensors file holds, from its header alone.
+pub fn safetensors_values(path: &Path) -> Result<u128, ModelError> {
+    use std::io::Read;
+    let bad = |error: String| ModelError::NotSafetensors { path: path.display().to_string(), error };
+    let mut file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let size = file.metadata().map_err(|e| bad(e.to_string()))?.len();
+    let mut prefix = [0u8; 8];
+    file.read_exact(&mut prefix).map_err(|_| bad("shorter than its 8-byte header size".into()))?;
+    let header_bytes = u64::from_le_bytes(prefix);
+    if header_bytes > MAX_HEADER_BYTES || header_bytes > size.saturating_sub(8) {
+        return Err(bad(format!("a header of {header_bytes} bytes in a file of {size}")));
+    }
+    let mut header = vec![0u8; header_bytes as usize];
+    file.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
+    let tensors: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("its header is not JSON: {e}")))?;
+    let mut values: u128 = 0;
+    for (name, tensor) in tensors.iter().filter(|(name, _)| *name != "__metadata__") {
+        let shape = tensor["shape"].as_array().ok_or_else(|| bad(format!("tensor {name} has no shape")))?;
+        let count = shape.iter().try_fold(1u128, |count, dim| dim.as_u64().and_then(|d| count.checked_mul(u128::from(d))));
+        values = count.and_then(|c| values.checked_add(c)).ok_or_else(|| bad(format!("tensor {name} has a bad shape")))?;
+    }
+    Ok(values)
 }
 
 impl BertConfig {
@@ -173,6 +208,42 @@ impl BertConfig {
 
     pub fn is_distilbert(&self) -> bool {
         self.model_type == DISTILBERT
+    }
+
+    /// Parameters of the encoder this config describes (embeddings and
+    /// layers; no pooler, no head), or `None` when the count overflows.
+    pub fn encoder_parameters(&self) -> Option<u128> {
+        let [vocab, h, layers, i, positions, types] = [
+            self.vocab_size,
+            self.hidden_size,
+            self.num_hidden_layers,
+            self.intermediate_size,
+            self.max_position_embeddings,
+            self.type_vocab_size,
+        ]
+        .map(|n| n as u128);
+        let embeddings = vocab.checked_add(positions)?.checked_add(types)?.checked_mul(h)?.checked_add(2 * h)?;
+        let attention = h.checked_mul(h)?.checked_add(h)?.checked_mul(4)?;
+        let feed_forward = h.checked_mul(i)?.checked_mul(2)?.checked_add(i)?.checked_add(h)?;
+        let layer = attention.checked_add(feed_forward)?.checked_add(4 * h)?;
+        embeddings.checked_add(layers.checked_mul(layer)?)
+    }
+
+    /// Refuses a config whose encoder is larger than the weights file holds,
+    /// reading only the file's header: absurd dimensions are an error here,
+    /// before anything is allocated (not an abort inside the allocator).
+    pub fn check_fits(&self, config_path: &Path, weights: &Path) -> Result<(), ModelError> {
+        let found = safetensors_values(weights)?;
+        let implied = self.encoder_parameters();
+        if implied.is_none_or(|implied| implied > found) {
+            return Err(ModelError::WeightsTooSmall {
+                config: config_path.display().to_string(),
+                weights: weights.display().to_string(),
+                implied: implied.map_or_else(|| "more than 2^128".into(), |n| n.to_string()),
+                found,
+            });
+        }
+        Ok(())
     }
 
     pub fn is_roberta(&self) -> bool {
@@ -599,6 +670,22 @@ const KILN_TO_DISTILBERT: [(&str, &str); 12] = [
 /// `model`. A missing encoder tensor is an error; a missing head keeps its
 /// random initialisation and is reported.
 pub fn load_safetensors(model: &mut impl WithHead, path: &Path) -> Result<LoadReport, ModelError> {
+    load_from_store(model, path, SafetensorsStore::from_file(path))
+}
+
+/// [`load_safetensors`] from a copy of the file in memory, never a mapping of
+/// it: a file replaced or cut short while a server reloads cannot fault the
+/// process. Returns the sha256 of the very bytes loaded.
+pub fn load_safetensors_copy(model: &mut impl WithHead, path: &Path) -> Result<(LoadReport, String), ModelError> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path)
+        .map_err(|error| ModelError::Weights { path: path.display().to_string(), error: error.to_string() })?;
+    let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    let report = load_from_store(model, path, SafetensorsStore::from_bytes(Some(bytes)))?;
+    Ok((report, sha256))
+}
+
+fn load_from_store(model: &mut impl WithHead, path: &Path, store: SafetensorsStore) -> Result<LoadReport, ModelError> {
     let shown = path.display().to_string();
     let (distilbert, roberta) = (model.encoder().is_distilbert(), model.encoder().is_roberta());
     if roberta && model.uses_pooler() {
@@ -611,8 +698,7 @@ pub fn load_safetensors(model: &mut impl WithHead, path: &Path) -> Result<LoadRe
     };
     let remapper = KeyRemapper::from_patterns(patterns)
         .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?;
-    let mut store =
-        SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter).remap(remapper).allow_partial(true);
+    let mut store = store.with_from_adapter(PyTorchToBurnAdapter).remap(remapper).allow_partial(true);
     // A classification head for another label set (a model fine-tuned elsewhere)
     // cannot be reused: keep the new head, as transformers' ignore_mismatched_sizes.
     let head_shape = model.head_shape();

@@ -17,7 +17,7 @@ use kiln_text::load_tokenizer;
 use tokenizers::Tokenizer;
 
 use crate::batch::{collate, length_sorted_batches, tagged_input};
-use crate::bert::{WithHead, load_safetensors};
+use crate::bert::{WithHead, load_safetensors_copy};
 use crate::{BertClassifier, BertConfig, BertTokenClassifier};
 
 /// Texts longer than this many tokens are truncated when the folder does not
@@ -27,6 +27,8 @@ const DEFAULT_MAX_LENGTH: usize = 512;
 pub struct Predictor {
     pub folder: ModelFolder,
     pub config: BertConfig,
+    /// sha256 of the weights as loaded (read once, into memory).
+    pub weights_sha256: String,
     pub labels: LabelMap,
     /// The settings the model was trained with; absent for a foreign HF folder.
     pub settings: Option<ModelSettings>,
@@ -50,21 +52,25 @@ impl Predictor {
         let settings = folder.settings_path().map(|path| ModelSettings::load(&path)).transpose()?;
         let tokenizer = load_tokenizer(dir, max_length(settings.as_ref(), &config))?;
         let weights = folder.weights()?;
+        // Outside input: the dimensions must fit the weights before any tensor is allocated.
+        config.check_fits(&folder.path(kiln_core::model_folder::CONFIG), &weights)?;
         let clean = settings.as_ref().and_then(|s| s.clean.as_ref());
-        let (head, cleaner) = match folder.task() {
-            Task::SequenceClassification => (
-                Head::Sequence(with_weights(BertClassifier::new(&config, labels.len(), device), &weights, &labels)?),
-                clean.map(|c| TextCleaner::Texts(Cleaner::new(c))),
-            ),
-            Task::TokenClassification => (
-                Head::Tokens(with_weights(BertTokenClassifier::new(&config, labels.len(), device), &weights, &labels)?),
-                clean.map(|c| TextCleaner::Words(WordCleaner::new(c))),
-            ),
+        let (head, cleaner, weights_sha256) = match folder.task() {
+            Task::SequenceClassification => {
+                let (model, sha256) = with_weights(BertClassifier::new(&config, labels.len(), device), &weights, &labels)?;
+                (Head::Sequence(model), clean.map(|c| TextCleaner::Texts(Cleaner::new(c))), sha256)
+            }
+            Task::TokenClassification => {
+                let (model, sha256) =
+                    with_weights(BertTokenClassifier::new(&config, labels.len(), device), &weights, &labels)?;
+                (Head::Tokens(model), clean.map(|c| TextCleaner::Words(WordCleaner::new(c))), sha256)
+            }
         };
         let unknown_token = kiln_text::unknown_token_id(&tokenizer);
         Ok(Self {
             folder,
             config,
+            weights_sha256,
             labels,
             settings,
             head,
@@ -334,9 +340,10 @@ pub struct WrongTask {
     pub found: Task,
 }
 
-/// `model` with the folder's weights, which must hold a head for `labels`.
-fn with_weights<M: WithHead>(mut model: M, weights: &Path, labels: &LabelMap) -> Result<M> {
-    let report = load_safetensors(&mut model, weights)?;
+/// `model` with the folder's weights, which must hold a head for `labels`,
+/// and the sha256 of the bytes it was loaded from.
+fn with_weights<M: WithHead>(mut model: M, weights: &Path, labels: &LabelMap) -> Result<(M, String)> {
+    let (report, sha256) = load_safetensors_copy(&mut model, weights)?;
     if let Some(shape) = report.replaced_head {
         bail!(
             "{} has a classification head for {} labels, but the folder names {}: the label list does not \
@@ -354,7 +361,7 @@ fn with_weights<M: WithHead>(mut model: M, weights: &Path, labels: &LabelMap) ->
             report.initialised.join(", ")
         );
     }
-    Ok(model)
+    Ok((model, sha256))
 }
 
 /// A raw text as the token model reads it: cleaned word by word, then

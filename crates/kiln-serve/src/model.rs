@@ -78,7 +78,8 @@ impl ServedModel {
         let mut predictor = Predictor::load(dir, device)?;
         predictor.quantize(quantize)?;
         let folder = &predictor.folder;
-        let weights_sha256 = kiln_core::output::sha256_file(&folder.weights()?)?;
+        // The bytes that were loaded, not the file as it may be by now.
+        let weights_sha256 = predictor.weights_sha256.clone();
         let max_length = predictor.max_length();
         let info = ModelInfo {
             name: dir
