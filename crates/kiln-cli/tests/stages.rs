@@ -20,6 +20,7 @@ fn binary(stage: &str) -> PathBuf {
         "train" => env!("CARGO_BIN_EXE_train"),
         "eval" => env!("CARGO_BIN_EXE_eval"),
         "predict" => env!("CARGO_BIN_EXE_predict"),
+        "export" => env!("CARGO_BIN_EXE_export"),
         // kiln-data's and kiln-track's binaries, beside these (their own
         // integration tests make cargo build them).
         "ingest" | "clean" | "tokenize" | "runs" => {
@@ -704,4 +705,54 @@ fn help_and_print_config_describe_every_setting() {
         assert_eq!(config.ingest.seed, if stage == "ingest" { 9 } else { 42 }, "only ingest has --seed");
         assert_eq!(config.tokenize.max_length, 128);
     }
+}
+
+/// SIGKILL while `export --force` swaps a new export over an old one (the
+/// folders exchanged, the old one not yet removed): the export folder is
+/// whole (the new one), and the next export removes what the kill left.
+#[test]
+fn an_export_killed_while_swapping_leaves_a_whole_folder() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, second, out) = (dir.path().join("first"), dir.path().join("second"), dir.path().join("export"));
+    kiln_testing::classifier_folder(&first, &["a", "b"], 1).expect("a model");
+    kiln_testing::classifier_folder(&second, &["a", "b"], 2).expect("another");
+    let missing = dir.path().join("none.json").display().to_string();
+    let export = |model: &Path| -> Vec<String> {
+        let mut args: Vec<String> = ["--model-dir", &model.display().to_string(), "--output-dir", &out.display().to_string()]
+            .map(String::from)
+            .to_vec();
+        for flag in ["--eval-metrics", "--reference-predictions", "--data-profile"] {
+            args.extend([flag.to_owned(), missing.clone()]);
+        }
+        args.push("--force".into());
+        args
+    };
+    let as_strs = |args: &[String]| args.iter().map(String::as_str).map(str::to_owned).collect::<Vec<_>>();
+    let first_args = as_strs(&export(&first));
+    ok("export", &first_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).expect("weights");
+    assert_eq!(weights(&out), weights(&first));
+
+    let mut child = Command::new(binary("export"))
+        .args(export(&second))
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .env("KILN_TEST_PAUSE_AT", "swap:exchanged")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("export starts");
+    let lines = BufReader::new(child.stderr.take().expect("stderr")).lines().map_while(Result::ok);
+    let paused = lines.take(100).any(|line| line.contains("paused at swap:exchanged"));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(paused, "export never reached its swap");
+    assert_eq!(weights(&out), weights(&second), "the target is the new export, whole");
+    assert!(out.join("kiln_export.json").is_file());
+
+    let second_args = as_strs(&export(&second));
+    ok("export", &second_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).expect("list").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "leftovers of the kill remain: {names:?}");
 }

@@ -18,6 +18,21 @@ use kiln_model::DeviceSpec;
 
 use kiln_model::Predictor;
 
+/// An export is assembled under this prefix beside its target, then swapped in.
+const STAGING_PREFIX: &str = ".kiln-export-";
+
+/// What a killed export left beside its target: its staging folder, or the
+/// old export it had just swapped out. Never read; removed by the next export.
+fn clear_stale_staging(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) && entry.path().is_dir() {
+            tracing::info!("removing {}, left by an interrupted export", entry.path().display());
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
     let target = &config.output_dir;
     let occupied = std::fs::read_dir(target).is_ok_and(|mut entries| entries.next().is_some());
@@ -29,8 +44,9 @@ pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
     let folder = &predictor.folder;
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    clear_stale_staging(parent);
     let staging = tempfile::Builder::new()
-        .prefix(".kiln-export-")
+        .prefix(STAGING_PREFIX)
         .tempdir_in(parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
 

@@ -360,10 +360,12 @@ impl Registry {
         Ok(archived)
     }
 
-    /// The index with what a killed `add` left recorded; under the lock.
+    /// The index with what a killed `add` left recorded, and the production
+    /// link as the index says (a kill can fall between the two); under the lock.
     fn load_current(&self) -> Result<Index> {
         let mut index = self.load()?;
         self.roll_forward(&mut index)?;
+        self.link_production(&index)?;
         Ok(index)
     }
 
