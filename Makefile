@@ -30,8 +30,12 @@ TEST_TOOLS := browser dvc mlflow reference schemathesis containers prometheus de
 # Tests that read ../shared/data (only kiln's own checkouts have it) are
 # #[ignore]d, so a clone without it counts them as skipped; here they run.
 SHARED_TESTS := $(if $(wildcard ../shared/data/banking77),--include-ignored,)
+# Inputs per reader for the property tests of outside input (tests/fuzz.rs):
+# ten readers, so `make fuzz` tries 110,000 and `make test` 5,000.
+FUZZ_CASES ?= 11000
+FUZZ_CASES_TEST := 500
 
-.PHONY: help setup setup-cuda build test pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve bench-tune bench-prune tune image serve monitor gate retrain drift-demo fixtures
+.PHONY: help setup setup-cuda build test fuzz pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve bench-tune bench-prune tune image serve monitor gate retrain drift-demo fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,6 +67,13 @@ test: $(SETUP) ## Run every test (installs what is missing first); the last line
 	  KILN_FUZZ_CASES=$(FUZZ_CASES_TEST) $(CARGO) test --release --workspace --no-fail-fast -- $(SHARED_TESTS) 2>&1 \
 	  | tee .cache/test.log || status=$$?; \
 	scripts/test_summary.sh .cache/test.log .cache/test-figures.txt .cache/test-skips.txt $$status
+
+fuzz: $(SETUP) ## Property tests of every reader of outside input, FUZZ_CASES inputs each (110,000 in all); prints the counts
+	@mkdir -p .cache && rm -f .cache/fuzz-figures.txt
+	KILN_TEST_FIGURES=$(CURDIR)/.cache/fuzz-figures.txt KILN_FUZZ_CASES=$(FUZZ_CASES) \
+	  $(CARGO) test --release -p kiln-cli --test fuzz
+	@cat .cache/fuzz-figures.txt
+	@awk '{ n += $$(NF-3) } END { printf "fuzz: %d inputs in all, 0 panics\n", n }' .cache/fuzz-figures.txt
 
 pipeline: $(SETUP) build ## Run the pipeline on $(CONFIG), each stage only when its inputs or settings changed
 	@$(MAKE) --no-print-directory -f scripts/pipeline.mk CONFIG=$(CONFIG) BIN=$(BIN) STAGE_FLAGS="$(STAGE_FLAGS)"

@@ -39,9 +39,27 @@ pub fn write_parquet(staged: &mut StagedOutput, name: &str, batch: &RecordBatch)
     write().with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Runs a Parquet decode of `path`, turning a panic inside the decoder (the
+/// parquet crate panics on some damaged files instead of returning an error)
+/// into an error that names the file: outside input never panics a stage.
+pub fn guarded<T>(path: &Path, decode: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "no message".into());
+        anyhow::bail!("{} is not a readable Parquet file: the decoder failed on damaged data ({message})", path.display())
+    })
+}
+
 /// Reads a whole Parquet file written by an earlier stage, saying which stage
 /// to run if it is missing.
 pub fn read_parquet(path: &Path, made_by: &str) -> Result<RecordBatch> {
+    guarded(path, || read_parquet_unguarded(path, made_by))
+}
+
+fn read_parquet_unguarded(path: &Path, made_by: &str) -> Result<RecordBatch> {
     let file = File::open(path).with_context(|| {
         format!("cannot open {} (run `{made_by}` first, or check the input folder)", path.display())
     })?;

@@ -182,7 +182,7 @@ pub fn for_each_chunk_of_shard(
         InputFormat::Csv => read_delimited(path, b',', options, &mut sink)?,
         InputFormat::Tsv => read_delimited(path, b'\t', options, &mut sink)?,
         InputFormat::Jsonl => read_jsonl(path, &mut sink)?,
-        InputFormat::Parquet => read_parquet_file(path, shard, &mut sink)?,
+        InputFormat::Parquet => crate::parquet::guarded(path, || read_parquet_file(path, shard, &mut sink))?,
         InputFormat::Conll => bail!(
             "{}: CoNLL files hold tagged words, not labelled texts; read them with task = \"token_classification\"",
             path.display()
