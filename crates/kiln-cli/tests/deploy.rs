@@ -240,9 +240,18 @@ fn the_compose_stack_mounts_what_the_repo_holds() {
     assert!(!environment.contains_key("KILN_API_TOKENS") && !environment.contains_key("KILN_ALLOW_UNAUTHENTICATED"));
     // Prometheus scrapes the metrics port, which needs no token and is not published.
     let metrics_port = environment["KILN_METRICS_PORT"].as_str().expect("a metrics port");
-    assert!(services["serve"]["ports"].as_array().expect("ports").iter().all(|p| !p.as_str().unwrap_or("").contains(metrics_port)));
+    assert!(
+        services["serve"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .all(|p| !p.as_str().unwrap_or("").contains(metrics_port))
+    );
     let prometheus = &yaml_documents(&deploy.join("prometheus/prometheus.yml"))[0];
-    assert_eq!(prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0], json!(format!("serve:{metrics_port}")));
+    assert_eq!(
+        prometheus["scrape_configs"][0]["static_configs"][0]["targets"][0],
+        json!(format!("serve:{metrics_port}"))
+    );
 }
 
 /// Prometheus's tools, where apt could install them; else the test is skipped.

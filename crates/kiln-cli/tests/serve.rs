@@ -216,7 +216,9 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     let mut tampered = request_id.clone().into_bytes();
     tampered[0] = if tampered[0] == b'a' { b'b' } else { b'a' };
     let tampered = String::from_utf8(tampered).expect("ascii");
-    for forged in [tampered.as_str(), "order-17:a", "00000000-0000-4000-8000-000000000000.00000000000000000000000000000000"] {
+    for forged in
+        [tampered.as_str(), "order-17:a", "00000000-0000-4000-8000-000000000000.00000000000000000000000000000000"]
+    {
         assert_eq!(
             error_of(server.post("/v1/feedback", &json!({"request_id": forged, "label": "cards"}))),
             (StatusCode::UNPROCESSABLE_ENTITY, "unknown_request_id".into()),
@@ -542,7 +544,8 @@ fn serve_refuses_to_run_open_and_tokens_have_names_scopes_and_rates() {
     assert!(warned, "running open is logged as a warning");
 
     let tokens = root.path().join("tokens.txt");
-    std::fs::write(&tokens, format!("# name:token[:scopes]\napp:{APP_TOKEN}\nops:{OPS_TOKEN}:admin\n")).expect("tokens");
+    std::fs::write(&tokens, format!("# name:token[:scopes]\napp:{APP_TOKEN}\nops:{OPS_TOKEN}:admin\n"))
+        .expect("tokens");
     let mut server = Server::start(
         &model,
         &log_dir,
@@ -569,7 +572,11 @@ fn serve_refuses_to_run_open_and_tokens_have_names_scopes_and_rates() {
     assert_eq!(error_of(limited), (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into()));
 
     // Feedback names the caller's own predictions only.
-    std::fs::write(&tokens, format!("app:{APP_TOKEN}\nops:{OPS_TOKEN}:admin\nother:{}\n", "other-token-0123456789abcdef")).expect("tokens");
+    std::fs::write(
+        &tokens,
+        format!("app:{APP_TOKEN}\nops:{OPS_TOKEN}:admin\nother:{}\n", "other-token-0123456789abcdef"),
+    )
+    .expect("tokens");
     assert_eq!(call(OPS_TOKEN, "/admin/reload", &json!({})).status(), StatusCode::OK, "the file is read again");
     let other = "other-token-0123456789abcdef";
     assert_eq!(
@@ -620,7 +627,16 @@ fn stalled_clients_are_cut_off_and_a_failing_worker_is_seen() {
     let mut server = Server::start(
         &model,
         &root.path().join("log"),
-        &["--header-timeout-ms", "1500", "--request-timeout-ms", "4000", "--max-connections", "3", "--shutdown-timeout-ms", "1000"],
+        &[
+            "--header-timeout-ms",
+            "1500",
+            "--request-timeout-ms",
+            "4000",
+            "--max-connections",
+            "3",
+            "--shutdown-timeout-ms",
+            "1000",
+        ],
         &[],
     );
     let address = server.base.trim_start_matches("http://").to_owned();
@@ -634,7 +650,10 @@ fn stalled_clients_are_cut_off_and_a_failing_worker_is_seen() {
     let read = half.read(&mut buffer).unwrap_or(0);
     let held = started.elapsed();
     assert!(held >= Duration::from_millis(1300) && held < Duration::from_secs(6), "held for {held:?} ({read} bytes)");
-    kiln_testing::figure(&format!("a half-sent header was closed after {:.2} s (serve.header_timeout_ms = 1500)", held.as_secs_f64()));
+    kiln_testing::figure(&format!(
+        "a half-sent header was closed after {:.2} s (serve.header_timeout_ms = 1500)",
+        held.as_secs_f64()
+    ));
 
     // A body that stops half-way: 408 at the request timeout.
     let mut slow = std::net::TcpStream::connect(&address).expect("connects");
@@ -651,7 +670,11 @@ fn stalled_clients_are_cut_off_and_a_failing_worker_is_seen() {
     }
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("request_timeout"), "{answer}");
-    assert!(started.elapsed() >= Duration::from_millis(3500), "answered at the request timeout: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(3500),
+        "answered at the request timeout: {:?}",
+        started.elapsed()
+    );
 
     // The cap: three idle connections take every slot; a request waits until the header timeout frees one.
     let idle: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(&address).expect("connects")).collect();
@@ -669,7 +692,10 @@ fn stalled_clients_are_cut_off_and_a_failing_worker_is_seen() {
     assert_eq!(server.post("/v1/predict", &json!({"text": "card"})).status(), StatusCode::OK);
     assert_eq!(server.get("/readyz").status(), StatusCode::OK);
     // A worker that is gone: not ready, and predictions say why.
-    assert_eq!(server.post("/v1/predict", &json!({"text": "KILN_TEST_STOP_WORKER"})).status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        server.post("/v1/predict", &json!({"text": "KILN_TEST_STOP_WORKER"})).status(),
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.get("/readyz").status() == StatusCode::OK && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -806,7 +832,11 @@ fn a_log_rotation_killed_half_way_loses_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(server); // SIGKILL
-    let partial: Vec<_> = std::fs::read_dir(&log_dir).expect("list").flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".partial")).collect();
+    let partial: Vec<_> = std::fs::read_dir(&log_dir)
+        .expect("list")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
     assert_eq!(partial.len(), 1, "killed before the rename");
     let restarted = Server::start(&model, &log_dir, &[], &[]);
     drop(restarted);

@@ -719,9 +719,10 @@ fn an_export_killed_while_swapping_leaves_a_whole_folder() {
     kiln_testing::classifier_folder(&second, &["a", "b"], 2).expect("another");
     let missing = dir.path().join("none.json").display().to_string();
     let export = |model: &Path| -> Vec<String> {
-        let mut args: Vec<String> = ["--model-dir", &model.display().to_string(), "--output-dir", &out.display().to_string()]
-            .map(String::from)
-            .to_vec();
+        let mut args: Vec<String> =
+            ["--model-dir", &model.display().to_string(), "--output-dir", &out.display().to_string()]
+                .map(String::from)
+                .to_vec();
         for flag in ["--eval-metrics", "--reference-predictions", "--data-profile"] {
             args.extend([flag.to_owned(), missing.clone()]);
         }
@@ -752,7 +753,10 @@ fn an_export_killed_while_swapping_leaves_a_whole_folder() {
 
     let second_args = as_strs(&export(&second));
     ok("export", &second_args.iter().map(String::as_str).collect::<Vec<_>>());
-    let names: Vec<String> =
-        std::fs::read_dir(dir.path()).expect("list").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "leftovers of the kill remain: {names:?}");
 }

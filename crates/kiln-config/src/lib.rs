@@ -1218,7 +1218,10 @@ impl ServeConfig {
             ("serve.feedback_rate_limit", self.feedback_rate_limit),
         ] {
             if !value.is_finite() || value < 0.0 {
-                return Err(ConfigError::invalid(key, "must be 0 (no limit) or a positive number of requests a second"));
+                return Err(ConfigError::invalid(
+                    key,
+                    "must be 0 (no limit) or a positive number of requests a second",
+                ));
             }
         }
         if self.rate_limit_burst == 0 {
@@ -1228,8 +1231,9 @@ impl ServeConfig {
             return Err(ConfigError::invalid("serve.watch_interval_ms", "must be at least 1 when watch is on"));
         }
         for (line, entry) in self.api_tokens.iter().enumerate() {
-            ApiToken::parse(entry, &format!("token-{}", line + 1))
-                .map_err(|message| ConfigError::invalid("serve.api_tokens", format!("entry {}: {message}", line + 1)))?;
+            ApiToken::parse(entry, &format!("token-{}", line + 1)).map_err(|message| {
+                ConfigError::invalid("serve.api_tokens", format!("entry {}: {message}", line + 1))
+            })?;
         }
         Ok(())
     }
@@ -1249,13 +1253,14 @@ impl ServeConfig {
     pub fn load_api_tokens(&self) -> Result<Vec<ApiToken>, ConfigError> {
         let mut tokens = Vec::new();
         for (line, entry) in self.api_tokens.iter().enumerate() {
-            let token = ApiToken::parse(entry, &format!("token-{}", line + 1))
-                .map_err(|message| ConfigError::invalid("serve.api_tokens", format!("entry {}: {message}", line + 1)))?;
+            let token = ApiToken::parse(entry, &format!("token-{}", line + 1)).map_err(|message| {
+                ConfigError::invalid("serve.api_tokens", format!("entry {}: {message}", line + 1))
+            })?;
             tokens.push(token);
         }
         if let Some(path) = &self.api_tokens_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|error| ConfigError::Read { path: path.clone(), error })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.clone(), error })?;
             for (number, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
@@ -1268,7 +1273,10 @@ impl ServeConfig {
                     ));
                 }
                 let token = ApiToken::parse(line, "").map_err(|message| {
-                    ConfigError::invalid("serve.api_tokens_file", format!("{} line {}: {message}", path.display(), number + 1))
+                    ConfigError::invalid(
+                        "serve.api_tokens_file",
+                        format!("{} line {}: {message}", path.display(), number + 1),
+                    )
                 })?;
                 tokens.push(token);
             }
@@ -1337,11 +1345,15 @@ impl ApiToken {
             (Some(name), Some(token), scopes, None) => (name, token, scopes),
             _ => return Err("expected `token` or `name:token[:scopes]` (a token cannot contain ':')".into()),
         };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) || name.len() > 64 {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) || name.len() > 64
+        {
             return Err(format!("the name {name:?} must be 1 to 64 letters, digits or -_.@"));
         }
         if token.trim() != token || token.is_empty() {
-            return Err(format!("the token of '{name}' is empty or has surrounding spaces ({} characters)", token.len()));
+            return Err(format!(
+                "the token of '{name}' is empty or has surrounding spaces ({} characters)",
+                token.len()
+            ));
         }
         if token.chars().count() < 16 {
             return Err(format!(

@@ -49,7 +49,10 @@ pub fn guarded<T>(path: &Path, decode: impl FnOnce() -> Result<T>) -> Result<T> 
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
             .unwrap_or_else(|| "no message".into());
-        anyhow::bail!("{} is not a readable Parquet file: the decoder failed on damaged data ({message})", path.display())
+        anyhow::bail!(
+            "{} is not a readable Parquet file: the decoder failed on damaged data ({message})",
+            path.display()
+        )
     })
 }
 

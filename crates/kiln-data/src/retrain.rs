@@ -167,7 +167,9 @@ mod tests {
         assert_eq!(held_out(&key, "r7", 0, 0.2), held_out(&key, "r7", 0, 0.2));
         assert!(!(0..100).any(|i| held_out(&key, &format!("r{i}"), 0, 0.0)));
         // Without the key the split cannot be told: another key holds out other rows.
-        let differ = (0..1_000).filter(|i| held_out(&key, &format!("r{i}"), 0, 0.5) != held_out(&other, &format!("r{i}"), 0, 0.5)).count();
+        let differ = (0..1_000)
+            .filter(|i| held_out(&key, &format!("r{i}"), 0, 0.5) != held_out(&other, &format!("r{i}"), 0, 0.5))
+            .count();
         assert!((400..600).contains(&differ), "{differ}");
     }
 }

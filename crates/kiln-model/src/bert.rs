@@ -168,8 +168,10 @@ pub fn safetensors_values(path: &Path) -> Result<u128, ModelError> {
     let mut values: u128 = 0;
     for (name, tensor) in tensors.iter().filter(|(name, _)| *name != "__metadata__") {
         let shape = tensor["shape"].as_array().ok_or_else(|| bad(format!("tensor {name} has no shape")))?;
-        let count = shape.iter().try_fold(1u128, |count, dim| dim.as_u64().and_then(|d| count.checked_mul(u128::from(d))));
-        values = count.and_then(|c| values.checked_add(c)).ok_or_else(|| bad(format!("tensor {name} has a bad shape")))?;
+        let count =
+            shape.iter().try_fold(1u128, |count, dim| dim.as_u64().and_then(|d| count.checked_mul(u128::from(d))));
+        values =
+            count.and_then(|c| values.checked_add(c)).ok_or_else(|| bad(format!("tensor {name} has a bad shape")))?;
     }
     Ok(values)
 }

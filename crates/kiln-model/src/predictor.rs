@@ -57,7 +57,8 @@ impl Predictor {
         let clean = settings.as_ref().and_then(|s| s.clean.as_ref());
         let (head, cleaner, weights_sha256) = match folder.task() {
             Task::SequenceClassification => {
-                let (model, sha256) = with_weights(BertClassifier::new(&config, labels.len(), device), &weights, &labels)?;
+                let (model, sha256) =
+                    with_weights(BertClassifier::new(&config, labels.len(), device), &weights, &labels)?;
                 (Head::Sequence(model), clean.map(|c| TextCleaner::Texts(Cleaner::new(c))), sha256)
             }
             Task::TokenClassification => {

@@ -80,8 +80,7 @@ impl Traffic {
     /// client the prediction was made for counts, and of that the latest wins.
     pub fn from_scan(scan: LogScan) -> Self {
         let mut traffic = Self::default();
-        // Per prediction: (client, label, time) of each feedback, in log order.
-        let mut feedback: HashMap<(String, usize), Vec<(Option<String>, String, u64)>> = HashMap::new();
+        let mut feedback: HashMap<(String, usize), Vec<GivenFeedback>> = HashMap::new();
         let mut predictions: Vec<(String, usize, Option<String>, String, Observation)> = Vec::new();
         for record in scan.records {
             match record {
@@ -142,7 +141,10 @@ impl Traffic {
         let mut matched = 0;
         for (request_id, index, client, version, mut observation) in predictions {
             let given = feedback.get(&(request_id, index)).and_then(|given| {
-                kiln_core::prediction_log::feedback_that_counts(client.as_deref(), given.iter().map(|(c, label, time)| (c.as_deref(), label, *time)))
+                kiln_core::prediction_log::feedback_that_counts(
+                    client.as_deref(),
+                    given.iter().map(|(c, label, time)| (c.as_deref(), label, *time)),
+                )
             });
             if let Some((label, time_ms)) = given {
                 matched += 1;
@@ -159,6 +161,9 @@ impl Traffic {
         traffic
     }
 }
+
+/// A feedback as the join sees it, per prediction in log order: (client, label, unix ms).
+type GivenFeedback = (Option<String>, String, u64);
 
 /// A window: a run of one version's predictions, in time order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::{Extension, Json};
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
 use kiln_config::LogText;
 use kiln_core::Task;
 use kiln_core::entities::Aggregation;
@@ -21,10 +21,10 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Client;
 use crate::batcher::{Answer, Outputs};
-use crate::{AppState, ids};
 use crate::error::{ApiError, ErrorBody};
 use crate::log::LogRecord;
 use crate::model::{ModelInfo, TrainingInput};
+use crate::{AppState, ids};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -320,11 +320,9 @@ async fn answer_predict(
     let max_chars = state.config.text_chars_for(model.max_length);
     let texts: Vec<String> = texts.into_iter().map(|text| truncate_chars(text, max_chars)).collect();
     let aggregation = request.aggregation_strategy.unwrap_or(state.config.aggregation);
-    let answer = state
-        .queue
-        .submit(texts, aggregation)?
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the inference worker dropped this request"))??;
+    let answer = state.queue.submit(texts, aggregation)?.await.map_err(|_| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the inference worker dropped this request")
+    })??;
     let model_version = answer.model.version.clone();
     let request_id = caller.request_id.to_owned();
     let Answer { texts, outputs, inputs, model } = answer;

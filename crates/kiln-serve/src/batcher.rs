@@ -151,8 +151,7 @@ impl Queue {
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (sender, receiver) = sync_channel(capacity);
         let (bytes, alive) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(true)));
-        let worker =
-            Worker { receiver, limits, threads, metrics: metrics.clone(), model: None, bytes: bytes.clone() };
+        let worker = Worker { receiver, limits, threads, metrics: metrics.clone(), model: None, bytes: bytes.clone() };
         let guard = AliveGuard(alive.clone());
         let handle = std::thread::Builder::new().name("kiln-inference".into()).spawn(move || {
             let _alive = guard;

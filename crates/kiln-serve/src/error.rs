@@ -45,7 +45,9 @@ impl ApiError {
         let mut error = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("this client is over its rate limit (serve.predict_rate_limit / feedback_rate_limit); retry in {seconds} s"),
+            format!(
+                "this client is over its rate limit (serve.predict_rate_limit / feedback_rate_limit); retry in {seconds} s"
+            ),
         );
         error.retry_after_s = Some(seconds.max(1));
         error
@@ -112,7 +114,9 @@ impl From<SubmitError> for ApiError {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", error.to_string())
             }
             SubmitError::Closed => Self::shutting_down(),
-            SubmitError::WorkerStopped => Self::new(StatusCode::SERVICE_UNAVAILABLE, "worker_stopped", error.to_string()),
+            SubmitError::WorkerStopped => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "worker_stopped", error.to_string())
+            }
         }
     }
 }

@@ -208,9 +208,10 @@ impl Writer {
                 }
                 Ok(Message::Close) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
-                    let flushed = self.file.as_mut().map(|file| {
-                        file.out.flush().with_context(|| format!("cannot write {}", file.path.display()))
-                    });
+                    let flushed = self
+                        .file
+                        .as_mut()
+                        .map(|file| file.out.flush().with_context(|| format!("cannot write {}", file.path.display())));
                     if let Some(Err(error)) = flushed {
                         self.failed(&error);
                     }
@@ -305,7 +306,8 @@ fn expired(dir: &Path, retention: Retention, now: Duration) -> Vec<PathBuf> {
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let millis = name.strip_prefix(PREFIX)?.strip_suffix(&format!(".{COMPLETE}"))?.split('-').next()?.parse().ok()?;
+            let millis =
+                name.strip_prefix(PREFIX)?.strip_suffix(&format!(".{COMPLETE}"))?.split('-').next()?.parse().ok()?;
             Some((millis, entry.path(), entry.metadata().ok()?.len()))
         })
         .collect();
@@ -313,7 +315,8 @@ fn expired(dir: &Path, retention: Retention, now: Duration) -> Vec<PathBuf> {
     let mut total: u64 = files.iter().map(|(_, _, bytes)| bytes).sum();
     let mut gone = Vec::new();
     for (millis, path, bytes) in files {
-        let too_old = !retention.max_age.is_zero() && now.as_millis().saturating_sub(millis) > retention.max_age.as_millis();
+        let too_old =
+            !retention.max_age.is_zero() && now.as_millis().saturating_sub(millis) > retention.max_age.as_millis();
         let too_much = retention.max_bytes > 0 && total > retention.max_bytes;
         if !(too_old || too_much) {
             break;

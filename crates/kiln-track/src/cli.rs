@@ -155,7 +155,11 @@ pub fn registry(config: &PipelineConfig, command: Option<RegistryCommand>) -> Re
         }
         RegistryCommand::Rebuild => {
             let index = registry.rebuild()?;
-            tracing::info!("rebuilt {} with {} version(s)", registry.dir().join(crate::registry::INDEX).display(), index.versions.len());
+            tracing::info!(
+                "rebuilt {} with {} version(s)",
+                registry.dir().join(crate::registry::INDEX).display(),
+                index.versions.len()
+            );
             crate::table::render(&crate::registry::rows(&index))
         }
     })

@@ -464,8 +464,11 @@ impl Registry {
         let mut index = Index::default();
         for number in self.version_folders()? {
             let dir = self.version_dir(number);
-            let record = kiln_core::output::read_json_if_present::<Version>(&dir.join(VERSION_RECORD), "a registry version record")?
-                .filter(|v| v.version == number);
+            let record = kiln_core::output::read_json_if_present::<Version>(
+                &dir.join(VERSION_RECORD),
+                "a registry version record",
+            )?
+            .filter(|v| v.version == number);
             let mut version = match record {
                 Some(version) => version,
                 None => self.describe(&dir, number)?,
@@ -688,7 +691,10 @@ mod tests {
         let stages: Vec<(u32, Stage)> = rebuilt.versions.iter().map(|v| (v.version, v.stage)).collect();
         assert_eq!(stages, [(1, Stage::Archived), (2, Stage::Production), (3, Stage::Candidate)]);
         for (old, new) in before.versions.iter().zip(&rebuilt.versions) {
-            assert_eq!((&old.weights_sha256, &old.metrics, &old.test_data), (&new.weights_sha256, &new.metrics, &new.test_data));
+            assert_eq!(
+                (&old.weights_sha256, &old.metrics, &old.test_data),
+                (&new.weights_sha256, &new.metrics, &new.test_data)
+            );
             assert_eq!((&old.data, &old.config_sha256), (&new.data, &new.config_sha256));
         }
         assert_eq!(production_weights(&registry), "b");
@@ -699,7 +705,10 @@ mod tests {
         std::fs::write(registry.dir().join(INDEX), "{ not json").expect("damage");
         assert!(registry.load().is_err());
         registry.rebuild().expect("rebuilt");
-        let kept = std::fs::read_dir(registry.dir()).expect("list").flatten().any(|e| e.file_name().to_string_lossy().starts_with("registry.json.damaged-"));
+        let kept = std::fs::read_dir(registry.dir())
+            .expect("list")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("registry.json.damaged-"));
         assert!(kept);
     }
 

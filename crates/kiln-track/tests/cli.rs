@@ -79,7 +79,8 @@ fn an_add_killed_at_any_step_leaves_the_old_or_the_new_registry() {
         let registry = dir.path().join("registry");
         let flag = registry.display().to_string();
         let (first, second) = (export(dir.path(), "first"), export(dir.path(), "second"));
-        let added = run("registry", &["--registry-dir", &flag, "--model-dir", &first.display().to_string(), "add"], &[]);
+        let added =
+            run("registry", &["--registry-dir", &flag, "--model-dir", &first.display().to_string(), "add"], &[]);
         assert!(added.status.success(), "{}", stderr(&added));
 
         let mut child = Command::new(env!("CARGO_BIN_EXE_registry"))
@@ -101,11 +102,13 @@ fn an_add_killed_at_any_step_leaves_the_old_or_the_new_registry() {
         let listed = run("registry", &["--registry-dir", &flag, "list"], &[]);
         assert!(listed.status.success(), "{point}: {}", stderr(&listed));
         // The next add completes (or redoes) it: v2 once, the first untouched.
-        let again = run("registry", &["--registry-dir", &flag, "--model-dir", &second.display().to_string(), "add"], &[]);
+        let again =
+            run("registry", &["--registry-dir", &flag, "--model-dir", &second.display().to_string(), "add"], &[]);
         assert!(again.status.success(), "{point}: {}", stderr(&again));
         assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "v2 candidate", "{point}");
         let index: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(registry.join("registry.json")).expect("index")).expect("json");
+            serde_json::from_str(&std::fs::read_to_string(registry.join("registry.json")).expect("index"))
+                .expect("json");
         let versions: Vec<u64> =
             index["versions"].as_array().expect("versions").iter().filter_map(|v| v["version"].as_u64()).collect();
         assert_eq!(versions, [1, 2], "{point}");
@@ -155,14 +158,22 @@ fn a_lost_index_stops_add_and_rebuild_brings_it_back() {
     let registry = dir.path().join("registry");
     let flag = registry.display().to_string();
     for name in ["first", "second"] {
-        let added = run("registry", &["--registry-dir", &flag, "--model-dir", &export(dir.path(), name).display().to_string(), "add"], &[]);
+        let added = run(
+            "registry",
+            &["--registry-dir", &flag, "--model-dir", &export(dir.path(), name).display().to_string(), "add"],
+            &[],
+        );
         assert!(added.status.success(), "{}", stderr(&added));
     }
     std::fs::remove_file(registry.join("registry.json")).expect("deleted by mistake");
     let third = export(dir.path(), "third").display().to_string();
     let refused = run("registry", &["--registry-dir", &flag, "--model-dir", &third, "add"], &[]);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("v1, v2") && stderr(&refused).contains("registry rebuild"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("v1, v2") && stderr(&refused).contains("registry rebuild"),
+        "{}",
+        stderr(&refused)
+    );
     assert!(!registry.join("v3").exists());
     assert_eq!(std::fs::read_to_string(registry.join("production/model.safetensors")).expect("production"), "first");
     let rebuilt = run("registry", &["--registry-dir", &flag, "rebuild"], &[]);
