@@ -10,15 +10,24 @@ concurrency 1 at most half of fp32's, measured here in the same run).
 
 Targets (issue 5): >= 3x the reference's req/s at concurrency 32; p50 <= 10 ms
 at concurrency 1; 0 errors in the 60 s run; RSS with MiniLM <= 600 MB.
+
+Slow clients (issue 31): kiln at concurrency 1 again, with and without
+`--slow-clients` connections (500) that each send half a request header and
+stop, re-opened as the server closes them; p99 with them must stay within
+1.2x of p99 without, and each is closed at the header timeout.
 """
 import argparse
 import json
 import os
+import resource
+import selectors
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -65,6 +74,57 @@ def rss_mib(pid):
     return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
 
 
+class SlowClients:
+    """`count` connections that each send half a request header and then
+    nothing; one the server closes is opened again, so `count` stay held.
+    Notes how long the server kept each before closing it."""
+
+    HALF_HEADER = b"POST /v1/predict HTTP/1.1\r\nHost: kiln\r\nContent-Type: appl"
+
+    def __init__(self, port, count):
+        self.port, self.count = port, count
+        self.held_s, self.failed_connects = [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, self.count + 256)), hard))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join()
+
+    def _open(self, selector):
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            sock.sendall(self.HALF_HEADER)
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, time.monotonic())
+        except OSError:
+            self.failed_connects += 1
+
+    def _run(self):
+        selector = selectors.DefaultSelector()
+        for _ in range(self.count):
+            self._open(selector)
+        while not self._stop.is_set():
+            for key, _ in selector.select(timeout=0.2):
+                try:
+                    data = key.fileobj.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:  # closed by the server
+                    self.held_s.append(time.monotonic() - key.data)
+                    selector.unregister(key.fileobj)
+                    key.fileobj.close()
+                    self._open(selector)
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()
+
+
 def load(oha, url, concurrency, seconds, text):
     """Runs oha; returns req/s, p50 and p99 in ms, and the count of failed requests."""
     # -w: requests still in flight when the time is up are finished, not
@@ -100,6 +160,8 @@ def main():
     parser.add_argument("--soak", type=int, default=60, help="seconds of the zero-error run at concurrency 64")
     parser.add_argument("--max-wait-ms", type=int, default=None, help="kiln's serve.max_wait_ms (default: config)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for both servers (int8 runs on the CPU only)")
+    parser.add_argument("--slow-clients", type=int, default=500,
+                        help="connections holding half a header during kiln's second concurrency-1 run (0: skip)")
     args = parser.parse_args()
     if not os.path.isdir(args.model):
         sys.exit(f"bench_serve: no model folder {args.model} (CONFIG=configs/banking77.toml make pipeline, or --model)")
@@ -136,6 +198,14 @@ def main():
         for c in levels:
             results[name][c] = load(args.oha, url, c, args.duration, text)
             print(f"{name:<9} c={c:<3} {results[name][c]}", flush=True)
+        if name == "kiln" and args.slow_clients:
+            without = load(args.oha, url, 1, args.duration, text)
+            with SlowClients(port, args.slow_clients) as slow:
+                time.sleep(2)
+                held = load(args.oha, url, 1, args.duration, text)
+            results["slow clients"] = {"without": without, "with": held, "held_s": slow.held_s,
+                                       "failed_connects": slow.failed_connects}
+            print(f"{name:<9} c=1 with {args.slow_clients} slow clients {held}", flush=True)
         soak = load(args.oha, url, 64, soak_seconds, text) if soak_seconds else None
         loaded_rss, peak_rss = rss_mib(child.pid)
         child.terminate()
@@ -176,6 +246,16 @@ def main():
     if soak:
         print(f"\nsoak: {args.soak} s at concurrency 64: {soak['ok']} requests, {soak['errors']} errors, "
               f"{soak['rps']:.0f} req/s, p99 {soak['p99_ms']:.1f} ms")
+    slow = results.get("slow clients")
+    if slow:
+        without, held = slow["without"], slow["with"]
+        closed = slow["held_s"]
+        median_held = f"{statistics.median(closed):.2f} s" if closed else "none closed"
+        print(f"\nslow clients: {args.slow_clients} connections holding half a header (re-opened when closed): "
+              f"kiln c=1 p99 {held['p99_ms']:.1f} ms against {without['p99_ms']:.1f} ms without, "
+              f"{held['p99_ms'] / without['p99_ms']:.2f}x (target <= 1.2x); p50 {held['p50_ms']:.1f} / "
+              f"{without['p50_ms']:.1f} ms; {held['errors']} errors; {len(closed)} closed by the server after a "
+              f"median {median_held} (serve.header_timeout_ms); {slow['failed_connects']} connects refused")
     print(f"kiln RSS: {idle_rss:.0f} MiB idle, {loaded_rss:.0f} MiB after load, peak {peak_rss:.0f} MiB; "
           f"reference: {ref_idle_rss:.0f} MiB idle, peak {ref_peak_rss:.0f} MiB")
 
