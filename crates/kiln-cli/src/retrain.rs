@@ -11,7 +11,6 @@ use kiln_config::PipelineConfig;
 use kiln_core::gate::GateDecision;
 use kiln_core::{Progress, Split};
 use kiln_data::retrain::{FeedbackData, FeedbackRow, HOLDOUT, RAW};
-use kiln_monitor::traffic::Traffic;
 use kiln_track::registry::Registry;
 use kiln_train::{Control, Outcome};
 
@@ -62,15 +61,14 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
     settings.validate()?;
     let log_dir = settings.log_dir.as_deref().context("retrain.log_dir is not resolved. This is a bug.")?;
     let base_dir = settings.base_dir.as_deref().context("retrain.base_dir is not resolved. This is a bug.")?;
-    let traffic = Traffic::from_scan(kiln_core::prediction_log::read_dir(log_dir)?);
-    let mut labelled: Vec<_> = traffic.by_version.values().flatten().filter(|o| o.feedback.is_some()).collect();
-    labelled.sort_by_key(|o| o.time_ms);
+    // Streamed: memory follows the feedback, not the size of the log.
+    let (labelled, pass) = kiln_core::prediction_log::labelled_predictions(log_dir)?;
+    if let Some(first) = pass.damaged.first() {
+        tracing::warn!("{} damaged line(s) in the prediction log skipped, the first: {first:?}", pass.damaged.len());
+    }
     let feedback: Vec<FeedbackRow> = labelled
         .into_iter()
-        .filter_map(|o| {
-            let label = o.feedback.as_ref()?.label.clone();
-            Some(FeedbackRow { request_id: o.request_id.clone(), index: o.index, text: o.text.clone(), label })
-        })
+        .map(|row| FeedbackRow { request_id: row.request_id, index: row.index, text: row.text, label: row.label })
         .collect();
     // The key serve signs request ids with (its log folder's, unless set):
     // only the server side can tell which feedback the gate holds out.

@@ -277,7 +277,7 @@ fn promtool_checks_the_config_and_every_alert_passes_its_unit_test() {
         "promtool check rules",
         Command::new("promtool").args(["check", "rules"]).arg(dir.join("alerts.yml")).output().expect("runs"),
     );
-    assert!(rules.contains("SUCCESS: 11 rules found"), "{rules}");
+    assert!(rules.contains("SUCCESS: 13 rules found"), "{rules}");
     let tested =
         Command::new("promtool").args(["test", "rules", "alerts_test.yml"]).current_dir(&dir).output().expect("runs");
     assert!(succeeded("promtool test rules", tested).contains("SUCCESS"));
@@ -386,7 +386,7 @@ fn prometheus_scrapes_serve_and_the_dashboard_names_only_exported_metrics() {
             .iter()
             .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
             .collect();
-        (rules.len() == 11
+        (rules.len() == 13
             && rules.iter().all(|r| r["lastEvaluation"].as_str().is_some_and(|t| !t.starts_with("0001"))))
         .then_some(rules)
     });

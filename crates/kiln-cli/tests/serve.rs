@@ -384,6 +384,8 @@ fn schemathesis_finds_no_contract_failures_with_tokens_and_without() {
         assert_eq!(spec["components"]["securitySchemes"].is_object(), token.is_some(), "security follows the tokens");
         let mut command = Command::new(&schemathesis);
         command
+            .arg("--config-file")
+            .arg(repo().join("tests/schemathesis.toml"))
             .arg("run")
             .arg(server.url("/openapi.json"))
             .args(["--checks", "all", "--max-examples", "30", "--seed", "7", "--workers", "1", "--no-color"])

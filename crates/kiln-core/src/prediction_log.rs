@@ -172,6 +172,56 @@ pub fn feedback_that_counts<'a, L>(
     chosen
 }
 
+/// Unix milliseconds of an RFC 3339 time, as records carry it.
+pub fn time_ms(time: &str) -> Option<u64> {
+    let time = humantime::parse_rfc3339_weak(time).ok()?;
+    Some(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
+}
+
+/// A prediction joined with the feedback that counts for it ([`FEEDBACK_RULE`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledPrediction {
+    pub request_id: String,
+    pub index: usize,
+    /// `None` when the log kept no text.
+    pub text: Option<String>,
+    /// The feedback's label.
+    pub label: String,
+    /// When the prediction was made (unix ms).
+    pub time_ms: u64,
+}
+
+/// Every text classifier's prediction that got feedback, in time order, read
+/// in two streaming passes (the feedback first, then the predictions it
+/// names), so memory follows the feedback, not the log.
+pub fn labelled_predictions(dir: &Path) -> Result<(Vec<LabelledPrediction>, LogPass)> {
+    type Given = (Option<String>, String, u64);
+    let mut feedback: std::collections::HashMap<(String, usize), Vec<Given>> = std::collections::HashMap::new();
+    for_each_record(dir, |record| {
+        if let LogRecord::Feedback { time, request_id, client, index, label, .. } = record
+            && let Some(time_ms) = time_ms(&time)
+        {
+            feedback.entry((request_id, index)).or_default().push((client, label, time_ms));
+        }
+        Ok(())
+    })?;
+    let mut joined = Vec::new();
+    let pass = for_each_record(dir, |record| {
+        if let LogRecord::Prediction { time, request_id, client, index, text, .. } = record
+            && let Some(given) = feedback.get(&(request_id.clone(), index))
+            && let Some(time_ms) = time_ms(&time)
+        {
+            let counted = given.iter().map(|(from, label, at)| (from.as_deref(), label, *at));
+            if let Some((label, _)) = feedback_that_counts(client.as_deref(), counted) {
+                joined.push(LabelledPrediction { request_id, index, text, label: label.clone(), time_ms });
+            }
+        }
+        Ok(())
+    })?;
+    joined.sort_by_key(|row| row.time_ms);
+    Ok((joined, pass))
+}
+
 /// A log line that could not be read: skipped and counted, never fatal (a
 /// crash mid-write leaves half a line at the end of a `.partial` file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +243,27 @@ pub struct LogScan {
 
 /// Reads every `*.jsonl` and `*.jsonl.partial` file of `dir`.
 pub fn read_dir(dir: &Path) -> Result<LogScan> {
+    let mut scan = LogScan::default();
+    let mut records = Vec::new();
+    let summary = for_each_record(dir, |record| {
+        records.push(record);
+        Ok(())
+    })?;
+    scan.records = records;
+    scan.files = summary.files;
+    scan.damaged = summary.damaged;
+    Ok(scan)
+}
+
+/// What a pass over a log folder saw besides its records.
+#[derive(Debug, Default)]
+pub struct LogPass {
+    pub files: Vec<PathBuf>,
+    pub damaged: Vec<DamagedLine>,
+}
+
+/// The log files of `dir`, in time order (files are named by their start time).
+pub fn log_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("cannot read the prediction log folder {}", dir.display()))?;
     let mut files = Vec::new();
@@ -207,22 +278,33 @@ pub fn read_dir(dir: &Path) -> Result<LogScan> {
     }
     // `x.jsonl.partial` sorts after `x.jsonl` of the same name, which never both exist.
     files.sort();
-    let mut scan = LogScan::default();
-    for path in &files {
-        read_file(path, &mut scan)?;
-    }
-    scan.files = files;
-    Ok(scan)
+    Ok(files)
 }
 
-fn read_file(path: &Path, scan: &mut LogScan) -> Result<()> {
+/// Hands every record of `dir`'s log files to `each`, a line at a time, so a
+/// reader's memory does not grow with the log (`retrain` keeps only what it
+/// joins). Damaged lines are skipped and listed.
+pub fn for_each_record(dir: &Path, mut each: impl FnMut(LogRecord) -> Result<()>) -> Result<LogPass> {
+    let files = log_files(dir)?;
+    let mut damaged = Vec::new();
+    for path in &files {
+        read_file(path, &mut each, &mut damaged)?;
+    }
+    Ok(LogPass { files, damaged })
+}
+
+fn read_file(
+    path: &Path,
+    each: &mut impl FnMut(LogRecord) -> Result<()>,
+    damaged: &mut Vec<DamagedLine>,
+) -> Result<()> {
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         // Renamed from `.partial` to `.jsonl` between listing and opening.
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let complete = path.with_extension("");
             if path.extension().is_some_and(|e| e == PARTIAL) && complete.is_file() {
-                return read_file(&complete, scan);
+                return read_file(&complete, each, damaged);
             }
             return Ok(());
         }
@@ -234,9 +316,9 @@ fn read_file(path: &Path, scan: &mut LogScan) -> Result<()> {
             continue;
         }
         match serde_json::from_slice::<LogRecord>(&line) {
-            Ok(record) => scan.records.push(record),
+            Ok(record) => each(record)?,
             Err(error) => {
-                scan.damaged.push(DamagedLine { file: path.to_owned(), line: number + 1, error: error.to_string() })
+                damaged.push(DamagedLine { file: path.to_owned(), line: number + 1, error: error.to_string() })
             }
         }
     }
@@ -278,6 +360,66 @@ mod tests {
             panic!("a prediction")
         };
         assert_eq!((input, margin, quantize), (InputStats::default(), 0.0, Quantize::None));
+    }
+
+    #[test]
+    fn labelled_predictions_stream_the_join_by_the_feedback_rule() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let prediction = |t: &str, id: &str, client: Option<&str>| LogRecord::Prediction {
+            time: format!("2026-11-28T10:00:{t}.000Z"),
+            request_id: id.into(),
+            client: client.map(str::to_owned),
+            client_request_id: None,
+            index: 0,
+            text: Some(format!("text {id}")),
+            text_sha256: None,
+            label: "a".into(),
+            score: 0.9,
+            margin: 0.5,
+            entropy: 0.1,
+            calibrated_score: None,
+            input: InputStats::default(),
+            model_version: "v1".into(),
+            quantize: Quantize::None,
+            latency_ms: 1.0,
+        };
+        let feedback = |t: &str, id: &str, client: Option<&str>, label: &str| LogRecord::Feedback {
+            time: format!("2026-11-28T10:01:{t}.000Z"),
+            request_id: id.into(),
+            client: client.map(str::to_owned),
+            index: 0,
+            label: label.into(),
+            model_version: "v1".into(),
+        };
+        let lines = |records: &[LogRecord]| -> String {
+            records.iter().map(|r| serde_json::to_string(r).expect("json") + "\n").collect()
+        };
+        // Feedback before and after its prediction's file; another client's label never counts.
+        std::fs::write(
+            dir.path().join("predictions-1-h-1-0001.jsonl"),
+            lines(&[
+                feedback("00", "r2", Some("app"), "x"),
+                prediction("05", "r1", Some("app")),
+                prediction("03", "r2", Some("app")),
+                prediction("09", "r3", None),
+            ]),
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("predictions-2-h-1-0002.jsonl"),
+            lines(&[
+                feedback("10", "r1", Some("app"), "b"),
+                feedback("20", "r1", Some("other"), "c"),
+                feedback("30", "r3", Some("app"), "d"),
+                feedback("40", "gone", Some("app"), "e"),
+            ]),
+        )
+        .expect("write");
+        let (joined, pass) = labelled_predictions(dir.path()).expect("joined");
+        let got: Vec<(&str, &str)> = joined.iter().map(|j| (j.request_id.as_str(), j.label.as_str())).collect();
+        assert_eq!(got, [("r2", "x"), ("r1", "b"), ("r3", "d")], "in time order, by the rule");
+        assert_eq!(joined[0].text.as_deref(), Some("text r2"));
+        assert_eq!(pass.files.len(), 2);
     }
 
     #[test]
