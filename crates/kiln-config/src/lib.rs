@@ -1190,21 +1190,15 @@ impl Default for ServeConfig {
 impl ServeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (key, value) in [
-            ("serve.max_batch_size", self.max_batch_size),
-            ("serve.max_batch_tokens", self.max_batch_tokens),
-            ("serve.max_client_batch", self.max_client_batch),
-            ("serve.max_queue", self.max_queue),
-            ("serve.max_queue_bytes", self.max_queue_bytes),
-            ("serve.max_body_bytes", self.max_body_bytes),
-            ("serve.max_text_chars", self.max_text_chars.unwrap_or(1)),
-            ("serve.max_connections", self.max_connections),
-            ("serve.log_queue_bytes", self.log_queue_bytes),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::invalid(key, "must be at least 1"));
-            }
-        }
-        for (key, value) in [
+            ("serve.max_batch_size", self.max_batch_size as u64),
+            ("serve.max_batch_tokens", self.max_batch_tokens as u64),
+            ("serve.max_client_batch", self.max_client_batch as u64),
+            ("serve.max_queue", self.max_queue as u64),
+            ("serve.max_queue_bytes", self.max_queue_bytes as u64),
+            ("serve.max_body_bytes", self.max_body_bytes as u64),
+            ("serve.max_text_chars", self.max_text_chars.unwrap_or(1) as u64),
+            ("serve.max_connections", self.max_connections as u64),
+            ("serve.log_queue_bytes", self.log_queue_bytes as u64),
             ("serve.header_timeout_ms", self.header_timeout_ms),
             ("serve.request_timeout_ms", self.request_timeout_ms),
             ("serve.idle_timeout_ms", self.idle_timeout_ms),

@@ -244,24 +244,7 @@ impl Registry {
         // Past every folder too: a folder the index does not name is never reused.
         let recorded = index.versions.iter().map(|v| v.version).max().unwrap_or(0);
         let number = recorded.max(self.version_folders()?.last().copied().unwrap_or(0)) + 1;
-        let eval = EvalMetrics::load_if_present(&model_dir.join(EVAL_METRICS))?;
-        let training = read_manifest::<IgnoredAny>(&model_dir.join(TRAIN_MANIFEST));
-        let config_path = model_dir.join(SETTINGS);
-        let mut version = Version {
-            version: number,
-            stage: Stage::Candidate,
-            created_ms: now_ms(),
-            source: model_dir.display().to_string(),
-            weights_sha256,
-            config_sha256: config_path.is_file().then(|| FileHash::of(&config_path)).transpose()?.map(|h| h.sha256),
-            data: training.map(|t| t.inputs).unwrap_or_default(),
-            test_data: eval.as_ref().map(|e| e.data.clone()),
-            metrics: eval
-                .map(|e| e.headline().into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-                .unwrap_or_default(),
-            history: vec![(Stage::Candidate, now_ms())],
-            gate: None,
-        };
+        let mut version = record_of(model_dir, number, weights_sha256, model_dir.display().to_string(), now_ms())?;
         if promote_first && index.production().is_none() {
             version.set_stage(Stage::Production);
         }
@@ -495,9 +478,6 @@ impl Registry {
         let weights_sha256 = FileHash::of(&dir.join(WEIGHTS))
             .with_context(|| format!("{} has no weights: not a registry version", dir.display()))?
             .sha256;
-        let eval = EvalMetrics::load_if_present(&dir.join(EVAL_METRICS))?;
-        let training = read_manifest::<IgnoredAny>(&dir.join(TRAIN_MANIFEST));
-        let config_path = dir.join(SETTINGS);
         let export = read_manifest::<IgnoredAny>(&dir.join(kiln_core::model_folder::EXPORT_MANIFEST));
         let source = export
             .and_then(|m| m.outputs.first().and_then(|o| Path::new(&o.path).parent().map(|p| p.display().to_string())))
@@ -507,21 +487,7 @@ impl Registry {
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or_else(now_ms, |d| d.as_millis() as u64);
-        Ok(Version {
-            version: number,
-            stage: Stage::Candidate,
-            created_ms,
-            source,
-            weights_sha256,
-            config_sha256: config_path.is_file().then(|| FileHash::of(&config_path)).transpose()?.map(|h| h.sha256),
-            data: training.map(|t| t.inputs).unwrap_or_default(),
-            test_data: eval.as_ref().map(|e| e.data.clone()),
-            metrics: eval
-                .map(|e| e.headline().into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-                .unwrap_or_default(),
-            history: vec![(Stage::Candidate, created_ms)],
-            gate: None,
-        })
+        record_of(dir, number, weights_sha256, source, created_ms)
     }
 
     /// Points `<dir>/production` at the production version's folder (or removes
@@ -565,6 +531,27 @@ impl Registry {
         file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
         Ok(file)
     }
+}
+
+/// A candidate's record from an export-shaped folder: its settings' hash, the
+/// data it was trained on (training manifest) and its eval metrics.
+fn record_of(folder: &Path, number: u32, weights_sha256: String, source: String, created_ms: u64) -> Result<Version> {
+    let eval = EvalMetrics::load_if_present(&folder.join(EVAL_METRICS))?;
+    let training = read_manifest::<IgnoredAny>(&folder.join(TRAIN_MANIFEST));
+    let config_path = folder.join(SETTINGS);
+    Ok(Version {
+        version: number,
+        stage: Stage::Candidate,
+        created_ms,
+        source,
+        weights_sha256,
+        config_sha256: config_path.is_file().then(|| FileHash::of(&config_path)).transpose()?.map(|h| h.sha256),
+        data: training.map(|t| t.inputs).unwrap_or_default(),
+        test_data: eval.as_ref().map(|e| e.data.clone()),
+        metrics: eval.map(|e| e.headline().into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).unwrap_or_default(),
+        history: vec![(Stage::Candidate, created_ms)],
+        gate: None,
+    })
 }
 
 pub use kiln_config::cli::parse_version;
