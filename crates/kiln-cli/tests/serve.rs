@@ -851,39 +851,44 @@ fn a_full_queue_answers_429_and_the_rest_are_served() {
     let root = tempfile::tempdir().expect("tempdir");
     let model = root.path().join("model");
     model_folder(&model, &LABELS, 1);
-    let server = Server::start(
-        &model,
-        &root.path().join("log"),
-        &["--max-queue", "1", "--max-batch-size", "1", "--log-predictions", "false"],
-        &[],
-    );
-    let url = server.url("/v1/predict");
-    let long = "please tell me why my card payment was declined at the shop yesterday ".repeat(4);
-    let mut statuses = Vec::new();
-    for _burst in 0..20 {
-        let threads: Vec<_> = (0..24)
-            .map(|_| {
-                let (url, long) = (url.clone(), long.clone());
-                std::thread::spawn(move || {
-                    let response =
-                        Client::new().post(&url).json(&json!({"texts": vec![long; 16]})).send().expect("answers");
-                    let status = response.status();
-                    let code = (status != StatusCode::OK).then(|| error_of(response).1);
-                    (status, code)
+    // Full by count (one request waiting), then by bytes (16 texts of ~290
+    // bytes take ~5.7 KB: a second waiting request is over a 6 KB budget).
+    for limit in [["--max-queue", "1"], ["--max-queue-bytes", "6000"]] {
+        let args = [&limit[..], &["--max-batch-size", "1", "--log-predictions", "false"]].concat();
+        let server = Server::start(&model, &root.path().join("log"), &args, &[]);
+        let url = server.url("/v1/predict");
+        let long = "please tell me why my card payment was declined at the shop yesterday ".repeat(4);
+        let mut statuses = Vec::new();
+        for _burst in 0..20 {
+            let threads: Vec<_> = (0..24)
+                .map(|_| {
+                    let (url, long) = (url.clone(), long.clone());
+                    std::thread::spawn(move || {
+                        let response =
+                            Client::new().post(&url).json(&json!({"texts": vec![long; 16]})).send().expect("answers");
+                        let status = response.status();
+                        let code = (status != StatusCode::OK).then(|| error_of(response).1);
+                        (status, code)
+                    })
                 })
-            })
-            .collect();
-        statuses.extend(threads.into_iter().map(|t| t.join().expect("thread")));
-        if statuses.iter().any(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS) {
-            break;
+                .collect();
+            statuses.extend(threads.into_iter().map(|t| t.join().expect("thread")));
+            if statuses.iter().any(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS) {
+                break;
+            }
         }
+        assert!(statuses.iter().any(|(s, _)| *s == StatusCode::OK), "{limit:?}: {statuses:?}");
+        assert!(
+            statuses
+                .iter()
+                .any(|(s, code)| *s == StatusCode::TOO_MANY_REQUESTS && code.as_deref() == Some("queue_full")),
+            "{limit:?}: the queue never overflowed: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|(s, _)| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS),
+            "{limit:?}: {statuses:?}"
+        );
     }
-    assert!(statuses.iter().any(|(s, _)| *s == StatusCode::OK), "{statuses:?}");
-    assert!(
-        statuses.iter().any(|(s, code)| *s == StatusCode::TOO_MANY_REQUESTS && code.as_deref() == Some("queue_full")),
-        "a queue of 1 never overflowed: {statuses:?}"
-    );
-    assert!(statuses.iter().all(|(s, _)| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
 }
 
 /// Moves a freshly written model folder into `dir`'s place.
@@ -1160,7 +1165,7 @@ fn serves_entities_for_a_token_classification_model() {
     let model = dir.path().join("model");
     kiln_testing::tagger_folder(&model, &TAGS, 11).expect("a tagger folder (MiniLM's tokenizer from `make setup`)");
     let log_dir = dir.path().join("log");
-    let mut server = Server::start(&model, &log_dir, &["--aggregation", "first"], &[]);
+    let mut server = Server::start(&model, &log_dir, &["--aggregation", "first", "--max-feedback-entities", "2"], &[]);
 
     let (_, info) = json_of(server.get("/v1/model"));
     assert_eq!(info["task"], "token_classification");
@@ -1228,6 +1233,10 @@ fn serves_entities_for_a_token_classification_model() {
         json!({"request_id": request_id, "label": "person"}),
         json!({"request_id": request_id, "entities": [{"entity_group": "planet", "start": 0, "end": 3}]}),
         json!({"request_id": request_id, "entities": [{"entity_group": "person", "start": 4, "end": 4}]}),
+        // Over serve.max_feedback_entities.
+        json!({"request_id": request_id, "entities": [
+            {"entity_group": "person", "start": 0, "end": 1}, {"entity_group": "person", "start": 2, "end": 3},
+            {"entity_group": "person", "start": 4, "end": 5}]}),
     ];
     for body in refused {
         assert_eq!(
