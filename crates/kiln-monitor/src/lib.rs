@@ -9,6 +9,7 @@
 pub mod reference;
 pub mod report;
 pub mod stats;
+pub mod stream;
 pub mod traffic;
 pub mod window;
 
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use reference::ModelReference;
 pub use window::{Finding, Status, WindowReport};
 
-use crate::traffic::{Failure, Traffic};
+use crate::traffic::Failure;
 
 pub const MONITOR_JSON: &str = "monitor.json";
 pub const PROMETHEUS: &str = "monitor.prom";
@@ -83,9 +84,8 @@ pub fn run(config: &MonitorConfig) -> Result<MonitorReport> {
     let model_dir = config.model_dir.as_deref().context("monitor.model_dir is not resolved. This is a bug.")?;
     let registry_dir =
         config.registry_dir.as_deref().context("monitor.registry_dir is not resolved. This is a bug.")?;
-    let scan = kiln_core::prediction_log::read_dir(log_dir)?;
     let references = reference::load_all(model_dir, registry_dir, config.reference_split)?;
-    let report = analyse(scan, &references, config, log_dir, now_ms())?;
+    let report = analyse(&references, config, log_dir, now_ms())?;
     write(&report, config)?;
     Ok(report)
 }
@@ -94,50 +94,84 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The whole report from a read log: windows per version, their figures, the
-/// current status. `now_ms` sets the models' ages.
+/// Predictions of a version its overall figures are computed on, at most: a
+/// uniform sample beyond that (the counts stay exact).
+const OVERALL_SAMPLE: usize = 200_000;
+
+/// The whole report from the log in `log_dir`: windows per version, their
+/// figures, the current status. `now_ms` sets the models' ages. The log is
+/// streamed three times (feedback and failures; where windows end; the
+/// windows' figures), so memory holds one window per version, not the log.
 pub fn analyse(
-    mut scan: kiln_core::prediction_log::LogScan,
     references: &BTreeMap<String, ModelReference>,
     config: &MonitorConfig,
     log_dir: &Path,
     now_ms: u64,
 ) -> Result<MonitorReport> {
-    let log_files = scan.files.len();
-    let mut damaged = std::mem::take(&mut scan.damaged);
-    let traffic = Traffic::from_scan(scan);
+    let stream::FirstPass { mut feedback, failures, bad_times, log } = stream::first_pass(log_dir)?;
+    let log_files = log.files.len();
+    let mut damaged = log.damaged;
     if !damaged.is_empty() {
         tracing::warn!("{} damaged line(s) in the prediction log skipped, the first: {:?}", damaged.len(), damaged[0]);
     }
-    let damaged_lines = damaged.len() + traffic.bad_times;
+    let damaged_lines = damaged.len() + bad_times;
     damaged.truncate(DAMAGED_SHOWN);
     let duration_ms = config.window_duration()?.as_millis() as u64;
+    let cutter = || traffic::Cutter::new(config.window, config.window_predictions, duration_ms);
 
-    // Windows of every version, then in time order across versions.
-    let mut spans: Vec<(String, traffic::Span, u64, u64)> = Vec::new();
-    for (version, observations) in &traffic.by_version {
-        for span in traffic::windows(observations, config.window, config.window_predictions, duration_ms) {
-            let slice = &observations[span.start..span.end];
-            let (first, last) = (slice[0].time_ms, slice[slice.len() - 1].time_ms);
-            spans.push((version.clone(), span, first, last));
+    // Where the windows of every version end; then their order in time across versions.
+    let mut cuts = Vec::new();
+    let mut cutting = cutter();
+    stream::for_each_observation(log_dir, &mut feedback, |version, o| cuts.extend(cutting.push(&version, o.time_ms)))?;
+    cuts.extend(cutting.finish());
+    let unmatched_feedback = feedback.unmatched();
+    cuts.sort_by_key(|c| (c.first_ms, c.last_ms, c.version.clone()));
+    let spans: Vec<(String, traffic::Span, u64, u64)> = cuts
+        .iter()
+        .map(|c| (c.version.clone(), traffic::Span { start: c.ordinal, end: c.ordinal + 1 }, c.first_ms, c.last_ms))
+        .collect();
+    let assigned = assign_failures(&failures, &spans);
+    let position: BTreeMap<(&str, usize), usize> =
+        cuts.iter().enumerate().map(|(i, c)| ((c.version.as_str(), c.ordinal), i)).collect();
+
+    // Each window analysed as it closes; a sample of each version for its overall figures.
+    let mut windows: Vec<Option<WindowReport>> = (0..cuts.len()).map(|_| None).collect();
+    let mut open: BTreeMap<String, Vec<traffic::Observation>> = BTreeMap::new();
+    let mut samples: BTreeMap<String, stream::Reservoir<traffic::Observation>> = BTreeMap::new();
+    let mut cutting = cutter();
+    let mut close = |cut: &traffic::Cut, observations: &[traffic::Observation]| {
+        if let Some(&index) = position.get(&(cut.version.as_str(), cut.ordinal)) {
+            let reference = references.get(&cut.version);
+            windows[index] =
+                Some(window::analyse(index, &cut.version, observations, &assigned[index], reference, config));
         }
+    };
+    stream::for_each_observation(log_dir, &mut feedback, |version, o| {
+        if let Some(cut) = cutting.push(&version, o.time_ms) {
+            close(&cut, &open.remove(&version).unwrap_or_default());
+        }
+        samples
+            .entry(version.clone())
+            .or_insert_with(|| stream::Reservoir::new(OVERALL_SAMPLE, config.seed))
+            .push(o.clone());
+        open.entry(version).or_default().push(o);
+    })?;
+    for cut in cutting.finish() {
+        close(&cut, &open.remove(&cut.version).unwrap_or_default());
     }
-    spans.sort_by_key(|(version, _, first, last)| (*first, *last, version.clone()));
-    let failures = assign_failures(&traffic.failures, &spans);
-
-    let mut windows = Vec::with_capacity(spans.len());
-    for (index, (version, span, _, _)) in spans.iter().enumerate() {
-        let observations = &traffic.by_version[version][span.start..span.end];
-        windows.push(window::analyse(index, version, observations, &failures[index], references.get(version), config));
-    }
+    let windows: Vec<WindowReport> = windows.into_iter().flatten().collect();
 
     let mut versions = Vec::new();
-    for (version, observations) in &traffic.by_version {
-        let reference = references.get(version);
-        let own: Vec<&Failure> =
-            traffic.failures.iter().filter(|f| f.model_version.as_ref() == Some(version)).collect();
+    let mut predictions = 0;
+    for (version, sample) in samples {
+        let reference = references.get(&version);
+        let own: Vec<&Failure> = failures.iter().filter(|f| f.model_version.as_ref() == Some(&version)).collect();
+        let mut observations = sample.items;
+        observations.sort_by_key(|o| o.time_ms);
         // Index 0: the overall is no window of the time series.
-        let overall = window::analyse(0, version, observations, &own, reference, config);
+        let mut overall = window::analyse(0, &version, &observations, &own, reference, config);
+        overall.predictions = sample.seen;
+        predictions += sample.seen;
         let created_ms = reference.and_then(|r| r.created_ms);
         versions.push(VersionReport {
             model_version: version.clone(),
@@ -147,7 +181,7 @@ pub fn analyse(
             age_days: created_ms.map(|c| now_ms.saturating_sub(c) as f64 / DAY_MS),
             training_data: reference.map(|r| r.training_data.clone()).unwrap_or_default(),
             overall,
-            windows: windows.iter().filter(|w| &w.model_version == version).map(|w| w.index).collect(),
+            windows: windows.iter().filter(|w| w.model_version == version).map(|w| w.index).collect(),
         });
     }
 
@@ -181,7 +215,7 @@ pub fn analyse(
             });
         }
     }
-    if traffic.by_version.is_empty() {
+    if versions.is_empty() {
         findings.push(Finding {
             status: Status::Ok,
             check: "operations".into(),
@@ -193,9 +227,9 @@ pub fn analyse(
         generated_at: window::format_time(now_ms),
         log_dir: log_dir.display().to_string(),
         log_files,
-        predictions: traffic.by_version.values().map(Vec::len).sum(),
-        failed_requests: traffic.failures.len(),
-        unmatched_feedback: traffic.unmatched_feedback,
+        predictions,
+        failed_requests: failures.len(),
+        unmatched_feedback,
         damaged_lines,
         damaged_examples: damaged,
         status,

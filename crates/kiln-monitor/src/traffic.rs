@@ -1,7 +1,8 @@
 //! The prediction log as monitoring reads it: predictions joined with their
 //! feedback, grouped by model version in time order, cut into windows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use kiln_config::WindowKind;
@@ -74,86 +75,152 @@ pub fn parse_time_ms(time: &str) -> Option<u64> {
     Some(time.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
+/// Feedback by prediction (request id and index), for the join. Compact,
+/// since `monitor` holds every feedback of the log: request ids as 64-bit
+/// hashes, labels and client names shared.
+#[derive(Debug, Default)]
+pub struct FeedbackIndex {
+    given: HashMap<(u64, usize), Vec<GivenFeedback>>,
+    matched: HashSet<(u64, usize)>,
+    names: HashSet<Arc<str>>,
+}
+
+impl FeedbackIndex {
+    pub fn add(&mut self, request_id: String, index: usize, client: Option<String>, label: String, time_ms: u64) {
+        let (client, label) = (client.map(|c| self.shared(c)), self.shared(label));
+        self.given.entry((id_hash(&request_id), index)).or_default().push((client, label, time_ms));
+    }
+
+    fn shared(&mut self, name: String) -> Arc<str> {
+        if let Some(known) = self.names.get(name.as_str()) {
+            return known.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.names.insert(name.clone());
+        name
+    }
+
+    /// The feedback that counts for a prediction made for `client` at
+    /// `time_ms`, by [`kiln_core::prediction_log::FEEDBACK_RULE`].
+    pub fn join(&mut self, request_id: &str, index: usize, client: Option<&str>, time_ms: u64) -> Option<Feedback> {
+        let key = (id_hash(request_id), index);
+        let given = self.given.get(&key)?;
+        let counted = given.iter().map(|(from, label, at)| (from.as_deref(), label, *at));
+        let (label, at) = kiln_core::prediction_log::feedback_that_counts(client, counted)?;
+        let feedback = Feedback { label: label.to_string(), delay_s: at.saturating_sub(time_ms) as f64 / 1e3 };
+        self.matched.insert(key);
+        Some(feedback)
+    }
+
+    /// Predictions named by feedback that no logged prediction matched.
+    pub fn unmatched(&self) -> usize {
+        self.given.len().saturating_sub(self.matched.len())
+    }
+}
+
+/// What one log record adds to the traffic.
+pub enum Read {
+    /// A prediction of this model version, joined with its feedback.
+    Observation(String, Observation),
+    Feedback {
+        request_id: String,
+        index: usize,
+        client: Option<String>,
+        label: String,
+        time_ms: u64,
+    },
+    Failure(Failure),
+    /// A record whose time does not parse.
+    BadTime,
+    /// Not a text classifier's record.
+    Other,
+}
+
+/// Reads one record; a prediction is joined with `feedback` (which must hold
+/// every feedback of the log: read them first).
+pub fn read(record: LogRecord, feedback: &mut FeedbackIndex) -> Read {
+    match record {
+        LogRecord::Prediction {
+            time,
+            request_id,
+            client,
+            client_request_id: _,
+            index,
+            text,
+            text_sha256,
+            label,
+            score,
+            margin,
+            entropy,
+            calibrated_score,
+            input,
+            model_version,
+            quantize: _,
+            latency_ms,
+        } => {
+            let Some(time_ms) = parse_time_ms(&time) else { return Read::BadTime };
+            let joined = feedback.join(&request_id, index, client.as_deref(), time_ms);
+            let observation = Observation {
+                time_ms,
+                request_id,
+                index,
+                label,
+                score: f64::from(score),
+                margin: f64::from(margin),
+                entropy: f64::from(entropy),
+                calibrated_score: calibrated_score.map(f64::from),
+                input,
+                text,
+                text_sha256,
+                latency_ms,
+                feedback: joined,
+            };
+            Read::Observation(model_version, observation)
+        }
+        LogRecord::Feedback { time, request_id, client, index, label, .. } => match parse_time_ms(&time) {
+            Some(time_ms) => Read::Feedback { request_id, index, client, label, time_ms },
+            None => Read::BadTime,
+        },
+        LogRecord::Error { time, status, model_version, .. } => match parse_time_ms(&time) {
+            Some(time_ms) => Read::Failure(Failure { time_ms, status, model_version }),
+            None => Read::BadTime,
+        },
+        // A token-classification model's traffic: `monitor` refuses that task for now.
+        LogRecord::Entities { .. } | LogRecord::EntityFeedback { .. } => Read::Other,
+    }
+}
+
 impl Traffic {
     /// Joins feedback to predictions by request and position, by
     /// [`kiln_core::prediction_log::FEEDBACK_RULE`]: only feedback from the
     /// client the prediction was made for counts, and of that the latest wins.
+    /// All in memory: `monitor` itself streams the log ([`crate::stream`]).
     pub fn from_scan(scan: LogScan) -> Self {
         let mut traffic = Self::default();
-        let mut feedback: HashMap<(String, usize), Vec<GivenFeedback>> = HashMap::new();
-        let mut predictions: Vec<(String, usize, Option<String>, String, Observation)> = Vec::new();
+        let mut feedback = FeedbackIndex::default();
+        let mut rest = Vec::new();
         for record in scan.records {
             match record {
-                LogRecord::Prediction {
-                    time,
-                    request_id,
-                    client,
-                    client_request_id: _,
-                    index,
-                    text,
-                    text_sha256,
-                    label,
-                    score,
-                    margin,
-                    entropy,
-                    calibrated_score,
-                    input,
-                    model_version,
-                    quantize: _,
-                    latency_ms,
-                } => {
-                    let Some(time_ms) = parse_time_ms(&time) else {
-                        traffic.bad_times += 1;
-                        continue;
-                    };
-                    let observation = Observation {
-                        time_ms,
-                        request_id: request_id.clone(),
-                        index,
-                        label,
-                        score: f64::from(score),
-                        margin: f64::from(margin),
-                        entropy: f64::from(entropy),
-                        calibrated_score: calibrated_score.map(f64::from),
-                        input,
-                        text,
-                        text_sha256,
-                        latency_ms,
-                        feedback: None,
-                    };
-                    predictions.push((request_id, index, client, model_version, observation));
-                }
-                LogRecord::Feedback { time, request_id, client, index, label, .. } => {
-                    let Some(time_ms) = parse_time_ms(&time) else {
-                        traffic.bad_times += 1;
-                        continue;
-                    };
-                    feedback.entry((request_id, index)).or_default().push((client, label, time_ms));
-                }
-                LogRecord::Error { time, status, model_version, .. } => match parse_time_ms(&time) {
-                    Some(time_ms) => traffic.failures.push(Failure { time_ms, status, model_version }),
-                    None => traffic.bad_times += 1,
+                LogRecord::Feedback { .. } => match read(record, &mut feedback) {
+                    Read::Feedback { request_id, index, client, label, time_ms } => {
+                        feedback.add(request_id, index, client, label, time_ms);
+                    }
+                    _ => traffic.bad_times += 1,
                 },
-                // A token-classification model's traffic: `monitor` refuses that task for now.
-                LogRecord::Entities { .. } | LogRecord::EntityFeedback { .. } => {}
+                other => rest.push(other),
             }
         }
-        let mut matched = 0;
-        for (request_id, index, client, version, mut observation) in predictions {
-            let given = feedback.get(&(request_id, index)).and_then(|given| {
-                kiln_core::prediction_log::feedback_that_counts(
-                    client.as_deref(),
-                    given.iter().map(|(c, label, time)| (c.as_deref(), label, *time)),
-                )
-            });
-            if let Some((label, time_ms)) = given {
-                matched += 1;
-                let delay_s = time_ms.saturating_sub(observation.time_ms) as f64 / 1e3;
-                observation.feedback = Some(Feedback { label: label.clone(), delay_s });
+        for record in rest {
+            match read(record, &mut feedback) {
+                Read::Observation(version, observation) => {
+                    traffic.by_version.entry(version).or_default().push(observation);
+                }
+                Read::Failure(failure) => traffic.failures.push(failure),
+                Read::BadTime => traffic.bad_times += 1,
+                Read::Feedback { .. } | Read::Other => {}
             }
-            traffic.by_version.entry(version).or_default().push(observation);
         }
-        traffic.unmatched_feedback = feedback.len().saturating_sub(matched.min(feedback.len()));
+        traffic.unmatched_feedback = feedback.unmatched();
         for observations in traffic.by_version.values_mut() {
             observations.sort_by_key(|o| o.time_ms);
         }
@@ -163,7 +230,16 @@ impl Traffic {
 }
 
 /// A feedback as the join sees it, per prediction in log order: (client, label, unix ms).
-type GivenFeedback = (Option<String>, String, u64);
+type GivenFeedback = (Option<Arc<str>>, Arc<str>, u64);
+
+/// A request id's 64-bit hash (SipHash with fixed keys: the same in every
+/// run); two ids of one log colliding is about as likely as n² / 2^65.
+fn id_hash(request_id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    request_id.hash(&mut hasher);
+    hasher.finish()
+}
 
 /// A window: a run of one version's predictions, in time order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,33 +248,82 @@ pub struct Span {
     pub end: usize,
 }
 
-/// Cuts one version's time-ordered predictions into windows: every `size`
-/// predictions, or every `duration_ms` of time (aligned to the Unix epoch, so
-/// runs an hour apart agree on their windows). Empty time windows are skipped.
-pub fn windows(observations: &[Observation], kind: WindowKind, size: usize, duration_ms: u64) -> Vec<Span> {
-    let mut spans = Vec::new();
-    match kind {
-        WindowKind::Predictions => {
-            let size = size.max(1);
-            let mut start = 0;
-            while start < observations.len() {
-                let end = (start + size).min(observations.len());
-                spans.push(Span { start, end });
-                start = end;
-            }
-        }
-        WindowKind::Time => {
-            let duration_ms = duration_ms.max(1);
-            let mut start = 0;
-            while start < observations.len() {
-                let bucket = observations[start].time_ms / duration_ms;
-                let end = start + observations[start..].partition_point(|o| o.time_ms / duration_ms == bucket);
-                spans.push(Span { start, end });
-                start = end;
-            }
-        }
+/// A window the [`Cutter`] closed: the `ordinal`-th of its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    pub version: String,
+    pub ordinal: usize,
+    pub predictions: usize,
+    pub first_ms: u64,
+    pub last_ms: u64,
+}
+
+/// Cuts each version's time-ordered predictions into windows as they come:
+/// every `size` predictions, or every `duration_ms` of time (aligned to the
+/// Unix epoch, so runs an hour apart agree on their windows; empty time
+/// windows are skipped). The one place windows are cut.
+pub struct Cutter {
+    kind: WindowKind,
+    size: usize,
+    duration_ms: u64,
+    open: BTreeMap<String, Cut>,
+}
+
+impl Cutter {
+    pub fn new(kind: WindowKind, size: usize, duration_ms: u64) -> Self {
+        Self { kind, size: size.max(1), duration_ms: duration_ms.max(1), open: BTreeMap::new() }
     }
-    spans
+
+    /// Counts a prediction of `version` at `time_ms`; returns the window it
+    /// closes (it starts the next), if any.
+    pub fn push(&mut self, version: &str, time_ms: u64) -> Option<Cut> {
+        let mut closed = None;
+        if let Some(open) = self.open.get(version) {
+            let full = match self.kind {
+                WindowKind::Predictions => open.predictions >= self.size,
+                WindowKind::Time => open.first_ms / self.duration_ms != time_ms / self.duration_ms,
+            };
+            if full {
+                let ordinal = open.ordinal + 1;
+                closed = self.open.remove(version);
+                self.open.insert(version.to_owned(), Cut::first(version, ordinal, time_ms));
+            }
+        }
+        let open = self.open.entry(version.to_owned()).or_insert_with(|| Cut::first(version, 0, time_ms));
+        if open.predictions > 0 {
+            open.last_ms = time_ms;
+        }
+        open.predictions += 1;
+        closed
+    }
+
+    /// The windows still open, by version.
+    pub fn finish(self) -> Vec<Cut> {
+        self.open.into_values().collect()
+    }
+}
+
+impl Cut {
+    fn first(version: &str, ordinal: usize, time_ms: u64) -> Self {
+        Self { version: version.to_owned(), ordinal, predictions: 0, first_ms: time_ms, last_ms: time_ms }
+    }
+}
+
+/// Cuts one version's time-ordered predictions into windows (as [`Cutter`] does).
+pub fn windows(observations: &[Observation], kind: WindowKind, size: usize, duration_ms: u64) -> Vec<Span> {
+    let mut cutter = Cutter::new(kind, size, duration_ms);
+    let mut sizes: Vec<usize> =
+        observations.iter().filter_map(|o| cutter.push("", o.time_ms)).map(|c| c.predictions).collect();
+    sizes.extend(cutter.finish().into_iter().map(|c| c.predictions));
+    let mut start = 0;
+    sizes
+        .into_iter()
+        .map(|n| {
+            let span = Span { start, end: start + n };
+            start += n;
+            span
+        })
+        .collect()
 }
 
 #[cfg(test)]
