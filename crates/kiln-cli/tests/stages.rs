@@ -227,6 +227,27 @@ fn train_is_interrupted_and_resumes(run: &Run) {
     assert!((1..8).contains(&stopped_at), "stopped mid-run, at step {stopped_at}");
     assert!(!model_dir.join("model.safetensors").exists(), "an interrupted run writes no model");
 
+    // SIGKILL while a resumed run swaps its next checkpoint in (the test-build
+    // pause point after the exchange): the checkpoint is whole, the new one,
+    // and the resume below goes on from it.
+    let mut killed = Command::new(binary("train"))
+        .args(args(true))
+        .args(["--checkpoint-every-steps", "1"])
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .env("KILN_RUNS_DIR", out.path().join("killed-runs"))
+        .env("KILN_TEST_PAUSE_AT", "swap:exchanged")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("train resumes");
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(killed.stderr.take().expect("stderr")));
+    let paused = lines.map_while(Result::ok).take(500).any(|line| line.contains("paused at swap:exchanged"));
+    killed.kill().expect("SIGKILL");
+    let _ = killed.wait();
+    assert!(paused, "the resumed run never swapped a checkpoint in");
+    let state = json(run_dir.join("checkpoint/state.json"));
+    assert_eq!(state["position"]["step"].as_u64(), Some(stopped_at + 1), "the new checkpoint, whole: {state}");
+
     let resumed = Command::new(binary("train"))
         .args(args(true))
         .current_dir(repo())
