@@ -21,7 +21,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Client;
 use crate::batcher::{Answer, Outputs};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::log::LogRecord;
 use crate::model::{ModelInfo, TrainingInput};
 use crate::{AppState, ids};
@@ -281,7 +281,7 @@ pub async fn predict(
             request_id: request_id.clone(),
             client: Some(client.to_string()),
             status: error.status.as_u16(),
-            code: error.code.to_owned(),
+            code: error.code.name().to_owned(),
             model_version: state.model.load_full().map(|model| model.version.clone()),
         });
     }
@@ -320,9 +320,11 @@ async fn answer_predict(
     let max_chars = state.config.text_chars_for(model.max_length);
     let texts: Vec<String> = texts.into_iter().map(|text| truncate_chars(text, max_chars)).collect();
     let aggregation = request.aggregation_strategy.unwrap_or(state.config.aggregation);
-    let answer = state.queue.submit(texts, aggregation)?.await.map_err(|_| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the inference worker dropped this request")
-    })??;
+    let answer = state
+        .queue
+        .submit(texts, aggregation)?
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the inference worker dropped this request"))??;
     let model_version = answer.model.version.clone();
     let request_id = caller.request_id.to_owned();
     let Answer { texts, outputs, inputs, model } = answer;
@@ -444,9 +446,10 @@ fn classes_response(
 
     let model_version = model.version.clone();
     let response = if single {
-        let Prediction { label, score, scores } = predictions.into_iter().next().ok_or_else(|| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no prediction. This is a bug.")
-        })?;
+        let Prediction { label, score, scores } = predictions
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no prediction. This is a bug."))?;
         PredictResponse::Single(SingleResponse {
             label,
             score,
@@ -483,8 +486,7 @@ fn request_texts(request: &mut PredictRequest, max_client_batch: usize) -> Resul
     }
     if texts.len() > max_client_batch {
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
+            ErrorCode::BatchTooLarge,
             format!("{} texts in one request; the most is {max_client_batch} (serve.max_client_batch)", texts.len()),
         ));
     }
@@ -540,8 +542,7 @@ pub async fn feedback(
     };
     let Some(log) = &state.log else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "log_disabled",
+            ErrorCode::LogDisabled,
             "feedback is kept in the prediction log, which is off (serve.log_predictions)",
         ));
     };
@@ -552,8 +553,7 @@ pub async fn feedback(
     }
     if !state.ids.verify(&request.request_id, &client) {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_request_id",
+            ErrorCode::UnknownRequestId,
             "this server did not issue that request_id to this client: quote the `request_id` of one of your own predictions",
         ));
     }
@@ -653,8 +653,7 @@ pub async fn reload(State(state): State<Arc<AppState>>) -> Result<Json<ReloadRes
     match crate::reload(&state).await {
         Ok(info) => Ok(Json(ReloadResponse { previous_version, model: (*info).clone() })),
         Err(error) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "model_invalid",
+            ErrorCode::ModelInvalid,
             format!("the model was not reloaded, the old one keeps serving: {error:#}"),
         )),
     }
@@ -761,6 +760,8 @@ impl Contract {
             }
         }
         let schemas = &mut doc["components"]["schemas"];
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.name()).collect();
+        schemas["ErrorBody"]["properties"]["code"]["enum"] = codes.into();
         let texts = serde_json::json!({ "type": "array", "items": { "type": "string" }, "minItems": 1,
             "maxItems": self.max_client_batch });
         let predict = &mut schemas["PredictRequest"];
@@ -910,5 +911,37 @@ mod tests {
         assert_eq!(schemas["PredictRequest"]["properties"]["texts"]["maxItems"], 8);
         assert_eq!(schemas["FeedbackRequest"]["properties"]["label"]["enum"], serde_json::json!(["a", "b"]));
         assert_eq!(schemas["PredictRequest"]["oneOf"].as_array().map(Vec::len), Some(3));
+    }
+
+    /// Every error code is in the document's list, and its status (but for
+    /// the fallbacks' 404 and 405) is one the document says some endpoint answers.
+    #[test]
+    fn every_error_code_is_documented_with_its_status() {
+        let document = Contract {
+            tokens: true,
+            metrics_here: true,
+            max_client_batch: 8,
+            labels: Some(vec!["a".into()]),
+            entity_types: None,
+        }
+        .document();
+        let listed = &document["components"]["schemas"]["ErrorBody"]["properties"]["code"]["enum"];
+        let names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(listed, &serde_json::json!(names));
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "names are unique");
+        let mut documented = std::collections::BTreeSet::new();
+        for path in document["paths"].as_object().expect("paths").values() {
+            for operation in path.as_object().expect("operations").values() {
+                documented.extend(operation["responses"].as_object().expect("responses").keys().cloned());
+            }
+        }
+        // 404 and 405 answer what the document does not list: no endpoint has them.
+        for code in
+            ErrorCode::ALL.into_iter().filter(|c| ![ErrorCode::NotFound, ErrorCode::MethodNotAllowed].contains(c))
+        {
+            let status = code.status().as_u16().to_string();
+            assert!(documented.contains(&status), "{} answers {status}, which no endpoint documents", code.name());
+        }
     }
 }

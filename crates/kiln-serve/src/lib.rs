@@ -47,7 +47,7 @@ use tokio::net::TcpListener;
 use crate::auth::{RateLimits, Tokens};
 use crate::batcher::{BatchLimits, Queue};
 use crate::connections::Limits;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::RequestIds;
 use crate::log::{PredictionLog, Retention};
 use crate::metrics::Metrics;
@@ -374,8 +374,7 @@ async fn timeout_as_json(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     if response.status() == StatusCode::REQUEST_TIMEOUT {
         return ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             "the request took longer than the server allows (serve.request_timeout_ms)",
         )
         .into_response();
@@ -412,11 +411,11 @@ fn router(state: &Arc<AppState>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; GET /openapi.json lists them")
+    ApiError::new(ErrorCode::NotFound, "no such endpoint; GET /openapi.json lists them")
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+    ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not take that method")
 }
 
 /// Counts every request by route and status, and times it.
