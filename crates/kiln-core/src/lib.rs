@@ -18,6 +18,7 @@ pub mod quantize;
 pub mod secret;
 pub mod split;
 pub mod stages;
+pub mod stats;
 pub mod task;
 pub mod test_hooks;
 

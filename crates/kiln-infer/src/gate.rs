@@ -12,10 +12,10 @@ use kiln_config::{GateConfig, RegistryConfig};
 use kiln_core::gate::{ClassComparison, GateDecision};
 use kiln_core::metrics::{Confusion, argmax};
 use kiln_core::output::now_ms;
+use kiln_core::stats;
 use kiln_core::{FileHash, Manifest, Metric, Progress, StagedOutput};
 use kiln_data::schema::TextTable;
 use kiln_model::{Predictor, device};
-use kiln_monitor::stats;
 use kiln_track::registry::{Registry, Stage};
 
 pub const DECISION: &str = "decision.json";

@@ -8,7 +8,8 @@
 
 pub mod reference;
 pub mod report;
-pub mod stats;
+/// The statistics live in kiln-core (the gate uses them too); re-exported for monitor's own paths.
+pub use kiln_core::stats;
 pub mod stream;
 pub mod traffic;
 pub mod window;
