@@ -19,6 +19,10 @@ pub const EVAL_DONE: &str = "manifest.json";
 pub const EXPORT_DONE: &str = crate::model_folder::EXPORT_MANIFEST;
 /// The registry's index, in `[registry] dir`, rewritten by each change.
 pub const REGISTRY_DONE: &str = "registry.json";
+/// `monitor`'s manifest, in `[monitor] output_dir`, written after its report.
+pub const MONITOR_DONE: &str = "manifest.json";
+/// `gate`'s manifest, in `[gate] output_dir`, written after its decision.
+pub const GATE_DONE: &str = "manifest.json";
 
 /// `train`'s resumable checkpoint: this folder of `[train] run_dir`, complete
 /// when it holds [`TRAIN_CHECKPOINT_STATE`].

@@ -20,7 +20,7 @@ use kiln_track::registry::{Registry, Stage};
 
 pub const DECISION: &str = "decision.json";
 pub const REPORT: &str = "report.md";
-pub const MANIFEST: &str = "manifest.json";
+pub use kiln_core::stages::GATE_DONE as MANIFEST;
 
 /// Both models' predictions on the same rows, as ids into `labels`.
 pub struct Paired {

@@ -31,8 +31,7 @@ use crate::traffic::Failure;
 pub const MONITOR_JSON: &str = "monitor.json";
 pub const PROMETHEUS: &str = "monitor.prom";
 pub const REPORT: &str = "report.md";
-/// `monitor`'s manifest, in `[monitor] output_dir`, written last.
-pub const MONITOR_DONE: &str = "manifest.json";
+pub use kiln_core::stages::MONITOR_DONE;
 /// Damaged log lines listed in the report (all are counted).
 const DAMAGED_SHOWN: usize = 5;
 const DAY_MS: f64 = 86_400_000.0;
