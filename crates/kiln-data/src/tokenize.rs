@@ -88,7 +88,7 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
         labels: labels.len(),
         ..TokenizeReport::default()
     };
-    let mut inputs = vec![FileHash::of(&config.model_dir.join("tokenizer.json"))?];
+    let mut inputs = vec![FileHash::of(&config.model_dir.join(kiln_core::model_folder::TOKENIZER))?];
     for (split, frame) in frames {
         let path = split.path_in(&config.input_dir);
         inputs.push(FileHash::of(&path)?);
@@ -154,7 +154,7 @@ pub fn run_tagged(config: &TokenizeConfig, progress: &Progress) -> Result<Tokeni
         labels: labels.len(),
         ..TokenizeReport::default()
     };
-    let mut inputs = vec![FileHash::of(&config.model_dir.join("tokenizer.json"))?];
+    let mut inputs = vec![FileHash::of(&config.model_dir.join(kiln_core::model_folder::TOKENIZER))?];
     for (split, mut table) in tables {
         let path = split.path_in(&config.input_dir);
         inputs.push(FileHash::of(&path)?);
