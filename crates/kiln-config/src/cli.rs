@@ -1034,6 +1034,76 @@ mod tests {
         }
     }
 
+    /// The `[default: X]` a flag's help states, beside its config key's value in `Default`.
+    fn stated_defaults<A: Args, C: Serialize + Default>() -> Vec<(String, String, serde_json::Value)> {
+        let defaults = serde_json::to_value(C::default()).expect("serialises");
+        A::augment_args(Command::new("stage"))
+            .get_arguments()
+            .filter_map(|arg| {
+                let help = arg.get_help()?.to_string();
+                let stated = help.rsplit_once("[default: ")?.1.trim_end_matches(['.', ']']).to_owned();
+                let id = arg.get_id().to_string();
+                Some((id.clone(), stated, defaults[id.as_str()].clone()))
+            })
+            .collect()
+    }
+
+    /// Whether help's `stated` default says `value`: its first word (before any
+    /// explanation, as in `auto, from the file extension`) is the number, bool,
+    /// word or list `Default` holds; an unset option's help may describe what
+    /// stands in for it. The command line spells enum values with `-` where TOML has `_`.
+    fn agrees(stated: &str, value: &serde_json::Value) -> bool {
+        let first = stated.split([' ', ',', ';']).next().unwrap_or("");
+        match value {
+            serde_json::Value::Null | serde_json::Value::Object(_) => true,
+            serde_json::Value::Bool(b) => first == b.to_string(),
+            serde_json::Value::Number(n) => {
+                // f32 settings print their nearest f64.
+                first
+                    .parse::<f64>()
+                    .ok()
+                    .zip(n.as_f64())
+                    .is_some_and(|(a, b)| (a - b).abs() <= 1e-6 * b.abs().max(a.abs()))
+            }
+            serde_json::Value::String(text) => stated == text || first.replace('-', "_") == text.replace('-', "_"),
+            serde_json::Value::Array(items) if items.is_empty() => {
+                stated.starts_with("none") || stated.starts_with("the ")
+            }
+            serde_json::Value::Array(items) => {
+                let items: Vec<&str> = items.iter().filter_map(serde_json::Value::as_str).collect();
+                stated == items.join(", ") || stated == items.join(",")
+            }
+        }
+    }
+
+    /// Every `[default: ...]` typed in a flag's help says what `Default` holds.
+    #[test]
+    fn stated_defaults_match_the_configs_defaults() {
+        let mut all = Vec::new();
+        all.extend(stated_defaults::<IngestArgs, IngestConfig>());
+        all.extend(stated_defaults::<CleanArgs, CleanConfig>());
+        all.extend(stated_defaults::<TokenizeArgs, TokenizeConfig>());
+        all.extend(stated_defaults::<ProfileArgs, ProfileConfig>());
+        all.extend(stated_defaults::<TrainArgs, TrainConfig>());
+        all.extend(stated_defaults::<EvalArgs, EvalConfig>());
+        all.extend(stated_defaults::<ExportArgs, ExportConfig>());
+        all.extend(stated_defaults::<PredictArgs, PredictConfig>());
+        all.extend(stated_defaults::<ServeArgs, ServeConfig>());
+        all.extend(stated_defaults::<TrackArgs, TrackConfig>());
+        all.extend(stated_defaults::<RegistryArgs, RegistryConfig>());
+        all.extend(stated_defaults::<MonitorArgs, MonitorConfig>());
+        all.extend(stated_defaults::<GateArgs, GateConfig>());
+        all.extend(stated_defaults::<RetrainArgs, RetrainConfig>());
+        all.extend(stated_defaults::<TuneArgs, TuneConfig>());
+        assert!(all.len() > 200, "{} stated defaults", all.len());
+        let wrong: Vec<String> = all
+            .iter()
+            .filter(|(_, stated, value)| !agrees(stated, value))
+            .map(|(id, stated, value)| format!("--{id}: help says {stated:?}, Default holds {value}"))
+            .collect();
+        assert!(wrong.is_empty(), "{} of {} stated defaults disagree:\n{}", wrong.len(), all.len(), wrong.join("\n"));
+    }
+
     #[test]
     fn flags_and_keys_match() {
         assert_eq!(flag_ids::<IngestArgs>(), config_keys::<IngestConfig>());
