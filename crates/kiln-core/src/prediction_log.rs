@@ -293,23 +293,30 @@ pub fn for_each_record(dir: &Path, mut each: impl FnMut(LogRecord) -> Result<()>
     Ok(LogPass { files, damaged })
 }
 
+/// Opens a listed log file, with the path it was opened by; `None` when it is
+/// gone. A `.partial` file completed (renamed to `.jsonl`) since the listing
+/// is opened by its new name.
+pub fn open_log_file(path: &Path) -> Result<Option<(PathBuf, std::fs::File)>> {
+    match std::fs::File::open(path) {
+        Ok(file) => Ok(Some((path.to_owned(), file))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let complete = path.with_extension("");
+            if path.extension().is_some_and(|e| e == PARTIAL) && complete.is_file() {
+                return open_log_file(&complete);
+            }
+            Ok(None)
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 fn read_file(
     path: &Path,
     each: &mut impl FnMut(LogRecord) -> Result<()>,
     damaged: &mut Vec<DamagedLine>,
 ) -> Result<()> {
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        // Renamed from `.partial` to `.jsonl` between listing and opening.
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let complete = path.with_extension("");
-            if path.extension().is_some_and(|e| e == PARTIAL) && complete.is_file() {
-                return read_file(&complete, each, damaged);
-            }
-            return Ok(());
-        }
-        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
-    };
+    let Some((path, file)) = open_log_file(path)? else { return Ok(()) };
+    let path = path.as_path();
     for (number, line) in BufReader::new(file).split(b'\n').enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
         if line.iter().all(u8::is_ascii_whitespace) {

@@ -66,23 +66,22 @@ fn parse_key(text: &str) -> Result<Key> {
 
 /// HMAC-SHA256 of `parts`, each length-prefixed (so `("ab", "c")` and `("a", "bc")` differ).
 pub fn keyed_hash(key: &Key, parts: &[&[u8]]) -> [u8; 32] {
+    mac(key, parts).finalize().into_bytes().into()
+}
+
+fn mac(key: &Key, parts: &[&[u8]]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
     for part in parts {
         mac.update(&(part.len() as u64).to_le_bytes());
         mac.update(part);
     }
-    mac.finalize().into_bytes().into()
+    mac
 }
 
 /// Whether `tag` is the first `tag.len()` bytes of [`keyed_hash`] of `parts`,
 /// compared in constant time.
 pub fn verify_keyed_hash(key: &Key, parts: &[&[u8]], tag: &[u8]) -> bool {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
-    for part in parts {
-        mac.update(&(part.len() as u64).to_le_bytes());
-        mac.update(part);
-    }
-    !tag.is_empty() && mac.verify_truncated_left(tag).is_ok()
+    !tag.is_empty() && mac(key, parts).verify_truncated_left(tag).is_ok()
 }
 
 #[cfg(test)]

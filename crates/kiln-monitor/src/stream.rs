@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use kiln_core::prediction_log::{LogPass, LogRecord, for_each_record, log_files};
+use kiln_core::prediction_log::{LogPass, LogRecord, for_each_record, log_files, open_log_file};
 
 use crate::traffic::{Failure, FeedbackIndex, Observation, Read, read};
 
@@ -106,16 +106,7 @@ pub fn for_each_observation(
             && heap.peek().is_none_or(|Reverse((time, _, _))| files[next_file].0 <= time.saturating_add(SLACK_MS))
         {
             let path = &files[next_file].1;
-            let head = match std::fs::File::open(path) {
-                Ok(file) => Some(Head { lines: BufReader::new(file).split(b'\n') }),
-                // Completed (renamed from `.partial`) since the listing: read under its new name.
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::File::open(path.with_extension(""))
-                        .ok()
-                        .map(|f| Head { lines: BufReader::new(f).split(b'\n') })
-                }
-                Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
-            };
+            let head = open_log_file(path)?.map(|(_, file)| Head { lines: BufReader::new(file).split(b'\n') });
             heads.push(head);
             pending.push(None);
             let index = heads.len() - 1;

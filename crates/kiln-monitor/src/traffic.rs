@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use kiln_config::WindowKind;
 use kiln_core::prediction_log::{InputStats, LogRecord, LogScan};
@@ -70,10 +69,7 @@ pub struct Traffic {
 }
 
 /// Unix milliseconds of an RFC 3339 time.
-pub fn parse_time_ms(time: &str) -> Option<u64> {
-    let time = humantime::parse_rfc3339_weak(time).ok()?;
-    Some(time.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64)
-}
+pub use kiln_core::prediction_log::time_ms as parse_time_ms;
 
 /// Feedback by prediction (request id and index), for the join. Compact,
 /// since `monitor` holds every feedback of the log: request ids as 64-bit
@@ -391,7 +387,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let time = humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_secs(*s));
+                let time = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_secs(*s));
                 prediction(&time.to_string(), &format!("r{i}"), 0, "v1")
             })
             .collect();
