@@ -26,16 +26,18 @@ DVC := .venv-tools/.kiln-installed
 # (idempotent: a check when present); a missing one fails its test, never
 # skips it, except podman/buildah/Prometheus where apt cannot install them
 # (not root): those tests are counted as skipped.
-TEST_TOOLS := browser dvc mlflow reference schemathesis containers prometheus deploy optuna
+TEST_TOOLS := browser dvc mlflow reference schemathesis containers prometheus deploy optuna docs
 # Tests that read ../shared/data (only kiln's own checkouts have it) are
 # #[ignore]d, so a clone without it counts them as skipped; here they run.
 SHARED_TESTS := $(if $(wildcard ../shared/data/banking77),--include-ignored,)
-# Inputs per reader for the property tests of outside input (tests/fuzz.rs):
+# The book's tools (scripts/setup.sh docs); CI keeps them outside the clone.
+MDBOOK_DIR := $(abspath $(or $(KILN_DOCS_TOOLS),.tools/mdbook))
+# Inputs per reader for the property tests of outside input (tests/it/fuzz.rs):
 # ten readers, so `make fuzz` tries 110,000 and `make test` 5,000.
 FUZZ_CASES ?= 11000
 FUZZ_CASES_TEST := 500
 
-.PHONY: help setup setup-cuda build test fuzz pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve bench-tune bench-prune tune image serve monitor gate retrain drift-demo fixtures
+.PHONY: help setup setup-cuda build test fuzz docs docs-check pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve bench-tune bench-prune tune image serve monitor gate retrain drift-demo fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,22 +63,35 @@ $(DVC):
 
 test: $(SETUP) ## Run every test (installs what is missing first); the last line counts passed, failed, skipped
 	scripts/setup.sh $(TEST_TOOLS)
+	@$(MAKE) --no-print-directory docs-check
 	@mkdir -p .cache && rm -f .cache/test-figures.txt .cache/test-skips.txt
 	@# The summary prints whatever cargo's exit: its failed count is what a failure needs most.
 	@status=0; KILN_TEST_FIGURES=$(CURDIR)/.cache/test-figures.txt KILN_TEST_SKIPS=$(CURDIR)/.cache/test-skips.txt \
 	  KILN_FUZZ_CASES=$(FUZZ_CASES_TEST) $(CARGO) test --release --workspace --no-fail-fast -- $(SHARED_TESTS) 2>&1 \
 	  | tee .cache/test.log || status=$$?; \
-	scripts/test_summary.sh .cache/test.log .cache/test-figures.txt .cache/test-skips.txt $$status
+	scripts/make/test_summary.sh .cache/test.log .cache/test-figures.txt .cache/test-skips.txt $$status
 
 fuzz: $(SETUP) ## Property tests of every reader of outside input, FUZZ_CASES inputs each (110,000 in all); prints the counts
 	@mkdir -p .cache && rm -f .cache/fuzz-figures.txt
 	KILN_TEST_FIGURES=$(CURDIR)/.cache/fuzz-figures.txt KILN_FUZZ_CASES=$(FUZZ_CASES) \
-	  $(CARGO) test --release -p kiln-cli --test fuzz
+	  $(CARGO) test --release -p kiln-cli --test it -- fuzz::
 	@cat .cache/fuzz-figures.txt
 	@awk '{ n += $$(NF-3) } END { printf "fuzz: %d inputs in all, 0 panics\n", n }' .cache/fuzz-figures.txt
 
+docs: $(LIBTORCH) ## The book: docs/src/config-reference.md from the flags' help, then docs/ built into target/book, links checked
+	scripts/setup.sh docs
+	$(CARGO) build --release -p kiln-track --bin pipeline
+	$(BIN)/pipeline config-reference > docs/src/config-reference.md.tmp
+	mv docs/src/config-reference.md.tmp docs/src/config-reference.md
+	@$(MAKE) --no-print-directory docs-check
+
+# The book as committed (make test): mdbook-linkcheck fails the build on a
+# broken link inside it; the tests check the key page is current and complete.
+docs-check:
+	PATH="$(MDBOOK_DIR)/bin:$$PATH" $(MDBOOK_DIR)/bin/mdbook build docs
+
 pipeline: $(SETUP) build ## Run the pipeline on $(CONFIG), each stage only when its inputs or settings changed
-	@$(MAKE) --no-print-directory -f scripts/pipeline.mk CONFIG=$(CONFIG) BIN=$(BIN) STAGE_FLAGS="$(STAGE_FLAGS)"
+	@$(MAKE) --no-print-directory -f scripts/make/pipeline.mk CONFIG=$(CONFIG) BIN=$(BIN) STAGE_FLAGS="$(STAGE_FLAGS)"
 
 repro: $(SETUP) $(DVC) build ## `dvc repro`: the pipeline of dvc.yaml (configs/default.toml) under DVC
 	.venv-tools/bin/dvc repro
@@ -89,34 +104,34 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 bench-data: $(SETUP) build ## clean/tokenize throughput on ~1M rows vs pandas / HF tokenizers
-	scripts/bench_data.sh
+	scripts/bench/bench_data.sh
 
 bench-train: $(SETUP) build ## train throughput and peak RSS on BANKING77 vs HF Trainer, share of the GEMM limit, step profile vs plain torch
-	BIN=$(BIN) scripts/bench_train.sh
+	BIN=$(BIN) scripts/bench/bench_train.sh
 
 bench-ner: $(SETUP) build ## WNUT-17 entity F1 and train throughput vs HF Trainer, same data and settings (ARGS="--epochs N")
-	BIN=$(BIN) scripts/bench_ner.sh $(ARGS)
+	BIN=$(BIN) scripts/bench/bench_ner.sh $(ARGS)
 
 bench-predict: $(SETUP) build ## predict rows/s (fp32, int8) on 1M BANKING77 queries vs HF pipeline and ONNX Runtime (ARGS="--rows N --reference-rows M")
-	BIN=$(BIN) scripts/bench_predict.sh $(ARGS)
+	BIN=$(BIN) scripts/bench/bench_predict.sh $(ARGS)
 
 bench-shards: $(SETUP) build ## Sharded batch prediction (N processes + merge) vs one process on the same input (ARGS="--shards N --rows R")
-	BIN=$(BIN) scripts/bench_shards.sh $(ARGS)
+	BIN=$(BIN) scripts/bench/bench_shards.sh $(ARGS)
 
 bench-tune: ## kiln's TPE and random samplers vs Optuna 5's on Branin and Hartmann-6 (installs .venv-optuna)
-	scripts/bench_tune.sh $(ARGS)
+	scripts/bench/bench_tune.sh $(ARGS)
 
 bench-prune: $(SETUP) build ## One BANKING77 study with and without ASHA pruning: wall time, epochs, best accuracy (ARGS="--trials N")
-	BIN=$(BIN) scripts/bench_prune.sh $(ARGS)
+	BIN=$(BIN) scripts/bench/bench_prune.sh $(ARGS)
 
 tune: $(SETUP) build ## Hyper-parameter search on $(CONFIG) ([tune]); resumable; outputs in its tune.output_dir (ARGS="--trials N")
 	$(BIN)/tune --config $(CONFIG) $(STAGE_FLAGS) $(ARGS)
 
 bench-serve: $(SETUP) build ## serve req/s and latency at concurrency 1-64 vs FastAPI + transformers (ARGS="--duration S")
-	BIN=$(BIN) scripts/bench_serve.sh $(ARGS)
+	BIN=$(BIN) scripts/bench/bench_serve.sh $(ARGS)
 
 image: build ## The CPU container image kiln:cpu from the binaries built here (podman or docker; `podman build -t kiln:cpu .` builds from source)
-	scripts/image_root.sh
+	scripts/make/image_root.sh
 	$(or $(CONTAINER),$(shell command -v podman || command -v docker)) build --target runtime-prebuilt -t kiln:cpu -f Containerfile .
 
 serve: $(SETUP) build ## Serve $(CONFIG)'s production model (its registry's, after `make pipeline`) on http://127.0.0.1:8080
@@ -135,7 +150,7 @@ retrain: $(SETUP) build ## The loop once: monitor, then retrain (and gate) when 
 	else echo "monitor: no alert, so no retraining (FORCE=1 retrains anyway)"; fi
 
 drift-demo: $(SETUP) build ## The whole loop on BANKING77 (../shared/data, or BANKING77=DIR): skewed model, shifting stream, monitor, retrain, gate, live swap
-	source scripts/python_env.sh && python scripts/drift_demo.py --bin $(BIN) $(if $(BANKING77),--banking77 $(BANKING77),) $(ARGS)
+	source scripts/python_env.sh && python scripts/demo/drift_demo.py --bin $(BIN) $(if $(BANKING77),--banking77 $(BANKING77),) $(ARGS)
 
 fixtures: $(PRETRAINED) ## Regenerate the fixtures checked against Python (tokenizer, BERT and DistilBERT parity, metrics, calibration, drift statistics)
-	scripts/make_fixtures.sh
+	scripts/fixtures/make_fixtures.sh

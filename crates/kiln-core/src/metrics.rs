@@ -215,6 +215,9 @@ pub struct EntityMetrics {
 }
 
 impl EvalMetrics {
+    /// Its name in `[eval] output_dir`.
+    pub const FILE: &str = "metrics.json";
+
     /// The figures of a finished confusion matrix; `labels` in label-id order.
     pub fn new(
         confusion: &Confusion,
@@ -381,6 +384,9 @@ pub struct TrainLogLine {
 }
 
 impl TrainLogLine {
+    /// The log's name in `[train] run_dir`.
+    pub const FILE: &str = "metrics.jsonl";
+
     /// Every line of a metrics log, in order; a line that is not a record is an
     /// error naming the file and line.
     pub fn read_all(path: &Path) -> Result<Vec<Self>> {

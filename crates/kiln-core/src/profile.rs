@@ -157,6 +157,9 @@ pub struct DataProfile {
 }
 
 impl DataProfile {
+    /// Its name in `[profile] output_dir`.
+    pub const FILE: &str = "profile.json";
+
     pub fn load(path: &Path) -> Result<Self> {
         crate::output::read_json(path, "a kiln profile")
     }

@@ -24,6 +24,10 @@ pub const MONITOR_DONE: &str = "manifest.json";
 /// `gate`'s manifest, in `[gate] output_dir`, written after its decision.
 pub const GATE_DONE: &str = "manifest.json";
 
+/// The report for people each stage writes beside its outputs (`eval`,
+/// `profile`, `monitor`, `gate`, `tune`).
+pub const REPORT: &str = "report.md";
+
 /// `train`'s resumable checkpoint: this folder of `[train] run_dir`, complete
 /// when it holds [`TRAIN_CHECKPOINT_STATE`].
 pub const TRAIN_CHECKPOINT: &str = "checkpoint";

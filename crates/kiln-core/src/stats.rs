@@ -1,6 +1,6 @@
 //! The statistics monitoring and model comparison use, each checked against
 //! numpy/scipy on committed fixtures (`tests/fixtures/drift_scipy.json`, made
-//! by `scripts/make_drift_fixture.py`).
+//! by `scripts/fixtures/make_drift_fixture.py`).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

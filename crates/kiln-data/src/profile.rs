@@ -25,8 +25,8 @@ use crate::tokenize::encode_each;
 
 /// The manifest, written last.
 pub const MANIFEST: &str = kiln_core::stages::PROFILE_DONE;
-pub const PROFILE: &str = "profile.json";
-pub const REPORT: &str = "report.md";
+pub const PROFILE: &str = kiln_core::profile::DataProfile::FILE;
+pub const REPORT: &str = kiln_core::stages::REPORT;
 /// For `dvc plots`: token-length histograms and label counts, by split.
 pub const PLOT_LENGTHS: &str = "plot_token_lengths.csv";
 pub const PLOT_LABELS: &str = "plot_labels.csv";

@@ -39,6 +39,17 @@ pub const TAGS: &str = "tags";
 pub const WINDOW: &str = "window";
 pub const LABELS: &str = "labels";
 pub const WORD_IDS: &str = "word_ids";
+/// Prediction outputs (`eval`'s and `predict`'s): the predicted label (a tag
+/// list for a tagger), its probability, every class's probability, and
+/// `predict`'s top-k columns, `label_<rank>` and `probability_<rank>`.
+pub const PREDICTED: &str = "predicted";
+pub const PROBABILITY: &str = "probability";
+pub const PROBABILITIES: &str = "probabilities";
+
+/// `predict`'s `rank`-th label and probability columns (from 1).
+pub fn top_k_columns(rank: usize) -> (String, String) {
+    (format!("label_{rank}"), format!("{PROBABILITY}_{rank}"))
+}
 
 /// The column types kiln's tables use. Strings and lists are accepted in any
 /// of Arrow's layouts (a file written by pandas or polars uses other ones).

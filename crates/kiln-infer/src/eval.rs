@@ -27,11 +27,11 @@ use kiln_plots::{CONFUSION_SVG, CURVES_SVG, Curves, confusion_svg, curves_svg};
 
 mod tokens;
 
-pub const METRICS: &str = "metrics.json";
+pub const METRICS: &str = EvalMetrics::FILE;
 pub const PER_CLASS: &str = "per_class.csv";
 pub const CONFUSION: &str = "confusion.csv";
 pub const PREDICTIONS: &str = "predictions.parquet";
-pub const REPORT: &str = "report.md";
+pub const REPORT: &str = kiln_core::stages::REPORT;
 pub const MANIFEST: &str = kiln_core::stages::EVAL_DONE;
 /// One row per example (`actual,predicted`): DVC's confusion template counts rows.
 pub const PLOT_CONFUSION: &str = "plot_confusion.csv";
@@ -321,9 +321,9 @@ fn write_predictions(
         (schema::ID, strings(ids)),
         (schema::TEXT, strings(text)),
         (schema::LABEL, strings(actual)),
-        ("predicted", strings(predicted)),
-        ("probability", Arc::new(probability)),
-        ("probabilities", all),
+        (schema::PREDICTED, strings(predicted)),
+        (schema::PROBABILITY, Arc::new(probability)),
+        (schema::PROBABILITIES, all),
     ])?;
     write_parquet(staged, PREDICTIONS, &table)
 }

@@ -19,7 +19,7 @@ use kiln_model::{Predictor, device};
 use kiln_track::registry::{Registry, Stage};
 
 pub const DECISION: &str = "decision.json";
-pub const REPORT: &str = "report.md";
+pub const REPORT: &str = kiln_core::stages::REPORT;
 pub use kiln_core::stages::GATE_DONE as MANIFEST;
 
 /// Both models' predictions on the same rows, as ids into `labels`.

@@ -109,12 +109,13 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
 fn output_schema(top_k: usize) -> Schema {
     let mut fields = vec![
         Field::new(schema::ID, DataType::Utf8, false),
-        Field::new("predicted", DataType::Utf8, false),
-        Field::new("probability", DataType::Float32, false),
+        Field::new(schema::PREDICTED, DataType::Utf8, false),
+        Field::new(schema::PROBABILITY, DataType::Float32, false),
     ];
     for rank in 1..=top_k {
-        fields.push(Field::new(format!("label_{rank}"), DataType::Utf8, false));
-        fields.push(Field::new(format!("probability_{rank}"), DataType::Float32, false));
+        let (label, probability) = schema::top_k_columns(rank);
+        fields.push(Field::new(label, DataType::Utf8, false));
+        fields.push(Field::new(probability, DataType::Float32, false));
     }
     Schema::new(fields)
 }

@@ -1,7 +1,7 @@
 //! Where one training step's time goes: forward (with the loss), backward,
 //! gradient collection and global-norm clipping, and the AdamW update, on
 //! fixed batches of `batch` x `length` real tokens (no padding) whose token ids
-//! follow `scripts/bench_step_reference.py`'s formula, so plain torch can time
+//! follow `scripts/bench/bench_step_reference.py`'s formula, so plain torch can time
 //! the identical step. `make bench-train` runs both and prints the ratio.
 //!
 //! cargo run --release --example train_step -- MODEL_DIR [threads] [batch] [lengths] [steps]

@@ -1,5 +1,5 @@
 //! kiln's BERT against Hugging Face `transformers` on the real all-MiniLM-L6-v2
-//! weights (fixture: scripts/make_model_fixture.py): max abs difference <= 1e-4
+//! weights (fixture: scripts/fixtures/make_model_fixture.py): max abs difference <= 1e-4
 //! in fp32, padded batch included.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use kiln_model::{BertClassifier, BertConfig, BertInput, DeviceSpec};
 
 const TOLERANCE: f32 = 1e-4;
 
-/// The CPU, or `KILN_TEST_DEVICE` (`cuda`: scripts/gpu_check.sh runs the fp32
+/// The CPU, or `KILN_TEST_DEVICE` (`cuda`: scripts/checks/gpu_check.sh runs the fp32
 /// parity tests on a GPU this way). int8 is CPU-only and ignores it.
 fn parity_device() -> burn::tensor::Device {
     let spec = std::env::var("KILN_TEST_DEVICE").map_or(Ok(DeviceSpec::Cpu), |name| name.parse());
@@ -103,7 +103,7 @@ fn relative_error(got: &[f32], want: &[f32]) -> f64 {
 }
 
 /// `quantize = "int8"` against torch.ao's `quantize_dynamic` of the same encoder
-/// (fixture: scripts/make_int8_fixture.py). Both quantize with LibTorch's own
+/// (fixture: scripts/fixtures/make_int8_fixture.py). Both quantize with LibTorch's own
 /// ops, so they agree far more closely than either agrees with fp32; a wrong
 /// layer, scale or transpose would put kiln as far from torch's int8 as from fp32.
 #[test]
@@ -236,7 +236,7 @@ fn safetensors_keys(path: &Path) -> Vec<String> {
 }
 
 /// DistilBERT from the same blocks: a seeded random `DistilBertForSequenceClassification`
-/// as transformers saves it (fixture: scripts/make_distilbert_fixture.py) loads by
+/// as transformers saves it (fixture: scripts/fixtures/make_distilbert_fixture.py) loads by
 /// DistilBERT's key names, reproduces its outputs, and saves back under them.
 #[test]
 fn distilbert_matches_transformers_and_round_trips_its_key_names() {
@@ -318,7 +318,7 @@ struct TokenFixture {
 /// Token classification heads: seeded random `BertForTokenClassification`,
 /// `DistilBertForTokenClassification`, `RobertaForTokenClassification` and
 /// `XLMRobertaForTokenClassification` as transformers saves them (fixture:
-/// scripts/make_token_fixture.py) load by their key names (no pooler, no
+/// scripts/fixtures/make_token_fixture.py) load by their key names (no pooler, no
 /// pre_classifier), reproduce transformers' logits, give torch's masked,
 /// weighted and focal losses, and save back exactly transformers' keys.
 #[test]

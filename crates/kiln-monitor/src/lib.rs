@@ -30,7 +30,7 @@ use crate::traffic::Failure;
 
 pub const MONITOR_JSON: &str = "monitor.json";
 pub const PROMETHEUS: &str = "monitor.prom";
-pub const REPORT: &str = "report.md";
+pub const REPORT: &str = kiln_core::stages::REPORT;
 pub use kiln_core::stages::MONITOR_DONE;
 /// Damaged log lines listed in the report (all are counted).
 const DAMAGED_SHOWN: usize = 5;

@@ -1,5 +1,5 @@
 //! kiln's int8 layer against torch.ao's dynamic quantized Linear with per-channel
-//! weights (fixture: scripts/make_int8_fixture.py). Both run LibTorch's fbgemm
+//! weights (fixture: scripts/fixtures/make_int8_fixture.py). Both run LibTorch's fbgemm
 //! ops on the same numbers, so they agree to float rounding; a wrong scale,
 //! zero point or weight layout would be off by the quantization error (~1%).
 

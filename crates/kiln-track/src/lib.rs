@@ -1,6 +1,6 @@
 //! Experiment tracking. Every `train` and `eval` run leaves a record under
 //! `<runs_dir>/<run-id>/`: `run.json` (the full resolved config as params,
-//! tags, final metrics, input hashes, output paths, status) and `metrics.jsonl`
+//! tags, final metrics, input hashes, output paths, status) and `metric_history.jsonl`
 //! (every metric by step and time). `runs` lists and compares them ([`table`]).
 //!
 //! A record is written when the run starts (status `running`, so a killed run
@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod mlflow;
+pub mod pipeline;
 pub mod registry;
 pub mod stage;
 pub mod table;
@@ -25,7 +26,11 @@ use kiln_core::output::{FileHash, write_file_atomically};
 use serde::{Deserialize, Serialize};
 
 pub const RECORD: &str = "run.json";
-pub const METRICS: &str = "metrics.jsonl";
+/// Every metric of a run by step and time. Not `metrics.jsonl`: that is
+/// `train`'s own log ([`kiln_core::metrics::TrainLogLine`]), another format.
+pub const HISTORY: &str = "metric_history.jsonl";
+/// What [`HISTORY`] was called in older run records; still read.
+const OLD_HISTORY: &str = "metrics.jsonl";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,7 +70,7 @@ pub struct RunRecord {
     pub params: serde_json::Value,
     /// git commit and dirty flag, host, device, kiln version.
     pub tags: BTreeMap<String, String>,
-    /// Final figures (the last value of each per-step metric is in `metrics.jsonl`).
+    /// Final figures (the last value of each per-step metric is in `metric_history.jsonl`).
     pub metrics: BTreeMap<String, f64>,
     pub inputs: Vec<FileHash>,
     pub outputs: Vec<String>,
@@ -78,7 +83,7 @@ impl RunRecord {
     }
 }
 
-/// One metric value at one step (a line of `metrics.jsonl`).
+/// One metric value at one step (a line of `metric_history.jsonl`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {
     pub key: String,
@@ -174,7 +179,7 @@ impl Run {
             serde_json::to_writer(&mut lines, point).context("metric point")?;
             lines.push(b'\n');
         }
-        write_file_atomically(&self.dir.join(METRICS), &lines)?;
+        write_file_atomically(&self.dir.join(HISTORY), &lines)?;
         self.save()?;
         Ok((self.record, self.points))
     }
@@ -252,7 +257,10 @@ pub fn read_record(path: &Path) -> Result<RunRecord> {
 }
 
 pub fn read_points(run_dir: &Path) -> Result<Vec<MetricPoint>> {
-    let path = run_dir.join(METRICS);
+    let mut path = run_dir.join(HISTORY);
+    if !path.exists() && run_dir.join(OLD_HISTORY).exists() {
+        path = run_dir.join(OLD_HISTORY);
+    }
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .enumerate()
@@ -361,7 +369,7 @@ mod tests {
     #[test]
     fn the_train_log_becomes_points() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("metrics.jsonl");
+        let log = dir.path().join(kiln_core::metrics::TrainLogLine::FILE);
         std::fs::write(
             &log,
             "{\"kind\":\"train\",\"step\":10,\"epoch\":0.5,\"loss\":0.9,\"lr\":1e-5,\"grad_norm\":2.0,\"samples\":160,\

@@ -22,7 +22,7 @@ use crate::schedule::LinearSchedule;
 use crate::task::{Encoded, PAD_ID, Sequence, Tokens, TrainTask};
 use crate::{Control, ValidationMetrics, Verdict, inputs, model_folder};
 pub const SUMMARY: &str = kiln_core::stages::TRAIN_DONE;
-pub const METRICS: &str = "metrics.jsonl";
+pub const METRICS: &str = kiln_core::metrics::TrainLogLine::FILE;
 /// Held (an exclusive file lock) by the `train` process using a run folder, so
 /// two runs never write one folder, and `tune` can wait for a dead worker's trial.
 pub const RUN_LOCK: &str = kiln_core::stages::TRAIN_RUN_LOCK;

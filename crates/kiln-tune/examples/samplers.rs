@@ -1,5 +1,5 @@
 //! kiln's samplers on standard test functions, for `make bench-tune`
-//! (scripts/bench_tune.py runs Optuna's on the same ones and compares):
+//! (scripts/bench/bench_tune.py runs Optuna's on the same ones and compares):
 //!
 //! `samplers <branin|hartmann6> <tpe|random> <noise sd> <trials> <seeds>`
 //!

@@ -16,7 +16,7 @@ use crate::space::{self, Space};
 
 pub const TRIALS_CSV: &str = "trials.csv";
 pub const BEST_TOML: &str = "best.toml";
-pub const REPORT_MD: &str = "report.md";
+pub const REPORT_MD: &str = kiln_core::stages::REPORT;
 pub const HISTORY_SVG: &str = "history.svg";
 
 /// The files [`write`] made.

@@ -432,7 +432,7 @@ impl<'a> Tuner<'a> {
                 }
                 Err(error) => ended.message = Some(format!("{error:#}")),
             },
-            Some(130) => {
+            Some(code) if code == i32::from(kiln_stage::exit::INTERRUPTED) => {
                 ended.state = TrialState::Interrupted;
                 ended.message = Some("stopped; it resumes from its checkpoint".into());
             }

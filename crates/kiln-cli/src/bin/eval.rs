@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_cli::CommonArgs;
 use kiln_config::cli::{EvalArgs, TrackArgs};
+use kiln_stage::CommonArgs;
 use kiln_track::RunStatus;
 
 /// Score a trained model on a labelled split (default: the test split): metrics.json,
@@ -22,7 +22,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let Cli { common, settings, track } = Cli::parse();
-    kiln_cli::run_tracked_stage(
+    kiln_track::stage::run_tracked_stage(
         "eval",
         &common,
         |config| {

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_cli::CommonArgs;
 use kiln_config::cli::ExportArgs;
+use kiln_stage::CommonArgs;
 
 /// Write the trained model as a Hugging Face folder (config.json with the labels,
 /// model.safetensors, tokenizer files) with a model card, in artifacts/export.
@@ -20,7 +20,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let Cli { common, settings } = Cli::parse();
-    kiln_cli::run_stage(
+    kiln_stage::run_stage(
         "export",
         &common,
         |config| settings.apply(&mut config.export),

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_cli::CommonArgs;
 use kiln_config::cli::{GateArgs, TrackArgs};
+use kiln_stage::CommonArgs;
 use kiln_track::RunStatus;
 
 /// Compare a registry candidate (the challenger) with the production model (the champion) on the
@@ -27,7 +27,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let Cli { common, settings, track } = Cli::parse();
-    kiln_cli::run_tracked_stage(
+    kiln_track::stage::run_tracked_stage(
         "gate",
         &common,
         |config| {

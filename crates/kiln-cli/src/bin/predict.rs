@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_cli::CommonArgs;
 use kiln_config::cli::PredictArgs;
+use kiln_stage::CommonArgs;
 
 /// Classify a file of texts (CSV, TSV, JSONL or Parquet) with a trained model,
 /// cleaning them exactly as in training; write id, predicted label and probability
@@ -28,7 +28,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let Cli { common, settings, merge } = Cli::parse();
-    kiln_cli::run_stage(
+    kiln_stage::run_stage(
         "predict",
         &common,
         |config| settings.apply(&mut config.predict),

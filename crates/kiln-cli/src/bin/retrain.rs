@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_cli::CommonArgs;
 use kiln_cli::retrain::Retrained;
 use kiln_config::cli::{RetrainArgs, TrackArgs};
+use kiln_stage::CommonArgs;
 use kiln_track::RunStatus;
 use kiln_train::Control;
 
@@ -32,7 +32,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let Cli { common, settings, track } = Cli::parse();
-    kiln_cli::run_tracked_stage(
+    kiln_track::stage::run_tracked_stage(
         "retrain",
         &common,
         |config| {

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_cli::CommonArgs;
 use kiln_config::cli::ServeArgs;
+use kiln_stage::CommonArgs;
 
 /// Serve a model over HTTP: POST /v1/predict (one text or a batch, batched
 /// dynamically across requests), GET /v1/model, POST /v1/feedback, GET /metrics
@@ -23,7 +23,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let Cli { common, settings } = Cli::parse();
-    kiln_cli::run_stage(
+    kiln_stage::run_stage(
         "serve",
         &common,
         |config| settings.apply(&mut config.serve),

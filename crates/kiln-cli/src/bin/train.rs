@@ -1,12 +1,11 @@
 //! `train`: Fine-tune the pre-trained model on tokenize's output; write the best model to artifacts/model.
 
-use std::cell::Cell;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use clap::Parser;
-use kiln_cli::CommonArgs;
 use kiln_config::cli::{TrackArgs, TrainArgs};
+use kiln_stage::CommonArgs;
 use kiln_track::RunStatus;
 use kiln_train::{Control, Outcome};
 
@@ -24,9 +23,6 @@ struct Cli {
     track: TrackArgs,
 }
 
-/// The conventional exit code of a program stopped by SIGINT.
-const INTERRUPTED: u8 = 130;
-
 fn main() -> ExitCode {
     let Cli { common, settings, track } = Cli::parse();
     let mut control = Control::default();
@@ -37,12 +33,11 @@ fn main() -> ExitCode {
     // First Ctrl-C (or SIGTERM): finish the step, checkpoint, exit. Second: exit now.
     let _ = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(i32::from(INTERRUPTED));
+            std::process::exit(i32::from(kiln_stage::exit::INTERRUPTED));
         }
         eprintln!("\ntrain: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
     });
-    let interrupted = Cell::new(false);
-    let code = kiln_cli::run_tracked_stage(
+    kiln_track::stage::run_tracked_stage(
         "train",
         &common,
         |config| {
@@ -84,7 +79,6 @@ fn main() -> ExitCode {
                 Ok(RunStatus::Pruned)
             }
             Outcome::Interrupted { step, checkpoint } => {
-                interrupted.set(true);
                 tracing::warn!(
                     "interrupted after step {step}; checkpoint saved in {}. Continue with `train --resume` \
                          (same settings)",
@@ -93,6 +87,5 @@ fn main() -> ExitCode {
                 Ok(RunStatus::Interrupted)
             }
         },
-    );
-    if interrupted.get() { ExitCode::from(INTERRUPTED) } else { code }
+    )
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln_config::cli::CleanArgs;
-use kiln_config::stage::{CommonArgs, run_stage};
+use kiln_stage::{CommonArgs, run_stage};
 
 /// Normalise texts (URLs, mentions, hashtags, HTML, control characters, whitespace, case, Unicode) and drop empty, over-long, duplicate and leaking rows.
 #[derive(Debug, Parser)]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln_config::cli::IngestArgs;
-use kiln_config::stage::{CommonArgs, run_stage};
+use kiln_stage::{CommonArgs, run_stage};
 
 /// Read raw labelled text (CSV, TSV, JSONL, Parquet) or tagged words (CoNLL, JSONL), map its columns, split it and write train/validation/test Parquet files.
 #[derive(Debug, Parser)]

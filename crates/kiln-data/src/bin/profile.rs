@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln_config::cli::ProfileArgs;
-use kiln_config::stage::{CommonArgs, run_stage};
+use kiln_stage::{CommonArgs, run_stage};
 
 /// Describe a data set (rows, labels, lengths, truncation, unknown tokens, duplicates, odd texts, frequent words per label) as profile.json, SVG plots and report.md.
 ///

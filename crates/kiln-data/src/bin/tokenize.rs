@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln_config::cli::TokenizeArgs;
-use kiln_config::stage::{CommonArgs, run_stage};
+use kiln_stage::{CommonArgs, run_stage};
 
 /// Turn cleaned text into token ids with the model folder's tokenizer.json, and write labels.json, the label list every later stage shares.
 #[derive(Debug, Parser)]

@@ -235,8 +235,8 @@ fn write_predictions(
         (schema::ID, ids),
         (schema::TOKENS, string_list_column(&tokens)),
         (schema::TAGS, string_list_column(&truth)),
-        ("predicted", string_list_column(&predicted)),
-        ("probability", list_column::<Float32Type>(sentences.iter().map(|s| s.confidence.as_slice()))),
+        (schema::PREDICTED, string_list_column(&predicted)),
+        (schema::PROBABILITY, list_column::<Float32Type>(sentences.iter().map(|s| s.confidence.as_slice()))),
     ])?;
     write_parquet(staged, PREDICTIONS, &table)
 }

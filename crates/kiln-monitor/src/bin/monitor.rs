@@ -1,17 +1,15 @@
 //! `monitor`: Is the served model still good? Windows of serve's prediction log against the model's reference.
 
-use std::cell::Cell;
 use std::process::ExitCode;
 
 use clap::Parser;
 use kiln_config::FailOn;
 use kiln_config::cli::{MonitorArgs, TrackArgs};
-use kiln_config::stage::CommonArgs;
 use kiln_monitor::Status;
+use kiln_stage::CommonArgs;
+use kiln_stage::Outcome;
 use kiln_track::RunStatus;
-
-/// Exit code of a run whose status reached `--fail-on`: the report is written, the model needs attention.
-const EXIT_FAIL_ON: u8 = 3;
+use kiln_track::stage::RunEnd;
 
 /// Is the served model still good? Reads serve's prediction log and feedback, cuts it into windows
 /// per model version and compares each with the model's reference: predicted labels (PSI,
@@ -36,8 +34,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let Cli { common, settings, track } = Cli::parse();
-    let reached = Cell::new(false);
-    let code = kiln_track::stage::run_tracked_stage(
+    kiln_track::stage::run_tracked_stage(
         "monitor",
         &common,
         |config| {
@@ -58,13 +55,13 @@ fn main() -> ExitCode {
                 report.windows.len(),
                 resolved.output_dir.join(kiln_monitor::REPORT).display()
             );
-            reached.set(match resolved.fail_on {
+            let reached = match resolved.fail_on {
                 FailOn::Never => false,
                 FailOn::Warn => report.status >= Status::Warn,
                 FailOn::Alert => report.status >= Status::Alert,
-            });
-            Ok(RunStatus::Finished)
+            };
+            let outcome = if reached { Outcome::NeedsAttention } else { Outcome::Done };
+            Ok(RunEnd { status: RunStatus::Finished, outcome })
         },
-    );
-    if code == ExitCode::SUCCESS && reached.get() { ExitCode::from(EXIT_FAIL_ON) } else { code }
+    )
 }

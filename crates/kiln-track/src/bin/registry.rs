@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln_config::cli::RegistryArgs;
-use kiln_config::stage::{CommonArgs, print_output, run_stage};
+use kiln_stage::{CommonArgs, print_output, run_stage};
 use kiln_track::cli::RegistryCommand;
 
 /// Numbered versions of exported models: `add` records artifacts/export as the

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln_config::cli::TrackArgs;
-use kiln_config::stage::{CommonArgs, print_output, run_stage};
+use kiln_stage::{CommonArgs, print_output, run_stage};
 use kiln_track::cli::RunsCommand;
 
 /// List and compare the records that every train and eval run leaves in

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use kiln_config::cli::{TrackArgs, TuneArgs};
-use kiln_config::stage::CommonArgs;
+use kiln_stage::CommonArgs;
 use kiln_track::RunStatus;
 use kiln_track::stage::run_tracked_stage;
 use kiln_tune::journal::TrialState;
@@ -37,13 +37,9 @@ struct Cli {
     track: TrackArgs,
 }
 
-/// The conventional exit code of a program stopped by SIGINT.
-const INTERRUPTED: u8 = 130;
-
 fn main() -> ExitCode {
     let Cli { common, worker, report: report_only, settings, track } = Cli::parse();
-    let interrupted = std::cell::Cell::new(false);
-    let code = run_tracked_stage(
+    run_tracked_stage(
         "tune",
         &common,
         |config| {
@@ -69,6 +65,7 @@ fn main() -> ExitCode {
                 );
             }
             let tuner = Tuner::join(config, &bin_dir, parent.into_iter().collect())?;
+            let mut interrupted = false;
             let study = if report_only {
                 tuner.journal().read()?
             } else {
@@ -78,7 +75,7 @@ fn main() -> ExitCode {
                     eprintln!("\ntune: stopping; the running trial checkpoints and is rerun next time");
                 });
                 let finished = tuner.run(&progress)?;
-                interrupted.set(finished.interrupted);
+                interrupted = finished.interrupted;
                 run.metric("trials_run_here", finished.ran as f64, 0);
                 finished.study
             };
@@ -107,11 +104,7 @@ fn main() -> ExitCode {
                     None => tracing::warn!("no trial has completed yet, so there is no best.toml"),
                 }
             }
-            if interrupted.get() {
-                return Ok(RunStatus::Interrupted);
-            }
-            Ok(RunStatus::Finished)
+            Ok(if interrupted { RunStatus::Interrupted } else { RunStatus::Finished })
         },
-    );
-    if interrupted.get() { ExitCode::from(INTERRUPTED) } else { code }
+    )
 }

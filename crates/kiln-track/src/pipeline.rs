@@ -1,0 +1,272 @@
+//! What `make pipeline` asks of kiln beside the stages themselves: the state
+//! that lets make rerun only what changed ([`write_make_state`]) and the lines
+//! it ends with ([`summary`]). Paths and done files come from the resolved
+//! settings, so make and the stages can never disagree on them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use kiln_config::PipelineConfig;
+use kiln_core::EvalMetrics;
+use kiln_core::output::{StageManifest, read_json, write_file_atomically};
+
+use crate::registry::{Registry, Stage};
+
+/// The stages `make pipeline` runs, in order; `registry add` follows them.
+pub const STAGES: [&str; 7] = ["ingest", "clean", "tokenize", "profile", "train", "eval", "export"];
+
+/// The make include that [`write_make_state`] writes into its folder.
+pub const MAKE_PATHS: &str = "paths.mk";
+
+/// Writes into `state` (one folder per config, so configs never share state):
+/// `<stage>.json`, the stage's resolved section, rewritten only when it
+/// changed, so its mtime is the last time that stage's settings changed; and
+/// [`MAKE_PATHS`], make variables: each stage's done file (the file it writes
+/// last, so a killed run never looks finished) and its prerequisites (the done
+/// file of the stage that produces an input, or the input's own files when no
+/// stage of this config does).
+pub fn write_make_state(config: &PipelineConfig, state: &Path) -> Result<()> {
+    std::fs::create_dir_all(state).with_context(|| format!("cannot create {}", state.display()))?;
+    let resolved = serde_json::to_value(config.redacted()).context("the settings as JSON")?;
+    for stage in STAGES {
+        let text = serde_json::to_string_pretty(&resolved[stage]).context("a section as JSON")? + "\n";
+        let target = state.join(format!("{stage}.json"));
+        if std::fs::read_to_string(&target).ok().as_deref() != Some(text.as_str()) {
+            write_file_atomically(&target, text.as_bytes())?;
+        }
+    }
+    let done = config.done_files();
+    let (train, eval, export, profile, tokenize) =
+        (&config.train, &config.eval, &config.export, &config.profile, &config.tokenize);
+    let produced: Vec<(PathBuf, &PathBuf)> = [
+        (&config.ingest.output_dir, "ingest"),
+        (&config.clean.output_dir, "clean"),
+        (&tokenize.output_dir, "tokenize"),
+        (&profile.output_dir, "profile"),
+        (&train.output_dir, "train"),
+        (&train.run_dir, "train"),
+        (&eval.output_dir, "eval"),
+        (&export.output_dir, "export"),
+    ]
+    .into_iter()
+    .map(|(dir, stage)| (normalize(dir), &done[stage]))
+    .collect();
+    let prerequisites = |paths: &[Option<&PathBuf>]| -> Result<String> {
+        let mut found: Vec<PathBuf> = Vec::new();
+        for path in paths.iter().flatten() {
+            let path = normalize(path);
+            if let Some((_, done)) = produced.iter().find(|(out, _)| path.starts_with(out)) {
+                found.push((*done).clone());
+            } else if path.is_dir() {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+                    .with_context(|| format!("cannot list {}", path.display()))?
+                    .filter_map(|entry| entry.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file())
+                    .collect();
+                files.sort();
+                found.extend(files);
+            } else {
+                // A missing file stays a prerequisite: make then says which one is missing.
+                found.push(path);
+            }
+        }
+        let mut words: Vec<String> = Vec::new();
+        for path in found {
+            let word = path.display().to_string();
+            if word.contains(char::is_whitespace) {
+                bail!("pipeline: {word}: a path with spaces cannot be a make target");
+            }
+            if !words.contains(&word) {
+                words.push(word);
+            }
+        }
+        Ok(words.join(" "))
+    };
+    let ingest = &config.ingest;
+    let deps: BTreeMap<&str, String> = BTreeMap::from([
+        (
+            "ingest",
+            prerequisites(&[ingest.train_file.as_ref(), ingest.validation_file.as_ref(), ingest.test_file.as_ref()])?,
+        ),
+        ("clean", prerequisites(&[Some(&config.clean.input_dir)])?),
+        ("tokenize", prerequisites(&[Some(&tokenize.input_dir), Some(&tokenize.model_dir)])?),
+        // Settings left out of [profile] come from [tokenize] (the tokenizer, max_length).
+        (
+            "profile",
+            prerequisites(&[
+                Some(profile.input_file.as_ref().unwrap_or(&profile.input_dir)),
+                Some(profile.model_dir.as_ref().unwrap_or(&tokenize.model_dir)),
+            ])?,
+        ),
+        ("train", prerequisites(&[Some(&train.input_dir), Some(&train.model_dir)])?),
+        ("eval", prerequisites(&[Some(&eval.model_dir), Some(&eval.input_dir), Some(&eval.train_metrics)])?),
+        (
+            "export",
+            prerequisites(&[
+                Some(&export.model_dir),
+                Some(&export.eval_metrics),
+                Some(&export.reference_predictions),
+                Some(&export.data_profile),
+            ])?,
+        ),
+    ]);
+    let mut make = String::new();
+    for stage in STAGES {
+        let name = stage.to_uppercase();
+        let _ = writeln!(make, "{name}_DONE := {}\n{name}_DEPS := {}", done[stage].display(), deps[stage]);
+    }
+    // `registry add` records the export; its index is rewritten by each change.
+    let _ = writeln!(make, "REGISTRY_INDEX := {}", done["registry"].display());
+    write_file_atomically(&state.join(MAKE_PATHS), make.as_bytes())
+}
+
+/// The stages' inputs that should come from an earlier stage of the same
+/// config, by key, that no stage of it writes: a config whose `[export]` still
+/// names the default pipeline's eval would carry another model's reference.
+pub fn inputs_from_elsewhere(config: &PipelineConfig) -> Vec<(&'static str, PathBuf)> {
+    let outputs: Vec<PathBuf> = [
+        &config.ingest.output_dir,
+        &config.clean.output_dir,
+        &config.tokenize.output_dir,
+        &config.profile.output_dir,
+        &config.train.output_dir,
+        &config.train.run_dir,
+        &config.eval.output_dir,
+    ]
+    .into_iter()
+    .map(|dir| normalize(dir))
+    .collect();
+    let inputs = [
+        ("clean.input_dir", &config.clean.input_dir),
+        ("tokenize.input_dir", &config.tokenize.input_dir),
+        ("profile.input_dir", &config.profile.input_dir),
+        ("train.input_dir", &config.train.input_dir),
+        ("eval.model_dir", &config.eval.model_dir),
+        ("eval.input_dir", &config.eval.input_dir),
+        ("eval.train_metrics", &config.eval.train_metrics),
+        ("export.model_dir", &config.export.model_dir),
+        ("export.eval_metrics", &config.export.eval_metrics),
+        ("export.reference_predictions", &config.export.reference_predictions),
+        ("export.data_profile", &config.export.data_profile),
+    ];
+    inputs
+        .into_iter()
+        .map(|(key, path)| (key, normalize(path)))
+        .filter(|(_, path)| !outputs.iter().any(|out| path.starts_with(out)))
+        .collect()
+}
+
+/// `./data/raw/` and `data/raw` are one folder to make.
+fn normalize(path: &Path) -> PathBuf {
+    path.components().filter(|c| *c != Component::CurDir).collect()
+}
+
+/// The lines `make pipeline` ends with: the headline test figures, the report,
+/// the model folder and its registry version. `bin` is where the binaries are,
+/// for the command that promotes it.
+pub fn summary(config: &PipelineConfig, config_path: &str, bin: &Path) -> Result<String> {
+    let metrics_path = config.eval.output_dir.join(EvalMetrics::FILE);
+    let metrics = EvalMetrics::load(&metrics_path)?;
+    let (headline, rows) = match &metrics.entities {
+        // A tagger: entity F1 as seqeval gives it (micro) in both modes, then word accuracy.
+        Some(entities) => (
+            format!(
+                "entity F1 {:.4} (strict IOB2 {:.4}), entity macro F1 {:.4}, word accuracy {:.4}",
+                entities.conlleval.micro.f1, entities.strict.micro.f1, metrics.macro_f1, metrics.accuracy
+            ),
+            "sentences",
+        ),
+        None => (
+            format!("accuracy {:.4}, macro_f1 {:.4}, loss {:.4}", metrics.accuracy, metrics.macro_f1, metrics.loss),
+            "examples",
+        ),
+    };
+    let export_dir = &config.export.output_dir;
+    let registry = Registry::new(&config.registry);
+    let mut out = format!("pipeline done for {config_path}\n");
+    let _ = writeln!(out, "  {} metrics ({} {rows}): {headline}", metrics.split, metrics.examples);
+    let _ = writeln!(out, "  report:  {}", config.eval.output_dir.join(kiln_core::stages::REPORT).display());
+    let _ = writeln!(out, "  model:   {}/", export_dir.display());
+    let index = registry.load()?;
+    // The export's manifest has the weights' sha256 already.
+    let manifest: StageManifest<serde::de::IgnoredAny> =
+        read_json(&export_dir.join(kiln_core::stages::EXPORT_DONE), "an export manifest")?;
+    let weights = manifest
+        .outputs
+        .iter()
+        .find(|output| Path::new(&output.path).file_name() == Some(kiln_core::model_folder::WEIGHTS.as_ref()))
+        .map(|output| output.sha256.as_str());
+    let this = index.versions.iter().find(|v| Some(v.weights_sha256.as_str()) == weights);
+    let dir = registry.dir().display();
+    if let Some(this) = this {
+        let _ = writeln!(out, "  version: {} ({}) in {dir}/", this.name(), this.stage);
+    }
+    if let Some(production) = index.production() {
+        let _ = writeln!(
+            out,
+            "  serving: {}, {dir}/{} (`make serve CONFIG={config_path}`)",
+            production.name(),
+            crate::registry::PRODUCTION
+        );
+    }
+    if let Some(this) = this.filter(|v| v.stage == Stage::Candidate) {
+        let _ = writeln!(
+            out,
+            "  to serve this one: {}/registry --config {config_path} promote {}",
+            bin.display(),
+            this.name()
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each shipped config chains its own stages: no input is another config's output.
+    #[test]
+    fn shipped_configs_read_only_their_own_outputs() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        for name in ["default.toml", "banking77.toml", "wnut17.toml"] {
+            let config = PipelineConfig::load(Some(&configs.join(name))).expect(name);
+            assert_eq!(inputs_from_elsewhere(&config), Vec::new(), "{name}");
+        }
+        let mut stray = PipelineConfig::default();
+        stray.eval.output_dir = "artifacts/other/eval".into();
+        let keys: Vec<&str> = inputs_from_elsewhere(&stray).into_iter().map(|(key, _)| key).collect();
+        assert_eq!(keys, ["export.eval_metrics", "export.reference_predictions"]);
+    }
+
+    #[test]
+    fn make_state_names_done_files_and_rewrites_a_section_only_when_it_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = PipelineConfig::default();
+        write_make_state(&config, dir.path()).expect("state");
+        let paths = std::fs::read_to_string(dir.path().join(MAKE_PATHS)).expect("paths.mk");
+        assert!(paths.contains("TRAIN_DONE := artifacts/train/train_summary.json\n"), "{paths}");
+        assert!(
+            paths.contains("EVAL_DEPS := artifacts/train/train_summary.json data/processed/tokenize_report.json\n"),
+            "{paths}"
+        );
+        assert!(paths.contains("REGISTRY_INDEX := artifacts/registry/registry.json\n"), "{paths}");
+        let train = dir.path().join("train.json");
+        let eval = dir.path().join("eval.json");
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1);
+        for file in [&train, &eval] {
+            std::fs::File::options().write(true).open(file).and_then(|f| f.set_modified(old)).expect("mtime");
+        }
+        let mut changed = config.clone();
+        changed.train.learning_rate = 3e-5;
+        write_make_state(&changed, dir.path()).expect("state again");
+        let mtime = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).expect("mtime");
+        assert!(mtime(&train) > old, "train's section changed: rewritten");
+        assert_eq!(mtime(&eval), old, "eval's did not: left alone");
+        let mut spaced = config;
+        spaced.ingest.train_file = Some("my data/train.csv".into());
+        let error = write_make_state(&spaced, dir.path()).expect_err("a space");
+        assert!(format!("{error:#}").contains("my data/train.csv"), "{error:#}");
+    }
+}

@@ -1,0 +1,364 @@
+"""The continuous-training loop, end to end, on real data: `make drift-demo`.
+
+1. Train a first model on a deliberately skewed slice of BANKING77: every
+   intent of a chosen set, but a handful of examples of the "late" intents.
+2. Serve it (`serve --watch true`, the registry's production link).
+3. Replay a stream of held-out real queries, one request each, from 2 clients,
+   a share of them getting feedback. Part way the mix shifts to the late
+   intents, which the model barely knows.
+4. Run `monitor` every `--monitor-every` predictions; on its first alert,
+   `retrain` in the background while the stream goes on: the feedback joins
+   the training data, the gate compares the new model with production on the
+   test split plus held-back feedback, and a promotion swaps the served model.
+5. Keep streaming until the new model answers, then some more.
+
+Prints, and writes to <work>/drift_demo.json and report.md: the detection
+delay (predictions after the shift before the first alert) and false alerts
+before the shift; stream accuracy before the shift, after it, and after the
+promotion; requests that failed (goal 0); the gate's decision and figures;
+and stream.svg, the stream's accuracy over time with the alerts and the swap.
+
+    python scripts/demo/drift_demo.py --bin target/release --banking77 ../shared/data/banking77
+"""
+import argparse
+import json
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+
+from replay_traffic import post
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path, work, args, pretrained):
+    w = lambda p: str(work / p)
+    sections = {
+        "ingest": {"train_file": w("source/train.csv"), "test_file": w("source/test.csv"), "format": "csv",
+                   "text_column": "text", "label_column": "category", "validation_fraction": 0.2,
+                   "seed": 42, "output_dir": w("raw")},
+        "clean": {"input_dir": w("raw"), "output_dir": w("interim")},
+        "tokenize": {"input_dir": w("interim"), "output_dir": w("processed"), "model_dir": pretrained,
+                     "max_length": 64},
+        "profile": {"input_dir": w("interim"), "output_dir": w("profile")},
+        "train": {"input_dir": w("processed"), "model_dir": pretrained, "output_dir": w("model"),
+                  "run_dir": w("train"), "epochs": args.epochs, "batch_size": 16, "learning_rate": 1e-4,
+                  "warmup_ratio": 0.1, "metric": "macro_f1", "device": args.device, "max_steps": args.max_steps},
+        "eval": {"model_dir": w("model"), "input_dir": w("processed"), "output_dir": w("eval"),
+                 "train_metrics": w("train/metrics.jsonl"), "device": args.device},
+        "export": {"model_dir": w("model"), "output_dir": w("export"), "eval_metrics": w("eval/metrics.json"),
+                   "reference_predictions": w("eval/reference_predictions.json"),
+                   "data_profile": w("profile/profile.json")},
+        "registry": {"dir": w("registry"), "model_dir": w("export")},
+        "track": {"runs_dir": w("runs")},
+        "serve": {"model_dir": w("registry/production"), "log_dir": w("log"), "device": args.device},
+        "monitor": {"output_dir": w("monitor"), "window_predictions": args.monitor_every,
+                    "min_window_predictions": args.monitor_every, "min_feedback": 20},
+        "gate": {"holdout": [w("interim/test.parquet")], "output_dir": w("gate"), "device": args.device,
+                 "min_class_support": 10, "bootstrap_resamples": 300},
+        "retrain": {"output_dir": w("retrain"), "min_feedback": args.min_feedback, "holdout_share": 0.2},
+    }
+    lines = []
+    for section, keys in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in keys.items():
+            if isinstance(value, bool):
+                lines.append(f"{key} = {str(value).lower()}")
+            elif isinstance(value, (int, float)):
+                lines.append(f"{key} = {value}")
+            else:
+                lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def movie_reviews(path, rng):
+    """The default data as the same kind of source: sentiment from the rating,
+    train/test split 80/20; "intents" are (sentiment, length) groups, so the
+    shift is to long reviews of a kind the first model hardly saw."""
+    frame = pd.read_csv(path, sep="\t", quoting=3)
+    frame = frame[frame["sentiment"] != 0]
+    words = frame["text"].str.split().str.len()
+    long = words > words.quantile(0.7)
+    sentiment = frame["sentiment"].map(lambda s: "positive" if s > 0 else "negative")
+    frame = pd.DataFrame({"text": frame["text"], "category": sentiment, "group": sentiment + long.map({True: "-long", False: "-short"})})
+    frame = frame.sample(frac=1.0, random_state=rng.randrange(10**6))
+    cut = int(len(frame) * 0.8)
+    return frame.iloc[:cut], frame.iloc[cut:]
+
+
+def prepare_data(args, work, rng):
+    if args.dataset == "default":
+        train, test = movie_reviews(ROOT / "data/external/movie-reviews/movieReviewSnippets_GroundTruth.txt", rng)
+        late = {"negative-long", "positive-long"}
+        parts = [train[train["group"].isin(late)].iloc[: args.late_examples * 20],
+                 train[~train["group"].isin(late)].iloc[: args.early_examples * 20]]
+        used = pd.concat(parts).index
+        pool = train.drop(used)
+        source = work / "source"
+        source.mkdir(parents=True, exist_ok=True)
+        pd.concat(parts)[["text", "category"]].to_csv(source / "train.csv", index=False)
+        test[["text", "category"]].iloc[:400].to_csv(source / "test.csv", index=False)
+        return pool[~pool["group"].isin(late)], pool[pool["group"].isin(late)], sorted(late)
+    train = pd.read_csv(Path(args.banking77) / "train.csv")
+    test = pd.read_csv(Path(args.banking77) / "test.csv")
+    intents = sorted(train["category"].unique())
+    rng.shuffle(intents)
+    chosen = intents[: args.intents]
+    late = set(chosen[: args.intents // 3])
+    # A skewed training slice: most intents well covered, the late ones barely.
+    parts, pool = [], []
+    for intent in chosen:
+        rows = train[train["category"] == intent].sample(frac=1.0, random_state=args.seed)
+        keep = args.late_examples if intent in late else args.early_examples
+        parts.append(rows.iloc[:keep])
+        pool.append(rows.iloc[keep:])
+    source = work / "source"
+    source.mkdir(parents=True, exist_ok=True)
+    pd.concat(parts).to_csv(source / "train.csv", index=False)
+    test[test["category"].isin(chosen)].to_csv(source / "test.csv", index=False)
+    pool = pd.concat(pool).sample(frac=1.0, random_state=args.seed)
+    return pool[~pool["category"].isin(late)], pool[pool["category"].isin(late)], sorted(late)
+
+
+class Stream:
+    """Single-text requests from two clients; feedback for a share; results kept in order of sending."""
+
+    def __init__(self, url, feedback_share, seed):
+        self.url, self.feedback_share = url, feedback_share
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.results = []  # (index, phase, status, correct, version)
+
+    def send(self, rows, phase):
+        queue = list(rows.itertuples(index=False))
+        start = len(self.results)
+        cursor = {"next": 0}
+
+        def client():
+            while True:
+                with self.lock:
+                    i = cursor["next"]
+                    cursor["next"] += 1
+                if i >= len(queue):
+                    return
+                row = queue[i]
+                status, answer = post(f"{self.url}/v1/predict", {"text": row.text})
+                correct = status == 200 and answer["label"] == row.category
+                version = answer["model_version"] if status == 200 else None
+                if status == 200:
+                    with self.lock:
+                        give = self.rng.random() < self.feedback_share
+                    if give:
+                        post(f"{self.url}/v1/feedback", {"request_id": answer["request_id"], "label": row.category})
+                with self.lock:
+                    self.results.append((start + i, phase, status, correct, version))
+
+        threads = [threading.Thread(target=client) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
+def stream_plot(results, statuses, summary, window, path):
+    """The stream's own accuracy (every answered request, not just those with
+    feedback) per `window` predictions, with the shift, monitor's alerts and
+    the first answer of the promoted model marked."""
+    import matplotlib
+
+    matplotlib.use("svg")
+    import matplotlib.pyplot as plt
+
+    answered = [r for r in results if r[2] == 200]
+    xs, ys = [], []
+    for start in range(0, len(answered), window):
+        chunk = answered[start:start + window]
+        xs.append(chunk[-1][0] + 1)
+        ys.append(sum(r[3] for r in chunk) / len(chunk))
+    figure, axes = plt.subplots(figsize=(10, 4.2))
+    axes.plot(xs, ys, marker="o", label=f"stream accuracy (per {window} predictions)")
+    alerts = [at for at, status in statuses if status == "alert"]
+    axes.scatter(alerts, [0.02] * len(alerts), marker="v", color="tab:red", label="monitor alert", zorder=3)
+    axes.axvline(summary["shift_at"], color="black", linestyle="--", label="shift")
+    promoted_at = next((r[0] for r in results if r[4] and r[4] != summary["first_version"]), None)
+    if promoted_at is not None:
+        axes.axvline(promoted_at, color="tab:green", linestyle="--", label="promoted model answers")
+    axes.set_xlabel("predictions served")
+    axes.set_ylabel("accuracy")
+    axes.set_ylim(0, 1.05)
+    axes.set_title("Drift scenario: the stream's accuracy, alerts and the swap")
+    axes.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def accuracy(results, keep):
+    kept = [r for r in results if keep(r) and r[2] == 200]
+    return round(sum(r[3] for r in kept) / len(kept), 4) if kept else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin", default=str(ROOT / "target/release"))
+    parser.add_argument("--dataset", choices=["banking77", "default"], default="banking77",
+                        help="banking77 (intents, a skewed slice) or default (the movie reviews, long ones held back)")
+    parser.add_argument("--banking77", default=str(ROOT.parent / "shared/data/banking77"))
+    parser.add_argument("--max-steps", type=int, default=0, help="cap each training (0: all epochs)")
+    parser.add_argument("--work", default=str(ROOT / "artifacts/drift-demo"))
+    parser.add_argument("--pretrained", default=str(ROOT / "models/pretrained/all-MiniLM-L6-v2"))
+    parser.add_argument("--intents", type=int, default=10)
+    parser.add_argument("--early-examples", type=int, default=80)
+    parser.add_argument("--late-examples", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--before", type=int, default=800, help="stream predictions before the shift")
+    parser.add_argument("--after", type=int, default=6000, help="most stream predictions after the shift")
+    parser.add_argument("--late-share", type=float, default=0.6, help="share of late intents after the shift")
+    parser.add_argument("--feedback-share", type=float, default=0.4)
+    parser.add_argument("--monitor-every", type=int, default=200, help="predictions per monitoring window and run")
+    parser.add_argument("--min-feedback", type=int, default=300, help="retrain does nothing with less feedback")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    if args.dataset == "banking77" and not (Path(args.banking77) / "train.csv").exists():
+        sys.exit(f"no BANKING77 at {args.banking77} (train.csv, test.csv): pass --banking77 DIR")
+    work = Path(args.work).resolve()
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    work.mkdir(parents=True)
+    rng = random.Random(args.seed)
+    bin_dir = Path(args.bin).resolve()
+    early, late, late_intents = prepare_data(args, work, rng)
+    config = work / "drift.toml"
+    write_config(config, work, args, args.pretrained)
+    quiet = ["--config", str(config), "--quiet"]
+
+    t0 = time.time()
+    for stage in ["ingest", "clean", "tokenize", "profile", "train", "eval", "export"]:
+        subprocess.run([str(bin_dir / stage), *quiet], check=True)
+    subprocess.run([str(bin_dir / "registry"), *quiet, "add"], check=True, stdout=subprocess.DEVNULL)
+    first_model_s = time.time() - t0
+    print(f"first model trained and registered in {first_model_s:.0f} s", flush=True)
+
+    port = free_port()
+    serve = subprocess.Popen([str(bin_dir / "serve"), *quiet, "--port", str(port), "--watch", "true",
+                              "--watch-interval-ms", "500", "--threads", "1", "--feedback-rate-limit", "0"],
+                             stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if urllib.request.urlopen(f"{url}/readyz", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        stream = Stream(url, args.feedback_share, args.seed)
+        first_version = post(f"{url}/v1/predict", {"text": "hello"})[1]["model_version"]
+        statuses = []  # (predictions so far, status)
+
+        def monitor():
+            done = subprocess.run([str(bin_dir / "monitor"), *quiet, "--fail-on", "alert"])
+            statuses.append((len(stream.results), {0: "ok/warn", 3: "alert"}.get(done.returncode, f"exit {done.returncode}")))
+            return done.returncode == 3
+
+        def even(pool, n):
+            """n rows, each intent as likely as the next: the mix the first model was trained on."""
+            per_intent = pool.groupby("category", group_keys=False).sample(n=n, replace=True, random_state=rng.randrange(10**6))
+            return per_intent.sample(n=n, random_state=rng.randrange(10**6))
+
+        def mixed(n):
+            n_late = int(n * args.late_share)
+            return pd.concat([even(late, n_late), even(early, n - n_late)]).sample(frac=1.0, random_state=rng.randrange(10**6))
+
+        chunk = args.monitor_every
+        for _ in range(args.before // chunk):
+            stream.send(even(early, chunk), "before")
+            monitor()
+        shift_at = len(stream.results)
+        alert_at = None
+        retrain = None
+        retrain_code = None
+        registered = lambda: len(json.loads((work / "registry/registry.json").read_text())["versions"])
+        # As a schedule would: monitor every window; while it alerts, retrain
+        # (which does nothing until there is `--min-feedback` feedback).
+        while len(stream.results) - shift_at < args.after:
+            stream.send(mixed(chunk), "after")
+            alerting = monitor()
+            if alerting and alert_at is None:
+                alert_at = len(stream.results)
+            if retrain is not None and retrain.poll() is not None:
+                retrain_code = retrain.returncode
+                retrain = None
+                if registered() > 1:
+                    break
+            if alerting and retrain is None:
+                retrain = subprocess.Popen([str(bin_dir / "retrain"), *quiet, "--new-labels", "drop"])
+        if retrain is not None:
+            retrain_code = retrain.wait()
+        # After the retraining: until the new model answers, then as much again.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            answer = post(f"{url}/v1/predict", {"text": "where is my card"})[1]
+            if answer and answer["model_version"] != first_version:
+                break
+            time.sleep(0.5)
+        stream.send(mixed(args.before), "retrained")
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+
+    results = sorted(stream.results)
+    decision_path = work / "retrain/gate/decision.json"
+    decision = json.loads(decision_path.read_text()) if decision_path.exists() else None
+    versions_after = {r[4] for r in results if r[1] == "retrained" and r[4]}
+    summary = {
+        "stream_predictions": len(results),
+        "shift_at": shift_at,
+        "first_alert_at": alert_at,
+        "detection_delay_predictions": None if alert_at is None else alert_at - shift_at,
+        "false_alerts_before_shift": sum(1 for at, s in statuses if at <= shift_at and s == "alert"),
+        "monitor_runs": statuses,
+        "accuracy_before_shift": accuracy(results, lambda r: r[1] == "before"),
+        "accuracy_after_shift": accuracy(results, lambda r: r[1] == "after"),
+        "accuracy_after_retraining": accuracy(results, lambda r: r[1] == "retrained"),
+        "failed_requests": sum(1 for r in results if r[2] != 200),
+        "retrain_exit": retrain_code,
+        "served_after": sorted(versions_after),
+        "first_version": first_version,
+        "promoted": bool(versions_after - {first_version}),
+        "gate": None if decision is None else {k: decision[k] for k in (
+            "promote", "metric", "champion_value", "challenger_value", "difference", "difference_low",
+            "difference_high", "mcnemar_p", "only_champion_right", "only_challenger_right", "rows", "reasons")},
+        "first_model_seconds": round(first_model_s),
+        "late_intents": late_intents,
+    }
+    (work / "drift_demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    stream_plot(results, statuses, summary, args.monitor_every, work / "stream.svg")
+    lines = ["# Drift scenario", ""]
+    for key in ("shift_at", "first_alert_at", "detection_delay_predictions", "false_alerts_before_shift",
+                "accuracy_before_shift", "accuracy_after_shift", "accuracy_after_retraining", "failed_requests",
+                "promoted"):
+        lines.append(f"- {key.replace('_', ' ')}: {summary[key]}")
+    if decision:
+        lines.append(f"- gate: {'promote' if decision['promote'] else 'refuse'}: {'; '.join(decision['reasons'])}")
+    lines += ["", "![the stream's accuracy, alerts and the swap](stream.svg)"]
+    lines += ["", "Monitoring over the stream: [monitor report](monitor/report.md) (drift.svg, quality.svg).", ""]
+    (work / "report.md").write_text("\n".join(lines))
+    print(json.dumps({k: v for k, v in summary.items() if k != "monitor_runs"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
