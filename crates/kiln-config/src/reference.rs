@@ -5,13 +5,11 @@
 use clap::{Args, Command};
 use serde::Serialize;
 
-use crate::cli::{
-    CleanArgs, EvalArgs, ExportArgs, GateArgs, IngestArgs, MonitorArgs, PredictArgs, ProfileArgs, RegistryArgs,
-    RetrainArgs, ServeArgs, TokenizeArgs, TrackArgs, TrainArgs, TuneArgs,
-};
 use crate::{
-    CleanConfig, EvalConfig, ExportConfig, GateConfig, IngestConfig, MonitorConfig, PredictConfig, ProfileConfig,
-    RegistryConfig, RetrainConfig, ServeConfig, TokenizeConfig, TrackConfig, TrainConfig, TuneConfig,
+    CleanArgs, CleanConfig, EvalArgs, EvalConfig, ExportArgs, ExportConfig, GateArgs, GateConfig, IngestArgs,
+    IngestConfig, MonitorArgs, MonitorConfig, PredictArgs, PredictConfig, ProfileArgs, ProfileConfig, RegistryArgs,
+    RegistryConfig, RetrainArgs, RetrainConfig, ServeArgs, ServeConfig, TokenizeArgs, TokenizeConfig, TrackArgs,
+    TrackConfig, TrainArgs, TrainConfig, TuneArgs, TuneConfig,
 };
 
 /// Where the page lives, from the repository root.

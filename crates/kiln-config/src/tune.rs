@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::{ConfigError, Metric};
@@ -204,6 +205,94 @@ pub fn parse_space_entry(text: &str) -> Result<(String, ParamSpec), String> {
     let parsed: BTreeMap<String, ParamSpec> = toml::from_str(&format!("{key:?} = {spec}"))
         .map_err(|e| format!("'{text}': SPEC must be a TOML table such as {{ uniform = [0.0, 0.1] }}: {e}"))?;
     parsed.into_iter().next().ok_or_else(|| format!("'{text}' names no setting"))
+}
+
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Tune settings (config section [tune])")]
+pub struct TuneArgs {
+    /// The study's name: its folder under --output-dir [default: study].
+    #[arg(long, value_name = "NAME", env = "KILN_STUDY")]
+    pub study: Option<String>,
+    /// Where studies go, as <output-dir>/<study>/ [default: artifacts/tune].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Validation metric to optimise; loss is minimised, the others maximised [default: macro_f1].
+    #[arg(long, value_enum)]
+    pub metric: Option<Metric>,
+    /// Trials in the study, all workers together [default: 20].
+    #[arg(long, value_name = "N")]
+    pub trials: Option<usize>,
+    /// Start no new trial after this long, e.g. 2h or 30m [default: no limit].
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// How each trial's settings are picked [default: tpe].
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerKind>,
+    /// TPE: random trials before it starts modelling [default: 10].
+    #[arg(long, value_name = "N")]
+    pub startup_trials: Option<usize>,
+    /// Grid: points of each continuous range [default: 3].
+    #[arg(long, value_name = "N")]
+    pub grid_points: Option<usize>,
+    /// How unpromising trials are stopped early [default: median].
+    #[arg(long, value_enum)]
+    pub pruner: Option<PrunerKind>,
+    /// Median: finished trials needed before it prunes [default: 5].
+    #[arg(long, value_name = "N")]
+    pub pruner_startup_trials: Option<usize>,
+    /// Median: epochs before a trial may be pruned [default: 0].
+    #[arg(long, value_name = "EPOCHS")]
+    pub pruner_warmup_epochs: Option<f64>,
+    /// ASHA: 1/N of the trials at a rung go on [default: 3].
+    #[arg(long, value_name = "N")]
+    pub reduction_factor: Option<usize>,
+    /// ASHA: epochs of training at the first rung [default: 1].
+    #[arg(long, value_name = "EPOCHS")]
+    pub min_resource: Option<f64>,
+    /// Seed of the sampler [default: 42].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Keep each trial's model folder and checkpoint [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub keep_models: Option<bool>,
+    /// Each trial trains on this stratified share of the training data [default: 1].
+    #[arg(long, value_name = "FRACTION")]
+    pub data_fraction: Option<f64>,
+    /// A setting's range, KEY=SPEC with SPEC a TOML table, e.g. 'learning_rate={ log_uniform = [1e-5, 1e-4] }'
+    /// (repeat for several; replaces the config's [tune.space]) [default: the BERT fine-tuning space].
+    #[arg(long, value_name = "KEY=SPEC", value_parser = crate::parse_space_entry)]
+    pub space: Vec<(String, ParamSpec)>,
+}
+
+impl TuneArgs {
+    pub fn apply(self, config: &mut TuneConfig) {
+        apply_overrides!(
+            self,
+            config,
+            [
+                study,
+                output_dir,
+                metric,
+                trials,
+                sampler,
+                startup_trials,
+                grid_points,
+                pruner,
+                pruner_startup_trials,
+                pruner_warmup_epochs,
+                reduction_factor,
+                min_resource,
+                seed,
+                keep_models,
+                data_fraction
+            ],
+            optional[timeout],
+            by_hand[space]
+        );
+        if !space.is_empty() {
+            config.space = space.into_iter().collect();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::ClassScores;
+use crate::scores::ClassScores;
 
 /// How a file's tags mark entities. kiln converts every scheme to IOB2 on
 /// ingest and records which one the file used.

@@ -3,6 +3,7 @@
 //! splits, tokenized examples, data profiles, manifests and atomic writes. Light on purpose
 //! (no Parquet, no LibTorch), so a crate that only reads records depends on this.
 
+pub mod calibration;
 pub mod entities;
 pub mod error;
 pub mod example;
@@ -15,6 +16,7 @@ pub mod prediction_log;
 pub mod profile;
 pub mod progress;
 pub mod quantize;
+pub mod scores;
 pub mod secret;
 pub mod split;
 pub mod stages;

@@ -176,7 +176,7 @@ impl ModelFolder {
     }
 
     /// The reference predictions that travel with the folder, if any.
-    pub fn reference_predictions(&self) -> Result<Option<crate::profile::PredictionProfile>> {
+    pub fn reference_predictions(&self) -> Result<Option<crate::calibration::PredictionProfile>> {
         crate::output::read_json_if_present(&self.path(REFERENCE_PREDICTIONS), "a kiln prediction profile")
     }
 

@@ -8,10 +8,9 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
 use kiln_config::ProfileConfig;
+use kiln_core::calibration::log_odds_z;
 use kiln_core::entities::{Mode, spans};
-use kiln_core::profile::{
-    DataProfile, Histogram, LengthStats, OddText, OddTexts, SplitProfile, TokenCount, log_odds_z,
-};
+use kiln_core::profile::{DataProfile, Histogram, LengthStats, OddText, OddTexts, SplitProfile, TokenCount};
 use kiln_core::{FileHash, LabelMap, Manifest, Progress, Split, StagedOutput};
 use kiln_plots::{BarRow, HistogramSeries, histograms_svg, horizontal_bars_svg};
 use kiln_text::load_tokenizer;

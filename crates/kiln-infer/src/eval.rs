@@ -11,10 +11,10 @@ use anyhow::{Context, Result, bail};
 use arrow_array::types::Float32Type;
 use arrow_array::{ArrayRef, Float32Array, StringArray};
 use kiln_config::{EvalConfig, TokenizeConfig};
-use kiln_core::metrics::{ClassScores, Confusion, argmax};
+use kiln_core::calibration::PredictionProfile;
 use kiln_core::model_folder::{CONFIG, LABELS, REFERENCE_PREDICTIONS};
 use kiln_core::output::read_manifest;
-use kiln_core::profile::PredictionProfile;
+use kiln_core::scores::{ClassScores, Confusion, argmax};
 use kiln_core::{EvalMetrics, Example, FileHash, LabelMap, Manifest, Progress, Split, StagedOutput, Task};
 use kiln_data::parquet::{batch, write_parquet};
 use kiln_data::processed::{check_label_ids, read_examples};
@@ -211,7 +211,7 @@ fn calibration_note(reference: &PredictionProfile) -> String {
         reference.nll_after,
         reference.ece_before,
         reference.ece_after,
-        kiln_core::profile::CONFIDENCE_BINS,
+        kiln_core::calibration::CONFIDENCE_BINS,
     )
 }
 

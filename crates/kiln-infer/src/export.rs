@@ -58,7 +58,7 @@ pub fn run(config: &ExportConfig) -> Result<Vec<FileHash>> {
         [(config.eval_metrics.clone(), EVAL_METRICS), (config.reference_predictions.clone(), REFERENCE_PREDICTIONS)];
     let profile = Some((config.data_profile.clone(), DATA_PROFILE));
     if config.reference_predictions.is_file() {
-        kiln_core::profile::PredictionProfile::load(&config.reference_predictions)?;
+        kiln_core::calibration::PredictionProfile::load(&config.reference_predictions)?;
     }
     if config.data_profile.is_file() {
         // A profile that does not parse would fail monitoring later: refuse it now.

@@ -16,8 +16,8 @@ use arrow_array::{ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, S
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use kiln_config::{Aggregation, PredictConfig};
-use kiln_core::metrics::top_k as ranked_classes;
 use kiln_core::output::StreamedFile;
+use kiln_core::scores::top_k as ranked_classes;
 use kiln_core::{Progress, Task};
 use kiln_data::parquet;
 use kiln_data::read::{self, ColumnMap, LabelSource, ReadOptions};

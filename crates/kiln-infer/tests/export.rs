@@ -90,7 +90,7 @@ fn the_monitoring_references_travel_with_the_export() {
     let path = root.path().join("profile.json");
     std::fs::write(&path, serde_json::to_string(&profile).expect("json")).expect("write");
     let names = ["negative".to_owned(), "positive".into()];
-    let reference = kiln_core::profile::PredictionProfile::of(
+    let reference = kiln_core::calibration::PredictionProfile::of(
         "validation",
         &names,
         &[vec![0.9, 0.1], vec![0.2, 0.8], vec![0.6, 0.4]],

@@ -8,8 +8,9 @@ use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use anyhow::{Context, Result};
+use kiln_core::calibration::PredictionProfile;
 use kiln_core::model_folder::version_name;
-use kiln_core::profile::{PredictionProfile, SplitProfile};
+use kiln_core::profile::SplitProfile;
 use kiln_core::{FileHash, ModelFolder, Split};
 use serde::Serialize;
 

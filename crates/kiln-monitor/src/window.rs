@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use kiln_config::MonitorConfig;
-use kiln_core::metrics::Confusion;
+use kiln_core::scores::Confusion;
 use serde::{Deserialize, Serialize};
 
 use crate::reference::ModelReference;

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use anyhow::{Result, anyhow};
 use kiln_core::LabelMap;
-use kiln_core::metrics::{Confusion, TrainLogLine, TrainLogRecord};
+use kiln_core::metrics::{TrainLogLine, TrainLogRecord};
+use kiln_core::scores::Confusion;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 

@@ -11,9 +11,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Json};
 use kiln_config::LogText;
 use kiln_core::Task;
+use kiln_core::calibration::{Confidence, calibrated_top};
 use kiln_core::entities::Aggregation;
 use kiln_core::prediction_log::{InputStats, LoggedEntity};
-use kiln_core::profile::{Confidence, calibrated_top};
 use kiln_text::aggregate::Entity;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -465,7 +465,7 @@ fn classes_response(
 
 /// The best label and, when `detail` asks, the `detail` best with their scores.
 fn rank(labels: &[String], probabilities: &[f32], detail: Option<usize>) -> Prediction {
-    let ranked = kiln_core::metrics::top_k(probabilities, detail.unwrap_or(1));
+    let ranked = kiln_core::scores::top_k(probabilities, detail.unwrap_or(1));
     let score = |id: usize| LabelScore { label: labels[id].clone(), score: probabilities[id] };
     let best = score(ranked[0]);
     Prediction { label: best.label, score: best.score, scores: detail.map(|_| ranked.into_iter().map(score).collect()) }

@@ -137,7 +137,7 @@ pub fn aggregate(
 
 /// The most likely tag and its probability (the first of equals, as numpy's argmax).
 fn best(scores: &[f32], labels: &LabelMap) -> (String, f32) {
-    let id = kiln_core::metrics::argmax(scores);
+    let id = kiln_core::scores::argmax(scores);
     (labels.label(id as u32).unwrap_or("O").to_owned(), scores.get(id).copied().unwrap_or(0.0))
 }
 

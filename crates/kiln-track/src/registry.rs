@@ -554,7 +554,7 @@ fn record_of(folder: &Path, number: u32, weights_sha256: String, source: String,
     })
 }
 
-pub use kiln_config::cli::parse_version;
+pub use kiln_config::parse_version;
 
 /// A header and one row per version, newest first (`runs`' table renderer prints them).
 pub fn rows(index: &Index) -> Vec<Vec<String>> {

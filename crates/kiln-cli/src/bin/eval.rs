@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_config::cli::{EvalArgs, TrackArgs};
+use kiln_config::{EvalArgs, TrackArgs};
 use kiln_stage::CommonArgs;
 use kiln_track::RunStatus;
 

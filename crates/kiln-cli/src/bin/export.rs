@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_config::cli::ExportArgs;
+use kiln_config::ExportArgs;
 use kiln_stage::CommonArgs;
 
 /// Write the trained model as a Hugging Face folder (config.json with the labels,

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_config::cli::{GateArgs, TrackArgs};
+use kiln_config::{GateArgs, TrackArgs};
 use kiln_stage::CommonArgs;
 use kiln_track::RunStatus;
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_config::cli::PredictArgs;
+use kiln_config::PredictArgs;
 use kiln_stage::CommonArgs;
 
 /// Classify a file of texts (CSV, TSV, JSONL or Parquet) with a trained model,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln_cli::retrain::Retrained;
-use kiln_config::cli::{RetrainArgs, TrackArgs};
+use kiln_config::{RetrainArgs, TrackArgs};
 use kiln_stage::CommonArgs;
 use kiln_track::RunStatus;
 use kiln_train::Control;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_config::cli::ServeArgs;
+use kiln_config::ServeArgs;
 use kiln_stage::CommonArgs;
 
 /// Serve a model over HTTP: POST /v1/predict (one text or a batch, batched

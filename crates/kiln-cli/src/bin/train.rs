@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use clap::Parser;
-use kiln_config::cli::{TrackArgs, TrainArgs};
+use kiln_config::{TrackArgs, TrainArgs};
 use kiln_stage::CommonArgs;
 use kiln_track::RunStatus;
 use kiln_train::{Control, Outcome};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kiln_core::StagedOutput;
-use kiln_core::metrics::argmax;
+use kiln_core::scores::argmax;
 use kiln_data::schema::TextTable;
 use kiln_model::{DeviceSpec, Predictor};
 use kiln_track::registry::{Registry, Stage};

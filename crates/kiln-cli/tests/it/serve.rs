@@ -101,7 +101,7 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     let model = root.path().join("model");
     model_folder(&model, &LABELS, 1);
     // A calibration (eval's reference predictions): logged scores are then calibrated too.
-    let reference = kiln_core::profile::PredictionProfile { temperature: 2.0, ..Default::default() };
+    let reference = kiln_core::calibration::PredictionProfile { temperature: 2.0, ..Default::default() };
     std::fs::write(
         model.join(kiln_core::model_folder::REFERENCE_PREDICTIONS),
         serde_json::to_string(&reference).expect("json"),
@@ -1064,7 +1064,7 @@ fn write_reference(dir: &Path, labels: &[&str]) {
         .collect();
     let truth: Vec<usize> =
         (0..30).map(|i| if i % 5 == 0 { (i + 1) % labels.len() } else { i % labels.len() }).collect();
-    let reference = kiln_core::profile::PredictionProfile::of("validation", &names, &rows, &truth, 0.5);
+    let reference = kiln_core::calibration::PredictionProfile::of("validation", &names, &rows, &truth, 0.5);
     std::fs::write(
         dir.join(kiln_core::model_folder::REFERENCE_PREDICTIONS),
         serde_json::to_string(&reference).expect("json"),

@@ -484,7 +484,7 @@ fn eval_scores_the_model(data: &Run, model_dir: &Path, run_dir: &Path, out: &Pat
         assert!(svg.starts_with("<svg") && report.contains(picture), "{picture} is drawn and shown in the report");
     }
     // The validation split's predictions, summarised: monitoring's reference.
-    let reference = kiln_core::profile::PredictionProfile::load(&eval_dir.join("reference_predictions.json"))
+    let reference = kiln_core::calibration::PredictionProfile::load(&eval_dir.join("reference_predictions.json"))
         .expect("reference predictions");
     assert_eq!(
         (reference.split.as_str(), reference.rows),

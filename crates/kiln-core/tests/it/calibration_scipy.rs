@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use kiln_core::profile::{PredictionProfile, expected_calibration_error, fit_temperature, negative_log_likelihood};
+use kiln_core::calibration::{PredictionProfile, expected_calibration_error, fit_temperature, negative_log_likelihood};
 
 #[derive(serde::Deserialize)]
 struct Fixture {

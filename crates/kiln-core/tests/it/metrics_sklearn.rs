@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use kiln_core::metrics::Confusion;
+use kiln_core::scores::Confusion;
 
 #[derive(serde::Deserialize)]
 struct Fixture {

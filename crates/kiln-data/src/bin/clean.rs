@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_config::cli::CleanArgs;
+use kiln_config::CleanArgs;
 use kiln_stage::{CommonArgs, run_stage};
 
 /// Normalise texts (URLs, mentions, hashtags, HTML, control characters, whitespace, case, Unicode) and drop empty, over-long, duplicate and leaking rows.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_config::cli::IngestArgs;
+use kiln_config::IngestArgs;
 use kiln_stage::{CommonArgs, run_stage};
 
 /// Read raw labelled text (CSV, TSV, JSONL, Parquet) or tagged words (CoNLL, JSONL), map its columns, split it and write train/validation/test Parquet files.

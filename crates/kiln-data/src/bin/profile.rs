@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_config::cli::ProfileArgs;
+use kiln_config::ProfileArgs;
 use kiln_stage::{CommonArgs, run_stage};
 
 /// Describe a data set (rows, labels, lengths, truncation, unknown tokens, duplicates, odd texts, frequent words per label) as profile.json, SVG plots and report.md.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_config::cli::TokenizeArgs;
+use kiln_config::TokenizeArgs;
 use kiln_stage::{CommonArgs, run_stage};
 
 /// Turn cleaned text into token ids with the model folder's tokenizer.json, and write labels.json, the label list every later stage shares.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln_config::FailOn;
-use kiln_config::cli::{MonitorArgs, TrackArgs};
+use kiln_config::{MonitorArgs, TrackArgs};
 use kiln_monitor::Status;
 use kiln_stage::CommonArgs;
 use kiln_stage::Outcome;

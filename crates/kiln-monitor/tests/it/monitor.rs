@@ -8,8 +8,9 @@ use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 use kiln_config::MonitorConfig;
+use kiln_core::calibration::PredictionProfile;
 use kiln_core::prediction_log::{InputStats, LogRecord};
-use kiln_core::profile::{DataProfile, Histogram, PredictionProfile, SplitProfile};
+use kiln_core::profile::{DataProfile, Histogram, SplitProfile};
 use kiln_monitor::Status;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

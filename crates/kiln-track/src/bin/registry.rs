@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_config::cli::RegistryArgs;
+use kiln_config::RegistryArgs;
 use kiln_stage::{CommonArgs, print_output, run_stage};
 use kiln_track::cli::RegistryCommand;
 

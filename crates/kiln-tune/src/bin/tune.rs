@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use kiln_config::cli::{TrackArgs, TuneArgs};
+use kiln_config::{TrackArgs, TuneArgs};
 use kiln_stage::CommonArgs;
 use kiln_track::RunStatus;
 use kiln_track::stage::run_tracked_stage;

@@ -1,0 +1,103 @@
+//! `[retrain]`: feedback into the next data version and a new model.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::{ConfigError, IngestConfig, ServeConfig};
+
+/// What `retrain` does with a feedback label the training data never had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NewLabelPolicy {
+    /// Stop, naming the label: a person decides.
+    #[default]
+    Error,
+    /// Leave those rows out, counted in the report.
+    Drop,
+    /// Train on it as a new class (the champion cannot be compared on it; the gate leaves those rows out).
+    Add,
+}
+
+/// `[retrain]`: the next training set (the current one plus the predictions
+/// that got feedback) and the pipeline run on it into `output_dir`, then the
+/// result registered as a candidate and judged by `[gate]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrainConfig {
+    /// `serve`'s prediction log (feedback and the texts it labels); `None` = `[serve] log_dir`.
+    pub log_dir: Option<PathBuf>,
+    /// The current raw splits; `None` = `[ingest] output_dir`.
+    pub base_dir: Option<PathBuf>,
+    /// The new data version and every stage's output of the retraining run.
+    pub output_dir: PathBuf,
+    /// Share of the feedback held back from training for the gate's holdout.
+    pub holdout_share: f64,
+    /// Fewer usable feedback rows than this: nothing to retrain on (exit 0, no candidate).
+    pub min_feedback: usize,
+    pub new_labels: NewLabelPolicy,
+}
+
+impl Default for RetrainConfig {
+    fn default() -> Self {
+        Self {
+            log_dir: None,
+            base_dir: None,
+            output_dir: "artifacts/retrain".into(),
+            holdout_share: 0.2,
+            min_feedback: 50,
+            new_labels: NewLabelPolicy::Error,
+        }
+    }
+}
+
+impl RetrainConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.0..1.0).contains(&self.holdout_share) {
+            return Err(ConfigError::invalid(
+                "retrain.holdout_share",
+                format!("must be in [0, 1), got {}", self.holdout_share),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fills the settings left to `[serve]` and `[ingest]`.
+    pub fn resolved(&self, serve: &ServeConfig, ingest: &IngestConfig) -> Self {
+        Self {
+            log_dir: Some(self.log_dir.clone().unwrap_or_else(|| serve.log_dir.clone())),
+            base_dir: Some(self.base_dir.clone().unwrap_or_else(|| ingest.output_dir.clone())),
+            ..self.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Retrain settings (config section [retrain])")]
+pub struct RetrainArgs {
+    /// serve's prediction log, with the feedback [default: [serve] log_dir].
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// The current raw splits the feedback is added to [default: [ingest] output_dir].
+    #[arg(long, value_name = "DIR")]
+    pub base_dir: Option<PathBuf>,
+    /// Where the new data version and the run's outputs go [default: artifacts/retrain].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Share of the feedback held back for the gate's holdout [default: 0.2].
+    #[arg(long, value_name = "FRACTION")]
+    pub holdout_share: Option<f64>,
+    /// Fewest usable feedback rows worth a retraining [default: 50].
+    #[arg(long, value_name = "N")]
+    pub min_feedback: Option<usize>,
+    /// A feedback label training never had: error, drop or add [default: error].
+    #[arg(long, value_enum)]
+    pub new_labels: Option<NewLabelPolicy>,
+}
+
+impl RetrainArgs {
+    pub fn apply(self, config: &mut RetrainConfig) {
+        apply_overrides!(self, config, [output_dir, holdout_share, min_feedback, new_labels], optional [log_dir, base_dir]);
+    }
+}
