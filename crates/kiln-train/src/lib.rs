@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use kiln_config::Metric;
 use serde::{Deserialize, Serialize};
 
-pub use trainer::{METRICS, Outcome, RUN_LOCK, SUMMARY, TrainSummary, evaluate, run, run_for};
+pub use task::evaluate;
+pub use trainer::{METRICS, Outcome, RUN_LOCK, SUMMARY, TrainSummary, run, run_for};
 
 /// Validation figures, taken during training.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use kiln_config::{ClassWeights, TrainConfig, TrainLoss};
 use kiln_core::entities::{Mode, score};
+use kiln_core::scores::Confusion;
 use kiln_core::{Example, LabelMap, TaggedExample};
 use kiln_model::batch::{collate, collate_tagged, length_sorted_batches};
 use kiln_model::token::token_loss;
@@ -160,7 +161,7 @@ impl TrainTask for Sequence {
         device: &Device,
         labels: &LabelMap,
     ) -> ValidationMetrics {
-        crate::trainer::evaluate(model, examples, batch_size, device, labels.len())
+        evaluate(model, examples, batch_size, device, labels.len())
     }
 
     fn class_weights(mode: ClassWeights, train: &[Example], classes: usize) -> Option<Vec<f32>> {
@@ -255,4 +256,58 @@ pub fn word_tags(
         .into_iter()
         .map(|sentence| sentence.words.iter().map(|&(_, truth, guess)| (name(truth), name(guess))).unzip())
         .unzip()
+}
+
+/// Loss, accuracy and macro-F1 of `model` (in validation mode) on `examples`.
+pub fn evaluate(
+    model: &BertClassifier,
+    examples: &[Example],
+    batch_size: usize,
+    device: &Device,
+    classes: usize,
+) -> ValidationMetrics {
+    let lengths: Vec<usize> = examples.iter().map(Example::len).collect();
+    let mut confusion = Confusion::new(classes);
+    let mut loss_sum = 0.0;
+    for chunk in length_sorted_batches(&lengths, batch_size) {
+        let rows: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
+        let (input, targets) = collate(&rows, PAD_ID, device);
+        let (loss, logits) = model.loss(input, targets);
+        loss_sum += f64::from(loss.into_scalar::<f32>()) * rows.len() as f64;
+        let predicted = logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().unwrap_or_default();
+        for (row, predicted) in rows.iter().zip(predicted) {
+            confusion.add(row.label_id as usize, usize::try_from(predicted).unwrap_or(0));
+        }
+    }
+    ValidationMetrics {
+        loss: loss_sum / examples.len().max(1) as f64,
+        accuracy: confusion.accuracy(),
+        macro_f1: confusion.macro_f1(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kiln_config::ClassWeights;
+
+    use super::*;
+
+    fn example(label_id: u32) -> Example {
+        Example { id: String::new(), input_ids: vec![101, 102], token_type_ids: None, label_id }
+    }
+
+    fn class_weights(mode: ClassWeights, train: &[Example], classes: usize) -> Option<Vec<f32>> {
+        Sequence::class_weights(mode, train, classes)
+    }
+
+    /// scikit-learn's compute_class_weight("balanced", classes=[0, 1, 2], y=[0, 0, 0, 1]):
+    /// [0.444.., 1.333.., 0] (no examples of class 2: weight 0, never used).
+    #[test]
+    fn inverse_frequency_weights_are_sklearn_balanced() {
+        let train: Vec<Example> = [0, 0, 0, 1].into_iter().map(example).collect();
+        let weights = class_weights(ClassWeights::InverseFrequency, &train, 3).expect("weights");
+        let expected = [4.0 / 9.0, 4.0 / 3.0, 0.0];
+        assert!(weights.iter().zip(expected).all(|(w, e)| (f64::from(*w) - e).abs() < 1e-6), "{weights:?}");
+        assert_eq!(class_weights(ClassWeights::None, &train, 3), None);
+    }
 }

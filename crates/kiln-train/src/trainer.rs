@@ -9,18 +9,17 @@ use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 use kiln_config::TrainConfig;
 use kiln_core::metrics::TrainLogRecord as Record;
-use kiln_core::scores::Confusion;
-use kiln_core::{Bug, Example, Manifest, Progress, StagedOutput, Task};
-use kiln_model::batch::{bucketed_batches, collate, length_sorted_batches};
+use kiln_core::{Bug, Manifest, Progress, StagedOutput, Task};
+use kiln_model::batch::bucketed_batches;
 use kiln_model::bert::load_safetensors;
 use kiln_model::optim::{AdamWSettings, clip_global_norm};
-use kiln_model::{BertClassifier, DeviceSpec, WithHead, device};
+use kiln_model::{DeviceSpec, WithHead, device};
 use serde::Serialize;
 
 use crate::checkpoint::{Best, Checkpoint, CheckpointState, Fingerprint, Position, check_resumable};
 use crate::metrics_log::MetricsLog;
 use crate::schedule::LinearSchedule;
-use crate::task::{Encoded, PAD_ID, Sequence, Tokens, TrainTask};
+use crate::task::{Encoded, Sequence, Tokens, TrainTask};
 use crate::{Control, ValidationMetrics, Verdict, inputs, model_folder};
 pub const SUMMARY: &str = kiln_core::stages::TRAIN_DONE;
 pub const METRICS: &str = kiln_core::metrics::TrainLogLine::FILE;
@@ -515,34 +514,6 @@ fn load_pretrained(model: &mut impl WithHead, weights: &Path, labels: usize) -> 
     Ok(())
 }
 
-/// Loss, accuracy and macro-F1 of `model` (in validation mode) on `examples`.
-pub fn evaluate(
-    model: &BertClassifier,
-    examples: &[Example],
-    batch_size: usize,
-    device: &Device,
-    classes: usize,
-) -> ValidationMetrics {
-    let lengths: Vec<usize> = examples.iter().map(Example::len).collect();
-    let mut confusion = Confusion::new(classes);
-    let mut loss_sum = 0.0;
-    for chunk in length_sorted_batches(&lengths, batch_size) {
-        let rows: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
-        let (input, targets) = collate(&rows, PAD_ID, device);
-        let (loss, logits) = model.loss(input, targets);
-        loss_sum += f64::from(loss.into_scalar::<f32>()) * rows.len() as f64;
-        let predicted = logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().unwrap_or_default();
-        for (row, predicted) in rows.iter().zip(predicted) {
-            confusion.add(row.label_id as usize, usize::try_from(predicted).unwrap_or(0));
-        }
-    }
-    ValidationMetrics {
-        loss: loss_sum / examples.len().max(1) as f64,
-        accuracy: confusion.accuracy(),
-        macro_f1: confusion.macro_f1(),
-    }
-}
-
 /// Training figures since the last log record.
 #[derive(Default)]
 struct Window {
@@ -578,31 +549,5 @@ impl Window {
 
     fn tokens_per_second(&self) -> f64 {
         self.tokens as f64 / self.time.as_secs_f64().max(1e-9)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use kiln_config::ClassWeights;
-
-    use super::*;
-
-    fn example(label_id: u32) -> Example {
-        Example { id: String::new(), input_ids: vec![101, 102], token_type_ids: None, label_id }
-    }
-
-    fn class_weights(mode: ClassWeights, train: &[Example], classes: usize) -> Option<Vec<f32>> {
-        Sequence::class_weights(mode, train, classes)
-    }
-
-    /// scikit-learn's compute_class_weight("balanced", classes=[0, 1, 2], y=[0, 0, 0, 1]):
-    /// [0.444.., 1.333.., 0] (no examples of class 2: weight 0, never used).
-    #[test]
-    fn inverse_frequency_weights_are_sklearn_balanced() {
-        let train: Vec<Example> = [0, 0, 0, 1].into_iter().map(example).collect();
-        let weights = class_weights(ClassWeights::InverseFrequency, &train, 3).expect("weights");
-        let expected = [4.0 / 9.0, 4.0 / 3.0, 0.0];
-        assert!(weights.iter().zip(expected).all(|(w, e)| (f64::from(*w) - e).abs() < 1e-6), "{weights:?}");
-        assert_eq!(class_weights(ClassWeights::None, &train, 3), None);
     }
 }

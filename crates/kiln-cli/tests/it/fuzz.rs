@@ -312,8 +312,8 @@ fn serve_bodies_and_header_values_never_panic() {
     let feedback = br#"{"request_id": "0b8c6d0e-2c1f-4c52-9a53-1a2b3c4d5e6f.00112233445566778899aabbccddeeff", "index": 0, "label": "cards", "entities": [{"entity_group": "PER", "start": 0, "end": 4}]}"#;
     let ids = kiln_serve::ids::RequestIds::new([9u8; 32]);
     fuzz("serve JSON bodies and header values", (input(predict.to_vec()), input(feedback.to_vec())), |(p, f)| {
-        let _ = serde_json::from_slice::<kiln_serve::api::PredictRequest>(&p);
-        let _ = serde_json::from_slice::<kiln_serve::api::FeedbackRequest>(&f);
+        let _ = serde_json::from_slice::<kiln_serve::api::types::PredictRequest>(&p);
+        let _ = serde_json::from_slice::<kiln_serve::api::types::FeedbackRequest>(&f);
         // Header values and ids: as text, as the server reads them.
         let text = String::from_utf8_lossy(&f);
         let _ = kiln_serve::ids::well_formed(&text) && ids.verify(&text, "app");

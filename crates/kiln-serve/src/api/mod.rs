@@ -1,5 +1,8 @@
-//! The HTTP API: request and response types (which the OpenAPI spec is built
-//! from, so the two cannot disagree) and the route handlers.
+//! The HTTP API's route handlers; the wire types are in [`types`], the
+//! OpenAPI document in [`contract`].
+
+mod contract;
+pub mod types;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,239 +15,23 @@ use axum::{Extension, Json};
 use kiln_config::LogText;
 use kiln_core::Task;
 use kiln_core::calibration::{Confidence, calibrated_top};
-use kiln_core::entities::Aggregation;
 use kiln_core::prediction_log::{InputStats, LoggedEntity};
-use kiln_text::aggregate::Entity;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::{OpenApi, ToSchema};
 
+pub use self::contract::{ApiDoc, Contract};
+use self::types::{
+    BatchEntitiesResponse, BatchResponse, EntitySpan, FeedbackEntity, FeedbackRequest, Inputs, LabelScore,
+    PredictRequest, PredictResponse, Prediction, ReloadResponse, SingleEntitiesResponse, SingleResponse, Status,
+    TextEntities,
+};
 use crate::auth::Client;
 use crate::batcher::{Answer, Outputs};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::log::LogRecord;
-use crate::model::{ModelInfo, TrainingInput};
+use crate::model::ModelInfo;
 use crate::{AppState, ids};
 
 pub const REQUEST_ID: &str = "x-request-id";
-
-/// One text or several, as Hugging Face TEI's `inputs` takes them.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum Inputs {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// Give exactly one of `text`, `texts` or `inputs`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PredictRequest {
-    /// One text; the answer is one prediction.
-    pub text: Option<String>,
-    /// Several texts (at most `max_client_batch`); the answer lists a prediction per text, in order.
-    pub texts: Option<Vec<String>>,
-    /// TEI's form: a string (answered like `text`) or a list (answered like `texts`).
-    pub inputs: Option<Inputs>,
-    /// Also return the k most likely labels with their scores.
-    #[schema(minimum = 1)]
-    #[serde(default, deserialize_with = "whole_number")]
-    pub top_k: Option<usize>,
-    /// Also return every label's score, most likely first.
-    #[serde(default)]
-    pub return_all_scores: bool,
-    /// Accepted for TEI compatibility: texts are always truncated to the model's max length.
-    pub truncate: Option<bool>,
-    /// Token classification: how sub-words group into entities, as transformers'
-    /// token-classification pipeline's `aggregation_strategy` (`none`, `simple`,
-    /// `first`, `average`, `max`) [default: serve.aggregation]. A text classifier ignores it,
-    /// as a tagger ignores `top_k` and `return_all_scores`.
-    #[schema(value_type = Option<String>)]
-    pub aggregation_strategy: Option<Aggregation>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LabelScore {
-    pub label: String,
-    pub score: f32,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Prediction {
-    /// The most likely label.
-    pub label: String,
-    /// Its probability.
-    pub score: f32,
-    /// The top-k (or all) labels, most likely first, when asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scores: Option<Vec<LabelScore>>,
-}
-
-/// An entity found in a text, as transformers' token-classification pipeline
-/// writes it: `start` and `end` count characters of the text as sent.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct EntitySpan {
-    /// The entity type (every strategy but `none`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entity_group: Option<String>,
-    /// The sub-word's tag (`none` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub entity: Option<String>,
-    pub score: f32,
-    /// The text the entity covers.
-    pub word: String,
-    pub start: usize,
-    pub end: usize,
-}
-
-impl From<Entity> for EntitySpan {
-    fn from(entity: Entity) -> Self {
-        let Entity { entity, entity_group, score, word, start, end, .. } = entity;
-        Self { entity_group, entity, score, word, start, end }
-    }
-}
-
-/// The entities of one text.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TextEntities {
-    pub entities: Vec<EntitySpan>,
-}
-
-/// A token-classification model's answer to `text` (or `inputs` as a string).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SingleEntitiesResponse {
-    pub entities: Vec<EntitySpan>,
-    pub model_version: String,
-    pub request_id: String,
-}
-
-/// A token-classification model's answer to `texts` (or `inputs` as a list).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BatchEntitiesResponse {
-    pub predictions: Vec<TextEntities>,
-    pub model_version: String,
-    pub request_id: String,
-}
-
-/// The answer to `text` (or `inputs` as a string).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SingleResponse {
-    pub label: String,
-    pub score: f32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scores: Option<Vec<LabelScore>>,
-    /// The version of the model that answered (see `GET /v1/model`).
-    pub model_version: String,
-    /// Quote it in `POST /v1/feedback`.
-    pub request_id: String,
-}
-
-/// The answer to `texts` (or `inputs` as a list).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BatchResponse {
-    pub predictions: Vec<Prediction>,
-    pub model_version: String,
-    pub request_id: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum PredictResponse {
-    Single(SingleResponse),
-    Batch(BatchResponse),
-    SingleEntities(SingleEntitiesResponse),
-    BatchEntities(BatchEntitiesResponse),
-}
-
-/// A whole number as JSON Schema's `integer` has it: `3` or `3.0` (any number
-/// with no fraction), as clients that only have floats send it.
-fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
-    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else { return Ok(None) };
-    if let Some(n) = number.as_u64() {
-        return Ok(Some(usize::try_from(n).unwrap_or(usize::MAX)));
-    }
-    match number.as_f64() {
-        Some(x) if x >= 0.0 && x.fract() == 0.0 => {
-            Ok(Some(if x >= usize::MAX as f64 { usize::MAX } else { x as usize }))
-        }
-        _ => Err(serde::de::Error::custom(format!("expected a whole number of at least 0, got {number}"))),
-    }
-}
-
-/// The true label of an earlier prediction, once someone knows it.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FeedbackRequest {
-    /// The `request_id` of the prediction.
-    pub request_id: String,
-    /// Which text of that request, for a request of several [default: 0].
-    #[serde(default, deserialize_with = "whole_number")]
-    pub index: Option<usize>,
-    /// One of the model's labels (text classification).
-    pub label: Option<String>,
-    /// The text's true entities, every one of them (token classification; `[]`: none).
-    pub entities: Option<Vec<FeedbackEntity>>,
-}
-
-/// A true entity: its type and character offsets into the text as sent.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FeedbackEntity {
-    /// One of the model's entity types.
-    pub entity_group: String,
-    #[serde(deserialize_with = "required_whole_number")]
-    #[schema(value_type = usize, minimum = 0)]
-    pub start: usize,
-    #[serde(deserialize_with = "required_whole_number")]
-    #[schema(value_type = usize, minimum = 1)]
-    pub end: usize,
-}
-
-fn required_whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
-    whole_number(deserializer)?.ok_or_else(|| serde::de::Error::custom("expected a whole number, got null"))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Status {
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_version: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReloadResponse {
-    pub previous_version: Option<String>,
-    pub model: ModelInfo,
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "kiln serve",
-        description = "Text classification or named entities with a kiln-trained (or Hugging Face) model."
-    ),
-    paths(predict, feedback, model_info, reload, healthz, readyz, metrics, openapi_spec),
-    components(schemas(
-        PredictRequest, Inputs, PredictResponse, SingleResponse, BatchResponse, Prediction, LabelScore,
-        SingleEntitiesResponse, BatchEntitiesResponse, TextEntities, EntitySpan,
-        FeedbackRequest, FeedbackEntity, Status, ReloadResponse, ModelInfo, TrainingInput, ErrorBody
-    )),
-    modifiers(&BearerAuth)
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
 
 /// Classify one text or a batch (or, with a token-classification model, find their entities).
 #[utoipa::path(
@@ -725,119 +512,9 @@ pub async fn openapi_spec(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// What the OpenAPI document must say beyond what the types give: it follows
-/// this server's settings (bearer tokens or none, `/metrics` here or on its own
-/// port, the batch limit) and the loaded model's labels, and states the rules
-/// the handlers enforce, so every request the schema allows is one the server
-/// accepts (schemathesis checks both ways).
-pub struct Contract {
-    pub tokens: bool,
-    pub metrics_here: bool,
-    pub max_client_batch: usize,
-    pub labels: Option<Vec<String>>,
-    /// The entity types of a token-classification model (`None` for a text classifier).
-    pub entity_types: Option<Vec<String>>,
-}
-
-impl Contract {
-    pub fn document(&self) -> serde_json::Value {
-        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
-        if !self.metrics_here
-            && let Some(paths) = doc["paths"].as_object_mut()
-        {
-            paths.remove("/metrics");
-        }
-        if !self.tokens {
-            if let Some(components) = doc["components"].as_object_mut() {
-                components.remove("securitySchemes");
-            }
-            for operation in operations(&mut doc) {
-                operation.remove("security");
-                if let Some(responses) = operation.get_mut("responses").and_then(serde_json::Value::as_object_mut) {
-                    responses.remove("401");
-                    responses.remove("403");
-                }
-            }
-        }
-        let schemas = &mut doc["components"]["schemas"];
-        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.name()).collect();
-        schemas["ErrorBody"]["properties"]["code"]["enum"] = codes.into();
-        let texts = serde_json::json!({ "type": "array", "items": { "type": "string" }, "minItems": 1,
-            "maxItems": self.max_client_batch });
-        let predict = &mut schemas["PredictRequest"];
-        predict["additionalProperties"] = false.into();
-        let mut nullable_texts = texts.clone();
-        nullable_texts["type"] = serde_json::json!(["array", "null"]);
-        predict["properties"]["texts"] = nullable_texts;
-        // Exactly one of `text`, `texts` or `inputs` is given (not null); the
-        // other two are absent or null.
-        let given = [
-            ("text", serde_json::json!({ "type": "string" })),
-            ("texts", texts.clone()),
-            ("inputs", serde_json::json!({ "oneOf": [{ "type": "string" }, texts] })),
-        ];
-        let branches: Vec<serde_json::Value> = given
-            .iter()
-            .map(|(name, schema)| {
-                let mut properties = serde_json::Map::new();
-                for (other, _) in &given {
-                    properties.insert((*other).into(), serde_json::json!({ "type": "null" }));
-                }
-                properties.insert((*name).into(), schema.clone());
-                serde_json::json!({ "required": [name], "properties": properties })
-            })
-            .collect();
-        predict["oneOf"] = branches.into();
-        predict["properties"]["aggregation_strategy"] = serde_json::json!({ "type": ["string", "null"], "enum": ["none", "simple", "first", "average", "max", null] });
-        let feedback = &mut schemas["FeedbackRequest"];
-        feedback["additionalProperties"] = false.into();
-        feedback["properties"]["request_id"] = serde_json::json!({ "type": "string",
-            "pattern": "^[A-Za-z0-9_.:-]{1,128}$",
-            "description": "The `request_id` a prediction of this client answered (the server signs the ids it issues)." });
-        let properties = feedback["properties"].as_object_mut();
-        // A text classifier takes `label`, a tagger `entities`: the one the loaded model needs is required.
-        match &self.entity_types {
-            None => {
-                if let Some(properties) = properties {
-                    properties.remove("entities");
-                    properties.insert("label".into(), serde_json::json!({ "type": "string" }));
-                }
-                feedback["required"] = serde_json::json!(["request_id", "label"]);
-                if let Some(labels) = &self.labels {
-                    feedback["properties"]["label"]["enum"] = labels.clone().into();
-                }
-            }
-            Some(types) => {
-                if let Some(properties) = properties {
-                    properties.remove("label");
-                    properties.insert(
-                        "entities".into(),
-                        serde_json::json!({ "type": "array", "items": { "$ref": "#/components/schemas/FeedbackEntity" } }),
-                    );
-                }
-                feedback["required"] = serde_json::json!(["request_id", "entities"]);
-                schemas["FeedbackEntity"]["properties"]["entity_group"]["enum"] = types.clone().into();
-                schemas["FeedbackEntity"]["additionalProperties"] = false.into();
-            }
-        }
-        doc
-    }
-}
-
-/// Every operation object of every path.
-fn operations(doc: &mut serde_json::Value) -> impl Iterator<Item = &mut serde_json::Map<String, serde_json::Value>> {
-    doc["paths"]
-        .as_object_mut()
-        .into_iter()
-        .flat_map(|paths| paths.values_mut())
-        .filter_map(serde_json::Value::as_object_mut)
-        .flat_map(|path| path.values_mut())
-        .filter_map(serde_json::Value::as_object_mut)
-}
-
 /// The page to try the model in a browser.
 pub async fn page() -> Html<&'static str> {
-    Html(include_str!("page.html"))
+    Html(include_str!("../page.html"))
 }
 
 #[cfg(test)]
