@@ -1,0 +1,162 @@
+//! BERT, shaped like Hugging Face's `BertModel` and
+//! `BertForSequenceClassification` so their checkpoints load by name: post-norm
+//! encoder layers, exact GELU, the checkpoint's layer-norm epsilon, a tanh
+//! pooler over [CLS], and a linear classifier on top.
+//!
+//! DistilBERT is the same network built from the same blocks: no token types,
+//! and its head's `pre_classifier` + ReLU stands where BERT's pooler + tanh is.
+//! Its checkpoints load and save under DistilBERT's own key names.
+//!
+//! RoBERTa and XLM-RoBERTa are BERT with positions counted from the padding
+//! id + 1 and skipping padding, one token type, and `roberta.` key names
+//! (token classification; their sequence head is shaped differently).
+
+mod config;
+mod network;
+mod weights;
+
+pub use config::*;
+pub use network::*;
+pub use weights::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot write {path}: {error}")]
+    Write { path: String, error: std::io::Error },
+    #[error("{path} is not a Hugging Face BERT config: {error}")]
+    Config { path: String, error: serde_json::Error },
+    #[error("{path}: model_type '{found}' is not supported (kiln supports: bert, distilbert, roberta, xlm-roberta)")]
+    UnsupportedModelType { path: String, found: String },
+    #[error("{path}: hidden_act '{found}' is not supported (kiln supports: gelu)")]
+    UnsupportedActivation { path: String, found: String },
+    #[error("{path}: hidden_size {hidden} is not a positive multiple of num_attention_heads {heads}")]
+    BadHeads { path: String, hidden: usize, heads: usize },
+    #[error("cannot load weights from {path}: {error}")]
+    Weights { path: String, error: String },
+    #[error("{path} lacks encoder weights the model needs: {missing}")]
+    MissingWeights { path: String, missing: String },
+    #[error("{path}: {family} models are supported for token classification; their sequence head is not yet")]
+    UnsupportedHead { path: String, family: String },
+    #[error(
+        "{config} describes an encoder of {implied} parameters, but {weights} holds {found} values: the config does \
+         not belong to these weights (nothing was allocated)"
+    )]
+    WeightsTooSmall { config: String, weights: String, implied: String, found: u128 },
+    #[error("{path} is not a safetensors file: {error}")]
+    NotSafetensors { path: String, error: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::optim::{AdamWConfig, GradientsParams};
+    use burn::tensor::{Int, Tensor, TensorData};
+
+    use super::*;
+    use crate::DeviceSpec;
+    use crate::test_support::{batch, floats, tiny};
+
+    #[test]
+    fn shapes_follow_the_config() {
+        let device = DeviceSpec::Cpu.device();
+        let model = BertClassifier::new(&tiny(), 5, &device);
+        let input = batch((0..21).map(|i| i % 40).collect(), vec![1; 21], [3, 7], &device);
+        let output = model.bert.forward(input.clone());
+        assert_eq!(output.last_hidden_state.dims(), [3, 7, 16]);
+        assert_eq!(output.pooled.dims(), [3, 16]);
+        assert_eq!(model.forward(input).dims(), [3, 5]);
+    }
+
+    /// What `save_safetensors` writes, `load_safetensors` reads back exactly,
+    /// under Hugging Face's key names.
+    #[test]
+    fn saved_weights_load_back_with_hf_names() {
+        let device = DeviceSpec::Cpu.device();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        let model = BertClassifier::new(&tiny(), 4, &device);
+        save_safetensors(&model, &path).expect("save");
+
+        let mut loaded = BertClassifier::new(&tiny(), 4, &device);
+        let report = load_safetensors(&mut loaded, &path).expect("load");
+        assert!(report.unused.is_empty() && report.initialised.is_empty(), "{report:?}");
+        let input = batch(vec![1, 5, 9, 2, 3, 0], vec![1, 1, 1, 1, 1, 0], [2, 3], &device);
+        assert_eq!(floats(model.forward(input.clone())), floats(loaded.forward(input)));
+
+        let bytes = std::fs::read(&path).expect("read");
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("a safetensors file");
+        let tensors = header.tensors();
+        for key in [
+            "bert.embeddings.LayerNorm.weight",
+            "bert.encoder.layer.1.attention.self.query.weight",
+            "bert.pooler.dense.bias",
+            "classifier.weight",
+        ] {
+            assert!(tensors.contains_key(key), "missing HF key {key}");
+        }
+        assert_eq!(header.metadata().as_ref().and_then(|m| m.get("format")).map(String::as_str), Some("pt"));
+        assert_eq!(tensors["classifier.weight"].shape, [4, 16], "PyTorch layout [out, in]");
+    }
+
+    /// A checkpoint with a head for another label count (a model fine-tuned
+    /// elsewhere) loads its encoder; the head is new and reported.
+    #[test]
+    fn a_head_for_other_labels_is_replaced() {
+        let device = DeviceSpec::Cpu.device();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        let three = BertClassifier::new(&tiny(), 3, &device);
+        save_safetensors(&three, &path).expect("save");
+        let mut five = BertClassifier::new(&tiny(), 5, &device);
+        let report = load_safetensors(&mut five, &path).expect("encoder loads");
+        assert_eq!(report.replaced_head, Some(vec![3, 16]));
+        assert_eq!(report.initialised, ["classifier.bias", "classifier.weight"]);
+        let input = batch(vec![1, 5, 9], vec![1; 3], [1, 3], &device);
+        assert_eq!(floats(three.bert.forward(input.clone()).pooled), floats(five.bert.forward(input).pooled));
+    }
+
+    #[test]
+    fn padded_positions_are_ignored() {
+        let device = DeviceSpec::Cpu.device();
+        let model = BertClassifier::new(&tiny(), 3, &device);
+        let mask = vec![1, 1, 1, 0, 0];
+        let one = model.forward(batch(vec![2, 7, 9, 0, 0], mask.clone(), [1, 5], &device));
+        let other = model.forward(batch(vec![2, 7, 9, 33, 12], mask, [1, 5], &device));
+        let diff = floats(one).iter().zip(floats(other)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(diff < 1e-6, "what sits under padding changed the logits by {diff}");
+        let unmasked = model.forward(batch(vec![2, 7, 9, 33, 12], vec![1; 5], [1, 5], &device));
+        let first = model.forward(batch(vec![2, 7, 9, 0, 0], vec![1, 1, 1, 0, 0], [1, 5], &device));
+        let moved = floats(first).iter().zip(floats(unmasked)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(moved > 1e-4, "without the mask the extra tokens must matter (this checks the test itself)");
+    }
+
+    #[test]
+    fn a_32_example_set_is_overfitted() {
+        let device = DeviceSpec::Cpu.device().autodiff();
+        let mut model = BertClassifier::new(&tiny(), 2, &device);
+        let mut optimizer = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.0).init();
+        // 32 random sequences of 8 tokens with random labels: only memorising fits them.
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as i64
+        };
+        let ids: Vec<i64> = (0..32 * 8).map(|_| 1 + next() % 39).collect();
+        let labels: Vec<i64> = (0..32).map(|_| next() % 2).collect();
+        let input = batch(ids, vec![1; 32 * 8], [32, 8], &device);
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [32]), &device);
+
+        let mut losses = Vec::new();
+        for _ in 0..150 {
+            let (loss, _) = model.loss(input.clone(), targets.clone());
+            losses.push(floats(loss.clone())[0]);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(3e-3, model, grads);
+        }
+        let (loss, logits) = model.loss(input, targets);
+        let predicted = logits.argmax(1).into_data().try_to_vec::<i64>().expect("ids");
+        let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        let final_loss = floats(loss)[0];
+        assert!(final_loss < losses[0] / 10.0, "loss fell from {} to only {final_loss}", losses[0]);
+        assert_eq!(correct, 32, "memorised {correct}/32 (loss {final_loss})");
+    }
+}

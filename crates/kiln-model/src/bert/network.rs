@@ -1,0 +1,297 @@
+//! The network: embeddings, post-norm encoder layers, pooler and the
+//! classification head, shaped like Hugging Face's so checkpoints load by name.
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear, LinearConfig};
+use burn::store::ModuleSnapshot;
+use burn::tensor::activation::{gelu, relu, softmax, tanh};
+use burn::tensor::{Device, Int, Tensor};
+
+use super::BertConfig;
+use crate::int8::{Int8Error, Int8Twin};
+use crate::layer_norm::layer_norm;
+
+#[derive(Module, Debug)]
+pub struct BertEmbeddings {
+    pub word_embeddings: Embedding,
+    pub position_embeddings: Embedding,
+    /// Absent in DistilBERT, which has no token types.
+    pub token_type_embeddings: Option<Embedding>,
+    pub layer_norm: LayerNorm,
+    /// burn's LayerNorm keeps its epsilon private; training's native kernel needs it.
+    #[module(skip)]
+    pub layer_norm_eps: f64,
+    pub dropout: Dropout,
+    /// RoBERTa: a token's position is the padding id + its place among the
+    /// non-padding tokens (transformers' `create_position_ids_from_input_ids`).
+    pub positions_after_padding: bool,
+    pub padding_id: usize,
+}
+
+impl BertEmbeddings {
+    fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
+        let [_, seq] = input_ids.dims();
+        let device = input_ids.device();
+        let positions = if self.positions_after_padding {
+            let real = input_ids.clone().not_equal_elem(self.padding_id as i64).int();
+            (real.clone().cumsum(1) * real).add_scalar(self.padding_id as i64)
+        } else {
+            Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq])
+        };
+        let mut summed = self.word_embeddings.forward(input_ids) + self.position_embeddings.forward(positions);
+        if let Some(token_types) = &self.token_type_embeddings {
+            summed = summed + token_types.forward(token_type_ids);
+        }
+        self.dropout.forward(layer_norm(&self.layer_norm, self.layer_norm_eps, summed))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub dropout: Dropout,
+    pub heads: usize,
+    #[module(skip)]
+    pub int8: [Int8Twin; 3],
+}
+
+impl BertSelfAttention {
+    /// `mask_bias` is 0 for real tokens and a huge negative number for padding,
+    /// shaped `[batch, 1, 1, seq]`, exactly as Hugging Face adds it to the scores.
+    fn forward(&self, hidden: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        let [batch, seq, width] = hidden.dims();
+        let head_dim = width / self.heads;
+        let split = |x: Tensor<3>| x.reshape([batch, seq, self.heads, head_dim]).swap_dims(1, 2);
+        let [query_int8, key_int8, value_int8] = &self.int8;
+        let query = split(query_int8.forward(&self.query, hidden.clone()));
+        let key = split(key_int8.forward(&self.key, hidden.clone()));
+        let value = split(value_int8.forward(&self.value, hidden));
+        let scores = query.matmul(key.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt()) + mask_bias;
+        let probs = self.dropout.forward(softmax(scores, 3));
+        probs.matmul(value).swap_dims(1, 2).reshape([batch, seq, width])
+    }
+}
+
+/// Dense, dropout, then layer norm over the residual: BERT's post-norm step.
+#[derive(Module, Debug)]
+pub struct BertResidual {
+    pub dense: Linear,
+    pub layer_norm: LayerNorm,
+    #[module(skip)]
+    pub layer_norm_eps: f64,
+    pub dropout: Dropout,
+    #[module(skip)]
+    pub int8: Int8Twin,
+}
+
+impl BertResidual {
+    fn forward(&self, hidden: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        let summed = self.dropout.forward(self.int8.forward(&self.dense, hidden)) + residual;
+        layer_norm(&self.layer_norm, self.layer_norm_eps, summed)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    pub self_attn: BertSelfAttention,
+    pub output: BertResidual,
+}
+
+#[derive(Module, Debug)]
+pub struct BertIntermediate {
+    pub dense: Linear,
+    #[module(skip)]
+    pub int8: Int8Twin,
+}
+
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    pub attention: BertAttention,
+    pub intermediate: BertIntermediate,
+    pub output: BertResidual,
+}
+
+impl BertLayer {
+    fn forward(&self, hidden: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+        let attended =
+            self.attention.output.forward(self.attention.self_attn.forward(hidden.clone(), mask_bias), hidden);
+        let inner = gelu(self.intermediate.int8.forward(&self.intermediate.dense, attended.clone()));
+        self.output.forward(inner, attended)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEncoder {
+    pub layer: Vec<BertLayer>,
+}
+
+/// BERT's pooler (dense + tanh over [CLS]), or DistilBERT's `pre_classifier`
+/// (dense + ReLU over [CLS]) when `relu`.
+#[derive(Module, Debug)]
+pub struct BertPooler {
+    pub dense: Linear,
+    pub relu: bool,
+}
+
+#[derive(Module, Debug)]
+pub struct BertModel {
+    pub embeddings: BertEmbeddings,
+    pub encoder: BertEncoder,
+    pub pooler: BertPooler,
+}
+
+/// One batch of token ids, padded to a common length; `attention_mask` is 1 for
+/// real tokens and 0 for padding.
+#[derive(Debug, Clone)]
+pub struct BertInput {
+    pub input_ids: Tensor<2, Int>,
+    pub token_type_ids: Tensor<2, Int>,
+    pub attention_mask: Tensor<2, Int>,
+}
+
+pub struct BertOutput {
+    /// `[batch, seq, hidden]`
+    pub last_hidden_state: Tensor<3>,
+    /// `[batch, hidden]`: tanh(dense(hidden state of [CLS])), ReLU for DistilBERT.
+    pub pooled: Tensor<2>,
+}
+
+impl BertModel {
+    /// Packs an int8 copy of every encoder linear layer (Q, K, V, attention
+    /// output, both feed-forward layers) for CPU inference; embeddings, layer
+    /// norms, the pooler and the head stay fp32. Inference only: gradients do
+    /// not flow through the int8 layers.
+    pub fn quantize_int8(&mut self) -> Result<(), Int8Error> {
+        for layer in &mut self.encoder.layer {
+            let attention = &mut layer.attention.self_attn;
+            attention.int8 =
+                [Int8Twin::pack(&attention.query)?, Int8Twin::pack(&attention.key)?, Int8Twin::pack(&attention.value)?];
+            layer.attention.output.int8 = Int8Twin::pack(&layer.attention.output.dense)?;
+            layer.intermediate.int8 = Int8Twin::pack(&layer.intermediate.dense)?;
+            layer.output.int8 = Int8Twin::pack(&layer.output.dense)?;
+        }
+        Ok(())
+    }
+
+    /// The encoder and its pooler over [CLS] (what a sequence head reads).
+    pub fn forward(&self, input: BertInput) -> BertOutput {
+        let hidden = self.encode(input);
+        let [batch, _, width] = hidden.dims();
+        let cls = hidden.clone().slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
+        let dense = self.pooler.dense.forward(cls);
+        let pooled = if self.pooler.relu { relu(dense) } else { tanh(dense) };
+        BertOutput { last_hidden_state: hidden, pooled }
+    }
+
+    /// The last hidden state alone, `[batch, seq, hidden]`: a token head has
+    /// no use for the pooler, so it is not run.
+    pub fn encode(&self, input: BertInput) -> Tensor<3> {
+        let [batch, seq] = input.input_ids.dims();
+        // Hugging Face's extended mask: (1 - mask) * f32::MIN, added to every score.
+        let mask_bias = (input.attention_mask.float().neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq]);
+        let mut hidden = self.embeddings.forward(input.input_ids, input.token_type_ids);
+        for layer in &self.encoder.layer {
+            hidden = layer.forward(hidden, mask_bias.clone());
+        }
+        hidden
+    }
+
+    /// DistilBERT's head ReLUs where BERT's pooler tanhs.
+    pub fn is_distilbert(&self) -> bool {
+        self.pooler.relu
+    }
+
+    pub fn is_roberta(&self) -> bool {
+        self.embeddings.positions_after_padding
+    }
+}
+
+/// BERT with a classification head, like `BertForSequenceClassification`.
+#[derive(Module, Debug)]
+pub struct BertClassifier {
+    pub bert: BertModel,
+    pub dropout: Dropout,
+    pub classifier: Linear,
+}
+
+impl BertClassifier {
+    pub fn new(config: &BertConfig, num_labels: usize, device: &Device) -> Self {
+        Self {
+            bert: config.init(device),
+            dropout: DropoutConfig::new(config.classifier_dropout.unwrap_or(config.hidden_dropout_prob)).init(),
+            classifier: LinearConfig::new(config.hidden_size, num_labels).init(device),
+        }
+    }
+
+    /// Logits, `[batch, num_labels]`.
+    pub fn forward(&self, input: BertInput) -> Tensor<2> {
+        let pooled = self.bert.forward(input).pooled;
+        self.classifier.forward(self.dropout.forward(pooled))
+    }
+
+    /// Mean cross-entropy of the logits against `labels` (`[batch]` label ids), and the logits.
+    pub fn loss(&self, input: BertInput, labels: Tensor<1, Int>) -> (Tensor<1>, Tensor<2>) {
+        self.weighted_loss(input, labels, None)
+    }
+
+    /// Cross-entropy weighted per class (`class_weights[label]`, mean over the
+    /// weights as torch does), and the logits.
+    pub fn weighted_loss(
+        &self,
+        input: BertInput,
+        labels: Tensor<1, Int>,
+        class_weights: Option<&[f32]>,
+    ) -> (Tensor<1>, Tensor<2>) {
+        let logits = self.forward(input);
+        let loss = CrossEntropyLossConfig::new()
+            .with_weights(class_weights.map(<[f32]>::to_vec))
+            .init(&logits.device())
+            .forward(logits.clone(), labels);
+        (loss, logits)
+    }
+
+    pub fn is_distilbert(&self) -> bool {
+        self.bert.is_distilbert()
+    }
+
+    pub fn num_labels(&self) -> usize {
+        self.classifier.weight.dims()[1]
+    }
+}
+
+/// A BERT encoder with a head on top, as loading and saving see it: the
+/// sequence head ([`BertClassifier`]) and the token head
+/// ([`crate::token::BertTokenClassifier`]) load and save the same way.
+pub trait WithHead: ModuleSnapshot {
+    fn encoder(&self) -> &BertModel;
+    /// The linear layer whose outputs are the labels.
+    fn classifier(&self) -> &Linear;
+    /// Whether BERT's pooler (DistilBERT's `pre_classifier`) belongs to this
+    /// model: the sequence head reads [CLS] through it, the token head does not
+    /// (transformers' `*ForTokenClassification` has none), so it is neither
+    /// required on load nor written on save.
+    fn uses_pooler(&self) -> bool;
+
+    /// The head's weight in Hugging Face's layout, `[labels, hidden]`.
+    fn head_shape(&self) -> [usize; 2] {
+        let [hidden, labels] = self.classifier().weight.dims();
+        [labels, hidden]
+    }
+}
+
+impl WithHead for BertClassifier {
+    fn encoder(&self) -> &BertModel {
+        &self.bert
+    }
+
+    fn classifier(&self) -> &Linear {
+        &self.classifier
+    }
+
+    fn uses_pooler(&self) -> bool {
+        true
+    }
+}
