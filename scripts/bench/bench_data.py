@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tokenizers
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SPLITS = ("train", "validation", "test")
 
 

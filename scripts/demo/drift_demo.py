@@ -35,7 +35,7 @@ import pandas as pd
 
 from replay_traffic import post
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port():

@@ -82,7 +82,7 @@ fn model_folder(
     Ok(())
 }
 
-/// `scripts/<script>` run by the Python with transformers and torch that
+/// `scripts/checks/<script>` run by the Python with transformers and torch that
 /// `scripts/setup.sh reference` installs (`make test` does), offline, as the
 /// reference checks run; missing is a broken set-up, not a reason to skip.
 pub fn reference_script(script: &str) -> std::process::Command {
@@ -94,7 +94,7 @@ pub fn reference_script(script: &str) -> std::process::Command {
         .is_ok_and(|o| o.status.success());
     assert!(usable, "no Python with transformers at {}: run `scripts/setup.sh reference`", python.display());
     let mut command = std::process::Command::new(python);
-    command.arg(repo.join("scripts").join(script)).env("HF_HUB_OFFLINE", "1").env("TRANSFORMERS_OFFLINE", "1");
+    command.arg(repo.join("scripts/checks").join(script)).env("HF_HUB_OFFLINE", "1").env("TRANSFORMERS_OFFLINE", "1");
     command
 }
 

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kiln_stage::{CommonArgs, print_output, run_stage};
 
-/// The pipeline as a whole, for `make pipeline` (scripts/pipeline.mk) and people:
+/// The pipeline as a whole, for `make pipeline` (scripts/make/pipeline.mk) and people:
 /// the state make needs to rerun only the stages whose settings or inputs
 /// changed, the summary it ends with, and the book's page of every config key.
 #[derive(Debug, Parser)]
