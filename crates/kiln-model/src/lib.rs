@@ -15,5 +15,7 @@ pub mod token;
 
 pub use bert::{BertClassifier, BertConfig, BertInput, BertModel, LoadReport, ModelError, WithHead};
 pub use device::{DeviceError, DeviceSpec};
+/// What [`Predictor`] finds in a text with a token-classification model.
+pub use kiln_text::aggregate::Entity;
 pub use predictor::{EncodedText, Predictor, WrongTask};
 pub use token::BertTokenClassifier;

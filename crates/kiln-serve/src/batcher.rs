@@ -17,8 +17,8 @@ use kiln_core::entities::Aggregation;
 use kiln_core::prediction_log::InputStats;
 use kiln_core::{Example, TaggedExample, Task};
 use kiln_model::EncodedText;
+use kiln_model::Entity;
 use kiln_model::device::InferenceThreads;
-use kiln_text::aggregate::Entity;
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;

@@ -2,7 +2,7 @@
 //! document is built from them ([`super::contract`]), so the two cannot disagree.
 
 use kiln_core::entities::Aggregation;
-use kiln_text::aggregate::Entity;
+use kiln_model::Entity;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
