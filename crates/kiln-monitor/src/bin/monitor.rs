@@ -20,7 +20,7 @@ use kiln_track::stage::RunEnd;
 /// Writes monitor.json, monitor.prom (node_exporter textfile collector), drift.svg, quality.svg and
 /// report.md. Exit codes: 0 done (whatever the status, unless --fail-on), 1 bad input or settings,
 /// 2 a bug, 3 the status reached --fail-on (warn or alert). Run it from cron, a systemd timer or a
-/// Kubernetes CronJob; see the README's "Keeping a model good".
+/// Kubernetes CronJob; see the book's "Keeping a model good" (docs/src/loop/monitor.md).
 #[derive(Debug, Parser)]
 #[command(name = "monitor", version)]
 struct Cli {
