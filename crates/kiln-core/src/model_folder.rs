@@ -25,7 +25,7 @@ pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 /// A model folder's tokenizer files, copied along wherever the model goes.
 pub const TOKENIZER_FILES: [&str; 4] = [TOKENIZER, TOKENIZER_CONFIG, "special_tokens_map.json", "vocab.txt"];
 /// `train`'s manifest, in the folder `train` writes.
-pub const MANIFEST: &str = "manifest.json";
+pub const MANIFEST: &str = crate::Manifest::FILE;
 /// `train`'s manifest once the folder is exported (the export has a manifest of its own).
 pub const TRAIN_MANIFEST: &str = "train_manifest.json";
 /// `eval`'s metrics, copied in by `export` so they travel with the weights.

@@ -258,6 +258,9 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Its name beside a stage's outputs (most stages write it last: their done file).
+    pub const FILE: &str = "manifest.json";
+
     pub fn new(stage: &'static str, config: &impl Serialize, report: &impl Serialize) -> Self {
         Self {
             stage,
