@@ -15,9 +15,9 @@ mod config;
 mod network;
 mod weights;
 
-pub use config::*;
-pub use network::*;
-pub use weights::*;
+pub use config::{BERT, BertConfig, DISTILBERT, ROBERTA, XLM_ROBERTA, safetensors_values};
+pub use network::{BertClassifier, BertInput, BertModel, BertOutput, WithHead};
+pub use weights::{LoadReport, load_safetensors, load_safetensors_copy, save_safetensors};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
