@@ -39,6 +39,17 @@ pub enum Rule {
         #[serde(default)]
         case_sensitive: bool,
     },
+    /// Words from a list (a file, one word or phrase a line; `#` comments and
+    /// blank lines skipped): votes where at least `min_matches` of them occur.
+    Lexicon {
+        file: std::path::PathBuf,
+        #[serde(default = "one")]
+        min_matches: usize,
+        #[serde(default)]
+        case_sensitive: bool,
+        #[serde(default = "yes")]
+        whole_words: bool,
+    },
     /// The text's length, in characters or words, within `[min, max]`.
     Length {
         #[serde(default)]
@@ -62,12 +73,18 @@ fn yes() -> bool {
     true
 }
 
+fn one() -> usize {
+    1
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FunctionError {
     #[error("labelling function `{name}`: invalid pattern: {error}")]
     Pattern { name: String, error: Box<regex::Error> },
     #[error("labelling function `{name}`: {message}")]
     Invalid { name: String, message: String },
+    #[error("labelling function `{name}`: cannot read the word list {path}: {error}")]
+    Lexicon { name: String, path: std::path::PathBuf, error: std::io::Error },
 }
 
 /// A compiled function: [`Function::vote`] matches one text.
@@ -83,7 +100,13 @@ pub struct Function {
 enum Matcher {
     AnyOf(Regex),
     AllOf(Vec<Regex>),
-    Length { min: usize, max: usize, unit: LengthUnit },
+    /// At least this many distinct words of the list.
+    AtLeast(regex::RegexSet, usize),
+    Length {
+        min: usize,
+        max: usize,
+        unit: LengthUnit,
+    },
 }
 
 impl Function {
@@ -105,10 +128,7 @@ impl Function {
                 if words.is_empty() || words.iter().any(|w| w.trim().is_empty()) {
                     return Err(invalid("`words` needs at least one word, and no empty ones".into()));
                 }
-                let pattern = |word: &str| {
-                    let escaped = regex::escape(word.trim());
-                    if *whole_words { format!(r"\b{escaped}\b") } else { escaped }
-                };
+                let pattern = |word: &str| literal(word, *whole_words);
                 if *all {
                     Matcher::AllOf(words.iter().map(|w| build(&pattern(w), *case_sensitive)).collect::<Result<_, _>>()?)
                 } else {
@@ -117,6 +137,26 @@ impl Function {
                 }
             }
             Rule::Regex { pattern, case_sensitive } => Matcher::AnyOf(build(pattern, *case_sensitive)?),
+            Rule::Lexicon { file, min_matches, case_sensitive, whole_words } => {
+                let text = std::fs::read_to_string(file).map_err(|error| FunctionError::Lexicon {
+                    name: name.clone(),
+                    path: file.clone(),
+                    error,
+                })?;
+                let words: Vec<&str> =
+                    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+                if words.is_empty() {
+                    return Err(invalid(format!("the word list {} has no words", file.display())));
+                }
+                if *min_matches == 0 || *min_matches > words.len() {
+                    return Err(invalid(format!("`min_matches` must be 1 to {} (the list's words)", words.len())));
+                }
+                let set = regex::RegexSetBuilder::new(words.iter().map(|w| literal(w, *whole_words)))
+                    .case_insensitive(!case_sensitive)
+                    .build()
+                    .map_err(|error| FunctionError::Pattern { name: name.clone(), error: Box::new(error) })?;
+                Matcher::AtLeast(set, *min_matches)
+            }
             Rule::Length { min, max, unit } => {
                 let (min, max) = (min.unwrap_or(0), max.unwrap_or(usize::MAX));
                 if min > max {
@@ -133,6 +173,7 @@ impl Function {
         let matches = match &self.matcher {
             Matcher::AnyOf(regex) => regex.is_match(text),
             Matcher::AllOf(regexes) => regexes.iter().all(|r| r.is_match(text)),
+            Matcher::AtLeast(set, least) => set.matches(text).iter().count() >= *least,
             Matcher::Length { min, max, unit } => {
                 let length = match unit {
                     LengthUnit::Characters => text.chars().count(),
@@ -143,6 +184,12 @@ impl Function {
         };
         matches.then_some(self.label)
     }
+}
+
+/// A word or phrase matched literally, whole words only when asked.
+fn literal(word: &str, whole_words: bool) -> String {
+    let escaped = regex::escape(word.trim());
+    if whole_words { format!(r"\b{escaped}\b") } else { escaped }
 }
 
 /// Every function on every text, in parallel over the rows: the label matrix.
@@ -203,6 +250,29 @@ mod tests {
             (Some(0), None, None),
             "characters, not bytes"
         );
+    }
+
+    #[test]
+    fn a_lexicon_votes_where_enough_of_its_words_occur() {
+        let dir = std::env::temp_dir().join(format!("kiln-lexicon-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let list = dir.join("spam-words.txt");
+        std::fs::write(&list, "# spam words\nfree\n\nwin money\nclick\n").expect("list");
+        let spec = |extra: &str| {
+            format!("name = 'lex'\nlabel = 'spam'\nkind = 'lexicon'\nfile = '{}'\n{extra}", list.display())
+        };
+        let one = compile(&spec("")).expect("valid");
+        assert_eq!((one.vote("FREE stuff"), one.vote("freedom"), one.vote("nice song")), (Some(1), None, None));
+        let two = compile(&spec("min_matches = 2")).expect("valid");
+        assert_eq!((two.vote("free! click here"), two.vote("free free free")), (Some(1), None), "distinct words");
+        assert_eq!(two.vote("Win money now, click"), Some(1), "phrases count as one word of the list");
+        let error = compile(&spec("min_matches = 4")).expect_err("more than the list");
+        assert!(error.to_string().contains("`min_matches` must be 1 to 3"), "{error}");
+        std::fs::write(&list, "# nothing\n").expect("list");
+        assert!(compile(&spec("")).expect_err("empty").to_string().contains("has no words"));
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        let error = compile(&spec("")).expect_err("missing file");
+        assert!(error.to_string().starts_with("labelling function `lex`: cannot read the word list"), "{error}");
     }
 
     #[test]
