@@ -359,34 +359,23 @@ mod tests {
 mod flag_tests {
     use std::collections::BTreeSet;
 
-    use clap::{Args, Command};
-    use serde::Serialize;
-
     use super::*;
 
-    fn flag_ids<A: Args>() -> BTreeSet<String> {
-        A::augment_args(Command::new("stage")).get_arguments().map(|arg| arg.get_id().to_string()).collect()
-    }
-
-    fn config_keys<C: Serialize + Default>() -> BTreeSet<String> {
-        match serde_json::to_value(C::default()).expect("serialises") {
-            serde_json::Value::Object(map) => map.keys().cloned().collect(),
-            other => panic!("a config section should be a table, got {other}"),
+    /// Each flag's id beside the default its help states (`[default: X]`) and
+    /// the value `Default` holds for its key, over every section.
+    fn stated_defaults() -> Vec<(String, String, serde_json::Value)> {
+        let mut all = Vec::new();
+        for section in crate::reference::sections() {
+            for arg in section.flags.get_arguments() {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                if let (_, Some(stated)) = crate::reference::split_help(&help) {
+                    let id = arg.get_id().to_string();
+                    let value = section.defaults.get(&id).cloned().unwrap_or_default();
+                    all.push((id, stated.to_owned(), value));
+                }
+            }
         }
-    }
-
-    /// The `[default: X]` a flag's help states, beside its config key's value in `Default`.
-    fn stated_defaults<A: Args, C: Serialize + Default>() -> Vec<(String, String, serde_json::Value)> {
-        let defaults = serde_json::to_value(C::default()).expect("serialises");
-        A::augment_args(Command::new("stage"))
-            .get_arguments()
-            .filter_map(|arg| {
-                let help = arg.get_help()?.to_string();
-                let stated = help.rsplit_once("[default: ")?.1.trim_end_matches(['.', ']']).to_owned();
-                let id = arg.get_id().to_string();
-                Some((id.clone(), stated, defaults[id.as_str()].clone()))
-            })
-            .collect()
+        all
     }
 
     /// Whether help's `stated` default says `value`: its first word (before any
@@ -420,22 +409,7 @@ mod flag_tests {
     /// Every `[default: ...]` typed in a flag's help says what `Default` holds.
     #[test]
     fn stated_defaults_match_the_configs_defaults() {
-        let mut all = Vec::new();
-        all.extend(stated_defaults::<IngestArgs, IngestConfig>());
-        all.extend(stated_defaults::<CleanArgs, CleanConfig>());
-        all.extend(stated_defaults::<TokenizeArgs, TokenizeConfig>());
-        all.extend(stated_defaults::<ProfileArgs, ProfileConfig>());
-        all.extend(stated_defaults::<TrainArgs, TrainConfig>());
-        all.extend(stated_defaults::<EvalArgs, EvalConfig>());
-        all.extend(stated_defaults::<ExportArgs, ExportConfig>());
-        all.extend(stated_defaults::<PredictArgs, PredictConfig>());
-        all.extend(stated_defaults::<ServeArgs, ServeConfig>());
-        all.extend(stated_defaults::<TrackArgs, TrackConfig>());
-        all.extend(stated_defaults::<RegistryArgs, RegistryConfig>());
-        all.extend(stated_defaults::<MonitorArgs, MonitorConfig>());
-        all.extend(stated_defaults::<GateArgs, GateConfig>());
-        all.extend(stated_defaults::<RetrainArgs, RetrainConfig>());
-        all.extend(stated_defaults::<TuneArgs, TuneConfig>());
+        let all = stated_defaults();
         assert!(all.len() > 200, "{} stated defaults", all.len());
         let wrong: Vec<String> = all
             .iter()
@@ -447,21 +421,11 @@ mod flag_tests {
 
     #[test]
     fn flags_and_keys_match() {
-        assert_eq!(flag_ids::<IngestArgs>(), config_keys::<IngestConfig>());
-        assert_eq!(flag_ids::<CleanArgs>(), config_keys::<CleanConfig>());
-        assert_eq!(flag_ids::<TokenizeArgs>(), config_keys::<TokenizeConfig>());
-        assert_eq!(flag_ids::<ProfileArgs>(), config_keys::<ProfileConfig>());
-        assert_eq!(flag_ids::<TrainArgs>(), config_keys::<TrainConfig>());
-        assert_eq!(flag_ids::<EvalArgs>(), config_keys::<EvalConfig>());
-        assert_eq!(flag_ids::<ExportArgs>(), config_keys::<ExportConfig>());
-        assert_eq!(flag_ids::<PredictArgs>(), config_keys::<PredictConfig>());
-        assert_eq!(flag_ids::<ServeArgs>(), config_keys::<ServeConfig>());
-        assert_eq!(flag_ids::<TrackArgs>(), config_keys::<TrackConfig>());
-        assert_eq!(flag_ids::<RegistryArgs>(), config_keys::<RegistryConfig>());
-        assert_eq!(flag_ids::<MonitorArgs>(), config_keys::<MonitorConfig>());
-        assert_eq!(flag_ids::<GateArgs>(), config_keys::<GateConfig>());
-        assert_eq!(flag_ids::<RetrainArgs>(), config_keys::<RetrainConfig>());
-        assert_eq!(flag_ids::<TuneArgs>(), config_keys::<TuneConfig>());
+        for section in crate::reference::sections() {
+            let flags: BTreeSet<String> = section.flags.get_arguments().map(|arg| arg.get_id().to_string()).collect();
+            let keys: BTreeSet<String> = section.defaults.keys().cloned().collect();
+            assert_eq!(flags, keys, "[{}]", section.name);
+        }
         // The one top-level key is every stage's global flag.
         let top_level: BTreeSet<String> = match serde_json::to_value(crate::PipelineConfig::default()) {
             Ok(serde_json::Value::Object(map)) => {

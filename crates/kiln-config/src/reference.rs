@@ -15,16 +15,29 @@ use crate::{
 /// Where the page lives, from the repository root.
 pub const PAGE: &str = "docs/src/config-reference.md";
 
-/// One config section: its TOML name, its flags and its defaults.
+/// One config section: its TOML name, its flags and its defaults (every key,
+/// an unset option as `null`).
 pub struct Section {
     pub name: &'static str,
     pub flags: Command,
-    pub defaults: toml::Table,
+    pub defaults: serde_json::Map<String, serde_json::Value>,
 }
 
 fn section<A: Args, C: Serialize + Default>(name: &'static str) -> Section {
-    let defaults = toml::Table::try_from(C::default()).expect("a config section is a TOML table. This is a bug.");
+    let defaults = match serde_json::to_value(C::default()) {
+        Ok(serde_json::Value::Object(defaults)) => defaults,
+        _ => unreachable!("a config section is a table. This is a bug."),
+    };
     Section { name, flags: A::augment_args(Command::new(name)), defaults }
+}
+
+/// A flag's help, split into what it says and the default it states
+/// (`... [default: X]`), if any.
+pub(crate) fn split_help(help: &str) -> (&str, Option<&str>) {
+    match help.rsplit_once(" [default: ") {
+        Some((what, stated)) => (what, Some(stated.trim_end_matches(['.', ']']))),
+        None => (help, None),
+    }
 }
 
 /// Every section of [`crate::PipelineConfig`], in the order of a run.
@@ -73,29 +86,27 @@ pub fn markdown() -> String {
         for arg in section.flags.get_arguments() {
             let key = arg.get_id().as_str();
             let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-            let (what, stated) = match help.rsplit_once(" [default: ") {
-                Some((what, stated)) => (what.to_owned(), Some(stated.trim_end_matches(['.', ']']).to_owned())),
-                None => (help.clone(), None),
-            };
-            let default = match (section.defaults.get(key), stated) {
+            let (what, stated) = split_help(&help);
+            let value = section.defaults.get(key).filter(|value| !value.is_null());
+            let default = match (value.and_then(|value| toml::Value::try_from(value).ok()), stated) {
                 // What the help adds to the value ("auto, from the file extension") stays.
                 (Some(value), Some(stated)) => {
-                    let value = toml_value(value);
-                    let (first, rest) = stated.find([',', ' ', ';']).map_or((&*stated, ""), |at| stated.split_at(at));
+                    let value = toml_value(&value);
+                    let (first, rest) = stated.find([',', ' ', ';']).map_or((stated, ""), |at| stated.split_at(at));
                     if value.trim_matches('"').replace('_', "-") == first.replace('_', "-") {
                         format!("`{value}`{}", escape(rest))
                     } else {
-                        format!("`{value}` ({})", escape(&stated))
+                        format!("`{value}` ({})", escape(stated))
                     }
                 }
-                (Some(value), None) => format!("`{}`", toml_value(value)),
-                (None, stated) => stated.map_or_else(|| "none".to_owned(), |stated| escape(&stated)),
+                (Some(value), None) => format!("`{}`", toml_value(&value)),
+                (None, stated) => stated.map_or_else(|| "none".to_owned(), escape),
             };
             let mut flag = arg.get_long().map_or_else(String::new, |long| format!("`--{long}`"));
             if let Some(env) = arg.get_env() {
                 flag.push_str(&format!("<br>env `{}`", env.to_string_lossy()));
             }
-            page.push_str(&format!("| `{}.{key}` | {flag} | {default} | {} |\n", section.name, escape(&what)));
+            page.push_str(&format!("| `{}.{key}` | {flag} | {default} | {} |\n", section.name, escape(what)));
         }
     }
     page

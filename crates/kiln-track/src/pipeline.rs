@@ -20,6 +20,68 @@ pub const STAGES: [&str; 7] = ["ingest", "clean", "tokenize", "profile", "train"
 /// The make include that [`write_make_state`] writes into its folder.
 pub const MAKE_PATHS: &str = "paths.mk";
 
+/// Where each stage writes, by stage (train has two folders).
+fn stage_outputs(config: &PipelineConfig) -> [(&'static str, &PathBuf); 8] {
+    [
+        ("ingest", &config.ingest.output_dir),
+        ("clean", &config.clean.output_dir),
+        ("tokenize", &config.tokenize.output_dir),
+        ("profile", &config.profile.output_dir),
+        ("train", &config.train.output_dir),
+        ("train", &config.train.run_dir),
+        ("eval", &config.eval.output_dir),
+        ("export", &config.export.output_dir),
+    ]
+}
+
+/// One thing a stage reads, named by its config key.
+struct StageInput<'a> {
+    stage: &'static str,
+    key: &'static str,
+    path: Option<&'a PathBuf>,
+    /// Whether an earlier stage of the same config should have written it
+    /// (not the user's data or a pre-trained model).
+    from_a_stage: bool,
+}
+
+/// What each stage reads, stage by stage in order.
+fn stage_inputs(config: &PipelineConfig) -> Vec<StageInput<'_>> {
+    fn input<'a>(
+        stage: &'static str,
+        key: &'static str,
+        path: Option<&'a PathBuf>,
+        from_a_stage: bool,
+    ) -> StageInput<'a> {
+        StageInput { stage, key, path, from_a_stage }
+    }
+    let (ingest, profile, tokenize) = (&config.ingest, &config.profile, &config.tokenize);
+    let (train, eval, export) = (&config.train, &config.eval, &config.export);
+    // Settings left out of [profile] come from [tokenize] (the tokenizer, max_length).
+    let profiled = match &profile.input_file {
+        Some(file) => input("profile", "profile.input_file", Some(file), false),
+        None => input("profile", "profile.input_dir", Some(&profile.input_dir), true),
+    };
+    vec![
+        input("ingest", "ingest.train_file", ingest.train_file.as_ref(), false),
+        input("ingest", "ingest.validation_file", ingest.validation_file.as_ref(), false),
+        input("ingest", "ingest.test_file", ingest.test_file.as_ref(), false),
+        input("clean", "clean.input_dir", Some(&config.clean.input_dir), true),
+        input("tokenize", "tokenize.input_dir", Some(&tokenize.input_dir), true),
+        input("tokenize", "tokenize.model_dir", Some(&tokenize.model_dir), false),
+        profiled,
+        input("profile", "profile.model_dir", Some(profile.model_dir.as_ref().unwrap_or(&tokenize.model_dir)), false),
+        input("train", "train.input_dir", Some(&train.input_dir), true),
+        input("train", "train.model_dir", Some(&train.model_dir), false),
+        input("eval", "eval.model_dir", Some(&eval.model_dir), true),
+        input("eval", "eval.input_dir", Some(&eval.input_dir), true),
+        input("eval", "eval.train_metrics", Some(&eval.train_metrics), true),
+        input("export", "export.model_dir", Some(&export.model_dir), true),
+        input("export", "export.eval_metrics", Some(&export.eval_metrics), true),
+        input("export", "export.reference_predictions", Some(&export.reference_predictions), true),
+        input("export", "export.data_profile", Some(&export.data_profile), true),
+    ]
+}
+
 /// Writes into `state` (one folder per config, so configs never share state):
 /// `<stage>.json`, the stage's resolved section, rewritten only when it
 /// changed, so its mtime is the last time that stage's settings changed; and
@@ -38,41 +100,26 @@ pub fn write_make_state(config: &PipelineConfig, state: &Path) -> Result<()> {
         }
     }
     let done = config.done_files();
-    let (train, eval, export, profile, tokenize) =
-        (&config.train, &config.eval, &config.export, &config.profile, &config.tokenize);
-    let produced: Vec<(PathBuf, &PathBuf)> = [
-        (&config.ingest.output_dir, "ingest"),
-        (&config.clean.output_dir, "clean"),
-        (&tokenize.output_dir, "tokenize"),
-        (&profile.output_dir, "profile"),
-        (&train.output_dir, "train"),
-        (&train.run_dir, "train"),
-        (&eval.output_dir, "eval"),
-        (&export.output_dir, "export"),
-    ]
-    .into_iter()
-    .map(|(dir, stage)| (normalize(dir), &done[stage]))
-    .collect();
-    let prerequisites = |paths: &[Option<&PathBuf>]| -> Result<String> {
-        let mut found: Vec<PathBuf> = Vec::new();
-        for path in paths.iter().flatten() {
-            let path = normalize(path);
-            if let Some((_, done)) = produced.iter().find(|(out, _)| path.starts_with(out)) {
-                found.push((*done).clone());
-            } else if path.is_dir() {
-                let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
-                    .with_context(|| format!("cannot list {}", path.display()))?
-                    .filter_map(|entry| entry.ok().map(|e| e.path()))
-                    .filter(|p| p.is_file())
-                    .collect();
-                files.sort();
-                found.extend(files);
-            } else {
-                // A missing file stays a prerequisite: make then says which one is missing.
-                found.push(path);
-            }
-        }
-        let mut words: Vec<String> = Vec::new();
+    let produced: Vec<(PathBuf, &PathBuf)> =
+        stage_outputs(config).into_iter().map(|(stage, dir)| (normalize(dir), &done[stage])).collect();
+    let mut deps: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for input in stage_inputs(config) {
+        let Some(path) = input.path.map(|p| normalize(p)) else { continue };
+        let found = if let Some((_, done)) = produced.iter().find(|(out, _)| path.starts_with(out)) {
+            vec![(*done).clone()]
+        } else if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+                .with_context(|| format!("cannot list {}", path.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            files
+        } else {
+            // A missing file stays a prerequisite: make then says which one is missing.
+            vec![path]
+        };
+        let words = deps.entry(input.stage).or_default();
         for path in found {
             let word = path.display().to_string();
             if word.contains(char::is_whitespace) {
@@ -82,40 +129,12 @@ pub fn write_make_state(config: &PipelineConfig, state: &Path) -> Result<()> {
                 words.push(word);
             }
         }
-        Ok(words.join(" "))
-    };
-    let ingest = &config.ingest;
-    let deps: BTreeMap<&str, String> = BTreeMap::from([
-        (
-            "ingest",
-            prerequisites(&[ingest.train_file.as_ref(), ingest.validation_file.as_ref(), ingest.test_file.as_ref()])?,
-        ),
-        ("clean", prerequisites(&[Some(&config.clean.input_dir)])?),
-        ("tokenize", prerequisites(&[Some(&tokenize.input_dir), Some(&tokenize.model_dir)])?),
-        // Settings left out of [profile] come from [tokenize] (the tokenizer, max_length).
-        (
-            "profile",
-            prerequisites(&[
-                Some(profile.input_file.as_ref().unwrap_or(&profile.input_dir)),
-                Some(profile.model_dir.as_ref().unwrap_or(&tokenize.model_dir)),
-            ])?,
-        ),
-        ("train", prerequisites(&[Some(&train.input_dir), Some(&train.model_dir)])?),
-        ("eval", prerequisites(&[Some(&eval.model_dir), Some(&eval.input_dir), Some(&eval.train_metrics)])?),
-        (
-            "export",
-            prerequisites(&[
-                Some(&export.model_dir),
-                Some(&export.eval_metrics),
-                Some(&export.reference_predictions),
-                Some(&export.data_profile),
-            ])?,
-        ),
-    ]);
+    }
     let mut make = String::new();
     for stage in STAGES {
         let name = stage.to_uppercase();
-        let _ = writeln!(make, "{name}_DONE := {}\n{name}_DEPS := {}", done[stage].display(), deps[stage]);
+        let prerequisites = deps.get(stage).map(|words| words.join(" ")).unwrap_or_default();
+        let _ = writeln!(make, "{name}_DONE := {}\n{name}_DEPS := {prerequisites}", done[stage].display());
     }
     // `registry add` records the export; its index is rewritten by each change.
     let _ = writeln!(make, "REGISTRY_INDEX := {}", done["registry"].display());
@@ -126,34 +145,15 @@ pub fn write_make_state(config: &PipelineConfig, state: &Path) -> Result<()> {
 /// config, by key, that no stage of it writes: a config whose `[export]` still
 /// names the default pipeline's eval would carry another model's reference.
 pub fn inputs_from_elsewhere(config: &PipelineConfig) -> Vec<(&'static str, PathBuf)> {
-    let outputs: Vec<PathBuf> = [
-        &config.ingest.output_dir,
-        &config.clean.output_dir,
-        &config.tokenize.output_dir,
-        &config.profile.output_dir,
-        &config.train.output_dir,
-        &config.train.run_dir,
-        &config.eval.output_dir,
-    ]
-    .into_iter()
-    .map(|dir| normalize(dir))
-    .collect();
-    let inputs = [
-        ("clean.input_dir", &config.clean.input_dir),
-        ("tokenize.input_dir", &config.tokenize.input_dir),
-        ("profile.input_dir", &config.profile.input_dir),
-        ("train.input_dir", &config.train.input_dir),
-        ("eval.model_dir", &config.eval.model_dir),
-        ("eval.input_dir", &config.eval.input_dir),
-        ("eval.train_metrics", &config.eval.train_metrics),
-        ("export.model_dir", &config.export.model_dir),
-        ("export.eval_metrics", &config.export.eval_metrics),
-        ("export.reference_predictions", &config.export.reference_predictions),
-        ("export.data_profile", &config.export.data_profile),
-    ];
-    inputs
+    let outputs: Vec<PathBuf> = stage_outputs(config)
         .into_iter()
-        .map(|(key, path)| (key, normalize(path)))
+        .filter(|(stage, _)| *stage != "export")
+        .map(|(_, dir)| normalize(dir))
+        .collect();
+    stage_inputs(config)
+        .into_iter()
+        .filter(|input| input.from_a_stage)
+        .filter_map(|input| Some((input.key, normalize(input.path?))))
         .filter(|(_, path)| !outputs.iter().any(|out| path.starts_with(out)))
         .collect()
 }
