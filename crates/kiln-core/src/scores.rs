@@ -129,11 +129,11 @@ pub fn top_k(probabilities: &[f32], k: usize) -> Vec<usize> {
 
 /// The most likely class id (the first on a tie), in one pass: it runs per
 /// text in `serve` and per sub-word in entity aggregation. Orders as
-/// [`top_k`] does.
-pub fn argmax(probabilities: &[f32]) -> usize {
+/// [`top_k`] does. Model scores (`f32`) or label distributions (`f64`).
+pub fn argmax<P: Copy + Into<f64>>(probabilities: &[P]) -> usize {
     let mut best = 0;
     for (i, p) in probabilities.iter().enumerate().skip(1) {
-        if p.total_cmp(&probabilities[best]).is_gt() {
+        if (*p).into().total_cmp(&probabilities[best].into()).is_gt() {
             best = i;
         }
     }

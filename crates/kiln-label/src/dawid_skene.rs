@@ -139,7 +139,9 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::{ABSTAIN, most_probable};
+    use kiln_core::scores::argmax;
+
+    use crate::ABSTAIN;
 
     /// Rows with a true label (balance 0.3/0.7) and functions of known accuracy
     /// and coverage, each wrong vote the other label.
@@ -165,7 +167,7 @@ mod tests {
 
     fn accuracy(probabilities: &[Vec<f64>], gold: &[usize], matrix: &LabelMatrix) -> f64 {
         let covered: Vec<usize> = (0..gold.len()).filter(|&row| matrix.covered(row)).collect();
-        let right = covered.iter().filter(|&&row| most_probable(&probabilities[row]) == gold[row]).count();
+        let right = covered.iter().filter(|&&row| argmax(&probabilities[row]) == gold[row]).count();
         right as f64 / covered.len() as f64
     }
 

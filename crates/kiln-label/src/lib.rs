@@ -36,17 +36,6 @@ pub fn majority(matrix: &LabelMatrix) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// The most probable label of a distribution; the lowest label on a tie.
-pub fn most_probable(probabilities: &[f64]) -> usize {
-    let mut best = 0;
-    for (label, &p) in probabilities.iter().enumerate() {
-        if p > probabilities[best] {
-            best = label;
-        }
-    }
-    best
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,7 +47,5 @@ mod tests {
         assert_eq!(probabilities[0], [1.0, 0.0]);
         assert_eq!(probabilities[1], [0.5, 0.5], "one vote each: a tie");
         assert_eq!(probabilities[2], [0.5, 0.5], "no vote: uniform");
-        assert_eq!(most_probable(&probabilities[1]), 0, "the lowest label on a tie");
-        assert_eq!(most_probable(&[0.2, 0.7, 0.1]), 1);
     }
 }

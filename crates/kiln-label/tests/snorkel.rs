@@ -4,7 +4,8 @@
 //! rows at least as accurately as snorkel's `LabelModel`, and the accuracies
 //! it learns without gold are at least as close to the functions' real ones.
 
-use kiln_label::{DawidSkene, EmSettings, LabelMatrix, analyse, majority, most_probable};
+use kiln_core::scores::argmax;
+use kiln_label::{DawidSkene, EmSettings, LabelMatrix, analyse, majority};
 use serde_json::Value;
 
 fn fixture() -> (Value, LabelMatrix, Vec<usize>) {
@@ -21,7 +22,7 @@ fn fixture() -> (Value, LabelMatrix, Vec<usize>) {
 
 fn accuracy_on_covered(probabilities: &[Vec<f64>], gold: &[usize], matrix: &LabelMatrix) -> f64 {
     let covered: Vec<usize> = (0..gold.len()).filter(|&row| matrix.covered(row)).collect();
-    let right = covered.iter().filter(|&&row| most_probable(&probabilities[row]) == gold[row]).count();
+    let right = covered.iter().filter(|&&row| argmax(&probabilities[row]) == gold[row]).count();
     right as f64 / covered.len() as f64
 }
 
