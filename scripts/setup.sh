@@ -99,6 +99,28 @@ publish() {
   fi
 }
 
+# install_marked DIR WANTED WHAT INSTALLER: nothing to do when DIR's marker
+# says WANTED; else `INSTALLER STAGING` fills a staging folder beside DIR,
+# which gets the marker and is renamed into place, so a failed or interrupted
+# install leaves nothing a later run could take as installed.
+install_marked() {
+  local dir="$1" wanted="$2" what="$3" installer="$4"
+  if [[ -f "$dir/.kiln-installed" && "$(cat "$dir/.kiln-installed")" == "$wanted" ]]; then
+    return 0
+  fi
+  log "installing $what into $dir"
+  mkdir -p "$(dirname "$dir")"
+  local staging
+  staging="$(mktemp -d "$(dirname "$dir")/.$(basename "$dir").XXXXXX")"
+  if "$installer" "$staging"; then
+    echo "$wanted" > "$staging/.kiln-installed"
+    publish "$staging" "$dir"
+  else
+    rm -rf "$staging"
+    die "could not install $what"
+  fi
+}
+
 install_libtorch() {
   if [[ -f "$LIBTORCH_DIR/build-version" && "$(cat "$LIBTORCH_DIR/build-version")" == "$TORCH_VERSION" \
         && -f "$LIBTORCH_DIR/lib/libtorch_cpu.so" ]]; then
@@ -244,21 +266,11 @@ WEAK_PACKAGES=(snorkel==0.10.0 munkres==1.1.4 networkx==3.5 pandas==2.3.3 pytz t
 
 install_weak() {
   install_reference
-  local ref="${KILN_REF_VENV:-$ROOT/.venv-ref}" dir="$ROOT/.venv-weak"
-  local marker="$dir/.kiln-installed" wanted="${WEAK_PACKAGES[*]}"
-  if [[ -f "$marker" && "$(cat "$marker")" == "$wanted" ]]; then
-    return 0
-  fi
-  log "installing $wanted into $dir (over $ref)"
-  local staging
-  staging="$(mktemp -d "$ROOT/.venv-weak.XXXXXX")"
-  if "$ref/bin/python" -m pip install --quiet --no-deps --target "$staging" "${WEAK_PACKAGES[@]}"; then
-    echo "$wanted" > "$staging/.kiln-installed"
-    publish "$staging" "$dir"
-  else
-    rm -rf "$staging"
-    die "could not install snorkel over $ref"
-  fi
+  local ref="${KILN_REF_VENV:-$ROOT/.venv-ref}"
+  install_marked "$ROOT/.venv-weak" "${WEAK_PACKAGES[*]}" "snorkel over $ref" pip_install_weak
+}
+pip_install_weak() {
+  "${KILN_REF_VENV:-$ROOT/.venv-ref}/bin/python" -m pip install --quiet --no-deps --target "$1" "${WEAK_PACKAGES[@]}"
 }
 # ONNX Runtime, a reference of `make bench-predict` only (scripts/bench/bench_predict_onnx.py).
 ONNX_PACKAGES=(onnxruntime==1.30.0 onnx==1.23.1 tokenizers==0.22.2 numpy sympy)
@@ -277,23 +289,13 @@ MDBOOK_VERSION=0.4.52
 MDBOOK_LINKCHECK_VERSION=0.7.7
 
 install_docs() {
-  local dir="${KILN_DOCS_TOOLS:-$ROOT/.tools/mdbook}"
-  local marker="$dir/.kiln-installed" wanted="mdbook $MDBOOK_VERSION mdbook-linkcheck $MDBOOK_LINKCHECK_VERSION"
-  if [[ -f "$marker" && "$(cat "$marker")" == "$wanted" ]]; then
-    return 0
-  fi
   command -v cargo >/dev/null || die "no cargo: install Rust (rustup.rs) to build the book's tools"
-  log "building $wanted with cargo install into $dir (a few minutes, once)"
-  mkdir -p "$(dirname "$dir")"
-  local staging
-  staging="$(mktemp -d "$(dirname "$dir")/.mdbook.XXXXXX")"
-  if cargo install --quiet --root "$staging" "mdbook@$MDBOOK_VERSION" "mdbook-linkcheck@$MDBOOK_LINKCHECK_VERSION"; then
-    echo "$wanted" > "$staging/.kiln-installed"
-    publish "$staging" "$dir"
-  else
-    rm -rf "$staging"
-    die "could not build mdbook and mdbook-linkcheck from crates.io (make docs needs them)"
-  fi
+  install_marked "${KILN_DOCS_TOOLS:-$ROOT/.tools/mdbook}" \
+    "mdbook $MDBOOK_VERSION mdbook-linkcheck $MDBOOK_LINKCHECK_VERSION" \
+    "mdbook and mdbook-linkcheck from crates.io (a few minutes, once; make docs needs them)" cargo_install_mdbook
+}
+cargo_install_mdbook() {
+  cargo install --quiet --root "$1" "mdbook@$MDBOOK_VERSION" "mdbook-linkcheck@$MDBOOK_LINKCHECK_VERSION"
 }
 
 # install_venv DIR PACKAGE...: Python packages in their own venv (DIR relative to
