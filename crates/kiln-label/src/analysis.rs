@@ -21,43 +21,57 @@ pub struct FunctionSummary {
     pub empirical_accuracy: Option<f64>,
 }
 
+/// Per function, what [`analyse`] counts, before dividing by the rows.
+#[derive(Clone, Default)]
+struct Counts {
+    voted: usize,
+    overlaps: usize,
+    conflicts: usize,
+    correct: usize,
+    incorrect: usize,
+}
+
 /// One summary per function, in the matrix's order; `gold` (a label per row) adds accuracy.
+/// One pass over the rows: each row's votes per label are counted once, and
+/// every function voting on it reads overlap and conflict from those counts.
 pub fn analyse(matrix: &LabelMatrix, gold: Option<&[usize]>) -> Vec<FunctionSummary> {
-    let rows = matrix.rows().max(1) as f64;
-    (0..matrix.functions())
-        .map(|function| {
-            let (mut voted, mut overlaps, mut conflicts) = (0usize, 0usize, 0usize);
-            let mut polarity = vec![false; matrix.classes()];
-            let (mut correct, mut incorrect) = (0usize, 0usize);
-            for row in 0..matrix.rows() {
-                let Some(label) = matrix.vote(row, function) else { continue };
-                voted += 1;
-                polarity[label] = true;
-                let others = (0..matrix.functions()).filter(|&f| f != function).filter_map(|f| matrix.vote(row, f));
-                let (mut any, mut different) = (false, false);
-                for other in others {
-                    any = true;
-                    different |= other != label;
-                }
-                overlaps += usize::from(any);
-                conflicts += usize::from(different);
-                if let Some(gold) = gold {
-                    if gold[row] == label {
-                        correct += 1;
-                    } else {
-                        incorrect += 1;
-                    }
-                }
+    let mut counts = vec![Counts::default(); matrix.functions()];
+    let mut polarity = vec![vec![false; matrix.classes()]; matrix.functions()];
+    let mut per_label = vec![0usize; matrix.classes()];
+    for row in 0..matrix.rows() {
+        per_label.fill(0);
+        let mut voters = 0;
+        for label in matrix.votes_of(row) {
+            per_label[label] += 1;
+            voters += 1;
+        }
+        for (function, counts) in counts.iter_mut().enumerate() {
+            let Some(label) = matrix.vote(row, function) else { continue };
+            counts.voted += 1;
+            polarity[function][label] = true;
+            counts.overlaps += usize::from(voters > 1);
+            counts.conflicts += usize::from(voters > per_label[label]);
+            match gold {
+                Some(gold) if gold[row] == label => counts.correct += 1,
+                Some(_) => counts.incorrect += 1,
+                None => {}
             }
-            let scored = correct + incorrect;
+        }
+    }
+    let rows = matrix.rows().max(1) as f64;
+    counts
+        .into_iter()
+        .zip(polarity)
+        .map(|(counts, polarity)| {
+            let scored = counts.correct + counts.incorrect;
             FunctionSummary {
-                coverage: voted as f64 / rows,
-                overlaps: overlaps as f64 / rows,
-                conflicts: conflicts as f64 / rows,
+                coverage: counts.voted as f64 / rows,
+                overlaps: counts.overlaps as f64 / rows,
+                conflicts: counts.conflicts as f64 / rows,
                 polarity: polarity.iter().enumerate().filter(|(_, on)| **on).map(|(label, _)| label).collect(),
-                correct: gold.map(|_| correct),
-                incorrect: gold.map(|_| incorrect),
-                empirical_accuracy: (gold.is_some() && scored > 0).then(|| correct as f64 / scored as f64),
+                correct: gold.map(|_| counts.correct),
+                incorrect: gold.map(|_| counts.incorrect),
+                empirical_accuracy: (gold.is_some() && scored > 0).then(|| counts.correct as f64 / scored as f64),
             }
         })
         .collect()
