@@ -37,7 +37,7 @@ MDBOOK_DIR := $(abspath $(or $(KILN_DOCS_TOOLS),.tools/mdbook))
 FUZZ_CASES ?= 11000
 FUZZ_CASES_TEST := 500
 
-.PHONY: help setup setup-cuda build test fuzz docs docs-check pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve bench-tune bench-prune tune image serve monitor gate retrain drift-demo fixtures
+.PHONY: help setup setup-cuda build test fuzz docs docs-check pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve bench-tune bench-prune bench-weak tune image serve monitor gate retrain drift-demo fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -90,7 +90,13 @@ docs: $(LIBTORCH) ## The book: docs/src/config-reference.md from the flags' help
 docs-check:
 	PATH="$(MDBOOK_DIR)/bin:$$PATH" $(MDBOOK_DIR)/bin/mdbook build docs
 
-pipeline: $(SETUP) build ## Run the pipeline on $(CONFIG), each stage only when its inputs or settings changed
+# A config whose labelling functions run TextBlob (configs/youtube-spam.toml) gets its venv first.
+TEXTBLOB := .venv-textblob/.kiln-installed
+CONFIG_NEEDS := $(if $(shell grep -ls 'venv-textblob' $(CONFIG)),$(TEXTBLOB))
+$(TEXTBLOB):
+	scripts/setup.sh textblob
+
+pipeline: $(SETUP) $(CONFIG_NEEDS) build ## Run the pipeline on $(CONFIG), each stage only when its inputs or settings changed
 	@$(MAKE) --no-print-directory -f scripts/make/pipeline.mk CONFIG=$(CONFIG) BIN=$(BIN) STAGE_FLAGS="$(STAGE_FLAGS)"
 
 repro: $(SETUP) $(DVC) build ## `dvc repro`: the pipeline of dvc.yaml (configs/default.toml) under DVC
@@ -105,6 +111,9 @@ fmt: ## Format the code
 
 bench-data: $(SETUP) build ## clean/tokenize throughput on ~1M rows vs pandas / HF tokenizers
 	scripts/bench/bench_data.sh
+
+bench-weak: $(SETUP) build ## Weak supervision on YouTube spam vs snorkel 0.10: label models, end models (MiniLM, logistic regression), apply speed on 1M rows
+	scripts/bench/bench_weak.sh $(ARGS)
 
 bench-train: $(SETUP) build ## train throughput and peak RSS on BANKING77 vs HF Trainer, share of the GEMM limit, step profile vs plain torch
 	BIN=$(BIN) scripts/bench/bench_train.sh

@@ -20,11 +20,13 @@
 #   onnx      ONNX Runtime, a reference of `make bench-predict` -> .venv-onnx/
 #   weak      snorkel 0.10, the weak-supervision reference (make fixtures), as
 #             packages over the reference venv's torch    -> .venv-weak/ (PYTHONPATH)
+#   textblob  TextBlob, for the Python labelling functions of
+#             configs/youtube-spam.toml (`command` functions) -> .venv-textblob/
 #   docs      mdBook and mdbook-linkcheck from crates.io (cargo install, a few
 #             minutes once), for `make docs`     -> .tools/mdbook/
 #             (or $KILN_DOCS_TOOLS: CI keeps it outside the clone)
 #
-# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis|containers|prometheus|deploy|optuna|onnx|weak|docs]...
+# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis|containers|prometheus|deploy|optuna|onnx|weak|textblob|docs]...
 # (no argument: libtorch model data)
 #
 # Every wheel is checked against a pinned sha256 before use, and every install is
@@ -258,6 +260,8 @@ SCHEMATHESIS_VERSION=4.32.5
 # and downloads from GitHub, out of reach here).
 # Optuna, the reference `tune`'s samplers are measured against (make bench-tune).
 OPTUNA_PACKAGES=(optuna==5.0.0 numpy)
+# TextBlob's sentiment, which scripts/weak/textblob_sentiment.py votes with (no corpora needed).
+TEXTBLOB_PACKAGES=(textblob==0.20.1 nltk==3.10.4)
 # snorkel, the reference of kiln's label models (scripts/fixtures/make_weak_fixture.py):
 # installed without dependencies over the reference venv, whose torch, numpy,
 # scipy and scikit-learn it uses (a venv of its own would download torch's CUDA
@@ -417,7 +421,8 @@ for what in "$@"; do
     optuna) install_venv .venv-optuna "${OPTUNA_PACKAGES[@]}" ;;
     onnx) install_venv .venv-onnx "${ONNX_PACKAGES[@]}" ;;
     weak) install_weak ;;
+    textblob) install_venv .venv-textblob "${TEXTBLOB_PACKAGES[@]}" ;;
     docs) install_docs ;;
-    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus, deploy, optuna, onnx, weak or docs)" ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus, deploy, optuna, onnx, weak, textblob or docs)" ;;
   esac
 done

@@ -33,6 +33,13 @@ $(INGEST_DONE): $(STATE)/ingest.json $(BIN)/ingest $(INGEST_DEPS)
 $(CLEAN_DONE): $(STATE)/clean.json $(BIN)/clean $(CLEAN_DEPS)
 	$(BIN)/clean --config $(CONFIG) $(STAGE_FLAGS)
 
+# Weak supervision, for a config with [[label.functions]] (its tokenize reads
+# label's output); the others have no LABEL_DONE.
+ifneq ($(LABEL_DONE),)
+$(LABEL_DONE): $(STATE)/label.json $(BIN)/label $(LABEL_DEPS)
+	$(BIN)/label --config $(CONFIG) $(STAGE_FLAGS)
+endif
+
 $(TOKENIZE_DONE): $(STATE)/tokenize.json $(BIN)/tokenize $(TOKENIZE_DEPS)
 	$(BIN)/tokenize --config $(CONFIG) $(STAGE_FLAGS)
 

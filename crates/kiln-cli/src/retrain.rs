@@ -59,6 +59,15 @@ pub fn stages_under(config: &PipelineConfig, root: &Path) -> PipelineConfig {
 pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> Result<Retrained> {
     let settings = config.retrain.resolved(&config.serve, &config.ingest);
     settings.validate()?;
+    // Its stages run clean -> tokenize: on a weakly labelled config that would
+    // train on the raw split's own labels, not the functions' (issue 33's
+    // `retrain.weak_labels` is the way there).
+    if config.weak_labels() {
+        bail!(
+            "retrain does not take a config with [[label.functions]] yet: it would skip the label stage and train \
+             on the raw training split's own labels. Rerun the pipeline with the new data instead."
+        );
+    }
     let log_dir = settings.log_dir.as_deref().context("retrain.log_dir is not resolved. This is a bug.")?;
     let base_dir = settings.base_dir.as_deref().context("retrain.base_dir is not resolved. This is a bug.")?;
     // Streamed: memory follows the feedback, not the size of the log.

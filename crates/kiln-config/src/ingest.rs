@@ -37,11 +37,22 @@ impl fmt::Display for InputFormat {
     }
 }
 
+/// The file validation rows are carved from when the source has no validation file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationSource {
+    #[default]
+    Train,
+    Test,
+}
+
 /// `[ingest]`: read raw labelled text, map columns, split, write `data/raw`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
-    /// Training data (or all data, when no test file is given).
+    /// Training data (or all data, when no test file is given). Each of the
+    /// three files may be a glob pattern (`videos/0[1-4]*.csv`): its files are
+    /// read in name order, one after another.
     pub train_file: Option<PathBuf>,
     /// The source's own validation split, if it has one.
     pub validation_file: Option<PathBuf>,
@@ -65,6 +76,10 @@ pub struct IngestConfig {
     pub score_labels: Vec<String>,
     /// Share of the training rows carved out for validation (stratified).
     pub validation_fraction: f64,
+    /// Which file validation is carved from when there is no validation file:
+    /// the training file, or the test file (as Snorkel's spam tutorial splits
+    /// its fifth video), which then needs a test file.
+    pub validation_from: ValidationSource,
     /// Share of all rows carved out for test when the source has no test file.
     pub test_fraction: f64,
     /// Seed of the split: the same seed gives the same split, byte for byte.
@@ -97,6 +112,7 @@ impl Default for IngestConfig {
             score_column: None,
             score_labels: Vec::new(),
             validation_fraction: 0.1,
+            validation_from: ValidationSource::Train,
             test_fraction: 0.1,
             seed: 42,
             output_dir: "data/raw".into(),
@@ -131,6 +147,14 @@ impl IngestConfig {
                 "validation_fraction + test_fraction must leave rows for training",
             ));
         }
+        if self.validation_from == ValidationSource::Test
+            && (self.test_file.is_none() || self.validation_file.is_some())
+        {
+            return Err(ConfigError::invalid(
+                "ingest.validation_from",
+                "\"test\" carves validation out of the test file: set test_file, and no validation_file",
+            ));
+        }
         if matches!(self.conll_tag_column, Some(0 | 1)) {
             return Err(ConfigError::invalid(
                 "ingest.conll_tag_column",
@@ -157,7 +181,7 @@ impl IngestConfig {
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Ingest settings (config section [ingest])")]
 pub struct IngestArgs {
-    /// Training data file (CSV, TSV, JSONL or Parquet); all data when there is no test file.
+    /// Training data file (CSV, TSV, JSONL or Parquet; a glob pattern reads its files in name order); all data when there is no test file.
     #[arg(long, value_name = "FILE")]
     pub train_file: Option<PathBuf>,
     /// The source's own validation file; else validation is carved from train.
@@ -193,6 +217,9 @@ pub struct IngestArgs {
     /// Share of training rows carved out for validation [default: 0.1].
     #[arg(long, value_name = "FRACTION")]
     pub validation_fraction: Option<f64>,
+    /// Carve validation from the training file or from the test file, when there is no validation file [default: train].
+    #[arg(long, value_enum)]
+    pub validation_from: Option<ValidationSource>,
     /// Share of rows carved out for test when there is no test file [default: 0.1].
     #[arg(long, value_name = "FRACTION")]
     pub test_fraction: Option<f64>,
@@ -222,7 +249,8 @@ pub struct IngestArgs {
 impl IngestArgs {
     pub fn apply(self, config: &mut IngestConfig) {
         apply_overrides!(self, config,
-            [format, has_header, quoting, text_column, label_column, validation_fraction, test_fraction, seed, output_dir,
+            [format, has_header, quoting, text_column, label_column, validation_fraction, validation_from, test_fraction,
+             seed, output_dir,
              tokens_column, tags_column, tag_scheme, invalid_tags],
             optional [train_file, validation_file, test_file, id_column, score_column, conll_tag_column],
             by_hand [score_labels]);

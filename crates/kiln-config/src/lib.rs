@@ -28,6 +28,7 @@ mod eval;
 mod export;
 mod gate;
 mod ingest;
+mod label;
 mod monitor;
 mod predict;
 mod profile;
@@ -53,7 +54,8 @@ pub use clean::{CleanArgs, CleanConfig, ConflictPolicy, HashtagMode, UnicodeNorm
 pub use eval::{EvalArgs, EvalConfig};
 pub use export::{ExportArgs, ExportConfig};
 pub use gate::{GateArgs, GateConfig, parse_version};
-pub use ingest::{IngestArgs, IngestConfig, InputFormat};
+pub use ingest::{IngestArgs, IngestConfig, InputFormat, ValidationSource};
+pub use label::{FunctionsFile, LabelArgs, LabelConfig, LabelModelKind, UncoveredRows};
 pub use monitor::{FailOn, MonitorArgs, MonitorConfig, WindowKind};
 pub use predict::{PredictArgs, PredictConfig, Shard};
 pub use profile::{ProfileArgs, ProfileConfig};
@@ -93,6 +95,7 @@ pub struct PipelineConfig {
     pub task: Task,
     pub ingest: IngestConfig,
     pub clean: CleanConfig,
+    pub label: LabelConfig,
     pub tokenize: TokenizeConfig,
     pub profile: ProfileConfig,
     pub train: TrainConfig,
@@ -130,7 +133,7 @@ impl PipelineConfig {
     /// exactly when it exists (`make`'s targets).
     pub fn done_files(&self) -> BTreeMap<&'static str, PathBuf> {
         use kiln_core::stages::*;
-        BTreeMap::from([
+        let mut done = BTreeMap::from([
             ("ingest", self.ingest.output_dir.join(INGEST_DONE)),
             ("clean", self.clean.output_dir.join(CLEAN_DONE)),
             ("tokenize", self.tokenize.output_dir.join(TOKENIZE_DONE)),
@@ -139,7 +142,16 @@ impl PipelineConfig {
             ("eval", self.eval.output_dir.join(EVAL_DONE)),
             ("export", self.export.output_dir.join(EXPORT_DONE)),
             ("registry", self.registry.dir.join(REGISTRY_DONE)),
-        ])
+        ]);
+        if self.weak_labels() {
+            done.insert("label", self.label.output_dir.join(LABEL_DONE));
+        }
+        done
+    }
+
+    /// Whether the pipeline runs `label` (the config declares labelling functions).
+    pub fn weak_labels(&self) -> bool {
+        !self.label.functions.is_empty()
     }
 
     /// [`Self::done_files`] as a TOML table of `stage = "path"`.
@@ -282,8 +294,11 @@ mod tests {
     #[test]
     fn shipped_configs_parse_and_validate() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-        for name in ["default.toml", "banking77.toml"] {
+        for name in ["default.toml", "banking77.toml", "youtube-spam.toml"] {
             let config = PipelineConfig::load(Some(&root.join(name))).expect(name);
+            if config.weak_labels() {
+                config.label.validate().expect(name);
+            }
             config.ingest.validate().expect(name);
             config.clean.validate().expect(name);
             config.tokenize.validate().expect(name);
@@ -295,6 +310,82 @@ mod tests {
             config.retrain.validate().expect(name);
             config.tune.validate().expect(name);
         }
+    }
+
+    #[test]
+    fn label_settings_are_checked_naming_the_key() {
+        let function = "[[label.functions]]\nname = 'link'\nlabel = 'spam'\nkind = 'regex'\npattern = 'http'\n";
+        let config = |extra: &str| {
+            PipelineConfig::from_toml(&format!("[label]\nlabels = ['spam', 'ham']\n{extra}\n{function}"))
+                .expect("parses")
+        };
+        let valid = config("");
+        valid.label.validate().expect("valid");
+        assert!(valid.weak_labels() && valid.done_files().contains_key("label"));
+        assert!(!PipelineConfig::default().weak_labels(), "no functions, no label stage");
+        assert_eq!(valid.label.sorted_labels(), ["ham", "spam"]);
+        let error = |config: PipelineConfig| config.label.validate().expect_err("invalid").to_string();
+        let mut one_label = config("");
+        one_label.label.labels = vec!["spam".into(), "spam".into()];
+        assert!(error(one_label).contains("label.labels"));
+        assert!(error(config("gold_split = 'train'")).contains("label.gold_split"));
+        assert!(error(config("class_balance = [0.5, 0.6]")).contains("label.class_balance"));
+        assert!(error(config("learning_rate = 0.0")).contains("label.learning_rate"));
+        let mut twice = config("");
+        twice.label.functions.push(twice.label.functions[0].clone());
+        assert!(error(twice).contains("two functions are named `link`"));
+        let unknown = PipelineConfig::from_toml(&format!("[label]\nlabels = ['a', 'b']\n{function}case = 1\n"));
+        assert!(unknown.expect_err("unknown key").to_string().contains("case"));
+        let mut ingest = IngestConfig { train_file: Some("t.csv".into()), ..IngestConfig::default() };
+        ingest.validation_from = ValidationSource::Test;
+        assert!(ingest.validate().expect_err("no test file").to_string().contains("ingest.validation_from"));
+        ingest.test_file = Some("test.csv".into());
+        ingest.validate().expect("validation carved from the test file");
+    }
+
+    #[test]
+    fn label_flags_reach_the_config_and_read_functions_from_a_file() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct LabelHarness {
+            #[command(flatten)]
+            label: LabelArgs,
+        }
+        let dir = std::env::temp_dir().join(format!("kiln-label-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("functions.toml");
+        std::fs::write(&file, "[[functions]]\nname = 'short'\nlabel = 'ham'\nkind = 'length'\nmax = 3\n")
+            .expect("file");
+        let file_arg = file.display().to_string();
+        let args = LabelHarness::try_parse_from([
+            "label",
+            "--labels",
+            "ham",
+            "--labels",
+            "spam",
+            "--functions",
+            &file_arg,
+            "--model",
+            "dawid-skene",
+            "--class-balance",
+            "0.3",
+            "--class-balance",
+            "0.7",
+            "--gold-split",
+            "validation",
+        ])
+        .expect("parses");
+        let mut config = LabelConfig::default();
+        args.label.apply(&mut config);
+        assert_eq!(config.labels, ["ham", "spam"]);
+        assert_eq!((config.functions.len(), config.functions[0].name.as_str()), (1, "short"));
+        assert_eq!((config.model, config.gold_split), (LabelModelKind::DawidSkene, Some(Split::Validation)));
+        assert_eq!(config.class_balance, [0.3, 0.7]);
+        std::fs::write(&file, "[[functions]]\nname = 'x'\nkind = 'regex'\npattern = 'x'\nlabel = 'a'\ncase = 1\n")
+            .expect("file");
+        let error = LabelHarness::try_parse_from(["label", "--functions", &file_arg]).err().expect("unknown key");
+        assert!(error.to_string().contains("is not a list of [[functions]] tables"), "{error}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use crate::{
     CleanArgs, CleanConfig, EvalArgs, EvalConfig, ExportArgs, ExportConfig, GateArgs, GateConfig, IngestArgs,
-    IngestConfig, MonitorArgs, MonitorConfig, PredictArgs, PredictConfig, ProfileArgs, ProfileConfig, RegistryArgs,
-    RegistryConfig, RetrainArgs, RetrainConfig, ServeArgs, ServeConfig, TokenizeArgs, TokenizeConfig, TrackArgs,
-    TrackConfig, TrainArgs, TrainConfig, TuneArgs, TuneConfig,
+    IngestConfig, LabelArgs, LabelConfig, MonitorArgs, MonitorConfig, PredictArgs, PredictConfig, ProfileArgs,
+    ProfileConfig, RegistryArgs, RegistryConfig, RetrainArgs, RetrainConfig, ServeArgs, ServeConfig, TokenizeArgs,
+    TokenizeConfig, TrackArgs, TrackConfig, TrainArgs, TrainConfig, TuneArgs, TuneConfig,
 };
 
 /// Where the page lives, from the repository root.
@@ -45,6 +45,7 @@ pub fn sections() -> Vec<Section> {
     vec![
         section::<IngestArgs, IngestConfig>("ingest"),
         section::<CleanArgs, CleanConfig>("clean"),
+        section::<LabelArgs, LabelConfig>("label"),
         section::<TokenizeArgs, TokenizeConfig>("tokenize"),
         section::<ProfileArgs, ProfileConfig>("profile"),
         section::<TrainArgs, TrainConfig>("train"),

@@ -9,6 +9,9 @@ pub struct Example {
     /// Absent when the model takes no token types (DistilBERT).
     pub token_type_ids: Option<Vec<u8>>,
     pub label_id: u32,
+    /// A weak label's distribution over the labels (`label`'s output), which
+    /// `train` learns from instead of `label_id`; `None` for a gold label.
+    pub label_probs: Option<Vec<f32>>,
 }
 
 impl Example {

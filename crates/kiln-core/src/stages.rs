@@ -7,6 +7,8 @@
 pub const INGEST_DONE: &str = crate::Manifest::FILE;
 /// `clean`'s manifest, in `[clean] output_dir`.
 pub const CLEAN_DONE: &str = "clean_report.json";
+/// `label`'s manifest (with its report), in `[label] output_dir`.
+pub const LABEL_DONE: &str = "label_report.json";
 /// `tokenize`'s manifest, in `[tokenize] output_dir` (beside `labels.json`).
 pub const TOKENIZE_DONE: &str = "tokenize_report.json";
 /// `profile`'s manifest, in `[profile] output_dir` (beside `profile.json`).

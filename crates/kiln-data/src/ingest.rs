@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use kiln_config::IngestConfig;
+use kiln_config::{IngestConfig, ValidationSource};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -71,9 +71,8 @@ fn run_texts(config: &IngestConfig, progress: &Progress) -> Result<IngestReport>
 
     let mut sources = Vec::new();
     let mut inputs = Vec::new();
-    let mut read = |role: Split, path: &Path| -> Result<Records> {
-        let columns =
-            ColumnMap { text: &config.text_column, label, id: config.id_column.as_deref(), id_prefix: role.name() };
+    let mut read = |role: Split, path: &Path, id_prefix: &str| -> Result<Records> {
+        let columns = ColumnMap { text: &config.text_column, label, id: config.id_column.as_deref(), id_prefix };
         let records = read_records(path, &options, &columns, progress)?;
         if records.is_empty() {
             bail!(
@@ -94,9 +93,12 @@ fn run_texts(config: &IngestConfig, progress: &Progress) -> Result<IngestReport>
     };
 
     let train_file = config.train_file.as_deref().context("ingest.train_file is not set")?;
-    let all = read(Split::Train, train_file)?;
-    let given_validation = config.validation_file.as_deref().map(|p| read(Split::Validation, p)).transpose()?;
-    let given_test = config.test_file.as_deref().map(|p| read(Split::Test, p)).transpose()?;
+    let all = read_each(Split::Train, train_file, &mut read)?;
+    let given_validation =
+        config.validation_file.as_deref().map(|p| read_each(Split::Validation, p, &mut read)).transpose()?;
+    let given_test = config.test_file.as_deref().map(|p| read_each(Split::Test, p, &mut read)).transpose()?;
+    let (given_validation, given_test) =
+        validation_from_test(given_validation, given_test, |t| t.labels.clone(), config);
 
     // Carve what the source does not provide out of the training file, stratified by label.
     let mut splits = carve(&all, &all.labels, given_validation, given_test, config);
@@ -127,7 +129,7 @@ fn run_texts(config: &IngestConfig, progress: &Progress) -> Result<IngestReport>
 fn run_tagged(config: &IngestConfig, progress: &Progress) -> Result<IngestReport> {
     let mut staged = StagedOutput::new(&config.output_dir)?;
     let (mut sources, mut inputs) = (Vec::new(), Vec::new());
-    let mut read = |role: Split, path: &Path| -> Result<TaggedTable> {
+    let mut read = |role: Split, path: &Path, id_prefix: &str| -> Result<TaggedTable> {
         let options = TaggedOptions {
             format: config.format,
             tokens_column: &config.tokens_column,
@@ -136,7 +138,7 @@ fn run_tagged(config: &IngestConfig, progress: &Progress) -> Result<IngestReport
             conll_tag_column: config.conll_tag_column,
             scheme: config.tag_scheme,
             invalid: config.invalid_tags,
-            id_prefix: role.name(),
+            id_prefix,
         };
         let TaggedRecords { table, repaired_tags, .. } = read_tagged(path, &options, progress)?;
         if repaired_tags > 0 {
@@ -153,17 +155,22 @@ fn run_tagged(config: &IngestConfig, progress: &Progress) -> Result<IngestReport
         Ok(table)
     };
     let train_file = config.train_file.as_deref().context("ingest.train_file is not set")?;
-    let all = read(Split::Train, train_file)?;
-    let given_validation = config.validation_file.as_deref().map(|p| read(Split::Validation, p)).transpose()?;
-    let given_test = config.test_file.as_deref().map(|p| read(Split::Test, p)).transpose()?;
+    let all = read_each(Split::Train, train_file, &mut read)?;
+    let given_validation =
+        config.validation_file.as_deref().map(|p| read_each(Split::Validation, p, &mut read)).transpose()?;
+    let given_test = config.test_file.as_deref().map(|p| read_each(Split::Test, p, &mut read)).transpose()?;
 
     // Carve missing splits out of the training file, keeping the share of
     // sentences with entities alike in each.
-    let has_entities: Vec<String> = all
-        .tags
-        .iter()
-        .map(|tags| if tags.iter().any(|t| t != "O") { "entities" } else { "none" }.to_owned())
-        .collect();
+    let entity_strata = |table: &TaggedTable| -> Vec<String> {
+        table
+            .tags
+            .iter()
+            .map(|tags| if tags.iter().any(|t| t != "O") { "entities" } else { "none" }.to_owned())
+            .collect()
+    };
+    let (given_validation, given_test) = validation_from_test(given_validation, given_test, entity_strata, config);
+    let has_entities = entity_strata(&all);
     let mut splits = carve(&all, &has_entities, given_validation, given_test, config);
 
     let mut report = IngestReport { task: Task::TokenClassification, sources, splits: BTreeMap::new() };
@@ -187,9 +194,10 @@ fn run_tagged(config: &IngestConfig, progress: &Progress) -> Result<IngestReport
     Ok(report)
 }
 
-/// Rows that can be dealt out into splits one by one.
+/// Rows that can be dealt out into splits one by one, and files of them joined.
 trait Rows: Default {
     fn push_row(&mut self, from: &Self, index: usize);
+    fn append(&mut self, other: Self);
 }
 
 impl Rows for Records {
@@ -197,6 +205,15 @@ impl Rows for Records {
         self.ids.push(from.ids[index].clone());
         self.texts.push(from.texts[index].clone());
         self.labels.push(from.labels[index].clone());
+    }
+
+    fn append(&mut self, other: Self) {
+        self.ids.extend(other.ids);
+        self.texts.extend(other.texts);
+        self.labels.extend(other.labels);
+        self.rows.extend(other.rows);
+        self.rows_read += other.rows_read;
+        self.dropped_no_label += other.dropped_no_label;
     }
 }
 
@@ -206,6 +223,74 @@ impl Rows for TaggedTable {
         self.tokens.push(from.tokens[index].clone());
         self.tags.push(from.tags[index].clone());
     }
+
+    fn append(&mut self, other: Self) {
+        self.ids.extend(other.ids);
+        self.tokens.extend(other.tokens);
+        self.tags.extend(other.tags);
+    }
+}
+
+/// The files a split's setting names: the path itself, or, for a glob
+/// pattern (`*`, `?`, `[`), every file it matches in name order.
+pub fn expand_pattern(path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let text = path.to_string_lossy();
+    if !text.contains(['*', '?', '[']) {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = glob::glob(&text)
+        .with_context(|| format!("{text} is not a valid glob pattern"))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("cannot list the files {text} matches"))?;
+    files.retain(|file| file.is_file());
+    if files.is_empty() {
+        bail!("{text} matches no file");
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads every file of `pattern` as `role`'s rows, one after another. Made-up
+/// ids (no id column) are `<split>-<row>`, or `<split>-<file stem>-<row>` for
+/// a pattern of several files, so they stay unique.
+fn read_each<T: Rows>(
+    role: Split,
+    pattern: &Path,
+    read: &mut impl FnMut(Split, &Path, &str) -> Result<T>,
+) -> Result<T> {
+    let files = expand_pattern(pattern)?;
+    let mut rows = T::default();
+    for file in &files {
+        let prefix = match files.len() {
+            1 => role.name().to_owned(),
+            _ => format!("{}-{}", role.name(), file.file_stem().unwrap_or_default().to_string_lossy()),
+        };
+        rows.append(read(role, file, &prefix)?);
+    }
+    Ok(rows)
+}
+
+/// With `validation_from = "test"`, the test file's rows split into
+/// validation (`validation_fraction`, stratified by `strata`) and test.
+fn validation_from_test<T: Rows>(
+    validation: Option<T>,
+    test: Option<T>,
+    strata: impl Fn(&T) -> Vec<String>,
+    config: &IngestConfig,
+) -> (Option<T>, Option<T>) {
+    let (ValidationSource::Test, None, Some(test)) = (config.validation_from, &validation, &test) else {
+        return (validation, test);
+    };
+    let (mut carved, mut kept) = (T::default(), T::default());
+    for (index, split) in
+        stratified_split(&strata(test), config.validation_fraction, 0.0, config.seed).into_iter().enumerate()
+    {
+        match split {
+            Split::Validation => carved.push_row(test, index),
+            _ => kept.push_row(test, index),
+        }
+    }
+    (Some(carved), Some(kept))
 }
 
 /// The three splits: the source's own validation and test files where it has

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use arrow_array::types::{Int32Type, UInt8Type, UInt32Type};
+use arrow_array::types::{Float32Type, Int32Type, UInt8Type, UInt32Type};
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 use kiln_core::{Example, LabelMap, TaggedExample};
 
@@ -15,6 +15,20 @@ use crate::schema;
 /// `labels_path`): a `labels.json` from another run of `tokenize` fails here,
 /// naming the first row that does not fit.
 pub fn check_label_ids(path: &Path, examples: &[Example], labels: &LabelMap, labels_path: &Path) -> Result<()> {
+    if let Some((row, example)) =
+        examples.iter().enumerate().find(|(_, e)| e.label_probs.as_ref().is_some_and(|p| p.len() != labels.len()))
+    {
+        bail!(
+            "{}: row {} (id {}) has {} label_probs, but {} lists {} labels: labels.json does not belong to this \
+             data (rerun `tokenize`)",
+            path.display(),
+            row + 1,
+            example.id,
+            example.label_probs.as_ref().map_or(0, Vec::len),
+            labels_path.display(),
+            labels.len()
+        );
+    }
     if let Some((row, example)) = examples.iter().enumerate().find(|(_, e)| e.label_id as usize >= labels.len()) {
         bail!(
             "{}: row {} (id {}) has label_id {}, but {} lists {} labels: labels.json does not belong to this \
@@ -45,6 +59,10 @@ pub fn examples_batch(examples: &[Example], with_token_types: bool) -> Result<Re
     let label_ids = examples.iter().map(|e| e.label_id);
     columns.push((schema::LENGTH, Arc::new(UInt32Array::from_iter_values(lengths))));
     columns.push((schema::LABEL_ID, Arc::new(UInt32Array::from_iter_values(label_ids))));
+    if examples.iter().any(|e| e.label_probs.is_some()) {
+        let probs = examples.iter().map(|e| e.label_probs.as_deref().unwrap_or_default());
+        columns.push((schema::LABEL_PROBS, schema::list_column::<Float32Type>(probs)));
+    }
     batch(columns)
 }
 
@@ -65,13 +83,15 @@ pub fn examples_from_batch(frame: &RecordBatch, path: &Path) -> Result<Vec<Examp
         true => Some(schema::lists(frame, schema::TOKEN_TYPE_IDS).with_context(malformed)?.into_iter()),
         false => None,
     };
+    let mut probs = schema::label_probs(frame, path)?.map(Vec::into_iter);
     let mut examples = Vec::with_capacity(frame.num_rows());
     for (row, ((id, tokens), label_id)) in ids.into_iter().zip(input_ids).zip(labels).enumerate() {
         if tokens.is_empty() {
             bail!("{}: row {}: input_ids is empty", path.display(), row + 1);
         }
         let token_type_ids = types.as_mut().and_then(Iterator::next).map(|t| t.into_iter().map(|v| v as u8).collect());
-        examples.push(Example { id, input_ids: tokens, token_type_ids, label_id });
+        let label_probs = probs.as_mut().and_then(Iterator::next);
+        examples.push(Example { id, input_ids: tokens, token_type_ids, label_id, label_probs });
     }
     Ok(examples)
 }

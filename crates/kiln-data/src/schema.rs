@@ -4,7 +4,11 @@
 //! |-------------------------|----------------------------------------------------------------|
 //! | `data/raw/*.parquet`    | id: str, text: str, label: str                                 |
 //! | `data/interim/*.parquet`| id: str, text: str, label: str                                 |
-//! | `data/processed/*.parquet` | id: str, input_ids: list<u32>, [token_type_ids: list<u8>], length: u32, label_id: u32 |
+//! | `data/labelled/*.parquet` (`label`) | id: str, text: str, label: str, [label_probs: list<f32>] |
+//! | `data/processed/*.parquet` | id: str, input_ids: list<u32>, [token_type_ids: list<u8>], length: u32, label_id: u32, [label_probs: list<f32>] |
+//!
+//! `label_probs` is a weakly labelled row's distribution over the labels of
+//! the `labels.json` beside it (in its order); `label` is its most probable label.
 //!
 //! Token classification (`task = "token_classification"`) keeps words and tags instead:
 //!
@@ -17,9 +21,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use arrow_array::cast::AsArray;
-use arrow_array::types::UInt32Type;
+use arrow_array::types::{Float32Type, UInt32Type};
 use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, ListArray, PrimitiveArray, RecordBatch, StringArray};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field};
@@ -34,6 +38,10 @@ pub const INPUT_IDS: &str = "input_ids";
 pub const TOKEN_TYPE_IDS: &str = "token_type_ids";
 pub const LENGTH: &str = "length";
 pub const LABEL_ID: &str = "label_id";
+pub const LABEL_PROBS: &str = "label_probs";
+
+/// Each row's `label_probs`: a distribution over the labels of `labels.json`.
+pub type LabelProbs = Vec<Vec<f32>>;
 pub const TOKENS: &str = "tokens";
 pub const TAGS: &str = "tags";
 pub const WINDOW: &str = "window";
@@ -61,6 +69,7 @@ pub enum ColumnType {
     ListU8,
     ListI32,
     ListStr,
+    ListF32,
 }
 
 impl ColumnType {
@@ -72,6 +81,7 @@ impl ColumnType {
             Self::ListU8 => "list<u8>",
             Self::ListI32 => "list<i32>",
             Self::ListStr => "list<str>",
+            Self::ListF32 => "list<f32>",
         }
     }
 
@@ -87,6 +97,7 @@ impl ColumnType {
             Self::ListU8 => list_of(&DataType::UInt8),
             Self::ListI32 => list_of(&DataType::Int32),
             Self::ListStr => list_of(&DataType::Utf8) || list_of(&DataType::LargeUtf8) || list_of(&DataType::Utf8View),
+            Self::ListF32 => list_of(&DataType::Float32) || list_of(&DataType::Float64),
         }
     }
 }
@@ -157,10 +168,61 @@ impl TextTable {
     }
 
     pub fn write(&self, staged: &mut StagedOutput, name: &str) -> Result<()> {
-        let column = |values: &[String]| Arc::new(StringArray::from_iter_values(values)) as ArrayRef;
-        let table = batch(vec![(ID, column(&self.ids)), (TEXT, column(&self.texts)), (LABEL, column(&self.labels))])?;
-        write_parquet(staged, name, &table)
+        self.write_with_probs(staged, name, None)
     }
+
+    /// Writes the table with each row's `label_probs`, if given (one per row).
+    pub fn write_with_probs(&self, staged: &mut StagedOutput, name: &str, probs: Option<&[Vec<f32>]>) -> Result<()> {
+        let column = |values: &[String]| Arc::new(StringArray::from_iter_values(values)) as ArrayRef;
+        let mut columns = vec![(ID, column(&self.ids)), (TEXT, column(&self.texts)), (LABEL, column(&self.labels))];
+        if let Some(probs) = probs {
+            columns.push((LABEL_PROBS, list_column::<Float32Type>(probs.iter().map(Vec::as_slice))));
+        }
+        write_parquet(staged, name, &batch(columns)?)
+    }
+
+    /// Reads a text table and its `label_probs`, if it has them (`label`'s output).
+    pub fn read_with_probs(path: &Path, made_by: &str) -> Result<(Self, Option<LabelProbs>)> {
+        let frame = read_parquet(path, made_by)?;
+        Ok((Self::from_batch(&frame, path)?, label_probs(&frame, path)?))
+    }
+}
+
+/// A table's `label_probs` (`None` when it has no such column): each row a
+/// distribution, finite shares in [0, 1] that sum to 1, all rows as long.
+pub fn label_probs(batch: &RecordBatch, path: &Path) -> Result<Option<LabelProbs>> {
+    if batch.column_by_name(LABEL_PROBS).is_none() {
+        return Ok(None);
+    }
+    validate(batch, path, &[(LABEL_PROBS, ColumnType::ListF32)])?;
+    let array = batch.column_by_name(LABEL_PROBS).context("checked above")?;
+    let list = arrow_cast::cast(array, &DataType::new_list(DataType::Float32, true))
+        .with_context(|| format!("{}: column '{LABEL_PROBS}' cannot be read as lists of numbers", path.display()))?;
+    let list = list.as_list::<i32>();
+    let values = list.values().as_primitive::<Float32Type>().values();
+    let rows: Vec<Vec<f32>> =
+        list.offsets().windows(2).map(|ends| values[ends[0] as usize..ends[1] as usize].to_vec()).collect();
+    let width = rows.first().map_or(0, Vec::len);
+    for (row, probs) in rows.iter().enumerate() {
+        let sum: f32 = probs.iter().sum();
+        if probs.len() != width || width < 2 {
+            bail!(
+                "{}: row {}: label_probs has {} values, expected {} (one per label, at least two)",
+                path.display(),
+                row + 1,
+                probs.len(),
+                width.max(2)
+            );
+        }
+        if probs.iter().any(|p| !p.is_finite() || !(0.0..=1.0).contains(p)) || (sum - 1.0).abs() > 1e-3 {
+            bail!(
+                "{}: row {}: label_probs {probs:?} is not a distribution (shares in [0, 1] that sum to 1)",
+                path.display(),
+                row + 1
+            );
+        }
+    }
+    Ok(Some(rows))
 }
 
 /// Columns of the raw and interim tagged tables (token classification).

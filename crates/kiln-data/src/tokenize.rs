@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::parquet::write_parquet;
 use crate::processed::{examples_batch, tagged_examples_batch};
-use crate::schema::{TaggedTable, TextTable, read_split};
+use crate::schema::{LabelProbs, TaggedTable, TextTable};
 
 /// The manifest, written last.
 pub const MANIFEST: &str = kiln_core::stages::TOKENIZE_DONE;
@@ -74,11 +74,26 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
     let mut staged = StagedOutput::new(&config.output_dir)?;
     let frames = Split::ALL
         .iter()
-        .map(|&split| read_split(&config.input_dir, split).map(|frame| (split, frame)))
+        .map(|&split| {
+            TextTable::read_with_probs(&split.path_in(&config.input_dir), "clean")
+                .map(|(frame, probs)| (split, frame, probs))
+        })
         .collect::<Result<Vec<_>>>()?;
 
-    let labels = LabelMap::from_labels(frames[0].1.labels.iter().map(String::as_str));
-    if labels.is_empty() {
+    // Weak labels (`label`'s output) are distributions over the labels of the
+    // labels.json beside them; gold labels make the list from train's.
+    let weak_labels = frames.iter().any(|(_, _, probs)| probs.is_some());
+    let labels_file = config.input_dir.join(LABELS);
+    let labels = match weak_labels {
+        true => LabelMap::load(&labels_file).with_context(|| {
+            format!(
+                "{} has label_probs (from `label`), so it needs the labels.json `label` writes",
+                config.input_dir.display()
+            )
+        })?,
+        false => LabelMap::from_labels(frames[0].1.labels.iter().map(String::as_str)),
+    };
+    if labels.is_empty() || frames[0].1.is_empty() {
         bail!("{} has no rows: nothing to learn labels from", Split::Train.path_in(&config.input_dir).display());
     }
 
@@ -89,12 +104,26 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
         ..TokenizeReport::default()
     };
     let mut inputs = vec![FileHash::of(&config.model_dir.join(kiln_core::model_folder::TOKENIZER))?];
-    for (split, frame) in frames {
+    if weak_labels {
+        inputs.push(FileHash::of(&labels_file)?);
+    }
+    for (split, frame, probs) in frames {
         let path = split.path_in(&config.input_dir);
         inputs.push(FileHash::of(&path)?);
-        let (table, label_ids) = attach_label_ids(frame, &labels, split, &path, config.unknown_labels, &mut report)?;
+        if let Some((row, p)) = probs.iter().flatten().enumerate().find(|(_, p)| p.len() != labels.len()) {
+            bail!(
+                "{}: row {}: label_probs has {} values but {} lists {} labels",
+                path.display(),
+                row + 1,
+                p.len(),
+                labels_file.display(),
+                labels.len()
+            );
+        }
+        let (table, label_ids, probs) =
+            attach_label_ids(frame, probs, &labels, split, &path, config.unknown_labels, &mut report)?;
         let (examples, split_report) =
-            encode(&table, label_ids, &tokenizer, with_token_types, config.max_length, split, progress)?;
+            encode(&table, label_ids, probs, &tokenizer, with_token_types, config.max_length, split, progress)?;
         let entry = report.splits.entry(split).or_default();
         let dropped = entry.dropped_unknown_label;
         *entry = SplitTokenReport { dropped_unknown_label: dropped, ..split_report };
@@ -252,12 +281,13 @@ fn tag_ids(
 /// Each row's label id; a label not seen in train is an error or a dropped row.
 fn attach_label_ids(
     mut table: TextTable,
+    mut probs: Option<LabelProbs>,
     labels: &LabelMap,
     split: Split,
     path: &Path,
     policy: UnknownLabelPolicy,
     report: &mut TokenizeReport,
-) -> Result<(TextTable, Vec<u32>)> {
+) -> Result<(TextTable, Vec<u32>, Option<LabelProbs>)> {
     let ids: Vec<Option<u32>> = table.labels.iter().map(|label| labels.id(label)).collect();
     if let Some(row) = ids.iter().position(Option::is_none) {
         let unknown = ids.iter().filter(|id| id.is_none()).count();
@@ -273,9 +303,13 @@ fn attach_label_ids(
         }
         report.splits.entry(split).or_default().dropped_unknown_label = unknown;
         tracing::warn!("dropped {unknown} {split} row(s) whose label never occurs in train");
-        table.retain(&ids.iter().map(Option::is_some).collect::<Vec<_>>());
+        let keep = ids.iter().map(Option::is_some).collect::<Vec<_>>();
+        table.retain(&keep);
+        if let Some(probs) = probs.as_mut() {
+            crate::schema::retain_where(probs, &keep);
+        }
     }
-    Ok((table, ids.into_iter().flatten().collect()))
+    Ok((table, ids.into_iter().flatten().collect(), probs))
 }
 
 /// Encodes `texts` a batch at a time on every core, handing each encoding to
@@ -301,9 +335,11 @@ pub(crate) fn encode_each(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn encode(
     table: &TextTable,
     label_ids: Vec<u32>,
+    probs: Option<LabelProbs>,
     tokenizer: &Tokenizer,
     with_token_types: bool,
     max_length: usize,
@@ -314,6 +350,7 @@ fn encode(
     let mut examples = Vec::with_capacity(rows);
     let mut truncated = 0;
     let mut rows_in = table.ids.iter().zip(label_ids);
+    let mut probs_in = probs.map(Vec::into_iter);
     encode_each(tokenizer, &table.texts, progress, split.name(), &format!("the {split} split"), |encoding| {
         let token_type_ids =
             with_token_types.then(|| encoding.get_type_ids().iter().map(|&t| t as u8).collect::<Vec<u8>>());
@@ -321,7 +358,8 @@ fn encode(
             truncated += 1;
         }
         let (id, label_id) = rows_in.next().map_or_else(Default::default, |(id, label)| (id.clone(), label));
-        examples.push(Example { id, input_ids: encoding.get_ids().to_vec(), token_type_ids, label_id });
+        let label_probs = probs_in.as_mut().and_then(Iterator::next);
+        examples.push(Example { id, input_ids: encoding.get_ids().to_vec(), token_type_ids, label_id, label_probs });
     })?;
     let lengths: Vec<u32> = examples.iter().map(|e| e.input_ids.len() as u32).collect();
     debug_assert!(lengths.iter().all(|&n| n as usize <= max_length));

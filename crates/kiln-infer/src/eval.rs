@@ -400,8 +400,13 @@ mod tests {
 
     #[test]
     fn labels_map_by_name_and_unknown_ones_are_named() {
-        let example =
-            |id: &str, label_id| Example { id: id.into(), input_ids: vec![1], token_type_ids: None, label_id };
+        let example = |id: &str, label_id| Example {
+            id: id.into(),
+            input_ids: vec![1],
+            token_type_ids: None,
+            label_id,
+            label_probs: None,
+        };
         let model = LabelMap::from_ordered_names(vec!["b".into(), "a".into()]);
         let data = LabelMap::from_labels(["a", "b"]);
         let examples = [example("r1", 0), example("r2", 1)];

@@ -2,17 +2,23 @@
 //! labelling functions vote a label or abstain on each row ([`LabelMatrix`]),
 //! [`analysis`] says how much of the data each one covers and where they
 //! disagree (Snorkel's `LFAnalysis`), and a label model turns the votes into a
-//! distribution over labels per row: [`majority`] vote, or [`DawidSkene`],
-//! which learns from the votes alone how far to trust each function.
+//! distribution over labels per row: [`majority`] vote, [`DawidSkene`] (EM
+//! over each function's confusion matrix) or [`MatrixCompletion`] (Snorkel's
+//! `LabelModel`), which learn from the votes alone how far to trust each function.
 
 pub mod analysis;
 mod dawid_skene;
+pub mod external;
 pub mod functions;
 mod matrix;
+mod matrix_completion;
 
 pub use analysis::{FunctionSummary, analyse, uncovered_share};
 pub use dawid_skene::{DawidSkene, EmSettings};
+pub use external::{LoadModel, ModelVoter, NoModels};
+pub use functions::{Function, FunctionError, FunctionSpec, Rule, apply};
 pub use matrix::{ABSTAIN, LabelMatrix, MatrixError};
+pub use matrix_completion::{MatrixCompletion, MatrixCompletionError, MatrixCompletionSettings};
 
 /// Each row's distribution over labels by plain vote counting: the labels
 /// with the most votes share the probability (a tie splits it, as Snorkel's

@@ -1,11 +1,13 @@
 //! kiln-label against snorkel 0.10 on one label matrix
 //! (tests/fixtures/weak_snorkel.json, from scripts/fixtures/make_weak_fixture.py):
-//! the analysis and the majority vote agree exactly; Dawid-Skene labels the
-//! rows at least as accurately as snorkel's `LabelModel`, and the accuracies
-//! it learns without gold are at least as close to the functions' real ones.
+//! the analysis and the majority vote agree exactly; kiln's matrix completion,
+//! fitted with snorkel's settings and seed, learns what snorkel's `LabelModel`
+//! learns (within the tolerances below); Dawid-Skene labels the rows at least
+//! as accurately, and the accuracies it learns without gold are at least as
+//! close to the functions' real ones.
 
 use kiln_core::scores::argmax;
-use kiln_label::{DawidSkene, EmSettings, LabelMatrix, analyse, majority};
+use kiln_label::{DawidSkene, EmSettings, LabelMatrix, MatrixCompletion, MatrixCompletionSettings, analyse, majority};
 use serde_json::Value;
 
 fn fixture() -> (Value, LabelMatrix, Vec<usize>) {
@@ -100,4 +102,60 @@ fn dawid_skene_labels_at_least_as_well_as_snorkels_label_model() {
         ours_off <= theirs_off,
         "mean error of learned accuracies: Dawid-Skene {ours_off:.3} vs snorkel {theirs_off:.3} (sums)"
     );
+}
+
+/// How far kiln's fit may stray from snorkel's: snorkel runs in float32
+/// (torch), kiln in float64, over 500 SGD steps; they agree to ~1e-7.
+const CONDITIONAL_TOLERANCE: f64 = 1e-5;
+const ACCURACY_TOLERANCE: f64 = 1e-5;
+const PROBABILITY_TOLERANCE: f64 = 1e-5;
+
+#[test]
+fn matrix_completion_learns_what_snorkels_label_model_learns() {
+    let (fixture, matrix, gold) = fixture();
+    let theirs = &fixture["label_model"];
+    let setting = |key: &str| theirs["settings"][key].as_f64().expect(key);
+    let settings = MatrixCompletionSettings {
+        epochs: setting("n_epochs") as usize,
+        learning_rate: setting("lr"),
+        seed: setting("seed") as u64,
+        ..MatrixCompletionSettings::default()
+    };
+    let model = MatrixCompletion::fit(&matrix, &settings).expect("fits");
+    let floats = |value: &Value| -> Vec<f64> {
+        value.as_array().expect("a list").iter().map(|v| v.as_f64().expect("a number")).collect()
+    };
+    let mut worst = 0.0f64;
+    for (function, (ours, theirs)) in model
+        .conditional_probabilities()
+        .iter()
+        .zip(theirs["conditional_probabilities"].as_array().expect("mu"))
+        .enumerate()
+    {
+        for (vote, (ours, theirs)) in ours.iter().zip(theirs.as_array().expect("votes")).enumerate() {
+            for (ours, theirs) in ours.iter().zip(floats(theirs)) {
+                worst = worst.max((ours - theirs).abs());
+                assert!(
+                    (ours - theirs).abs() < CONDITIONAL_TOLERANCE,
+                    "function {function}, vote {vote}: P(vote | label) {ours:.5} vs snorkel's {theirs:.5}"
+                );
+            }
+        }
+    }
+    for (function, (ours, theirs)) in model.accuracies().iter().zip(floats(&theirs["accuracies"])).enumerate() {
+        assert!((ours - theirs).abs() < ACCURACY_TOLERANCE, "function {function}: accuracy {ours:.4} vs {theirs:.4}");
+    }
+    let probabilities = model.predict_proba(&matrix);
+    for (row, (ours, theirs)) in probabilities.iter().zip(theirs["probabilities"].as_array().expect("rows")).enumerate()
+    {
+        for (ours, theirs) in ours.iter().zip(floats(theirs)) {
+            assert!((ours - theirs).abs() < PROBABILITY_TOLERANCE, "row {row}: {ours:.4} vs snorkel's {theirs:.4}");
+        }
+    }
+    let ours = accuracy_on_covered(&probabilities, &gold, &matrix);
+    let snorkels = theirs["accuracy_on_covered_gold"].as_f64().expect("accuracy");
+    eprintln!(
+        "matrix completion: accuracy on covered gold {ours:.4} (snorkel {snorkels:.4}); largest mu gap {worst:.2e}"
+    );
+    assert!(ours >= snorkels, "kiln's {ours:.4} vs snorkel's {snorkels:.4}");
 }

@@ -44,6 +44,7 @@ fn fixed_batch(batch: usize, length: usize, device: &Device) -> (BertInput, Tens
             input_ids: (0..length).map(|column| token_id(row, column, length)).collect(),
             token_type_ids: Some(vec![0; length]),
             label_id: (row % LABELS) as u32,
+            label_probs: None,
         })
         .collect();
     collate(&examples.iter().collect::<Vec<_>>(), 0, device)

@@ -148,6 +148,7 @@ mod tests {
             input_ids: ids.to_vec(),
             token_type_ids: Some(vec![0; ids.len()]),
             label_id: label,
+            label_probs: None,
         };
         let (a, b) = (example(&[101, 7, 102], 1), example(&[101, 102], 0));
         let (input, labels) = collate(&[&a, &b], 0, &device);

@@ -7,6 +7,7 @@ pub mod bert;
 pub mod device;
 pub mod int8;
 mod layer_norm;
+pub mod loss;
 pub mod optim;
 mod predictor;
 #[cfg(test)]

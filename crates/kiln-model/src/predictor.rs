@@ -143,6 +143,7 @@ impl Predictor {
                 token_type_ids: token_types
                     .then(|| encoding.get_type_ids().iter().map(|&t| u8::try_from(t).unwrap_or(0)).collect()),
                 label_id: 0,
+                label_probs: None,
             })
             .collect())
     }

@@ -15,13 +15,15 @@ use kiln_core::output::{StageManifest, read_json, write_file_atomically};
 use crate::registry::{Registry, Stage};
 
 /// The stages `make pipeline` runs, in order; `registry add` follows them.
-pub const STAGES: [&str; 7] = ["ingest", "clean", "tokenize", "profile", "train", "eval", "export"];
+/// `label` runs only for a config with labelling functions.
+pub const STAGES: [&str; 8] = ["ingest", "clean", "label", "tokenize", "profile", "train", "eval", "export"];
 
 /// The make include that [`write_make_state`] writes into its folder.
 pub const MAKE_PATHS: &str = "paths.mk";
 
 /// Where each stage writes, by stage (train has two folders).
-fn stage_outputs(config: &PipelineConfig) -> [(&'static str, &PathBuf); 8] {
+fn stage_outputs(config: &PipelineConfig) -> Vec<(&'static str, &PathBuf)> {
+    let label = config.weak_labels().then_some(("label", &config.label.output_dir));
     [
         ("ingest", &config.ingest.output_dir),
         ("clean", &config.clean.output_dir),
@@ -32,6 +34,9 @@ fn stage_outputs(config: &PipelineConfig) -> [(&'static str, &PathBuf); 8] {
         ("eval", &config.eval.output_dir),
         ("export", &config.export.output_dir),
     ]
+    .into_iter()
+    .chain(label)
+    .collect()
 }
 
 /// One thing a stage reads, named by its config key.
@@ -61,11 +66,27 @@ fn stage_inputs(config: &PipelineConfig) -> Vec<StageInput<'_>> {
         Some(file) => input("profile", "profile.input_file", Some(file), false),
         None => input("profile", "profile.input_dir", Some(&profile.input_dir), true),
     };
-    vec![
+    let mut inputs = vec![
         input("ingest", "ingest.train_file", ingest.train_file.as_ref(), false),
         input("ingest", "ingest.validation_file", ingest.validation_file.as_ref(), false),
         input("ingest", "ingest.test_file", ingest.test_file.as_ref(), false),
         input("clean", "clean.input_dir", Some(&config.clean.input_dir), true),
+    ];
+    if config.weak_labels() {
+        inputs.push(input("label", "label.input_dir", Some(&config.label.input_dir), true));
+        for function in &config.label.functions {
+            match &function.rule {
+                kiln_label::Rule::Lexicon { file, .. } => {
+                    inputs.push(input("label", "label.functions", Some(file), false))
+                }
+                kiln_label::Rule::Model { model_dir, .. } => {
+                    inputs.push(input("label", "label.functions", Some(model_dir), false));
+                }
+                _ => {}
+            }
+        }
+    }
+    inputs.extend([
         input("tokenize", "tokenize.input_dir", Some(&tokenize.input_dir), true),
         input("tokenize", "tokenize.model_dir", Some(&tokenize.model_dir), false),
         profiled,
@@ -79,7 +100,8 @@ fn stage_inputs(config: &PipelineConfig) -> Vec<StageInput<'_>> {
         input("export", "export.eval_metrics", Some(&export.eval_metrics), true),
         input("export", "export.reference_predictions", Some(&export.reference_predictions), true),
         input("export", "export.data_profile", Some(&export.data_profile), true),
-    ]
+    ]);
+    inputs
 }
 
 /// Writes into `state` (one folder per config, so configs never share state):
@@ -101,7 +123,7 @@ pub fn write_make_state(config: &PipelineConfig, state: &Path) -> Result<()> {
     }
     let done = config.done_files();
     let produced: Vec<(PathBuf, &PathBuf)> =
-        stage_outputs(config).into_iter().map(|(stage, dir)| (normalize(dir), &done[stage])).collect();
+        stage_outputs(config).into_iter().filter_map(|(stage, dir)| Some((normalize(dir), done.get(stage)?))).collect();
     let mut deps: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for input in stage_inputs(config) {
         let Some(path) = input.path.map(|p| normalize(p)) else { continue };
@@ -134,7 +156,9 @@ pub fn write_make_state(config: &PipelineConfig, state: &Path) -> Result<()> {
     for stage in STAGES {
         let name = stage.to_uppercase();
         let prerequisites = deps.get(stage).map(|words| words.join(" ")).unwrap_or_default();
-        let _ = writeln!(make, "{name}_DONE := {}\n{name}_DEPS := {prerequisites}", done[stage].display());
+        // A stage this config does not run (`label` without functions) has no done file.
+        let done = done.get(stage).map(|path| path.display().to_string()).unwrap_or_default();
+        let _ = writeln!(make, "{name}_DONE := {done}\n{name}_DEPS := {prerequisites}");
     }
     // `registry add` records the export; its index is rewritten by each change.
     let _ = writeln!(make, "REGISTRY_INDEX := {}", done["registry"].display());

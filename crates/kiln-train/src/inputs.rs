@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use kiln_config::{CleanConfig, TokenizeConfig, TrainConfig};
+use kiln_config::{CleanConfig, LabelConfig, TokenizeConfig, TrainConfig};
 use kiln_core::model_folder::{CONFIG, LABELS, TOKENIZER};
 use kiln_core::output::{read_manifest, sha256_file};
 use kiln_core::{FileHash, LabelMap, ModelFolder, Split};
@@ -93,9 +93,14 @@ pub fn load<T: TrainTask>(config: &TrainConfig) -> Result<TrainInputs<T::Example
     hashes.push(FileHash::of(&weights)?);
 
     let tokenize = tokenize_manifest.map(|m| m.config);
+    // Weakly labelled data came through `label`: clean's manifest is where label read from.
+    let cleaned_dir = |dir: &Path| -> PathBuf {
+        read_manifest::<LabelConfig>(&dir.join(kiln_core::stages::LABEL_DONE))
+            .map_or_else(|| dir.to_owned(), |label| label.config.input_dir)
+    };
     let clean = tokenize
         .as_ref()
-        .and_then(|t| read_manifest::<CleanConfig>(&t.input_dir.join(clean::MANIFEST)))
+        .and_then(|t| read_manifest::<CleanConfig>(&cleaned_dir(&t.input_dir).join(clean::MANIFEST)))
         .map(|m| m.config);
     if let Some(tokenize) = &tokenize
         && tokenize.model_dir != config.model_dir

@@ -12,3 +12,4 @@ mod shards;
 mod stages;
 mod tokens;
 mod tune;
+mod weak;
