@@ -1,8 +1,9 @@
-//! Helpers the integration tests share: a running `serve`, and reading its metrics.
+//! Helpers the integration tests share: a stage run with a config, a running
+//! `serve`, and reading its metrics.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,31 @@ use serde_json::Value;
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// A stage binary of the workspace: every one is built beside this crate's
+/// (`make test` builds them all first).
+pub fn stage_binary(stage: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_train")).with_file_name(stage)
+}
+
+/// Runs `stage --config CONFIG ARGS --quiet`, with its run records in `runs`.
+pub fn run_configured(stage: &str, config: &Path, args: &[&str], runs: &Path) -> Output {
+    Command::new(stage_binary(stage))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .arg("--quiet")
+        .env_remove("KILN_CONFIG")
+        .env("KILN_RUNS_DIR", runs)
+        .output()
+        .expect("the stage binary runs")
+}
+
+/// [`run_configured`], which must succeed.
+pub fn ok_configured(stage: &str, config: &Path, args: &[&str], runs: &Path) {
+    let output = run_configured(stage, config, args, runs);
+    assert!(output.status.success(), "{stage} {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// A running `serve`; killed when dropped.

@@ -5,44 +5,13 @@
 //! on the export (`.venv-ref`, which `make test` installs).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type};
 use kiln_data::parquet::read_parquet;
 
-fn binary(stage: &str) -> PathBuf {
-    PathBuf::from(match stage {
-        "train" => env!("CARGO_BIN_EXE_train"),
-        "eval" => env!("CARGO_BIN_EXE_eval"),
-        "export" => env!("CARGO_BIN_EXE_export"),
-        "predict" => env!("CARGO_BIN_EXE_predict"),
-        "gate" => env!("CARGO_BIN_EXE_gate"),
-        // kiln-data's binaries, beside these (`make test` builds every binary first).
-        "ingest" | "clean" | "tokenize" | "profile" => {
-            return Path::new(env!("CARGO_BIN_EXE_train")).with_file_name(stage);
-        }
-        other => panic!("no stage {other}"),
-    })
-}
-
-fn run(stage: &str, config: &Path, args: &[&str], runs: &Path) -> Output {
-    Command::new(binary(stage))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .arg("--quiet")
-        .env_remove("KILN_CONFIG")
-        .env("KILN_RUNS_DIR", runs)
-        .output()
-        .expect("the stage binary runs")
-}
-
-fn ok(stage: &str, config: &Path, args: &[&str], runs: &Path) {
-    let output = run(stage, config, args, runs);
-    assert!(output.status.success(), "{stage} {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
-}
+use crate::common::{ok_configured as ok, run_configured as run};
 
 const PEOPLE: [(&str, &str); 4] =
     [("Ada", "Lovelace"), ("Alan", "Turing"), ("Grace", "Hopper"), ("Edsger", "Dijkstra")];

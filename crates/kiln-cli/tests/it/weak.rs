@@ -5,7 +5,6 @@
 //! `label` must refuse, naming the function and key, writing nothing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float32Type;
@@ -13,29 +12,7 @@ use kiln_core::Split;
 use kiln_data::parquet::read_parquet;
 use kiln_data::schema;
 
-use crate::common::repo;
-
-fn binary(stage: &str) -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_label")).with_file_name(stage)
-}
-
-fn run(stage: &str, config: &Path, args: &[&str], runs: &Path) -> Output {
-    Command::new(binary(stage))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .arg("--quiet")
-        .current_dir(repo())
-        .env_remove("KILN_CONFIG")
-        .env("KILN_RUNS_DIR", runs)
-        .output()
-        .expect("the stage binary runs")
-}
-
-fn ok(stage: &str, config: &Path, args: &[&str], runs: &Path) {
-    let output = run(stage, config, args, runs);
-    assert!(output.status.success(), "{stage} {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
-}
+use crate::common::{ok_configured as ok, run_configured as run};
 
 fn json(path: impl AsRef<Path>) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path.as_ref()).expect("json file")).expect("valid json")
