@@ -254,8 +254,9 @@ def main() -> None:
     stage(bin_dir, "ingest", "--output-dir", str(work / "raw"), runs=runs)
     stage(bin_dir, "clean", "--input-dir", str(work / "raw"), "--output-dir", str(work / "interim"), runs=runs)
 
-    print("\n1. Label models on one label matrix (accuracy over covered rows)")
-    print(f"  {'label model':34} {'four videos':>12} {'test split':>11} {'fit s':>7}")
+    print("\n1. Label models on one label matrix (accuracy over covered rows; time: kiln's whole `label` run, "
+          "snorkel's fit)")
+    print(f"  {'label model':34} {'four videos':>12} {'test split':>11} {'time s':>7}")
     for name, on_train, on_test, seconds, reused in label_models(bin_dir, work, runs, label["epochs"], label["seed"]):
         shown = "-" if seconds is None else f"{seconds:.2f}"
         note = " (matrix reused)" if reused else ""

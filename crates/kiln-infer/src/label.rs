@@ -140,21 +140,27 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
     let (probabilities, learned) = (model.predict_proba(&matrix), model.accuracies());
     let gold = config.gold_split.map(|split| gold_analysis(config, split, &functions, &labels, &model)).transpose()?;
 
-    // The labelled split: covered rows, and the uncovered ones if kept.
+    let accuracy_on_split_labels = table.labels.iter().all(|l| labels.contains(l)).then(|| {
+        let right = (0..table.len()).filter(|&r| covered[r] && labels[argmax(&probabilities[r])] == table.labels[r]);
+        right.count() as f64 / covered_rows as f64
+    });
+    // The matrix names rows by id: its table is made before the rows are filtered.
+    let matrix_table = matrix_batch(&matrix, &table.ids, &functions, &labels)?;
+
+    // The labelled split: covered rows, and the uncovered ones if kept. The
+    // table is moved, not copied (a million rows are hundreds of MB).
     let keep: Vec<bool> = covered.iter().map(|&c| c || config.uncovered == UncoveredRows::Keep).collect();
-    let mut out = table.clone();
-    let mut probs: Vec<Vec<f32>> = probabilities.iter().map(|p| p.iter().map(|&v| v as f32).collect()).collect();
+    let rows = table.len();
+    let mut out = table;
     out.labels = probabilities.iter().map(|p| labels[argmax(p)].clone()).collect();
+    let mut probs: Vec<Vec<f32>> =
+        probabilities.into_iter().map(|p| p.into_iter().map(|v| v as f32).collect()).collect();
     out.retain(&keep);
     schema::retain_where(&mut probs, &keep);
     let mut weak_labels = BTreeMap::new();
     for label in &out.labels {
         *weak_labels.entry(label.clone()).or_insert(0) += 1;
     }
-    let accuracy_on_split_labels = table.labels.iter().all(|l| labels.contains(l)).then(|| {
-        let right = (0..table.len()).filter(|&r| covered[r] && labels[argmax(&probabilities[r])] == table.labels[r]);
-        right.count() as f64 / covered_rows as f64
-    });
 
     let functions_report: Vec<FunctionReport> = config
         .functions
@@ -179,12 +185,12 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
         split: config.split,
         labels: labels.clone(),
         model: config.model,
-        rows: table.len(),
+        rows,
         covered: covered_rows,
-        uncovered_share: 1.0 - covered_rows as f64 / table.len() as f64,
+        uncovered_share: 1.0 - covered_rows as f64 / rows as f64,
         dropped_uncovered: keep.iter().filter(|&&k| !k).count(),
         kept_uncovered: match config.uncovered {
-            UncoveredRows::Keep => table.len() - covered_rows,
+            UncoveredRows::Keep => rows - covered_rows,
             UncoveredRows::Drop => 0,
         },
         rows_out: out.len(),
@@ -210,7 +216,7 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
         inputs.push(FileHash::of(&path)?);
         staged.copy(&path, &split.file_name())?;
     }
-    write_matrix(&mut staged, &matrix, &table.ids, &functions, &labels)?;
+    write_parquet(&mut staged, MATRIX, &matrix_table)?;
     staged.write_bytes(
         kiln_core::model_folder::LABELS,
         LabelMap::from_ordered_names(labels.clone()).to_json().as_bytes(),
@@ -406,13 +412,13 @@ fn previous_matrix(
     LabelMatrix::new(width, labels.len(), matrix).ok()
 }
 
-fn write_matrix(
-    staged: &mut StagedOutput,
+/// The label matrix as a table: a row per vote (`id`, `function`, `vote`).
+fn matrix_batch(
     matrix: &LabelMatrix,
     ids: &[String],
     functions: &[Function],
     labels: &[String],
-) -> Result<()> {
+) -> Result<arrow_array::RecordBatch> {
     let (mut row_ids, mut names, mut votes) = (Vec::new(), Vec::new(), Vec::new());
     for (row, id) in ids.iter().enumerate() {
         for (column, function) in functions.iter().enumerate() {
@@ -424,8 +430,7 @@ fn write_matrix(
         }
     }
     let column = |values: Vec<&str>| Arc::new(StringArray::from(values)) as ArrayRef;
-    let table = batch(vec![(schema::ID, column(row_ids)), (FUNCTION, column(names)), (VOTE, column(votes))])?;
-    write_parquet(staged, MATRIX, &table)
+    batch(vec![(schema::ID, column(row_ids)), (FUNCTION, column(names)), (VOTE, column(votes))])
 }
 
 fn functions_svg(report: &LabelReport, path: &Path) -> Result<()> {
