@@ -2,7 +2,9 @@
 //! data version (the current raw splits plus the feedback, `kiln_data::retrain`),
 //! runs the same stages with the same settings into `[retrain] output_dir`,
 //! registers the export as a candidate and lets the gate decide whether it
-//! replaces production.
+//! replaces production. A weakly supervised config runs `label` too: feedback
+//! rows keep the label they were given, and with `retrain.weak_labels` the
+//! served texts without feedback are labelled by the same functions.
 
 use std::path::Path;
 
@@ -22,6 +24,9 @@ pub enum Retrained {
         data: FeedbackData,
         version: u32,
         decision: Box<GateDecision>,
+        /// `retrain.weak_labels`: served texts the functions labelled that
+        /// joined training (after `clean` and `label` dropped theirs).
+        weak_added: Option<usize>,
     },
 }
 
@@ -34,9 +39,13 @@ pub fn stages_under(config: &PipelineConfig, root: &Path) -> PipelineConfig {
     };
     c.clean.input_dir = root.join(RAW);
     c.clean.output_dir = root.join("interim");
-    c.tokenize.input_dir = root.join("interim");
+    // A weak config's training texts are `label`'s output, served ones included.
+    let trained_on = if config.weak_labels() { "labelled" } else { "interim" };
+    c.label.input_dir = root.join("interim");
+    c.label.output_dir = root.join("labelled");
+    c.tokenize.input_dir = root.join(trained_on);
     c.tokenize.output_dir = root.join("processed");
-    c.profile.input_dir = root.join("interim");
+    c.profile.input_dir = root.join(trained_on);
     c.profile.input_file = None;
     c.profile.output_dir = root.join("profile");
     c.train.input_dir = root.join("processed");
@@ -59,13 +68,9 @@ pub fn stages_under(config: &PipelineConfig, root: &Path) -> PipelineConfig {
 pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> Result<Retrained> {
     let settings = config.retrain.resolved(&config.serve, &config.ingest);
     settings.validate()?;
-    // Its stages run clean -> tokenize: on a weakly labelled config that would
-    // train on the raw split's own labels, not the functions' (issue 33's
-    // `retrain.weak_labels` is the way there).
-    if config.weak_labels() {
+    if settings.weak_labels && !config.weak_labels() {
         bail!(
-            "retrain does not take a config with [[label.functions]] yet: it would skip the label stage and train \
-             on the raw training split's own labels. Rerun the pipeline with the new data instead."
+            "retrain.weak_labels labels served texts with the config's [[label.functions]], and this config has none"
         );
     }
     let log_dir = settings.log_dir.as_deref().context("retrain.log_dir is not resolved. This is a bug.")?;
@@ -83,7 +88,21 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
     // only the server side can tell which feedback the gate holds out.
     let key_file = config.serve.signing_key_file.clone().unwrap_or_else(|| log_dir.join(kiln_config::SIGNING_KEY));
     let key = kiln_core::secret::load_or_create_key(&key_file)?;
-    let data = kiln_data::retrain::build(&feedback, base_dir, &config.clean, &settings, &key)?;
+    let labels = config.label.sorted_labels();
+    let served = match settings.weak_labels {
+        true => {
+            let (texts, counts, _) =
+                kiln_core::prediction_log::served_without_feedback(log_dir, settings.weak_max_rows)?;
+            Some((texts, counts))
+        }
+        false => None,
+    };
+    let weak = config.weak_labels().then(|| kiln_data::retrain::WeakInputs {
+        labels: &labels,
+        served: served.as_ref().map(|(texts, counts)| (texts.as_slice(), counts)),
+        weight: settings.weak_weight as f32,
+    });
+    let data = kiln_data::retrain::build(&feedback, base_dir, &config.clean, &settings, &key, weak)?;
     tracing::info!(
         "feedback: {} predictions, {} added to training, {} held out for the gate ({} without text, {} leaking into \
          validation/test, {} with a new label dropped)",
@@ -94,12 +113,38 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
         data.leaking,
         data.dropped_new_label
     );
+    if let Some(served) = &data.served {
+        tracing::info!(
+            "served texts without feedback: {} added for the labelling functions (weight {}), {} duplicates, {} \
+             leaking, {} without text, {} beyond retrain.weak_max_rows",
+            served.added,
+            served.weight,
+            served.duplicate,
+            served.leaking,
+            served.log.without_text,
+            served.log.beyond_limit
+        );
+    }
     if data.usable() < settings.min_feedback {
         return Ok(Retrained::NothingToDo(data));
     }
     let root = &settings.output_dir;
     let stages = stages_under(config, root);
     kiln_data::clean::run(&stages.clean, progress)?;
+    let mut weak_added = None;
+    if config.weak_labels() {
+        let report = kiln_infer::label::run(&stages.label, progress)?;
+        tracing::info!(
+            "label: {} rows labelled by the functions, {} kept their feedback label",
+            report.rows_out - report.given,
+            report.given
+        );
+        if data.served.is_some() {
+            let labelled = kiln_data::schema::read_split(&stages.label.output_dir, stages.label.split)?;
+            weak_added =
+                Some(labelled.ids.iter().filter(|id| id.starts_with(kiln_data::retrain::SERVED_PREFIX)).count());
+        }
+    }
     kiln_data::tokenize::run(&stages.tokenize, progress)?;
     kiln_data::profile::run(&stages.profile.resolved(&stages.tokenize), progress)?;
     match kiln_train::run(&stages.train, progress, control)? {
@@ -124,5 +169,5 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
         gate.holdout.push(root.join(RAW).join(HOLDOUT));
     }
     let decision = kiln_infer::gate::run(&gate, &stages.registry, progress)?;
-    Ok(Retrained::Judged { data, version, decision: Box::new(decision) })
+    Ok(Retrained::Judged { data, version, decision: Box::new(decision), weak_added })
 }

@@ -37,6 +37,13 @@ pub struct RetrainConfig {
     /// Fewer usable feedback rows than this: nothing to retrain on (exit 0, no candidate).
     pub min_feedback: usize,
     pub new_labels: NewLabelPolicy,
+    /// Also train on the served texts no feedback names, labelled by the
+    /// config's `[[label.functions]]` and label model (a weak config only).
+    pub weak_labels: bool,
+    /// How much such a row counts in the loss, against 1 for a gold or base row.
+    pub weak_weight: f64,
+    /// The most served texts labelled so (the latest ones).
+    pub weak_max_rows: usize,
 }
 
 impl Default for RetrainConfig {
@@ -48,6 +55,9 @@ impl Default for RetrainConfig {
             holdout_share: 0.2,
             min_feedback: 50,
             new_labels: NewLabelPolicy::Error,
+            weak_labels: false,
+            weak_weight: 0.5,
+            weak_max_rows: 10_000,
         }
     }
 }
@@ -58,6 +68,12 @@ impl RetrainConfig {
             return Err(ConfigError::invalid(
                 "retrain.holdout_share",
                 format!("must be in [0, 1), got {}", self.holdout_share),
+            ));
+        }
+        if !(self.weak_weight > 0.0 && self.weak_weight <= 1.0) {
+            return Err(ConfigError::invalid(
+                "retrain.weak_weight",
+                format!("must be in (0, 1] (a weak label counts at most as a gold one), got {}", self.weak_weight),
             ));
         }
         Ok(())
@@ -94,10 +110,19 @@ pub struct RetrainArgs {
     /// A feedback label training never had: error, drop or add [default: error].
     #[arg(long, value_enum)]
     pub new_labels: Option<NewLabelPolicy>,
+    /// Also train on served texts without feedback, labelled by [[label.functions]] [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub weak_labels: Option<bool>,
+    /// Weight of such a row in the loss, gold rows 1 [default: 0.5].
+    #[arg(long, value_name = "WEIGHT")]
+    pub weak_weight: Option<f64>,
+    /// The most served texts labelled so, the latest [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub weak_max_rows: Option<usize>,
 }
 
 impl RetrainArgs {
     pub fn apply(self, config: &mut RetrainConfig) {
-        apply_overrides!(self, config, [output_dir, holdout_share, min_feedback, new_labels], optional [log_dir, base_dir]);
+        apply_overrides!(self, config, [output_dir, holdout_share, min_feedback, new_labels, weak_labels, weak_weight, weak_max_rows], optional [log_dir, base_dir]);
     }
 }

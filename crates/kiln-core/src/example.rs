@@ -12,6 +12,9 @@ pub struct Example {
     /// A weak label's distribution over the labels (`label`'s output), which
     /// `train` learns from instead of `label_id`; `None` for a gold label.
     pub label_probs: Option<Vec<f32>>,
+    /// How much the row counts in the training loss; `None` is 1 (`retrain`
+    /// weighs the served texts the functions labelled below gold rows).
+    pub weight: Option<f32>,
 }
 
 impl Example {

@@ -222,6 +222,66 @@ pub fn labelled_predictions(dir: &Path) -> Result<(Vec<LabelledPrediction>, LogP
     Ok((joined, pass))
 }
 
+/// A text a classifier served that no feedback names: what
+/// `retrain.weak_labels` labels with the labelling functions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServedText {
+    pub request_id: String,
+    pub index: usize,
+    pub text: String,
+    /// When it was served (unix ms).
+    pub time_ms: u64,
+}
+
+/// What a pass for served texts counted besides the texts it kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServedCounts {
+    /// Predictions in the log.
+    pub predictions: usize,
+    /// Of those, named by some feedback (they join the training data as gold).
+    pub with_feedback: usize,
+    /// Without feedback, but the log kept no text (`log_text` other than `full`).
+    pub without_text: usize,
+    /// Without feedback, older than the latest `limit`.
+    pub beyond_limit: usize,
+}
+
+/// The latest `limit` texts served without feedback, in time order, read in
+/// two streaming passes (the feedback's keys, then the predictions), so
+/// memory follows `limit` and the feedback, not the log.
+pub fn served_without_feedback(dir: &Path, limit: usize) -> Result<(Vec<ServedText>, ServedCounts, LogPass)> {
+    let mut named = std::collections::HashSet::new();
+    for_each_record(dir, |record| {
+        if let LogRecord::Feedback { request_id, index, .. } = record {
+            named.insert((request_id, index));
+        }
+        Ok(())
+    })?;
+    let mut counts = ServedCounts::default();
+    let mut latest = std::collections::VecDeque::with_capacity(limit.min(1 << 16));
+    let pass = for_each_record(dir, |record| {
+        let LogRecord::Prediction { time, request_id, index, text, .. } = record else { return Ok(()) };
+        counts.predictions += 1;
+        if named.contains(&(request_id.clone(), index)) {
+            counts.with_feedback += 1;
+            return Ok(());
+        }
+        let (Some(text), Some(time_ms)) = (text, time_ms(&time)) else {
+            counts.without_text += 1;
+            return Ok(());
+        };
+        latest.push_back(ServedText { request_id, index, text, time_ms });
+        if latest.len() > limit {
+            latest.pop_front();
+            counts.beyond_limit += 1;
+        }
+        Ok(())
+    })?;
+    let mut served = Vec::from(latest);
+    served.sort_by_key(|row| row.time_ms);
+    Ok((served, counts, pass))
+}
+
 /// A log line that could not be read: skipped and counted, never fatal (a
 /// crash mid-write leaves half a line at the end of a `.partial` file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -427,6 +487,24 @@ mod tests {
         assert_eq!(got, [("r2", "x"), ("r1", "b"), ("r3", "d")], "in time order, by the rule");
         assert_eq!(joined[0].text.as_deref(), Some("text r2"));
         assert_eq!(pass.files.len(), 2);
+
+        // Served texts without feedback: the latest ones, those without text counted apart.
+        let mut untold = prediction("07", "r4", Some("app"));
+        if let LogRecord::Prediction { text, .. } = &mut untold {
+            *text = None;
+        }
+        std::fs::write(
+            dir.path().join("predictions-3-h-1-0003.jsonl"),
+            lines(&[prediction("50", "r5", None), untold, prediction("55", "r6", None), prediction("52", "r7", None)]),
+        )
+        .expect("write");
+        let (served, counts, _) = served_without_feedback(dir.path(), 10).expect("served");
+        let got: Vec<(&str, &str)> = served.iter().map(|s| (s.request_id.as_str(), s.text.as_str())).collect();
+        assert_eq!(got, [("r5", "text r5"), ("r7", "text r7"), ("r6", "text r6")], "in time order");
+        assert_eq!(counts, ServedCounts { predictions: 7, with_feedback: 3, without_text: 1, beyond_limit: 0 });
+        let (served, counts, _) = served_without_feedback(dir.path(), 2).expect("served");
+        let got: Vec<&str> = served.iter().map(|s| s.request_id.as_str()).collect();
+        assert_eq!((got, counts.beyond_limit), (vec!["r7", "r6"], 1), "the latest two in log order");
     }
 
     #[test]

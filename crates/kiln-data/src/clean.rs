@@ -151,6 +151,7 @@ pub fn run_tagged(config: &CleanConfig, progress: &Progress) -> Result<CleanRepo
             ids: table.ids.clone(),
             texts: table.tokens.iter().map(|w| w.join(" ")).collect(),
             labels: table.tags.iter().map(|t| t.join(" ")).collect(),
+            ..TextTable::default()
         };
         filter_rows(&mut view, config, &mut split_report);
         report.splits.insert(split, split_report);
@@ -339,7 +340,7 @@ mod tests {
 
     fn frame(ids: &[&str], texts: &[&str], labels: &[&str]) -> TextTable {
         let owned = |values: &[&str]| values.iter().map(|v| (*v).to_owned()).collect();
-        TextTable { ids: owned(ids), texts: owned(texts), labels: owned(labels) }
+        TextTable { ids: owned(ids), texts: owned(texts), labels: owned(labels), ..TextTable::default() }
     }
 
     /// Writes raw splits as `ingest` would.

@@ -115,7 +115,8 @@ fn run_texts(config: &IngestConfig, progress: &Progress) -> Result<IngestReport>
             *labels.entry(label.clone()).or_insert(0) += 1;
         }
         report.splits.insert(split, SplitReport { rows: records.len(), labels, words: None });
-        let table = TextTable { ids: records.ids, texts: records.texts, labels: records.labels };
+        let table =
+            TextTable { ids: records.ids, texts: records.texts, labels: records.labels, ..TextTable::default() };
         table.write(&mut staged, &split.file_name())?;
     }
 

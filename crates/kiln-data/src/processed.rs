@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use arrow_array::types::{Float32Type, Int32Type, UInt8Type, UInt32Type};
-use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray, UInt32Array};
 use kiln_core::{Example, LabelMap, TaggedExample};
 
 use crate::parquet::{batch, read_parquet};
@@ -63,6 +63,10 @@ pub fn examples_batch(examples: &[Example], with_token_types: bool) -> Result<Re
         let probs = examples.iter().map(|e| e.label_probs.as_deref().unwrap_or_default());
         columns.push((schema::LABEL_PROBS, schema::list_column::<Float32Type>(probs)));
     }
+    if examples.iter().any(|e| e.weight.is_some()) {
+        let weights = examples.iter().map(|e| e.weight.unwrap_or(1.0));
+        columns.push((schema::WEIGHT, Arc::new(Float32Array::from_iter_values(weights))));
+    }
     batch(columns)
 }
 
@@ -84,14 +88,16 @@ pub fn examples_from_batch(frame: &RecordBatch, path: &Path) -> Result<Vec<Examp
         false => None,
     };
     let mut probs = schema::label_probs(frame, path)?.map(Vec::into_iter);
+    let mut weights = schema::weights(frame, path)?.map(Vec::into_iter);
     let mut examples = Vec::with_capacity(frame.num_rows());
     for (row, ((id, tokens), label_id)) in ids.into_iter().zip(input_ids).zip(labels).enumerate() {
         if tokens.is_empty() {
             bail!("{}: row {}: input_ids is empty", path.display(), row + 1);
         }
         let token_type_ids = types.as_mut().and_then(Iterator::next).map(|t| t.into_iter().map(|v| v as u8).collect());
-        let label_probs = probs.as_mut().and_then(Iterator::next);
-        examples.push(Example { id, input_ids: tokens, token_type_ids, label_id, label_probs });
+        let label_probs = probs.as_mut().and_then(Iterator::next).filter(|p| !p.is_empty());
+        let weight = weights.as_mut().and_then(Iterator::next);
+        examples.push(Example { id, input_ids: tokens, token_type_ids, label_id, label_probs, weight });
     }
     Ok(examples)
 }

@@ -2,13 +2,17 @@
 //!
 //! | stage output            | columns                                                        |
 //! |-------------------------|----------------------------------------------------------------|
-//! | `data/raw/*.parquet`    | id: str, text: str, label: str                                 |
-//! | `data/interim/*.parquet`| id: str, text: str, label: str                                 |
-//! | `data/labelled/*.parquet` (`label`) | id: str, text: str, label: str, [label_probs: list<f32>] |
-//! | `data/processed/*.parquet` | id: str, input_ids: list<u32>, [token_type_ids: list<u8>], length: u32, label_id: u32, [label_probs: list<f32>] |
+//! | `data/raw/*.parquet`    | id: str, text: str, label: str, [label_probs: list<f32>], [weight: f32] |
+//! | `data/interim/*.parquet`| id: str, text: str, label: str, [label_probs: list<f32>], [weight: f32] |
+//! | `data/labelled/*.parquet` (`label`) | id: str, text: str, label: str, label_probs: list<f32>, [weight: f32] |
+//! | `data/processed/*.parquet` | id: str, input_ids: list<u32>, [token_type_ids: list<u8>], length: u32, label_id: u32, [label_probs: list<f32>], [weight: f32] |
 //!
 //! `label_probs` is a weakly labelled row's distribution over the labels of
-//! the `labels.json` beside it (in its order); `label` is its most probable label.
+//! the `labels.json` beside it (in its order); `label` is its most probable
+//! label. Before `label`, a row's distribution is a label it came with that
+//! `label` keeps (`retrain`'s feedback rows, one-hot); an empty list is none.
+//! `weight` is how much a row counts in the training loss (absent: 1), as
+//! `retrain` weighs the served texts the functions labelled.
 //!
 //! Token classification (`task = "token_classification"`) keeps words and tags instead:
 //!
@@ -24,7 +28,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type};
-use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, ListArray, PrimitiveArray, RecordBatch, StringArray};
+use arrow_array::{
+    Array, ArrayRef, ArrowPrimitiveType, Float32Array, ListArray, PrimitiveArray, RecordBatch, StringArray,
+};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field};
 use kiln_core::{Split, StagedOutput};
@@ -39,8 +45,10 @@ pub const TOKEN_TYPE_IDS: &str = "token_type_ids";
 pub const LENGTH: &str = "length";
 pub const LABEL_ID: &str = "label_id";
 pub const LABEL_PROBS: &str = "label_probs";
+pub const WEIGHT: &str = "weight";
 
-/// Each row's `label_probs`: a distribution over the labels of `labels.json`.
+/// Each row's `label_probs`: a distribution over the labels of `labels.json`,
+/// or empty where a row has none (a gold row among weak ones).
 pub type LabelProbs = Vec<Vec<f32>>;
 pub const TOKENS: &str = "tokens";
 pub const TAGS: &str = "tags";
@@ -65,6 +73,7 @@ pub fn top_k_columns(rank: usize) -> (String, String) {
 pub enum ColumnType {
     Str,
     U32,
+    F32,
     ListU32,
     ListU8,
     ListI32,
@@ -77,6 +86,7 @@ impl ColumnType {
         match self {
             Self::Str => "str",
             Self::U32 => "u32",
+            Self::F32 => "f32",
             Self::ListU32 => "list<u32>",
             Self::ListU8 => "list<u8>",
             Self::ListI32 => "list<i32>",
@@ -93,6 +103,7 @@ impl ColumnType {
         match self {
             Self::Str => matches!(found, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
             Self::U32 => found == &DataType::UInt32,
+            Self::F32 => matches!(found, DataType::Float32 | DataType::Float64),
             Self::ListU32 => list_of(&DataType::UInt32),
             Self::ListU8 => list_of(&DataType::UInt8),
             Self::ListI32 => list_of(&DataType::Int32),
@@ -126,12 +137,17 @@ pub fn tagged_processed_table(with_token_types: bool) -> Vec<(&'static str, Colu
     columns
 }
 
-/// A raw or interim split (`ingest`'s and `clean`'s output): one row per labelled text.
+/// A raw, interim or labelled split (`ingest`'s, `clean`'s and `label`'s
+/// output): one row per text. Its optional columns travel with the rows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TextTable {
     pub ids: Vec<String>,
     pub texts: Vec<String>,
     pub labels: Vec<String>,
+    /// `label_probs`, when the table has the column.
+    pub label_probs: Option<LabelProbs>,
+    /// `weight`, when the table has the column.
+    pub weights: Option<Vec<f32>>,
 }
 
 impl TextTable {
@@ -149,7 +165,32 @@ impl TextTable {
         for column in [&mut self.ids, &mut self.texts, &mut self.labels] {
             retain_where(column, keep);
         }
+        if let Some(probs) = &mut self.label_probs {
+            retain_where(probs, keep);
+        }
+        if let Some(weights) = &mut self.weights {
+            retain_where(weights, keep);
+        }
         before - self.len()
+    }
+
+    /// Adds `other`'s rows after this table's; a column only one side has
+    /// gets its "none" value on the other's rows (no distribution, weight 1).
+    pub fn append(&mut self, mut other: TextTable) {
+        let (rows, added) = (self.len(), other.len());
+        fn join<T: Clone>(ours: &mut Option<Vec<T>>, theirs: Option<Vec<T>>, rows: usize, added: usize, none: T) {
+            if ours.is_none() && theirs.is_none() {
+                return;
+            }
+            let mut column = ours.take().unwrap_or_else(|| vec![none.clone(); rows]);
+            column.extend(theirs.unwrap_or_else(|| vec![none; added]));
+            *ours = Some(column);
+        }
+        join(&mut self.label_probs, other.label_probs.take(), rows, added, Vec::new());
+        join(&mut self.weights, other.weights.take(), rows, added, 1.0);
+        self.ids.append(&mut other.ids);
+        self.texts.append(&mut other.texts);
+        self.labels.append(&mut other.labels);
     }
 
     /// Reads and checks a text table that `made_by` wrote.
@@ -164,32 +205,40 @@ impl TextTable {
             ids: strings(batch, ID, path)?,
             texts: strings(batch, TEXT, path)?,
             labels: strings(batch, LABEL, path)?,
+            label_probs: label_probs(batch, path)?,
+            weights: weights(batch, path)?,
         })
     }
 
     pub fn write(&self, staged: &mut StagedOutput, name: &str) -> Result<()> {
-        self.write_with_probs(staged, name, None)
-    }
-
-    /// Writes the table with each row's `label_probs`, if given (one per row).
-    pub fn write_with_probs(&self, staged: &mut StagedOutput, name: &str, probs: Option<&[Vec<f32>]>) -> Result<()> {
         let column = |values: &[String]| Arc::new(StringArray::from_iter_values(values)) as ArrayRef;
         let mut columns = vec![(ID, column(&self.ids)), (TEXT, column(&self.texts)), (LABEL, column(&self.labels))];
-        if let Some(probs) = probs {
+        if let Some(probs) = &self.label_probs {
             columns.push((LABEL_PROBS, list_column::<Float32Type>(probs.iter().map(Vec::as_slice))));
+        }
+        if let Some(weights) = &self.weights {
+            columns.push((WEIGHT, Arc::new(Float32Array::from(weights.clone())) as ArrayRef));
         }
         write_parquet(staged, name, &batch(columns)?)
     }
+}
 
-    /// Reads a text table and its `label_probs`, if it has them (`label`'s output).
-    pub fn read_with_probs(path: &Path, made_by: &str) -> Result<(Self, Option<LabelProbs>)> {
-        let frame = read_parquet(path, made_by)?;
-        Ok((Self::from_batch(&frame, path)?, label_probs(&frame, path)?))
+/// A table's `weight` column (`None` when it has none): finite, at least 0.
+pub fn weights(batch: &RecordBatch, path: &Path) -> Result<Option<Vec<f32>>> {
+    let Some(array) = batch.column_by_name(WEIGHT) else { return Ok(None) };
+    validate(batch, path, &[(WEIGHT, ColumnType::F32)])?;
+    let array = arrow_cast::cast(array, &DataType::Float32)
+        .with_context(|| format!("{}: column '{WEIGHT}' cannot be read as numbers", path.display()))?;
+    let weights = array.as_primitive::<Float32Type>().values().to_vec();
+    if let Some((row, weight)) = weights.iter().enumerate().find(|(_, w)| !w.is_finite() || **w < 0.0) {
+        bail!("{}: row {}: weight {weight} is not a finite number of at least 0", path.display(), row + 1);
     }
+    Ok(Some(weights))
 }
 
 /// A table's `label_probs` (`None` when it has no such column): each row a
-/// distribution, finite shares in [0, 1] that sum to 1, all rows as long.
+/// distribution, finite shares in [0, 1] that sum to 1, all rows as long, or
+/// empty (that row has none).
 pub fn label_probs(batch: &RecordBatch, path: &Path) -> Result<Option<LabelProbs>> {
     if batch.column_by_name(LABEL_PROBS).is_none() {
         return Ok(None);
@@ -202,8 +251,11 @@ pub fn label_probs(batch: &RecordBatch, path: &Path) -> Result<Option<LabelProbs
     let values = list.values().as_primitive::<Float32Type>().values();
     let rows: Vec<Vec<f32>> =
         list.offsets().windows(2).map(|ends| values[ends[0] as usize..ends[1] as usize].to_vec()).collect();
-    let width = rows.first().map_or(0, Vec::len);
+    let width = rows.iter().map(Vec::len).find(|&n| n > 0).unwrap_or(0);
     for (row, probs) in rows.iter().enumerate() {
+        if probs.is_empty() {
+            continue;
+        }
         let sum: f32 = probs.iter().sum();
         if probs.len() != width || width < 2 {
             bail!(
@@ -463,6 +515,7 @@ mod tests {
             ids: vec!["1".into(), "2".into(), "3".into()],
             texts: vec!["a".into(), "é ✓".into(), "c".into()],
             labels: vec!["x".into(), "y".into(), "x".into()],
+            ..TextTable::default()
         };
         let mut staged = StagedOutput::new(dir.path()).expect("staged");
         table.write(&mut staged, "t.parquet").expect("write");
@@ -474,6 +527,54 @@ mod tests {
             (table.ids.as_slice(), table.labels.as_slice()),
             (&["1".to_owned(), "3".into()][..], &["x".to_owned(), "x".into()][..])
         );
+    }
+
+    #[test]
+    fn distributions_and_weights_travel_with_their_rows_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let owned = |values: &[&str]| values.iter().map(|v| (*v).to_owned()).collect::<Vec<_>>();
+        let mut weak = TextTable {
+            ids: owned(&["w1", "w2"]),
+            texts: owned(&["a", "b"]),
+            labels: owned(&["x", "y"]),
+            label_probs: Some(vec![vec![0.75, 0.25], vec![0.0, 1.0]]),
+            ..TextTable::default()
+        };
+        let served = TextTable {
+            ids: owned(&["s1"]),
+            texts: owned(&["c"]),
+            labels: owned(&[""]),
+            weights: Some(vec![0.5]),
+            ..TextTable::default()
+        };
+        weak.append(served);
+        // The weak rows weigh 1, the served row has no distribution.
+        assert_eq!(weak.label_probs, Some(vec![vec![0.75, 0.25], vec![0.0, 1.0], vec![]]));
+        assert_eq!(weak.weights, Some(vec![1.0, 1.0, 0.5]));
+
+        let mut staged = StagedOutput::new(dir.path()).expect("staged");
+        weak.write(&mut staged, "t.parquet").expect("write");
+        let mut broken = weak.clone();
+        broken.weights = Some(vec![1.0, f32::NAN, 0.5]);
+        broken.write(&mut staged, "nan.parquet").expect("write");
+        let mut broken = weak.clone();
+        broken.label_probs = Some(vec![vec![0.75, 0.25], vec![0.5, 0.6], vec![]]);
+        broken.write(&mut staged, "sum.parquet").expect("write");
+        staged.commit("done.json", &kiln_core::Manifest::new("test", &(), &())).expect("commit");
+        let read = TextTable::read(&dir.path().join("t.parquet"), "test").expect("read");
+        assert_eq!(read, weak);
+
+        let mut kept = read;
+        assert_eq!(kept.retain(&[false, true, true]), 1);
+        assert_eq!(
+            (kept.label_probs.as_deref(), kept.weights.as_deref()),
+            (Some(&weak.label_probs.as_ref().expect("probs")[1..]), Some(&[1.0f32, 0.5][..]))
+        );
+
+        let error = TextTable::read(&dir.path().join("nan.parquet"), "test").expect_err("nan weight");
+        assert!(error.to_string().contains("nan.parquet: row 2: weight NaN"), "{error}");
+        let error = TextTable::read(&dir.path().join("sum.parquet"), "test").expect_err("not a distribution");
+        assert!(error.to_string().contains("sum.parquet: row 2: label_probs [0.5, 0.6]"), "{error}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::parquet::write_parquet;
 use crate::processed::{examples_batch, tagged_examples_batch};
-use crate::schema::{LabelProbs, TaggedTable, TextTable};
+use crate::schema::{TaggedTable, TextTable};
 
 /// The manifest, written last.
 pub const MANIFEST: &str = kiln_core::stages::TOKENIZE_DONE;
@@ -74,15 +74,12 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
     let mut staged = StagedOutput::new(&config.output_dir)?;
     let frames = Split::ALL
         .iter()
-        .map(|&split| {
-            TextTable::read_with_probs(&split.path_in(&config.input_dir), "clean")
-                .map(|(frame, probs)| (split, frame, probs))
-        })
+        .map(|&split| TextTable::read(&split.path_in(&config.input_dir), "clean").map(|frame| (split, frame)))
         .collect::<Result<Vec<_>>>()?;
 
     // Weak labels (`label`'s output) are distributions over the labels of the
     // labels.json beside them; gold labels make the list from train's.
-    let weak_labels = frames.iter().any(|(_, _, probs)| probs.is_some());
+    let weak_labels = frames.iter().any(|(_, frame)| frame.label_probs.is_some());
     let labels_file = config.input_dir.join(LABELS);
     let labels = match weak_labels {
         true => LabelMap::load(&labels_file).with_context(|| {
@@ -107,10 +104,11 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
     if weak_labels {
         inputs.push(FileHash::of(&labels_file)?);
     }
-    for (split, frame, probs) in frames {
+    for (split, frame) in frames {
         let path = split.path_in(&config.input_dir);
         inputs.push(FileHash::of(&path)?);
-        if let Some((row, p)) = probs.iter().flatten().enumerate().find(|(_, p)| p.len() != labels.len()) {
+        let mut rows = frame.label_probs.iter().flatten().enumerate();
+        if let Some((row, p)) = rows.find(|(_, p)| !p.is_empty() && p.len() != labels.len()) {
             bail!(
                 "{}: row {}: label_probs has {} values but {} lists {} labels",
                 path.display(),
@@ -120,10 +118,9 @@ pub fn run(config: &TokenizeConfig, progress: &Progress) -> Result<TokenizeRepor
                 labels.len()
             );
         }
-        let (table, label_ids, probs) =
-            attach_label_ids(frame, probs, &labels, split, &path, config.unknown_labels, &mut report)?;
+        let (table, label_ids) = attach_label_ids(frame, &labels, split, &path, config.unknown_labels, &mut report)?;
         let (examples, split_report) =
-            encode(&table, label_ids, probs, &tokenizer, with_token_types, config.max_length, split, progress)?;
+            encode(table, label_ids, &tokenizer, with_token_types, config.max_length, split, progress)?;
         let entry = report.splits.entry(split).or_default();
         let dropped = entry.dropped_unknown_label;
         *entry = SplitTokenReport { dropped_unknown_label: dropped, ..split_report };
@@ -281,13 +278,12 @@ fn tag_ids(
 /// Each row's label id; a label not seen in train is an error or a dropped row.
 fn attach_label_ids(
     mut table: TextTable,
-    mut probs: Option<LabelProbs>,
     labels: &LabelMap,
     split: Split,
     path: &Path,
     policy: UnknownLabelPolicy,
     report: &mut TokenizeReport,
-) -> Result<(TextTable, Vec<u32>, Option<LabelProbs>)> {
+) -> Result<(TextTable, Vec<u32>)> {
     let ids: Vec<Option<u32>> = table.labels.iter().map(|label| labels.id(label)).collect();
     if let Some(row) = ids.iter().position(Option::is_none) {
         let unknown = ids.iter().filter(|id| id.is_none()).count();
@@ -305,11 +301,8 @@ fn attach_label_ids(
         tracing::warn!("dropped {unknown} {split} row(s) whose label never occurs in train");
         let keep = ids.iter().map(Option::is_some).collect::<Vec<_>>();
         table.retain(&keep);
-        if let Some(probs) = probs.as_mut() {
-            crate::schema::retain_where(probs, &keep);
-        }
     }
-    Ok((table, ids.into_iter().flatten().collect(), probs))
+    Ok((table, ids.into_iter().flatten().collect()))
 }
 
 /// Encodes `texts` a batch at a time on every core, handing each encoding to
@@ -337,9 +330,8 @@ pub(crate) fn encode_each(
 
 #[allow(clippy::too_many_arguments)]
 fn encode(
-    table: &TextTable,
+    table: TextTable,
     label_ids: Vec<u32>,
-    probs: Option<LabelProbs>,
     tokenizer: &Tokenizer,
     with_token_types: bool,
     max_length: usize,
@@ -350,7 +342,9 @@ fn encode(
     let mut examples = Vec::with_capacity(rows);
     let mut truncated = 0;
     let mut rows_in = table.ids.iter().zip(label_ids);
-    let mut probs_in = probs.map(Vec::into_iter);
+    // A row without a distribution (an empty one) learns from its label.
+    let mut probs_in = table.label_probs.map(|p| p.into_iter().map(|p| (!p.is_empty()).then_some(p)));
+    let mut weights_in = table.weights.map(Vec::into_iter);
     encode_each(tokenizer, &table.texts, progress, split.name(), &format!("the {split} split"), |encoding| {
         let token_type_ids =
             with_token_types.then(|| encoding.get_type_ids().iter().map(|&t| t as u8).collect::<Vec<u8>>());
@@ -358,8 +352,10 @@ fn encode(
             truncated += 1;
         }
         let (id, label_id) = rows_in.next().map_or_else(Default::default, |(id, label)| (id.clone(), label));
-        let label_probs = probs_in.as_mut().and_then(Iterator::next);
-        examples.push(Example { id, input_ids: encoding.get_ids().to_vec(), token_type_ids, label_id, label_probs });
+        let label_probs = probs_in.as_mut().and_then(Iterator::next).flatten();
+        let weight = weights_in.as_mut().and_then(Iterator::next);
+        let input_ids = encoding.get_ids().to_vec();
+        examples.push(Example { id, input_ids, token_type_ids, label_id, label_probs, weight });
     })?;
     let lengths: Vec<u32> = examples.iter().map(|e| e.input_ids.len() as u32).collect();
     debug_assert!(lengths.iter().all(|&n| n as usize <= max_length));

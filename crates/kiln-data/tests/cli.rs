@@ -64,6 +64,7 @@ fn table(rows: &[(&str, &str)]) -> TextTable {
         ids: (1..=rows.len()).map(|i| format!("r{i}")).collect(),
         texts: rows.iter().map(|(text, _)| (*text).to_owned()).collect(),
         labels: rows.iter().map(|(_, label)| (*label).to_owned()).collect(),
+        ..TextTable::default()
     }
 }
 

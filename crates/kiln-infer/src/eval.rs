@@ -406,6 +406,7 @@ mod tests {
             token_type_ids: None,
             label_id,
             label_probs: None,
+            weight: None,
         };
         let model = LabelMap::from_ordered_names(vec!["b".into(), "a".into()]);
         let data = LabelMap::from_labels(["a", "b"]);

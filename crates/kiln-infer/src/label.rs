@@ -69,7 +69,10 @@ pub struct LabelReport {
     pub uncovered_share: f64,
     pub dropped_uncovered: usize,
     pub kept_uncovered: usize,
-    /// Rows written, and how many got each label.
+    /// Rows that came with a label distribution of their own (`retrain`'s
+    /// feedback, one-hot): kept as they are, not relabelled.
+    pub given: usize,
+    /// Rows written, and how many got each weak label (the given ones apart).
     pub rows_out: usize,
     pub weak_labels: BTreeMap<String, usize>,
     pub functions: Vec<FunctionReport>,
@@ -100,6 +103,7 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
     if table.is_empty() {
         bail!("{} has no rows to label", input.display());
     }
+    let given = given_rows(&table, &labels, &input)?;
     let functions = compile(config, &labels)?;
     let key = matrix_key(config, &labels, &input)?;
     let previous = previous_matrix(config, &key, &table, &labels);
@@ -112,7 +116,9 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
         }
         None => {
             let bar = progress.rows(table.len() as u64, "labelling functions");
-            let matrix = kiln_label::apply(&functions, &table.texts, labels.len())?;
+            let matrix = kiln_label::apply_with_progress(&functions, &table.texts, labels.len(), |rows| {
+                bar.inc(rows as u64);
+            })?;
             bar.finish_and_clear();
             matrix
         }
@@ -140,27 +146,37 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
     let (probabilities, learned) = (model.predict_proba(&matrix), model.accuracies());
     let gold = config.gold_split.map(|split| gold_analysis(config, split, &functions, &labels, &model)).transpose()?;
 
-    let accuracy_on_split_labels = table.labels.iter().all(|l| labels.contains(l)).then(|| {
-        let right = (0..table.len()).filter(|&r| covered[r] && labels[argmax(&probabilities[r])] == table.labels[r]);
-        right.count() as f64 / covered_rows as f64
-    });
+    let to_label = |row: usize| !given[row];
+    let scored: Vec<usize> = (0..table.len()).filter(|&r| to_label(r) && covered[r]).collect();
+    let accuracy_on_split_labels = (!scored.is_empty() && scored.iter().all(|&r| labels.contains(&table.labels[r])))
+        .then(|| {
+            let right = scored.iter().filter(|&&r| labels[argmax(&probabilities[r])] == table.labels[r]);
+            right.count() as f64 / scored.len() as f64
+        });
     // The matrix names rows by id: its table is made before the rows are filtered.
     let matrix_table = matrix_batch(&matrix, &table.ids, &functions, &labels)?;
 
-    // The labelled split: covered rows, and the uncovered ones if kept. The
-    // table is moved, not copied (a million rows are hundreds of MB).
-    let keep: Vec<bool> = covered.iter().map(|&c| c || config.uncovered == UncoveredRows::Keep).collect();
+    // The labelled split: given rows as they came, covered rows, and the
+    // uncovered ones if kept. The table is moved, not copied (a million rows
+    // are hundreds of MB).
+    let keep: Vec<bool> =
+        (0..covered.len()).map(|r| given[r] || covered[r] || config.uncovered == UncoveredRows::Keep).collect();
     let rows = table.len();
     let mut out = table;
-    out.labels = probabilities.iter().map(|p| labels[argmax(p)].clone()).collect();
-    let mut probs: Vec<Vec<f32>> =
-        probabilities.into_iter().map(|p| p.into_iter().map(|v| v as f32).collect()).collect();
-    out.retain(&keep);
-    schema::retain_where(&mut probs, &keep);
+    let mut probs = out.label_probs.take().unwrap_or_default();
+    probs.resize(rows, Vec::new());
     let mut weak_labels = BTreeMap::new();
-    for label in &out.labels {
-        *weak_labels.entry(label.clone()).or_insert(0) += 1;
+    for (row, weak) in probabilities.into_iter().enumerate() {
+        if to_label(row) {
+            out.labels[row] = labels[argmax(&weak)].clone();
+            probs[row] = weak.into_iter().map(|v| v as f32).collect();
+            if keep[row] {
+                *weak_labels.entry(out.labels[row].clone()).or_insert(0) += 1;
+            }
+        }
     }
+    out.label_probs = Some(probs);
+    out.retain(&keep);
 
     let functions_report: Vec<FunctionReport> = config
         .functions
@@ -190,9 +206,10 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
         uncovered_share: 1.0 - covered_rows as f64 / rows as f64,
         dropped_uncovered: keep.iter().filter(|&&k| !k).count(),
         kept_uncovered: match config.uncovered {
-            UncoveredRows::Keep => rows - covered_rows,
+            UncoveredRows::Keep => (0..rows).filter(|&r| to_label(r) && !covered[r]).count(),
             UncoveredRows::Drop => 0,
         },
+        given: given.iter().filter(|&&g| g).count(),
         rows_out: out.len(),
         weak_labels,
         functions: functions_report,
@@ -209,7 +226,7 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
 
     let mut staged = StagedOutput::new(&config.output_dir)?;
     let mut inputs = vec![FileHash::of(&input)?];
-    out.write_with_probs(&mut staged, &config.split.file_name(), Some(&probs))?;
+    out.write(&mut staged, &config.split.file_name())?;
     for split in Split::ALL.into_iter().filter(|&s| s != config.split) {
         let path = split.path_in(&config.input_dir);
         TextTable::read(&path, "clean")?;
@@ -228,6 +245,23 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
     manifest.inputs = inputs;
     staged.commit_manifest(MANIFEST, manifest)?;
     Ok(report)
+}
+
+/// Which rows came with a distribution of their own (a label someone gave,
+/// as `retrain` adds feedback); each must be over `labels`.
+fn given_rows(table: &TextTable, labels: &[String], input: &Path) -> Result<Vec<bool>> {
+    let Some(probs) = &table.label_probs else { return Ok(vec![false; table.len()]) };
+    if let Some((row, p)) = probs.iter().enumerate().find(|(_, p)| !p.is_empty() && p.len() != labels.len()) {
+        bail!(
+            "{}: row {} (id {}) comes with {} label_probs, but [label] labels lists {} labels",
+            input.display(),
+            row + 1,
+            table.ids[row],
+            p.len(),
+            labels.len()
+        );
+    }
+    Ok(probs.iter().map(|p| !p.is_empty()).collect())
 }
 
 fn compile(config: &LabelConfig, labels: &[String]) -> Result<Vec<Function>> {
@@ -465,7 +499,7 @@ fn markdown(report: &LabelReport) -> String {
     let optional = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), percent);
     let mut page = format!(
         "# Weak labels\n\n{} rows of the {} split; {} ({}) covered by at least one function. Label model: `{}`. \
-         {} rows written ({} uncovered dropped, {} kept with the class balance).\n\n",
+         {} rows written ({} uncovered dropped, {} kept with the class balance, {} came labelled and kept their label).\n\n",
         report.rows,
         report.split,
         report.covered,
@@ -474,6 +508,7 @@ fn markdown(report: &LabelReport) -> String {
         report.rows_out,
         report.dropped_uncovered,
         report.kept_uncovered,
+        report.given,
     );
     let labels: Vec<String> = report.weak_labels.iter().map(|(l, n)| format!("{l} {n}")).collect();
     let _ = writeln!(page, "Weak labels written: {}.\n", labels.join(", "));

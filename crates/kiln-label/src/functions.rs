@@ -359,11 +359,29 @@ pub fn apply<T: AsRef<str> + Sync>(
     texts: &[T],
     classes: usize,
 ) -> Result<crate::LabelMatrix, FunctionError> {
+    apply_with_progress(functions, texts, classes, |_| {})
+}
+
+/// [`apply`], calling `done(rows)` as each chunk of rows is voted on (a progress bar).
+pub fn apply_with_progress<T: AsRef<str> + Sync>(
+    functions: &[Function],
+    texts: &[T],
+    classes: usize,
+    done: impl Fn(usize) + Sync,
+) -> Result<crate::LabelMatrix, FunctionError> {
     use rayon::prelude::*;
+    const CHUNK: usize = 8_192;
     let width = functions.len();
     let mut votes: Vec<i32> = texts
-        .par_iter()
-        .flat_map_iter(|text| functions.iter().map(move |f| f.vote(text.as_ref()).map_or(crate::ABSTAIN, to_vote)))
+        .par_chunks(CHUNK)
+        .flat_map_iter(|chunk| {
+            let votes: Vec<i32> = chunk
+                .iter()
+                .flat_map(|text| functions.iter().map(move |f| f.vote(text.as_ref()).map_or(crate::ABSTAIN, to_vote)))
+                .collect();
+            done(chunk.len());
+            votes
+        })
         .collect();
     for (column, function) in functions.iter().enumerate().filter(|(_, f)| !f.reads_one_text()) {
         for (row, vote) in function.votes(texts)?.into_iter().enumerate() {

@@ -16,7 +16,7 @@ mod matrix_completion;
 pub use analysis::{FunctionSummary, analyse, uncovered_share};
 pub use dawid_skene::{DawidSkene, EmSettings};
 pub use external::{LoadModel, ModelVoter, NoModels};
-pub use functions::{Function, FunctionError, FunctionSpec, Rule, apply};
+pub use functions::{Function, FunctionError, FunctionSpec, Rule, apply, apply_with_progress};
 pub use matrix::{ABSTAIN, LabelMatrix, MatrixError};
 pub use matrix_completion::{MatrixCompletion, MatrixCompletionError, MatrixCompletionSettings};
 

@@ -45,6 +45,7 @@ fn fixed_batch(batch: usize, length: usize, device: &Device) -> (BertInput, Tens
             token_type_ids: Some(vec![0; length]),
             label_id: (row % LABELS) as u32,
             label_probs: None,
+            weight: None,
         })
         .collect();
     collate(&examples.iter().collect::<Vec<_>>(), 0, device)

@@ -149,6 +149,7 @@ mod tests {
             token_type_ids: Some(vec![0; ids.len()]),
             label_id: label,
             label_probs: None,
+            weight: None,
         };
         let (a, b) = (example(&[101, 7, 102], 1), example(&[101, 102], 0));
         let (input, labels) = collate(&[&a, &b], 0, &device);

@@ -2,9 +2,10 @@
 //! the labels (`label`'s `label_probs`), not one label. Noise-aware, as
 //! Snorkel's end models train: the cross-entropy against that distribution,
 //! `-Σ_c q_c ln p_c`, or its focal form `-Σ_c q_c (1 - p_c)^γ ln p_c`; each
-//! label's weight scales its share, and the mean is over the rows' total
-//! weight, so a one-hot target gives exactly [`crate::token::token_loss`]'s
-//! (and torch's weighted `CrossEntropyLoss`'s) value.
+//! label's weight and each row's weight scale its share, and the mean is over
+//! the rows' total weight, so a one-hot target gives exactly
+//! [`crate::token::token_loss`]'s (and torch's weighted `CrossEntropyLoss`'s)
+//! value, and a row of weight 2 counts as that row twice.
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Tensor, TensorData};
@@ -32,14 +33,22 @@ pub fn soft_target_loss(
     (per_class * weighted.clone()).sum() / weighted.sum().clamp_min(1e-12)
 }
 
-/// The `[batch, classes]` targets of rows that each have a distribution or a label id.
-pub fn soft_targets(rows: &[(Option<&[f32]>, u32)], classes: usize, device: &burn::tensor::Device) -> Tensor<2> {
+/// One row's target: its distribution (or, without one, its label id) and its weight.
+#[derive(Debug, Clone, Copy)]
+pub struct SoftTarget<'a> {
+    pub probs: Option<&'a [f32]>,
+    pub label: u32,
+    pub weight: f32,
+}
+
+/// The `[batch, classes]` targets of `rows`, each scaled by its weight.
+pub fn soft_targets(rows: &[SoftTarget], classes: usize, device: &burn::tensor::Device) -> Tensor<2> {
     let mut values = vec![0.0f32; rows.len() * classes];
-    for (row, (probs, label)) in rows.iter().enumerate() {
+    for (row, target) in rows.iter().enumerate() {
         let out = &mut values[row * classes..(row + 1) * classes];
-        match probs {
-            Some(probs) => out.copy_from_slice(&probs[..classes]),
-            None => out[*label as usize] = 1.0,
+        match target.probs {
+            Some(probs) => out.iter_mut().zip(probs).for_each(|(o, p)| *o = p * target.weight),
+            None => out[target.label as usize] = target.weight,
         }
     }
     Tensor::from_data(TensorData::new(values, [rows.len(), classes]), device)
@@ -66,7 +75,8 @@ mod tests {
             TensorData::new(labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>(), [3, 1]),
             &device,
         );
-        let one_hot = soft_targets(&labels.iter().map(|&l| (None, l)).collect::<Vec<_>>(), 3, &device);
+        let hard_target = |label| SoftTarget { probs: None, label, weight: 1.0 };
+        let one_hot = soft_targets(&labels.map(hard_target), 3, &device);
         let weights = [0.5f32, 2.0, 1.0];
         for (gamma, weights) in [(0.0, None), (2.0, None), (0.0, Some(&weights[..])), (2.0, Some(&weights[..]))] {
             let soft = floats(soft_target_loss(logits.clone(), one_hot.clone(), weights, gamma))[0];
@@ -74,11 +84,28 @@ mod tests {
             assert!((soft - reference).abs() < 1e-6, "gamma {gamma}, weights {weights:?}: {soft} vs {reference}");
         }
         // A target split between two labels costs the mix of their losses.
-        let half: [f32; 3] = [0.5, 0.5, 0.0];
-        let mixed = soft_targets(&[(Some(&half[..]), 0)], 3, &device);
+        static HALF: [f32; 3] = [0.5, 0.5, 0.0];
+        let mixed = soft_targets(&[SoftTarget { probs: Some(&HALF[..]), label: 0, weight: 1.0 }], 3, &device);
         let row = logits.clone().slice([0..1, 0..3]);
         let ours = floats(soft_target_loss(row.clone(), mixed, None, 0.0))[0];
         let log_p = floats(log_softmax(row, 1).reshape([3]));
         assert!((ours - -(0.5 * log_p[0] + 0.5 * log_p[1])).abs() < 1e-6, "{ours} vs {log_p:?}");
+
+        // A row of weight 2 counts as that row twice; a row of weight 0 not at all.
+        let weighted = [
+            SoftTarget { probs: Some(&HALF[..]), label: 0, weight: 2.0 },
+            SoftTarget { probs: None, label: 2, weight: 1.0 },
+            SoftTarget { probs: None, label: 1, weight: 0.0 },
+        ];
+        let once = |target: SoftTarget<'static>| SoftTarget { weight: 1.0, ..target };
+        let spelled_out = [once(weighted[0]), once(weighted[0]), once(weighted[1])];
+        let first_row_twice =
+            Tensor::cat(vec![logits.clone().slice([0..1, 0..3]), logits.clone().slice([0..2, 0..3])], 0);
+        for gamma in [0.0, 2.0] {
+            let ours = floats(soft_target_loss(logits.clone(), soft_targets(&weighted, 3, &device), None, gamma))[0];
+            let targets = soft_targets(&spelled_out, 3, &device);
+            let spelled = floats(soft_target_loss(first_row_twice.clone(), targets, None, gamma))[0];
+            assert!((ours - spelled).abs() < 1e-6, "gamma {gamma}: {ours} vs {spelled}");
+        }
     }
 }

@@ -144,6 +144,7 @@ impl Predictor {
                     .then(|| encoding.get_type_ids().iter().map(|&t| u8::try_from(t).unwrap_or(0)).collect()),
                 label_id: 0,
                 label_probs: None,
+                weight: None,
             })
             .collect())
     }

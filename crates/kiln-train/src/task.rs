@@ -13,7 +13,7 @@ use kiln_core::entities::{Mode, score};
 use kiln_core::scores::Confusion;
 use kiln_core::{Example, LabelMap, TaggedExample};
 use kiln_model::batch::{collate, collate_tagged, length_sorted_batches};
-use kiln_model::loss::{soft_target_loss, soft_targets};
+use kiln_model::loss::{SoftTarget, soft_target_loss, soft_targets};
 use kiln_model::token::token_loss;
 use kiln_model::{BertClassifier, BertConfig, BertTokenClassifier, WithHead};
 use kiln_text::align::sentence_words;
@@ -141,11 +141,19 @@ impl TrainTask for Sequence {
     ) -> Tensor<1> {
         let (input, targets) = collate(rows, PAD_ID, device);
         // Weak labels: the loss against each row's distribution (a gold row in
-        // the same batch, as `retrain` mixes them, is its one-hot).
-        if rows.iter().any(|row| row.label_probs.is_some()) {
+        // the same batch, as `retrain` mixes them, is its one-hot), each row
+        // scaled by its weight.
+        if rows.iter().any(|row| row.label_probs.is_some() || row.weight.is_some()) {
             let logits = model.forward(input);
             let [_, classes] = logits.dims();
-            let rows: Vec<_> = rows.iter().map(|row| (row.label_probs.as_deref(), row.label_id)).collect();
+            let rows: Vec<_> = rows
+                .iter()
+                .map(|row| SoftTarget {
+                    probs: row.label_probs.as_deref(),
+                    label: row.label_id,
+                    weight: row.weight.unwrap_or(1.0),
+                })
+                .collect();
             let targets = soft_targets(&rows, classes, device);
             return soft_target_loss(logits, targets, class_weights, focal_gamma(config));
         }
@@ -303,7 +311,14 @@ mod tests {
     use super::*;
 
     fn example(label_id: u32) -> Example {
-        Example { id: String::new(), input_ids: vec![101, 102], token_type_ids: None, label_id, label_probs: None }
+        Example {
+            id: String::new(),
+            input_ids: vec![101, 102],
+            token_type_ids: None,
+            label_id,
+            label_probs: None,
+            weight: None,
+        }
     }
 
     fn class_weights(mode: ClassWeights, train: &[Example], classes: usize) -> Option<Vec<f32>> {

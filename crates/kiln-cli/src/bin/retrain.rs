@@ -19,6 +19,10 @@ use kiln_train::Control;
 /// The gate's margins come from the config's [gate] section. With less usable feedback than
 /// --min-feedback it does nothing (exit 0). Run it after `monitor
 /// --fail-on alert` exits 3, or on a schedule (`make retrain` does the first).
+///
+/// A config with [[label.functions]] runs label between clean and tokenize: feedback rows keep the
+/// label they were given, and with --weak-labels the served texts nobody gave feedback on join
+/// training with the functions' labels, each weighing --weak-weight (counted apart in the report).
 #[derive(Debug, Parser)]
 #[command(name = "retrain", version)]
 struct Cli {
@@ -49,9 +53,13 @@ fn main() -> ExitCode {
                         config.retrain.min_feedback
                     );
                 }
-                Retrained::Judged { data, version, decision } => {
+                Retrained::Judged { data, version, decision, weak_added } => {
                     run.metric("feedback_added", data.added_to_train as f64, 0);
                     run.metric("feedback_held_out", data.held_out as f64, 0);
+                    if let Some(weak_added) = weak_added {
+                        run.metric("weak_added", weak_added as f64, 0);
+                        tracing::info!("{weak_added} served texts without feedback trained on with weak labels");
+                    }
                     kiln_cli::record_gate(run, &config.gate, &decision);
                     let verdict = if decision.promote { "promoted" } else { "refused, left a candidate" };
                     tracing::info!("v{version} {verdict}: {}", decision.reasons.join("; "));

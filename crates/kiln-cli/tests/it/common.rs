@@ -40,6 +40,40 @@ pub fn ok_configured(stage: &str, config: &Path, args: &[&str], runs: &Path) {
     assert!(output.status.success(), "{stage} {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
 }
 
+/// The prediction log lines of a classifier's answer to text `i` (its text
+/// kept, or not) and, given a label, the feedback on it.
+pub fn logged(i: usize, text: Option<&str>, feedback: Option<&str>, version: &str) -> Vec<String> {
+    use kiln_core::prediction_log::{InputStats, LogRecord};
+    let request_id = format!("req-{i}");
+    let prediction = LogRecord::Prediction {
+        time: format!("2026-11-28T10:{:02}:{:02}.000Z", (i / 60) % 60, i % 60),
+        request_id: request_id.clone(),
+        client: Some("app".into()),
+        client_request_id: None,
+        index: 0,
+        text: text.map(str::to_owned),
+        text_sha256: None,
+        label: "positive".into(),
+        score: 0.7,
+        margin: 0.4,
+        entropy: 0.6,
+        calibrated_score: None,
+        input: InputStats { tokens: 12, truncated: false, unknown_tokens: 0 },
+        model_version: version.into(),
+        quantize: kiln_core::Quantize::None,
+        latency_ms: 5.0,
+    };
+    let feedback = feedback.map(|label| LogRecord::Feedback {
+        time: format!("2026-11-28T11:{:02}:{:02}.000Z", (i / 60) % 60, i % 60),
+        request_id,
+        client: Some("app".into()),
+        index: 0,
+        label: label.to_owned(),
+        model_version: version.into(),
+    });
+    std::iter::once(prediction).chain(feedback).map(|record| serde_json::to_string(&record).expect("json")).collect()
+}
+
 /// A running `serve`; killed when dropped.
 pub struct Server {
     pub child: Child,

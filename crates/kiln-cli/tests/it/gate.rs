@@ -35,7 +35,12 @@ fn predictions(dir: &Path, texts: &[String]) -> Vec<String> {
 
 /// A holdout whose true labels are `labels`.
 fn holdout(dir: &Path, name: &str, texts: &[String], labels: Vec<String>) -> PathBuf {
-    let table = TextTable { ids: (0..texts.len()).map(|i| i.to_string()).collect(), texts: texts.to_vec(), labels };
+    let table = TextTable {
+        ids: (0..texts.len()).map(|i| i.to_string()).collect(),
+        texts: texts.to_vec(),
+        labels,
+        ..TextTable::default()
+    };
     let mut staged = StagedOutput::new(dir).expect("staging");
     table.write(&mut staged, name).expect("writes");
     let manifest = kiln_core::Manifest::new("test", &(), &());

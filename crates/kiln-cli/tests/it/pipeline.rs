@@ -798,36 +798,8 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
 }
 
 /// A prediction (by `serve`) of `text` with its feedback `label`, as log lines.
-fn logged_with_feedback(i: usize, text: &str, label: &str, version: &str) -> [String; 2] {
-    use kiln_core::prediction_log::{InputStats, LogRecord};
-    let request_id = format!("req-{i}");
-    let prediction = LogRecord::Prediction {
-        time: format!("2026-11-28T10:{:02}:{:02}.000Z", (i / 60) % 60, i % 60),
-        request_id: request_id.clone(),
-        client: Some("app".into()),
-        client_request_id: None,
-        index: 0,
-        text: Some(text.to_owned()),
-        text_sha256: None,
-        label: "positive".into(),
-        score: 0.7,
-        margin: 0.4,
-        entropy: 0.6,
-        calibrated_score: None,
-        input: InputStats { tokens: 12, truncated: false, unknown_tokens: 0 },
-        model_version: version.into(),
-        quantize: kiln_core::Quantize::None,
-        latency_ms: 5.0,
-    };
-    let feedback = LogRecord::Feedback {
-        time: format!("2026-11-28T11:{:02}:{:02}.000Z", (i / 60) % 60, i % 60),
-        request_id,
-        client: Some("app".into()),
-        index: 0,
-        label: label.to_owned(),
-        model_version: version.into(),
-    };
-    [prediction, feedback].map(|record| serde_json::to_string(&record).expect("json"))
+fn logged_with_feedback(i: usize, text: &str, label: &str, version: &str) -> Vec<String> {
+    crate::common::logged(i, Some(text), Some(label), version)
 }
 
 #[test]

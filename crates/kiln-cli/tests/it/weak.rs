@@ -1,7 +1,8 @@
 //! Weak supervision through the real binaries, on comments the test writes:
 //! ingest (a glob of two files, validation carved from test), clean, label
 //! (keywords, regex, length and a `command` function, then a `model` one),
-//! tokenize and train on the weak labels, eval on gold; and the bad inputs
+//! tokenize and train on the weak labels, eval on gold; `retrain` with
+//! feedback and served texts the functions label; and the bad inputs
 //! `label` must refuse, naming the function and key, writing nothing.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use kiln_core::Split;
 use kiln_data::parquet::read_parquet;
 use kiln_data::schema;
 
-use crate::common::{ok_configured as ok, run_configured as run};
+use crate::common::{logged, ok_configured as ok, run_configured as run};
 
 fn json(path: impl AsRef<Path>) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path.as_ref()).expect("json file")).expect("valid json")
@@ -158,6 +159,21 @@ input_dir = "{dir}/processed"
 output_dir = "{dir}/eval"
 train_metrics = "{dir}/train/metrics.jsonl"
 device = "cpu"
+
+[registry]
+dir = "{dir}/registry"
+
+[gate]
+device = "cpu"
+threads = 1
+bootstrap_resamples = 200
+min_class_support = 5
+
+[retrain]
+log_dir = "{dir}/log"
+output_dir = "{dir}/retrain"
+min_feedback = 5
+holdout_share = 0.0
 "#,
             dir = self.dir.path().display()
         );
@@ -323,4 +339,102 @@ fn bad_functions_exit_1_naming_the_function_and_write_nothing() {
     let output = run("label", &config, &["--functions", &file.display().to_string()], &runs);
     assert_eq!(output.status.code(), Some(2), "a flag clap refuses: {}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown field `case`"));
+}
+
+#[test]
+fn retrain_keeps_feedback_labels_and_labels_served_texts_with_the_functions() {
+    let weak = Weak::new();
+    let config = weak.config();
+    let runs = weak.dir.path().join("runs");
+    for stage in ["ingest", "clean"] {
+        ok(stage, &config, &[], &runs);
+    }
+    // Feedback on 8 comments, one about the weather (no function covers it:
+    // its given label must stay); 24 served comments nobody labelled, every
+    // fourth about the weather (uncovered: dropped), one a training text
+    // (a duplicate), one logged without its text.
+    let mut lines = Vec::new();
+    for i in 0..8 {
+        let (text, label) = match i {
+            0 => ("the weather on the hill is cold".to_owned(), "ham"),
+            i if i % 2 == 0 => (format!("subscribe to my channel for prize {i}"), "spam"),
+            i => (format!("this song makes my day {i}"), "ham"),
+        };
+        lines.extend(logged(i, Some(&text), Some(label), "v1"));
+    }
+    for i in 100..124 {
+        let text = match i % 4 {
+            0 => format!("the weather at station {i} is dry"),
+            1 => format!("check out my video {i} http://example.com"),
+            2 => format!("I love this song so much {i}"),
+            _ => format!("please subscribe to my channel {i}"),
+        };
+        lines.extend(logged(i, Some(&text), None, "v1"));
+    }
+    let train = kiln_data::schema::read_split(Path::new(&weak.path("interim")), Split::Train).expect("train");
+    lines.extend(logged(200, Some(&train.texts[0]), None, "v1"));
+    lines.extend(logged(201, None, None, "v1"));
+    let log = weak.dir.path().join("log");
+    std::fs::create_dir_all(&log).expect("log dir");
+    std::fs::write(log.join("predictions-1-0001.jsonl"), lines.join("\n") + "\n").expect("log");
+
+    ok("retrain", &config, &["--weak-labels", "--weak-weight", "0.25"], &runs);
+    let data = json(weak.dir.path().join("retrain/raw/retrain_data.json"));
+    let served = &data["report"]["served"];
+    assert_eq!(data["report"]["added_to_train"], 8, "{data}");
+    assert_eq!((served["added"].as_u64(), served["duplicate"].as_u64()), (Some(24), Some(1)), "{served}");
+    assert_eq!((served["without_text"].as_u64(), served["with_feedback"].as_u64()), (Some(1), Some(8)), "{served}");
+
+    let labelled = weak.dir.path().join("retrain/labelled");
+    let report = json(labelled.join("label_report.json"));
+    assert_eq!(report["report"]["given"], 8, "the feedback rows came labelled");
+    let table = kiln_data::schema::read_split(&labelled, Split::Train).expect("labelled train");
+    let probs = table.label_probs.as_ref().expect("label_probs");
+    let weights = table.weights.as_ref().expect("weights");
+    let row = |id: &str| table.ids.iter().position(|i| i == id);
+    let weather = row("feedback-req-0-0").expect("the uncovered feedback row is kept");
+    assert_eq!(
+        (table.labels[weather].as_str(), probs[weather].as_slice(), weights[weather]),
+        ("ham", &[1.0, 0.0][..], 1.0)
+    );
+    let spam = row("feedback-req-2-0").expect("feedback row");
+    assert_eq!((table.labels[spam].as_str(), probs[spam].as_slice()), ("spam", &[0.0, 1.0][..]));
+    let served_rows: Vec<usize> = (0..table.len()).filter(|&r| table.ids[r].starts_with("served-")).collect();
+    assert_eq!(served_rows.len(), 18, "the six served comments about the weather are uncovered: dropped");
+    for &r in &served_rows {
+        assert_eq!(weights[r], 0.25);
+        let expected = if table.texts[r].contains("love") { "ham" } else { "spam" };
+        assert_eq!(table.labels[r], expected, "{}", table.texts[r]);
+    }
+    assert!(
+        weights.iter().enumerate().all(|(r, &w)| w == if table.ids[r].starts_with("served-") { 0.25 } else { 1.0 })
+    );
+
+    // tokenize carries the weights to train; the retrained model is registered and judged.
+    let processed = weak.dir.path().join("retrain/processed");
+    let examples = kiln_data::processed::read_examples(&Split::Train.path_in(&processed)).expect("examples");
+    let weighted = examples.iter().filter(|e| e.weight == Some(0.25)).count();
+    assert_eq!(weighted, 18);
+    let index = json(weak.dir.path().join("registry/registry.json"));
+    assert_eq!(index["versions"].as_array().map(Vec::len), Some(1), "{index}");
+    assert!(index["versions"][0]["gate"]["promote"].is_boolean());
+
+    // Without --weak-labels only the feedback joins; on a config without functions the flag is refused.
+    ok("retrain", &config, &["--output-dir", &weak.path("retrain-feedback")], &runs);
+    let data = json(weak.dir.path().join("retrain-feedback/raw/retrain_data.json"));
+    assert!(data["report"].get("served").is_none(), "{data}");
+    let report = json(weak.dir.path().join("retrain-feedback/labelled/label_report.json"));
+    assert_eq!(report["report"]["given"], 8);
+    let table = kiln_data::schema::read_split(&weak.dir.path().join("retrain-feedback/labelled"), Split::Train)
+        .expect("labelled train");
+    assert!(table.weights.is_none() && !table.ids.iter().any(|id| id.starts_with("served-")));
+    let plain = weak.dir.path().join("plain.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let without_functions = text.split("[[label.functions]]").next().expect("head").to_owned()
+        + &text[text.find("[tokenize]").expect("tokenize")..];
+    std::fs::write(&plain, without_functions).expect("config");
+    let output = run("retrain", &plain, &["--weak-labels"], &runs);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("retrain.weak_labels") && stderr.contains("[[label.functions]]"), "{stderr}");
 }
