@@ -31,6 +31,9 @@ pub struct SourceReport {
     /// Token classification: `I-` tags that continued nothing, read as `B-`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repaired_tags: Option<usize>,
+    /// Token classification: CoNLL words of whitespace only, tagged `O`, dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whitespace_words: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +90,7 @@ fn run_texts(config: &IngestConfig, progress: &Progress) -> Result<IngestReport>
             rows_read: records.rows_read,
             dropped_no_label: records.dropped_no_label,
             repaired_tags: None,
+            whitespace_words: None,
         });
         inputs.push(FileHash::of(path)?);
         Ok(records)
@@ -141,9 +145,12 @@ fn run_tagged(config: &IngestConfig, progress: &Progress) -> Result<IngestReport
             invalid: config.invalid_tags,
             id_prefix,
         };
-        let TaggedRecords { table, repaired_tags, .. } = read_tagged(path, &options, progress)?;
+        let TaggedRecords { table, repaired_tags, whitespace_words, .. } = read_tagged(path, &options, progress)?;
         if repaired_tags > 0 {
             tracing::warn!("{}: {repaired_tags} I- tags continued no entity and were read as B-", path.display());
+        }
+        if whitespace_words > 0 {
+            tracing::info!("{}: {whitespace_words} words of whitespace only, tagged O, dropped", path.display());
         }
         sources.push(SourceReport {
             role,
@@ -151,6 +158,7 @@ fn run_tagged(config: &IngestConfig, progress: &Progress) -> Result<IngestReport
             rows_read: table.len(),
             dropped_no_label: 0,
             repaired_tags: Some(repaired_tags),
+            whitespace_words: Some(whitespace_words),
         });
         inputs.push(FileHash::of(path)?);
         Ok(table)

@@ -36,6 +36,8 @@ pub struct TaggedRecords {
     pub repaired_tags: usize,
     /// `-DOCSTART-` lines (CoNLL documents).
     pub documents: usize,
+    /// CoNLL lines whose word is only whitespace, tagged `O`: dropped.
+    pub whitespace_words: usize,
 }
 
 /// Reads a whole CoNLL or JSONL file of tagged sentences.
@@ -136,8 +138,20 @@ fn read_conll(
             let message = format!("{} columns, but ingest.conll_tag_column is {column}", fields.len());
             return Err(line_error(path, number, message));
         };
-        if fields[0].is_empty() || tag.is_empty() {
-            return Err(line_error(path, number, format!("an empty word or tag in {line:?}")));
+        if tag.is_empty() {
+            return Err(line_error(path, number, format!("an empty tag in {line:?}")));
+        }
+        // Some Twitter corpora have words of whitespace only (a space, or
+        // nothing before the tab). A tokenizer gives them no sub-word, so an
+        // `O` one is dropped and counted; an entity needs a word.
+        if fields[0].is_empty() {
+            if tag == "O" {
+                records.whitespace_words += 1;
+                at(end);
+                continue;
+            }
+            let message = format!("a word of whitespace only tagged {tag:?} in {line:?}: an entity needs a word");
+            return Err(line_error(path, number, message));
         }
         sentence.words.push(fields[0].to_owned());
         sentence.tags.push(tag.to_owned());
@@ -246,6 +260,21 @@ mod tests {
         assert_eq!(got.table.ids, ["train-1", "train-2", "train-3"]);
         assert_eq!(got.table.tokens, [words("EU rejects"), words("Peter Blackburn"), words("@user")]);
         assert_eq!(got.table.tags, [words("B-ORG O"), words("B-person I-person"), words("O")]);
+    }
+
+    #[test]
+    fn whitespace_only_words_tagged_o_are_dropped_and_counted_and_an_entity_one_is_named() {
+        let text = "Paris\tB-location\n \tO\nrocks\tO\n\n\tO\n\u{a0}\tO\nhi\tO\n";
+        let got = read(text, "x.conll", &options(InputFormat::Auto)).expect("reads");
+        assert_eq!(got.table.tokens, [words("Paris rocks"), words("hi")]);
+        assert_eq!(got.table.tags, [words("B-location O"), words("O")]);
+        assert_eq!(got.whitespace_words, 3);
+        let error = read("Paris\tB-location\n \tI-location\n", "y.conll", &options(InputFormat::Auto))
+            .expect_err("an entity of whitespace");
+        assert!(
+            error.to_string().contains("y.conll: line 2: a word of whitespace only tagged \"I-location\""),
+            "{error}"
+        );
     }
 
     #[test]

@@ -193,9 +193,10 @@ fn profile_refuses_a_missing_or_foreign_input_and_writes_nothing() {
 }
 
 /// A small CoNLL file: two documents, IOB1 tags, a tab-only blank line.
+/// Two words are whitespace only, tagged `O` (as in some Twitter corpora).
 const TAGGED: &str = "-DOCSTART- O\n\nI\tO\nlove\tO\nNew\tI-location\nYork\tI-location\n\t\n\
-                      Apple\tI-corporation\nsells\tO\nthe\tO\niPhone\tI-product\n\n-DOCSTART- O\n\n\
-                      Ada\tI-person\nLovelace\tI-person\nwrote\tO\n\nhi\tO\n";
+                      Apple\tI-corporation\nsells\tO\n \tO\nthe\tO\niPhone\tI-product\n\n-DOCSTART- O\n\n\
+                      Ada\tI-person\nLovelace\tI-person\nwrote\tO\n\tO\n\nhi\tO\n";
 
 #[test]
 fn ingest_reads_tagged_sentences_into_iob2_and_carves_the_splits() {
@@ -222,6 +223,7 @@ fn ingest_reads_tagged_sentences_into_iob2_and_carves_the_splits() {
     let people: u64 =
         Split::ALL.iter().map(|s| report["splits"][s.name()]["labels"]["person"].as_u64().unwrap_or(0)).sum();
     assert_eq!(people, 5, "entities counted per type");
+    assert_eq!(report["sources"][0]["whitespace_words"], 10, "two per copy, dropped and counted");
 }
 
 #[test]
@@ -230,6 +232,7 @@ fn ingest_refuses_bad_tagged_files_with_file_and_line_and_writes_nothing() {
         ("a.conll", "Ada\tB-person\nLovelace\n", "a.conll: line 2: expected a word and its tag"),
         ("b.conll", "the\tO\nYork\tI-location\n", "b.conll: line 2: \"I-location\" continues no entity"),
         ("c.conll", "\n\n-DOCSTART- O\n", "c.conll: no sentences"),
+        ("w.conll", "New\tB-location\n \tI-location\n", "w.conll: line 2: a word of whitespace only tagged"),
         (
             "d.jsonl",
             "{\"tokens\": [\"a\", \"b\"], \"tags\": [\"O\"]}\n",
