@@ -11,7 +11,7 @@ use kiln_config::ModelSettings;
 use kiln_core::entities::Aggregation;
 use kiln_core::prediction_log::InputStats;
 use kiln_core::{Bug, Example, LabelMap, ModelFolder, Quantize, TaggedExample, Task};
-use kiln_text::aggregate::{Entity, aggregate};
+use kiln_text::aggregate::{Entity, aggregate_windows};
 use kiln_text::clean::{Cleaner, WordCleaner};
 use kiln_text::load_tokenizer;
 use tokenizers::Tokenizer;
@@ -50,7 +50,17 @@ impl Predictor {
         let config = BertConfig::from_folder(&folder)?;
         let labels = folder.labels()?;
         let settings = folder.settings_path().map(|path| ModelSettings::load(&path)).transpose()?;
-        let tokenizer = load_tokenizer(dir, max_length(settings.as_ref(), &config))?;
+        let mut tokenizer = load_tokenizer(dir, max_length(settings.as_ref(), &config))?;
+        if folder.task() == Task::TokenClassification {
+            // A long text is read in overlapping windows, as training read long sentences.
+            let max_length = max_length(settings.as_ref(), &config);
+            let overlap = settings
+                .as_ref()
+                .map_or_else(|| kiln_config::TokenizeConfig::default().window_overlap, |s| s.tokenize.window_overlap);
+            // At most half a window, and room for the special tokens (a tiny max_length).
+            let overlap = overlap.min(max_length / 2).min(max_length.saturating_sub(3));
+            kiln_text::read_in_windows(&mut tokenizer, max_length, overlap)?;
+        }
         let weights = folder.weights()?;
         // Outside input: the dimensions must fit the weights before any tensor is allocated.
         config.check_fits(&folder.path(kiln_core::model_folder::CONFIG), &weights)?;
@@ -251,17 +261,20 @@ impl Predictor {
     /// raw text it covers.
     pub fn entities(&self, texts: &[&str], strategy: Aggregation, batch_size: usize) -> Result<Vec<Vec<Entity>>> {
         let (encoded, inputs) = self.encode_tagged(texts)?;
-        let probabilities = self.tag_probabilities_batched(&inputs, batch_size)?;
+        let mut probabilities = self.tag_probabilities_batched(&inputs, batch_size)?.into_iter();
         Ok(encoded
             .iter()
-            .zip(&probabilities)
             .zip(texts)
-            .map(|((text, p), raw)| text.entities(self, p, raw, strategy))
+            .map(|(text, raw)| {
+                let windows: Vec<_> = probabilities.by_ref().take(text.windows().len()).collect();
+                text.entities(self, &windows, raw, strategy)
+            })
             .collect())
     }
 
     /// Texts cleaned word by word and tokenized with character offsets, for
-    /// [`Predictor::entities`]: each text's encoding and its model input.
+    /// [`Predictor::entities`]: each text's encoding and its model inputs, a
+    /// row per window ([`EncodedText::windows`]), in order.
     pub fn encode_tagged(&self, texts: &[&str]) -> Result<(Vec<EncodedText>, Vec<TaggedExample>)> {
         let cleaned: Vec<kiln_text::clean::CleanedText> = texts
             .iter()
@@ -277,6 +290,7 @@ impl Predictor {
         let token_types = self.folder.takes_token_types();
         let inputs = encodings
             .iter()
+            .flat_map(|encoding| std::iter::once(encoding).chain(encoding.get_overflowing()))
             .map(|encoding| TaggedExample {
                 id: String::new(),
                 window: 0,
@@ -292,9 +306,17 @@ impl Predictor {
         Ok((encoded, inputs))
     }
 
-    /// What the model reads of a tokenized text (see [`Predictor::input_stats`]).
-    pub fn tagged_input_stats(&self, input: &TaggedExample) -> InputStats {
-        self.input_stats_of(&input.input_ids)
+    /// What the model reads of a tokenized text (see [`Predictor::input_stats`]),
+    /// summed over its windows; `truncated` says it filled the first one.
+    pub fn tagged_input_stats(&self, text: &EncodedText) -> InputStats {
+        let windows = text.windows();
+        let mut stats = self.input_stats_of(windows[0].get_ids());
+        for window in &windows[1..] {
+            let more = self.input_stats_of(window.get_ids());
+            stats.tokens = stats.tokens.saturating_add(more.tokens);
+            stats.unknown_tokens = stats.unknown_tokens.saturating_add(more.unknown_tokens);
+        }
+        stats
     }
 }
 
@@ -375,18 +397,25 @@ pub struct EncodedText {
 }
 
 impl EncodedText {
-    /// Entities from this text's sub-word probabilities, with offsets (and,
-    /// where cleaning changed the text, words) of the raw text.
+    /// The windows the model reads: the encoding, then those a text longer
+    /// than `max_length` overflows into (overlapping by the training's `window_overlap`).
+    pub fn windows(&self) -> Vec<&tokenizers::Encoding> {
+        std::iter::once(&self.encoding).chain(self.encoding.get_overflowing()).collect()
+    }
+
+    /// Entities from this text's sub-word probabilities (a table per
+    /// window), with offsets (and, where cleaning changed the text, words)
+    /// of the raw text.
     pub fn entities(
         &self,
         predictor: &Predictor,
-        probabilities: &[Vec<f32>],
+        probabilities: &[Vec<Vec<f32>>],
         raw: &str,
         strategy: Aggregation,
     ) -> Vec<Entity> {
-        let mut entities = aggregate(
+        let mut entities = aggregate_windows(
             &self.cleaned.text,
-            &self.encoding,
+            &self.windows(),
             probabilities,
             &predictor.labels,
             &predictor.tokenizer,

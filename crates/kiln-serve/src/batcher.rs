@@ -335,7 +335,7 @@ impl Worker {
                 }),
                 Task::TokenClassification => predictor.encode_tagged(&texts).map(|(encoded, rows)| {
                     let tokens = rows.iter().map(TaggedExample::len).sum();
-                    let inputs = rows.iter().map(|row| predictor.tagged_input_stats(row)).collect();
+                    let inputs = encoded.iter().map(|text| predictor.tagged_input_stats(text)).collect();
                     (ModelInput::Tagged(encoded, rows), inputs, tokens)
                 }),
             }
@@ -442,7 +442,10 @@ impl Worker {
             let outputs = match texts {
                 None => Ok(Outputs::Classes(classes.by_ref().take(raw_texts.len()).collect())),
                 Some(texts) => {
-                    let tags: Vec<_> = tags.by_ref().take(raw_texts.len()).collect();
+                    // A row of tags per window, each text's windows in a row.
+                    let windows: Vec<usize> = texts.iter().map(|text| text.windows().len()).collect();
+                    let mut tags = tags.by_ref().take(windows.iter().sum());
+                    let tags: Vec<Vec<_>> = windows.iter().map(|&n| tags.by_ref().take(n).collect()).collect();
                     // Grouping sub-words into entities runs per request: a panic fails this one only.
                     std::panic::catch_unwind(AssertUnwindSafe(|| {
                         Outputs::Entities(

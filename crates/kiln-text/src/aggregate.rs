@@ -135,6 +135,49 @@ pub fn aggregate(
         .collect()
 }
 
+/// Entities of a `text` read in overlapping windows (`windows`: the encoding
+/// and its overflowing ones, each with its rows of `probabilities`), as the
+/// pipeline reads a long text with `stride`: each window's entities, then of
+/// entities that overlap the longer kept (on equal length, the more
+/// confident). Offsets are the text's, whatever the window.
+pub fn aggregate_windows(
+    text: &str,
+    windows: &[&Encoding],
+    probabilities: &[Vec<Vec<f32>>],
+    labels: &LabelMap,
+    tokenizer: &Tokenizer,
+    strategy: Aggregation,
+) -> Vec<Entity> {
+    let entities: Vec<Entity> = windows
+        .iter()
+        .zip(probabilities)
+        .flat_map(|(window, probabilities)| aggregate(text, window, probabilities, labels, tokenizer, strategy))
+        .collect();
+    if windows.len() > 1 { merge_overlapping(entities) } else { entities }
+}
+
+/// transformers' `aggregate_overlapping_entities`: by start (stably), an
+/// entity starting inside the one kept replaces it if longer, or as long and
+/// more confident; otherwise the kept one is final.
+fn merge_overlapping(mut entities: Vec<Entity>) -> Vec<Entity> {
+    entities.sort_by_key(|e| e.start);
+    let mut merged = Vec::with_capacity(entities.len());
+    let mut entities = entities.into_iter();
+    let Some(mut kept) = entities.next() else { return merged };
+    for entity in entities {
+        if kept.start <= entity.start && entity.start < kept.end {
+            let (length, kept_length) = (entity.end - entity.start, kept.end - kept.start);
+            if length > kept_length || (length == kept_length && entity.score > kept.score) {
+                kept = entity;
+            }
+        } else {
+            merged.push(std::mem::replace(&mut kept, entity));
+        }
+    }
+    merged.push(kept);
+    merged
+}
+
 /// The most likely tag and its probability (the first of equals, as numpy's argmax).
 fn best(scores: &[f32], labels: &LabelMap) -> (String, f32) {
     let id = kiln_core::scores::argmax(scores);

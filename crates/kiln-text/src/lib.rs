@@ -26,6 +26,16 @@ pub fn load_tokenizer(model_dir: &Path, max_length: usize) -> Result<Tokenizer> 
     Ok(tokenizer)
 }
 
+/// Makes `tokenizer` read a text longer than `max_length` tokens in windows
+/// that overlap by `overlap` tokens (its encoding's overflowing ones), as
+/// transformers' pipeline does with `stride`, instead of cutting it.
+pub fn read_in_windows(tokenizer: &mut Tokenizer, max_length: usize, overlap: usize) -> Result<()> {
+    tokenizer
+        .with_truncation(Some(TruncationParams { max_length, stride: overlap, ..TruncationParams::default() }))
+        .map_err(|e| anyhow::anyhow!("cannot read in windows of {max_length} tokens overlapping by {overlap}: {e}"))?;
+    Ok(())
+}
+
 /// The tokenizer's unknown token (`[UNK]` in BERT's vocabularies, `<unk>` in
 /// RoBERTa's), whose share says how much of a text the model cannot read.
 pub fn unknown_token_id(tokenizer: &Tokenizer) -> Option<u32> {

@@ -1170,8 +1170,16 @@ fn serves_entities_for_a_token_classification_model() {
     assert_eq!(info["architecture"], "BertForTokenClassification");
     let version = info["version"].as_str().expect("version").to_owned();
 
-    let texts = ["Ada Lovelace visited Tokyo today", "Grace Hopper   loved Lagos, and Alan Turing left"];
+    // The third is several times max_length: read in overlapping windows, not cut
+    // (within serve's cut of 32 characters per token of max_length).
+    let long = "Ada Lovelace visited Tokyo today, then Grace Hopper loved Lagos. ".repeat(30);
+    let texts = ["Ada Lovelace visited Tokyo today", "Grace Hopper   loved Lagos, and Alan Turing left", long.trim()];
     let predictor = Predictor::load(&model, &DeviceSpec::Cpu.device()).expect("loads");
+    let (encoded, _) = predictor.encode_tagged(&texts[2..]).expect("encodes");
+    let windows = encoded[0].windows();
+    assert!(windows.len() >= 5, "{} windows of {} tokens", windows.len(), predictor.max_length());
+    let first_window_end = windows[0].get_offsets().iter().map(|o| o.1).max().unwrap_or(0);
+    let mut past_the_first_window = 0;
     let spans = |entities: &Value| -> Vec<(String, String, u64, u64)> {
         let entities = entities.as_array().expect("entities");
         entities
@@ -1210,9 +1218,14 @@ fn serves_entities_for_a_token_classification_model() {
             for (_, _, start, end) in &served {
                 assert!(start < end && *end as usize <= text.chars().count(), "offsets inside the text: {served:?}");
             }
+            if text == texts[2] {
+                past_the_first_window +=
+                    served.iter().filter(|(_, _, start, _)| *start as usize > first_window_end).count();
+            }
             kinds.extend(served.into_iter().map(|(kind, ..)| kind));
         }
     }
+    assert!(past_the_first_window > 0, "entities past the first window of the long text");
     assert!(!kinds.is_empty(), "a random tagger tags something");
     // Without a strategy, the server's default (--aggregation first) applies.
     let (_, single) = json_of(server.post("/v1/predict", &json!({"text": texts[0]})));
