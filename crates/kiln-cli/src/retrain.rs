@@ -73,6 +73,13 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
             "retrain.weak_labels labels served texts with the config's [[label.functions]], and this config has none"
         );
     }
+    // Feedback and served texts join the training split: `label` must be what labels it.
+    if config.weak_labels() && config.label.split != Split::Train {
+        bail!(
+            "retrain adds feedback and served texts to the train split, but label.split is {}: set it to train",
+            config.label.split
+        );
+    }
     let log_dir = settings.log_dir.as_deref().context("retrain.log_dir is not resolved. This is a bug.")?;
     let base_dir = settings.base_dir.as_deref().context("retrain.base_dir is not resolved. This is a bug.")?;
     // Streamed: memory follows the feedback, not the size of the log.

@@ -437,4 +437,11 @@ fn retrain_keeps_feedback_labels_and_labels_served_texts_with_the_functions() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("retrain.weak_labels") && stderr.contains("[[label.functions]]"), "{stderr}");
+    // The new rows join train: a config whose `label` labels another split is refused.
+    let elsewhere = weak.dir.path().join("elsewhere.toml");
+    std::fs::write(&elsewhere, text.replacen("[label]\n", "[label]\nsplit = \"test\"\n", 1)).expect("config");
+    let output = run("retrain", &elsewhere, &[], &runs);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("label.split is test"), "{stderr}");
 }
