@@ -136,8 +136,11 @@ pub fn build(
     };
     let evaluation: HashSet<String> =
         splits[1..].iter().flat_map(|(_, table)| table.texts.iter().map(|t| cleaner.clean(t).into_owned())).collect();
+    let screen = Screen { cleaner: &cleaner, evaluation: &evaluation };
 
     let mut added = TextTable::default();
+    // The added rows' cleaned texts: served texts equal to one are duplicates.
+    let mut added_cleaned = Vec::new();
     let mut holdout = TextTable::default();
     for row in feedback {
         report.feedback += 1;
@@ -145,15 +148,17 @@ pub fn build(
             report.without_text += 1;
             continue;
         };
-        let cleaned = cleaner.clean(text);
-        if cleaned.trim().is_empty() {
-            report.empty_after_cleaning += 1;
-            continue;
-        }
-        if evaluation.contains(cleaned.as_ref()) {
-            report.leaking += 1;
-            continue;
-        }
+        let cleaned = match screen.clean(text) {
+            Ok(cleaned) => cleaned,
+            Err(Unusable::Empty) => {
+                report.empty_after_cleaning += 1;
+                continue;
+            }
+            Err(Unusable::Leaking) => {
+                report.leaking += 1;
+                continue;
+            }
+        };
         if !known.contains(row.label.as_str()) {
             *report.new_labels.entry(row.label.clone()).or_default() += 1;
             if config.new_labels == NewLabelPolicy::Drop {
@@ -162,6 +167,9 @@ pub fn build(
             }
         }
         let held = held_out(holdout_key, &row.request_id, row.index, config.holdout_share);
+        if !held {
+            added_cleaned.push(cleaned.into_owned());
+        }
         let target = if held { &mut holdout } else { &mut added };
         target.ids.push(format!("feedback-{}-{}", row.request_id, row.index));
         target.texts.push(text.clone());
@@ -187,8 +195,8 @@ pub fn build(
         added.label_probs = Some(added.labels.iter().map(|l| one_hot(l)).collect());
         if let Some((served, counts)) = weak.served {
             let mut seen: HashSet<String> =
-                splits[0].1.texts.iter().chain(&added.texts).map(|t| cleaner.clean(t).into_owned()).collect();
-            let (rows, data) = served_rows(served, counts, &cleaner, &evaluation, &mut seen, weak.weight);
+                splits[0].1.texts.iter().map(|t| cleaner.clean(t).into_owned()).chain(added_cleaned).collect();
+            let (rows, data) = served_rows(served, counts, &screen, &mut seen, weak.weight);
             added.append(rows);
             report.served = Some(data);
         }
@@ -208,30 +216,59 @@ pub fn build(
     Ok(report)
 }
 
-/// The served texts worth labelling: not empty once cleaned, not an
-/// evaluation text, not one training has already; unlabelled, each weighing `weight`.
+/// Why a text from the log cannot join training.
+enum Unusable {
+    /// Nothing is left of it once cleaned.
+    Empty,
+    /// Cleaned, it is a validation or test text: evaluation stays fair.
+    Leaking,
+}
+
+/// What a text from the log must pass to join training, feedback and served alike.
+struct Screen<'a> {
+    cleaner: &'a Cleaner,
+    /// The validation and test texts, cleaned.
+    evaluation: &'a HashSet<String>,
+}
+
+impl Screen<'_> {
+    /// The text as `clean` will see it, or why it cannot join.
+    fn clean<'t>(&self, text: &'t str) -> Result<std::borrow::Cow<'t, str>, Unusable> {
+        let cleaned = self.cleaner.clean(text);
+        if cleaned.trim().is_empty() {
+            Err(Unusable::Empty)
+        } else if self.evaluation.contains(cleaned.as_ref()) {
+            Err(Unusable::Leaking)
+        } else {
+            Ok(cleaned)
+        }
+    }
+}
+
+/// The served texts worth labelling: through the [`Screen`], and not one
+/// training has already; unlabelled, each weighing `weight`.
 fn served_rows(
     served: &[ServedText],
     counts: &ServedCounts,
-    cleaner: &Cleaner,
-    evaluation: &HashSet<String>,
+    screen: &Screen,
     seen: &mut HashSet<String>,
     weight: f32,
 ) -> (TextTable, ServedData) {
     let mut data = ServedData { log: counts.clone(), weight, ..ServedData::default() };
     let mut rows = TextTable::default();
     for text in served {
-        let cleaned = cleaner.clean(&text.text);
-        if cleaned.trim().is_empty() {
-            data.empty_after_cleaning += 1;
-        } else if evaluation.contains(cleaned.as_ref()) {
-            data.leaking += 1;
-        } else if !seen.insert(cleaned.into_owned()) {
-            data.duplicate += 1;
-        } else {
-            rows.ids.push(format!("{SERVED_PREFIX}{}-{}", text.request_id, text.index));
-            rows.texts.push(text.text.clone());
-            rows.labels.push(String::new());
+        match screen.clean(&text.text) {
+            Err(Unusable::Empty) => data.empty_after_cleaning += 1,
+            Err(Unusable::Leaking) => data.leaking += 1,
+            Ok(cleaned) => {
+                if !seen.insert(cleaned.into_owned()) {
+                    data.duplicate += 1;
+                    continue;
+                }
+                rows.ids.push(format!("{SERVED_PREFIX}{}-{}", text.request_id, text.index));
+                rows.texts.push(text.text.clone());
+                rows.labels.push(String::new());
+            }
         }
     }
     data.added = rows.len();

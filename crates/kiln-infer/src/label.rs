@@ -105,7 +105,9 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
     }
     let given = given_rows(&table, &labels, &input)?;
     let functions = compile(config, &labels)?;
-    let key = matrix_key(config, &labels, &input)?;
+    // Hashed once: the matrix key and the manifest's inputs both name it.
+    let input_hash = FileHash::of(&input)?;
+    let key = matrix_key(config, &labels, &input_hash)?;
     let previous = previous_matrix(config, &key, &table, &labels);
     let matrix_reused = previous.is_some();
     let started = std::time::Instant::now();
@@ -185,7 +187,7 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
         .enumerate()
         .map(|(index, (spec, summary))| FunctionReport {
             name: spec.name.clone(),
-            kind: kind_name(&spec.rule),
+            kind: spec.rule.kind(),
             coverage: summary.coverage,
             overlaps: summary.overlaps,
             conflicts: summary.conflicts,
@@ -225,7 +227,7 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
     };
 
     let mut staged = StagedOutput::new(&config.output_dir)?;
-    let mut inputs = vec![FileHash::of(&input)?];
+    let mut inputs = vec![input_hash];
     out.write(&mut staged, &config.split.file_name())?;
     for split in Split::ALL.into_iter().filter(|&s| s != config.split) {
         let path = split.path_in(&config.input_dir);
@@ -376,29 +378,17 @@ fn fit_label_model(config: &LabelConfig, matrix: &LabelMatrix) -> Result<FittedM
     })
 }
 
-fn kind_name(rule: &Rule) -> &'static str {
-    match rule {
-        Rule::Keywords { .. } => "keywords",
-        Rule::Regex { .. } => "regex",
-        Rule::Lexicon { .. } => "lexicon",
-        Rule::Length { .. } => "length",
-        Rule::Command { .. } => "command",
-        Rule::Model { .. } => "model",
-    }
-}
-
 /// What the matrix depends on: the labels, the functions as declared, the
 /// data, and the files they read (word lists, model weights, scripts named
 /// on a command line).
-fn matrix_key(config: &LabelConfig, labels: &[String], input: &Path) -> Result<serde_json::Value> {
-    let mut files = BTreeMap::new();
+fn matrix_key(config: &LabelConfig, labels: &[String], input: &FileHash) -> Result<serde_json::Value> {
+    let mut files = BTreeMap::from([(input.path.clone(), input.sha256.clone())]);
     let mut hash = |path: &Path| -> Result<()> {
         if path.is_file() {
             files.insert(path.display().to_string(), FileHash::of(path)?.sha256);
         }
         Ok(())
     };
-    hash(input)?;
     for spec in &config.functions {
         match &spec.rule {
             Rule::Lexicon { file, .. } => hash(file)?,

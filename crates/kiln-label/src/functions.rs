@@ -91,6 +91,20 @@ pub enum Rule {
     },
 }
 
+impl Rule {
+    /// Its `kind`, as the config names it (the serde tag above).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Keywords { .. } => "keywords",
+            Self::Regex { .. } => "regex",
+            Self::Lexicon { .. } => "lexicon",
+            Self::Length { .. } => "length",
+            Self::Command { .. } => "command",
+            Self::Model { .. } => "model",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LengthUnit {
@@ -407,6 +421,23 @@ mod tests {
     fn compile(toml_spec: &str) -> Result<Function, FunctionError> {
         let spec: FunctionSpec = toml::from_str(toml_spec).expect("a function spec");
         Function::compile(&spec, &labels(), &crate::external::NoModels)
+    }
+
+    #[test]
+    fn each_rules_kind_is_its_config_tag() {
+        let specs = [
+            "kind = 'keywords'\nwords = ['a']",
+            "kind = 'regex'\npattern = 'a'",
+            "kind = 'lexicon'\nfile = 'words.txt'",
+            "kind = 'length'\nmax = 3",
+            "kind = 'command'\ncommand = ['true']",
+            "kind = 'model'\nmodel_dir = 'm'",
+        ];
+        for spec in specs {
+            let spec: FunctionSpec = toml::from_str(&format!("name = 'f'\n{spec}")).expect("a function spec");
+            let tag = serde_json::to_value(&spec).expect("json")["kind"].as_str().map(str::to_owned);
+            assert_eq!(tag.as_deref(), Some(spec.rule.kind()));
+        }
     }
 
     #[test]

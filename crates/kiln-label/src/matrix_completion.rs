@@ -73,13 +73,8 @@ impl MatrixCompletion {
             }
         };
         let overlaps = overlap_matrix(matrix);
-        let mut coverage = vec![0.0; m];
-        for row in 0..matrix.rows() {
-            for (f, c) in coverage.iter_mut().enumerate() {
-                *c += f64::from(u8::from(matrix.vote(row, f).is_some()));
-            }
-        }
-        coverage.iter_mut().for_each(|c| *c /= n as f64);
+        // A function votes one label a row: its coverage is its block's diagonal of O.
+        let coverage: Vec<f64> = (0..m).map(|f| (f * k..(f + 1) * k).map(|a| overlaps[a * d + a]).sum()).collect();
 
         // mu_init[(f, y), y] = P(f votes y) * precision / P(Y = y), clamped to [0, 1].
         let mut init = vec![0.0; d * k];

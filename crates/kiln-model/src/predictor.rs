@@ -50,10 +50,10 @@ impl Predictor {
         let config = BertConfig::from_folder(&folder)?;
         let labels = folder.labels()?;
         let settings = folder.settings_path().map(|path| ModelSettings::load(&path)).transpose()?;
-        let mut tokenizer = load_tokenizer(dir, max_length(settings.as_ref(), &config))?;
+        let max_length = max_length(settings.as_ref(), &config);
+        let mut tokenizer = load_tokenizer(dir, max_length)?;
         if folder.task() == Task::TokenClassification {
             // A long text is read in overlapping windows, as training read long sentences.
-            let max_length = max_length(settings.as_ref(), &config);
             let overlap = settings
                 .as_ref()
                 .map_or_else(|| kiln_config::TokenizeConfig::default().window_overlap, |s| s.tokenize.window_overlap);
@@ -266,7 +266,7 @@ impl Predictor {
             .iter()
             .zip(texts)
             .map(|(text, raw)| {
-                let windows: Vec<_> = probabilities.by_ref().take(text.windows().len()).collect();
+                let windows: Vec<_> = probabilities.by_ref().take(text.window_count()).collect();
                 text.entities(self, &windows, raw, strategy)
             })
             .collect())
@@ -401,6 +401,11 @@ impl EncodedText {
     /// than `max_length` overflows into (overlapping by the training's `window_overlap`).
     pub fn windows(&self) -> Vec<&tokenizers::Encoding> {
         std::iter::once(&self.encoding).chain(self.encoding.get_overflowing()).collect()
+    }
+
+    /// How many [`Self::windows`]: the model's rows for this text.
+    pub fn window_count(&self) -> usize {
+        1 + self.encoding.get_overflowing().len()
     }
 
     /// Entities from this text's sub-word probabilities (a table per

@@ -443,7 +443,7 @@ impl Worker {
                 None => Ok(Outputs::Classes(classes.by_ref().take(raw_texts.len()).collect())),
                 Some(texts) => {
                     // A row of tags per window, each text's windows in a row.
-                    let windows: Vec<usize> = texts.iter().map(|text| text.windows().len()).collect();
+                    let windows: Vec<usize> = texts.iter().map(EncodedText::window_count).collect();
                     let mut tags = tags.by_ref().take(windows.iter().sum());
                     let tags: Vec<Vec<_>> = windows.iter().map(|&n| tags.by_ref().take(n).collect()).collect();
                     // Grouping sub-words into entities runs per request: a panic fails this one only.

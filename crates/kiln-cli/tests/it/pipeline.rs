@@ -716,7 +716,14 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
     let log_dir = dir.path().join("predictions");
     std::fs::create_dir_all(&log_dir).expect("log dir");
     let lines: Vec<String> = (0..30)
-        .flat_map(|i| logged_with_feedback(i, &format!("review number {i}"), ["positive", "negative"][i % 2], &version))
+        .flat_map(|i| {
+            crate::common::logged(
+                i,
+                Some(&format!("review number {i}")),
+                Some(["positive", "negative"][i % 2]),
+                &version,
+            )
+        })
         .collect();
     std::fs::write(log_dir.join("predictions-1.jsonl"), lines.join("\n") + "\n").expect("log");
     let monitor = tracked_stage("monitor", &config_path, &server.uri)
@@ -797,11 +804,6 @@ fn runs_are_logged_to_a_real_mlflow_server_and_a_down_one_costs_a_warning() {
     }
 }
 
-/// A prediction (by `serve`) of `text` with its feedback `label`, as log lines.
-fn logged_with_feedback(i: usize, text: &str, label: &str, version: &str) -> Vec<String> {
-    crate::common::logged(i, Some(text), Some(label), version)
-}
-
 #[test]
 fn retrain_learns_from_feedback_and_the_gate_decides() {
     use kiln_data::schema::TextTable;
@@ -840,12 +842,12 @@ fn retrain_learns_from_feedback_and_the_gate_decides() {
     let test = TextTable::read(&out.join("raw/test.parquet"), "ingest").expect("the test split");
     let mut lines = Vec::new();
     for (i, (text, label)) in unseen.iter().enumerate() {
-        lines.extend(logged_with_feedback(i, text, label, "v1"));
+        lines.extend(crate::common::logged(i, Some(text), Some(label), "v1"));
     }
     for i in 0..3 {
-        lines.extend(logged_with_feedback(1000 + i, &test.texts[i], &test.labels[i], "v1"));
+        lines.extend(crate::common::logged(1000 + i, Some(&test.texts[i]), Some(&test.labels[i]), "v1"));
     }
-    lines.extend(logged_with_feedback(2000, "a film of no opinion at all", "neutral", "v1"));
+    lines.extend(crate::common::logged(2000, Some("a film of no opinion at all"), Some("neutral"), "v1"));
     std::fs::create_dir_all(&log_dir).expect("log dir");
     std::fs::write(log_dir.join("predictions-1-0001.jsonl"), lines.join("\n") + "\n").expect("log");
 
