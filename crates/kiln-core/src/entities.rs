@@ -328,6 +328,110 @@ pub fn score<S: AsRef<str>, T: AsRef<str>>(
     })
 }
 
+/// Entity counts per type (found right, predicted, true) of some sentences or
+/// texts: what entity F1 sums. Kept per sentence, so a bootstrap resamples
+/// sentences by adding their counts (the gate's paired interval, monitor's
+/// realised F1), where [`score`] would need the sentences themselves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntityCounts {
+    per_type: BTreeMap<String, [usize; 3]>,
+}
+
+impl EntityCounts {
+    const CORRECT: usize = 0;
+    const PREDICTED: usize = 1;
+    const TRUE: usize = 2;
+
+    /// Counts of entities given as (type, start, end) with any unit of
+    /// position (words, characters): one is right when type and both ends agree.
+    pub fn of_spans<K: AsRef<str>, L: AsRef<str>>(
+        truth: impl IntoIterator<Item = (K, usize, usize)>,
+        predicted: impl IntoIterator<Item = (L, usize, usize)>,
+    ) -> Self {
+        let truth: BTreeSet<(String, usize, usize)> =
+            truth.into_iter().map(|(k, s, e)| (k.as_ref().to_owned(), s, e)).collect();
+        let predicted: BTreeSet<(String, usize, usize)> =
+            predicted.into_iter().map(|(k, s, e)| (k.as_ref().to_owned(), s, e)).collect();
+        let mut counts = Self::default();
+        for span in &truth {
+            counts.slot(&span.0)[Self::TRUE] += 1;
+            if predicted.contains(span) {
+                counts.slot(&span.0)[Self::CORRECT] += 1;
+            }
+        }
+        for span in &predicted {
+            counts.slot(&span.0)[Self::PREDICTED] += 1;
+        }
+        counts
+    }
+
+    /// One sentence's counts from its true and predicted tags, read in `mode`.
+    pub fn of_tags<S: AsRef<str>, T: AsRef<str>>(truth: &[S], predicted: &[T], mode: Mode) -> Self {
+        let as_triples = |spans: Vec<Span>| spans.into_iter().map(|s| (s.kind, s.start, s.end)).collect::<Vec<_>>();
+        Self::of_spans(as_triples(spans(truth, mode)), as_triples(spans(predicted, mode)))
+    }
+
+    fn slot(&mut self, kind: &str) -> &mut [usize; 3] {
+        self.per_type.entry(kind.to_owned()).or_default()
+    }
+
+    pub fn add(&mut self, other: &Self) {
+        for (kind, counts) in &other.per_type {
+            let slot = self.slot(kind);
+            for (into, from) in slot.iter_mut().zip(counts) {
+                *into += from;
+            }
+        }
+    }
+
+    /// The counts of several sentences together.
+    pub fn sum<'a>(parts: impl IntoIterator<Item = &'a Self>) -> Self {
+        let mut total = Self::default();
+        for part in parts {
+            total.add(part);
+        }
+        total
+    }
+
+    /// Every type in the truth or the predictions.
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.per_type.keys().map(String::as_str)
+    }
+
+    /// Precision, recall and F1 of one type (all zero for a type never seen).
+    pub fn scores(&self, kind: &str) -> ClassScores {
+        let [correct, predicted, truth] = self.per_type.get(kind).copied().unwrap_or_default();
+        ClassScores::from_counts(correct as u64, predicted as u64, truth as u64)
+    }
+
+    /// True entities, over all types.
+    pub fn support(&self) -> usize {
+        self.per_type.values().map(|c| c[Self::TRUE]).sum()
+    }
+
+    /// Predicted entities, over all types.
+    pub fn predicted(&self) -> usize {
+        self.per_type.values().map(|c| c[Self::PREDICTED]).sum()
+    }
+
+    /// Every true entity found and nothing else predicted.
+    pub fn all_right(&self) -> bool {
+        self.per_type.values().all(|c| c[Self::CORRECT] == c[Self::TRUE] && c[Self::CORRECT] == c[Self::PREDICTED])
+    }
+
+    /// Counts summed over types, as [`EntityScores::micro`].
+    pub fn micro(&self) -> ClassScores {
+        let sum = |i: usize| self.per_type.values().map(|c| c[i] as u64).sum::<u64>();
+        ClassScores::from_counts(sum(Self::CORRECT), sum(Self::PREDICTED), sum(Self::TRUE))
+    }
+
+    /// The unweighted mean over types, as [`EntityScores::macro_avg`] (0 with no types).
+    pub fn macro_avg(&self) -> ClassScores {
+        let scores: Vec<ClassScores> = self.kinds().map(|kind| self.scores(kind)).collect();
+        ClassScores::mean(&scores, |_| 1.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +487,34 @@ mod tests {
         let span = |kind: &str, start, end| Span { kind: kind.into(), start, end };
         assert_eq!(spans(&predicted, Mode::Conlleval), [span("PER", 1, 3), span("LOC", 3, 4), span("ORG", 4, 5)]);
         assert_eq!(spans(&predicted, Mode::Strict), [span("LOC", 3, 4)]);
+    }
+
+    #[test]
+    fn counts_per_sentence_add_up_to_the_scores_of_all_sentences() {
+        let truth = [tags("B-PER I-PER O B-LOC"), tags("O B-ORG O O"), tags("B-LOC O B-PER O")];
+        let guess = [tags("B-PER I-PER O B-ORG"), tags("O B-ORG I-ORG O"), tags("B-LOC O I-PER O")];
+        for mode in [Mode::Conlleval, Mode::Strict] {
+            let whole = score(&truth, &guess, mode).expect("scores");
+            let parts: Vec<EntityCounts> =
+                truth.iter().zip(&guess).map(|(t, g)| EntityCounts::of_tags(t, g, mode)).collect();
+            let total = EntityCounts::sum(&parts);
+            assert_eq!(total.micro(), whole.micro.scores(), "{mode:?}");
+            assert_eq!(total.macro_avg().f1, whole.macro_avg.f1, "{mode:?}");
+            for (kind, scores) in &whole.per_type {
+                assert_eq!(total.scores(kind), scores.scores(), "{mode:?} {kind}");
+            }
+        }
+        let conlleval = EntityCounts::of_tags(&truth[2], &guess[2], Mode::Conlleval);
+        assert!(conlleval.all_right(), "I-PER after O reads as an entity in conlleval mode");
+        assert!(!EntityCounts::of_tags(&truth[2], &guess[2], Mode::Strict).all_right());
+        assert_eq!(
+            (total_support(&truth), EntityCounts::of_tags(&truth[0], &guess[0], Mode::Conlleval).predicted()),
+            (5, 2)
+        );
+    }
+
+    fn total_support(truth: &[Vec<&str>]) -> usize {
+        truth.iter().map(|t| EntityCounts::of_tags(t, t, Mode::Conlleval).support()).sum()
     }
 
     #[test]

@@ -15,13 +15,20 @@ pub struct ClassComparison {
     pub challenger_recall: f64,
 }
 
+/// Both taggers' entity micro-F1 on the holdout.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EntityMicroF1 {
+    pub champion: Option<f64>,
+    pub challenger: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateDecision {
     /// Registry versions; `champion` is `None` when nothing was in production.
     pub champion: Option<u32>,
     pub challenger: u32,
     pub holdout: Vec<FileHash>,
-    /// Holdout rows both models were scored on.
+    /// Holdout rows (a tagger's: sentences) both models were scored on.
     pub rows: usize,
     /// Rows left out: a true label one of the models does not know (a new class).
     pub rows_without_shared_label: usize,
@@ -39,10 +46,13 @@ pub struct GateDecision {
     pub only_challenger_right: usize,
     /// McNemar's exact test on those disagreements (two-sided).
     pub mcnemar_p: Option<f64>,
-    /// Classes with at least `min_class_support` holdout rows.
+    /// Classes with at least `min_class_support` holdout rows (a tagger's: entity types with as many true entities).
     pub classes: Vec<ClassComparison>,
     pub class_margin: f64,
     pub min_class_support: usize,
+    /// A tagger's entity micro-F1 (seqeval's default mode), beside the metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_micro_f1: Option<EntityMicroF1>,
     pub promote: bool,
     /// Why, in words: every check that failed, or that all passed.
     pub reasons: Vec<String>,

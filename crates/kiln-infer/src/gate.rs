@@ -9,12 +9,13 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
 use kiln_config::{GateConfig, RegistryConfig};
-use kiln_core::gate::{ClassComparison, GateDecision};
+use kiln_core::entities::{EntityCounts, Mode};
+use kiln_core::gate::{ClassComparison, EntityMicroF1, GateDecision};
 use kiln_core::output::now_ms;
 use kiln_core::scores::{Confusion, argmax};
 use kiln_core::stats;
-use kiln_core::{FileHash, Manifest, Metric, Progress, StagedOutput};
-use kiln_data::schema::TextTable;
+use kiln_core::{FileHash, Manifest, Metric, Progress, StagedOutput, Task};
+use kiln_data::schema::{TaggedTable, TextTable};
 use kiln_model::{Predictor, device};
 use kiln_track::registry::{Registry, Stage};
 
@@ -22,7 +23,29 @@ pub const DECISION: &str = "decision.json";
 pub const REPORT: &str = kiln_core::stages::REPORT;
 pub use kiln_core::stages::GATE_DONE as MANIFEST;
 
-/// Both models' predictions on the same rows, as ids into `labels`.
+/// Which of the two models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    Champion,
+    Challenger,
+}
+
+/// What the gate compares, for either task: holdout rows (texts, or
+/// sentences for a tagger) that both models predicted.
+pub trait Holdout {
+    fn rows(&self) -> usize;
+    /// `metric` of one model over `rows` (indices into the holdout, repeats
+    /// allowed: a bootstrap resample).
+    fn value(&self, metric: Metric, model: Model, rows: &[usize]) -> f64;
+    /// The model got the whole row right (its label; every entity of the sentence, and no other).
+    fn right(&self, model: Model, row: usize) -> bool;
+    /// Per class (or entity type) of the truth: (name, support, champion recall, challenger recall).
+    fn recalls(&self) -> Vec<(String, usize, f64, f64)>;
+    /// What a row and a class's support count, in words: `rows`, `sentences`, `entities`.
+    fn units(&self) -> (&'static str, &'static str);
+}
+
+/// Both classifiers' predictions on the same rows, as ids into `labels`.
 pub struct Paired {
     pub labels: Vec<String>,
     pub truth: Vec<usize>,
@@ -30,30 +53,149 @@ pub struct Paired {
     pub challenger: Vec<usize>,
 }
 
-fn score(metric: Metric, labels: usize, truth: &[usize], predicted: &[usize], rows: &[usize]) -> f64 {
-    let mut confusion = Confusion::new(labels);
-    for &row in rows {
-        confusion.add(truth[row], predicted[row]);
-    }
-    match metric {
-        Metric::Accuracy => confusion.accuracy(),
-        _ => confusion.macro_f1(),
+impl Paired {
+    fn predicted(&self, model: Model) -> &[usize] {
+        match model {
+            Model::Champion => &self.champion,
+            Model::Challenger => &self.challenger,
+        }
     }
 }
 
-fn recall(truth: &[usize], predicted: &[usize], class: usize) -> (usize, f64) {
-    let rows: Vec<usize> = (0..truth.len()).filter(|&i| truth[i] == class).collect();
-    let hits = rows.iter().filter(|&&i| predicted[i] == class).count();
-    (rows.len(), if rows.is_empty() { 0.0 } else { hits as f64 / rows.len() as f64 })
+impl Holdout for Paired {
+    fn rows(&self) -> usize {
+        self.truth.len()
+    }
+
+    fn value(&self, metric: Metric, model: Model, rows: &[usize]) -> f64 {
+        let predicted = self.predicted(model);
+        let mut confusion = Confusion::new(self.labels.len());
+        for &row in rows {
+            confusion.add(self.truth[row], predicted[row]);
+        }
+        match metric {
+            Metric::Accuracy => confusion.accuracy(),
+            _ => confusion.macro_f1(),
+        }
+    }
+
+    fn right(&self, model: Model, row: usize) -> bool {
+        self.predicted(model)[row] == self.truth[row]
+    }
+
+    fn recalls(&self) -> Vec<(String, usize, f64, f64)> {
+        let recall = |predicted: &[usize], class: usize| {
+            let rows: Vec<usize> = (0..self.truth.len()).filter(|&i| self.truth[i] == class).collect();
+            let hits = rows.iter().filter(|&&i| predicted[i] == class).count();
+            (rows.len(), if rows.is_empty() { 0.0 } else { hits as f64 / rows.len() as f64 })
+        };
+        (0..self.labels.len())
+            .map(|class| {
+                let (support, champion) = recall(&self.champion, class);
+                let (_, challenger) = recall(&self.challenger, class);
+                (self.labels[class].clone(), support, champion, challenger)
+            })
+            .collect()
+    }
+
+    fn units(&self) -> (&'static str, &'static str) {
+        ("rows", "rows")
+    }
 }
 
-/// The decision on paired predictions; `champion` is `None` without a
+/// One sentence as one tagger read it: its entity counts against the truth
+/// (seqeval's default mode) and its words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaggedSentence {
+    pub entities: EntityCounts,
+    pub words: usize,
+    pub right_words: usize,
+}
+
+impl TaggedSentence {
+    pub fn new<S: AsRef<str>, T: AsRef<str>>(truth: &[S], predicted: &[T]) -> Self {
+        Self {
+            entities: EntityCounts::of_tags(truth, predicted, Mode::Conlleval),
+            words: truth.len(),
+            right_words: truth.iter().zip(predicted).filter(|(t, p)| t.as_ref() == p.as_ref()).count(),
+        }
+    }
+}
+
+/// Both taggers' readings of the same sentences. The metric is `eval`'s for
+/// a tagger: `macro_f1` the entity macro-F1, `accuracy` the word accuracy;
+/// the per-class guard is on each entity type's recall.
+pub struct PairedSentences {
+    pub champion: Vec<TaggedSentence>,
+    pub challenger: Vec<TaggedSentence>,
+}
+
+impl PairedSentences {
+    fn sentences(&self, model: Model) -> &[TaggedSentence] {
+        match model {
+            Model::Champion => &self.champion,
+            Model::Challenger => &self.challenger,
+        }
+    }
+
+    fn entities(&self, model: Model, rows: impl IntoIterator<Item = usize>) -> EntityCounts {
+        let sentences = self.sentences(model);
+        EntityCounts::sum(rows.into_iter().map(|row| &sentences[row].entities))
+    }
+
+    /// Entity micro-F1 of one model over every sentence.
+    pub fn micro_f1(&self, model: Model) -> f64 {
+        self.entities(model, 0..self.rows()).micro().f1
+    }
+}
+
+impl Holdout for PairedSentences {
+    fn rows(&self) -> usize {
+        self.challenger.len()
+    }
+
+    fn value(&self, metric: Metric, model: Model, rows: &[usize]) -> f64 {
+        match metric {
+            Metric::Accuracy => {
+                let sentences = self.sentences(model);
+                let (right, words) =
+                    rows.iter().fold((0, 0), |(r, w), &row| (r + sentences[row].right_words, w + sentences[row].words));
+                if words == 0 { 0.0 } else { right as f64 / words as f64 }
+            }
+            _ => self.entities(model, rows.iter().copied()).macro_avg().f1,
+        }
+    }
+
+    fn right(&self, model: Model, row: usize) -> bool {
+        self.sentences(model)[row].entities.all_right()
+    }
+
+    fn recalls(&self) -> Vec<(String, usize, f64, f64)> {
+        let champion = self.entities(Model::Champion, 0..self.rows());
+        let challenger = self.entities(Model::Challenger, 0..self.rows());
+        let kinds: std::collections::BTreeSet<&str> = challenger.kinds().chain(champion.kinds()).collect();
+        kinds
+            .into_iter()
+            .map(|kind| {
+                let support = challenger.scores(kind).support as usize;
+                (kind.to_owned(), support, champion.scores(kind).recall, challenger.scores(kind).recall)
+            })
+            .filter(|(_, support, ..)| *support > 0)
+            .collect()
+    }
+
+    fn units(&self) -> (&'static str, &'static str) {
+        ("sentences", "entities")
+    }
+}
+
+/// The decision on paired predictions; `has_champion` false without a
 /// production model (the challenger then passes on its own figures).
-pub fn decide(paired: &Paired, has_champion: bool, config: &GateConfig) -> GateDecision {
-    let n = paired.truth.len();
+pub fn decide(holdout: &impl Holdout, has_champion: bool, config: &GateConfig) -> GateDecision {
+    let n = holdout.rows();
     let all: Vec<usize> = (0..n).collect();
-    let classes = paired.labels.len();
-    let challenger_value = score(config.metric, classes, &paired.truth, &paired.challenger, &all);
+    let challenger_value = holdout.value(config.metric, Model::Challenger, &all);
+    let (row_unit, class_unit) = holdout.units();
     let mut decision = GateDecision {
         champion: None,
         challenger: 0,
@@ -73,6 +215,7 @@ pub fn decide(paired: &Paired, has_champion: bool, config: &GateConfig) -> GateD
         classes: Vec::new(),
         class_margin: config.class_margin,
         min_class_support: config.min_class_support,
+        entity_micro_f1: None,
         promote: true,
         reasons: Vec::new(),
         decided_ms: now_ms(),
@@ -81,17 +224,16 @@ pub fn decide(paired: &Paired, has_champion: bool, config: &GateConfig) -> GateD
         decision.reasons.push("no model is in production: the challenger is the first".into());
         return decision;
     }
-    let right = |predicted: &[usize], i: usize| predicted[i] == paired.truth[i];
+    let right = |model: Model, i: usize| holdout.right(model, i);
     decision.only_champion_right =
-        (0..n).filter(|&i| right(&paired.champion, i) && !right(&paired.challenger, i)).count();
+        (0..n).filter(|&i| right(Model::Champion, i) && !right(Model::Challenger, i)).count();
     decision.only_challenger_right =
-        (0..n).filter(|&i| right(&paired.challenger, i) && !right(&paired.champion, i)).count();
+        (0..n).filter(|&i| right(Model::Challenger, i) && !right(Model::Champion, i)).count();
     decision.mcnemar_p = Some(stats::mcnemar_exact(decision.only_champion_right, decision.only_challenger_right));
-    let champion_value = score(config.metric, classes, &paired.truth, &paired.champion, &all);
+    let champion_value = holdout.value(config.metric, Model::Champion, &all);
     // The same resampled rows for both models: the interval of a paired difference.
     let difference = stats::bootstrap(n, config.bootstrap_resamples, config.confidence_level, config.seed, |rows| {
-        score(config.metric, classes, &paired.truth, &paired.challenger, rows)
-            - score(config.metric, classes, &paired.truth, &paired.champion, rows)
+        holdout.value(config.metric, Model::Challenger, rows) - holdout.value(config.metric, Model::Champion, rows)
     });
     decision.champion_value = Some(champion_value);
     decision.difference = Some(difference.value);
@@ -106,17 +248,14 @@ pub fn decide(paired: &Paired, has_champion: bool, config: &GateConfig) -> GateD
             config.margin
         ));
     }
-    for class in 0..classes {
-        let (support, champion_recall) = recall(&paired.truth, &paired.champion, class);
+    for (label, support, champion_recall, challenger_recall) in holdout.recalls() {
         if support < config.min_class_support {
             continue;
         }
-        let (_, challenger_recall) = recall(&paired.truth, &paired.challenger, class);
-        let label = paired.labels[class].clone();
         if challenger_recall < champion_recall - config.class_margin {
             decision.promote = false;
             decision.reasons.push(format!(
-                "recall of '{label}' ({support} rows) falls from {champion_recall:.3} to {challenger_recall:.3}, \
+                "recall of '{label}' ({support} {class_unit}) falls from {champion_recall:.3} to {challenger_recall:.3}, \
                  more than the class margin {}",
                 config.class_margin
             ));
@@ -126,7 +265,8 @@ pub fn decide(paired: &Paired, has_champion: bool, config: &GateConfig) -> GateD
     if decision.promote {
         decision.reasons.push(format!(
             "{metric} {challenger_value:.4} against the champion's {champion_value:.4} (difference {:+.4}, \
-             {:.0}% interval [{:+.4}, {:+.4}]), and no class with {} rows or more lost more than {} recall",
+             {:.0}% interval [{:+.4}, {:+.4}] over {n} {row_unit}), and no class with {} {class_unit} or more lost \
+             more than {} recall",
             difference.value,
             100.0 * config.confidence_level,
             difference.low,
@@ -168,31 +308,61 @@ pub fn run(config: &GateConfig, registry_config: &RegistryConfig, progress: &Pro
     let champion_model =
         champion.as_ref().map(|c| Predictor::load(&registry.version_dir(c.version), &spec.device())).transpose()?;
 
-    let mut texts = Vec::new();
-    let mut truth_names = Vec::new();
-    let mut holdout = Vec::new();
-    for path in &config.holdout {
-        let table = TextTable::read(path, "`clean` (or any labelled text table)")?;
-        texts.extend(table.texts);
-        truth_names.extend(table.labels);
-        holdout.push(FileHash::of(path)?);
+    let models = Models { challenger: &challenger_model, champion: champion_model.as_ref() };
+    let mut decision = match challenger_model.task() {
+        Task::SequenceClassification => judge_texts(config, models, progress)?,
+        Task::TokenClassification => judge_sentences(config, models, progress)?,
+    };
+    decision.champion = champion.as_ref().map(|c| c.version);
+    decision.challenger = challenger.version;
+    registry.record_gate(&decision)?;
+    if decision.promote && config.promote && challenger.stage != Stage::Production {
+        // The gate's margins decide, not the registry's strict comparison of eval metrics.
+        let promoted = registry.promote(challenger.version, config.metric, true)?;
+        tracing::info!("promoted {} to production", promoted.version.name());
     }
-    if texts.is_empty() {
+    write(config, &decision)?;
+    Ok(decision)
+}
+
+/// The two models the gate compares.
+#[derive(Clone, Copy)]
+struct Models<'a> {
+    challenger: &'a Predictor,
+    champion: Option<&'a Predictor>,
+}
+
+/// The holdout files' hashes, and an error when all of them are empty.
+fn holdout_files(config: &GateConfig, rows: usize) -> Result<Vec<FileHash>> {
+    if rows == 0 {
         bail!(
             "the holdout ({}) has no rows",
             config.holdout.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
+    config.holdout.iter().map(|path| FileHash::of(path)).collect()
+}
+
+/// Classifiers on labelled texts.
+fn judge_texts(config: &GateConfig, models: Models, progress: &Progress) -> Result<GateDecision> {
+    let Models { challenger: challenger_model, champion: champion_model } = models;
+    let mut texts = Vec::new();
+    let mut truth_names = Vec::new();
+    for path in &config.holdout {
+        let table = TextTable::read(path, "`clean` (or any labelled text table)")?;
+        texts.extend(table.texts);
+        truth_names.extend(table.labels);
+    }
+    let holdout = holdout_files(config, texts.len())?;
     let bar = progress.steps(2, "predicting the holdout with both models");
-    let challenger_names = predict(&challenger_model, &texts, config.batch_size)?;
+    let challenger_names = predict(challenger_model, &texts, config.batch_size)?;
     bar.inc(1);
-    let champion_names = champion_model.as_ref().map(|m| predict(m, &texts, config.batch_size)).transpose()?;
+    let champion_names = champion_model.map(|m| predict(m, &texts, config.batch_size)).transpose()?;
     bar.finish_and_clear();
 
     // Rows whose true label both models know; a new class cannot be compared.
     let known = |label: &str| {
-        challenger_model.labels.id(label).is_some()
-            && champion_model.as_ref().is_none_or(|m| m.labels.id(label).is_some())
+        challenger_model.labels.id(label).is_some() && champion_model.is_none_or(|m| m.labels.id(label).is_some())
     };
     let mut labels: Vec<String> = challenger_model.labels.labels().to_vec();
     let mut id = |label: &str| match labels.iter().position(|l| l == label) {
@@ -217,9 +387,7 @@ pub fn run(config: &GateConfig, registry_config: &RegistryConfig, progress: &Pro
     if paired.truth.is_empty() {
         bail!("no holdout row has a label both models know: nothing to compare on");
     }
-    let mut decision = decide(&paired, champion.is_some(), config);
-    decision.champion = champion.as_ref().map(|c| c.version);
-    decision.challenger = challenger.version;
+    let mut decision = decide(&paired, champion_model.is_some(), config);
     decision.holdout = holdout;
     decision.rows_without_shared_label = dropped;
     if dropped > 0 {
@@ -227,13 +395,62 @@ pub fn run(config: &GateConfig, registry_config: &RegistryConfig, progress: &Pro
             "{dropped} holdout rows have a label one model does not know (a new class): left out of the comparison"
         ));
     }
-    registry.record_gate(&decision)?;
-    if decision.promote && config.promote && challenger.stage != Stage::Production {
-        // The gate's margins decide, not the registry's strict comparison of eval metrics.
-        let promoted = registry.promote(challenger.version, config.metric, true)?;
-        tracing::info!("promoted {} to production", promoted.version.name());
+    Ok(decision)
+}
+
+/// Taggers on tagged sentences (`clean`'s words and IOB2 tags), each read
+/// as `eval` reads it. A sentence with an entity type one model cannot tag
+/// is left out, as a classifier's row with a new class is.
+fn judge_sentences(config: &GateConfig, models: Models, progress: &Progress) -> Result<GateDecision> {
+    let Models { challenger: challenger_model, champion: champion_model } = models;
+    if let Some(champion) = champion_model
+        && champion.task() != Task::TokenClassification
+    {
+        bail!("the challenger tags words but the model in production labels texts: they cannot be compared");
     }
-    write(config, &decision)?;
+    let mut words: Vec<Vec<String>> = Vec::new();
+    let mut truth: Vec<Vec<String>> = Vec::new();
+    for path in &config.holdout {
+        let table = TaggedTable::read(path, "`clean` (or any tagged words table)")?;
+        words.extend(table.tokens);
+        truth.extend(table.tags);
+    }
+    let holdout = holdout_files(config, words.len())?;
+    let known = |tag: &String| {
+        tag == "O"
+            || (challenger_model.labels.id(tag).is_some() && champion_model.is_none_or(|m| m.labels.id(tag).is_some()))
+    };
+    let (kept, dropped): (Vec<usize>, Vec<usize>) = (0..words.len()).partition(|&i| truth[i].iter().all(known));
+    let words: Vec<&Vec<String>> = kept.iter().map(|&i| &words[i]).collect();
+    let truth: Vec<&Vec<String>> = kept.iter().map(|&i| &truth[i]).collect();
+    if words.is_empty() {
+        bail!("no holdout sentence has only tags both models know: nothing to compare on");
+    }
+    let sentences: Vec<&[String]> = words.iter().map(|w| w.as_slice()).collect();
+    let bar = progress.steps(2, "tagging the holdout with both models");
+    let read = |model: &Predictor| -> Result<Vec<TaggedSentence>> {
+        let tags = model.word_tags(&sentences, config.batch_size)?;
+        Ok(truth.iter().zip(&tags).map(|(truth, tags)| TaggedSentence::new(truth, tags)).collect())
+    };
+    let challenger = read(challenger_model)?;
+    bar.inc(1);
+    let champion = champion_model.map(read).transpose()?;
+    bar.finish_and_clear();
+    let has_champion = champion.is_some();
+    let paired = PairedSentences { champion: champion.unwrap_or_else(|| challenger.clone()), challenger };
+    let mut decision = decide(&paired, has_champion, config);
+    decision.entity_micro_f1 = Some(EntityMicroF1 {
+        champion: has_champion.then(|| paired.micro_f1(Model::Champion)),
+        challenger: paired.micro_f1(Model::Challenger),
+    });
+    decision.holdout = holdout;
+    decision.rows_without_shared_label = dropped.len();
+    if !dropped.is_empty() {
+        decision.reasons.push(format!(
+            "{} holdout sentences have an entity type one model does not tag (a new type): left out of the comparison",
+            dropped.len()
+        ));
+    }
     Ok(decision)
 }
 
@@ -277,6 +494,15 @@ fn report(decision: &GateDecision) -> String {
         decision.only_challenger_right,
         figure(decision.mcnemar_p),
     );
+    if let Some(micro) = decision.entity_micro_f1 {
+        let _ = writeln!(
+            md,
+            "Entity micro-F1 (seqeval's default mode): champion {}, challenger {:.4}. Rows here are sentences, and a \
+             sentence is right when every entity in it is found and no other.\n",
+            figure(micro.champion),
+            micro.challenger
+        );
+    }
     if !decision.classes.is_empty() {
         let _ = writeln!(md, "| class | rows | champion recall | challenger recall |\n|---|---:|---:|---:|");
         for class in &decision.classes {
@@ -342,6 +568,49 @@ mod tests {
         assert_eq!(decision.reasons.len(), 1, "{:?}", decision.reasons);
         assert!(decision.reasons[0].contains("recall of 'a'"), "{:?}", decision.reasons);
         assert_eq!(decision.classes.len(), 3);
+    }
+
+    /// 200 sentences of `B-PER I-PER O B-LOC`; `wrong` picks, per model, the
+    /// sentences where it misses the person (tags it `O O`).
+    fn sentences(
+        champion_misses: impl Fn(usize) -> bool,
+        challenger_misses: impl Fn(usize) -> bool,
+    ) -> PairedSentences {
+        let truth = ["B-PER", "I-PER", "O", "B-LOC"];
+        let read = |misses: &dyn Fn(usize) -> bool| -> Vec<TaggedSentence> {
+            (0..200)
+                .map(|i| {
+                    let guess = if misses(i) { ["O", "O", "O", "B-LOC"] } else { truth };
+                    TaggedSentence::new(&truth, &guess)
+                })
+                .collect()
+        };
+        PairedSentences { champion: read(&champion_misses), challenger: read(&challenger_misses) }
+    }
+
+    #[test]
+    fn a_tagger_that_loses_a_type_is_refused_on_its_recall_and_a_better_one_passes() {
+        let worse = decide(&sentences(|i| i % 10 == 0, |i| i % 2 == 0), true, &config());
+        assert!(!worse.promote);
+        assert!(worse.reasons.iter().any(|r| r.contains("recall of 'PER' (200 entities) falls from 0.900 to 0.500")));
+        assert_eq!((worse.only_champion_right, worse.only_challenger_right), (80, 0));
+        assert!(worse.difference_high.expect("high") < 0.0, "{worse:?}");
+        assert_eq!(worse.classes.len(), 2, "PER and LOC: {:?}", worse.classes);
+        let loc = worse.classes.iter().find(|c| c.label == "LOC").expect("LOC");
+        assert_eq!((loc.champion_recall, loc.challenger_recall), (1.0, 1.0));
+
+        let better = decide(&sentences(|i| i % 2 == 0, |i| i % 10 == 0), true, &config());
+        assert!(better.promote, "{:?}", better.reasons);
+        assert!(better.difference_low.expect("low") > 0.0);
+        // Entity macro-F1: LOC is 1; PER's recall 0.9 at precision 1.
+        let per = 2.0 * 0.9 / 1.9;
+        assert!((better.challenger_value - (1.0 + per) / 2.0).abs() < 1e-12, "{}", better.challenger_value);
+        let accuracy = decide(
+            &sentences(|i| i % 2 == 0, |i| i % 10 == 0),
+            true,
+            &GateConfig { metric: Metric::Accuracy, ..config() },
+        );
+        assert!((accuracy.challenger_value - (1.0 - 0.1 * 2.0 / 4.0)).abs() < 1e-12, "word accuracy");
     }
 
     #[test]

@@ -54,12 +54,7 @@ impl Predictor {
         let mut tokenizer = load_tokenizer(dir, max_length)?;
         if folder.task() == Task::TokenClassification {
             // A long text is read in overlapping windows, as training read long sentences.
-            let overlap = settings
-                .as_ref()
-                .map_or_else(|| kiln_config::TokenizeConfig::default().window_overlap, |s| s.tokenize.window_overlap);
-            // At most half a window, and room for the special tokens (a tiny max_length).
-            let overlap = overlap.min(max_length / 2).min(max_length.saturating_sub(3));
-            kiln_text::read_in_windows(&mut tokenizer, max_length, overlap)?;
+            kiln_text::read_in_windows(&mut tokenizer, max_length, window_overlap(settings.as_ref(), max_length))?;
         }
         let weights = folder.weights()?;
         // Outside input: the dimensions must fit the weights before any tensor is allocated.
@@ -254,6 +249,60 @@ impl Predictor {
         by_length(rows, TaggedExample::len, batch_size, |batch| self.tag_probabilities(batch))
     }
 
+    /// The predicted tag of every word of sentences already split into words
+    /// (and cleaned, as `clean` writes them): read in windows and scored at
+    /// each word's first sub-word where it has the most context, as `eval`
+    /// scores them. A word the tokenizer turns into nothing is `O`.
+    pub fn word_tags<W: AsRef<[S]>, S: AsRef<str>>(
+        &self,
+        sentences: &[W],
+        batch_size: usize,
+    ) -> Result<Vec<Vec<String>>> {
+        let max_length = self.max_length();
+        let aligner = kiln_text::align::Aligner::new(
+            &self.tokenizer,
+            &self.labels,
+            max_length,
+            kiln_config::LongSentences::Window,
+            window_overlap(self.settings.as_ref(), max_length),
+            false,
+        )?;
+        let token_types = self.folder.takes_token_types();
+        let mut rows = Vec::new();
+        let mut windows_of = Vec::with_capacity(sentences.len());
+        for (id, words) in sentences.iter().enumerate() {
+            let aligned = aligner.align(words.as_ref(), None)?;
+            windows_of.push(aligned.windows.len());
+            rows.extend(aligned.windows.into_iter().map(|window| TaggedExample {
+                id: id.to_string(),
+                window: window.index,
+                input_ids: window.input_ids,
+                token_type_ids: token_types.then_some(window.token_type_ids),
+                labels: window.labels,
+                word_ids: window.word_ids,
+            }));
+        }
+        let probabilities = self.tag_probabilities_batched(&rows, batch_size)?;
+        let mut start = 0;
+        Ok(sentences
+            .iter()
+            .zip(windows_of)
+            .map(|(words, count)| {
+                let windows = &rows[start..start + count];
+                let word_ids: Vec<&[i32]> = windows.iter().map(|w| w.word_ids.as_slice()).collect();
+                let guesses: Vec<Vec<usize>> = probabilities[start..start + count]
+                    .iter()
+                    .map(|window| window.iter().map(|p| kiln_core::scores::argmax(p)).collect())
+                    .collect();
+                start += count;
+                kiln_text::align::word_predictions(&word_ids, &guesses, words.as_ref().len())
+                    .into_iter()
+                    .map(|guess| guess.and_then(|id| self.labels.label(id as u32)).unwrap_or("O").to_owned())
+                    .collect()
+            })
+            .collect())
+    }
+
     /// The entities of raw texts, grouped as transformers' token-classification
     /// pipeline groups them (`strategy`), with character offsets into each raw
     /// text. Each text is cleaned word by word as training cleaned its
@@ -318,6 +367,15 @@ impl Predictor {
         }
         stats
     }
+}
+
+/// How far a tagger's windows over a long text overlap: training's
+/// `window_overlap`, at most half a window, with room for the special tokens
+/// (a tiny max_length).
+fn window_overlap(settings: Option<&ModelSettings>, max_length: usize) -> usize {
+    let overlap =
+        settings.map_or_else(|| kiln_config::TokenizeConfig::default().window_overlap, |s| s.tokenize.window_overlap);
+    overlap.min(max_length / 2).min(max_length.saturating_sub(3))
 }
 
 /// The training `max_length` (kiln.toml), else 512, within the model's positions.

@@ -229,6 +229,8 @@ fn a_token_pipeline_runs_end_to_end_and_agrees_with_transformers() {
     assert!((logged - micro).abs() < 1e-12, "the eval record's test_entity_f1 is eval's: {eval_run}");
     assert!(eval_run["metrics"]["test_entity_f1_strict"].as_f64().is_some(), "{eval_run}");
 
+    the_gate_judges_taggers_on_entities(root, &config, &runs);
+
     let card = std::fs::read_to_string(root.join("export/README.md")).expect("card");
     assert!(card.contains("pipeline_tag: token-classification"), "{card}");
 
@@ -286,15 +288,61 @@ fn a_token_pipeline_runs_end_to_end_and_agrees_with_transformers() {
     }
 }
 
-/// A stage that does not handle token classification yet refuses it before
+/// The gate compares taggers on the clean test split's tagged sentences:
+/// the trained tagger beats an untrained one in production and is promoted;
+/// another untrained one after it is refused on entity F1 and per-type recall.
+fn the_gate_judges_taggers_on_entities(root: &Path, config: &Path, runs: &Path) {
+    use kiln_track::registry::{Registry, Stage};
+    let tags = ["B-location", "I-location", "B-person", "I-person", "O"];
+    let registry = Registry::at(&root.join("registry"));
+    for (seed, folder) in [(8, "untrained-1"), (9, "untrained-2")] {
+        kiln_testing::tagger_folder(&root.join(folder), &tags, seed).expect("an untrained tagger");
+    }
+    registry.add(&root.join("untrained-1"), true).expect("v1, production");
+    registry.add(&root.join("export"), true).expect("v2, the trained candidate");
+    let holdout = root.join("interim/test.parquet").display().to_string();
+    let registry_dir = root.join("registry").display().to_string();
+    let args = ["--registry-dir", &registry_dir, "--holdout", &holdout, "--bootstrap-resamples", "200"];
+    let gate = |output: &str| {
+        let output = root.join(output).display().to_string();
+        let mut all = args.to_vec();
+        all.extend(["--output-dir", output.as_str()]);
+        ok("gate", config, &all, runs);
+    };
+    gate("gate-2");
+    let index = registry.load().expect("index");
+    assert_eq!(index.production().map(|v| v.version), Some(2), "the trained tagger is promoted");
+    let decision = index.get(2).and_then(|v| v.gate.clone()).expect("v2's decision");
+    assert!(decision.promote, "{:?}", decision.reasons);
+    assert_eq!(decision.rows, 40, "the test split's sentences");
+    let micro = decision.entity_micro_f1.expect("a tagger's decision carries entity micro-F1");
+    assert!(micro.challenger > 0.9 && micro.champion.is_some_and(|c| c < micro.challenger - 0.3), "{micro:?}");
+    let types: Vec<(&str, usize)> = decision.classes.iter().map(|c| (c.label.as_str(), c.support)).collect();
+    assert_eq!(types, [("location", 40), ("person", 40)]);
+    assert!(decision.difference_low.is_some_and(|low| low > 0.0), "{decision:?}");
+
+    registry.add(&root.join("untrained-2"), true).expect("v3, an untrained candidate");
+    gate("gate-3");
+    let index = registry.load().expect("index");
+    assert_eq!(index.production().map(|v| v.version), Some(2), "the worse tagger is not promoted");
+    assert_eq!(index.get(3).map(|v| v.stage), Some(Stage::Candidate));
+    let refused = index.get(3).and_then(|v| v.gate.clone()).expect("v3's decision");
+    assert!(!refused.promote);
+    assert!(refused.reasons.iter().any(|r| r.starts_with("macro_f1")), "{:?}", refused.reasons);
+    assert!(refused.reasons.iter().any(|r| r.contains("entities) falls from")), "{:?}", refused.reasons);
+    let report = std::fs::read_to_string(root.join("gate-3/report.md")).expect("report");
+    assert!(report.contains("Entity micro-F1") && report.contains("REFUSE"), "{report}");
+}
+
+/// A stage that does not handle token classification refuses it before
 /// doing anything, and names the stages that do.
 #[test]
-fn the_gate_refuses_token_classification_up_front() {
+fn label_refuses_token_classification_up_front() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path());
-    let output = run("gate", &config, &[], &dir.path().join("runs"));
+    let output = run("label", &config, &[], &dir.path().join("runs"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("`gate` does not handle task = \"token_classification\" yet"), "{stderr}");
-    assert!(stderr.contains("eval, export, predict, serve"), "names the stages that do: {stderr}");
+    assert!(stderr.contains("`label` does not handle task = \"token_classification\" yet"), "{stderr}");
+    assert!(stderr.contains("eval, export, gate, predict, serve"), "names the stages that do: {stderr}");
 }
