@@ -202,6 +202,61 @@ pub struct PredictionProfile {
     pub nll_after: f64,
     pub ece_before: f64,
     pub ece_after: f64,
+    /// A tagger's entities on the same split (the rest is per word).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<EntityProfile>,
+}
+
+/// A tagger's entities on the reference split, what monitoring compares live
+/// entities with: how many of each type, per sentence, how long, how sure.
+/// An entity's score is the mean probability of its words' tags, close to
+/// `serve`'s `simple` grouping (which averages its sub-words').
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntityProfile {
+    pub sentences: usize,
+    /// Predicted entities per type (seqeval's default reading of the tags).
+    pub predicted: BTreeMap<String, usize>,
+    pub mean_span_words: f64,
+    pub mean_score: f64,
+    /// The entity score's nearest-rank percentiles 0, 1, ..., 100.
+    pub score_percentiles: Vec<f64>,
+    /// Entity F1 against the split's true tags, micro and macro over types.
+    pub micro_f1: f64,
+    pub macro_f1: f64,
+}
+
+impl EntityProfile {
+    /// Each sentence's true tags, predicted tags and the predicted tags' probabilities.
+    pub fn of<S: AsRef<str>>(sentences: &[(&[S], &[S], &[f32])]) -> Self {
+        use crate::entities::{EntityCounts, Mode, spans};
+        let mut predicted = BTreeMap::new();
+        let (mut words, mut scores) = (0usize, Vec::new());
+        let mut counts = EntityCounts::default();
+        for (truth, guess, confidence) in sentences {
+            counts.add(&EntityCounts::of_tags(truth, guess, Mode::Conlleval));
+            for span in spans(guess, Mode::Conlleval) {
+                *predicted.entry(span.kind).or_insert(0) += 1;
+                words += span.end - span.start;
+                let own = &confidence[span.start.min(confidence.len())..span.end.min(confidence.len())];
+                scores.push(own.iter().map(|&p| f64::from(p)).sum::<f64>() / own.len().max(1) as f64);
+            }
+        }
+        scores.sort_by(f64::total_cmp);
+        let n = scores.len().max(1) as f64;
+        Self {
+            sentences: sentences.len(),
+            predicted,
+            mean_span_words: words as f64 / n,
+            mean_score: scores.iter().sum::<f64>() / n,
+            score_percentiles: if scores.is_empty() {
+                Vec::new()
+            } else {
+                (0..=100).map(|p| nearest_rank(&scores, f64::from(p) / 100.0)).collect()
+            },
+            micro_f1: counts.micro().f1,
+            macro_f1: counts.macro_avg().f1,
+        }
+    }
 }
 
 impl PredictionProfile {
@@ -233,6 +288,7 @@ impl PredictionProfile {
             nll_after: negative_log_likelihood(rows, labels, temperature),
             ece_before: expected_calibration_error(rows, labels, 1.0),
             ece_after: expected_calibration_error(rows, labels, temperature),
+            entities: None,
         }
     }
 

@@ -404,6 +404,11 @@ impl EntityCounts {
         ClassScores::from_counts(correct as u64, predicted as u64, truth as u64)
     }
 
+    /// Entities of `kind` found right.
+    pub fn found(&self, kind: &str) -> usize {
+        self.per_type.get(kind).map_or(0, |c| c[Self::CORRECT])
+    }
+
     /// True entities, over all types.
     pub fn support(&self) -> usize {
         self.per_type.values().map(|c| c[Self::TRUE]).sum()

@@ -286,7 +286,7 @@ pub fn record(run: &mut kiln_track::Run, report: &MonitorReport) {
         let mut figures = vec![
             ("predictions", Some(window.predictions as f64)),
             ("status_level", Some(f64::from(window.status.level()))),
-            ("estimated_accuracy", Some(window.estimated.accuracy)),
+            ("estimated_accuracy", window.entities.is_none().then_some(window.estimated.accuracy)),
             ("realised_accuracy", window.quality.accuracy.map(|a| a.value)),
             ("feedback_share", Some(window.quality.feedback_share)),
             ("prediction_psi", window.prediction_drift.as_ref().map(|d| d.psi)),
@@ -296,6 +296,10 @@ pub fn record(run: &mut kiln_track::Run, report: &MonitorReport) {
             ("truncation_rate", Some(window.input.truncation_rate)),
             ("latency_p95_ms", Some(window.operations.latency_ms_p95)),
             ("error_share", Some(window.operations.error_share)),
+            ("entity_type_psi", window.entities.as_ref().and_then(|e| e.type_psi)),
+            ("entities_per_text", window.entities.as_ref().map(|e| e.entities_per_text)),
+            ("entity_score_ks", window.entities.as_ref().and_then(|e| e.score_ks)),
+            ("realised_entity_f1", window.quality.entities.as_ref().map(|q| q.micro_f1.value)),
         ];
         for (key, value) in figures.drain(..) {
             if let Some(value) = value {

@@ -14,7 +14,7 @@ use crate::window::{Status, WindowReport};
 
 /// The current window's gauges (after the `kiln_monitor_` prefix), in the
 /// order [`prometheus`] fills them.
-pub const WINDOW_GAUGES: [(&str, &str); 14] = [
+pub const WINDOW_GAUGES: [(&str, &str); 18] = [
     ("window_predictions", "Predictions in the current window"),
     ("prediction_psi", "PSI of the predicted labels against the reference"),
     ("prediction_jensen_shannon", "Jensen-Shannon distance of the predicted labels"),
@@ -29,6 +29,10 @@ pub const WINDOW_GAUGES: [(&str, &str); 14] = [
     ("latency_p95_seconds", "Request latency p95"),
     ("error_share", "Share of prediction requests the server failed"),
     ("model_age_seconds", "Time since the model was registered or written"),
+    ("entity_type_psi", "A tagger's PSI of the entity types against the reference"),
+    ("entities_per_text", "A tagger's entities per text"),
+    ("entity_score_ks", "A tagger's KS distance of the entity scores against the reference"),
+    ("realised_entity_f1", "A tagger's entity micro-F1 on the texts with span feedback"),
 ];
 
 /// Every gauge `monitor.prom` can hold, full names: what dashboards and alert
@@ -65,7 +69,8 @@ pub fn prometheus(report: &MonitorReport) -> Result<String> {
     let version = report.current_version.clone().unwrap_or_default();
     status.with_label_values(&[&version]).set(f64::from(report.status.level()));
     if let Some(window) = report.current_window.map(|i| &report.windows[i]) {
-        let values: [Option<f64>; 14] = [
+        let entities = window.entities.as_ref();
+        let values: [Option<f64>; 18] = [
             Some(window.predictions as f64),
             window.prediction_drift.as_ref().map(|d| d.psi),
             window.prediction_drift.as_ref().map(|d| d.jensen_shannon),
@@ -74,12 +79,16 @@ pub fn prometheus(report: &MonitorReport) -> Result<String> {
             window.input.token_length_psi,
             Some(window.input.truncation_rate),
             Some(window.input.unknown_token_text_rate),
-            Some(window.estimated.accuracy),
+            entities.is_none().then_some(window.estimated.accuracy),
             window.quality.accuracy.map(|a| a.value),
             Some(window.quality.feedback_share),
             Some(window.operations.latency_ms_p95 / 1e3),
             Some(window.operations.error_share),
             report.versions.iter().find(|v| v.model_version == version).and_then(|v| v.age_days).map(|d| d * 86_400.0),
+            entities.and_then(|e| e.type_psi),
+            entities.map(|e| e.entities_per_text),
+            entities.and_then(|e| e.score_ks),
+            window.quality.entities.as_ref().map(|q| q.micro_f1.value),
         ];
         for ((name, help), value) in WINDOW_GAUGES.into_iter().zip(values) {
             let gauge = gauge(name, help)?;
@@ -108,6 +117,8 @@ pub fn plots(report: &MonitorReport, config: &MonitorConfig, output: &mut Staged
             series("predicted labels PSI", |w| w.prediction_drift.as_ref().map(|d| d.psi)),
             series("token length PSI", |w| w.input.token_length_psi),
             series("top probability KS", |w| w.confidence.as_ref().map(|c| c.ks)),
+            series("entity types PSI", |w| w.entities.as_ref().and_then(|e| e.type_psi)),
+            series("entity score KS", |w| w.entities.as_ref().and_then(|e| e.score_ks)),
         ],
         &[Guide { name: "PSI warn", y: config.psi_warn }, Guide { name: "PSI alert", y: config.psi_alert }],
         &alerts,
@@ -117,9 +128,10 @@ pub fn plots(report: &MonitorReport, config: &MonitorConfig, output: &mut Staged
         "Quality by window (red: alert)",
         "window",
         &[
-            series("estimated accuracy", |w| Some(w.estimated.accuracy)),
+            series("estimated accuracy", |w| w.entities.is_none().then_some(w.estimated.accuracy)),
             series("accuracy with feedback", |w| w.quality.accuracy.map(|a| a.value)),
             series("mean top probability", |w| w.confidence.as_ref().map(|c| c.mean_top)),
+            series("entity micro-F1 with feedback", |w| w.quality.entities.as_ref().map(|q| q.micro_f1.value)),
         ],
         &[],
         &alerts,
@@ -206,7 +218,7 @@ pub fn markdown(report: &MonitorReport) -> String {
     for w in &report.windows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
             w.index,
             w.model_version,
             w.start,
@@ -217,12 +229,13 @@ pub fn markdown(report: &MonitorReport) -> String {
             or_dash(w.confidence.as_ref().map(|c| c.ks), |x| format!("{x:.3}")),
             or_dash(w.input.token_length_psi, |x| format!("{x:.3}")),
             percent(w.input.truncation_rate),
-            w.estimated.accuracy,
+            or_dash(w.entities.is_none().then_some(w.estimated.accuracy), |x| format!("{x:.3}")),
             or_dash(w.quality.accuracy.map(|a| a.value), |a| format!("{a:.3} (n={})", w.quality.with_feedback)),
             w.operations.latency_ms_p95,
             w.operations.server_errors,
         );
     }
+    entity_windows(report, &mut md);
     if !report.damaged_examples.is_empty() {
         let _ = writeln!(md, "\n## Damaged log lines (first {})\n", report.damaged_examples.len());
         for line in &report.damaged_examples {
@@ -230,4 +243,62 @@ pub fn markdown(report: &MonitorReport) -> String {
         }
     }
     md
+}
+
+/// A tagger's windows: its entities against the reference split's, and the
+/// entity F1 where spans came back as feedback.
+fn entity_windows(report: &MonitorReport, md: &mut String) {
+    let tagged: Vec<(&WindowReport, &crate::window::EntityDrift)> =
+        report.windows.iter().filter_map(|w| w.entities.as_ref().map(|e| (w, e))).collect();
+    if tagged.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "\n## Entities by window\n");
+    let _ = writeln!(
+        md,
+        "Entity scores, types and span lengths against the reference split's (in parentheses); entity F1 as \
+         seqeval's default mode scores it (type and both offsets right), with its bootstrap interval, on the texts \
+         whose entities came back as feedback.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| # | entities per text | per type | PSI types | KS scores | mean score | words per entity | no entity | \
+         entity micro-F1 with feedback | macro-F1 |"
+    );
+    let _ = writeln!(md, "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let three = |x: Option<f64>| or_dash(x, |x| format!("{x:.3}"));
+    for (w, e) in tagged {
+        let per_type: Vec<String> = e
+            .per_text
+            .iter()
+            .map(|(kind, now)| match e.reference_per_text.get(kind) {
+                Some(then) => format!("{kind} {now:.2} ({then:.2})"),
+                None => format!("{kind} {now:.2}"),
+            })
+            .collect();
+        let quality = w.quality.entities.as_ref();
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} ({}) | {} | {} | {} | {} ({}) | {} ({}) | {} | {} | {} |",
+            w.index,
+            e.entities_per_text,
+            or_dash(e.reference_entities_per_text, |x| format!("{x:.2}")),
+            per_type.join(", "),
+            three(e.type_psi),
+            three(e.score_ks),
+            three(e.mean_score),
+            three(e.reference_mean_score),
+            or_dash(e.mean_span_words, |x| format!("{x:.2}")),
+            or_dash(e.reference_mean_span_words, |x| format!("{x:.2}")),
+            percent(e.texts_without_entities),
+            quality.map_or_else(
+                || "-".to_owned(),
+                |q| format!(
+                    "{:.3} [{:.3}, {:.3}] (n={})",
+                    q.micro_f1.value, q.micro_f1.low, q.micro_f1.high, w.quality.with_feedback
+                )
+            ),
+            three(quality.map(|q| q.macro_f1.value)),
+        );
+    }
 }

@@ -41,8 +41,8 @@ pub fn first_pass(dir: &Path) -> Result<FirstPass> {
     let mut none = FeedbackIndex::default();
     first.log = for_each_record(dir, |record| {
         match read(record, &mut none) {
-            Read::Feedback { request_id, index, client, label, time_ms } => {
-                first.feedback.add(request_id, index, client, label, time_ms);
+            Read::Feedback { request_id, index, client, truth, time_ms } => {
+                first.feedback.add(request_id, index, client, truth, time_ms);
             }
             Read::Failure(failure) => first.failures.push(failure),
             Read::BadTime => first.bad_times += 1,

@@ -5,16 +5,20 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use kiln_config::WindowKind;
-use kiln_core::prediction_log::{InputStats, LogRecord, LogScan};
+use kiln_core::prediction_log::{InputStats, LogRecord, LogScan, LoggedEntity};
 
-/// One logged prediction, with its feedback when someone gave it.
+/// One logged prediction, with its feedback when someone gave it: a
+/// classifier's label, or a tagger's entities.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     pub time_ms: u64,
     pub request_id: String,
     /// The text's position in its request.
     pub index: usize,
+    /// A classifier's label; empty for a tagger.
     pub label: String,
+    /// A tagger's entities (`None` for a classifier).
+    pub entities: Option<Arc<[LoggedEntity]>>,
     pub score: f64,
     pub margin: f64,
     pub entropy: f64,
@@ -29,9 +33,34 @@ pub struct Observation {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Feedback {
-    pub label: String,
+    pub truth: Truth,
     /// From the prediction to its feedback.
     pub delay_s: f64,
+}
+
+/// What feedback says the answer was.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Truth {
+    /// A text's label.
+    Label(Arc<str>),
+    /// Every entity of a text (type and character offsets).
+    Entities(Arc<[LoggedEntity]>),
+}
+
+impl Feedback {
+    pub fn label(&self) -> Option<&str> {
+        match &self.truth {
+            Truth::Label(label) => Some(label),
+            Truth::Entities(_) => None,
+        }
+    }
+
+    pub fn entities(&self) -> Option<&[LoggedEntity]> {
+        match &self.truth {
+            Truth::Entities(entities) => Some(entities),
+            Truth::Label(_) => None,
+        }
+    }
 }
 
 impl Observation {
@@ -82,13 +111,17 @@ pub struct FeedbackIndex {
 }
 
 impl FeedbackIndex {
-    pub fn add(&mut self, request_id: String, index: usize, client: Option<String>, label: String, time_ms: u64) {
-        let (client, label) = (client.map(|c| self.shared(c)), self.shared(label));
-        self.given.entry((id_hash(&request_id), index)).or_default().push((client, label, time_ms));
+    pub fn add(&mut self, request_id: String, index: usize, client: Option<String>, truth: Truth, time_ms: u64) {
+        let client = client.map(|c| self.shared(&c));
+        let truth = match truth {
+            Truth::Label(label) => Truth::Label(self.shared(&label)),
+            entities => entities,
+        };
+        self.given.entry((id_hash(&request_id), index)).or_default().push((client, truth, time_ms));
     }
 
-    fn shared(&mut self, name: String) -> Arc<str> {
-        if let Some(known) = self.names.get(name.as_str()) {
+    fn shared(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.names.get(name) {
             return known.clone();
         }
         let name: Arc<str> = Arc::from(name);
@@ -101,9 +134,9 @@ impl FeedbackIndex {
     pub fn join(&mut self, request_id: &str, index: usize, client: Option<&str>, time_ms: u64) -> Option<Feedback> {
         let key = (id_hash(request_id), index);
         let given = self.given.get(&key)?;
-        let counted = given.iter().map(|(from, label, at)| (from.as_deref(), label, *at));
-        let (label, at) = kiln_core::prediction_log::feedback_that_counts(client, counted)?;
-        let feedback = Feedback { label: label.to_string(), delay_s: at.saturating_sub(time_ms) as f64 / 1e3 };
+        let counted = given.iter().map(|(from, truth, at)| (from.as_deref(), truth, *at));
+        let (truth, at) = kiln_core::prediction_log::feedback_that_counts(client, counted)?;
+        let feedback = Feedback { truth: truth.clone(), delay_s: at.saturating_sub(time_ms) as f64 / 1e3 };
         self.matched.insert(key);
         Some(feedback)
     }
@@ -122,13 +155,13 @@ pub enum Read {
         request_id: String,
         index: usize,
         client: Option<String>,
-        label: String,
+        truth: Truth,
         time_ms: u64,
     },
     Failure(Failure),
     /// A record whose time does not parse.
     BadTime,
-    /// Not a text classifier's record.
+    /// Nothing monitoring reads.
     Other,
 }
 
@@ -161,6 +194,7 @@ pub fn read(record: LogRecord, feedback: &mut FeedbackIndex) -> Read {
                 request_id,
                 index,
                 label,
+                entities: None,
                 score: f64::from(score),
                 margin: f64::from(margin),
                 entropy: f64::from(entropy),
@@ -174,15 +208,55 @@ pub fn read(record: LogRecord, feedback: &mut FeedbackIndex) -> Read {
             Read::Observation(model_version, observation)
         }
         LogRecord::Feedback { time, request_id, client, index, label, .. } => match parse_time_ms(&time) {
-            Some(time_ms) => Read::Feedback { request_id, index, client, label, time_ms },
+            Some(time_ms) => Read::Feedback { request_id, index, client, truth: Truth::Label(label.into()), time_ms },
             None => Read::BadTime,
         },
+        LogRecord::EntityFeedback { time, request_id, client, index, entities, .. } => match parse_time_ms(&time) {
+            Some(time_ms) => {
+                Read::Feedback { request_id, index, client, truth: Truth::Entities(entities.into()), time_ms }
+            }
+            None => Read::BadTime,
+        },
+        LogRecord::Entities {
+            time,
+            request_id,
+            client,
+            client_request_id: _,
+            index,
+            text,
+            text_sha256,
+            entities,
+            input,
+            model_version,
+            quantize: _,
+            latency_ms,
+        } => {
+            let Some(time_ms) = parse_time_ms(&time) else { return Read::BadTime };
+            let joined = feedback.join(&request_id, index, client.as_deref(), time_ms);
+            let scores: Vec<f64> = entities.iter().filter_map(|e| e.score.map(f64::from)).collect();
+            let observation = Observation {
+                time_ms,
+                request_id,
+                index,
+                label: String::new(),
+                // The mean entity score: what a tagger's confidence drift reads.
+                score: if scores.is_empty() { 0.0 } else { scores.iter().sum::<f64>() / scores.len() as f64 },
+                entities: Some(entities.into()),
+                margin: 0.0,
+                entropy: 0.0,
+                calibrated_score: None,
+                input,
+                text,
+                text_sha256,
+                latency_ms,
+                feedback: joined,
+            };
+            Read::Observation(model_version, observation)
+        }
         LogRecord::Error { time, status, model_version, .. } => match parse_time_ms(&time) {
             Some(time_ms) => Read::Failure(Failure { time_ms, status, model_version }),
             None => Read::BadTime,
         },
-        // A token-classification model's traffic: `monitor` refuses that task for now.
-        LogRecord::Entities { .. } | LogRecord::EntityFeedback { .. } => Read::Other,
     }
 }
 
@@ -198,8 +272,8 @@ impl Traffic {
         for record in scan.records {
             match record {
                 LogRecord::Feedback { .. } => match read(record, &mut feedback) {
-                    Read::Feedback { request_id, index, client, label, time_ms } => {
-                        feedback.add(request_id, index, client, label, time_ms);
+                    Read::Feedback { request_id, index, client, truth, time_ms } => {
+                        feedback.add(request_id, index, client, truth, time_ms);
                     }
                     _ => traffic.bad_times += 1,
                 },
@@ -225,8 +299,8 @@ impl Traffic {
     }
 }
 
-/// A feedback as the join sees it, per prediction in log order: (client, label, unix ms).
-type GivenFeedback = (Option<Arc<str>>, Arc<str>, u64);
+/// A feedback as the join sees it, per prediction in log order: (client, truth, unix ms).
+type GivenFeedback = (Option<Arc<str>>, Truth, u64);
 
 /// A request id's 64-bit hash (SipHash with fixed keys: the same in every
 /// run); two ids of one log colliding is about as likely as n² / 2^65.
@@ -378,7 +452,7 @@ mod tests {
         let v1 = &traffic.by_version["v1"];
         assert_eq!(v1.len(), 2);
         assert_eq!(v1[0].feedback, None, "feedback for index 1 is not index 0's");
-        assert_eq!(v1[1].feedback, Some(Feedback { label: "a".into(), delay_s: 20.0 }));
+        assert_eq!(v1[1].feedback, Some(Feedback { truth: Truth::Label("a".into()), delay_s: 20.0 }));
         assert_eq!(traffic.by_version["v2"].len(), 1);
     }
 

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use kiln_config::MonitorConfig;
+use kiln_core::entities::EntityCounts;
 use kiln_core::scores::Confusion;
 use serde::{Deserialize, Serialize};
 
@@ -124,6 +125,52 @@ pub struct RealisedQuality {
     pub accuracy: Option<Interval>,
     pub macro_f1: Option<Interval>,
     pub recall: BTreeMap<String, ClassRecall>,
+    /// A tagger's entity F1 on the texts with span feedback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<EntityQuality>,
+}
+
+/// A tagger's quality on the texts whose entities someone gave: entity
+/// F1 as seqeval's default mode scores it (an entity is right when its type
+/// and both character offsets agree), with bootstrap intervals over texts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityQuality {
+    pub micro_f1: Interval,
+    pub macro_f1: Interval,
+    /// Per entity type of the feedback.
+    pub recall: BTreeMap<String, ClassRecall>,
+    /// Entities in the feedback, and predicted for the same texts.
+    pub true_entities: usize,
+    pub predicted_entities: usize,
+}
+
+/// A tagger's entities in the window against those it found on the reference
+/// split (`eval`'s `reference_predictions.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntityDrift {
+    pub entities_per_text: f64,
+    pub reference_entities_per_text: Option<f64>,
+    /// Entities per text, by type (every type the model tags or the window has).
+    pub per_text: BTreeMap<String, f64>,
+    pub reference_per_text: BTreeMap<String, f64>,
+    /// Of the type counts against the reference's: PSI of the shares, the
+    /// chi-square test of homogeneity (the reference's own size counts) and
+    /// the Jensen-Shannon distance.
+    pub type_psi: Option<f64>,
+    pub type_chi_square_p: Option<f64>,
+    pub type_jensen_shannon: Option<f64>,
+    pub texts_without_entities: f64,
+    /// Words per entity (texts the log kept); the reference's from `eval`.
+    pub mean_span_words: Option<f64>,
+    pub reference_mean_span_words: Option<f64>,
+    /// The entity score (mean over its sub-words' tag probabilities).
+    pub mean_score: Option<f64>,
+    pub reference_mean_score: Option<f64>,
+    /// Kolmogorov-Smirnov of the entity scores against the reference's percentiles.
+    pub score_ks: Option<f64>,
+    pub score_ks_p: Option<f64>,
+    /// Unknown tokens among all the tokens read.
+    pub unknown_token_share: f64,
 }
 
 /// Accuracy estimated from confidence without labels (as NannyML's CBPE does):
@@ -153,6 +200,9 @@ pub struct WindowReport {
     pub operations: Operations,
     pub prediction_drift: Option<PredictionDrift>,
     pub confidence: Option<ConfidenceDrift>,
+    /// A tagger's entity figures (its windows have no label drift or confidence above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<EntityDrift>,
     pub input: InputDrift,
     pub quality: RealisedQuality,
     pub estimated: EstimatedQuality,
@@ -175,6 +225,7 @@ pub fn analyse(
     config: &MonitorConfig,
 ) -> WindowReport {
     let n = observations.len();
+    let tags = observations.iter().any(|o| o.entities.is_some());
     let mut report = WindowReport {
         index,
         model_version: model_version.to_owned(),
@@ -183,13 +234,19 @@ pub fn analyse(
         predictions: n,
         judged: n >= config.min_window_predictions,
         operations: operations(observations, failures),
-        prediction_drift: reference.and_then(|r| prediction_drift(observations, r)),
-        confidence: reference.and_then(|r| confidence_drift(observations, r)),
         input: input_drift(observations, reference),
-        quality: realised_quality(observations, reference, config),
-        estimated: estimated_quality(observations),
         ..WindowReport::default()
     };
+    if tags {
+        report.entities = Some(entity_drift(observations, reference));
+        report.quality = realised_quality(observations, None, config);
+        report.quality.entities = entity_quality(observations, config);
+    } else {
+        report.prediction_drift = reference.and_then(|r| prediction_drift(observations, r));
+        report.confidence = reference.and_then(|r| confidence_drift(observations, r));
+        report.quality = realised_quality(observations, reference, config);
+        report.estimated = estimated_quality(observations);
+    }
     report.findings = judge(&report, reference, config);
     report.status = report.findings.iter().map(|f| f.status).max().unwrap_or_default();
     report
@@ -380,7 +437,7 @@ fn realised_quality(
         delay_s_p90: (!delays.is_empty()).then(|| stats::quantile(&delays, 0.9)),
         ..RealisedQuality::default()
     };
-    if labelled.is_empty() {
+    if labelled.is_empty() || labelled.iter().any(|o| o.entities.is_some()) {
         return quality;
     }
     // Label indices: the model's labels, then any feedback label it does not know.
@@ -394,7 +451,7 @@ fn realised_quality(
     };
     let pairs: Vec<(usize, usize)> = labelled
         .iter()
-        .filter_map(|o| o.feedback.as_ref().map(|f| (f.label.as_str(), o.label.as_str())))
+        .filter_map(|o| o.feedback.as_ref().and_then(|f| f.label()).map(|actual| (actual, o.label.as_str())))
         .map(|(actual, predicted)| (index_of(actual), index_of(predicted)))
         .collect();
     let confusion_of = |drawn: &mut dyn Iterator<Item = &(usize, usize)>| {
@@ -426,6 +483,117 @@ fn realised_quality(
     }
     debug_assert_eq!(confusion.total() as usize, pairs.len());
     quality
+}
+
+/// The entity type of a tag (`B-PER` -> `PER`); `None` for `O`.
+fn entity_type(tag: &str) -> Option<&str> {
+    tag.split_once('-').map(|(_, kind)| kind)
+}
+
+fn entity_drift(observations: &[Observation], reference: Option<&ModelReference>) -> EntityDrift {
+    let profile = reference.and_then(|r| r.predictions.as_ref()).and_then(|p| p.entities.as_ref());
+    let mut kinds: std::collections::BTreeSet<String> = reference
+        .map(|r| r.labels.iter().filter_map(|tag| entity_type(tag)).map(str::to_owned).collect())
+        .unwrap_or_default();
+    kinds.extend(profile.iter().flat_map(|p| p.predicted.keys().cloned()));
+    let mut counts: BTreeMap<String, f64> = BTreeMap::new();
+    let (mut span_words, mut spans_read, mut scores) = (0usize, 0usize, Vec::new());
+    let (mut tokens, mut unknown) = (0u64, 0u64);
+    let mut without = 0;
+    for observation in observations {
+        tokens += u64::from(observation.input.tokens);
+        unknown += u64::from(observation.input.unknown_tokens);
+        let entities = observation.entities.as_deref().unwrap_or_default();
+        without += usize::from(entities.is_empty());
+        let chars: Option<Vec<char>> = observation.text.as_ref().map(|t| t.chars().collect());
+        for entity in entities {
+            *counts.entry(entity.entity_group.clone()).or_default() += 1.0;
+            kinds.insert(entity.entity_group.clone());
+            scores.extend(entity.score.map(f64::from));
+            if let Some(chars) = &chars
+                && entity.start < entity.end
+                && entity.end <= chars.len()
+            {
+                let words = chars[entity.start..entity.end].iter().collect::<String>().split_whitespace().count();
+                span_words += words;
+                spans_read += 1;
+            }
+        }
+    }
+    let texts = observations.len().max(1) as f64;
+    let observed: Vec<f64> = kinds.iter().map(|k| counts.get(k).copied().unwrap_or(0.0)).collect();
+    let mut drift = EntityDrift {
+        entities_per_text: observed.iter().sum::<f64>() / texts,
+        per_text: kinds.iter().zip(&observed).map(|(k, &c)| (k.clone(), c / texts)).collect(),
+        texts_without_entities: without as f64 / texts,
+        mean_span_words: (spans_read > 0).then(|| span_words as f64 / spans_read as f64),
+        mean_score: (!scores.is_empty()).then(|| mean(scores.iter().copied())),
+        unknown_token_share: if tokens == 0 { 0.0 } else { unknown as f64 / tokens as f64 },
+        ..EntityDrift::default()
+    };
+    let Some(profile) = profile else { return drift };
+    let sentences = profile.sentences.max(1) as f64;
+    let expected: Vec<f64> = kinds.iter().map(|k| profile.predicted.get(k).copied().unwrap_or(0) as f64).collect();
+    drift.reference_entities_per_text = Some(expected.iter().sum::<f64>() / sentences);
+    drift.reference_per_text = kinds.iter().zip(&expected).map(|(k, &c)| (k.clone(), c / sentences)).collect();
+    if observed.iter().sum::<f64>() > 0.0 && expected.iter().sum::<f64>() > 0.0 {
+        drift.type_psi = Some(stats::psi(&expected, &observed));
+        drift.type_chi_square_p = Some(stats::chi_square_homogeneity(&expected, &observed).1);
+        drift.type_jensen_shannon = Some(stats::jensen_shannon(&expected, &observed));
+    }
+    drift.reference_mean_span_words = Some(profile.mean_span_words);
+    drift.reference_mean_score = Some(profile.mean_score);
+    if !scores.is_empty() && !profile.score_percentiles.is_empty() {
+        let ks = stats::ks_statistic(&scores, &profile.score_percentiles);
+        let reference_entities = profile.predicted.values().sum();
+        drift.score_ks = Some(ks);
+        drift.score_ks_p = Some(stats::ks_p_value(ks, scores.len(), reference_entities));
+    }
+    drift
+}
+
+/// Entity F1 on the texts with span feedback, each text's entities counted
+/// once so the bootstrap resamples texts.
+fn entity_quality(observations: &[Observation], config: &MonitorConfig) -> Option<EntityQuality> {
+    let texts: Vec<EntityCounts> = observations
+        .iter()
+        .filter_map(|o| {
+            let truth = o.feedback.as_ref()?.entities()?;
+            let predicted = o.entities.as_deref().unwrap_or_default();
+            let triple = |e: &kiln_core::prediction_log::LoggedEntity| (e.entity_group.clone(), e.start, e.end);
+            Some(EntityCounts::of_spans(truth.iter().map(triple), predicted.iter().map(triple)))
+        })
+        .collect();
+    if texts.is_empty() {
+        return None;
+    }
+    let all = EntityCounts::sum(&texts);
+    let interval = |f1: fn(&EntityCounts) -> f64| {
+        stats::bootstrap(texts.len(), config.bootstrap_resamples, config.confidence_level, config.seed, |drawn| {
+            f1(&EntityCounts::sum(drawn.iter().map(|&i| &texts[i])))
+        })
+    };
+    let recall = all
+        .kinds()
+        .filter_map(|kind| {
+            let scores = all.scores(kind);
+            let support = scores.support as usize;
+            let hits = all.found(kind);
+            (support > 0).then(|| {
+                (
+                    kind.to_owned(),
+                    ClassRecall { support, recall: stats::wilson(hits, support, config.confidence_level) },
+                )
+            })
+        })
+        .collect();
+    Some(EntityQuality {
+        micro_f1: interval(|c| c.micro().f1),
+        macro_f1: interval(|c| c.macro_avg().f1),
+        recall,
+        true_entities: all.support(),
+        predicted_entities: all.predicted(),
+    })
 }
 
 fn estimated_quality(observations: &[Observation]) -> EstimatedQuality {
@@ -542,6 +710,10 @@ fn judge(report: &WindowReport, reference: Option<&ModelReference>, config: &Mon
             ));
         }
     }
+    if let Some(entities) = &report.entities {
+        judge_entities(report, entities, reference, config, &mut findings);
+        return findings;
+    }
     let Some(expected) = reference.and_then(|r| r.predictions.as_ref()).map(|p| p.accuracy) else {
         return findings;
     };
@@ -577,6 +749,85 @@ fn judge(report: &WindowReport, reference: Option<&ModelReference>, config: &Mon
         ));
     }
     findings
+}
+
+/// A tagger's drift and quality thresholds: the entity types' mix (as
+/// predicted labels for a classifier), the entity scores' distribution (as
+/// the top probability's), and the realised entity micro-F1 against the
+/// reference split's (as accuracy).
+fn judge_entities(
+    report: &WindowReport,
+    entities: &EntityDrift,
+    reference: Option<&ModelReference>,
+    config: &MonitorConfig,
+    findings: &mut Vec<Finding>,
+) {
+    let bands = |value: f64, warn: f64, alert: f64| {
+        if value >= alert {
+            Some(Status::Alert)
+        } else if value >= warn {
+            Some(Status::Warn)
+        } else {
+            None
+        }
+    };
+    if let (Some(psi), Some(p)) = (entities.type_psi, entities.type_chi_square_p)
+        && p < config.p_value
+        && let Some(status) = bands(psi, config.psi_warn, config.psi_alert)
+    {
+        let moved: Vec<String> = entities
+            .per_text
+            .iter()
+            .map(|(kind, now)| {
+                let then = entities.reference_per_text.get(kind).copied().unwrap_or(0.0);
+                format!("{kind} {then:.2} -> {now:.2}")
+            })
+            .collect();
+        findings.push(finding(
+            status,
+            "prediction_drift",
+            format!(
+                "entity types moved: PSI {psi:.3}, Jensen-Shannon {:.3}, chi-square p {p:.2e} (per text: {})",
+                entities.type_jensen_shannon.unwrap_or(0.0),
+                moved.join(", ")
+            ),
+        ));
+    }
+    if let (Some(ks), Some(p)) = (entities.score_ks, entities.score_ks_p)
+        && p < config.p_value
+        && let Some(status) = bands(ks, config.ks_warn, config.ks_alert)
+    {
+        findings.push(finding(
+            status,
+            "confidence_drift",
+            format!("entity scores' distribution moved: KS {ks:.3} (p {p:.2e})"),
+        ));
+    }
+    let expected = reference.and_then(|r| r.predictions.as_ref()).and_then(|p| p.entities.as_ref()).map(|e| e.micro_f1);
+    if let (Some(expected), Some(quality)) = (expected, &report.quality.entities)
+        && report.quality.with_feedback >= config.min_feedback
+    {
+        let f1 = quality.micro_f1;
+        let drop = expected - f1.value;
+        let status = if drop >= config.accuracy_drop_alert && f1.high < expected {
+            Some(Status::Alert)
+        } else if drop >= config.accuracy_drop_warn {
+            Some(Status::Warn)
+        } else {
+            None
+        };
+        if let Some(status) = status {
+            findings.push(finding(
+                status,
+                "quality",
+                format!(
+                    "entity micro-F1 on {} texts with feedback {:.3} [{:.3}, {:.3}], reference {expected:.3} \
+                     (feedback is not a random sample)",
+                    report.quality.with_feedback, f1.value, f1.low, f1.high
+                ),
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1280,6 +1280,36 @@ fn serves_entities_for_a_token_classification_model() {
     let corrections: Vec<&Value> = records.iter().filter(|r| r["type"] == "entity_feedback").collect();
     assert_eq!(corrections.len(), 2);
     assert_eq!(corrections[0]["entities"][0], json!({"entity_group": "person", "start": 0, "end": 12}));
+
+    // `monitor` reads the tagger's log: its entities, and the latest feedback (no entity at all).
+    let monitor = Path::new(env!("CARGO_BIN_EXE_serve")).with_file_name("monitor");
+    let output = Command::new(monitor)
+        .args(["--quiet", "--window-predictions", "100", "--min-window-predictions", "5", "--runs-dir"])
+        .arg(dir.path().join("runs"))
+        .arg("--log-dir")
+        .arg(&log_dir)
+        .arg("--model-dir")
+        .arg(&model)
+        .arg("--registry-dir")
+        .arg(dir.path().join("no-registry"))
+        .arg("--output-dir")
+        .arg(dir.path().join("monitor"))
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("KILN_CONFIG")
+        .output()
+        .expect("monitor runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("monitor/monitor.json")).expect("monitor.json"))
+            .expect("JSON");
+    assert_eq!(report["predictions"], json!(entities.len()));
+    let window = &report["windows"][0];
+    let logged_entities: usize = entities.iter().map(|r| r["entities"].as_array().map_or(0, Vec::len)).sum();
+    let per_text = window["entities"]["entities_per_text"].as_f64().expect("a tagger's entity figures");
+    assert!((per_text - logged_entities as f64 / entities.len() as f64).abs() < 1e-9, "{window}");
+    let quality = &window["quality"]["entities"];
+    assert_eq!(quality["true_entities"], json!(0), "the latest feedback counts: no entity: {quality}");
+    assert_eq!(quality["predicted_entities"], json!(first[0].len()));
 }
 
 /// The page with a tagger (tests/e2e/tagger.mjs): the text as typed, each

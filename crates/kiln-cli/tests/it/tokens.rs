@@ -207,6 +207,15 @@ fn a_token_pipeline_runs_end_to_end_and_agrees_with_transformers() {
     assert!(micro > 0.9 && strict > 0.9, "a learnable tagging: {metrics}");
     assert_eq!(metrics["examples"], 40, "the test split's sentences");
     assert_eq!(metrics["per_class"].as_object().map(|m| m.len()), Some(2), "person and location: {metrics}");
+    // The reference monitoring compares live entities with: the validation split's.
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("eval/reference_predictions.json")).expect("reference"),
+    )
+    .expect("json");
+    let entities = &reference["entities"];
+    assert!(entities["micro_f1"].as_f64().is_some_and(|f1| f1 > 0.8), "{entities}");
+    assert_eq!(entities["score_percentiles"].as_array().map(Vec::len), Some(101), "{entities}");
+    assert!(entities["predicted"]["person"].as_u64().is_some_and(|n| n > 0), "{entities}");
     let report = std::fs::read_to_string(root.join("eval/report.md")).expect("report");
     for section in ["seqeval default", "strict IOB2", "## Entity types", "most confident wrong entities", "Confusion"] {
         assert!(report.contains(section), "no {section} in the report:\n{report}");
@@ -344,5 +353,5 @@ fn label_refuses_token_classification_up_front() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("`label` does not handle task = \"token_classification\" yet"), "{stderr}");
-    assert!(stderr.contains("eval, export, gate, predict, serve"), "names the stages that do: {stderr}");
+    assert!(stderr.contains("eval, export, gate, monitor, predict, serve"), "names the stages that do: {stderr}");
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use arrow_array::types::Float32Type;
 use arrow_array::{ArrayRef, StringArray};
 use kiln_config::EvalConfig;
-use kiln_core::calibration::PredictionProfile;
+use kiln_core::calibration::{EntityProfile, PredictionProfile};
 use kiln_core::entities::{EntityScores, Mode, Span, score, spans};
 use kiln_core::metrics::EntityMetrics;
 use kiln_core::model_folder::{CONFIG, LABELS, REFERENCE_PREDICTIONS};
@@ -83,25 +83,7 @@ pub(super) fn run(config: &EvalConfig, predictor: &Predictor, progress: &Progres
     }
     let loss = loss / positions.max(1) as f64;
 
-    let (mut word_rows, mut word_truth) = (Vec::new(), Vec::new());
-    let sentences: Vec<Sentence> = sentence_words(&rows, &probabilities)
-        .into_iter()
-        .map(|sentence| {
-            let n = sentence.words.len();
-            let (mut words, mut truth, mut predicted, mut confidence) =
-                (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-            for (word, true_label, scores) in sentence.words {
-                let guess = argmax(&scores);
-                words.push(word);
-                truth.push(name(true_label as usize));
-                predicted.push(name(guess));
-                confidence.push(scores[guess]);
-                word_truth.push(true_label as usize);
-                word_rows.push(scores);
-            }
-            Sentence::new(sentence.id, words, truth, predicted, confidence)
-        })
-        .collect();
+    let (sentences, word_rows, word_truth) = scored_sentences(&rows, &probabilities, &name);
     let truth: Vec<&[String]> = sentences.iter().map(|s| s.truth.as_slice()).collect();
     let guess: Vec<&[String]> = sentences.iter().map(|s| s.predicted.as_slice()).collect();
     let scores_in = |mode| {
@@ -110,19 +92,23 @@ pub(super) fn run(config: &EvalConfig, predictor: &Predictor, progress: &Progres
     let entities = EntityMetrics { conlleval: scores_in(Mode::Conlleval)?, strict: scores_in(Mode::Strict)? };
     let (micro_f1, strict_micro_f1) = (entities.conlleval.micro.f1, entities.strict.micro.f1);
 
+    let profile = |sentences: &[Sentence], rows: &[Vec<f32>], truth: &[usize], split: Split| {
+        let mut profile = PredictionProfile::of(split.name(), labels.labels(), rows, truth, config.low_confidence);
+        let read: Vec<(&[String], &[String], &[f32])> =
+            sentences.iter().map(|s| (s.truth.as_slice(), s.predicted.as_slice(), s.confidence.as_slice())).collect();
+        profile.entities = Some(EntityProfile::of(&read));
+        profile
+    };
     let reference = if config.reference_split == split {
-        PredictionProfile::of(split.name(), labels.labels(), &word_rows, &word_truth, config.low_confidence)
+        profile(&sentences, &word_rows, &word_truth, split)
     } else {
         let path = config.reference_split.path_in(&config.input_dir);
         let rows = read_rows(&path, &data_labels, labels)?;
         let probabilities = in_chunks(config, &rows, config.reference_split, progress, |c, n| {
             predictor.tag_probabilities_batched(c, n)
         })?;
-        let (scores, truth): (Vec<Vec<f32>>, Vec<usize>) = sentence_words(&rows, &probabilities)
-            .into_iter()
-            .flat_map(|s| s.words.into_iter().map(|(_, truth, scores)| (scores, truth as usize)))
-            .unzip();
-        PredictionProfile::of(config.reference_split.name(), labels.labels(), &scores, &truth, config.low_confidence)
+        let (sentences, word_rows, word_truth) = scored_sentences(&rows, &probabilities, &name);
+        profile(&sentences, &word_rows, &word_truth, config.reference_split)
     };
 
     let folder = &predictor.folder;
@@ -162,6 +148,36 @@ pub(super) fn run(config: &EvalConfig, predictor: &Predictor, progress: &Progres
     manifest.inputs = metrics.model.iter().cloned().chain([metrics.data.clone()]).collect();
     staged.commit_manifest(MANIFEST, manifest)?;
     Ok(metrics)
+}
+
+/// Each sentence's scored words (true tag, predicted tag, its probability),
+/// with every scored word's probabilities and true label id (for the
+/// calibration profile).
+fn scored_sentences<'a>(
+    rows: &'a [TaggedExample],
+    probabilities: &[Vec<Vec<f32>>],
+    name: &dyn Fn(usize) -> String,
+) -> (Vec<Sentence<'a>>, Vec<Vec<f32>>, Vec<usize>) {
+    let (mut word_rows, mut word_truth) = (Vec::new(), Vec::new());
+    let sentences = sentence_words(rows, probabilities)
+        .into_iter()
+        .map(|sentence| {
+            let n = sentence.words.len();
+            let (mut words, mut truth, mut predicted, mut confidence) =
+                (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+            for (word, true_label, scores) in sentence.words {
+                let guess = argmax(&scores);
+                words.push(word);
+                truth.push(name(true_label as usize));
+                predicted.push(name(guess));
+                confidence.push(scores[guess]);
+                word_truth.push(true_label as usize);
+                word_rows.push(scores);
+            }
+            Sentence::new(sentence.id, words, truth, predicted, confidence)
+        })
+        .collect();
+    (sentences, word_rows, word_truth)
 }
 
 /// A processed split with its labels as the model's label ids: a tag in the

@@ -3,3 +3,4 @@
 
 mod monitor;
 mod stats_scipy;
+mod tagger;
