@@ -44,8 +44,7 @@ fn model_folder(dir: &Path) -> String {
         .collect();
     let read: Vec<(&[String], &[String], &[f32])> =
         sentences.iter().map(|(t, p, c)| (t.as_slice(), p.as_slice(), c.as_slice())).collect();
-    let mut reference = PredictionProfile::default();
-    reference.entities = Some(EntityProfile::of(&read));
+    let reference = PredictionProfile { entities: Some(EntityProfile::of(&read)), ..PredictionProfile::default() };
     std::fs::write(dir.join("reference_predictions.json"), serde_json::to_string(&reference).expect("json"))
         .expect("write");
     let sha = kiln_core::output::sha256_file(&dir.join("model.safetensors")).expect("hash");
