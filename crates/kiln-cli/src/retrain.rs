@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use kiln_config::PipelineConfig;
 use kiln_core::gate::GateDecision;
-use kiln_core::{Progress, Split};
+use kiln_core::{Progress, Split, Task};
 use kiln_data::retrain::{FeedbackData, FeedbackRow, HOLDOUT, RAW};
 use kiln_track::registry::Registry;
 use kiln_train::{Control, Outcome};
@@ -68,6 +68,9 @@ pub fn stages_under(config: &PipelineConfig, root: &Path) -> PipelineConfig {
 pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> Result<Retrained> {
     let settings = config.retrain.resolved(&config.serve, &config.ingest);
     settings.validate()?;
+    if config.task == Task::TokenClassification {
+        return run_tagged(config, &settings, progress, control);
+    }
     if settings.weak_labels && !config.weak_labels() {
         bail!(
             "retrain.weak_labels labels served texts with the config's [[label.functions]], and this config has none"
@@ -153,8 +156,66 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
         }
     }
     kiln_data::tokenize::run(&stages.tokenize, progress)?;
+    judge(root, &stages, data, weak_added, progress, control)
+}
+
+/// A tagger's retraining: the texts whose entities came back as feedback
+/// become tagged sentences by their spans (`kiln_data::retrain::build_tagged`);
+/// then the same stages and gate as a classifier's.
+fn run_tagged(
+    config: &PipelineConfig,
+    settings: &kiln_config::RetrainConfig,
+    progress: &Progress,
+    control: &Control,
+) -> Result<Retrained> {
+    if settings.weak_labels {
+        bail!("retrain.weak_labels labels served texts with labelling functions, which tag no words: turn it off");
+    }
+    let log_dir = settings.log_dir.as_deref().context("retrain.log_dir is not resolved. This is a bug.")?;
+    let base_dir = settings.base_dir.as_deref().context("retrain.base_dir is not resolved. This is a bug.")?;
+    let (feedback, pass) = kiln_core::prediction_log::tagged_predictions(log_dir)?;
+    if let Some(first) = pass.damaged.first() {
+        tracing::warn!("{} damaged line(s) in the prediction log skipped, the first: {first:?}", pass.damaged.len());
+    }
+    let key_file = config.serve.signing_key_file.clone().unwrap_or_else(|| log_dir.join(kiln_config::SIGNING_KEY));
+    let key = kiln_core::secret::load_or_create_key(&key_file)?;
+    let data = kiln_data::retrain::build_tagged(&feedback, base_dir, settings, &key)?;
+    let spans = data.spans.clone().unwrap_or_default();
+    tracing::info!(
+        "span feedback: {} texts, {} added to training, {} held out for the gate ({} without text, {} leaking into \
+         validation/test, {} with a new entity type dropped; spans that do not fit: {} out of range, {} partial, {} \
+         conflicting)",
+        data.feedback,
+        data.added_to_train,
+        data.held_out,
+        data.without_text,
+        data.leaking,
+        data.dropped_new_label,
+        spans.out_of_range,
+        spans.partial,
+        spans.conflicting
+    );
+    if data.usable() < settings.min_feedback {
+        return Ok(Retrained::NothingToDo(data));
+    }
+    let stages = stages_under(config, &settings.output_dir);
+    kiln_data::clean::run_tagged(&stages.clean, progress)?;
+    kiln_data::tokenize::run_tagged(&stages.tokenize, progress)?;
+    judge(&settings.output_dir, &stages, data, None, progress, control)
+}
+
+/// Profile, train, eval, export, register and gate the new data version
+/// (cleaned and tokenized already) under `stages`.
+fn judge(
+    root: &Path,
+    stages: &PipelineConfig,
+    data: FeedbackData,
+    weak_added: Option<usize>,
+    progress: &Progress,
+    control: &Control,
+) -> Result<Retrained> {
     kiln_data::profile::run(&stages.profile.resolved(&stages.tokenize), progress)?;
-    match kiln_train::run(&stages.train, progress, control)? {
+    match kiln_train::run_for(&stages.train, stages.task, progress, control)? {
         Outcome::Finished(summary) => tracing::info!(
             "trained: validation macro-F1 {:.4} at step {}",
             summary.best.metrics.macro_f1,

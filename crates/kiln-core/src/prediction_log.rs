@@ -195,31 +195,113 @@ pub struct LabelledPrediction {
 /// in two streaming passes (the feedback first, then the predictions it
 /// names), so memory follows the feedback, not the log.
 pub fn labelled_predictions(dir: &Path) -> Result<(Vec<LabelledPrediction>, LogPass)> {
-    type Given = (Option<String>, String, u64);
-    let mut feedback: std::collections::HashMap<(String, usize), Vec<Given>> = std::collections::HashMap::new();
+    join_feedback(
+        dir,
+        |record| match record {
+            LogRecord::Feedback { time, request_id, client, index, label, .. } => {
+                Some(((request_id, index), client, label, time))
+            }
+            _ => None,
+        },
+        |record| match record {
+            LogRecord::Prediction { time, request_id, client, index, text, .. } => {
+                Some((request_id, index, client, text, time))
+            }
+            _ => None,
+        },
+        |request_id, index, text, label, time_ms| LabelledPrediction { request_id, index, text, label, time_ms },
+    )
+}
+
+/// A tagger's answer joined with the entities feedback says the text has
+/// ([`FEEDBACK_RULE`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaggedPrediction {
+    pub request_id: String,
+    pub index: usize,
+    /// `None` when the log kept no text.
+    pub text: Option<String>,
+    /// The feedback's entities: every entity of the text (none: it has none).
+    pub entities: Vec<LoggedEntity>,
+    pub time_ms: u64,
+}
+
+/// Every tagger's answer that got span feedback, in time order, read as
+/// [`labelled_predictions`] reads a classifier's.
+pub fn tagged_predictions(dir: &Path) -> Result<(Vec<TaggedPrediction>, LogPass)> {
+    join_feedback(
+        dir,
+        |record| match record {
+            LogRecord::EntityFeedback { time, request_id, client, index, entities, .. } => {
+                Some(((request_id, index), client, entities, time))
+            }
+            _ => None,
+        },
+        |record| match record {
+            LogRecord::Entities { time, request_id, client, index, text, .. } => {
+                Some((request_id, index, client, text, time))
+            }
+            _ => None,
+        },
+        |request_id, index, text, entities, time_ms| TaggedPrediction { request_id, index, text, entities, time_ms },
+    )
+}
+
+/// (request id, index), client, truth, time: a feedback record as the join reads it.
+type FeedbackOf<T> = ((String, usize), Option<String>, T, String);
+/// Request id, index, client, text, time: a prediction record as the join reads it.
+type PredictionOf = (String, usize, Option<String>, Option<String>, String);
+
+/// Predictions joined with the feedback that counts for them, in time
+/// order: the feedback records in one pass, the predictions they name in a second.
+fn join_feedback<T: Clone, R: HasTime>(
+    dir: &Path,
+    feedback_of: impl Fn(LogRecord) -> Option<FeedbackOf<T>>,
+    prediction_of: impl Fn(LogRecord) -> Option<PredictionOf>,
+    joined_row: impl Fn(String, usize, Option<String>, T, u64) -> R,
+) -> Result<(Vec<R>, LogPass)> {
+    type Given<T> = (Option<String>, T, u64);
+    let mut feedback: std::collections::HashMap<(String, usize), Vec<Given<T>>> = std::collections::HashMap::new();
     for_each_record(dir, |record| {
-        if let LogRecord::Feedback { time, request_id, client, index, label, .. } = record
+        if let Some((key, client, truth, time)) = feedback_of(record)
             && let Some(time_ms) = time_ms(&time)
         {
-            feedback.entry((request_id, index)).or_default().push((client, label, time_ms));
+            feedback.entry(key).or_default().push((client, truth, time_ms));
         }
         Ok(())
     })?;
     let mut joined = Vec::new();
     let pass = for_each_record(dir, |record| {
-        if let LogRecord::Prediction { time, request_id, client, index, text, .. } = record
+        if let Some((request_id, index, client, text, time)) = prediction_of(record)
             && let Some(given) = feedback.get(&(request_id.clone(), index))
             && let Some(time_ms) = time_ms(&time)
         {
-            let counted = given.iter().map(|(from, label, at)| (from.as_deref(), label, *at));
-            if let Some((label, _)) = feedback_that_counts(client.as_deref(), counted) {
-                joined.push(LabelledPrediction { request_id, index, text, label: label.clone(), time_ms });
+            let counted = given.iter().map(|(from, truth, at)| (from.as_deref(), truth, *at));
+            if let Some((truth, _)) = feedback_that_counts(client.as_deref(), counted) {
+                joined.push(joined_row(request_id, index, text, truth.clone(), time_ms));
             }
         }
         Ok(())
     })?;
-    joined.sort_by_key(|row| row.time_ms);
+    joined.sort_by_key(HasTime::time_ms);
     Ok((joined, pass))
+}
+
+/// A joined row's time, for the order the rows come back in.
+trait HasTime {
+    fn time_ms(&self) -> u64;
+}
+
+impl HasTime for LabelledPrediction {
+    fn time_ms(&self) -> u64 {
+        self.time_ms
+    }
+}
+
+impl HasTime for TaggedPrediction {
+    fn time_ms(&self) -> u64 {
+        self.time_ms
+    }
 }
 
 /// A text a classifier served that no feedback names: what

@@ -14,13 +14,14 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use kiln_config::{CleanConfig, NewLabelPolicy, RetrainConfig};
-use kiln_core::prediction_log::{ServedCounts, ServedText};
+use kiln_core::prediction_log::{ServedCounts, ServedText, TaggedPrediction};
 use kiln_core::secret::{Key, keyed_hash};
 use kiln_core::{FileHash, Manifest, Split, StagedOutput};
 use kiln_text::clean::Cleaner;
+use kiln_text::spans::{SpanProblem, tag_words};
 use serde::Serialize;
 
-use crate::schema::TextTable;
+use crate::schema::{TaggedTable, TextTable};
 
 /// The new raw splits' folder, inside `[retrain] output_dir`.
 pub const RAW: &str = "raw";
@@ -50,7 +51,26 @@ pub struct FeedbackData {
     /// `retrain.weak_labels`: the served texts without feedback, counted apart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub served: Option<ServedData>,
+    /// A tagger's span feedback that did not fit its text: left out, by why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spans: Option<SpanCounts>,
 }
+
+/// Texts whose span feedback could not become word tags ([`SpanProblem`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SpanCounts {
+    /// Empty, or ending past the text.
+    pub out_of_range: usize,
+    /// A boundary inside a word, or no word inside.
+    pub partial: usize,
+    /// Two entities on the same characters.
+    pub conflicting: usize,
+    /// The first few, as `request id: problem`.
+    pub examples: Vec<String>,
+}
+
+/// Span problems listed in the report (all are counted).
+const SPAN_EXAMPLES: usize = 5;
 
 /// The served texts without feedback that `retrain.weak_labels` adds for
 /// `label` to label: what the log held and what was left out, and why.
@@ -216,6 +236,113 @@ pub fn build(
     Ok(report)
 }
 
+/// A tagger's next training set: the base raw splits (tagged words), train
+/// with the texts whose entities came back as feedback, each split into the
+/// words the tagger read and tagged IOB2 by its spans. Spans that do not fit
+/// are counted and their texts left out; a share is held back for the gate,
+/// by the same keyed hash as a classifier's.
+pub fn build_tagged(
+    feedback: &[TaggedPrediction],
+    base_dir: &Path,
+    config: &RetrainConfig,
+    holdout_key: &Key,
+) -> Result<FeedbackData> {
+    let mut report = FeedbackData { spans: Some(SpanCounts::default()), ..FeedbackData::default() };
+    let mut splits = Vec::new();
+    let mut inputs = Vec::new();
+    for split in Split::ALL {
+        let path = split.path_in(base_dir);
+        let table = TaggedTable::read(&path, "ingest")?;
+        inputs.push(FileHash::of(&path)?);
+        report.base_rows.insert(split.name().to_owned(), table.len());
+        splits.push((split, table));
+    }
+    let known: HashSet<&str> =
+        splits[0].1.tags.iter().flatten().filter_map(|tag| tag.split_once('-').map(|(_, kind)| kind)).collect();
+    let evaluation: HashSet<String> =
+        splits[1..].iter().flat_map(|(_, table)| table.tokens.iter().map(|words| words.join(" "))).collect();
+    let (mut added, mut holdout) = (TaggedTable::default(), TaggedTable::default());
+    let mut spans = SpanCounts::default();
+    for row in feedback {
+        report.feedback += 1;
+        let Some(text) = &row.text else {
+            report.without_text += 1;
+            continue;
+        };
+        let tagged = match tag_words(text, &row.entities) {
+            Ok(tagged) => tagged,
+            Err(problem) => {
+                match problem {
+                    SpanProblem::OutOfRange { .. } => spans.out_of_range += 1,
+                    SpanProblem::Partial { .. } => spans.partial += 1,
+                    SpanProblem::Conflicting { .. } => spans.conflicting += 1,
+                }
+                if spans.examples.len() < SPAN_EXAMPLES {
+                    spans.examples.push(format!("{} (text {}): {problem}", row.request_id, row.index));
+                }
+                continue;
+            }
+        };
+        if tagged.words.is_empty() {
+            report.empty_after_cleaning += 1;
+            continue;
+        }
+        if evaluation.contains(&tagged.words.join(" ")) {
+            report.leaking += 1;
+            continue;
+        }
+        let new: HashSet<&str> =
+            row.entities.iter().map(|e| e.entity_group.as_str()).filter(|k| !known.contains(k)).collect();
+        if !new.is_empty() {
+            for kind in &new {
+                *report.new_labels.entry((*kind).to_owned()).or_default() += 1;
+            }
+            if config.new_labels == NewLabelPolicy::Drop {
+                report.dropped_new_label += 1;
+                continue;
+            }
+        }
+        let held = held_out(holdout_key, &row.request_id, row.index, config.holdout_share);
+        let target = if held { &mut holdout } else { &mut added };
+        target.ids.push(format!("feedback-{}-{}", row.request_id, row.index));
+        target.tokens.push(tagged.words);
+        target.tags.push(tagged.tags);
+    }
+    if config.new_labels == NewLabelPolicy::Error && !report.new_labels.is_empty() {
+        bail!(
+            "span feedback has entity types the training data never had: {} (set retrain.new_labels to drop or add)",
+            report.new_labels.iter().map(|(kind, n)| format!("'{kind}' ({n} texts)")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let skipped = spans.out_of_range + spans.partial + spans.conflicting;
+    if skipped > 0 {
+        tracing::warn!(
+            "{skipped} text(s) with span feedback left out ({} out of range, {} partial, {} conflicting), the first: {}",
+            spans.out_of_range,
+            spans.partial,
+            spans.conflicting,
+            spans.examples.first().map_or("", String::as_str)
+        );
+    }
+    report.spans = Some(spans);
+    report.added_to_train = added.len();
+    report.held_out = holdout.len();
+    let mut staged = StagedOutput::new(&config.output_dir.join(RAW))?;
+    for (split, mut table) in splits {
+        if split == Split::Train {
+            table.ids.append(&mut added.ids);
+            table.tokens.append(&mut added.tokens);
+            table.tags.append(&mut added.tags);
+        }
+        table.write(&mut staged, &split.file_name())?;
+    }
+    holdout.write(&mut staged, HOLDOUT)?;
+    let mut manifest = Manifest::new("retrain", config, &report);
+    manifest.inputs = inputs;
+    staged.commit_manifest(MANIFEST, manifest)?;
+    Ok(report)
+}
+
 /// Why a text from the log cannot join training.
 enum Unusable {
     /// Nothing is left of it once cleaned.
@@ -340,6 +467,73 @@ mod tests {
             (1, 1, 1, 3, 1)
         );
         assert_eq!(data.added_to_train, 1, "feedback counted apart from the served texts");
+    }
+
+    #[test]
+    fn span_feedback_becomes_tagged_words_and_spans_that_do_not_fit_are_counted() {
+        use kiln_core::prediction_log::LoggedEntity;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().join("raw");
+        let mut staged = StagedOutput::new(&base).expect("staged");
+        let sentence = |words: &str, tags: &str| -> (Vec<String>, Vec<String>) {
+            (words.split(' ').map(String::from).collect(), tags.split(' ').map(String::from).collect())
+        };
+        let splits = [
+            vec![sentence("Ada Lovelace spoke in Rome", "B-person I-person O O B-location")],
+            vec![sentence("Paris was sunny", "B-location O O")],
+            vec![sentence("Grace Hopper left Lagos", "B-person I-person O B-location")],
+        ];
+        for (split, rows) in Split::ALL.into_iter().zip(splits) {
+            let table = TaggedTable {
+                ids: (0..rows.len()).map(|i| format!("{split}-{i}")).collect(),
+                tokens: rows.iter().map(|(w, _)| w.clone()).collect(),
+                tags: rows.iter().map(|(_, t)| t.clone()).collect(),
+            };
+            table.write(&mut staged, &split.file_name()).expect("write");
+        }
+        staged.commit("done.json", &Manifest::new("test", &(), &())).expect("commit");
+
+        let entity = |kind: &str, start, end| LoggedEntity { entity_group: kind.into(), start, end, score: None };
+        let row = |id: &str, text: Option<&str>, entities: Vec<LoggedEntity>| TaggedPrediction {
+            request_id: id.into(),
+            index: 0,
+            text: text.map(String::from),
+            entities,
+            time_ms: 0,
+        };
+        let feedback = [
+            row("kept", Some("Alan Turing visited Tokyo."), vec![entity("person", 0, 11), entity("location", 20, 25)]),
+            row("nothing", Some("no one here"), vec![]),
+            row("past-the-end", Some("Alan Turing"), vec![entity("person", 0, 30)]),
+            row("inside-a-word", Some("Alan Turing"), vec![entity("person", 0, 7)]),
+            row("two-types", Some("Alan Turing"), vec![entity("person", 0, 11), entity("location", 5, 11)]),
+            row("no-text", None, vec![entity("person", 0, 4)]),
+            row("leak", Some("Grace Hopper left Lagos"), vec![entity("person", 0, 12)]),
+            row("new-type", Some("Ubuntu rocks"), vec![entity("product", 0, 6)]),
+        ];
+        let config = RetrainConfig {
+            output_dir: dir.path().join("out"),
+            holdout_share: 0.0,
+            new_labels: NewLabelPolicy::Drop,
+            ..RetrainConfig::default()
+        };
+        let data = build_tagged(&feedback, &base, &config, &[7; 32]).expect("builds");
+        let spans = data.spans.clone().expect("span counts");
+        assert_eq!((spans.out_of_range, spans.partial, spans.conflicting), (1, 1, 1), "{:?}", spans.examples);
+        assert!(spans.examples[0].starts_with("past-the-end (text 0): the person span 0..30"), "{:?}", spans.examples);
+        assert_eq!((data.without_text, data.leaking, data.dropped_new_label), (1, 1, 1));
+        assert_eq!(data.new_labels.get("product"), Some(&1));
+        assert_eq!((data.added_to_train, data.held_out, data.feedback), (2, 0, 8));
+
+        let train = TaggedTable::read(&Split::Train.path_in(&config.output_dir.join(RAW)), "retrain").expect("train");
+        assert_eq!(train.ids, ["train-0", "feedback-kept-0", "feedback-nothing-0"]);
+        assert_eq!(train.tokens[1], ["Alan", "Turing", "visited", "Tokyo", "."]);
+        assert_eq!(train.tags[1], ["B-person", "I-person", "O", "B-location", "O"]);
+        assert_eq!(train.tags[2], ["O", "O", "O"], "feedback of no entity teaches that too");
+
+        let strict = RetrainConfig { new_labels: NewLabelPolicy::Error, ..config };
+        let error = build_tagged(&feedback, &base, &strict, &[7; 32]).expect_err("a new type");
+        assert!(error.to_string().contains("'product' (1 texts)"), "{error}");
     }
 
     #[test]

@@ -145,8 +145,8 @@ pub fn run_stage_uncaught(
 /// The stages that handle token classification so far; the others refuse it
 /// up front rather than misread tagged data as texts.
 pub const TOKEN_CLASSIFICATION_STAGES: &[&str] = &[
-    "ingest", "clean", "profile", "tokenize", "train", "eval", "export", "gate", "monitor", "predict", "serve",
-    "registry", "runs", "tune", "pipeline",
+    "ingest", "clean", "profile", "tokenize", "train", "eval", "export", "gate", "monitor", "predict", "retrain",
+    "serve", "registry", "runs", "tune", "pipeline",
 ];
 
 fn check_task(stage: &str, task: kiln_core::Task) -> Result<()> {

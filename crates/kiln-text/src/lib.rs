@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod align;
 pub mod clean;
+pub mod spans;
 
 use std::path::Path;
 

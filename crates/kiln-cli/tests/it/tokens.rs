@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, UInt32Type};
+use kiln_core::prediction_log::{InputStats, LogRecord, LoggedEntity};
 use kiln_data::parquet::read_parquet;
 
 use crate::common::{ok_configured as ok, run_configured as run};
@@ -90,6 +91,20 @@ output_dir = "{export}"
 eval_metrics = "{eval}/metrics.json"
 reference_predictions = "{eval}/reference_predictions.json"
 data_profile = "{root}/no-profile.json"
+
+[registry]
+dir = "{root}/registry"
+
+[gate]
+device = "cpu"
+threads = 1
+bootstrap_resamples = 200
+
+[retrain]
+log_dir = "{root}/log"
+output_dir = "{root}/retrain"
+min_feedback = 20
+holdout_share = 0.25
 
 [predict]
 model_dir = "{export}"
@@ -239,6 +254,7 @@ fn a_token_pipeline_runs_end_to_end_and_agrees_with_transformers() {
     assert!(eval_run["metrics"]["test_entity_f1_strict"].as_f64().is_some(), "{eval_run}");
 
     the_gate_judges_taggers_on_entities(root, &config, &runs);
+    retrain_learns_from_span_feedback(root, &config, &runs);
 
     let card = std::fs::read_to_string(root.join("export/README.md")).expect("card");
     assert!(card.contains("pipeline_tag: token-classification"), "{card}");
@@ -343,6 +359,93 @@ fn the_gate_judges_taggers_on_entities(root: &Path, config: &Path, runs: &Path) 
     assert!(report.contains("Entity micro-F1") && report.contains("REFUSE"), "{report}");
 }
 
+/// A tagger's answer as serve logs it, and the entities feedback gave it.
+fn logged_entities(i: usize, text: &str, truth: Vec<LoggedEntity>) -> Vec<String> {
+    let time = format!("2026-11-28T10:{:02}:{:02}.000Z", (i / 60) % 60, i % 60);
+    let answer = LogRecord::Entities {
+        time: time.clone(),
+        request_id: format!("req-{i}"),
+        client: None,
+        client_request_id: None,
+        index: 0,
+        text: Some(text.into()),
+        text_sha256: None,
+        entities: Vec::new(),
+        input: InputStats { tokens: 8, truncated: false, unknown_tokens: 0 },
+        model_version: "v2".into(),
+        quantize: kiln_core::Quantize::None,
+        latency_ms: 3.0,
+    };
+    let feedback = LogRecord::EntityFeedback {
+        time,
+        request_id: format!("req-{i}"),
+        client: None,
+        index: 0,
+        entities: truth,
+        model_version: "v2".into(),
+    };
+    [answer, feedback].iter().map(|r| serde_json::to_string(r).expect("json")).collect()
+}
+
+/// `retrain` for a tagger: span feedback becomes tagged sentences by its
+/// offsets (spans that do not fit counted, their texts left out), a model is
+/// trained on the new data version, registered, and judged by the gate on
+/// the test split plus the held-back feedback.
+fn retrain_learns_from_span_feedback(root: &Path, config: &Path, runs: &Path) {
+    let entity =
+        |kind: &str, start: usize, end: usize| LoggedEntity { entity_group: kind.into(), start, end, score: None };
+    let mut lines = Vec::new();
+    for i in 0..60 {
+        let (first, last) = PEOPLE[(i + 1) % PEOPLE.len()];
+        let place = PLACES[(i / 4) % PLACES.len()];
+        let verb = VERBS[i % VERBS.len()];
+        // "yesterday": no validation or test sentence says it, so none of these leaks.
+        let text = format!("{first} {last} {verb} {place} yesterday");
+        let person = first.len() + 1 + last.len();
+        let at = person + 1 + verb.len() + 1;
+        lines.extend(logged_entities(
+            i,
+            &text,
+            vec![entity("person", 0, person), entity("location", at, at + place.len())],
+        ));
+    }
+    lines.extend(logged_entities(100, "Ada Lovelace left", vec![entity("person", 0, 40)]));
+    lines.extend(logged_entities(101, "Ada Lovelace left", vec![entity("person", 0, 6)]));
+    lines.extend(logged_entities(102, "Ada Lovelace left", vec![entity("person", 0, 12), entity("location", 4, 12)]));
+    let test = kiln_data::schema::TaggedTable::read(&root.join("raw/test.parquet"), "ingest").expect("test split");
+    lines.extend(logged_entities(103, &test.tokens[0].join(" "), vec![entity("person", 0, 12)]));
+    std::fs::create_dir_all(root.join("log")).expect("log dir");
+    std::fs::write(root.join("log/predictions-1-0001.jsonl"), lines.join("\n") + "\n").expect("log");
+
+    ok("retrain", config, &[], runs);
+    let data: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("retrain/raw/retrain_data.json")).expect("the data version's manifest"),
+    )
+    .expect("json");
+    let report = &data["report"];
+    assert_eq!(report["feedback"], 64, "{report}");
+    assert_eq!(report["leaking"], 1, "{report}");
+    let spans = &report["spans"];
+    assert_eq!((&spans["out_of_range"], &spans["partial"], &spans["conflicting"]), (&1.into(), &1.into(), &1.into()));
+    let (added, held) = (report["added_to_train"].as_u64().unwrap_or(0), report["held_out"].as_u64().unwrap_or(0));
+    assert_eq!(added + held, 60, "{report}");
+    assert!((5..=25).contains(&held), "about a quarter held back: {held}");
+    let train =
+        kiln_data::schema::TaggedTable::read(&root.join("retrain/raw/train.parquet"), "retrain").expect("train");
+    let row = train.ids.iter().position(|id| id.starts_with("feedback-req-")).expect("feedback rows in train");
+    assert_eq!(train.tags[row], ["B-person", "I-person", "O", "B-location", "O"], "{:?}", train.tokens[row]);
+
+    use kiln_track::registry::Registry;
+    let index = Registry::at(&root.join("registry")).load().expect("index");
+    let retrained = index.versions.last().expect("the retrained version");
+    assert_eq!(retrained.version, 4, "after the gate's three");
+    let decision = retrained.gate.as_ref().expect("judged by the gate");
+    assert_eq!(decision.champion, Some(2), "against the trained tagger in production");
+    assert_eq!(decision.holdout.len(), 2, "the test split and the held-back feedback");
+    assert_eq!(decision.rows + decision.rows_without_shared_label, 40 + held as usize);
+    assert!(decision.entity_micro_f1.is_some_and(|f1| f1.challenger > 0.8), "{decision:?}");
+}
+
 /// A stage that does not handle token classification refuses it before
 /// doing anything, and names the stages that do.
 #[test]
@@ -353,5 +456,8 @@ fn label_refuses_token_classification_up_front() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("`label` does not handle task = \"token_classification\" yet"), "{stderr}");
-    assert!(stderr.contains("eval, export, gate, monitor, predict, serve"), "names the stages that do: {stderr}");
+    assert!(
+        stderr.contains("eval, export, gate, monitor, predict, retrain, serve"),
+        "names the stages that do: {stderr}"
+    );
 }
