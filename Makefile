@@ -37,7 +37,7 @@ MDBOOK_DIR := $(abspath $(or $(KILN_DOCS_TOOLS),.tools/mdbook))
 FUZZ_CASES ?= 11000
 FUZZ_CASES_TEST := 500
 
-.PHONY: help setup setup-cuda build test fuzz docs docs-check pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve bench-tune bench-prune bench-weak tune image serve monitor gate retrain drift-demo fixtures
+.PHONY: help setup setup-cuda build test fuzz docs docs-check pipeline repro lint fmt bench-data bench-train bench-ner bench-predict bench-shards bench-serve bench-tune bench-prune bench-weak tune image serve monitor gate retrain drift-demo drift-demo-ner fixtures
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -160,6 +160,9 @@ retrain: $(SETUP) build ## The loop once: monitor, then retrain (and gate) when 
 
 drift-demo: $(SETUP) build ## The whole loop on BANKING77 (../shared/data, or BANKING77=DIR): skewed model, shifting stream, monitor, retrain, gate, live swap
 	source scripts/python_env.sh && python scripts/demo/drift_demo.py --bin $(BIN) $(if $(BANKING77),--banking77 $(BANKING77),) $(ARGS)
+
+drift-demo-ner: $(SETUP) build ## The loop for a tagger on WNUT-17 (../shared/data, or WNUT17=DIR): rare types held back, a stream that shifts to them, monitor, retrain, gate, live swap
+	source scripts/python_env.sh && python scripts/demo/drift_demo_ner.py --bin $(BIN) $(if $(WNUT17),--wnut17 $(WNUT17),) $(ARGS)
 
 fixtures: $(PRETRAINED) ## Regenerate the fixtures checked against Python (tokenizer, BERT and DistilBERT parity, metrics, calibration, drift statistics)
 	scripts/fixtures/make_fixtures.sh

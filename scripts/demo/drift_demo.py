@@ -45,8 +45,13 @@ def free_port():
 
 
 def write_config(path, work, args, pretrained):
+    write_toml(path, config_sections(work, args, pretrained))
+
+
+def config_sections(work, args, pretrained):
+    """Every stage's settings for the scenario, all under `work`."""
     w = lambda p: str(work / p)
-    sections = {
+    return {
         "ingest": {"train_file": w("source/train.csv"), "test_file": w("source/test.csv"), "format": "csv",
                    "text_column": "text", "label_column": "category", "validation_fraction": 0.2,
                    "seed": 42, "output_dir": w("raw")},
@@ -71,17 +76,21 @@ def write_config(path, work, args, pretrained):
                  "min_class_support": 10, "bootstrap_resamples": 300},
         "retrain": {"output_dir": w("retrain"), "min_feedback": args.min_feedback, "holdout_share": 0.2},
     }
-    lines = []
+
+
+def write_toml(path, sections):
+    """Top-level keys (a string or number value) first, then a table per section."""
+    def line(key, value):
+        if isinstance(value, bool):
+            return f"{key} = {str(value).lower()}"
+        if isinstance(value, (int, float)):
+            return f"{key} = {value}"
+        return f"{key} = {json.dumps(value)}"
+
+    lines = [line(key, value) for key, value in sections.items() if not isinstance(value, dict)]
     for section, keys in sections.items():
-        lines.append(f"[{section}]")
-        for key, value in keys.items():
-            if isinstance(value, bool):
-                lines.append(f"{key} = {str(value).lower()}")
-            elif isinstance(value, (int, float)):
-                lines.append(f"{key} = {value}")
-            else:
-                lines.append(f"{key} = {json.dumps(value)}")
-        lines.append("")
+        if isinstance(keys, dict):
+            lines += [f"[{section}]", *(line(key, value) for key, value in keys.items()), ""]
     path.write_text("\n".join(lines))
 
 
@@ -174,10 +183,11 @@ class Stream:
             t.join()
 
 
-def stream_plot(results, statuses, summary, window, path):
+def stream_plot(results, statuses, summary, window, path, quality="accuracy", score=None):
     """The stream's own accuracy (every answered request, not just those with
     feedback) per `window` predictions, with the shift, monitor's alerts and
-    the first answer of the promoted model marked."""
+    the first answer of the promoted model marked. `score(chunk)` computes
+    another `quality` (a tagger's entity F1) from a chunk of results."""
     import matplotlib
 
     matplotlib.use("svg")
@@ -188,9 +198,9 @@ def stream_plot(results, statuses, summary, window, path):
     for start in range(0, len(answered), window):
         chunk = answered[start:start + window]
         xs.append(chunk[-1][0] + 1)
-        ys.append(sum(r[3] for r in chunk) / len(chunk))
+        ys.append(score(chunk) if score else sum(r[3] for r in chunk) / len(chunk))
     figure, axes = plt.subplots(figsize=(10, 4.2))
-    axes.plot(xs, ys, marker="o", label=f"stream accuracy (per {window} predictions)")
+    axes.plot(xs, ys, marker="o", label=f"stream {quality} (per {window} predictions)")
     alerts = [at for at, status in statuses if status == "alert"]
     axes.scatter(alerts, [0.02] * len(alerts), marker="v", color="tab:red", label="monitor alert", zorder=3)
     axes.axvline(summary["shift_at"], color="black", linestyle="--", label="shift")
@@ -198,9 +208,9 @@ def stream_plot(results, statuses, summary, window, path):
     if promoted_at is not None:
         axes.axvline(promoted_at, color="tab:green", linestyle="--", label="promoted model answers")
     axes.set_xlabel("predictions served")
-    axes.set_ylabel("accuracy")
+    axes.set_ylabel(quality)
     axes.set_ylim(0, 1.05)
-    axes.set_title("Drift scenario: the stream's accuracy, alerts and the swap")
+    axes.set_title(f"Drift scenario: the stream's {quality}, alerts and the swap")
     axes.legend(loc="lower left")
     figure.tight_layout()
     figure.savefig(path)

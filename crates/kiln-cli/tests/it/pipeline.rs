@@ -1068,3 +1068,59 @@ fn the_drift_scenario_detects_the_shift_retrains_and_never_fails_a_request() {
         number("failed_requests"),
     ));
 }
+
+/// The loop for a tagger (`scripts/demo/drift_demo_ner.py --dataset default`,
+/// what `make drift-demo-ner` does on WNUT-17): a first tagger that hardly saw
+/// products, served; a stream that shifts to sentences naming them, with span
+/// feedback; monitor on a schedule, retrain on its alert, the gate, the swap.
+#[test]
+fn the_tagger_drift_scenario_detects_the_shift_retrains_and_never_fails_a_request() {
+    require_setup();
+    let work = tempfile::tempdir().expect("tempdir");
+    let script = format!(
+        "source scripts/python_env.sh && python scripts/demo/drift_demo_ner.py --dataset default --bin '{}' \
+         --work '{}' --early-examples 300 --late-examples 5 --epochs 1 --max-steps 60 --before 400 --after 1600 \
+         --monitor-every 200 --min-feedback 100",
+        bin_dir().display(),
+        work.path().join("demo").display()
+    );
+    let output = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("the scenario runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(work.path().join("demo/drift_demo.json")).expect("drift_demo.json"),
+    )
+    .expect("JSON");
+    let number = |key: &str| summary[key].as_f64().unwrap_or_else(|| panic!("{key} in {summary}"));
+    assert_eq!(number("failed_requests"), 0.0, "no request failed through retraining and the swap: {summary}");
+    assert_eq!(number("false_alerts_before_shift"), 0.0, "{summary}");
+    let (shift, alert) = (number("shift_at"), number("first_alert_at"));
+    assert!(alert > shift, "the first alert after the shift counts as detection: {summary}");
+    assert!(number("entity_f1_after_shift") < number("entity_f1_before_shift") - 0.1, "the shift hurts: {summary}");
+    assert_eq!(summary["retrain_exit"], serde_json::json!(0), "{summary}");
+    let gate = &summary["gate"];
+    assert!(gate["entity_micro_f1"]["challenger"].is_number(), "a tagger's gate: {summary}");
+    assert_eq!(summary["promoted"], gate["promote"], "a promotion reaches the running server: {summary}");
+    let monitor = std::fs::read_to_string(work.path().join("demo/monitor/report.md")).expect("monitor report");
+    assert!(monitor.contains("## Entities by window"), "{monitor}");
+    let plot = std::fs::read_to_string(work.path().join("demo/stream.svg")).expect("stream.svg");
+    assert!(plot.contains("entity micro-F1"), "the stream's plot has its line");
+    kiln_testing::figure(&format!(
+        "tagger drift scenario (generated data): detection delay {} predictions, {} false alerts before the shift, \
+         entity F1 {} before / {} after the shift / {} after retraining, gate {}, {} failed requests",
+        number("detection_delay_predictions"),
+        number("false_alerts_before_shift"),
+        summary["entity_f1_before_shift"],
+        summary["entity_f1_after_shift"],
+        summary["entity_f1_after_retraining"],
+        if gate["promote"] == serde_json::json!(true) { "promoted" } else { "refused" },
+        number("failed_requests"),
+    ));
+}

@@ -1,0 +1,349 @@
+"""The continuous-training loop for a tagger, end to end: `make drift-demo-ner`.
+
+As `drift_demo.py` does for a classifier:
+1. Train a first tagger where one entity type is rare (WNUT-17's `product`
+   and `creative-work`, or `product` in the generated default data).
+2. Serve it (`serve --watch true`, the registry's production link).
+3. Replay held-out sentences as texts, one request each, from 2 clients; for
+   a share, send the true entities back as span feedback. Part way the mix
+   shifts to sentences with the rare types.
+4. Run `monitor` every `--monitor-every` predictions; on its first alert,
+   `retrain` in the background while the stream goes on (span feedback
+   becomes tagged sentences; the gate compares entity F1 on the test split
+   plus held-back feedback); a promotion swaps the served model.
+5. Keep streaming until the new model answers, then some more.
+
+Writes <work>/drift_demo.json, report.md and stream.svg (the stream's entity
+micro-F1 per window, alerts, the swap): detection delay, false alerts before
+the shift, entity F1 before the shift, after it and after the promotion,
+failed requests, and the gate's decision.
+
+    python scripts/demo/drift_demo_ner.py --bin target/release --wnut17 ../shared/data/wnut17
+"""
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from drift_demo import ROOT, config_sections, free_port, stream_plot, write_toml
+from replay_traffic import post
+
+import threading
+
+
+def read_conll(path):
+    """Sentences of a CoNLL file as (words, IOB2 tags)."""
+    sentences, words, tags = [], [], []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            if words:
+                sentences.append((words, tags))
+            words, tags = [], []
+            continue
+        word, _, tag = line.rpartition("\t")
+        if word.strip():
+            words.append(word)
+            tags.append(tag.strip())
+    if words:
+        sentences.append((words, tags))
+    return sentences
+
+
+def write_conll(path, sentences):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("".join(f"{w}\t{t}\n" for w, t in zip(*s)) + "\n" for s in sentences), encoding="utf-8")
+
+
+def as_text(words, tags):
+    """The sentence as a text (words joined by spaces) and its entities' character spans."""
+    text, spans, offsets = "", [], []
+    for word in words:
+        if text:
+            text += " "
+        offsets.append((len(text), len(text) + len(word)))
+        text += word
+    current = None
+    for (start, end), tag in zip(offsets, tags):
+        if tag.startswith("B-") or (tag.startswith("I-") and (current is None or current[0] != tag[2:])):
+            if current:
+                spans.append(current)
+            current = [tag[2:], start, end]
+        elif tag.startswith("I-"):
+            current[2] = end
+        else:
+            if current:
+                spans.append(current)
+            current = None
+    if current:
+        spans.append(current)
+    return text, [tuple(s) for s in spans]
+
+
+def kinds(tags):
+    return {t[2:] for t in tags if t != "O"}
+
+
+FIRST = ["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "John", "Margaret", "Niklaus"]
+LAST = ["Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Allen", "McCarthy", "Hamilton", "Wirth"]
+PLACES = ["Paris", "London", "Berlin", "Tokyo", "Lagos", "Lima", "Oslo", "Cairo", "Delhi", "Quito"]
+PRODUCTS = ["iPhone", "Kindle", "PlayStation", "Thinkpad", "Walkman", "Gameboy", "Roomba", "Tamagotchi"]
+VERBS = ["visited", "left", "loved", "described", "toured", "missed"]
+
+
+def generated(n, with_product, rng):
+    """`n` sentences from templates: a person and a place, or (`with_product`) a product too."""
+    sentences = []
+    for _ in range(n):
+        first, last, place = rng.choice(FIRST), rng.choice(LAST), rng.choice(PLACES)
+        person = ([first, last], ["B-person", "I-person"])
+        where = ([place], ["B-location"])
+        if with_product:
+            product = ([rng.choice(PRODUCTS)], ["B-product"])
+            parts = [person, (["bought", "a"], ["O", "O"]), product, (["in"], ["O"]), where]
+        else:
+            parts = [person, ([rng.choice(VERBS)], ["O"]), where, ([rng.choice(["today", "again", "twice"])], ["O"])]
+        sentences.append(([w for p in parts for w in p[0]], [t for p in parts for t in p[1]]))
+    return sentences
+
+
+def prepare_data(args, work, rng):
+    """Writes source/{train,dev,test}.conll; returns the stream's pools
+    (sentences without the late types, with them) and the late types."""
+    source = work / "source"
+    if args.dataset == "default":
+        late = {"product"}
+        train = generated(args.early_examples, False, rng) + generated(args.late_examples, True, rng)
+        rng.shuffle(train)
+        write_conll(source / "train.conll", train)
+        write_conll(source / "dev.conll", generated(60, False, rng) + generated(20, True, rng))
+        write_conll(source / "test.conll", generated(100, False, rng) + generated(60, True, rng))
+        return generated(2000, False, rng), generated(2000, True, rng), sorted(late)
+    base = Path(args.wnut17)
+    late = set(args.late_types.split(","))
+    train = read_conll(base / "train.conll")
+    rare = [s for s in train if kinds(s[1]) & late]
+    kept = [s for s in train if not kinds(s[1]) & late] + rare[: args.late_examples]
+    rng.shuffle(kept)
+    write_conll(source / "train.conll", kept)
+    dev, test = read_conll(base / "dev.conll"), read_conll(base / "test.conll")
+    # The dev split is the stream's pool; the test split stays the gate's fixed holdout.
+    write_conll(source / "dev.conll", dev[: len(dev) // 3])
+    write_conll(source / "test.conll", test)
+    pool = dev[len(dev) // 3:] + rare[args.late_examples:]
+    with_entities = [s for s in pool if kinds(s[1])]
+    return ([s for s in with_entities if not kinds(s[1]) & late],
+            [s for s in with_entities if kinds(s[1]) & late], sorted(late))
+
+
+class Stream:
+    """Single-text requests from two clients; span feedback for a share; per
+    request (index, phase, status, (right, predicted, true) entities, version)."""
+
+    def __init__(self, url, feedback_share, seed):
+        self.url, self.feedback_share = url, feedback_share
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.results = []
+
+    def send(self, sentences, phase):
+        queue = [as_text(*s) for s in sentences]
+        start = len(self.results)
+        cursor = {"next": 0}
+
+        def client():
+            while True:
+                with self.lock:
+                    i = cursor["next"]
+                    cursor["next"] += 1
+                if i >= len(queue):
+                    return
+                text, truth = queue[i]
+                status, answer = post(f"{self.url}/v1/predict", {"text": text})
+                counts, version = (0, 0, len(truth)), None
+                if status == 200:
+                    found = {(e["entity_group"], e["start"], e["end"]) for e in answer["entities"]}
+                    counts = (len(found & set(truth)), len(found), len(truth))
+                    version = answer["model_version"]
+                    with self.lock:
+                        give = self.rng.random() < self.feedback_share
+                    if give:
+                        entities = [{"entity_group": k, "start": s, "end": e} for k, s, e in truth]
+                        post(f"{self.url}/v1/feedback", {"request_id": answer["request_id"], "entities": entities})
+                with self.lock:
+                    self.results.append((start + i, phase, status, counts, version))
+
+        threads = [threading.Thread(target=client) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
+def micro_f1(results):
+    right = sum(r[3][0] for r in results)
+    predicted = sum(r[3][1] for r in results)
+    true = sum(r[3][2] for r in results)
+    return 2 * right / (predicted + true) if predicted + true else 0.0
+
+
+def f1_of(results, keep):
+    kept = [r for r in results if keep(r) and r[2] == 200]
+    return round(micro_f1(kept), 4) if kept else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin", default=str(ROOT / "target/release"))
+    parser.add_argument("--dataset", choices=["wnut17", "default"], default="wnut17",
+                        help="wnut17 (rare types held back) or default (generated sentences, products held back)")
+    parser.add_argument("--wnut17", default=str(ROOT.parent / "shared/data/wnut17"))
+    parser.add_argument("--late-types", default="product,creative-work", help="WNUT-17 types the first model barely sees")
+    parser.add_argument("--max-steps", type=int, default=0, help="cap each training (0: all epochs)")
+    parser.add_argument("--work", default=str(ROOT / "artifacts/drift-demo-ner"))
+    parser.add_argument("--pretrained", default=str(ROOT / "models/pretrained/all-MiniLM-L6-v2"))
+    parser.add_argument("--early-examples", type=int, default=400, help="generated sentences without the late type")
+    parser.add_argument("--late-examples", type=int, default=10, help="training sentences with a late type")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--before", type=int, default=600, help="stream predictions before the shift")
+    parser.add_argument("--after", type=int, default=3000, help="most stream predictions after the shift")
+    parser.add_argument("--late-share", type=float, default=0.8, help="share of sentences with a late type after the shift")
+    parser.add_argument("--feedback-share", type=float, default=0.4)
+    parser.add_argument("--monitor-every", type=int, default=200, help="predictions per monitoring window and run")
+    parser.add_argument("--min-feedback", type=int, default=200, help="retrain does nothing with less feedback")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    if args.dataset == "wnut17" and not (Path(args.wnut17) / "train.conll").exists():
+        sys.exit(f"no WNUT-17 at {args.wnut17} (train.conll, dev.conll, test.conll): pass --wnut17 DIR")
+    work = Path(args.work).resolve()
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    work.mkdir(parents=True)
+    rng = random.Random(args.seed)
+    bin_dir = Path(args.bin).resolve()
+    early, late, late_types = prepare_data(args, work, rng)
+    w = lambda p: str(work / p)
+    sections = {"task": "token_classification", **config_sections(work, args, args.pretrained)}
+    sections["ingest"] = {"train_file": w("source/train.conll"), "validation_file": w("source/dev.conll"),
+                          "test_file": w("source/test.conll"), "format": "conll", "output_dir": w("raw")}
+    sections["clean"].update({"dedup": False, "drop_leaks": False, "hashtags": "keep", "strip_mentions": False})
+    sections["tokenize"]["max_length"] = 128
+    sections["train"].update({"learning_rate": 5e-5, "warmup_ratio": 0.0})
+    sections["serve"].update({"log_text": "full", "aggregation": "first"})
+    sections["gate"]["min_class_support"] = 5
+    config = work / "drift.toml"
+    write_toml(config, sections)
+    quiet = ["--config", str(config), "--quiet"]
+
+    t0 = time.time()
+    for stage in ["ingest", "clean", "tokenize", "profile", "train", "eval", "export"]:
+        subprocess.run([str(bin_dir / stage), *quiet], check=True)
+    subprocess.run([str(bin_dir / "registry"), *quiet, "add"], check=True, stdout=subprocess.DEVNULL)
+    first_model_s = time.time() - t0
+    print(f"first tagger trained and registered in {first_model_s:.0f} s", flush=True)
+
+    port = free_port()
+    serve = subprocess.Popen([str(bin_dir / "serve"), *quiet, "--port", str(port), "--watch", "true",
+                              "--watch-interval-ms", "500", "--threads", "1", "--feedback-rate-limit", "0"],
+                             stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if urllib.request.urlopen(f"{url}/readyz", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        stream = Stream(url, args.feedback_share, args.seed)
+        first_version = post(f"{url}/v1/predict", {"text": "hello"})[1]["model_version"]
+        statuses = []
+
+        def monitor():
+            done = subprocess.run([str(bin_dir / "monitor"), *quiet, "--fail-on", "alert"])
+            statuses.append((len(stream.results), {0: "ok/warn", 3: "alert"}.get(done.returncode, f"exit {done.returncode}")))
+            return done.returncode == 3
+
+        def mixed(n, late_share):
+            n_late = int(n * late_share)
+            rows = rng.choices(late, k=n_late) + rng.choices(early, k=n - n_late)
+            rng.shuffle(rows)
+            return rows
+
+        chunk = args.monitor_every
+        for _ in range(args.before // chunk):
+            stream.send(mixed(chunk, 0.0), "before")
+            monitor()
+        shift_at = len(stream.results)
+        alert_at = retrain = retrain_code = None
+        registered = lambda: len(json.loads((work / "registry/registry.json").read_text())["versions"])
+        while len(stream.results) - shift_at < args.after:
+            stream.send(mixed(chunk, args.late_share), "after")
+            alerting = monitor()
+            if alerting and alert_at is None:
+                alert_at = len(stream.results)
+            if retrain is not None and retrain.poll() is not None:
+                retrain_code = retrain.returncode
+                retrain = None
+                if registered() > 1:
+                    break
+            if alerting and retrain is None:
+                retrain = subprocess.Popen([str(bin_dir / "retrain"), *quiet, "--new-labels", "drop"])
+        if retrain is not None:
+            retrain_code = retrain.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            answer = post(f"{url}/v1/predict", {"text": "Ada Lovelace visited Paris"})[1]
+            if answer and answer["model_version"] != first_version:
+                break
+            time.sleep(0.5)
+        stream.send(mixed(args.before, args.late_share), "retrained")
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+
+    results = sorted(stream.results, key=lambda r: r[0])
+    decision_path = work / "retrain/gate/decision.json"
+    decision = json.loads(decision_path.read_text()) if decision_path.exists() else None
+    versions_after = {r[4] for r in results if r[1] == "retrained" and r[4]}
+    summary = {
+        "stream_predictions": len(results),
+        "shift_at": shift_at,
+        "first_alert_at": alert_at,
+        "detection_delay_predictions": None if alert_at is None else alert_at - shift_at,
+        "false_alerts_before_shift": sum(1 for at, s in statuses if at <= shift_at and s == "alert"),
+        "monitor_runs": statuses,
+        "entity_f1_before_shift": f1_of(results, lambda r: r[1] == "before"),
+        "entity_f1_after_shift": f1_of(results, lambda r: r[1] == "after"),
+        "entity_f1_after_retraining": f1_of(results, lambda r: r[1] == "retrained"),
+        "failed_requests": sum(1 for r in results if r[2] != 200),
+        "retrain_exit": retrain_code,
+        "served_after": sorted(versions_after),
+        "first_version": first_version,
+        "promoted": bool(versions_after - {first_version}),
+        "gate": None if decision is None else {k: decision.get(k) for k in (
+            "promote", "metric", "champion_value", "challenger_value", "entity_micro_f1", "difference",
+            "difference_low", "difference_high", "rows", "reasons")},
+        "first_model_seconds": round(first_model_s),
+        "late_types": late_types,
+    }
+    (work / "drift_demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    stream_plot(results, statuses, summary, args.monitor_every, work / "stream.svg",
+                quality="entity micro-F1", score=micro_f1)
+    lines = ["# Drift scenario for a tagger", ""]
+    for key in ("shift_at", "first_alert_at", "detection_delay_predictions", "false_alerts_before_shift",
+                "entity_f1_before_shift", "entity_f1_after_shift", "entity_f1_after_retraining", "failed_requests",
+                "promoted"):
+        lines.append(f"- {key.replace('_', ' ')}: {summary[key]}")
+    if decision:
+        lines.append(f"- gate: {'promote' if decision['promote'] else 'refuse'}: {'; '.join(decision['reasons'])}")
+    lines += ["", "![the stream's entity F1, alerts and the swap](stream.svg)"]
+    lines += ["", "Monitoring over the stream: [monitor report](monitor/report.md) (drift.svg, quality.svg).", ""]
+    (work / "report.md").write_text("\n".join(lines))
+    print(json.dumps({k: v for k, v in summary.items() if k != "monitor_runs"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
