@@ -608,6 +608,29 @@ fn estimated_quality(observations: &[Observation]) -> EstimatedQuality {
     }
 }
 
+/// `alert` from `alert`, `warn` from `warn`, else nothing.
+fn bands(value: f64, warn: f64, alert: f64) -> Option<Status> {
+    if value >= alert {
+        Some(Status::Alert)
+    } else if value >= warn {
+        Some(Status::Warn)
+    } else {
+        None
+    }
+}
+
+/// A realised quality `drop` below the reference: an alert only when the
+/// interval too lies below it (`interval_below`), not a fluke of few labels.
+fn quality_drop(drop: f64, interval_below: bool, config: &MonitorConfig) -> Option<Status> {
+    if drop >= config.accuracy_drop_alert && interval_below {
+        Some(Status::Alert)
+    } else if drop >= config.accuracy_drop_warn {
+        Some(Status::Warn)
+    } else {
+        None
+    }
+}
+
 fn finding(status: Status, check: &str, message: String) -> Finding {
     Finding { status, check: check.to_owned(), message }
 }
@@ -640,15 +663,6 @@ fn judge(report: &WindowReport, reference: Option<&ModelReference>, config: &Mon
         // Too few predictions for drift or quality to mean anything.
         return findings;
     }
-    let bands = |value: f64, warn: f64, alert: f64| {
-        if value >= alert {
-            Some(Status::Alert)
-        } else if value >= warn {
-            Some(Status::Warn)
-        } else {
-            None
-        }
-    };
     if let Some(drift) = &report.prediction_drift
         && drift.chi_square_p < config.p_value
         && let Some(status) = bands(drift.psi, config.psi_warn, config.psi_alert)
@@ -721,15 +735,7 @@ fn judge(report: &WindowReport, reference: Option<&ModelReference>, config: &Mon
         && let Some(accuracy) = report.quality.accuracy
     {
         let drop = expected - accuracy.value;
-        // Alert only when the interval too lies below the reference: not a fluke of few labels.
-        let status = if drop >= config.accuracy_drop_alert && accuracy.high < expected {
-            Some(Status::Alert)
-        } else if drop >= config.accuracy_drop_warn {
-            Some(Status::Warn)
-        } else {
-            None
-        };
-        if let Some(status) = status {
+        if let Some(status) = quality_drop(drop, accuracy.high < expected, config) {
             findings.push(finding(
                 status,
                 "quality",
@@ -762,15 +768,6 @@ fn judge_entities(
     config: &MonitorConfig,
     findings: &mut Vec<Finding>,
 ) {
-    let bands = |value: f64, warn: f64, alert: f64| {
-        if value >= alert {
-            Some(Status::Alert)
-        } else if value >= warn {
-            Some(Status::Warn)
-        } else {
-            None
-        }
-    };
     if let (Some(psi), Some(p)) = (entities.type_psi, entities.type_chi_square_p)
         && p < config.p_value
         && let Some(status) = bands(psi, config.psi_warn, config.psi_alert)
@@ -809,14 +806,7 @@ fn judge_entities(
     {
         let f1 = quality.micro_f1;
         let drop = expected - f1.value;
-        let status = if drop >= config.accuracy_drop_alert && f1.high < expected {
-            Some(Status::Alert)
-        } else if drop >= config.accuracy_drop_warn {
-            Some(Status::Warn)
-        } else {
-            None
-        };
-        if let Some(status) = status {
+        if let Some(status) = quality_drop(drop, f1.high < expected, config) {
             findings.push(finding(
                 status,
                 "quality",
