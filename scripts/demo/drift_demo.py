@@ -217,6 +217,74 @@ def stream_plot(results, statuses, summary, window, path, quality="accuracy", sc
     plt.close(figure)
 
 
+def run_loop(bin_dir, quiet, work, args, make_stream, before, after, probe):
+    """Serves the registry's production model and streams to it: `before(n)`
+    rows for `args.before` predictions, then `after(n)` rows (the shift),
+    running `monitor` every `args.monitor_every` predictions and, while it
+    alerts, `retrain` in the background (it does nothing until there is
+    `--min-feedback` feedback), until a retrained model is registered or
+    `args.after` predictions; then waits for the new model to answer (sending
+    `probe`) and streams `args.before` more. Returns the stream, monitor's
+    statuses, where the shift and the first alert came, retrain's exit code
+    and the first model's version."""
+    port = free_port()
+    serve = subprocess.Popen([str(bin_dir / "serve"), *quiet, "--port", str(port), "--watch", "true",
+                              "--watch-interval-ms", "500", "--threads", "1", "--feedback-rate-limit", "0"],
+                             stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if urllib.request.urlopen(f"{url}/readyz", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        stream = make_stream(url)
+        first_version = post(f"{url}/v1/predict", {"text": probe})[1]["model_version"]
+        statuses = []  # (predictions so far, status)
+
+        def monitor():
+            done = subprocess.run([str(bin_dir / "monitor"), *quiet, "--fail-on", "alert"])
+            statuses.append((len(stream.results), {0: "ok/warn", 3: "alert"}.get(done.returncode, f"exit {done.returncode}")))
+            return done.returncode == 3
+
+        chunk = args.monitor_every
+        for _ in range(args.before // chunk):
+            stream.send(before(chunk), "before")
+            monitor()
+        shift_at = len(stream.results)
+        alert_at = retrain = retrain_code = None
+        registered = lambda: len(json.loads((work / "registry/registry.json").read_text())["versions"])
+        # As a schedule would: monitor every window; while it alerts, retrain.
+        while len(stream.results) - shift_at < args.after:
+            stream.send(after(chunk), "after")
+            alerting = monitor()
+            if alerting and alert_at is None:
+                alert_at = len(stream.results)
+            if retrain is not None and retrain.poll() is not None:
+                retrain_code = retrain.returncode
+                retrain = None
+                if registered() > 1:
+                    break
+            if alerting and retrain is None:
+                retrain = subprocess.Popen([str(bin_dir / "retrain"), *quiet, "--new-labels", "drop"])
+        if retrain is not None:
+            retrain_code = retrain.wait()
+        # After the retraining: until the new model answers, then as much again.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            answer = post(f"{url}/v1/predict", {"text": probe})[1]
+            if answer and answer["model_version"] != first_version:
+                break
+            time.sleep(0.5)
+        stream.send(after(args.before), "retrained")
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
+    return {"stream": stream, "statuses": statuses, "shift_at": shift_at, "alert_at": alert_at,
+            "retrain_code": retrain_code, "first_version": first_version}
+
+
 def accuracy(results, keep):
     kept = [r for r in results if keep(r) and r[2] == 200]
     return round(sum(r[3] for r in kept) / len(kept), 4) if kept else None
@@ -263,72 +331,19 @@ def main():
     first_model_s = time.time() - t0
     print(f"first model trained and registered in {first_model_s:.0f} s", flush=True)
 
-    port = free_port()
-    serve = subprocess.Popen([str(bin_dir / "serve"), *quiet, "--port", str(port), "--watch", "true",
-                              "--watch-interval-ms", "500", "--threads", "1", "--feedback-rate-limit", "0"],
-                             stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(f"{url}/readyz", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        stream = Stream(url, args.feedback_share, args.seed)
-        first_version = post(f"{url}/v1/predict", {"text": "hello"})[1]["model_version"]
-        statuses = []  # (predictions so far, status)
+    def mixed(n):
+        n_late = int(n * args.late_share)
+        return pd.concat([even(late, n_late), even(early, n - n_late)]).sample(frac=1.0, random_state=rng.randrange(10**6))
 
-        def monitor():
-            done = subprocess.run([str(bin_dir / "monitor"), *quiet, "--fail-on", "alert"])
-            statuses.append((len(stream.results), {0: "ok/warn", 3: "alert"}.get(done.returncode, f"exit {done.returncode}")))
-            return done.returncode == 3
+    def even(pool, n):
+        """n rows, each intent as likely as the next: the mix the first model was trained on."""
+        per_intent = pool.groupby("category", group_keys=False).sample(n=n, replace=True, random_state=rng.randrange(10**6))
+        return per_intent.sample(n=n, random_state=rng.randrange(10**6))
 
-        def even(pool, n):
-            """n rows, each intent as likely as the next: the mix the first model was trained on."""
-            per_intent = pool.groupby("category", group_keys=False).sample(n=n, replace=True, random_state=rng.randrange(10**6))
-            return per_intent.sample(n=n, random_state=rng.randrange(10**6))
-
-        def mixed(n):
-            n_late = int(n * args.late_share)
-            return pd.concat([even(late, n_late), even(early, n - n_late)]).sample(frac=1.0, random_state=rng.randrange(10**6))
-
-        chunk = args.monitor_every
-        for _ in range(args.before // chunk):
-            stream.send(even(early, chunk), "before")
-            monitor()
-        shift_at = len(stream.results)
-        alert_at = None
-        retrain = None
-        retrain_code = None
-        registered = lambda: len(json.loads((work / "registry/registry.json").read_text())["versions"])
-        # As a schedule would: monitor every window; while it alerts, retrain
-        # (which does nothing until there is `--min-feedback` feedback).
-        while len(stream.results) - shift_at < args.after:
-            stream.send(mixed(chunk), "after")
-            alerting = monitor()
-            if alerting and alert_at is None:
-                alert_at = len(stream.results)
-            if retrain is not None and retrain.poll() is not None:
-                retrain_code = retrain.returncode
-                retrain = None
-                if registered() > 1:
-                    break
-            if alerting and retrain is None:
-                retrain = subprocess.Popen([str(bin_dir / "retrain"), *quiet, "--new-labels", "drop"])
-        if retrain is not None:
-            retrain_code = retrain.wait()
-        # After the retraining: until the new model answers, then as much again.
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            answer = post(f"{url}/v1/predict", {"text": "where is my card"})[1]
-            if answer and answer["model_version"] != first_version:
-                break
-            time.sleep(0.5)
-        stream.send(mixed(args.before), "retrained")
-    finally:
-        serve.terminate()
-        serve.wait(timeout=30)
+    run = run_loop(bin_dir, quiet, work, args, lambda url: Stream(url, args.feedback_share, args.seed),
+                   lambda n: even(early, n), mixed, "where is my card")
+    stream, statuses, shift_at, alert_at, retrain_code, first_version = (
+        run["stream"], run["statuses"], run["shift_at"], run["alert_at"], run["retrain_code"], run["first_version"])
 
     results = sorted(stream.results)
     decision_path = work / "retrain/gate/decision.json"

@@ -25,14 +25,12 @@ import json
 import random
 import subprocess
 import sys
+import threading
 import time
-import urllib.request
 from pathlib import Path
 
-from drift_demo import ROOT, config_sections, free_port, stream_plot, write_toml
+from drift_demo import ROOT, config_sections, run_loop, stream_plot, write_toml
 from replay_traffic import post
-
-import threading
 
 
 def read_conll(path):
@@ -111,7 +109,7 @@ def generated(n, with_product, rng):
 
 
 def prepare_data(args, work, rng):
-    """Writes source/{train,dev,test}.conll; returns the stream's pools
+    """Writes source/{train,test}.conll; returns the stream's pools
     (sentences without the late types, with them) and the late types."""
     source = work / "source"
     if args.dataset == "default":
@@ -119,24 +117,22 @@ def prepare_data(args, work, rng):
         train = generated(args.early_examples, False, rng) + generated(args.late_examples, True, rng)
         rng.shuffle(train)
         write_conll(source / "train.conll", train)
-        write_conll(source / "dev.conll", generated(60, False, rng) + generated(20, True, rng))
         write_conll(source / "test.conll", generated(100, False, rng) + generated(60, True, rng))
         return generated(2000, False, rng), generated(2000, True, rng), sorted(late)
     base = Path(args.wnut17)
     late = set(args.late_types.split(","))
     train = read_conll(base / "train.conll")
+    rng.shuffle(train)
     rare = [s for s in train if kinds(s[1]) & late]
-    kept = [s for s in train if not kinds(s[1]) & late] + rare[: args.late_examples]
-    rng.shuffle(kept)
-    write_conll(source / "train.conll", kept)
-    dev, test = read_conll(base / "dev.conll"), read_conll(base / "test.conll")
-    # The dev split is the stream's pool; the test split stays the gate's fixed holdout.
-    write_conll(source / "dev.conll", dev[: len(dev) // 3])
-    write_conll(source / "test.conll", test)
-    pool = dev[len(dev) // 3:] + rare[args.late_examples:]
-    with_entities = [s for s in pool if kinds(s[1])]
-    return ([s for s in with_entities if not kinds(s[1]) & late],
-            [s for s in with_entities if kinds(s[1]) & late], sorted(late))
+    common = [s for s in train if not kinds(s[1]) & late]
+    # The stream before the shift comes from the training tweets' own
+    # distribution (WNUT-17's dev and test splits come from other sites, a
+    # drift of their own); validation is carved from train by `ingest`.
+    cut = int(len(common) * 0.85)
+    write_conll(source / "train.conll", common[:cut] + rare[: args.late_examples])
+    write_conll(source / "test.conll", read_conll(base / "test.conll"))
+    dev = read_conll(base / "dev.conll")
+    return common[cut:], rare[args.late_examples:] + [s for s in dev if kinds(s[1]) & late], sorted(late)
 
 
 class Stream:
@@ -227,12 +223,13 @@ def main():
     early, late, late_types = prepare_data(args, work, rng)
     w = lambda p: str(work / p)
     sections = {"task": "token_classification", **config_sections(work, args, args.pretrained)}
-    sections["ingest"] = {"train_file": w("source/train.conll"), "validation_file": w("source/dev.conll"),
-                          "test_file": w("source/test.conll"), "format": "conll", "output_dir": w("raw")}
+    sections["ingest"] = {"train_file": w("source/train.conll"), "test_file": w("source/test.conll"),
+                          "validation_fraction": 0.1, "seed": args.seed, "format": "conll", "output_dir": w("raw")}
     sections["clean"].update({"dedup": False, "drop_leaks": False, "hashtags": "keep", "strip_mentions": False})
     sections["tokenize"]["max_length"] = 128
     sections["train"].update({"learning_rate": 5e-5, "warmup_ratio": 0.0})
     sections["serve"].update({"log_text": "full", "aggregation": "first"})
+    sections["eval"]["aggregation"] = "first"  # the reference's entities grouped as serve groups them
     sections["gate"]["min_class_support"] = 5
     config = work / "drift.toml"
     write_toml(config, sections)
@@ -245,64 +242,16 @@ def main():
     first_model_s = time.time() - t0
     print(f"first tagger trained and registered in {first_model_s:.0f} s", flush=True)
 
-    port = free_port()
-    serve = subprocess.Popen([str(bin_dir / "serve"), *quiet, "--port", str(port), "--watch", "true",
-                              "--watch-interval-ms", "500", "--threads", "1", "--feedback-rate-limit", "0"],
-                             stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(f"{url}/readyz", timeout=1).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        stream = Stream(url, args.feedback_share, args.seed)
-        first_version = post(f"{url}/v1/predict", {"text": "hello"})[1]["model_version"]
-        statuses = []
+    def mixed(n, late_share):
+        n_late = int(n * late_share)
+        rows = rng.choices(late, k=n_late) + rng.choices(early, k=n - n_late)
+        rng.shuffle(rows)
+        return rows
 
-        def monitor():
-            done = subprocess.run([str(bin_dir / "monitor"), *quiet, "--fail-on", "alert"])
-            statuses.append((len(stream.results), {0: "ok/warn", 3: "alert"}.get(done.returncode, f"exit {done.returncode}")))
-            return done.returncode == 3
-
-        def mixed(n, late_share):
-            n_late = int(n * late_share)
-            rows = rng.choices(late, k=n_late) + rng.choices(early, k=n - n_late)
-            rng.shuffle(rows)
-            return rows
-
-        chunk = args.monitor_every
-        for _ in range(args.before // chunk):
-            stream.send(mixed(chunk, 0.0), "before")
-            monitor()
-        shift_at = len(stream.results)
-        alert_at = retrain = retrain_code = None
-        registered = lambda: len(json.loads((work / "registry/registry.json").read_text())["versions"])
-        while len(stream.results) - shift_at < args.after:
-            stream.send(mixed(chunk, args.late_share), "after")
-            alerting = monitor()
-            if alerting and alert_at is None:
-                alert_at = len(stream.results)
-            if retrain is not None and retrain.poll() is not None:
-                retrain_code = retrain.returncode
-                retrain = None
-                if registered() > 1:
-                    break
-            if alerting and retrain is None:
-                retrain = subprocess.Popen([str(bin_dir / "retrain"), *quiet, "--new-labels", "drop"])
-        if retrain is not None:
-            retrain_code = retrain.wait()
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            answer = post(f"{url}/v1/predict", {"text": "Ada Lovelace visited Paris"})[1]
-            if answer and answer["model_version"] != first_version:
-                break
-            time.sleep(0.5)
-        stream.send(mixed(args.before, args.late_share), "retrained")
-    finally:
-        serve.terminate()
-        serve.wait(timeout=30)
+    run = run_loop(bin_dir, quiet, work, args, lambda url: Stream(url, args.feedback_share, args.seed),
+                   lambda n: mixed(n, 0.0), lambda n: mixed(n, args.late_share), "Ada Lovelace visited Paris")
+    stream, statuses, shift_at, alert_at, retrain_code, first_version = (
+        run["stream"], run["statuses"], run["shift_at"], run["alert_at"], run["retrain_code"], run["first_version"])
 
     results = sorted(stream.results, key=lambda r: r[0])
     decision_path = work / "retrain/gate/decision.json"

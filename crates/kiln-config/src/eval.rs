@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, Split};
+use crate::{Aggregation, ConfigError, Split};
 
 /// `[eval]`: score a trained model on a labelled split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +33,9 @@ pub struct EvalConfig {
     pub reference_split: Split,
     /// A top probability below this is a low-confidence prediction.
     pub low_confidence: f64,
+    /// Token classification: how the reference's entities are grouped from
+    /// sub-words, as `serve` groups them (set it to `[serve] aggregation`).
+    pub aggregation: Aggregation,
 }
 
 impl Default for EvalConfig {
@@ -49,6 +52,7 @@ impl Default for EvalConfig {
             report_top: 10,
             reference_split: Split::Validation,
             low_confidence: 0.5,
+            aggregation: Aggregation::Simple,
         }
     }
 }
@@ -104,13 +108,17 @@ pub struct EvalArgs {
     /// A prediction whose top probability is below this counts as low-confidence [default: 0.5].
     #[arg(long, value_name = "PROBABILITY")]
     pub low_confidence: Option<f64>,
+    /// Token classification: how the reference's entities group sub-words, as serve's
+    /// --aggregation does [default: simple].
+    #[arg(long, value_enum)]
+    pub aggregation: Option<Aggregation>,
 }
 
 impl EvalArgs {
     pub fn apply(self, config: &mut EvalConfig) {
         apply_overrides!(self, config,
             [model_dir, input_dir, split, output_dir, train_metrics, device, threads, batch_size, report_top,
-             reference_split, low_confidence],
+             reference_split, low_confidence, aggregation],
             optional []);
     }
 }

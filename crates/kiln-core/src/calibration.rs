@@ -208,43 +208,60 @@ pub struct PredictionProfile {
 }
 
 /// A tagger's entities on the reference split, what monitoring compares live
-/// entities with: how many of each type, per sentence, how long, how sure.
-/// An entity's score is the mean probability of its words' tags, close to
-/// `serve`'s `simple` grouping (which averages its sub-words').
+/// entities with: how many of each type, per text, how long, how sure, and
+/// how right. `eval` reads each sentence as `serve` reads a text (its words
+/// joined by spaces, entities grouped by `eval.aggregation`, in characters),
+/// so live and reference figures mean the same.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EntityProfile {
     pub sentences: usize,
-    /// Predicted entities per type (seqeval's default reading of the tags).
+    /// Predicted entities per type.
     pub predicted: BTreeMap<String, usize>,
     pub mean_span_words: f64,
     pub mean_score: f64,
     /// The entity score's nearest-rank percentiles 0, 1, ..., 100.
     pub score_percentiles: Vec<f64>,
-    /// Entity F1 against the split's true tags, micro and macro over types.
+    /// Entity F1 against the true entities (type and both offsets), micro and macro over types.
     pub micro_f1: f64,
     pub macro_f1: f64,
 }
 
+/// One text of the reference split: its true entities and the model's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfiledText {
+    /// (type, start, end) in characters.
+    pub truth: Vec<(String, usize, usize)>,
+    pub predicted: Vec<ProfiledEntity>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfiledEntity {
+    pub kind: String,
+    pub start: usize,
+    pub end: usize,
+    pub score: f64,
+    pub words: usize,
+}
+
 impl EntityProfile {
-    /// Each sentence's true tags, predicted tags and the predicted tags' probabilities.
-    pub fn of<S: AsRef<str>>(sentences: &[(&[S], &[S], &[f32])]) -> Self {
-        use crate::entities::{EntityCounts, Mode, spans};
+    pub fn of(texts: &[ProfiledText]) -> Self {
+        use crate::entities::EntityCounts;
         let mut predicted = BTreeMap::new();
         let (mut words, mut scores) = (0usize, Vec::new());
         let mut counts = EntityCounts::default();
-        for (truth, guess, confidence) in sentences {
-            counts.add(&EntityCounts::of_tags(truth, guess, Mode::Conlleval));
-            for span in spans(guess, Mode::Conlleval) {
-                *predicted.entry(span.kind).or_insert(0) += 1;
-                words += span.end - span.start;
-                let own = &confidence[span.start.min(confidence.len())..span.end.min(confidence.len())];
-                scores.push(own.iter().map(|&p| f64::from(p)).sum::<f64>() / own.len().max(1) as f64);
+        for text in texts {
+            let found = text.predicted.iter().map(|e| (e.kind.as_str(), e.start, e.end));
+            counts.add(&EntityCounts::of_spans(text.truth.iter().map(|(k, s, e)| (k.as_str(), *s, *e)), found));
+            for entity in &text.predicted {
+                *predicted.entry(entity.kind.clone()).or_insert(0) += 1;
+                words += entity.words;
+                scores.push(entity.score);
             }
         }
         scores.sort_by(f64::total_cmp);
         let n = scores.len().max(1) as f64;
         Self {
-            sentences: sentences.len(),
+            sentences: texts.len(),
             predicted,
             mean_span_words: words as f64 / n,
             mean_score: scores.iter().sum::<f64>() / n,

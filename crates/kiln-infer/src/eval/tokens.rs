@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use arrow_array::types::Float32Type;
 use arrow_array::{ArrayRef, StringArray};
 use kiln_config::EvalConfig;
-use kiln_core::calibration::{EntityProfile, PredictionProfile};
+use kiln_core::calibration::{EntityProfile, PredictionProfile, ProfiledEntity, ProfiledText};
 use kiln_core::entities::{EntityScores, Mode, Span, score, spans};
 use kiln_core::metrics::EntityMetrics;
 use kiln_core::model_folder::{CONFIG, LABELS, REFERENCE_PREDICTIONS};
@@ -92,24 +92,25 @@ pub(super) fn run(config: &EvalConfig, predictor: &Predictor, progress: &Progres
     let entities = EntityMetrics { conlleval: scores_in(Mode::Conlleval)?, strict: scores_in(Mode::Strict)? };
     let (micro_f1, strict_micro_f1) = (entities.conlleval.micro.f1, entities.strict.micro.f1);
 
-    let profile = |sentences: &[Sentence], rows: &[Vec<f32>], truth: &[usize], split: Split| {
-        let mut profile = PredictionProfile::of(split.name(), labels.labels(), rows, truth, config.low_confidence);
-        let read: Vec<(&[String], &[String], &[f32])> =
-            sentences.iter().map(|s| (s.truth.as_slice(), s.predicted.as_slice(), s.confidence.as_slice())).collect();
-        profile.entities = Some(EntityProfile::of(&read));
-        profile
-    };
     let reference = if config.reference_split == split {
-        profile(&sentences, &word_rows, &word_truth, split)
+        PredictionProfile::of(split.name(), labels.labels(), &word_rows, &word_truth, config.low_confidence)
     } else {
         let path = config.reference_split.path_in(&config.input_dir);
         let rows = read_rows(&path, &data_labels, labels)?;
         let probabilities = in_chunks(config, &rows, config.reference_split, progress, |c, n| {
             predictor.tag_probabilities_batched(c, n)
         })?;
-        let (sentences, word_rows, word_truth) = scored_sentences(&rows, &probabilities, &name);
-        profile(&sentences, &word_rows, &word_truth, config.reference_split)
+        let (_, word_rows, word_truth) = scored_sentences(&rows, &probabilities, &name);
+        PredictionProfile::of(
+            config.reference_split.name(),
+            labels.labels(),
+            &word_rows,
+            &word_truth,
+            config.low_confidence,
+        )
     };
+    let mut reference = reference;
+    reference.entities = served_entities(config, predictor)?;
 
     let folder = &predictor.folder;
     let model_files = vec![FileHash::of(&folder.weights()?)?, FileHash::of(&folder.path(CONFIG))?];
@@ -148,6 +149,55 @@ pub(super) fn run(config: &EvalConfig, predictor: &Predictor, progress: &Progres
     manifest.inputs = metrics.model.iter().cloned().chain([metrics.data.clone()]).collect();
     staged.commit_manifest(MANIFEST, manifest)?;
     Ok(metrics)
+}
+
+/// The reference split's sentences read as `serve` reads texts (words
+/// joined by spaces; entities grouped as `eval.aggregation` says, as
+/// `serve.aggregation` does; character offsets), scored against their true
+/// entities: what `monitor` compares live entities and span feedback with.
+/// `None` when the cleaned split cannot be found.
+fn served_entities(config: &EvalConfig, predictor: &Predictor) -> Result<Option<EntityProfile>> {
+    let split = config.reference_split;
+    let Some(table) =
+        cleaned_split(&config.input_dir, "reference entities", |dir| TaggedTable::read(&split.path_in(dir), "clean"))
+    else {
+        return Ok(None);
+    };
+    let mut texts = Vec::with_capacity(table.len());
+    let mut profiled = Vec::with_capacity(table.len());
+    for (words, tags) in table.tokens.iter().zip(&table.tags) {
+        let mut text = String::new();
+        let mut offsets = Vec::with_capacity(words.len());
+        for word in words {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            let start = text.chars().count();
+            text.push_str(word);
+            offsets.push((start, start + word.chars().count()));
+        }
+        let truth = spans(tags, Mode::Conlleval)
+            .into_iter()
+            .map(|span| (span.kind, offsets[span.start].0, offsets[span.end - 1].1))
+            .collect();
+        texts.push(text);
+        profiled.push(ProfiledText { truth, predicted: Vec::new() });
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let found = predictor.entities(&refs, config.aggregation, config.batch_size)?;
+    for ((text, profiled), entities) in texts.iter().zip(&mut profiled).zip(found) {
+        let chars: Vec<char> = text.chars().collect();
+        profiled.predicted = entities
+            .into_iter()
+            .filter_map(|e| {
+                let kind = e.entity_group?;
+                let words =
+                    chars.get(e.start..e.end).map_or(0, |s| s.iter().collect::<String>().split_whitespace().count());
+                Some(ProfiledEntity { kind, start: e.start, end: e.end, score: f64::from(e.score), words })
+            })
+            .collect();
+    }
+    Ok(Some(EntityProfile::of(&profiled)))
 }
 
 /// Each sentence's scored words (true tag, predicted tag, its probability),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use kiln_config::MonitorConfig;
-use kiln_core::calibration::{EntityProfile, PredictionProfile};
+use kiln_core::calibration::{EntityProfile, PredictionProfile, ProfiledEntity, ProfiledText};
 use kiln_core::prediction_log::{InputStats, LogRecord, LoggedEntity};
 use kiln_monitor::{Status, WindowReport};
 use rand::{Rng, SeedableRng};
@@ -27,24 +27,17 @@ fn model_folder(dir: &Path) -> String {
     std::fs::write(dir.join("model.safetensors"), b"weights of the simulated tagger").expect("write");
     std::fs::write(dir.join("labels.json"), r#"{"labels": ["B-LOC", "I-LOC", "B-PER", "I-PER", "O"]}"#).expect("write");
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let tags = |kind: &str| -> Vec<String> {
-        match kind {
-            "PER" => vec!["B-PER".into(), "I-PER".into(), "O".into()],
-            _ => vec!["B-LOC".into(), "O".into(), "O".into()],
-        }
-    };
-    let sentences: Vec<(Vec<String>, Vec<String>, Vec<f32>)> = (0..900)
+    let texts: Vec<ProfiledText> = (0..900)
         .map(|i| {
-            let truth = tags(if i % 10 == 0 { "LOC" } else { "PER" });
-            let predicted = if i % 10 == 5 { vec!["O".to_owned(); 3] } else { truth.clone() };
-            // One probability for the sentence's words: entity scores uniform, as the stream's.
-            let confidence = vec![rng.random_range(0.8..0.99); 3];
-            (truth, predicted, confidence)
+            // "Ada Lovelace spoke" (a person of two words), or "Paris was sunny" (a place of one).
+            let (kind, end, words) = if i % 10 == 0 { ("LOC", 5, 1) } else { ("PER", 12, 2) };
+            let missed = i % 10 == 5;
+            let score = rng.random_range(0.8..0.99);
+            let found = ProfiledEntity { kind: kind.into(), start: 0, end, score, words };
+            ProfiledText { truth: vec![(kind.into(), 0, end)], predicted: if missed { vec![] } else { vec![found] } }
         })
         .collect();
-    let read: Vec<(&[String], &[String], &[f32])> =
-        sentences.iter().map(|(t, p, c)| (t.as_slice(), p.as_slice(), c.as_slice())).collect();
-    let reference = PredictionProfile { entities: Some(EntityProfile::of(&read)), ..PredictionProfile::default() };
+    let reference = PredictionProfile { entities: Some(EntityProfile::of(&texts)), ..PredictionProfile::default() };
     std::fs::write(dir.join("reference_predictions.json"), serde_json::to_string(&reference).expect("json"))
         .expect("write");
     let sha = kiln_core::output::sha256_file(&dir.join("model.safetensors")).expect("hash");
