@@ -14,6 +14,9 @@ use kiln_track::RunStatus;
 /// McNemar's exact test and a paired bootstrap interval of the difference are reported; the
 /// decision, every figure and the reasons go to the challenger's registry record, the run record,
 /// and decision.json / report.md in artifacts/gate. A refusal is an answer, not an error: exit 0.
+///
+/// Taggers are compared on tagged sentences (clean's words and tags): entity macro-F1 (or word
+/// accuracy), a bootstrap over sentences, and the recall of each entity type.
 #[derive(Debug, Parser)]
 #[command(name = "gate", version)]
 struct Cli {

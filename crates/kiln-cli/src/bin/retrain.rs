@@ -20,6 +20,10 @@ use kiln_train::Control;
 /// --min-feedback it does nothing (exit 0). Run it after `monitor
 /// --fail-on alert` exits 3, or on a schedule (`make retrain` does the first).
 ///
+/// A tagger's config (task = "token_classification") learns from span feedback: each text with its
+/// corrected entities becomes a tagged sentence by the entities' character offsets; spans that end
+/// past the text, cut a word or overlap another leave their text out, counted.
+///
 /// A config with [[label.functions]] runs label between clean and tokenize: feedback rows keep the
 /// label they were given, and with --weak-labels the served texts nobody gave feedback on join
 /// training with the functions' labels, each weighing --weak-weight (counted apart in the report).

@@ -16,6 +16,8 @@ use kiln_track::stage::RunEnd;
 /// chi-square, Jensen-Shannon), confidence (Kolmogorov-Smirnov, Wasserstein), inputs (token
 /// length, truncation, unknown tokens, empty and duplicate texts), accuracy on feedback (Wilson and
 /// bootstrap intervals) and estimated from calibrated confidence, latency, errors and the model's age.
+/// A tagger's log is judged on its entities: the types' mix, entity scores, span lengths and entity
+/// F1 from span feedback.
 ///
 /// Writes monitor.json, monitor.prom (node_exporter textfile collector), drift.svg, quality.svg and
 /// report.md. Exit codes: 0 done (whatever the status, unless --fail-on), 1 bad input or settings,
