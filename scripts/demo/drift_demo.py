@@ -285,6 +285,85 @@ def run_loop(bin_dir, quiet, work, args, make_stream, before, after, probe):
             "retrain_code": retrain_code, "first_version": first_version}
 
 
+def add_loop_arguments(parser, **defaults):
+    """The settings both scenarios share (training, the stream, monitoring, retraining); `defaults` per scenario."""
+    parser.add_argument("--bin", default=str(ROOT / "target/release"))
+    parser.add_argument("--max-steps", type=int, default=0, help="cap each training (0: all epochs)")
+    parser.add_argument("--work", help="the scenario's folder, emptied first")
+    parser.add_argument("--pretrained", default=str(ROOT / "models/pretrained/all-MiniLM-L6-v2"))
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--before", type=int, help="stream predictions before the shift")
+    parser.add_argument("--after", type=int, help="most stream predictions after the shift")
+    parser.add_argument("--late-share", type=float, help="share of the late kind after the shift")
+    parser.add_argument("--feedback-share", type=float, default=0.4)
+    parser.add_argument("--monitor-every", type=int, default=200, help="predictions per monitoring window and run")
+    parser.add_argument("--min-feedback", type=int, help="retrain does nothing with less feedback")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.set_defaults(**defaults)
+
+
+def fresh_work(args):
+    """`--work`, emptied and made."""
+    work = Path(args.work).resolve()
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    work.mkdir(parents=True)
+    return work
+
+
+def first_model(bin_dir, quiet):
+    """ingest to export, then `registry add` (the first version goes to production); seconds taken."""
+    t0 = time.time()
+    for stage in ["ingest", "clean", "tokenize", "profile", "train", "eval", "export"]:
+        subprocess.run([str(bin_dir / stage), *quiet], check=True)
+    subprocess.run([str(bin_dir / "registry"), *quiet, "add"], check=True, stdout=subprocess.DEVNULL)
+    return time.time() - t0
+
+
+def write_outputs(work, run, args, quality, key, measure, gate_keys, extra, title, score=None):
+    """drift_demo.json, stream.svg and report.md from `run_loop`'s result:
+    the stream's `quality` (`measure(results, keep)`, `<key>_before_shift`
+    ...) before and after the shift and after retraining, the detection
+    delay, false alerts, failed requests and the gate's `gate_keys`; `extra`
+    joins the summary."""
+    results = sorted(run["stream"].results, key=lambda r: r[0])
+    statuses, shift_at, alert_at = run["statuses"], run["shift_at"], run["alert_at"]
+    decision_path = work / "retrain/gate/decision.json"
+    decision = json.loads(decision_path.read_text()) if decision_path.exists() else None
+    versions_after = {r[4] for r in results if r[1] == "retrained" and r[4]}
+    summary = {
+        "stream_predictions": len(results),
+        "shift_at": shift_at,
+        "first_alert_at": alert_at,
+        "detection_delay_predictions": None if alert_at is None else alert_at - shift_at,
+        "false_alerts_before_shift": sum(1 for at, s in statuses if at <= shift_at and s == "alert"),
+        "monitor_runs": statuses,
+        f"{key}_before_shift": measure(results, lambda r: r[1] == "before"),
+        f"{key}_after_shift": measure(results, lambda r: r[1] == "after"),
+        f"{key}_after_retraining": measure(results, lambda r: r[1] == "retrained"),
+        "failed_requests": sum(1 for r in results if r[2] != 200),
+        "retrain_exit": run["retrain_code"],
+        "served_after": sorted(versions_after),
+        "first_version": run["first_version"],
+        "promoted": bool(versions_after - {run["first_version"]}),
+        "gate": None if decision is None else {k: decision.get(k) for k in gate_keys},
+        **extra,
+    }
+    (work / "drift_demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    stream_plot(results, statuses, summary, args.monitor_every, work / "stream.svg", quality=quality, score=score)
+    lines = [f"# {title}", ""]
+    for name in ("shift_at", "first_alert_at", "detection_delay_predictions", "false_alerts_before_shift",
+                 f"{key}_before_shift", f"{key}_after_shift", f"{key}_after_retraining", "failed_requests",
+                 "promoted"):
+        lines.append(f"- {name.replace('_', ' ')}: {summary[name]}")
+    if decision:
+        lines.append(f"- gate: {'promote' if decision['promote'] else 'refuse'}: {'; '.join(decision['reasons'])}")
+    lines += ["", f"![the stream's {quality}, alerts and the swap](stream.svg)"]
+    lines += ["", "Monitoring over the stream: [monitor report](monitor/report.md) (drift.svg, quality.svg).", ""]
+    (work / "report.md").write_text("\n".join(lines))
+    print(json.dumps({k: v for k, v in summary.items() if k != "monitor_runs"}, indent=2))
+
+
 def accuracy(results, keep):
     kept = [r for r in results if keep(r) and r[2] == 200]
     return round(sum(r[3] for r in kept) / len(kept), 4) if kept else None
@@ -292,31 +371,18 @@ def accuracy(results, keep):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bin", default=str(ROOT / "target/release"))
     parser.add_argument("--dataset", choices=["banking77", "default"], default="banking77",
                         help="banking77 (intents, a skewed slice) or default (the movie reviews, long ones held back)")
     parser.add_argument("--banking77", default=str(ROOT.parent / "shared/data/banking77"))
-    parser.add_argument("--max-steps", type=int, default=0, help="cap each training (0: all epochs)")
-    parser.add_argument("--work", default=str(ROOT / "artifacts/drift-demo"))
-    parser.add_argument("--pretrained", default=str(ROOT / "models/pretrained/all-MiniLM-L6-v2"))
     parser.add_argument("--intents", type=int, default=10)
     parser.add_argument("--early-examples", type=int, default=80)
     parser.add_argument("--late-examples", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--before", type=int, default=800, help="stream predictions before the shift")
-    parser.add_argument("--after", type=int, default=6000, help="most stream predictions after the shift")
-    parser.add_argument("--late-share", type=float, default=0.6, help="share of late intents after the shift")
-    parser.add_argument("--feedback-share", type=float, default=0.4)
-    parser.add_argument("--monitor-every", type=int, default=200, help="predictions per monitoring window and run")
-    parser.add_argument("--min-feedback", type=int, default=300, help="retrain does nothing with less feedback")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=7)
+    add_loop_arguments(parser, work=str(ROOT / "artifacts/drift-demo"), epochs=4, before=800, after=6000,
+                       late_share=0.6, min_feedback=300)
     args = parser.parse_args()
     if args.dataset == "banking77" and not (Path(args.banking77) / "train.csv").exists():
         sys.exit(f"no BANKING77 at {args.banking77} (train.csv, test.csv): pass --banking77 DIR")
-    work = Path(args.work).resolve()
-    subprocess.run(["rm", "-rf", str(work)], check=True)
-    work.mkdir(parents=True)
+    work = fresh_work(args)
     rng = random.Random(args.seed)
     bin_dir = Path(args.bin).resolve()
     early, late, late_intents = prepare_data(args, work, rng)
@@ -324,11 +390,7 @@ def main():
     write_config(config, work, args, args.pretrained)
     quiet = ["--config", str(config), "--quiet"]
 
-    t0 = time.time()
-    for stage in ["ingest", "clean", "tokenize", "profile", "train", "eval", "export"]:
-        subprocess.run([str(bin_dir / stage), *quiet], check=True)
-    subprocess.run([str(bin_dir / "registry"), *quiet, "add"], check=True, stdout=subprocess.DEVNULL)
-    first_model_s = time.time() - t0
+    first_model_s = first_model(bin_dir, quiet)
     print(f"first model trained and registered in {first_model_s:.0f} s", flush=True)
 
     def mixed(n):
@@ -342,48 +404,10 @@ def main():
 
     run = run_loop(bin_dir, quiet, work, args, lambda url: Stream(url, args.feedback_share, args.seed),
                    lambda n: even(early, n), mixed, "where is my card")
-    stream, statuses, shift_at, alert_at, retrain_code, first_version = (
-        run["stream"], run["statuses"], run["shift_at"], run["alert_at"], run["retrain_code"], run["first_version"])
-
-    results = sorted(stream.results)
-    decision_path = work / "retrain/gate/decision.json"
-    decision = json.loads(decision_path.read_text()) if decision_path.exists() else None
-    versions_after = {r[4] for r in results if r[1] == "retrained" and r[4]}
-    summary = {
-        "stream_predictions": len(results),
-        "shift_at": shift_at,
-        "first_alert_at": alert_at,
-        "detection_delay_predictions": None if alert_at is None else alert_at - shift_at,
-        "false_alerts_before_shift": sum(1 for at, s in statuses if at <= shift_at and s == "alert"),
-        "monitor_runs": statuses,
-        "accuracy_before_shift": accuracy(results, lambda r: r[1] == "before"),
-        "accuracy_after_shift": accuracy(results, lambda r: r[1] == "after"),
-        "accuracy_after_retraining": accuracy(results, lambda r: r[1] == "retrained"),
-        "failed_requests": sum(1 for r in results if r[2] != 200),
-        "retrain_exit": retrain_code,
-        "served_after": sorted(versions_after),
-        "first_version": first_version,
-        "promoted": bool(versions_after - {first_version}),
-        "gate": None if decision is None else {k: decision[k] for k in (
-            "promote", "metric", "champion_value", "challenger_value", "difference", "difference_low",
-            "difference_high", "mcnemar_p", "only_champion_right", "only_challenger_right", "rows", "reasons")},
-        "first_model_seconds": round(first_model_s),
-        "late_intents": late_intents,
-    }
-    (work / "drift_demo.json").write_text(json.dumps(summary, indent=2) + "\n")
-    stream_plot(results, statuses, summary, args.monitor_every, work / "stream.svg")
-    lines = ["# Drift scenario", ""]
-    for key in ("shift_at", "first_alert_at", "detection_delay_predictions", "false_alerts_before_shift",
-                "accuracy_before_shift", "accuracy_after_shift", "accuracy_after_retraining", "failed_requests",
-                "promoted"):
-        lines.append(f"- {key.replace('_', ' ')}: {summary[key]}")
-    if decision:
-        lines.append(f"- gate: {'promote' if decision['promote'] else 'refuse'}: {'; '.join(decision['reasons'])}")
-    lines += ["", "![the stream's accuracy, alerts and the swap](stream.svg)"]
-    lines += ["", "Monitoring over the stream: [monitor report](monitor/report.md) (drift.svg, quality.svg).", ""]
-    (work / "report.md").write_text("\n".join(lines))
-    print(json.dumps({k: v for k, v in summary.items() if k != "monitor_runs"}, indent=2))
-
+    write_outputs(work, run, args, "accuracy", "accuracy", accuracy,
+                  ("promote", "metric", "champion_value", "challenger_value", "difference", "difference_low",
+                   "difference_high", "mcnemar_p", "only_champion_right", "only_challenger_right", "rows", "reasons"),
+                  {"first_model_seconds": round(first_model_s), "late_intents": late_intents}, "Drift scenario")
 
 if __name__ == "__main__":
     main()

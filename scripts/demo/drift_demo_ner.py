@@ -21,15 +21,13 @@ failed requests, and the gate's decision.
     python scripts/demo/drift_demo_ner.py --bin target/release --wnut17 ../shared/data/wnut17
 """
 import argparse
-import json
 import random
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-from drift_demo import ROOT, config_sections, run_loop, stream_plot, write_toml
+from drift_demo import (ROOT, add_loop_arguments, config_sections, first_model, fresh_work, run_loop,
+                        write_outputs, write_toml)
 from replay_traffic import post
 
 
@@ -193,31 +191,18 @@ def f1_of(results, keep):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bin", default=str(ROOT / "target/release"))
     parser.add_argument("--dataset", choices=["wnut17", "default"], default="wnut17",
                         help="wnut17 (rare types held back) or default (generated sentences, products held back)")
     parser.add_argument("--wnut17", default=str(ROOT.parent / "shared/data/wnut17"))
     parser.add_argument("--late-types", default="product,creative-work", help="WNUT-17 types the first model barely sees")
-    parser.add_argument("--max-steps", type=int, default=0, help="cap each training (0: all epochs)")
-    parser.add_argument("--work", default=str(ROOT / "artifacts/drift-demo-ner"))
-    parser.add_argument("--pretrained", default=str(ROOT / "models/pretrained/all-MiniLM-L6-v2"))
     parser.add_argument("--early-examples", type=int, default=400, help="generated sentences without the late type")
     parser.add_argument("--late-examples", type=int, default=10, help="training sentences with a late type")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--before", type=int, default=600, help="stream predictions before the shift")
-    parser.add_argument("--after", type=int, default=3000, help="most stream predictions after the shift")
-    parser.add_argument("--late-share", type=float, default=0.8, help="share of sentences with a late type after the shift")
-    parser.add_argument("--feedback-share", type=float, default=0.4)
-    parser.add_argument("--monitor-every", type=int, default=200, help="predictions per monitoring window and run")
-    parser.add_argument("--min-feedback", type=int, default=200, help="retrain does nothing with less feedback")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=7)
+    add_loop_arguments(parser, work=str(ROOT / "artifacts/drift-demo-ner"), epochs=3, before=600, after=3000,
+                       late_share=0.8, min_feedback=200)
     args = parser.parse_args()
     if args.dataset == "wnut17" and not (Path(args.wnut17) / "train.conll").exists():
         sys.exit(f"no WNUT-17 at {args.wnut17} (train.conll, dev.conll, test.conll): pass --wnut17 DIR")
-    work = Path(args.work).resolve()
-    subprocess.run(["rm", "-rf", str(work)], check=True)
-    work.mkdir(parents=True)
+    work = fresh_work(args)
     rng = random.Random(args.seed)
     bin_dir = Path(args.bin).resolve()
     early, late, late_types = prepare_data(args, work, rng)
@@ -235,11 +220,7 @@ def main():
     write_toml(config, sections)
     quiet = ["--config", str(config), "--quiet"]
 
-    t0 = time.time()
-    for stage in ["ingest", "clean", "tokenize", "profile", "train", "eval", "export"]:
-        subprocess.run([str(bin_dir / stage), *quiet], check=True)
-    subprocess.run([str(bin_dir / "registry"), *quiet, "add"], check=True, stdout=subprocess.DEVNULL)
-    first_model_s = time.time() - t0
+    first_model_s = first_model(bin_dir, quiet)
     print(f"first tagger trained and registered in {first_model_s:.0f} s", flush=True)
 
     def mixed(n, late_share):
@@ -250,49 +231,11 @@ def main():
 
     run = run_loop(bin_dir, quiet, work, args, lambda url: Stream(url, args.feedback_share, args.seed),
                    lambda n: mixed(n, 0.0), lambda n: mixed(n, args.late_share), "Ada Lovelace visited Paris")
-    stream, statuses, shift_at, alert_at, retrain_code, first_version = (
-        run["stream"], run["statuses"], run["shift_at"], run["alert_at"], run["retrain_code"], run["first_version"])
-
-    results = sorted(stream.results, key=lambda r: r[0])
-    decision_path = work / "retrain/gate/decision.json"
-    decision = json.loads(decision_path.read_text()) if decision_path.exists() else None
-    versions_after = {r[4] for r in results if r[1] == "retrained" and r[4]}
-    summary = {
-        "stream_predictions": len(results),
-        "shift_at": shift_at,
-        "first_alert_at": alert_at,
-        "detection_delay_predictions": None if alert_at is None else alert_at - shift_at,
-        "false_alerts_before_shift": sum(1 for at, s in statuses if at <= shift_at and s == "alert"),
-        "monitor_runs": statuses,
-        "entity_f1_before_shift": f1_of(results, lambda r: r[1] == "before"),
-        "entity_f1_after_shift": f1_of(results, lambda r: r[1] == "after"),
-        "entity_f1_after_retraining": f1_of(results, lambda r: r[1] == "retrained"),
-        "failed_requests": sum(1 for r in results if r[2] != 200),
-        "retrain_exit": retrain_code,
-        "served_after": sorted(versions_after),
-        "first_version": first_version,
-        "promoted": bool(versions_after - {first_version}),
-        "gate": None if decision is None else {k: decision.get(k) for k in (
-            "promote", "metric", "champion_value", "challenger_value", "entity_micro_f1", "difference",
-            "difference_low", "difference_high", "rows", "reasons")},
-        "first_model_seconds": round(first_model_s),
-        "late_types": late_types,
-    }
-    (work / "drift_demo.json").write_text(json.dumps(summary, indent=2) + "\n")
-    stream_plot(results, statuses, summary, args.monitor_every, work / "stream.svg",
-                quality="entity micro-F1", score=micro_f1)
-    lines = ["# Drift scenario for a tagger", ""]
-    for key in ("shift_at", "first_alert_at", "detection_delay_predictions", "false_alerts_before_shift",
-                "entity_f1_before_shift", "entity_f1_after_shift", "entity_f1_after_retraining", "failed_requests",
-                "promoted"):
-        lines.append(f"- {key.replace('_', ' ')}: {summary[key]}")
-    if decision:
-        lines.append(f"- gate: {'promote' if decision['promote'] else 'refuse'}: {'; '.join(decision['reasons'])}")
-    lines += ["", "![the stream's entity F1, alerts and the swap](stream.svg)"]
-    lines += ["", "Monitoring over the stream: [monitor report](monitor/report.md) (drift.svg, quality.svg).", ""]
-    (work / "report.md").write_text("\n".join(lines))
-    print(json.dumps({k: v for k, v in summary.items() if k != "monitor_runs"}, indent=2))
-
+    write_outputs(work, run, args, "entity micro-F1", "entity_f1", f1_of,
+                  ("promote", "metric", "champion_value", "challenger_value", "entity_micro_f1", "difference",
+                   "difference_low", "difference_high", "rows", "reasons"),
+                  {"first_model_seconds": round(first_model_s), "late_types": late_types},
+                  "Drift scenario for a tagger", score=micro_f1)
 
 if __name__ == "__main__":
     main()

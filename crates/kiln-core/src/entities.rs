@@ -84,6 +84,18 @@ pub struct Span {
     pub end: usize,
 }
 
+/// The entity type of an IOB2 tag (`B-PER` -> `PER`); `None` for `O`.
+pub fn entity_type(tag: &str) -> Option<&str> {
+    tag.split_once('-').map(|(_, kind)| kind)
+}
+
+/// How many whitespace-separated words characters `start..end` of `text`
+/// hold; `None` when the span is empty or ends past the text.
+pub fn words_in_span(text: &str, start: usize, end: usize) -> Option<usize> {
+    let span: String = text.chars().skip(start).take(end.checked_sub(start)?).collect();
+    (start < end && span.chars().count() == end - start).then(|| span.split_whitespace().count())
+}
+
 /// A tag's prefix character and type, read as seqeval's default mode reads
 /// them: the first character, then the text after the first `-` (or `_`).
 fn split_loosely(tag: &str) -> (char, &str) {
@@ -520,6 +532,13 @@ mod tests {
 
     fn total_support(truth: &[Vec<&str>]) -> usize {
         truth.iter().map(|t| EntityCounts::of_tags(t, t, Mode::Conlleval).support()).sum()
+    }
+
+    #[test]
+    fn entity_types_and_span_words() {
+        assert_eq!((entity_type("B-creative-work"), entity_type("O")), (Some("creative-work"), None));
+        assert_eq!(words_in_span("Zoë met Émile Zola", 8, 18), Some(2));
+        assert_eq!((words_in_span("Zoë", 1, 1), words_in_span("Zoë", 0, 4)), (None, None));
     }
 
     #[test]

@@ -254,7 +254,7 @@ type PredictionOf = (String, usize, Option<String>, Option<String>, String);
 
 /// Predictions joined with the feedback that counts for them, in time
 /// order: the feedback records in one pass, the predictions they name in a second.
-fn join_feedback<T: Clone, R: HasTime>(
+fn join_feedback<T: Clone, R>(
     dir: &Path,
     feedback_of: impl Fn(LogRecord) -> Option<FeedbackOf<T>>,
     prediction_of: impl Fn(LogRecord) -> Option<PredictionOf>,
@@ -278,30 +278,13 @@ fn join_feedback<T: Clone, R: HasTime>(
         {
             let counted = given.iter().map(|(from, truth, at)| (from.as_deref(), truth, *at));
             if let Some((truth, _)) = feedback_that_counts(client.as_deref(), counted) {
-                joined.push(joined_row(request_id, index, text, truth.clone(), time_ms));
+                joined.push((time_ms, joined_row(request_id, index, text, truth.clone(), time_ms)));
             }
         }
         Ok(())
     })?;
-    joined.sort_by_key(HasTime::time_ms);
-    Ok((joined, pass))
-}
-
-/// A joined row's time, for the order the rows come back in.
-trait HasTime {
-    fn time_ms(&self) -> u64;
-}
-
-impl HasTime for LabelledPrediction {
-    fn time_ms(&self) -> u64 {
-        self.time_ms
-    }
-}
-
-impl HasTime for TaggedPrediction {
-    fn time_ms(&self) -> u64 {
-        self.time_ms
-    }
+    joined.sort_by_key(|(time_ms, _)| *time_ms);
+    Ok((joined.into_iter().map(|(_, row)| row).collect(), pass))
 }
 
 /// A text a classifier served that no feedback names: what

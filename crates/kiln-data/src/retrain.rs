@@ -247,7 +247,7 @@ pub fn build_tagged(
     config: &RetrainConfig,
     holdout_key: &Key,
 ) -> Result<FeedbackData> {
-    let mut report = FeedbackData { spans: Some(SpanCounts::default()), ..FeedbackData::default() };
+    let mut report = FeedbackData::default();
     let mut splits = Vec::new();
     let mut inputs = Vec::new();
     for split in Split::ALL {
@@ -258,7 +258,7 @@ pub fn build_tagged(
         splits.push((split, table));
     }
     let known: HashSet<&str> =
-        splits[0].1.tags.iter().flatten().filter_map(|tag| tag.split_once('-').map(|(_, kind)| kind)).collect();
+        splits[0].1.tags.iter().flatten().filter_map(|tag| kiln_core::entities::entity_type(tag)).collect();
     let evaluation: HashSet<String> =
         splits[1..].iter().flat_map(|(_, table)| table.tokens.iter().map(|words| words.join(" "))).collect();
     let (mut added, mut holdout) = (TaggedTable::default(), TaggedTable::default());
@@ -330,9 +330,7 @@ pub fn build_tagged(
     let mut staged = StagedOutput::new(&config.output_dir.join(RAW))?;
     for (split, mut table) in splits {
         if split == Split::Train {
-            table.ids.append(&mut added.ids);
-            table.tokens.append(&mut added.tokens);
-            table.tags.append(&mut added.tags);
+            table.append(std::mem::take(&mut added));
         }
         table.write(&mut staged, &split.file_name())?;
     }

@@ -299,6 +299,13 @@ impl TaggedTable {
         self.tokens.is_empty()
     }
 
+    /// Adds `other`'s rows after these.
+    pub fn append(&mut self, mut other: Self) {
+        self.ids.append(&mut other.ids);
+        self.tokens.append(&mut other.tokens);
+        self.tags.append(&mut other.tags);
+    }
+
     /// Keeps the rows whose `keep` is true, in order; returns how many went.
     pub fn retain(&mut self, keep: &[bool]) -> usize {
         let before = self.len();

@@ -162,7 +162,7 @@ pub fn run_tagged(config: &TokenizeConfig, progress: &Progress) -> Result<Tokeni
     }
     // B- and I- of every entity type train has (a type's I- may first show up in test), and O.
     let kinds: std::collections::BTreeSet<&str> =
-        tables[0].1.tags.iter().flatten().filter_map(|tag| tag.split_once('-').map(|(_, kind)| kind)).collect();
+        tables[0].1.tags.iter().flatten().filter_map(|tag| kiln_core::entities::entity_type(tag)).collect();
     let tags: Vec<String> =
         kinds.iter().flat_map(|kind| [format!("B-{kind}"), format!("I-{kind}")]).chain(["O".to_owned()]).collect();
     let labels = LabelMap::from_labels(tags.iter().map(String::as_str));

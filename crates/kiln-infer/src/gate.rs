@@ -421,12 +421,11 @@ fn judge_sentences(config: &GateConfig, models: Models, progress: &Progress) -> 
             || (challenger_model.labels.id(tag).is_some() && champion_model.is_none_or(|m| m.labels.id(tag).is_some()))
     };
     let (kept, dropped): (Vec<usize>, Vec<usize>) = (0..words.len()).partition(|&i| truth[i].iter().all(known));
-    let words: Vec<&Vec<String>> = kept.iter().map(|&i| &words[i]).collect();
-    let truth: Vec<&Vec<String>> = kept.iter().map(|&i| &truth[i]).collect();
-    if words.is_empty() {
+    let sentences: Vec<&[String]> = kept.iter().map(|&i| words[i].as_slice()).collect();
+    let truth: Vec<&[String]> = kept.iter().map(|&i| truth[i].as_slice()).collect();
+    if sentences.is_empty() {
         bail!("no holdout sentence has only tags both models know: nothing to compare on");
     }
-    let sentences: Vec<&[String]> = words.iter().map(|w| w.as_slice()).collect();
     let bar = progress.steps(2, "tagging the holdout with both models");
     let read = |model: &Predictor| -> Result<Vec<TaggedSentence>> {
         let tags = model.word_tags(&sentences, config.batch_size)?;

@@ -233,14 +233,13 @@ pub fn read(record: LogRecord, feedback: &mut FeedbackIndex) -> Read {
         } => {
             let Some(time_ms) = parse_time_ms(&time) else { return Read::BadTime };
             let joined = feedback.join(&request_id, index, client.as_deref(), time_ms);
-            let scores: Vec<f64> = entities.iter().filter_map(|e| e.score.map(f64::from)).collect();
             let observation = Observation {
                 time_ms,
                 request_id,
                 index,
                 label: String::new(),
-                // The mean entity score: what a tagger's confidence drift reads.
-                score: if scores.is_empty() { 0.0 } else { scores.iter().sum::<f64>() / scores.len() as f64 },
+                // Unread for a tagger: its confidence is its entities' scores.
+                score: 0.0,
                 entities: Some(entities.into()),
                 margin: 0.0,
                 entropy: 0.0,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use kiln_config::MonitorConfig;
-use kiln_core::entities::EntityCounts;
+use kiln_core::entities::{EntityCounts, entity_type, words_in_span};
 use kiln_core::scores::Confusion;
 use serde::{Deserialize, Serialize};
 
@@ -485,11 +485,6 @@ fn realised_quality(
     quality
 }
 
-/// The entity type of a tag (`B-PER` -> `PER`); `None` for `O`.
-fn entity_type(tag: &str) -> Option<&str> {
-    tag.split_once('-').map(|(_, kind)| kind)
-}
-
 fn entity_drift(observations: &[Observation], reference: Option<&ModelReference>) -> EntityDrift {
     let profile = reference.and_then(|r| r.predictions.as_ref()).and_then(|p| p.entities.as_ref());
     let mut kinds: std::collections::BTreeSet<String> = reference
@@ -505,16 +500,11 @@ fn entity_drift(observations: &[Observation], reference: Option<&ModelReference>
         unknown += u64::from(observation.input.unknown_tokens);
         let entities = observation.entities.as_deref().unwrap_or_default();
         without += usize::from(entities.is_empty());
-        let chars: Option<Vec<char>> = observation.text.as_ref().map(|t| t.chars().collect());
         for entity in entities {
             *counts.entry(entity.entity_group.clone()).or_default() += 1.0;
             kinds.insert(entity.entity_group.clone());
             scores.extend(entity.score.map(f64::from));
-            if let Some(chars) = &chars
-                && entity.start < entity.end
-                && entity.end <= chars.len()
-            {
-                let words = chars[entity.start..entity.end].iter().collect::<String>().split_whitespace().count();
+            if let Some(words) = observation.text.as_deref().and_then(|t| words_in_span(t, entity.start, entity.end)) {
                 span_words += words;
                 spans_read += 1;
             }
@@ -552,6 +542,11 @@ fn entity_drift(observations: &[Observation], reference: Option<&ModelReference>
     drift
 }
 
+/// An entity as (type, start, end), as [`EntityCounts`] matches them.
+fn span_of(entity: &kiln_core::prediction_log::LoggedEntity) -> (&str, usize, usize) {
+    (entity.entity_group.as_str(), entity.start, entity.end)
+}
+
 /// Entity F1 on the texts with span feedback, each text's entities counted
 /// once so the bootstrap resamples texts.
 fn entity_quality(observations: &[Observation], config: &MonitorConfig) -> Option<EntityQuality> {
@@ -560,8 +555,7 @@ fn entity_quality(observations: &[Observation], config: &MonitorConfig) -> Optio
         .filter_map(|o| {
             let truth = o.feedback.as_ref()?.entities()?;
             let predicted = o.entities.as_deref().unwrap_or_default();
-            let triple = |e: &kiln_core::prediction_log::LoggedEntity| (e.entity_group.clone(), e.start, e.end);
-            Some(EntityCounts::of_spans(truth.iter().map(triple), predicted.iter().map(triple)))
+            Some(EntityCounts::of_spans(truth.iter().map(span_of), predicted.iter().map(span_of)))
         })
         .collect();
     if texts.is_empty() {

@@ -62,7 +62,7 @@ impl ModelInfo {
         }
         let mut types: Vec<String> = Vec::new();
         for label in &self.labels {
-            if let Some((_, kind)) = label.split_once('-')
+            if let Some(kind) = kiln_core::entities::entity_type(label)
                 && !types.iter().any(|t| t == kind)
             {
                 types.push(kind.to_owned());

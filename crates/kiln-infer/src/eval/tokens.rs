@@ -13,7 +13,7 @@ use arrow_array::types::Float32Type;
 use arrow_array::{ArrayRef, StringArray};
 use kiln_config::EvalConfig;
 use kiln_core::calibration::{EntityProfile, PredictionProfile, ProfiledEntity, ProfiledText};
-use kiln_core::entities::{EntityScores, Mode, Span, score, spans};
+use kiln_core::entities::{EntityScores, Mode, Span, score, spans, words_in_span};
 use kiln_core::metrics::EntityMetrics;
 use kiln_core::model_folder::{CONFIG, LABELS, REFERENCE_PREDICTIONS};
 use kiln_core::scores::{Confusion, argmax};
@@ -166,16 +166,17 @@ fn served_entities(config: &EvalConfig, predictor: &Predictor) -> Result<Option<
     let mut texts = Vec::with_capacity(table.len());
     let mut profiled = Vec::with_capacity(table.len());
     for (words, tags) in table.tokens.iter().zip(&table.tags) {
-        let mut text = String::new();
-        let mut offsets = Vec::with_capacity(words.len());
-        for word in words {
-            if !text.is_empty() {
-                text.push(' ');
-            }
-            let start = text.chars().count();
-            text.push_str(word);
-            offsets.push((start, start + word.chars().count()));
-        }
+        // Character offsets of each word in the words joined by spaces.
+        let text = words.join(" ");
+        let mut at = 0;
+        let offsets: Vec<(usize, usize)> = words
+            .iter()
+            .map(|word| {
+                let span = (at, at + word.chars().count());
+                at = span.1 + 1;
+                span
+            })
+            .collect();
         let truth = spans(tags, Mode::Conlleval)
             .into_iter()
             .map(|span| (span.kind, offsets[span.start].0, offsets[span.end - 1].1))
@@ -186,13 +187,11 @@ fn served_entities(config: &EvalConfig, predictor: &Predictor) -> Result<Option<
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let found = predictor.entities(&refs, config.aggregation, config.batch_size)?;
     for ((text, profiled), entities) in texts.iter().zip(&mut profiled).zip(found) {
-        let chars: Vec<char> = text.chars().collect();
         profiled.predicted = entities
             .into_iter()
             .filter_map(|e| {
                 let kind = e.entity_group?;
-                let words =
-                    chars.get(e.start..e.end).map_or(0, |s| s.iter().collect::<String>().split_whitespace().count());
+                let words = words_in_span(text, e.start, e.end).unwrap_or(0);
                 Some(ProfiledEntity { kind, start: e.start, end: e.end, score: f64::from(e.score), words })
             })
             .collect();
