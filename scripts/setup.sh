@@ -156,7 +156,26 @@ install_libtorch() {
 
 # A GPU workstation: the full CUDA build of torch from PyPI in a venv, with
 # .libtorch pointing at its torch folder. Not testable on a machine without a GPU.
+# Without internet, a CUDA LibTorch already on the machine serves instead:
+# KILN_CUDA_LIBTORCH=/path/to/libtorch (a folder with lib/ and include/, or an
+# installed torch package's folder) or KILN_CUDA_PYTHON=/path/to/python (whose
+# torch is the CUDA build of $TORCH_VERSION). Either is linked, never changed.
 install_cuda() {
+  local torch_dir=""
+  if [[ -n "${KILN_CUDA_PYTHON:-}" ]]; then
+    local found
+    found="$("$KILN_CUDA_PYTHON" -c 'import os, torch; print(torch.__version__.split("+")[0], torch.version.cuda or "none", os.path.dirname(torch.__file__))')" \
+      || die "KILN_CUDA_PYTHON=$KILN_CUDA_PYTHON cannot import torch"
+    read -r version cuda torch_dir <<< "$found"
+    [[ "$version" == "$TORCH_VERSION" ]] || die "KILN_CUDA_PYTHON's torch is $version; kiln's tch needs $TORCH_VERSION"
+    [[ "$cuda" != none ]] || die "KILN_CUDA_PYTHON's torch $version is a CPU build (torch.version.cuda is None)"
+  elif [[ -n "${KILN_CUDA_LIBTORCH:-}" ]]; then
+    torch_dir="$KILN_CUDA_LIBTORCH"
+  fi
+  if [[ -n "$torch_dir" ]]; then
+    link_foreign_libtorch "$torch_dir"
+    return 0
+  fi
   local venv="$ROOT/.venv-torch-cuda"
   if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import torch,sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
     log "installing torch==$TORCH_VERSION with CUDA into .venv-torch-cuda (about 4 GB)"
@@ -171,6 +190,26 @@ install_cuda() {
   ln -s "$torch_dir" "$staging"
   publish "$staging" "$LIBTORCH_DIR"
   log "CUDA LibTorch ready: .libtorch -> $torch_dir (run 'cargo clean -p torch-sys' once after switching)"
+}
+
+# .libtorch as a folder of our own whose lib/ and include/ link to `dir`'s,
+# with the build-version file torch-sys and the Makefile read: nothing is
+# written into `dir`.
+link_foreign_libtorch() {
+  local dir="$1"
+  [[ -d "$dir/lib" && -d "$dir/include" ]] || die "$dir is not a LibTorch folder (no lib/ and include/)"
+  ls "$dir"/lib/libtorch_cuda*.so >/dev/null 2>&1 || die "$dir/lib has no libtorch_cuda.so: not a CUDA LibTorch"
+  if [[ -f "$dir/build-version" ]] && [[ "$(cut -d+ -f1 < "$dir/build-version")" != "$TORCH_VERSION" ]]; then
+    die "$dir is LibTorch $(cat "$dir/build-version"); kiln's tch needs $TORCH_VERSION"
+  fi
+  local staging="$ROOT/.libtorch.tmp.cuda"
+  rm -rf "$staging"
+  mkdir -p "$staging"
+  ln -s "$(cd "$dir" && pwd)/lib" "$staging/lib"
+  ln -s "$(cd "$dir" && pwd)/include" "$staging/include"
+  echo "$TORCH_VERSION" > "$staging/build-version"
+  publish "$staging" "$LIBTORCH_DIR"
+  log "CUDA LibTorch ready: .libtorch links to $dir (run 'cargo clean -p torch-sys' once after switching)"
 }
 
 install_model() {

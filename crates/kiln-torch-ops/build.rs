@@ -1,4 +1,4 @@
-//! Compiles src/int8.cpp, src/adamw.cpp, src/layer_norm.cpp and src/threads.cpp against the LibTorch that torch-sys links (the
+//! Compiles src/int8.cpp, src/adamw.cpp, src/layer_norm.cpp, src/threads.cpp and src/device.cpp against the LibTorch that torch-sys links (the
 //! `LIBTORCH` folder `.cargo/config.toml` names), with the flags torch-sys
 //! uses for its own C++ (C++17, the C++11 ABI that PyPI's torch is built with),
 //! and bakes the LibTorch lib folder in as an rpath for this crate's tests.
@@ -12,6 +12,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/adamw.cpp");
     println!("cargo:rerun-if-changed=src/layer_norm.cpp");
     println!("cargo:rerun-if-changed=src/threads.cpp");
+    println!("cargo:rerun-if-changed=src/device.cpp");
     let libtorch = PathBuf::from(std::env::var("LIBTORCH").unwrap_or_else(|_| {
         panic!("LIBTORCH is not set: run `make setup` (it installs LibTorch into .libtorch, which .cargo/config.toml names)")
     }));
@@ -28,5 +29,6 @@ fn main() {
         .file("src/adamw.cpp")
         .file("src/layer_norm.cpp")
         .file("src/threads.cpp")
+        .file("src/device.cpp")
         .compile("kiln_torch_ops");
 }

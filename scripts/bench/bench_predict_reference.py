@@ -2,7 +2,9 @@
 on the same texts, model folder and thread count as kiln's `predict`. Prints rows/s as JSON.
 With `int8`, the model's encoder first goes through torch's `quantize_dynamic`
 (per-channel int8 weights on its linear layers): what `predict --quantize int8` runs.
-Run in .venv-ref:  .venv-ref/bin/python scripts/bench/bench_predict_reference.py MODEL_DIR TEXTS.csv [threads] [batch] [none|int8]
+With `bf16`, the pipeline runs under `torch.autocast(dtype=torch.bfloat16)`: what
+`predict --precision bf16` runs.
+Run in .venv-ref:  .venv-ref/bin/python scripts/bench/bench_predict_reference.py MODEL_DIR TEXTS.csv [threads] [batch] [none|int8|bf16]
 """
 import csv
 import json
@@ -27,7 +29,8 @@ def main():
         base.encoder = torch.ao.quantization.quantize_dynamic(
             base.encoder, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8)
     started = time.perf_counter()
-    results = classifier(texts, batch_size=batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=quantize == "bf16"):
+        results = classifier(texts, batch_size=batch)
     seconds = time.perf_counter() - started
     print(json.dumps({"rows": len(results), "seconds": seconds, "rows_per_second": len(results) / seconds}))
 

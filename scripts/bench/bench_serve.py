@@ -6,7 +6,8 @@ closed-loop load of one short text per request; then kiln alone gets a 60 s
 run at concurrency 64 that must finish with zero errors. Prints req/s, p50 and
 p99 latency, errors, the kiln/reference ratio, and kiln's RSS. kiln then runs
 the same levels again with `--quantize int8` (issue 19: int8 p50 at
-concurrency 1 at most half of fp32's, measured here in the same run).
+concurrency 1 at most half of fp32's, measured here in the same run) and, where
+the CPU (or GPU) has fast bf16, with `--precision bf16`.
 
 Targets (issue 5): >= 3x the reference's req/s at concurrency 32; p50 <= 10 ms
 at concurrency 1; 0 errors in the 60 s run; RSS with MiniLM <= 600 MB.
@@ -30,6 +31,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+from bench_util import cpu_has_fast_bf16, cpu_name
 
 TEXT = "I am still waiting on my card?"
 # For a token-classification model: a short tweet with two entities.
@@ -180,17 +183,18 @@ def main():
     env = {k: v for k, v in os.environ.items() if not k.startswith("KILN_")}
     results, children = {}, []
 
-    def measure(name, command, port, child_env, soak_seconds=0, quantize=None):
+    def measure(name, command, port, child_env, soak_seconds=0, expect=None):
         """Starts a server, loads it at each level (then the soak, if any), stops it;
         returns its idle RSS, RSS after the load, peak RSS and the soak's figures.
-        With `quantize`, first checks that kiln's /v1/model says it runs that way."""
+        With `expect` ({"quantize": "int8"}), first checks that kiln's /v1/model says it runs that way."""
         child = subprocess.Popen(command, env=child_env)
         children.append(child)
         wait_ready(f"http://127.0.0.1:{port}/readyz", child)
-        if quantize is not None:
+        if expect is not None:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/model") as response:
-                said = json.load(response)["quantize"]
-            assert said == quantize, f"{name}: /v1/model says quantize {said!r}, not {quantize!r}"
+                info = json.load(response)
+            for key, value in expect.items():
+                assert info[key] == value, f"{name}: /v1/model says {key} {info[key]!r}, not {value!r}"
         idle_rss, _ = rss_mib(child.pid)
         url = f"http://127.0.0.1:{port}/v1/predict"
         load(args.oha, url, 4, 3, text)  # warm-up
@@ -215,7 +219,13 @@ def main():
     try:
         idle_rss, loaded_rss, peak_rss, soak = measure("kiln", kiln_command(args.device), kiln_port, env, args.soak)
         int8 = kiln_command("cpu", "--quantize", "int8")  # int8 is a CPU path
-        _, _, int8_peak_rss, _ = measure("kiln int8", int8, kiln_port, env, quantize="int8")
+        _, _, int8_peak_rss, _ = measure("kiln int8", int8, kiln_port, env, expect={"quantize": "int8"})
+        bf16 = args.device != "cpu" or cpu_has_fast_bf16()
+        if bf16:
+            command = kiln_command(args.device, "--precision", "bf16")
+            _, _, bf16_peak_rss, _ = measure("kiln bf16", command, kiln_port, env, expect={"precision": "bf16"})
+        else:
+            print("bench_serve: this CPU has no fast bf16 (AVX-512 BF16 or AMX): no bf16 run")
         reference = [args.python, "scripts/bench/bench_serve_reference.py", args.model, str(ref_port), str(args.threads),
                      args.device]
         ref_env = {**env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -226,7 +236,7 @@ def main():
                 child.kill()
         shutil.rmtree(log_dir, ignore_errors=True)
 
-    print(f"\nserve benchmark: {args.model}, one short text per request ({text!r}), {args.threads} threads, "
+    print(f"\nserve benchmark: {args.model}, one short text per request ({text!r}), {cpu_name()}, {args.threads} threads, "
           f"{args.duration} s per level, load from oha on the same machine")
     print("| concurrency | kiln req/s | kiln p50 ms | kiln p99 ms | errors | kiln int8 req/s | int8 p50 / p99 ms "
           "| reference req/s | reference p50 ms | reference p99 ms | ratio |")
@@ -243,6 +253,20 @@ def main():
           f"{q['p50_ms'] / k['p50_ms']:.2f}x (target <= 0.5x), req/s {q['rps'] / k['rps']:.2f}x; at concurrency "
           f"{max(levels)}: req/s {results['kiln int8'][max(levels)]['rps'] / results['kiln'][max(levels)]['rps']:.2f}x; "
           f"int8 peak RSS {int8_peak_rss:.0f} MiB")
+    if bf16:
+        print("\n| concurrency | kiln fp32 req/s | fp32 p50 / p99 ms | kiln bf16 req/s | bf16 p50 / p99 ms | errors "
+              "| kiln int8 req/s | int8 p50 / p99 ms |")
+        print("|---|---|---|---|---|---|---|---|")
+        for c in levels:
+            k, b, q = results["kiln"][c], results["kiln bf16"][c], results["kiln int8"][c]
+            print(f"| {c} | {k['rps']:.0f} | {k['p50_ms']:.1f} / {k['p99_ms']:.1f} | {b['rps']:.0f} "
+                  f"| {b['p50_ms']:.1f} / {b['p99_ms']:.1f} | {b['errors']} | {q['rps']:.0f} "
+                  f"| {q['p50_ms']:.1f} / {q['p99_ms']:.1f} |")
+        b, fp32, top = results["kiln bf16"], results["kiln"], max(levels)
+        print(f"bf16 / fp32: p50 at concurrency {lowest} {b[lowest]['p50_ms'] / fp32[lowest]['p50_ms']:.2f}x, req/s at "
+              f"concurrency {top} {b[top]['rps'] / results['kiln'][top]['rps']:.2f}x (int8: "
+              f"{results['kiln int8'][top]['rps'] / results['kiln'][top]['rps']:.2f}x); bf16 peak RSS "
+              f"{bf16_peak_rss:.0f} MiB")
     if soak:
         print(f"\nsoak: {args.soak} s at concurrency 64: {soak['ok']} requests, {soak['errors']} errors, "
               f"{soak['rps']:.0f} req/s, p99 {soak['p99_ms']:.1f} ms")

@@ -3,7 +3,9 @@ of plain torch (transformers' model with its default SDPA attention, AdamW,
 clip_grad_norm_) on the identical fixed batches kiln's
 `crates/kiln-model/examples/train_step.rs` times: `batch` x `length` real
 tokens, the same token-id formula, 77 labels. Times each phase and prints one
-JSON line per length and optimizer (torch's default AdamW, and fused=True).
+JSON line per length and optimizer (torch's default AdamW, and fused=True);
+with `--bf16`, the forward and loss under `torch.autocast(dtype=torch.bfloat16)`,
+as kiln's `precision = "bf16"` (fused AdamW only).
 
 Run by scripts/bench/bench_train.py inside .venv-ref.
 """
@@ -40,7 +42,7 @@ def fixed_batch(batch, length):
     }
 
 
-def profile(model_dir, batch, length, steps, fused):
+def profile(model_dir, batch, length, steps, fused, bf16=False):
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=LABELS)
     model.train()
     groups = [
@@ -52,7 +54,8 @@ def profile(model_dir, batch, length, steps, fused):
     phases = {"forward_ms": [], "backward_ms": [], "clip_ms": [], "optimizer_ms": [], "step_ms": []}
     for step in range(WARMUP_STEPS + steps):
         started = time.perf_counter()
-        loss = model(**inputs).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**inputs).loss
         loss.item()
         forward = time.perf_counter()
         loss.backward()
@@ -77,13 +80,16 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lengths", default="16,32")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--bf16", action="store_true", help="also time the step under torch.autocast bf16")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     for length in map(int, args.lengths.split(",")):
-        for fused in (False, True):
-            result = profile(args.model, args.batch, length, args.steps, fused)
-            side = "torch AdamW(fused)" if fused else "torch AdamW"
+        runs = [(False, False), (True, False)] + ([(True, True)] if args.bf16 else [])
+        for fused, bf16 in runs:
+            result = profile(args.model, args.batch, length, args.steps, fused, bf16)
+            side = ("torch autocast bf16, fused" if bf16 else
+                    "torch AdamW(fused)" if fused else "torch AdamW")
             print(json.dumps({"side": side, "torch": torch.__version__, "batch": args.batch, "length": length,
                               "threads": args.threads, "steps": args.steps, **result}), flush=True)
 

@@ -27,6 +27,25 @@ def run_measured(command, env=None, capture=False):
     return measured["seconds"], measured["rss_mib"], done.stdout if capture else ""
 
 
+def cpu_has_fast_bf16():
+    """AVX-512 BF16 or AMX, as kiln's `precision = "auto"` decides (from LibTorch's cpuinfo; here /proc/cpuinfo)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def _measure(result_path, command):
     """The launcher: runs `command` with this process's streams, writes its time and peak RSS."""
     started = time.perf_counter()

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::{Aggregation, ConfigError, Split};
+use crate::{Aggregation, ConfigError, Precision, Split};
 
 /// `[eval]`: score a trained model on a labelled split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,9 @@ pub struct EvalConfig {
     pub device: String,
     /// LibTorch CPU threads; 0 lets LibTorch pick.
     pub threads: usize,
+    /// Matrix products in `fp32`, `bf16` or `auto`, as `[predict] precision`:
+    /// score the model as it will be served.
+    pub precision: Precision,
     pub batch_size: usize,
     /// How many classes and mistakes the report lists.
     pub report_top: usize,
@@ -48,6 +51,7 @@ impl Default for EvalConfig {
             train_metrics: Path::new("artifacts/train").join(kiln_core::metrics::TrainLogLine::FILE),
             device: "auto".into(),
             threads: 0,
+            precision: Precision::Fp32,
             batch_size: 64,
             report_top: 10,
             reference_split: Split::Validation,
@@ -96,6 +100,9 @@ pub struct EvalArgs {
     /// LibTorch CPU threads, 0 = all cores [default: 0].
     #[arg(long, value_name = "N", env = "KILN_THREADS")]
     pub threads: Option<usize>,
+    /// Matrix products in fp32, bf16 or auto (bf16 where the device has fast bf16) [default: fp32].
+    #[arg(long, value_enum, env = "KILN_PRECISION")]
+    pub precision: Option<Precision>,
     /// Examples per batch [default: 64].
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
@@ -117,7 +124,7 @@ pub struct EvalArgs {
 impl EvalArgs {
     pub fn apply(self, config: &mut EvalConfig) {
         apply_overrides!(self, config,
-            [model_dir, input_dir, split, output_dir, train_metrics, device, threads, batch_size, report_top,
+            [model_dir, input_dir, split, output_dir, train_metrics, device, threads, precision, batch_size, report_top,
              reference_split, low_confidence, aggregation],
             optional []);
     }

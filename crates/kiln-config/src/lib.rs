@@ -47,7 +47,7 @@ use std::path::{Path, PathBuf};
 
 pub use kiln_core::entities::Aggregation;
 pub use kiln_core::entities::{InvalidTags, TagScheme};
-pub use kiln_core::{Metric, Quantize, Split, Task};
+pub use kiln_core::{Metric, Precision, Quantize, Split, Task};
 use serde::{Deserialize, Serialize};
 
 pub use clean::{CleanArgs, CleanConfig, ConflictPolicy, HashtagMode, UnicodeNormalization};
@@ -85,6 +85,18 @@ impl ConfigError {
     fn invalid(key: &str, message: impl Into<String>) -> Self {
         Self::Invalid { key: key.to_owned(), message: message.into() }
     }
+}
+
+/// `precision = "bf16"` and `quantize = "int8"` are two ways to run the same
+/// linear layers: asking for both is an error (`auto` gives way to int8).
+fn check_precision(section: &str, precision: Precision, quantize: Quantize) -> Result<(), ConfigError> {
+    if precision == Precision::Bf16 && quantize == Quantize::Int8 {
+        return Err(ConfigError::invalid(
+            &format!("{section}.precision"),
+            "bf16 and quantize = \"int8\" are two ways to run the encoder's linear layers: choose one",
+        ));
+    }
+    Ok(())
 }
 
 /// The whole pipeline's settings: one section per stage.

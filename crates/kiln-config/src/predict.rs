@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::{Aggregation, ConfigError, InputFormat, Quantize};
+use crate::{Aggregation, ConfigError, InputFormat, Precision, Quantize};
 
 /// `predict`: batch inference over a file of texts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,10 @@ pub struct PredictConfig {
     pub threads: usize,
     /// `int8`: dynamic int8 linear layers on the CPU (faster, about the same accuracy).
     pub quantize: Quantize,
+    /// Matrix products in `fp32`, `bf16` (a bf16 copy of the encoder's linear
+    /// layers; embeddings, LayerNorm and softmax stay fp32) or `auto` (bf16
+    /// where the device multiplies bf16 fast). Not with `quantize = "int8"`.
+    pub precision: Precision,
     /// Batch prediction over many processes or pods: this one predicts part
     /// `shard_index` of `shard_count` (Parquet row groups, or every
     /// `shard_count`-th chunk of a text file) into
@@ -64,6 +68,7 @@ impl Default for PredictConfig {
             device: "auto".into(),
             threads: 0,
             quantize: Quantize::None,
+            precision: Precision::Fp32,
             shard_count: 1,
             shard_index: 0,
         }
@@ -75,6 +80,7 @@ impl PredictConfig {
         if self.input_file.is_none() {
             return Err(ConfigError::invalid("predict.input_file", "no input file given (pass --input-file)"));
         }
+        crate::check_precision("predict", self.precision, self.quantize)?;
         for (key, value) in [
             ("predict.chunk_rows", self.chunk_rows),
             ("predict.batch_size", self.batch_size),
@@ -196,6 +202,10 @@ pub struct PredictArgs {
     /// Run the encoder's linear layers in dynamic int8 on the CPU (the model folder stays fp32) [default: none].
     #[arg(long, value_enum, env = "KILN_QUANTIZE")]
     pub quantize: Option<Quantize>,
+    /// Matrix products in fp32, bf16 (the model folder stays fp32) or auto (bf16 where the device has
+    /// fast bf16); not with --quantize int8 [default: fp32].
+    #[arg(long, value_enum, env = "KILN_PRECISION")]
+    pub precision: Option<Precision>,
     /// Split the input into this many shards, one per process or pod; each
     /// writes <output stem>.parts/part-I-of-N.parquet [default: 1].
     #[arg(long, value_name = "N", env = "KILN_SHARD_COUNT")]
@@ -210,7 +220,7 @@ impl PredictArgs {
     pub fn apply(self, config: &mut PredictConfig) {
         apply_overrides!(self, config,
             [format, has_header, quoting, text_column, model_dir, output_file, top_k, aggregation, chunk_rows,
-             batch_size, device, threads, quantize, shard_count, shard_index],
+             batch_size, device, threads, quantize, precision, shard_count, shard_index],
             optional [input_file, id_column]);
     }
 }

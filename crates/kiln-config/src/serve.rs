@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::{Aggregation, ConfigError, Quantize};
+use crate::{Aggregation, ConfigError, Precision, Quantize};
 
 /// What the prediction log keeps of each text: all of it, only its sha256
 /// (privacy: no text leaves the request), or nothing.
@@ -37,6 +37,10 @@ pub struct ServeConfig {
     pub threads: usize,
     /// `int8`: dynamic int8 linear layers on the CPU (faster, about the same accuracy).
     pub quantize: Quantize,
+    /// Matrix products in `fp32`, `bf16` (a bf16 copy of the encoder's linear
+    /// layers; embeddings, LayerNorm and softmax stay fp32) or `auto` (bf16
+    /// where the device multiplies bf16 fast). Not with `quantize = "int8"`.
+    pub precision: Precision,
     /// Most texts the model runs together.
     pub max_batch_size: usize,
     /// Most tokens (summed over texts) the model runs together.
@@ -129,6 +133,7 @@ impl Default for ServeConfig {
             device: "auto".into(),
             threads: 0,
             quantize: Quantize::None,
+            precision: Precision::Fp32,
             max_batch_size: 32,
             max_batch_tokens: 16384,
             max_wait_ms: 0,
@@ -166,6 +171,7 @@ impl Default for ServeConfig {
 
 impl ServeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::check_precision("serve", self.precision, self.quantize)?;
         for (key, value) in [
             ("serve.max_batch_size", self.max_batch_size as u64),
             ("serve.max_batch_tokens", self.max_batch_tokens as u64),
@@ -381,6 +387,10 @@ pub struct ServeArgs {
     /// Run the encoder's linear layers in dynamic int8 on the CPU (the model folder stays fp32) [default: none].
     #[arg(long, value_enum, env = "KILN_QUANTIZE")]
     pub quantize: Option<Quantize>,
+    /// Matrix products in fp32, bf16 (the model folder stays fp32) or auto (bf16 where the device has
+    /// fast bf16); not with --quantize int8 [default: fp32].
+    #[arg(long, value_enum, env = "KILN_PRECISION")]
+    pub precision: Option<Precision>,
     /// Most texts the model runs together [default: 32].
     #[arg(long, value_name = "N", env = "KILN_MAX_BATCH_SIZE")]
     pub max_batch_size: Option<usize>,
@@ -488,6 +498,7 @@ impl ServeArgs {
                 device,
                 threads,
                 quantize,
+                precision,
                 max_batch_size,
                 max_batch_tokens,
                 max_wait_ms,

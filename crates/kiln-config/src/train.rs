@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, Metric};
+use crate::{ConfigError, Metric, Precision};
 
 /// How `train` weighs each class in the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -51,6 +51,11 @@ pub struct TrainConfig {
     pub device: String,
     /// LibTorch CPU threads; 0 lets LibTorch pick (all cores).
     pub threads: usize,
+    /// Matrix products in `fp32`, `bf16` (mixed precision, as `torch.autocast`:
+    /// weights, optimizer state, LayerNorm, softmax and the loss stay fp32, and
+    /// so do checkpoints) or `auto` (bf16 where the CPU or GPU multiplies bf16
+    /// fast). bf16 on a device without fast bf16 is an error.
+    pub precision: Precision,
     /// Seeds the head's initialisation, the batch order and dropout.
     pub seed: u64,
     pub epochs: usize,
@@ -101,6 +106,7 @@ impl Default for TrainConfig {
             run_dir: "artifacts/train".into(),
             device: "auto".into(),
             threads: 0,
+            precision: Precision::Fp32,
             seed: 42,
             epochs: 3,
             max_steps: 0,
@@ -197,6 +203,10 @@ pub struct TrainArgs {
     /// LibTorch CPU threads, 0 = all cores [default: 0].
     #[arg(long, value_name = "N", env = "KILN_THREADS")]
     pub threads: Option<usize>,
+    /// Matrix products in fp32, bf16 (mixed precision; weights and checkpoints stay fp32) or auto
+    /// (bf16 where the device has fast bf16) [default: fp32].
+    #[arg(long, value_enum, env = "KILN_PRECISION")]
+    pub precision: Option<Precision>,
     /// Seed of the head's initialisation, batch order and dropout [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -265,7 +275,7 @@ pub struct TrainArgs {
 impl TrainArgs {
     pub fn apply(self, config: &mut TrainConfig) {
         apply_overrides!(self, config,
-            [input_dir, model_dir, output_dir, run_dir, device, threads, seed, epochs, max_steps, data_fraction, batch_size,
+            [input_dir, model_dir, output_dir, run_dir, device, threads, precision, seed, epochs, max_steps, data_fraction, batch_size,
              gradient_accumulation, learning_rate, warmup_ratio, weight_decay, adam_epsilon, max_grad_norm,
              class_weights, loss, focal_gamma, eval_every_steps, checkpoint_every_steps, log_every_steps,
              eval_batch_size, metric, patience, resume],

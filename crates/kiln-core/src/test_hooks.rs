@@ -53,3 +53,13 @@ pub fn disk_full(dir: &std::path::Path, marker: &str) -> std::io::Result<()> {
     let _ = (dir, marker);
     Ok(())
 }
+
+/// With `KILN_TEST_NO_BF16=1`, the device is taken to have no fast bf16
+/// matrix products: how a test reaches that path on a CPU that has them.
+#[inline]
+pub fn hide_bf16() -> bool {
+    #[cfg(feature = "test-hooks")]
+    return std::env::var("KILN_TEST_NO_BF16").is_ok_and(|value| value == "1");
+    #[cfg(not(feature = "test-hooks"))]
+    false
+}

@@ -51,7 +51,9 @@ struct Scored<'a> {
 pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     config.validate()?;
     let spec = anyhow::Context::context(device::configure(&config.device, config.threads), "config key `eval.device`")?;
-    let predictor = Predictor::load(&config.model_dir, &spec.device())?;
+    let mut predictor = Predictor::load(&config.model_dir, &spec.device())?;
+    let precision = device::precision(config.precision, spec.resolve()).context("config key `eval.precision`")?;
+    predictor.set_precision(precision)?;
     if predictor.task() == Task::TokenClassification {
         return tokens::run(config, &predictor, progress);
     }

@@ -46,6 +46,9 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
         anyhow::Context::context(device::configure(&config.device, config.threads), "config key `predict.device`")?;
     let mut predictor = Predictor::load(&config.model_dir, &spec.device())?;
     predictor.quantize(config.quantize)?;
+    let precision = device::inference_precision(config.precision, config.quantize, spec.resolve())
+        .context("config key `predict.precision`")?;
+    predictor.set_precision(precision)?;
     let started = Instant::now();
     let stem = input.file_stem().map_or_else(|| "row".into(), |s| s.to_string_lossy().into_owned());
     let options = ReadOptions { format: config.format, has_header: config.has_header, quoting: config.quoting };

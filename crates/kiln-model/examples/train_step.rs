@@ -4,8 +4,8 @@
 //! follow `scripts/bench/bench_step_reference.py`'s formula, so plain torch can time
 //! the identical step. `make bench-train` runs both and prints the ratio.
 //!
-//! cargo run --release --example train_step -- MODEL_DIR [threads] [batch] [lengths] [steps]
-//! e.g. `models/pretrained/all-MiniLM-L6-v2 2 32 16,32 10`; prints one JSON
+//! cargo run --release --example train_step -- MODEL_DIR [threads] [batch] [lengths] [steps] [precision]
+//! e.g. `models/pretrained/all-MiniLM-L6-v2 2 32 16,32 10 bf16`; prints one JSON
 //! line per length (milliseconds per step, median over the timed steps).
 
 #![allow(clippy::print_stdout)] // A measuring tool: its figures are its output.
@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor};
-use kiln_core::Example;
 use kiln_core::model_folder::WEIGHTS;
+use kiln_core::{Example, Precision};
 use kiln_model::batch::collate;
 use kiln_model::bert::load_safetensors;
 use kiln_model::optim::{AdamWSettings, clip_global_norm};
@@ -75,6 +75,11 @@ fn main() -> anyhow::Result<()> {
     let lengths: Vec<usize> =
         args.get(4).map_or("16,32", String::as_str).split(',').map(str::parse).collect::<Result<_, _>>()?;
     let steps: usize = args.get(5).map_or(Ok(10), |s| s.parse())?;
+    let precision = match args.get(6).map_or("fp32", String::as_str) {
+        "fp32" => Precision::Fp32,
+        "bf16" => Precision::Bf16,
+        other => anyhow::bail!("precision must be fp32 or bf16, got {other}"),
+    };
     device::set_threads(threads);
 
     let device = DeviceSpec::Cpu.device().autodiff();
@@ -82,6 +87,7 @@ fn main() -> anyhow::Result<()> {
     for length in lengths {
         let mut model = BertClassifier::new(&config, LABELS, &device);
         load_safetensors(&mut model, &model_dir.join(WEIGHTS))?;
+        model.bert.set_precision(precision);
         let mut optimizer = AdamWSettings::default().init();
         let (input, labels) = fixed_batch(batch, length, &device);
         let mut phases = Phases::default();
@@ -110,7 +116,7 @@ fn main() -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "side": "kiln",
+                "side": if precision == Precision::Bf16 { "kiln bf16" } else { "kiln" },
                 "batch": batch,
                 "length": length,
                 "threads": threads,

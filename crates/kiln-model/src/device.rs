@@ -13,6 +13,8 @@ use std::str::FromStr;
 #[allow(deprecated)] // burn-tch is the chosen backend until kiln moves off LibTorch.
 use burn::backend::{LibTorch, libtorch::TchTensor};
 use burn::tensor::{Device, Tensor};
+use kiln_core::Precision;
+use kiln_core::precision::PrecisionError;
 
 /// Which device a stage runs on, as written in configs and on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,6 +140,45 @@ impl InferenceThreads {
     pub fn count(self) -> usize {
         self.threads
     }
+}
+
+/// Whether `spec`'s device multiplies bf16 matrices fast: a CPU with AVX-512
+/// BF16 or AMX (oneDNN's bf16 kernels; elsewhere LibTorch emulates bf16,
+/// slower than fp32), a GPU with compute capability 8.0 or later.
+pub fn fast_bf16(spec: DeviceSpec) -> bool {
+    if kiln_core::test_hooks::hide_bf16() {
+        return false;
+    }
+    match spec.resolve() {
+        DeviceSpec::Cuda(_) => kiln_torch_ops::cuda_bf16(),
+        DeviceSpec::Cpu | DeviceSpec::Auto => {
+            let cpu = kiln_torch_ops::cpu_bf16();
+            cpu.avx512_bf16 || cpu.amx
+        }
+    }
+}
+
+/// A stage's `precision` setting made concrete for `spec`'s device: `auto`
+/// resolved, an explicit `bf16` refused where the device has no fast bf16.
+pub fn precision(requested: Precision, spec: DeviceSpec) -> Result<Precision, PrecisionError> {
+    let device = match spec.resolve() {
+        DeviceSpec::Cuda(index) => format!("cuda:{index}"),
+        DeviceSpec::Cpu | DeviceSpec::Auto => "this CPU".to_owned(),
+    };
+    requested.resolve(fast_bf16(spec), &device)
+}
+
+/// An inference stage's `precision` made concrete: as [`precision`], except
+/// that `auto` gives way to int8 (whose non-quantized parts run in fp32).
+pub fn inference_precision(
+    requested: Precision,
+    quantize: kiln_core::Quantize,
+    spec: DeviceSpec,
+) -> Result<Precision, PrecisionError> {
+    if quantize == kiln_core::Quantize::Int8 && requested == Precision::Auto {
+        return Ok(Precision::Fp32);
+    }
+    precision(requested, spec)
 }
 
 /// Whether LibTorch was built with CUDA and sees at least one GPU.

@@ -5,8 +5,8 @@
 pub mod batch;
 pub mod bert;
 pub mod device;
-pub mod int8;
 mod layer_norm;
+pub mod linear;
 pub mod loss;
 pub mod optim;
 mod predictor;

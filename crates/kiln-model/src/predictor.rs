@@ -10,7 +10,7 @@ use burn::tensor::activation::softmax;
 use kiln_config::ModelSettings;
 use kiln_core::entities::Aggregation;
 use kiln_core::prediction_log::InputStats;
-use kiln_core::{Bug, Example, LabelMap, ModelFolder, Quantize, TaggedExample, Task};
+use kiln_core::{Bug, Example, LabelMap, ModelFolder, Precision, Quantize, TaggedExample, Task};
 use kiln_text::aggregate::{Entity, aggregate_windows};
 use kiln_text::clean::{Cleaner, WordCleaner};
 use kiln_text::load_tokenizer;
@@ -39,6 +39,7 @@ pub struct Predictor {
     unknown_token: Option<u32>,
     device: Device,
     quantize: Quantize,
+    precision: Precision,
 }
 
 impl Predictor {
@@ -85,6 +86,7 @@ impl Predictor {
             unknown_token,
             device: device.clone(),
             quantize: Quantize::None,
+            precision: Precision::Fp32,
         })
     }
 
@@ -93,12 +95,12 @@ impl Predictor {
     pub fn quantize(&mut self, quantize: Quantize) -> Result<()> {
         match (quantize, self.quantize) {
             (Quantize::None, Quantize::None) | (Quantize::Int8, Quantize::Int8) => {}
+            (Quantize::Int8, Quantize::None) if self.precision == Precision::Bf16 => {
+                bail!("a bf16 model cannot be quantized: choose one of quantize = \"int8\" and precision = \"bf16\"")
+            }
             (Quantize::Int8, Quantize::None) => {
-                let encoder = match &mut self.head {
-                    Head::Sequence(model) => &mut model.bert,
-                    Head::Tokens(model) => &mut model.bert,
-                };
-                encoder.quantize_int8().with_context(|| format!("cannot quantize {}", self.folder.dir().display()))?;
+                let dir = self.folder.dir().display().to_string();
+                self.encoder_mut().quantize_int8().with_context(|| format!("cannot quantize {dir}"))?;
                 self.quantize = Quantize::Int8;
             }
             (Quantize::None, Quantize::Int8) => bail!("an int8 model cannot go back to fp32: load the folder again"),
@@ -109,6 +111,38 @@ impl Predictor {
     /// How the encoder runs: `none` (fp32, as trained) or `int8`.
     pub fn quantization(&self) -> Quantize {
         self.quantize
+    }
+
+    /// Runs the matrix products in `precision` from now on: a device's
+    /// `precision` setting made concrete ([`crate::device::precision`]). bf16
+    /// packs a bf16 copy of the encoder's linear layers once; the folder on
+    /// disk is untouched.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        match (precision, self.precision) {
+            (Precision::Auto, _) => bail!("precision `auto` must be resolved for the device first. This is a bug."),
+            (wanted, current) if wanted == current => {}
+            (Precision::Bf16, _) if self.quantize == Quantize::Int8 => {
+                bail!("an int8 model cannot run in bf16: choose one of quantize = \"int8\" and precision = \"bf16\"")
+            }
+            (Precision::Bf16, _) => {
+                self.encoder_mut().pack_bf16();
+                self.precision = Precision::Bf16;
+            }
+            (Precision::Fp32, _) => bail!("a bf16 model cannot go back to fp32: load the folder again"),
+        }
+        Ok(())
+    }
+
+    /// The dtype of the matrix products: fp32 (also under int8's fp32 parts) or bf16.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn encoder_mut(&mut self) -> &mut crate::BertModel {
+        match &mut self.head {
+            Head::Sequence(model) => &mut model.bert,
+            Head::Tokens(model) => &mut model.bert,
+        }
     }
 
     /// A label per text, or a tag per word.

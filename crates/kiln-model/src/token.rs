@@ -34,7 +34,11 @@ impl BertTokenClassifier {
     /// Logits, `[batch, seq, num_labels]`.
     pub fn forward(&self, input: BertInput) -> Tensor<3> {
         let hidden = self.bert.encode(input);
-        crate::int8::linear_over_tokens(&self.classifier, self.dropout.forward(hidden))
+        crate::linear::to_f32(crate::linear::linear_over_tokens(
+            &self.classifier,
+            self.dropout.forward(hidden),
+            self.bert.precision,
+        ))
     }
 
     pub fn num_labels(&self) -> usize {
@@ -45,6 +49,10 @@ impl BertTokenClassifier {
 impl WithHead for BertTokenClassifier {
     fn encoder(&self) -> &BertModel {
         &self.bert
+    }
+
+    fn encoder_mut(&mut self) -> &mut BertModel {
+        &mut self.bert
     }
 
     fn classifier(&self) -> &Linear {

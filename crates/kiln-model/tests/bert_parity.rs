@@ -138,6 +138,73 @@ fn minilm_int8_matches_torch_quantize_dynamic() {
     assert!(to_fp32 > 5.0 * to_torch_int8, "int8 is as close to fp32 ({to_fp32}) as to torch's int8: not quantized?");
 }
 
+/// `precision = "bf16"` against `torch.autocast(dtype=torch.bfloat16)` of the
+/// same model's first layer, pooler and head (fixture:
+/// scripts/fixtures/make_bf16_fixture.py, which says why one layer), in
+/// training's form (casts of the live weights) and inference's (packed bf16
+/// copies). Both sides round the same products at the same points, so kiln
+/// is far closer to autocast than fp32 is, or than the model cast wholly to
+/// bf16 (LayerNorm and softmax in bf16 too) is: a wrong cast fails.
+#[test]
+fn minilm_bf16_matches_torch_autocast() {
+    #[derive(serde::Deserialize)]
+    struct Bf16Fixture {
+        weights_sha256: String,
+        shape: [usize; 2],
+        layers: usize,
+        last_hidden_state_fp32: Vec<f32>,
+        logits_fp32: Vec<f32>,
+        last_hidden_state_autocast: Vec<f32>,
+        logits_autocast: Vec<f32>,
+        last_hidden_state_all_bf16: Vec<f32>,
+    }
+    let dir = model_dir();
+    let batch = fixture();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bert_minilm_bf16.json");
+    let bf16: Bf16Fixture = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
+    assert_eq!(bf16.weights_sha256, batch.weights_sha256);
+    assert_eq!(bf16.shape, batch.shape);
+
+    let device = parity_device();
+    let mut model = BertClassifier::new(&BertConfig::load(&dir).expect("config.json"), 3, &device);
+    load_safetensors(&mut model, &dir.join("model.safetensors")).expect("weights load");
+    model.bert.encoder.layer.truncate(bf16.layers);
+    let hidden = batch.hidden_size;
+    let weight = Tensor::<2>::from_data(TensorData::new(batch.classifier_weight.clone(), [3, hidden]), &device);
+    model.classifier.weight = Param::from_tensor(weight.transpose());
+    model.classifier.bias =
+        Some(Param::from_tensor(Tensor::from_data(TensorData::new(batch.classifier_bias.clone(), [3]), &device)));
+    let input = BertInput {
+        input_ids: ints(&batch.input_ids, batch.shape, &device),
+        token_type_ids: ints(&batch.token_type_ids, batch.shape, &device),
+        attention_mask: ints(&batch.attention_mask, batch.shape, &device),
+    };
+    let fp32 = floats(model.bert.encode(input.clone()));
+    assert!(relative_error(&fp32, &bf16.last_hidden_state_fp32) < 1e-5, "the fp32 layer is not torch's");
+
+    let fp32_error = relative_error(&bf16.last_hidden_state_fp32, &bf16.last_hidden_state_autocast);
+    let fp32_logits_error = relative_error(&bf16.logits_fp32, &bf16.logits_autocast);
+    let wrong_cast = relative_error(&bf16.last_hidden_state_all_bf16, &bf16.last_hidden_state_autocast);
+    let mut training = model.clone();
+    training.bert.set_precision(kiln_core::Precision::Bf16);
+    let mut inference = model;
+    inference.bert.pack_bf16();
+    for (form, model) in [("live casts", training), ("packed copies", inference)] {
+        let error = relative_error(&floats(model.bert.encode(input.clone())), &bf16.last_hidden_state_autocast);
+        let logits_error = relative_error(&floats(model.forward(input.clone())), &bf16.logits_autocast);
+        eprintln!(
+            "{form}: relative error to autocast {error:.2e} (logits {logits_error:.2e}); fp32 to autocast \
+             {fp32_error:.2e} (logits {fp32_logits_error:.2e}), all-bf16 to autocast {wrong_cast:.2e}"
+        );
+        assert!(error < fp32_error / 20.0, "{form}: kiln's bf16 is {error} from autocast, fp32 is {fp32_error}");
+        assert!(error < wrong_cast / 20.0, "{form}: kiln's bf16 is {error} from autocast, all-bf16 {wrong_cast}");
+        assert!(
+            logits_error < fp32_logits_error / 5.0,
+            "{form}: logits {logits_error} from autocast's, fp32's are {fp32_logits_error}"
+        );
+    }
+}
+
 #[test]
 fn int8_packs_every_encoder_layer_and_leaves_the_float_weights() {
     let dir = model_dir();
@@ -147,7 +214,7 @@ fn int8_packs_every_encoder_layer_and_leaves_the_float_weights() {
     load_safetensors(&mut model, &dir.join("model.safetensors")).expect("weights load");
     let before = floats(model.bert.encoder.layer[0].intermediate.dense.weight.val());
     model.bert.quantize_int8().expect("quantizes");
-    assert!(model.bert.encoder.layer.iter().all(|layer| layer.intermediate.int8.is_packed()));
+    assert!(model.bert.encoder.layer.iter().all(|layer| layer.intermediate.packed.is_int8()));
     assert_eq!(floats(model.bert.encoder.layer[0].intermediate.dense.weight.val()), before);
 }
 

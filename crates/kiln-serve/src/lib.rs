@@ -41,6 +41,7 @@ use axum::routing::{get, post};
 use burn::tensor::Device;
 use kiln_config::ServeConfig;
 use kiln_core::model_folder::{MODEL_FILES, TOKENIZER_FILES};
+use kiln_core::{Precision, Quantize};
 use kiln_model::device;
 use tokio::net::TcpListener;
 
@@ -69,6 +70,8 @@ pub struct AppState {
     /// Whether the server listens on a loopback address only (open is then allowed).
     loopback: bool,
     device: Device,
+    /// `serve.precision` made concrete for the device at start-up.
+    precision: Precision,
     /// One reload at a time.
     reload_lock: tokio::sync::Mutex<()>,
     /// Set on shutdown: `/readyz` says no, so load balancers stop sending.
@@ -86,8 +89,9 @@ pub async fn reload(state: &Arc<AppState>) -> Result<Arc<ModelInfo>> {
         }
         state.tokens.store(Arc::new(tokens));
     }
-    let (dir, device, quantize) = (state.config.model_dir.clone(), state.device.clone(), state.config.quantize);
-    let outcome = tokio::task::spawn_blocking(move || ServedModel::load(&dir, &device, quantize))
+    let (dir, device, quantize, precision) =
+        (state.config.model_dir.clone(), state.device.clone(), state.config.quantize, state.precision);
+    let outcome = tokio::task::spawn_blocking(move || ServedModel::load(&dir, &device, quantize, precision))
         .await
         .context("the model loading thread failed")?
         .with_context(|| {
@@ -120,7 +124,11 @@ pub async fn reload(state: &Arc<AppState>) -> Result<Arc<ModelInfo>> {
         info.dir,
         info.version,
         info.labels.len(),
-        if info.quantize.is_none() { "fp32" } else { "int8 encoder" }
+        match (info.quantize, info.precision) {
+            (Quantize::Int8, _) => "int8 encoder",
+            (_, Precision::Bf16) => "bf16 matrix products",
+            _ => "fp32",
+        }
     );
     Ok(info)
 }
@@ -164,6 +172,8 @@ impl Server {
         config.validate()?;
         let spec =
             anyhow::Context::context(device::configure(&config.device, config.threads), "config key `serve.device`")?;
+        let precision = device::inference_precision(config.precision, config.quantize, spec.resolve())
+            .context("config key `serve.precision`")?;
         let metrics = Arc::new(Metrics::new());
         let limits = BatchLimits {
             max_batch_size: config.max_batch_size,
@@ -229,6 +239,7 @@ impl Server {
             metrics,
             log,
             device: spec.device(),
+            precision,
             reload_lock: tokio::sync::Mutex::new(()),
             draining: AtomicBool::new(false),
         });

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use burn::tensor::Device;
-use kiln_core::{EvalMetrics, ModelFolder, Quantize, Task};
+use kiln_core::{EvalMetrics, ModelFolder, Precision, Quantize, Task};
 use kiln_model::Predictor;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -34,6 +34,10 @@ pub struct ModelInfo {
     /// quantized at load, `serve --quantize int8`); the weights file is fp32 either way.
     #[schema(value_type = String)]
     pub quantize: Quantize,
+    /// The dtype of the matrix products: `fp32`, or `bf16` (`serve --precision`;
+    /// the weights file stays fp32).
+    #[schema(value_type = String)]
+    pub precision: Precision,
     pub weights_sha256: String,
     /// sha256 of each file training read, from the folder's training manifest (empty when absent).
     pub training_inputs: Vec<TrainingInput>,
@@ -74,9 +78,10 @@ impl ModelInfo {
 
 impl ServedModel {
     /// Loads and checks a model folder (see [`Predictor::load`]) and describes it.
-    pub fn load(dir: &Path, device: &Device, quantize: Quantize) -> Result<Self> {
+    pub fn load(dir: &Path, device: &Device, quantize: Quantize, precision: Precision) -> Result<Self> {
         let mut predictor = Predictor::load(dir, device)?;
         predictor.quantize(quantize)?;
+        predictor.set_precision(precision)?;
         let folder = &predictor.folder;
         // The bytes that were loaded, not the file as it may be by now.
         let weights_sha256 = predictor.weights_sha256.clone();
@@ -94,6 +99,7 @@ impl ServedModel {
             labels: predictor.labels.labels().to_vec(),
             max_length,
             quantize: predictor.quantization(),
+            precision: predictor.precision(),
             weights_sha256,
             training_inputs: training_inputs(folder),
             eval_metrics: folder.eval_metrics()?,

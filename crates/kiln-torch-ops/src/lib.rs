@@ -51,6 +51,8 @@ unsafe extern "C" {
     ) -> c_int;
     fn kiln_free_error(error: *mut c_char);
     fn kiln_set_local_threads(threads: c_int) -> c_int;
+    fn kiln_cpu_bf16_features() -> c_int;
+    fn kiln_cuda_bf16() -> c_int;
     #[allow(clippy::too_many_arguments)]
     fn kiln_layer_norm_backward(
         grad_out: *const c_void,
@@ -102,6 +104,30 @@ pub fn set_local_threads(threads: usize) -> Option<usize> {
     // SAFETY: the bridge only sets thread-local counts (OpenMP's and MKL's).
     let previous = unsafe { kiln_set_local_threads(threads) };
     usize::try_from(previous).ok()
+}
+
+/// The CPU's bf16 matrix-product instructions, as LibTorch's own checks see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuBf16 {
+    /// AVX-512 BF16: bf16 dot products at twice fp32's rate.
+    pub avx512_bf16: bool,
+    /// AMX tiles: bf16 matrix products at many times fp32's rate.
+    pub amx: bool,
+}
+
+/// What this CPU offers bf16 matrix products (oneDNN picks its kernels from the same).
+pub fn cpu_bf16() -> CpuBf16 {
+    // SAFETY: reads CPU features through cpuinfo; enabling AMX is a permission
+    // request to the kernel for this process (arch_prctl), nothing else.
+    let features = unsafe { kiln_cpu_bf16_features() };
+    CpuBf16 { avx512_bf16: features & 1 != 0, amx: features & 2 != 0 }
+}
+
+/// Whether the current CUDA device has bf16 tensor cores (compute capability
+/// 8.0 or later); false without CUDA.
+pub fn cuda_bf16() -> bool {
+    // SAFETY: a query of LibTorch's CUDA hooks; exceptions are caught in the bridge.
+    unsafe { kiln_cuda_bf16() == 1 }
 }
 
 /// LibTorch refused a fused AdamW step (mismatched shapes, dtypes or devices).

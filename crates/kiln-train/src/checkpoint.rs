@@ -214,8 +214,16 @@ fn load_weights(model: &mut impl ModuleSnapshot, path: &Path) -> Result<()> {
 /// Settings a resumed run may change: where things go and how often to report.
 /// Everything else changes the arithmetic, so a resumed run would no longer
 /// match an uninterrupted one.
-const MAY_CHANGE_ON_RESUME: &[&str] =
-    &["resume", "device", "threads", "checkpoint_every_steps", "log_every_steps", "eval_batch_size", "output_dir"];
+const MAY_CHANGE_ON_RESUME: &[&str] = &[
+    "resume",
+    "device",
+    "threads",
+    "precision",
+    "checkpoint_every_steps",
+    "log_every_steps",
+    "eval_batch_size",
+    "output_dir",
+];
 
 /// Refuses to resume with a different model, data or training arithmetic.
 pub fn check_resumable(

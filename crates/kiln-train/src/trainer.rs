@@ -187,6 +187,8 @@ impl<'a, T: TrainTask> Session<'a, T> {
     /// or resumes the checkpoint (`resume`), which must belong to these inputs.
     fn start(config: &'a TrainConfig, task: Task) -> Result<Self> {
         let spec = device::configure(&config.device, config.threads).context("config key `train.device`")?;
+        // The checkpoint is fp32 whatever the precision, so a run may resume in another.
+        let precision = device::precision(config.precision, spec).context("config key `train.precision`")?;
         let inputs = inputs::load::<T>(config)?;
         let labels = inputs.labels.len();
         let fingerprint = Fingerprint {
@@ -219,6 +221,7 @@ impl<'a, T: TrainTask> Session<'a, T> {
         let device = plain.clone().autodiff();
         device.seed(config.seed);
         let mut model = T::new_model(&inputs.model, labels, &device);
+        model.encoder_mut().set_precision(precision);
         let mut optimizer = AdamWSettings {
             weight_decay: config.weight_decay as f32,
             epsilon: config.adam_epsilon as f32,
@@ -255,8 +258,8 @@ impl<'a, T: TrainTask> Session<'a, T> {
         let schedule = LinearSchedule::new(config.learning_rate, config.warmup_ratio, total_steps);
         let class_weights = T::class_weights(config.class_weights, &inputs.train, labels);
         tracing::info!(
-            "training {} parameters on {} ({} threads): {} examples, {total_steps} steps of {} x {} examples, {} \
-             warm-up",
+            "training {} parameters on {} ({} threads, {precision}): {} examples, {total_steps} steps of {} x {} \
+             examples, {} warm-up",
             model.num_params(),
             resolved,
             device::threads(),

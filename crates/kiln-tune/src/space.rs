@@ -15,8 +15,18 @@ pub const MAX_LENGTH: &str = "max_length";
 
 /// `[train]` keys that are not hyper-parameters: where things are, how the
 /// process runs, and what `tune` itself sets.
-const NOT_TUNABLE: [&str; 9] =
-    ["input_dir", "model_dir", "output_dir", "run_dir", "device", "threads", "resume", "metric", "data_fraction"];
+const NOT_TUNABLE: [&str; 10] = [
+    "input_dir",
+    "model_dir",
+    "output_dir",
+    "run_dir",
+    "device",
+    "threads",
+    "precision",
+    "resume",
+    "metric",
+    "data_fraction",
+];
 
 /// A setting's range, in the form the samplers work on.
 #[derive(Debug, Clone, PartialEq)]

@@ -326,6 +326,9 @@ impl<'a> Tuner<'a> {
         config.train.metric = self.config.tune.metric;
         config.train.resume = resume;
         config.train.data_fraction = self.config.tune.data_fraction;
+        if let Some(precision) = self.config.tune.precision {
+            config.train.precision = precision;
+        }
         if claimed.params.contains_key(MAX_LENGTH) && config.tokenize.max_length != self.config.tokenize.max_length {
             let data = self.dir.join("data").join(format!("max_length-{}", config.tokenize.max_length));
             config.tokenize.output_dir = data.clone();

@@ -121,6 +121,7 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     assert_eq!(info["labels"], json!(LABELS));
     assert_eq!(info["weights_sha256"].as_str().map(|s| &s[..12]), Some(version.as_str()));
     assert_eq!(info["quantize"], json!("none"));
+    assert_eq!(info["precision"], json!("fp32"));
 
     // The server's probabilities are the library's, whether texts come alone or batched.
     let texts = ["I am still waiting on my card?", "how do i top up", "Is there a fee for sending money abroad?"];
@@ -363,6 +364,57 @@ fn serves_an_int8_encoder_and_says_so() {
     let logged: Vec<&Value> = records.iter().filter(|r| r["type"] == "prediction").collect();
     assert_eq!(logged.len(), texts.len());
     assert!(logged.iter().all(|r| r["quantize"] == json!("int8")), "{logged:?}");
+}
+
+/// `serve --precision bf16`: the library's bf16 probabilities (not fp32's),
+/// said in /v1/model. Where the CPU has no fast bf16 (the test hook forces it
+/// here too) serve does not start, and says which key to change.
+#[test]
+fn serves_in_bf16_or_says_why_not() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 3);
+    let log_dir = root.path().join("log");
+    let refused = Command::new(env!("CARGO_BIN_EXE_serve"))
+        .args(["--host", "127.0.0.1", "--port", "0", "--device", "cpu", "--precision", "bf16", "--model-dir"])
+        .arg(&model)
+        .arg("--log-dir")
+        .arg(&log_dir)
+        .env("KILN_TEST_NO_BF16", "1")
+        .env_remove("KILN_CONFIG")
+        .current_dir(repo())
+        .output()
+        .expect("serve runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("serve.precision") && stderr.contains("no fast bf16"), "{stderr}");
+    if !kiln_model::device::fast_bf16(DeviceSpec::Cpu) {
+        eprintln!("this CPU has no fast bf16: only the refusal was checked");
+        return;
+    }
+
+    let mut server = Server::start(&model, &log_dir, &["--precision", "bf16"], &[]);
+    let (_, info) = json_of(server.get("/v1/model"));
+    assert_eq!((&info["precision"], &info["quantize"]), (&json!("bf16"), &json!("none")));
+    let texts = ["I am still waiting on my card?", "how do i top up"];
+    let probabilities = |precision| {
+        let mut predictor = Predictor::load(&model, &DeviceSpec::Cpu.device()).expect("loads");
+        predictor.set_precision(precision).expect("bf16");
+        predictor.probabilities_batched(&predictor.encode(&texts).expect("encodes"), 8).expect("predicts")
+    };
+    let (bf16, fp32) = (probabilities(kiln_core::Precision::Bf16), probabilities(kiln_core::Precision::Fp32));
+    assert_ne!(bf16, fp32, "bf16 should move the probabilities a little");
+    let (status, batch) = json_of(server.post("/v1/predict", &json!({"texts": texts, "return_all_scores": true})));
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    for (prediction, expected) in batch["predictions"].as_array().expect("predictions").iter().zip(&bf16) {
+        for score in prediction["scores"].as_array().expect("scores") {
+            let index = LABELS.iter().position(|l| score["label"] == json!(l)).expect("a known label");
+            let served = score["score"].as_f64().expect("score");
+            assert!((served - f64::from(expected[index])).abs() < 1e-5, "{served} vs bf16 {}", expected[index]);
+        }
+    }
+    assert!(server.terminate(), "serve exits 0 after SIGTERM:\n{}", server.log.lock().expect("log"));
+    assert!(server.log.lock().expect("log").contains("bf16 matrix products"), "the start-up log says bf16");
 }
 
 #[test]

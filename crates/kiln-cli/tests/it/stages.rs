@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float32Type;
+use arrow_array::{PrimitiveArray, RecordBatch};
 use kiln_core::Split;
 use kiln_data::parquet::read_parquet;
 use kiln_data::schema;
@@ -248,8 +248,11 @@ fn train_is_interrupted_and_resumes(run: &Run) {
     let state = json(run_dir.join("checkpoint/state.json"));
     assert_eq!(state["position"]["step"].as_u64(), Some(stopped_at + 1), "the new checkpoint, whole: {state}");
 
+    // The checkpoint is fp32 whatever the precision: resumed in bf16 where the CPU has it.
+    let precision = if kiln_model::device::fast_bf16(kiln_model::DeviceSpec::Cpu) { "bf16" } else { "auto" };
     let resumed = Command::new(binary("train"))
         .args(args(true))
+        .args(["--precision", precision])
         .current_dir(repo())
         .env_remove("KILN_CONFIG")
         .env("KILN_RUNS_DIR", &runs_dir)
@@ -270,18 +273,19 @@ fn train_is_interrupted_and_resumes(run: &Run) {
     assert_eq!(hf["id2label"], serde_json::json!({"0": "negative", "1": "positive"}));
     assert!(model_dir.join("model.safetensors").is_file() && model_dir.join("kiln.toml").is_file());
     eval_scores_the_model(run, &model_dir, &run_dir, out.path());
-    runs_are_recorded(&runs_dir, &run_dir, &out.path().join("eval"));
+    runs_are_recorded(&runs_dir, &run_dir, &out.path().join("eval"), precision);
     predict_classifies_a_file(&model_dir, out.path());
 }
 
 /// Each train and eval run left a record; `runs` lists and compares them.
-fn runs_are_recorded(runs_dir: &Path, run_dir: &Path, eval_dir: &Path) {
+fn runs_are_recorded(runs_dir: &Path, run_dir: &Path, eval_dir: &Path, precision: &str) {
     let records = kiln_track::list(runs_dir).expect("records");
     let described: Vec<(String, String)> = records.iter().map(|r| (r.stage.clone(), r.status.to_string())).collect();
     let expected = [("train", "interrupted"), ("train", "finished"), ("eval", "finished")];
     assert_eq!(described, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
     let (train, eval) = (&records[1], &records[2]);
     assert_eq!(train.params["train"]["max_steps"], 8, "the full resolved config is the params");
+    assert_eq!(train.params["train"]["precision"], precision, "resumed in another precision");
     assert_eq!(train.params["train"]["run_dir"], run_dir.display().to_string());
     assert_eq!(train.tags["device"], "cpu");
     for tag in ["git.commit", "git.dirty", "host", "kiln.version"] {
@@ -364,6 +368,8 @@ fn predict_classifies_a_file(model_dir: &Path, out: &Path) {
         assert!(p1 >= p2 && (p1 + p2 - 1.0).abs() < 1e-4, "two labels, ranked, summing to 1: {p1} {p2}");
     }
 
+    predict_runs_in_bf16_or_says_why_not(&args, &output_arg, &first, out);
+
     // --quantize int8: the same rows, probabilities a little off fp32's.
     let int8_output = out.join("predictions-int8.parquet").display().to_string();
     let int8_args: Vec<&str> = args
@@ -414,6 +420,73 @@ fn predict_classifies_a_file(model_dir: &Path, out: &Path) {
         .filter(|e| e.file_name().to_string_lossy().starts_with(kiln_core::output::STREAMING_PREFIX))
         .collect();
     assert!(leftovers.is_empty(), "no temp file left behind: {leftovers:?}");
+}
+
+/// `--precision bf16`: the same rows, probabilities a little off fp32's (not
+/// equal: the products ran in bf16). On a CPU without fast bf16 (forced by
+/// the test hook everywhere) bf16 is refused naming the key, with nothing
+/// written, and `auto` runs fp32; bf16 with int8 is refused.
+fn predict_runs_in_bf16_or_says_why_not(
+    args: &[&str],
+    output_arg: &str,
+    fp32: &PrimitiveArray<Float32Type>,
+    out: &Path,
+) {
+    let with_output = |output: &str, extra: &[&'static str]| -> Vec<String> {
+        args.iter()
+            .map(|a| if *a == output_arg { output.to_owned() } else { (*a).to_owned() })
+            .chain(extra.iter().map(|s| (*s).to_owned()))
+            .collect()
+    };
+    let probabilities = |path: &str| {
+        let frame = read_parquet(Path::new(path), "predict").expect("predictions");
+        frame.column_by_name("probability_1").expect("probability_1").as_primitive::<Float32Type>().clone()
+    };
+    let largest_change = |other: &PrimitiveArray<Float32Type>| {
+        fp32.values().iter().zip(other.values()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    };
+    if kiln_model::device::fast_bf16(kiln_model::DeviceSpec::Cpu) {
+        let bf16 = out.join("predictions-bf16.parquet").display().to_string();
+        let command = with_output(&bf16, &["--precision", "bf16"]);
+        ok("predict", &command.iter().map(String::as_str).collect::<Vec<_>>());
+        let change = largest_change(&probabilities(&bf16));
+        assert!(change > 0.0 && change < 0.05, "bf16 moved a probability by {change}");
+    } else {
+        eprintln!("this CPU has no fast bf16: predict --precision bf16 is checked to be refused");
+    }
+
+    let refused = out.join("refused-bf16.parquet").display().to_string();
+    let command = with_output(&refused, &["--precision", "bf16"]);
+    let result = Command::new(binary("predict"))
+        .args(&command)
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .env("KILN_RUNS_DIR", scratch_runs_dir())
+        .env("KILN_TEST_NO_BF16", "1")
+        .output()
+        .expect("predict runs");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("predict.precision") && stderr.contains("no fast bf16"), "{stderr}");
+    assert!(!Path::new(&refused).exists(), "a refused predict writes nothing");
+    let auto = out.join("predictions-auto.parquet").display().to_string();
+    let command = with_output(&auto, &["--precision", "auto"]);
+    let result = Command::new(binary("predict"))
+        .args(&command)
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .env("KILN_RUNS_DIR", scratch_runs_dir())
+        .env("KILN_TEST_NO_BF16", "1")
+        .output()
+        .expect("predict runs");
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(largest_change(&probabilities(&auto)), 0.0, "auto without fast bf16 is fp32");
+
+    let both = with_output(&refused, &["--precision", "bf16", "--quantize", "int8"]);
+    let result = run("predict", &both.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("predict.precision") && stderr.contains("choose one"), "{stderr}");
 }
 
 /// `eval` on the model just trained: every output, consistent with each other.

@@ -15,7 +15,9 @@ use super::network::{
     BertAttention, BertEmbeddings, BertEncoder, BertIntermediate, BertLayer, BertModel, BertPooler, BertResidual,
     BertSelfAttention,
 };
-use crate::int8::Int8Twin;
+use kiln_core::Precision;
+
+use crate::linear::PackedLinear;
 
 /// The fields of a Hugging Face `config.json` that shape a BERT encoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,26 +249,26 @@ impl BertConfig {
                     value: linear(self.hidden_size, self.hidden_size),
                     dropout: DropoutConfig::new(self.attention_probs_dropout_prob).init(),
                     heads: self.num_attention_heads,
-                    int8: Default::default(),
+                    packed: Default::default(),
                 },
                 output: BertResidual {
                     dense: linear(self.hidden_size, self.hidden_size),
                     layer_norm: norm(),
                     layer_norm_eps: self.layer_norm_eps,
                     dropout: dropout(),
-                    int8: Int8Twin::default(),
+                    packed: PackedLinear::default(),
                 },
             },
             intermediate: BertIntermediate {
                 dense: linear(self.hidden_size, self.intermediate_size),
-                int8: Int8Twin::default(),
+                packed: PackedLinear::default(),
             },
             output: BertResidual {
                 dense: linear(self.intermediate_size, self.hidden_size),
                 layer_norm: norm(),
                 layer_norm_eps: self.layer_norm_eps,
                 dropout: dropout(),
-                int8: Int8Twin::default(),
+                packed: PackedLinear::default(),
             },
         };
         BertModel {
@@ -283,6 +285,7 @@ impl BertConfig {
             },
             encoder: BertEncoder { layer: (0..self.num_hidden_layers).map(layer).collect() },
             pooler: BertPooler { dense: linear(self.hidden_size, self.hidden_size), relu: self.is_distilbert() },
+            precision: Precision::Fp32,
         }
     }
 }

@@ -51,6 +51,8 @@ mod tests {
     use burn::optim::{AdamWConfig, GradientsParams};
     use burn::tensor::{Int, Tensor, TensorData};
 
+    use kiln_core::Precision;
+
     use super::*;
     use crate::DeviceSpec;
     use crate::test_support::{batch, floats, tiny};
@@ -131,8 +133,62 @@ mod tests {
 
     #[test]
     fn a_32_example_set_is_overfitted() {
+        for precision in [Precision::Fp32, Precision::Bf16] {
+            overfit_32_examples(precision);
+        }
+    }
+
+    /// bf16 training: the same loss and gradients as fp32 up to bf16's
+    /// rounding (not equal: the products did run in bf16), every gradient an
+    /// fp32 tensor for the fp32 weights, through the head, the encoder's
+    /// linear layers and back to the embeddings.
+    #[test]
+    fn bf16_gradients_are_fp32_and_follow_fp32s() {
+        let device = DeviceSpec::Cpu.device().autodiff();
+        let model = BertClassifier::new(&tiny(), 3, &device);
+        let ids: Vec<i64> = (0..4 * 6).map(|i| 1 + (i * 7) % 39).collect();
+        let input = batch(ids, vec![1; 24], [4, 6], &device);
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 1], [4]), &device);
+        let gradients = |precision| {
+            let mut model = model.clone();
+            model.bert.set_precision(precision);
+            let (loss, _) = model.loss(input.clone(), targets.clone());
+            let grads = loss.clone().backward();
+            let layer = &model.bert.encoder.layer[0];
+            let grad = |tensor: Tensor<2>| floats(tensor.grad(&grads).expect("a gradient"));
+            let bias = |tensor: Tensor<1>| floats(tensor.grad(&grads).expect("a gradient"));
+            let bias_of = |linear: &burn::nn::Linear| linear.bias.as_ref().expect("bias").val();
+            (
+                floats(loss)[0],
+                [
+                    grad(model.classifier.weight.val()),
+                    grad(layer.attention.self_attn.query.weight.val()),
+                    bias(bias_of(&layer.intermediate.dense)),
+                    grad(model.bert.embeddings.word_embeddings.weight.val()),
+                ],
+            )
+        };
+        let (fp32_loss, fp32) = gradients(Precision::Fp32);
+        let (bf16_loss, bf16) = gradients(Precision::Bf16);
+        assert!((fp32_loss - bf16_loss).abs() < 1e-2 * fp32_loss, "losses {fp32_loss} and {bf16_loss}");
+        for (name, a, b) in ["head", "query", "feed-forward bias", "embeddings"]
+            .iter()
+            .zip(&fp32)
+            .zip(&bf16)
+            .map(|((n, a), b)| (n, a, b))
+        {
+            let norm = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let diff = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt();
+            assert!(norm > 0.0, "{name}: no fp32 gradient");
+            assert!(diff < 5e-2 * norm, "{name}: bf16 gradient {diff} from fp32's (norm {norm})");
+            assert!(diff > 0.0, "{name}: bf16 gradient equals fp32's: the products did not run in bf16");
+        }
+    }
+
+    fn overfit_32_examples(precision: Precision) {
         let device = DeviceSpec::Cpu.device().autodiff();
         let mut model = BertClassifier::new(&tiny(), 2, &device);
+        model.bert.set_precision(precision);
         let mut optimizer = AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(0.0).init();
         // 32 random sequences of 8 tokens with random labels: only memorising fits them.
         let mut state = 7u64;
@@ -156,7 +212,8 @@ mod tests {
         let predicted = logits.argmax(1).into_data().try_to_vec::<i64>().expect("ids");
         let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
         let final_loss = floats(loss)[0];
-        assert!(final_loss < losses[0] / 10.0, "loss fell from {} to only {final_loss}", losses[0]);
-        assert_eq!(correct, 32, "memorised {correct}/32 (loss {final_loss})");
+        assert!(final_loss < losses[0] / 10.0, "{precision}: loss fell from {} to only {final_loss}", losses[0]);
+        assert_eq!(correct, 32, "{precision}: memorised {correct}/32 (loss {final_loss})");
+        assert_eq!(model.bert.precision, precision, "the optimizer's step keeps the precision");
     }
 }

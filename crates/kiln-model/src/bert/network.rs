@@ -9,8 +9,10 @@ use burn::tensor::activation::{gelu, relu, softmax, tanh};
 use burn::tensor::{Device, Int, Tensor};
 
 use super::BertConfig;
-use crate::int8::{Int8Error, Int8Twin};
+use kiln_core::Precision;
+
 use crate::layer_norm::layer_norm;
+use crate::linear::{Int8Error, PackedLinear, for_product, linear_over_tokens, to_f32};
 
 #[derive(Module, Debug)]
 pub struct BertEmbeddings {
@@ -55,23 +57,28 @@ pub struct BertSelfAttention {
     pub dropout: Dropout,
     pub heads: usize,
     #[module(skip)]
-    pub int8: [Int8Twin; 3],
+    pub packed: [PackedLinear; 3],
 }
 
 impl BertSelfAttention {
     /// `mask_bias` is 0 for real tokens and a huge negative number for padding,
     /// shaped `[batch, 1, 1, seq]`, exactly as Hugging Face adds it to the scores.
-    fn forward(&self, hidden: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
+    ///
+    /// In bf16 the two products run in bf16 and the scores are scaled there,
+    /// then the mask, softmax and dropout run in fp32, as under `torch.autocast`;
+    /// the context comes back in bf16 for the output layer.
+    fn forward(&self, hidden: Tensor<3>, mask_bias: Tensor<4>, precision: Precision) -> Tensor<3> {
         let [batch, seq, width] = hidden.dims();
         let head_dim = width / self.heads;
-        let split = |x: Tensor<3>| x.reshape([batch, seq, self.heads, head_dim]).swap_dims(1, 2);
-        let [query_int8, key_int8, value_int8] = &self.int8;
-        let query = split(query_int8.forward(&self.query, hidden.clone()));
-        let key = split(key_int8.forward(&self.key, hidden.clone()));
-        let value = split(value_int8.forward(&self.value, hidden));
-        let scores = query.matmul(key.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt()) + mask_bias;
+        let split =
+            |x: Tensor<3>| for_product(x, precision).reshape([batch, seq, self.heads, head_dim]).swap_dims(1, 2);
+        let [query_packed, key_packed, value_packed] = &self.packed;
+        let query = split(query_packed.forward(&self.query, hidden.clone(), precision));
+        let key = split(key_packed.forward(&self.key, hidden.clone(), precision));
+        let value = split(value_packed.forward(&self.value, hidden, precision));
+        let scores = to_f32(query.matmul(key.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt())) + mask_bias;
         let probs = self.dropout.forward(softmax(scores, 3));
-        probs.matmul(value).swap_dims(1, 2).reshape([batch, seq, width])
+        for_product(probs, precision).matmul(value).swap_dims(1, 2).reshape([batch, seq, width])
     }
 }
 
@@ -84,12 +91,13 @@ pub struct BertResidual {
     pub layer_norm_eps: f64,
     pub dropout: Dropout,
     #[module(skip)]
-    pub int8: Int8Twin,
+    pub packed: PackedLinear,
 }
 
 impl BertResidual {
-    fn forward(&self, hidden: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let summed = self.dropout.forward(self.int8.forward(&self.dense, hidden)) + residual;
+    fn forward(&self, hidden: Tensor<3>, residual: Tensor<3>, precision: Precision) -> Tensor<3> {
+        let dense = to_f32(self.packed.forward(&self.dense, hidden, precision));
+        let summed = self.dropout.forward(dense) + residual;
         layer_norm(&self.layer_norm, self.layer_norm_eps, summed)
     }
 }
@@ -104,7 +112,7 @@ pub struct BertAttention {
 pub struct BertIntermediate {
     pub dense: Linear,
     #[module(skip)]
-    pub int8: Int8Twin,
+    pub packed: PackedLinear,
 }
 
 #[derive(Module, Debug)]
@@ -115,11 +123,12 @@ pub struct BertLayer {
 }
 
 impl BertLayer {
-    fn forward(&self, hidden: Tensor<3>, mask_bias: Tensor<4>) -> Tensor<3> {
-        let attended =
-            self.attention.output.forward(self.attention.self_attn.forward(hidden.clone(), mask_bias), hidden);
-        let inner = gelu(self.intermediate.int8.forward(&self.intermediate.dense, attended.clone()));
-        self.output.forward(inner, attended)
+    /// In bf16, GELU runs on the bf16 feed-forward output, as under `torch.autocast`.
+    fn forward(&self, hidden: Tensor<3>, mask_bias: Tensor<4>, precision: Precision) -> Tensor<3> {
+        let context = self.attention.self_attn.forward(hidden.clone(), mask_bias, precision);
+        let attended = self.attention.output.forward(context, hidden, precision);
+        let inner = gelu(self.intermediate.packed.forward(&self.intermediate.dense, attended.clone(), precision));
+        self.output.forward(inner, attended, precision)
     }
 }
 
@@ -141,6 +150,10 @@ pub struct BertModel {
     pub embeddings: BertEmbeddings,
     pub encoder: BertEncoder,
     pub pooler: BertPooler,
+    /// The dtype of the matrix products (the weights stay fp32): fp32 unless
+    /// a stage asks for bf16 ([`BertModel::set_precision`]).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 /// One batch of token ids, padded to a common length; `attention_mask` is 1 for
@@ -165,13 +178,32 @@ impl BertModel {
     /// norms, the pooler and the head stay fp32. Inference only: gradients do
     /// not flow through the int8 layers.
     pub fn quantize_int8(&mut self) -> Result<(), Int8Error> {
+        self.precision = Precision::Fp32;
+        self.pack(PackedLinear::int8)
+    }
+
+    /// Matrix products in `precision` from now on; in training, bf16 casts
+    /// the live fp32 weights in every forward, so gradients reach them.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+    }
+
+    /// bf16 for inference: the encoder's linear layers get a bf16 copy of
+    /// their weights once, instead of a cast in every forward. Gradients do
+    /// not flow through the copies.
+    pub fn pack_bf16(&mut self) {
+        self.precision = Precision::Bf16;
+        let packed: Result<(), Int8Error> = self.pack(|linear| Ok(PackedLinear::bf16(linear)));
+        packed.unwrap_or_else(|_| unreachable!("packing bf16 copies cannot fail"));
+    }
+
+    fn pack<E>(&mut self, pack: impl Fn(&Linear) -> Result<PackedLinear, E>) -> Result<(), E> {
         for layer in &mut self.encoder.layer {
             let attention = &mut layer.attention.self_attn;
-            attention.int8 =
-                [Int8Twin::pack(&attention.query)?, Int8Twin::pack(&attention.key)?, Int8Twin::pack(&attention.value)?];
-            layer.attention.output.int8 = Int8Twin::pack(&layer.attention.output.dense)?;
-            layer.intermediate.int8 = Int8Twin::pack(&layer.intermediate.dense)?;
-            layer.output.int8 = Int8Twin::pack(&layer.output.dense)?;
+            attention.packed = [pack(&attention.query)?, pack(&attention.key)?, pack(&attention.value)?];
+            layer.attention.output.packed = pack(&layer.attention.output.dense)?;
+            layer.intermediate.packed = pack(&layer.intermediate.dense)?;
+            layer.output.packed = pack(&layer.output.dense)?;
         }
         Ok(())
     }
@@ -181,7 +213,8 @@ impl BertModel {
         let hidden = self.encode(input);
         let [batch, _, width] = hidden.dims();
         let cls = hidden.clone().slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
-        let dense = self.pooler.dense.forward(cls);
+        let dense = to_f32(linear_over_tokens(&self.pooler.dense, cls.unsqueeze_dim(1), self.precision));
+        let dense = dense.reshape([batch, width]);
         let pooled = if self.pooler.relu { relu(dense) } else { tanh(dense) };
         BertOutput { last_hidden_state: hidden, pooled }
     }
@@ -194,7 +227,7 @@ impl BertModel {
         let mask_bias = (input.attention_mask.float().neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq]);
         let mut hidden = self.embeddings.forward(input.input_ids, input.token_type_ids);
         for layer in &self.encoder.layer {
-            hidden = layer.forward(hidden, mask_bias.clone());
+            hidden = layer.forward(hidden, mask_bias.clone(), self.precision);
         }
         hidden
     }
@@ -228,8 +261,11 @@ impl BertClassifier {
 
     /// Logits, `[batch, num_labels]`.
     pub fn forward(&self, input: BertInput) -> Tensor<2> {
-        let pooled = self.bert.forward(input).pooled;
-        self.classifier.forward(self.dropout.forward(pooled))
+        let precision = self.bert.precision;
+        let pooled = self.dropout.forward(self.bert.forward(input).pooled).unsqueeze_dim(1);
+        let logits = to_f32(linear_over_tokens(&self.classifier, pooled, precision));
+        let [batch, _, labels] = logits.dims();
+        logits.reshape([batch, labels])
     }
 
     /// Mean cross-entropy of the logits against `labels` (`[batch]` label ids), and the logits.
@@ -267,6 +303,7 @@ impl BertClassifier {
 /// ([`crate::token::BertTokenClassifier`]) load and save the same way.
 pub trait WithHead: ModuleSnapshot {
     fn encoder(&self) -> &BertModel;
+    fn encoder_mut(&mut self) -> &mut BertModel;
     /// The linear layer whose outputs are the labels.
     fn classifier(&self) -> &Linear;
     /// Whether BERT's pooler (DistilBERT's `pre_classifier`) belongs to this
@@ -285,6 +322,10 @@ pub trait WithHead: ModuleSnapshot {
 impl WithHead for BertClassifier {
     fn encoder(&self) -> &BertModel {
         &self.bert
+    }
+
+    fn encoder_mut(&mut self) -> &mut BertModel {
+        &mut self.bert
     }
 
     fn classifier(&self) -> &Linear {
