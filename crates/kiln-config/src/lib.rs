@@ -561,23 +561,57 @@ mod flag_tests {
     struct TuneHarness {
         #[command(flatten)]
         tune: TuneArgs,
+    }
+
+    #[derive(clap::Parser)]
+    struct PredictHarness {
         #[command(flatten)]
         predict: PredictArgs,
     }
 
+    #[derive(clap::Parser)]
+    struct TrainHarness {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
     /// `tune --data-fraction` once parsed and went nowhere; apply_overrides now
-    /// names every flag, and this checks the two that slipped or are new.
+    /// names every flag, and this checks the ones that slipped or are new.
     #[test]
-    fn tune_data_fraction_and_predict_quantize_reach_their_configs() {
+    fn tune_data_fraction_predict_quantize_and_precision_reach_their_configs() {
         use clap::Parser;
         let args =
-            TuneHarness::try_parse_from(["tune", "--data-fraction", "0.05", "--quantize", "int8"]).expect("parses");
+            TuneHarness::try_parse_from(["tune", "--data-fraction", "0.05", "--precision", "bf16"]).expect("parses");
         let mut tune = TuneConfig::default();
         args.tune.apply(&mut tune);
-        assert_eq!(tune.data_fraction, 0.05);
+        assert_eq!((tune.data_fraction, tune.precision), (0.05, Some(Precision::Bf16)));
+        let args =
+            PredictHarness::try_parse_from(["predict", "--quantize", "int8", "--precision", "auto"]).expect("parses");
         let mut predict = PredictConfig::default();
         args.predict.apply(&mut predict);
-        assert_eq!(predict.quantize, Quantize::Int8);
+        assert_eq!((predict.quantize, predict.precision), (Quantize::Int8, Precision::Auto));
+        let args = TrainHarness::try_parse_from(["train", "--precision", "bf16"]).expect("parses");
+        let mut train = TrainConfig::default();
+        args.train.apply(&mut train);
+        assert_eq!(train.precision, Precision::Bf16);
+        assert!(TrainHarness::try_parse_from(["train", "--precision", "fp16"]).is_err(), "fp16 is not offered");
+    }
+
+    /// bf16 and int8 are two ways to run the same layers: both at once is
+    /// refused naming the key; `auto` gives way to int8.
+    #[test]
+    fn bf16_with_int8_is_refused() {
+        let both = PredictConfig {
+            input_file: Some("texts.csv".into()),
+            quantize: Quantize::Int8,
+            precision: Precision::Bf16,
+            ..PredictConfig::default()
+        };
+        let message = both.validate().expect_err("refused").to_string();
+        assert!(message.contains("predict.precision") && message.contains("choose one"), "{message}");
+        assert!(PredictConfig { precision: Precision::Auto, ..both.clone() }.validate().is_ok());
+        let serve = ServeConfig { quantize: Quantize::Int8, precision: Precision::Bf16, ..ServeConfig::default() };
+        assert!(serve.validate().expect_err("refused").to_string().contains("serve.precision"));
     }
 
     #[test]

@@ -747,6 +747,24 @@ fn bad_input_fails_with_a_clear_message_and_writes_nothing() {
     let missing = dir.path().join("nothing").display().to_string();
     fails_cleanly("clean", &["--input-dir", &missing, "--output-dir", &out_arg], &out, &["train.parquet", "ingest"]);
     fails_cleanly("tokenize", &["--input-dir", &missing, "--output-dir", &out_arg], &out, &["train.parquet", "clean"]);
+
+    // bf16 on a CPU without fast bf16 (the test hook): refused before any input is read.
+    let (model_out, run_out) = (dir.path().join("model"), dir.path().join("run"));
+    let refused = Command::new(binary("train"))
+        .args(["--input-dir", &missing, "--device", "cpu", "--precision", "bf16", "--quiet", "--output-dir"])
+        .arg(&model_out)
+        .arg("--run-dir")
+        .arg(&run_out)
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .env("KILN_RUNS_DIR", scratch_runs_dir())
+        .env("KILN_TEST_NO_BF16", "1")
+        .output()
+        .expect("train runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("train.precision") && stderr.contains("no fast bf16"), "{stderr}");
+    assert!(!model_out.exists() && !run_out.exists(), "a refused train writes nothing");
 }
 
 #[test]
