@@ -46,6 +46,15 @@ fn fixture() -> Fixture {
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture parses")
 }
 
+/// The fixture's 3-label head (HF's Linear is [out, in]; burn's is [in, out]).
+fn fixture_head(model: &mut BertClassifier, fixture: &Fixture, device: &burn::tensor::Device) {
+    let shape = [3, fixture.hidden_size];
+    let weight = Tensor::<2>::from_data(TensorData::new(fixture.classifier_weight.clone(), shape), device);
+    model.classifier.weight = Param::from_tensor(weight.transpose());
+    model.classifier.bias =
+        Some(Param::from_tensor(Tensor::from_data(TensorData::new(fixture.classifier_bias.clone(), [3]), device)));
+}
+
 fn ints(values: &[i64], shape: [usize; 2], device: &burn::tensor::Device) -> Tensor<2, Int> {
     Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
 }
@@ -73,12 +82,7 @@ fn minilm_matches_transformers_on_a_padded_batch() {
     assert_eq!(report.initialised, ["classifier.bias", "classifier.weight"], "only the head is new");
     assert_eq!(report.unused, ["bert.embeddings.position_ids"], "every weight but a buffer is used");
 
-    // The head's weights come from the fixture (HF's Linear is [out, in]; burn's is [in, out]).
-    let hidden = fixture.hidden_size;
-    let weight = Tensor::<2>::from_data(TensorData::new(fixture.classifier_weight.clone(), [3, hidden]), &device);
-    model.classifier.weight = Param::from_tensor(weight.transpose());
-    model.classifier.bias =
-        Some(Param::from_tensor(Tensor::from_data(TensorData::new(fixture.classifier_bias.clone(), [3]), &device)));
+    fixture_head(&mut model, &fixture, &device);
 
     let input = BertInput {
         input_ids: ints(&fixture.input_ids, fixture.shape, &device),
@@ -169,11 +173,7 @@ fn minilm_bf16_matches_torch_autocast() {
     let mut model = BertClassifier::new(&BertConfig::load(&dir).expect("config.json"), 3, &device);
     load_safetensors(&mut model, &dir.join("model.safetensors")).expect("weights load");
     model.bert.encoder.layer.truncate(bf16.layers);
-    let hidden = batch.hidden_size;
-    let weight = Tensor::<2>::from_data(TensorData::new(batch.classifier_weight.clone(), [3, hidden]), &device);
-    model.classifier.weight = Param::from_tensor(weight.transpose());
-    model.classifier.bias =
-        Some(Param::from_tensor(Tensor::from_data(TensorData::new(batch.classifier_bias.clone(), [3]), &device)));
+    fixture_head(&mut model, &batch, &device);
     let input = BertInput {
         input_ids: ints(&batch.input_ids, batch.shape, &device),
         token_type_ids: ints(&batch.token_type_ids, batch.shape, &device),

@@ -1,8 +1,9 @@
 //! LibTorch operators that tch does not bind, through a small C++ bridge:
 //! dynamic int8 linear layers for CPU inference (fbgemm), the fused AdamW step
 //! ([`fused_adamw`]) that `torch.optim.AdamW(fused=True)` runs, LayerNorm's
-//! backward ([`layer_norm_backward`]) for kiln-model's native LayerNorm; and
-//! two process settings: [`reuse_freed_memory`], the allocator setting LibTorch's
+//! backward ([`layer_norm_backward`]) for kiln-model's native LayerNorm;
+//! whether the CPU ([`cpu_bf16`]) or GPU ([`cuda_bf16`]) multiplies bf16 fast;
+//! and two process settings: [`reuse_freed_memory`], the allocator setting LibTorch's
 //! CPU tensors want, and [`set_local_threads`], a thread count for one thread.
 //!
 //! ## int8

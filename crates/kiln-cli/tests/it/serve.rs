@@ -350,20 +350,26 @@ fn serves_an_int8_encoder_and_says_so() {
     };
     let (int8, fp32) = (probabilities(kiln_core::Quantize::Int8), probabilities(kiln_core::Quantize::None));
     assert_ne!(int8, fp32, "int8 should move the probabilities a little");
-    let (status, batch) = json_of(server.post("/v1/predict", &json!({"texts": texts, "return_all_scores": true})));
-    assert_eq!(status, StatusCode::OK, "{batch}");
-    for (prediction, expected) in batch["predictions"].as_array().expect("predictions").iter().zip(&int8) {
-        for score in prediction["scores"].as_array().expect("scores") {
-            let index = LABELS.iter().position(|l| score["label"] == json!(l)).expect("a known label");
-            let served = score["score"].as_f64().expect("score");
-            assert!((served - f64::from(expected[index])).abs() < 1e-5, "{served} vs int8 {}", expected[index]);
-        }
-    }
+    serves_these_probabilities(&server, &texts, &int8);
     assert!(server.terminate(), "serve exits 0 after SIGTERM:\n{}", server.log.lock().expect("log"));
     let records = log_records(&log_dir);
     let logged: Vec<&Value> = records.iter().filter(|r| r["type"] == "prediction").collect();
     assert_eq!(logged.len(), texts.len());
     assert!(logged.iter().all(|r| r["quantize"] == json!("int8")), "{logged:?}");
+}
+
+/// Every label's served score for `texts` is the library's (`expected`, per
+/// text in LABELS' order) to 1e-5.
+fn serves_these_probabilities(server: &Server, texts: &[&str], expected: &[Vec<f32>]) {
+    let (status, batch) = json_of(server.post("/v1/predict", &json!({"texts": texts, "return_all_scores": true})));
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    for (prediction, expected) in batch["predictions"].as_array().expect("predictions").iter().zip(expected) {
+        for score in prediction["scores"].as_array().expect("scores") {
+            let index = LABELS.iter().position(|l| score["label"] == json!(l)).expect("a known label");
+            let served = score["score"].as_f64().expect("score");
+            assert!((served - f64::from(expected[index])).abs() < 1e-5, "{served} vs {}", expected[index]);
+        }
+    }
 }
 
 /// `serve --precision bf16`: the library's bf16 probabilities (not fp32's),
@@ -404,15 +410,7 @@ fn serves_in_bf16_or_says_why_not() {
     };
     let (bf16, fp32) = (probabilities(kiln_core::Precision::Bf16), probabilities(kiln_core::Precision::Fp32));
     assert_ne!(bf16, fp32, "bf16 should move the probabilities a little");
-    let (status, batch) = json_of(server.post("/v1/predict", &json!({"texts": texts, "return_all_scores": true})));
-    assert_eq!(status, StatusCode::OK, "{batch}");
-    for (prediction, expected) in batch["predictions"].as_array().expect("predictions").iter().zip(&bf16) {
-        for score in prediction["scores"].as_array().expect("scores") {
-            let index = LABELS.iter().position(|l| score["label"] == json!(l)).expect("a known label");
-            let served = score["score"].as_f64().expect("score");
-            assert!((served - f64::from(expected[index])).abs() < 1e-5, "{served} vs bf16 {}", expected[index]);
-        }
-    }
+    serves_these_probabilities(&server, &texts, &bf16);
     assert!(server.terminate(), "serve exits 0 after SIGTERM:\n{}", server.log.lock().expect("log"));
     assert!(server.log.lock().expect("log").contains("bf16 matrix products"), "the start-up log says bf16");
 }

@@ -49,6 +49,18 @@ fn run(stage: &str, args: &[&str]) -> Output {
         .expect("the stage binary runs")
 }
 
+/// `stage` as on a CPU without fast bf16 (the test hook), whatever this one has.
+fn run_without_bf16(stage: &str, args: &[String]) -> Output {
+    Command::new(binary(stage))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("KILN_CONFIG")
+        .env("KILN_RUNS_DIR", scratch_runs_dir())
+        .env("KILN_TEST_NO_BF16", "1")
+        .output()
+        .expect("the stage binary runs")
+}
+
 fn ok(stage: &str, args: &[&str]) {
     let output = run(stage, args);
     assert!(output.status.success(), "{stage} {args:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
@@ -272,6 +284,12 @@ fn train_is_interrupted_and_resumes(run: &Run) {
     let hf = json(model_dir.join("config.json"));
     assert_eq!(hf["id2label"], serde_json::json!({"0": "negative", "1": "positive"}));
     assert!(model_dir.join("model.safetensors").is_file() && model_dir.join("kiln.toml").is_file());
+    let weights = std::fs::read(model_dir.join("model.safetensors")).expect("weights");
+    let header_len = u64::from_le_bytes(weights[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&weights[8..8 + header_len]).expect("header");
+    let dtypes: std::collections::BTreeSet<&str> =
+        header.as_object().expect("tensors").values().filter_map(|t| t["dtype"].as_str()).collect();
+    assert_eq!(dtypes, ["F32"].into(), "weights stay fp32 whatever the precision ({precision})");
     eval_scores_the_model(run, &model_dir, &run_dir, out.path());
     runs_are_recorded(&runs_dir, &run_dir, &out.path().join("eval"), precision);
     predict_classifies_a_file(&model_dir, out.path());
@@ -456,29 +474,13 @@ fn predict_runs_in_bf16_or_says_why_not(
     }
 
     let refused = out.join("refused-bf16.parquet").display().to_string();
-    let command = with_output(&refused, &["--precision", "bf16"]);
-    let result = Command::new(binary("predict"))
-        .args(&command)
-        .current_dir(repo())
-        .env_remove("KILN_CONFIG")
-        .env("KILN_RUNS_DIR", scratch_runs_dir())
-        .env("KILN_TEST_NO_BF16", "1")
-        .output()
-        .expect("predict runs");
+    let result = run_without_bf16("predict", &with_output(&refused, &["--precision", "bf16"]));
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("predict.precision") && stderr.contains("no fast bf16"), "{stderr}");
     assert!(!Path::new(&refused).exists(), "a refused predict writes nothing");
     let auto = out.join("predictions-auto.parquet").display().to_string();
-    let command = with_output(&auto, &["--precision", "auto"]);
-    let result = Command::new(binary("predict"))
-        .args(&command)
-        .current_dir(repo())
-        .env_remove("KILN_CONFIG")
-        .env("KILN_RUNS_DIR", scratch_runs_dir())
-        .env("KILN_TEST_NO_BF16", "1")
-        .output()
-        .expect("predict runs");
+    let result = run_without_bf16("predict", &with_output(&auto, &["--precision", "auto"]));
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     assert_eq!(largest_change(&probabilities(&auto)), 0.0, "auto without fast bf16 is fp32");
 
@@ -750,17 +752,10 @@ fn bad_input_fails_with_a_clear_message_and_writes_nothing() {
 
     // bf16 on a CPU without fast bf16 (the test hook): refused before any input is read.
     let (model_out, run_out) = (dir.path().join("model"), dir.path().join("run"));
-    let refused = Command::new(binary("train"))
-        .args(["--input-dir", &missing, "--device", "cpu", "--precision", "bf16", "--quiet", "--output-dir"])
-        .arg(&model_out)
-        .arg("--run-dir")
-        .arg(&run_out)
-        .current_dir(repo())
-        .env_remove("KILN_CONFIG")
-        .env("KILN_RUNS_DIR", scratch_runs_dir())
-        .env("KILN_TEST_NO_BF16", "1")
-        .output()
-        .expect("train runs");
+    let args = ["--input-dir", &missing, "--device", "cpu", "--precision", "bf16", "--quiet"];
+    let paths =
+        ["--output-dir".into(), model_out.display().to_string(), "--run-dir".into(), run_out.display().to_string()];
+    let refused = run_without_bf16("train", &args.map(str::to_owned).into_iter().chain(paths).collect::<Vec<_>>());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("train.precision") && stderr.contains("no fast bf16"), "{stderr}");
