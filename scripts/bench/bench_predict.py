@@ -4,9 +4,9 @@ queries replicated to ROWS short texts (1M by default), same model folder, same
 threads, batch 64, max length 64. kiln runs in fp32, with `--quantize int8` and
 with `--precision bf16` (where the CPU has fast bf16); the reference in fp32,
 with torch's `quantize_dynamic` on the same layers (the encoder's linear
-layers, per-channel int8 weights) and under `torch.autocast` bf16. ONNX Runtime
-has no bf16 matrix product on the CPU (MLAS: fp32 and int8 only), so it runs
-fp32 and int8. ONNX Runtime, the
+layers, per-channel int8 weights) and under `torch.autocast` bf16. ONNX Runtime's
+CPU execution provider has no bf16 MatMul kernel (microsoft/onnxruntime#20630),
+so it runs fp32 and int8. ONNX Runtime, the
 fastest CPU path in Python, runs the same model fused, in fp32 and dynamic int8
 (scripts/bench/bench_predict_onnx.py; timed from session load, after the offline
 export, fusion and quantisation).
