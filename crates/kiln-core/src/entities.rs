@@ -92,8 +92,15 @@ pub fn entity_type(tag: &str) -> Option<&str> {
 /// How many whitespace-separated words characters `start..end` of `text`
 /// hold; `None` when the span is empty or ends past the text.
 pub fn words_in_span(text: &str, start: usize, end: usize) -> Option<usize> {
-    let span: String = text.chars().skip(start).take(end.checked_sub(start)?).collect();
-    (start < end && span.chars().count() == end - start).then(|| span.split_whitespace().count())
+    let length = end.checked_sub(start).filter(|&length| length > 0)?;
+    let (mut seen, mut words, mut in_word) = (0, 0, false);
+    for c in text.chars().skip(start).take(length) {
+        seen += 1;
+        let starts_word = !c.is_whitespace() && !in_word;
+        words += usize::from(starts_word);
+        in_word = !c.is_whitespace();
+    }
+    (seen == length).then_some(words)
 }
 
 /// A tag's prefix character and type, read as seqeval's default mode reads

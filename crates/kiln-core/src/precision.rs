@@ -1,6 +1,5 @@
 //! The one name for the dtype an encoder's matrix products run in, shared by
-//! `train`, `eval`, `predict`, `serve` and `tune`, `/v1/model` and the
-//! prediction log.
+//! `train`, `eval`, `predict`, `serve` and `tune`, and `/v1/model`.
 
 use serde::{Deserialize, Serialize};
 
@@ -31,18 +30,17 @@ impl Precision {
         }
     }
 
-    /// fp32: what the prediction log leaves unsaid.
-    pub fn is_fp32(&self) -> bool {
-        *self == Self::Fp32
-    }
-
-    /// What runs, given whether the device has fast bf16: `auto` made
-    /// concrete, or the reason an explicit `bf16` cannot run.
-    pub fn resolve(self, fast_bf16: bool, device: &str) -> Result<Self, PrecisionError> {
-        match (self, fast_bf16) {
-            (Self::Auto, true) | (Self::Bf16, true) => Ok(Self::Bf16),
-            (Self::Auto, false) | (Self::Fp32, _) => Ok(Self::Fp32),
-            (Self::Bf16, false) => Err(PrecisionError::NoBf16(device.to_owned())),
+    /// What runs, given whether the device has fast bf16 (asked only when
+    /// it matters, so fp32 never probes the hardware): `auto` made concrete,
+    /// or the reason an explicit `bf16` cannot run.
+    pub fn resolve(self, fast_bf16: impl FnOnce() -> bool, device: &str) -> Result<Self, PrecisionError> {
+        if self == Self::Fp32 {
+            return Ok(Self::Fp32);
+        }
+        match (self, fast_bf16()) {
+            (_, true) => Ok(Self::Bf16),
+            (Self::Auto, false) => Ok(Self::Fp32),
+            _ => Err(PrecisionError::NoBf16(device.to_owned())),
         }
     }
 }
@@ -68,11 +66,11 @@ mod tests {
 
     #[test]
     fn auto_takes_bf16_only_where_it_is_fast_and_bf16_refuses_otherwise() {
-        assert_eq!(Precision::Auto.resolve(true, "cpu"), Ok(Precision::Bf16));
-        assert_eq!(Precision::Auto.resolve(false, "cpu"), Ok(Precision::Fp32));
-        assert_eq!(Precision::Fp32.resolve(true, "cpu"), Ok(Precision::Fp32));
-        assert_eq!(Precision::Bf16.resolve(true, "cuda:0"), Ok(Precision::Bf16));
-        let error = Precision::Bf16.resolve(false, "this CPU (AMD EPYC)").expect_err("refused");
+        assert_eq!(Precision::Auto.resolve(|| true, "cpu"), Ok(Precision::Bf16));
+        assert_eq!(Precision::Auto.resolve(|| false, "cpu"), Ok(Precision::Fp32));
+        assert_eq!(Precision::Fp32.resolve(|| true, "cpu"), Ok(Precision::Fp32));
+        assert_eq!(Precision::Bf16.resolve(|| true, "cuda:0"), Ok(Precision::Bf16));
+        let error = Precision::Bf16.resolve(|| false, "this CPU (AMD EPYC)").expect_err("refused");
         assert!(error.to_string().contains("this CPU (AMD EPYC) has no fast bf16"), "{error}");
         assert!(error.to_string().contains("precision = \"fp32\""), "{error}");
     }

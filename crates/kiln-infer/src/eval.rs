@@ -52,7 +52,7 @@ pub fn run(config: &EvalConfig, progress: &Progress) -> Result<EvalMetrics> {
     config.validate()?;
     let spec = anyhow::Context::context(device::configure(&config.device, config.threads), "config key `eval.device`")?;
     let mut predictor = Predictor::load(&config.model_dir, &spec.device())?;
-    let precision = device::precision(config.precision, spec.resolve()).context("config key `eval.precision`")?;
+    let precision = device::precision(config.precision, spec).context("config key `eval.precision`")?;
     predictor.set_precision(precision)?;
     if predictor.task() == Task::TokenClassification {
         return tokens::run(config, &predictor, progress);

@@ -46,7 +46,7 @@ pub fn run(config: &PredictConfig, progress: &Progress) -> Result<PredictReport>
         anyhow::Context::context(device::configure(&config.device, config.threads), "config key `predict.device`")?;
     let mut predictor = Predictor::load(&config.model_dir, &spec.device())?;
     predictor.quantize(config.quantize)?;
-    let precision = device::inference_precision(config.precision, config.quantize, spec.resolve())
+    let precision = device::inference_precision(config.precision, config.quantize, spec)
         .context("config key `predict.precision`")?;
     predictor.set_precision(precision)?;
     let started = Instant::now();

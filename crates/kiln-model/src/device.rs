@@ -161,11 +161,12 @@ pub fn fast_bf16(spec: DeviceSpec) -> bool {
 /// A stage's `precision` setting made concrete for `spec`'s device: `auto`
 /// resolved, an explicit `bf16` refused where the device has no fast bf16.
 pub fn precision(requested: Precision, spec: DeviceSpec) -> Result<Precision, PrecisionError> {
-    let device = match spec.resolve() {
+    let spec = spec.resolve();
+    let device = match spec {
         DeviceSpec::Cuda(index) => format!("cuda:{index}"),
         DeviceSpec::Cpu | DeviceSpec::Auto => "this CPU".to_owned(),
     };
-    requested.resolve(fast_bf16(spec), &device)
+    requested.resolve(|| fast_bf16(spec), &device)
 }
 
 /// An inference stage's `precision` made concrete: as [`precision`], except

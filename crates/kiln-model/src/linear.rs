@@ -85,31 +85,35 @@ impl PackedLinear {
                     .unwrap_or_else(|error| panic!("int8 linear layer failed: {error}. This is a bug."));
                 from_libtorch(output)
             }
-            Some(Packed::Bf16 { weight, bias }) => over_tokens(bf16(input), weight.clone(), bias.clone()),
+            Some(Packed::Bf16 { weight, bias }) => {
+                over_tokens(input, |rows| addmm(bf16(rows), weight.clone(), bias.clone()))
+            }
             None => linear_over_tokens(linear, input, precision),
         }
     }
 }
 
-/// `linear` on `[batch, seq, in]` as one `[batch * seq, in]` matmul, in
-/// `precision`: bf16 casts the input and the live weights (so gradients reach
-/// the fp32 weights through the casts) and returns bf16.
+/// `linear` on `[rows, in]` in `precision`: bf16 casts the input and the
+/// live weights (so gradients reach the fp32 weights through the casts) and
+/// returns bf16.
+pub(crate) fn linear_rows(linear: &Linear, input: Tensor<2>, precision: Precision) -> Tensor<2> {
+    let weight = for_product(linear.weight.val(), precision);
+    let bias = linear.bias.as_ref().map(|bias| for_product(bias.val(), precision));
+    addmm(for_product(input, precision), weight, bias)
+}
+
+/// [`linear_rows`] on `[batch, seq, in]`, as one `[batch * seq, in]` matmul.
 pub(crate) fn linear_over_tokens(linear: &Linear, input: Tensor<3>, precision: Precision) -> Tensor<3> {
-    let weight = linear.weight.val();
-    let bias = linear.bias.as_ref().map(|bias| bias.val());
-    match precision {
-        Precision::Bf16 => over_tokens(bf16(input), bf16(weight), bias.map(bf16)),
-        Precision::Fp32 | Precision::Auto => over_tokens(to_f32(input), weight, bias),
-    }
+    over_tokens(input, |rows| linear_rows(linear, rows, precision))
 }
 
 /// The tokens flattened into one `[batch * seq, in]` matrix first: burn's own
 /// `Linear` keeps a batched matmul against the broadcast weight when `seq` is
 /// a multiple of 32, and on LibTorch that made a training step's backward
 /// 2.7x slower at length 32 (`make bench-train`'s step profile: 526 ms, now 188).
-fn over_tokens(input: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> {
+fn over_tokens(input: Tensor<3>, rows: impl FnOnce(Tensor<2>) -> Tensor<2>) -> Tensor<3> {
     let [batch, seq, width] = input.dims();
-    let output = addmm(input.reshape([batch * seq, width]), weight, bias);
+    let output = rows(input.reshape([batch * seq, width]));
     let [_, out] = output.dims();
     output.reshape([batch, seq, out])
 }

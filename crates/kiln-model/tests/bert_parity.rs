@@ -42,8 +42,25 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bert_minilm.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture parses")
+    read_fixture("bert_minilm.json")
+}
+
+/// A committed fixture from tests/fixtures (made by scripts/fixtures/).
+fn read_fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))
+}
+
+impl Fixture {
+    /// The fixture's padded batch on `device`.
+    fn input(&self, device: &burn::tensor::Device) -> BertInput {
+        BertInput {
+            input_ids: ints(&self.input_ids, self.shape, device),
+            token_type_ids: ints(&self.token_type_ids, self.shape, device),
+            attention_mask: ints(&self.attention_mask, self.shape, device),
+        }
+    }
 }
 
 /// The fixture's 3-label head (HF's Linear is [out, in]; burn's is [in, out]).
@@ -84,11 +101,7 @@ fn minilm_matches_transformers_on_a_padded_batch() {
 
     fixture_head(&mut model, &fixture, &device);
 
-    let input = BertInput {
-        input_ids: ints(&fixture.input_ids, fixture.shape, &device),
-        token_type_ids: ints(&fixture.token_type_ids, fixture.shape, &device),
-        attention_mask: ints(&fixture.attention_mask, fixture.shape, &device),
-    };
+    let input = fixture.input(&device);
     let output = model.bert.forward(input.clone());
     let hidden_diff = max_abs_diff(&floats(output.last_hidden_state), &fixture.last_hidden_state);
     let pooled_diff = max_abs_diff(&floats(output.pooled), &fixture.pooled);
@@ -120,8 +133,7 @@ fn minilm_int8_matches_torch_quantize_dynamic() {
     }
     let dir = model_dir();
     let fp32 = fixture();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bert_minilm_int8.json");
-    let int8: Int8Fixture = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
+    let int8: Int8Fixture = read_fixture("bert_minilm_int8.json");
     assert_eq!(int8.weights_sha256, fp32.weights_sha256);
     assert_eq!(int8.shape, fp32.shape);
 
@@ -129,11 +141,7 @@ fn minilm_int8_matches_torch_quantize_dynamic() {
     let mut model = BertClassifier::new(&BertConfig::load(&dir).expect("config.json"), 3, &device);
     load_safetensors(&mut model, &dir.join("model.safetensors")).expect("weights load");
     model.bert.quantize_int8().expect("quantizes");
-    let input = BertInput {
-        input_ids: ints(&fp32.input_ids, fp32.shape, &device),
-        token_type_ids: ints(&fp32.token_type_ids, fp32.shape, &device),
-        attention_mask: ints(&fp32.attention_mask, fp32.shape, &device),
-    };
+    let input = fp32.input(&device);
     let hidden = floats(model.bert.encode(input));
     let to_torch_int8 = relative_error(&hidden, &int8.last_hidden_state_int8);
     let to_fp32 = relative_error(&hidden, &fp32.last_hidden_state);
@@ -164,8 +172,7 @@ fn minilm_bf16_matches_torch_autocast() {
     }
     let dir = model_dir();
     let batch = fixture();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/bert_minilm_bf16.json");
-    let bf16: Bf16Fixture = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
+    let bf16: Bf16Fixture = read_fixture("bert_minilm_bf16.json");
     assert_eq!(bf16.weights_sha256, batch.weights_sha256);
     assert_eq!(bf16.shape, batch.shape);
 
@@ -174,11 +181,7 @@ fn minilm_bf16_matches_torch_autocast() {
     load_safetensors(&mut model, &dir.join("model.safetensors")).expect("weights load");
     model.bert.encoder.layer.truncate(bf16.layers);
     fixture_head(&mut model, &batch, &device);
-    let input = BertInput {
-        input_ids: ints(&batch.input_ids, batch.shape, &device),
-        token_type_ids: ints(&batch.token_type_ids, batch.shape, &device),
-        attention_mask: ints(&batch.attention_mask, batch.shape, &device),
-    };
+    let input = batch.input(&device);
     let fp32 = floats(model.bert.encode(input.clone()));
     assert!(relative_error(&fp32, &bf16.last_hidden_state_fp32) < 1e-5, "the fp32 layer is not torch's");
 
@@ -307,9 +310,7 @@ fn safetensors_keys(path: &Path) -> Vec<String> {
 /// DistilBERT's key names, reproduces its outputs, and saves back under them.
 #[test]
 fn distilbert_matches_transformers_and_round_trips_its_key_names() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/distilbert_tiny.json");
-    let fixture: DistilBertFixture =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
+    let fixture: DistilBertFixture = read_fixture("distilbert_tiny.json");
     let dir = tempfile::tempdir().expect("tempdir");
     let bytes = fixture
         .tensors
@@ -392,8 +393,7 @@ struct TokenFixture {
 fn token_classifiers_match_transformers_and_torch_losses() {
     use kiln_model::BertTokenClassifier;
     use kiln_model::token::token_loss;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/token_tiny.json");
-    let fixture: TokenFixture = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
+    let fixture: TokenFixture = read_fixture("token_tiny.json");
     let device = parity_device();
     let shape = fixture.shape;
     let labels = Tensor::<2, Int>::from_data(TensorData::new(fixture.labels.clone(), shape), &device);

@@ -172,7 +172,7 @@ impl Server {
         config.validate()?;
         let spec =
             anyhow::Context::context(device::configure(&config.device, config.threads), "config key `serve.device`")?;
-        let precision = device::inference_precision(config.precision, config.quantize, spec.resolve())
+        let precision = device::inference_precision(config.precision, config.quantize, spec)
             .context("config key `serve.precision`")?;
         let metrics = Arc::new(Metrics::new());
         let limits = BatchLimits {

@@ -326,10 +326,6 @@ fn predicts_explains_itself_rejects_bad_requests_and_stops_gracefully() {
     assert_eq!(traced["client_request_id"], "order-17:a", "the caller's own id is kept for its tracing");
 }
 
-/// schemathesis (`scripts/setup.sh schemathesis`, which `make test` runs) with
-/// every check against a running `serve`, with bearer tokens and without: the
-/// OpenAPI document and the server agree both ways (what the schema allows is
-/// accepted, what it forbids is refused, every answer is documented).
 /// `serve --quantize int8`: the library's int8 probabilities (not fp32's), and
 /// the choice is visible in /v1/model and in every logged prediction.
 #[test]
@@ -343,12 +339,8 @@ fn serves_an_int8_encoder_and_says_so() {
     assert_eq!(info["quantize"], json!("int8"));
 
     let texts = ["I am still waiting on my card?", "how do i top up"];
-    let probabilities = |quantize| {
-        let mut predictor = Predictor::load(&model, &DeviceSpec::Cpu.device()).expect("loads");
-        predictor.quantize(quantize).expect("quantizes");
-        predictor.probabilities_batched(&predictor.encode(&texts).expect("encodes"), 8).expect("predicts")
-    };
-    let (int8, fp32) = (probabilities(kiln_core::Quantize::Int8), probabilities(kiln_core::Quantize::None));
+    let int8 = library_probabilities(&model, &texts, |p| p.quantize(kiln_core::Quantize::Int8).expect("quantizes"));
+    let fp32 = library_probabilities(&model, &texts, |_| {});
     assert_ne!(int8, fp32, "int8 should move the probabilities a little");
     serves_these_probabilities(&server, &texts, &int8);
     assert!(server.terminate(), "serve exits 0 after SIGTERM:\n{}", server.log.lock().expect("log"));
@@ -356,6 +348,13 @@ fn serves_an_int8_encoder_and_says_so() {
     let logged: Vec<&Value> = records.iter().filter(|r| r["type"] == "prediction").collect();
     assert_eq!(logged.len(), texts.len());
     assert!(logged.iter().all(|r| r["quantize"] == json!("int8")), "{logged:?}");
+}
+
+/// The library's probabilities for `texts` from the folder `model`, run as `prepare` sets it up.
+fn library_probabilities(model: &Path, texts: &[&str], prepare: impl FnOnce(&mut Predictor)) -> Vec<Vec<f32>> {
+    let mut predictor = Predictor::load(model, &DeviceSpec::Cpu.device()).expect("loads");
+    prepare(&mut predictor);
+    predictor.probabilities_batched(&predictor.encode(texts).expect("encodes"), 8).expect("predicts")
 }
 
 /// Every label's served score for `texts` is the library's (`expected`, per
@@ -403,18 +402,18 @@ fn serves_in_bf16_or_says_why_not() {
     let (_, info) = json_of(server.get("/v1/model"));
     assert_eq!((&info["precision"], &info["quantize"]), (&json!("bf16"), &json!("none")));
     let texts = ["I am still waiting on my card?", "how do i top up"];
-    let probabilities = |precision| {
-        let mut predictor = Predictor::load(&model, &DeviceSpec::Cpu.device()).expect("loads");
-        predictor.set_precision(precision).expect("bf16");
-        predictor.probabilities_batched(&predictor.encode(&texts).expect("encodes"), 8).expect("predicts")
-    };
-    let (bf16, fp32) = (probabilities(kiln_core::Precision::Bf16), probabilities(kiln_core::Precision::Fp32));
+    let bf16 = library_probabilities(&model, &texts, |p| p.set_precision(kiln_core::Precision::Bf16).expect("bf16"));
+    let fp32 = library_probabilities(&model, &texts, |_| {});
     assert_ne!(bf16, fp32, "bf16 should move the probabilities a little");
     serves_these_probabilities(&server, &texts, &bf16);
     assert!(server.terminate(), "serve exits 0 after SIGTERM:\n{}", server.log.lock().expect("log"));
     assert!(server.log.lock().expect("log").contains("bf16 matrix products"), "the start-up log says bf16");
 }
 
+/// schemathesis (`scripts/setup.sh schemathesis`, which `make test` runs) with
+/// every check against a running `serve`, with bearer tokens and without: the
+/// OpenAPI document and the server agree both ways (what the schema allows is
+/// accepted, what it forbids is refused, every answer is documented).
 #[test]
 fn schemathesis_finds_no_contract_failures_with_tokens_and_without() {
     let schemathesis = repo().join(".venv-schemathesis/bin/schemathesis");

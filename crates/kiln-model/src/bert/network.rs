@@ -12,7 +12,7 @@ use super::BertConfig;
 use kiln_core::Precision;
 
 use crate::layer_norm::layer_norm;
-use crate::linear::{Int8Error, PackedLinear, for_product, linear_over_tokens, to_f32};
+use crate::linear::{Int8Error, PackedLinear, for_product, linear_rows, to_f32};
 
 #[derive(Module, Debug)]
 pub struct BertEmbeddings {
@@ -212,8 +212,7 @@ impl BertModel {
         let hidden = self.encode(input);
         let [batch, _, width] = hidden.dims();
         let cls = hidden.clone().slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
-        let dense = to_f32(linear_over_tokens(&self.pooler.dense, cls.unsqueeze_dim(1), self.precision));
-        let dense = dense.reshape([batch, width]);
+        let dense = to_f32(linear_rows(&self.pooler.dense, cls, self.precision));
         let pooled = if self.pooler.relu { relu(dense) } else { tanh(dense) };
         BertOutput { last_hidden_state: hidden, pooled }
     }
@@ -260,11 +259,8 @@ impl BertClassifier {
 
     /// Logits, `[batch, num_labels]`.
     pub fn forward(&self, input: BertInput) -> Tensor<2> {
-        let precision = self.bert.precision;
-        let pooled = self.dropout.forward(self.bert.forward(input).pooled).unsqueeze_dim(1);
-        let logits = to_f32(linear_over_tokens(&self.classifier, pooled, precision));
-        let [batch, _, labels] = logits.dims();
-        logits.reshape([batch, labels])
+        let pooled = self.dropout.forward(self.bert.forward(input).pooled);
+        to_f32(linear_rows(&self.classifier, pooled, self.bert.precision))
     }
 
     /// Mean cross-entropy of the logits against `labels` (`[batch]` label ids), and the logits.
