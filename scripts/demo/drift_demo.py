@@ -2,27 +2,35 @@
 
 1. Train a first model on a deliberately skewed slice of BANKING77: every
    intent of a chosen set, but a handful of examples of the "late" intents.
+   Once, in <work>/base; each `--init` below starts from a copy of it.
 2. Serve it (`serve --watch true`, the registry's production link).
 3. Replay a stream of held-out real queries, one request each, from 2 clients,
    a share of them getting feedback. Part way the mix shifts to the late
-   intents, which the model barely knows.
+   intents, which the model barely knows. Every `--init` gets the same stream.
 4. Run `monitor` every `--monitor-every` predictions; on its first alert,
-   `retrain` in the background while the stream goes on: the feedback joins
-   the training data, the gate compares the new model with production on the
-   test split plus held-back feedback, and a promotion swaps the served model.
+   `retrain` (with `retrain.init` = that run's `--init`) in the background
+   while the stream goes on: the feedback joins the training data, the gate
+   compares the new model with production on the test split plus held-back
+   feedback, and a promotion swaps the served model.
 5. Keep streaming until the new model answers, then some more.
 
-Prints, and writes to <work>/drift_demo.json and report.md: the detection
-delay (predictions after the shift before the first alert) and false alerts
-before the shift; stream accuracy before the shift, after it, and after the
-promotion; requests that failed (goal 0); the gate's decision and figures;
-and stream.svg, the stream's accuracy over time with the alerts and the swap.
+Prints, and writes to <work>/<init>/drift_demo.json and report.md: the
+detection delay (predictions after the shift before the first alert) and
+false alerts before the shift; the recovery (seconds, and predictions served
+at the degraded accuracy, from the first alert to the promoted model's first
+answer) and retrain's own seconds; stream accuracy before the shift, after
+it, and after the promotion; requests that failed (goal 0); the gate's
+decision and figures; and stream.svg. <work>/report.md and comparison.json
+put the `--init` runs side by side (the recovery speed-up, the difference in
+accuracy after it).
 
     python scripts/demo/drift_demo.py --bin target/release --banking77 ../shared/data/banking77
+    python scripts/demo/drift_demo.py --init production      # one of the two
 """
 import argparse
 import json
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -44,12 +52,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def write_config(path, work, args, pretrained):
-    write_toml(path, config_sections(work, args, pretrained))
-
-
 def config_sections(work, args, pretrained):
-    """Every stage's settings for the scenario, all under `work`."""
+    """Every stage's settings for the scenario, all under `work`. serve and the
+    retraining share the machine: one LibTorch thread each (`--threads`), as
+    an oversubscribed core slows both."""
     w = lambda p: str(work / p)
     return {
         "ingest": {"train_file": w("source/train.csv"), "test_file": w("source/test.csv"), "format": "csv",
@@ -61,9 +67,10 @@ def config_sections(work, args, pretrained):
         "profile": {"input_dir": w("interim"), "output_dir": w("profile")},
         "train": {"input_dir": w("processed"), "model_dir": pretrained, "output_dir": w("model"),
                   "run_dir": w("train"), "epochs": args.epochs, "batch_size": 16, "learning_rate": 1e-4,
-                  "warmup_ratio": 0.1, "metric": "macro_f1", "device": args.device, "max_steps": args.max_steps},
+                  "warmup_ratio": 0.1, "metric": "macro_f1", "device": args.device, "max_steps": args.max_steps,
+                  "threads": args.threads},
         "eval": {"model_dir": w("model"), "input_dir": w("processed"), "output_dir": w("eval"),
-                 "train_metrics": w("train/metrics.jsonl"), "device": args.device},
+                 "train_metrics": w("train/metrics.jsonl"), "device": args.device, "threads": args.threads},
         "export": {"model_dir": w("model"), "output_dir": w("export"), "eval_metrics": w("eval/metrics.json"),
                    "reference_predictions": w("eval/reference_predictions.json"),
                    "data_profile": w("profile/profile.json")},
@@ -73,7 +80,7 @@ def config_sections(work, args, pretrained):
         "monitor": {"output_dir": w("monitor"), "window_predictions": args.monitor_every,
                     "min_window_predictions": args.monitor_every, "min_feedback": 20},
         "gate": {"holdout": [w("interim/test.parquet")], "output_dir": w("gate"), "device": args.device,
-                 "min_class_support": 10, "bootstrap_resamples": 300},
+                 "min_class_support": 10, "bootstrap_resamples": 300, "threads": args.threads},
         "retrain": {"output_dir": w("retrain"), "min_feedback": args.min_feedback, "holdout_share": 0.2},
     }
 
@@ -150,7 +157,7 @@ class Stream:
         self.url, self.feedback_share = url, feedback_share
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
-        self.results = []  # (index, phase, status, correct, version)
+        self.results = []  # (index, phase, status, correct, version, answered at)
 
     def send(self, rows, phase):
         queue = list(rows.itertuples(index=False))
@@ -174,7 +181,7 @@ class Stream:
                     if give:
                         post(f"{self.url}/v1/feedback", {"request_id": answer["request_id"], "label": row.category})
                 with self.lock:
-                    self.results.append((start + i, phase, status, correct, version))
+                    self.results.append((start + i, phase, status, correct, version, time.time()))
 
         threads = [threading.Thread(target=client) for _ in range(2)]
         for t in threads:
@@ -242,6 +249,7 @@ def run_loop(bin_dir, quiet, work, args, make_stream, before, after, probe):
         stream = make_stream(url)
         first_version = post(f"{url}/v1/predict", {"text": probe})[1]["model_version"]
         statuses = []  # (predictions so far, status)
+        alert_time = retrain_started = retrain_seconds = timer = None
 
         def monitor():
             done = subprocess.run([str(bin_dir / "monitor"), *quiet, "--fail-on", "alert"])
@@ -254,22 +262,30 @@ def run_loop(bin_dir, quiet, work, args, make_stream, before, after, probe):
             monitor()
         shift_at = len(stream.results)
         alert_at = retrain = retrain_code = None
+        finished = []  # when each retrain exited
         registered = lambda: len(json.loads((work / "registry/registry.json").read_text())["versions"])
         # As a schedule would: monitor every window; while it alerts, retrain.
         while len(stream.results) - shift_at < args.after:
             stream.send(after(chunk), "after")
             alerting = monitor()
             if alerting and alert_at is None:
-                alert_at = len(stream.results)
+                alert_at, alert_time = len(stream.results), time.time()
             if retrain is not None and retrain.poll() is not None:
                 retrain_code = retrain.returncode
                 retrain = None
                 if registered() > 1:
                     break
             if alerting and retrain is None:
+                retrain_started = time.time()
                 retrain = subprocess.Popen([str(bin_dir / "retrain"), *quiet, "--new-labels", "drop"])
+                # Timed by a thread: the loop only looks between monitoring windows.
+                timer = threading.Thread(target=lambda p=retrain: (p.wait(), finished.append(time.time())))
+                timer.start()
         if retrain is not None:
             retrain_code = retrain.wait()
+        if retrain_started is not None:
+            timer.join()
+            retrain_seconds = round(finished[-1] - retrain_started, 1)
         # After the retraining: until the new model answers, then as much again.
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -282,7 +298,8 @@ def run_loop(bin_dir, quiet, work, args, make_stream, before, after, probe):
         serve.terminate()
         serve.wait(timeout=30)
     return {"stream": stream, "statuses": statuses, "shift_at": shift_at, "alert_at": alert_at,
-            "retrain_code": retrain_code, "first_version": first_version}
+            "alert_time": alert_time, "retrain_code": retrain_code, "retrain_seconds": retrain_seconds,
+            "first_version": first_version}
 
 
 def add_loop_arguments(parser, **defaults):
@@ -299,7 +316,12 @@ def add_loop_arguments(parser, **defaults):
     parser.add_argument("--monitor-every", type=int, default=200, help="predictions per monitoring window and run")
     parser.add_argument("--min-feedback", type=int, help="retrain does nothing with less feedback")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="LibTorch threads of train, eval and gate (serve: 1)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--init", nargs="+", choices=["production", "pretrained"], default=["production", "pretrained"],
+                        help="retrain.init of each run over the same stream (both: compared side by side)")
+    parser.add_argument("--warm-epochs", type=int, help="retrain.warm_epochs (default: kiln's)")
+    parser.add_argument("--replay-share", type=float, help="retrain.replay_share (default: kiln's)")
     parser.set_defaults(**defaults)
 
 
@@ -331,6 +353,7 @@ def write_outputs(work, run, args, quality, key, measure, gate_keys, extra, titl
     decision_path = work / "retrain/gate/decision.json"
     decision = json.loads(decision_path.read_text()) if decision_path.exists() else None
     versions_after = {r[4] for r in results if r[1] == "retrained" and r[4]}
+    seconds, predictions = recovery(results, run)
     summary = {
         "stream_predictions": len(results),
         "shift_at": shift_at,
@@ -341,6 +364,9 @@ def write_outputs(work, run, args, quality, key, measure, gate_keys, extra, titl
         f"{key}_before_shift": measure(results, lambda r: r[1] == "before"),
         f"{key}_after_shift": measure(results, lambda r: r[1] == "after"),
         f"{key}_after_retraining": measure(results, lambda r: r[1] == "retrained"),
+        "recovery_seconds": seconds,
+        "recovery_predictions": predictions,
+        "retrain_seconds": run["retrain_seconds"],
         "failed_requests": sum(1 for r in results if r[2] != 200),
         "retrain_exit": run["retrain_code"],
         "served_after": sorted(versions_after),
@@ -353,6 +379,7 @@ def write_outputs(work, run, args, quality, key, measure, gate_keys, extra, titl
     stream_plot(results, statuses, summary, args.monitor_every, work / "stream.svg", quality=quality, score=score)
     lines = [f"# {title}", ""]
     for name in ("shift_at", "first_alert_at", "detection_delay_predictions", "false_alerts_before_shift",
+                 "recovery_seconds", "recovery_predictions", "retrain_seconds",
                  f"{key}_before_shift", f"{key}_after_shift", f"{key}_after_retraining", "failed_requests",
                  "promoted"):
         lines.append(f"- {name.replace('_', ' ')}: {summary[name]}")
@@ -361,7 +388,63 @@ def write_outputs(work, run, args, quality, key, measure, gate_keys, extra, titl
     lines += ["", f"![the stream's {quality}, alerts and the swap](stream.svg)"]
     lines += ["", "Monitoring over the stream: [monitor report](monitor/report.md) (drift.svg, quality.svg).", ""]
     (work / "report.md").write_text("\n".join(lines))
-    print(json.dumps({k: v for k, v in summary.items() if k != "monitor_runs"}, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if k != "monitor_runs"}, indent=2), flush=True)
+    return summary
+
+
+def recovery(results, run):
+    """From the first alert to the promoted model's first answer: seconds, and
+    predictions answered meanwhile (all at the degraded model's quality); None without both."""
+    new = [r for r in results if r[2] == 200 and r[4] and r[4] != run["first_version"]]
+    if run["alert_time"] is None or not new:
+        return None, None
+    first_answer = min(r[5] for r in new)
+    served = sum(1 for r in results if run["alert_time"] < r[5] < first_answer)
+    return round(first_answer - run["alert_time"], 1), served
+
+
+def compare_inits(args, root, bin_dir, sections_for, loop, outputs, title):
+    """The first model once (`root/base`), then per `--init` a copy of it, the
+    same stream (`loop(arm, quiet)` reseeds it), the loop with `retrain.init`
+    so, and the arm's outputs (`outputs(arm, run, first_model_s)` returns its
+    summary); then `root/comparison.json` and `root/report.md` side by side."""
+    base = root / "base"
+    write_toml(base / "drift.toml", sections_for(base))
+    first_model_s = first_model(bin_dir, ["--config", str(base / "drift.toml"), "--quiet"])
+    print(f"first model trained and registered in {first_model_s:.0f} s", flush=True)
+    summaries = {}
+    for init in args.init:
+        arm = root / init
+        shutil.copytree(base, arm, symlinks=True)
+        sections = sections_for(arm)
+        sections["retrain"].update({"init": init, **({"warm_epochs": args.warm_epochs} if args.warm_epochs else {}),
+                                    **({"replay_share": args.replay_share} if args.replay_share else {})})
+        write_toml(arm / "drift.toml", sections)
+        print(f"retrain.init = {init}: streaming", flush=True)
+        run = loop(arm, ["--config", str(arm / "drift.toml"), "--quiet"])
+        summaries[init] = outputs(arm, run, first_model_s)
+    keys = [k for k in next(iter(summaries.values())) if k.endswith("_after_retraining")]
+    rows = ["shift_at", "first_alert_at", "detection_delay_predictions", "recovery_seconds", "recovery_predictions",
+            "retrain_seconds", *keys, "failed_requests", "promoted"]
+    comparison = {"first_model_seconds": round(first_model_s), "arms": summaries}
+    if {"production", "pretrained"} <= summaries.keys():
+        warm, cold = summaries["production"], summaries["pretrained"]
+        if warm["recovery_seconds"] and cold["recovery_seconds"]:
+            comparison["recovery_speedup"] = round(cold["recovery_seconds"] / warm["recovery_seconds"], 2)
+        if keys and warm[keys[0]] is not None and cold[keys[0]] is not None:
+            comparison["after_retraining_difference_points"] = round(100 * (warm[keys[0]] - cold[keys[0]]), 2)
+    (root / "comparison.json").write_text(json.dumps(comparison, indent=2) + "\n")
+    lines = [f"# {title}: warm start against a start from pre-trained weights", "",
+             "| | " + " | ".join(f"retrain.init = {init}" for init in summaries) + " |",
+             "|---|" + "---|" * len(summaries)]
+    lines += [f"| {row.replace('_', ' ')} | " + " | ".join(str(s.get(row)) for s in summaries.values()) + " |"
+              for row in rows]
+    for name in ("recovery_speedup", "after_retraining_difference_points"):
+        if name in comparison:
+            lines.append(f"\n{name.replace('_', ' ')}: {comparison[name]}")
+    lines += ["", *(f"- [{init}]({init}/report.md)" for init in summaries), ""]
+    (root / "report.md").write_text("\n".join(lines))
+    print(json.dumps({k: v for k, v in comparison.items() if k != "arms"}, indent=2))
 
 
 def accuracy(results, keep):
@@ -377,37 +460,41 @@ def main():
     parser.add_argument("--intents", type=int, default=10)
     parser.add_argument("--early-examples", type=int, default=80)
     parser.add_argument("--late-examples", type=int, default=4)
-    add_loop_arguments(parser, work=str(ROOT / "artifacts/drift-demo"), epochs=4, before=800, after=6000,
+    add_loop_arguments(parser, work=str(ROOT / "artifacts/drift-demo"), epochs=4, before=800, after=20000,
                        late_share=0.6, min_feedback=300)
     args = parser.parse_args()
     if args.dataset == "banking77" and not (Path(args.banking77) / "train.csv").exists():
         sys.exit(f"no BANKING77 at {args.banking77} (train.csv, test.csv): pass --banking77 DIR")
-    work = fresh_work(args)
-    rng = random.Random(args.seed)
+    root = fresh_work(args)
     bin_dir = Path(args.bin).resolve()
-    early, late, late_intents = prepare_data(args, work, rng)
-    config = work / "drift.toml"
-    write_config(config, work, args, args.pretrained)
-    quiet = ["--config", str(config), "--quiet"]
+    early, late, late_intents = prepare_data(args, root / "base", random.Random(args.seed))
 
-    first_model_s = first_model(bin_dir, quiet)
-    print(f"first model trained and registered in {first_model_s:.0f} s", flush=True)
+    def loop(arm, quiet):
+        rng = random.Random(args.seed + 1)  # the same stream in every arm
 
-    def mixed(n):
-        n_late = int(n * args.late_share)
-        return pd.concat([even(late, n_late), even(early, n - n_late)]).sample(frac=1.0, random_state=rng.randrange(10**6))
+        def mixed(n):
+            n_late = int(n * args.late_share)
+            return pd.concat([even(late, n_late), even(early, n - n_late)]).sample(frac=1.0, random_state=rng.randrange(10**6))
 
-    def even(pool, n):
-        """n rows, each intent as likely as the next: the mix the first model was trained on."""
-        per_intent = pool.groupby("category", group_keys=False).sample(n=n, replace=True, random_state=rng.randrange(10**6))
-        return per_intent.sample(n=n, random_state=rng.randrange(10**6))
+        def even(pool, n):
+            """n rows, each intent as likely as the next: the mix the first model was trained on."""
+            per_intent = pool.groupby("category", group_keys=False).sample(n=n, replace=True, random_state=rng.randrange(10**6))
+            return per_intent.sample(n=n, random_state=rng.randrange(10**6))
 
-    run = run_loop(bin_dir, quiet, work, args, lambda url: Stream(url, args.feedback_share, args.seed),
-                   lambda n: even(early, n), mixed, "where is my card")
-    write_outputs(work, run, args, "accuracy", "accuracy", accuracy,
-                  ("promote", "metric", "champion_value", "challenger_value", "difference", "difference_low",
-                   "difference_high", "mcnemar_p", "only_champion_right", "only_challenger_right", "rows", "reasons"),
-                  {"first_model_seconds": round(first_model_s), "late_intents": late_intents}, "Drift scenario")
+        return run_loop(bin_dir, quiet, arm, args, lambda url: Stream(url, args.feedback_share, args.seed),
+                        lambda n: even(early, n), mixed, "where is my card")
+
+    def outputs(arm, run, first_model_s):
+        return write_outputs(arm, run, args, "accuracy", "accuracy", accuracy,
+                             ("promote", "metric", "champion_value", "challenger_value", "difference", "difference_low",
+                              "difference_high", "mcnemar_p", "only_champion_right", "only_challenger_right", "rows",
+                              "reasons"),
+                             {"first_model_seconds": round(first_model_s), "late_intents": late_intents,
+                              "init": arm.name}, "Drift scenario")
+
+    compare_inits(args, root, bin_dir, lambda work: config_sections(work, args, args.pretrained), loop, outputs,
+                  "Drift scenario")
+
 
 if __name__ == "__main__":
     main()

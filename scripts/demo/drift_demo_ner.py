@@ -24,10 +24,10 @@ import argparse
 import random
 import sys
 import threading
+import time
 from pathlib import Path
 
-from drift_demo import (ROOT, add_loop_arguments, config_sections, first_model, fresh_work, run_loop,
-                        write_outputs, write_toml)
+from drift_demo import ROOT, add_loop_arguments, compare_inits, config_sections, fresh_work, run_loop, write_outputs
 from replay_traffic import post
 
 
@@ -135,7 +135,7 @@ def prepare_data(args, work, rng):
 
 class Stream:
     """Single-text requests from two clients; span feedback for a share; per
-    request (index, phase, status, (right, predicted, true) entities, version)."""
+    request (index, phase, status, (right, predicted, true) entities, version, answered at)."""
 
     def __init__(self, url, feedback_share, seed):
         self.url, self.feedback_share = url, feedback_share
@@ -168,7 +168,7 @@ class Stream:
                         entities = [{"entity_group": k, "start": s, "end": e} for k, s, e in truth]
                         post(f"{self.url}/v1/feedback", {"request_id": answer["request_id"], "entities": entities})
                 with self.lock:
-                    self.results.append((start + i, phase, status, counts, version))
+                    self.results.append((start + i, phase, status, counts, version, time.time()))
 
         threads = [threading.Thread(target=client) for _ in range(2)]
         for t in threads:
@@ -202,40 +202,45 @@ def main():
     args = parser.parse_args()
     if args.dataset == "wnut17" and not (Path(args.wnut17) / "train.conll").exists():
         sys.exit(f"no WNUT-17 at {args.wnut17} (train.conll, dev.conll, test.conll): pass --wnut17 DIR")
-    work = fresh_work(args)
-    rng = random.Random(args.seed)
+    root = fresh_work(args)
     bin_dir = Path(args.bin).resolve()
-    early, late, late_types = prepare_data(args, work, rng)
-    w = lambda p: str(work / p)
-    sections = {"task": "token_classification", **config_sections(work, args, args.pretrained)}
-    sections["ingest"] = {"train_file": w("source/train.conll"), "test_file": w("source/test.conll"),
-                          "validation_fraction": 0.1, "seed": args.seed, "format": "conll", "output_dir": w("raw")}
-    sections["clean"].update({"dedup": False, "drop_leaks": False, "hashtags": "keep", "strip_mentions": False})
-    sections["tokenize"]["max_length"] = 128
-    sections["train"].update({"learning_rate": 5e-5, "warmup_ratio": 0.0})
-    sections["serve"].update({"log_text": "full", "aggregation": "first"})
-    sections["eval"]["aggregation"] = "first"  # the reference's entities grouped as serve groups them
-    sections["gate"]["min_class_support"] = 5
-    config = work / "drift.toml"
-    write_toml(config, sections)
-    quiet = ["--config", str(config), "--quiet"]
+    early, late, late_types = prepare_data(args, root / "base", random.Random(args.seed))
 
-    first_model_s = first_model(bin_dir, quiet)
-    print(f"first tagger trained and registered in {first_model_s:.0f} s", flush=True)
+    def sections_for(work):
+        w = lambda p: str(work / p)
+        sections = {"task": "token_classification", **config_sections(work, args, args.pretrained)}
+        sections["ingest"] = {"train_file": w("source/train.conll"), "test_file": w("source/test.conll"),
+                              "validation_fraction": 0.1, "seed": args.seed, "format": "conll", "output_dir": w("raw")}
+        sections["clean"].update({"dedup": False, "drop_leaks": False, "hashtags": "keep", "strip_mentions": False})
+        sections["tokenize"]["max_length"] = 128
+        sections["train"].update({"learning_rate": 5e-5, "warmup_ratio": 0.0})
+        sections["serve"].update({"log_text": "full", "aggregation": "first"})
+        sections["eval"]["aggregation"] = "first"  # the reference's entities grouped as serve groups them
+        sections["gate"]["min_class_support"] = 5
+        return sections
 
-    def mixed(n, late_share):
-        n_late = int(n * late_share)
-        rows = rng.choices(late, k=n_late) + rng.choices(early, k=n - n_late)
-        rng.shuffle(rows)
-        return rows
+    def loop(arm, quiet):
+        rng = random.Random(args.seed + 1)  # the same stream in every arm
 
-    run = run_loop(bin_dir, quiet, work, args, lambda url: Stream(url, args.feedback_share, args.seed),
-                   lambda n: mixed(n, 0.0), lambda n: mixed(n, args.late_share), "Ada Lovelace visited Paris")
-    write_outputs(work, run, args, "entity micro-F1", "entity_f1", f1_of,
-                  ("promote", "metric", "champion_value", "challenger_value", "entity_micro_f1", "difference",
-                   "difference_low", "difference_high", "rows", "reasons"),
-                  {"first_model_seconds": round(first_model_s), "late_types": late_types},
-                  "Drift scenario for a tagger", score=micro_f1)
+        def mixed(n, late_share):
+            n_late = int(n * late_share)
+            rows = rng.choices(late, k=n_late) + rng.choices(early, k=n - n_late)
+            rng.shuffle(rows)
+            return rows
+
+        return run_loop(bin_dir, quiet, arm, args, lambda url: Stream(url, args.feedback_share, args.seed),
+                        lambda n: mixed(n, 0.0), lambda n: mixed(n, args.late_share), "Ada Lovelace visited Paris")
+
+    def outputs(arm, run, first_model_s):
+        return write_outputs(arm, run, args, "entity micro-F1", "entity_f1", f1_of,
+                             ("promote", "metric", "champion_value", "challenger_value", "entity_micro_f1",
+                              "difference", "difference_low", "difference_high", "rows", "reasons"),
+                             {"first_model_seconds": round(first_model_s), "late_types": late_types,
+                              "init": arm.name},
+                             "Drift scenario for a tagger", score=micro_f1)
+
+    compare_inits(args, root, bin_dir, sections_for, loop, outputs, "Drift scenario for a tagger")
+
 
 if __name__ == "__main__":
     main()

@@ -6,12 +6,12 @@
 //! rows keep the label they were given, and with `retrain.weak_labels` the
 //! served texts without feedback are labelled by the same functions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use kiln_config::PipelineConfig;
+use kiln_config::{PipelineConfig, RetrainConfig, RetrainInit};
 use kiln_core::gate::GateDecision;
-use kiln_core::{Progress, Split, Task};
+use kiln_core::{ModelFolder, Progress, Split, Task};
 use kiln_data::retrain::{FeedbackData, FeedbackRow, HOLDOUT, RAW};
 use kiln_track::registry::Registry;
 use kiln_train::{Control, Outcome};
@@ -27,12 +27,55 @@ pub enum Retrained {
         /// `retrain.weak_labels`: served texts the functions labelled that
         /// joined training (after `clean` and `label` dropped theirs).
         weak_added: Option<usize>,
+        /// A warm start (`retrain.init = "production"`): the version it started from.
+        warm_from: Option<u32>,
     },
 }
 
+/// The production model a warm start trains from.
+struct WarmStart {
+    version: u32,
+    dir: PathBuf,
+}
+
+/// `retrain.init = "production"`: the registry's production model, checked
+/// before any data is built; `None` for a start from pre-trained weights.
+fn warm_start(config: &PipelineConfig, settings: &RetrainConfig) -> Result<Option<WarmStart>> {
+    if settings.init == RetrainInit::Pretrained {
+        return Ok(None);
+    }
+    let registry = Registry::new(&config.registry);
+    let index = registry.load()?;
+    let Some(production) = index.production() else {
+        bail!(
+            "retrain.init = \"production\" starts from the production model, and the registry {} has none: \
+             promote one first, or set retrain.init = \"pretrained\"",
+            registry.dir().display()
+        );
+    };
+    let dir = registry.version_dir(production.version);
+    let folder = ModelFolder::open(&dir)
+        .with_context(|| format!("retrain.init = \"production\": cannot read {}", production.name()))?;
+    if folder.task() != config.task {
+        bail!(
+            "retrain.init = \"production\": {} is a {} model, and this config's task is {}",
+            production.name(),
+            folder.task(),
+            config.task
+        );
+    }
+    Ok(Some(WarmStart { version: production.version, dir }))
+}
+
 /// The pipeline's settings with every stage's folders moved under `root`,
-/// file names kept: the same stages, the same settings, a new output folder.
-pub fn stages_under(config: &PipelineConfig, root: &Path) -> PipelineConfig {
+/// file names kept: the same stages, the same settings, a new output folder;
+/// a warm start trains from the production model for `retrain.warm_epochs`.
+fn stages_under(
+    config: &PipelineConfig,
+    root: &Path,
+    settings: &RetrainConfig,
+    warm: Option<&WarmStart>,
+) -> PipelineConfig {
     let mut c = config.clone();
     let named = |path: &Path, folder: &str| {
         root.join(folder).join(path.file_name().map_or_else(|| path.as_os_str().to_owned(), ToOwned::to_owned))
@@ -62,6 +105,14 @@ pub fn stages_under(config: &PipelineConfig, root: &Path) -> PipelineConfig {
     c.export.reference_predictions = named(&config.export.reference_predictions, "eval");
     c.export.data_profile = named(&config.export.data_profile, "profile");
     c.gate.output_dir = root.join("gate");
+    // Retrain owns its output folder: each run replaces the last one's export.
+    c.export.force = true;
+    if let Some(warm) = warm {
+        c.train.model_dir = warm.dir.clone();
+        c.train.epochs = settings.warm_epochs;
+        c.train.learning_rate = settings.warm_learning_rate;
+        c.train.trainable_layers = settings.warm_trainable_layers;
+    }
     c
 }
 
@@ -83,6 +134,7 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
             config.label.split
         );
     }
+    let warm = warm_start(config, &settings)?;
     let log_dir = settings.log_dir.as_deref().context("retrain.log_dir is not resolved. This is a bug.")?;
     let base_dir = settings.base_dir.as_deref().context("retrain.base_dir is not resolved. This is a bug.")?;
     // Streamed: memory follows the feedback, not the size of the log.
@@ -138,8 +190,9 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
     if data.usable() < settings.min_feedback {
         return Ok(Retrained::NothingToDo(data));
     }
+    log_warm_start(warm.as_ref(), &data, &settings);
     let root = &settings.output_dir;
-    let stages = stages_under(config, root);
+    let stages = stages_under(config, root, &settings, warm.as_ref());
     kiln_data::clean::run(&stages.clean, progress)?;
     let mut weak_added = None;
     if config.weak_labels() {
@@ -156,7 +209,7 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
         }
     }
     kiln_data::tokenize::run(&stages.tokenize, progress)?;
-    judge(root, &stages, data, weak_added, progress, control)
+    judge(root, &stages, data, weak_added, warm.map(|w| w.version), progress, control)
 }
 
 /// A tagger's retraining: the texts whose entities came back as feedback
@@ -171,6 +224,7 @@ fn run_tagged(
     if settings.weak_labels {
         bail!("retrain.weak_labels labels served texts with labelling functions, which tag no words: turn it off");
     }
+    let warm = warm_start(config, settings)?;
     let log_dir = settings.log_dir.as_deref().context("retrain.log_dir is not resolved. This is a bug.")?;
     let base_dir = settings.base_dir.as_deref().context("retrain.base_dir is not resolved. This is a bug.")?;
     let (feedback, pass) = kiln_core::prediction_log::tagged_predictions(log_dir)?;
@@ -198,10 +252,26 @@ fn run_tagged(
     if data.usable() < settings.min_feedback {
         return Ok(Retrained::NothingToDo(data));
     }
-    let stages = stages_under(config, &settings.output_dir);
+    log_warm_start(warm.as_ref(), &data, settings);
+    let stages = stages_under(config, &settings.output_dir, settings, warm.as_ref());
     kiln_data::clean::run_tagged(&stages.clean, progress)?;
     kiln_data::tokenize::run_tagged(&stages.tokenize, progress)?;
-    judge(&settings.output_dir, &stages, data, None, progress, control)
+    judge(&settings.output_dir, &stages, data, None, warm.map(|w| w.version), progress, control)
+}
+
+fn log_warm_start(warm: Option<&WarmStart>, data: &FeedbackData, settings: &RetrainConfig) {
+    if let (Some(warm), Some(replayed)) = (warm, data.replayed) {
+        tracing::info!(
+            "warm start from production v{}: {} epoch(s) of its top {} layers at learning rate {} on the feedback and \
+             {replayed} of the {} old training rows (retrain.replay_share {})",
+            warm.version,
+            settings.warm_epochs,
+            settings.warm_trainable_layers,
+            settings.warm_learning_rate,
+            data.base_rows.get(Split::Train.name()).copied().unwrap_or_default(),
+            settings.replay_share
+        );
+    }
 }
 
 /// Profile, train, eval, export, register and gate the new data version
@@ -211,6 +281,7 @@ fn judge(
     stages: &PipelineConfig,
     data: FeedbackData,
     weak_added: Option<usize>,
+    warm_from: Option<u32>,
     progress: &Progress,
     control: &Control,
 ) -> Result<Retrained> {
@@ -237,5 +308,5 @@ fn judge(
         gate.holdout.push(root.join(RAW).join(HOLDOUT));
     }
     let decision = kiln_infer::gate::run(&gate, &stages.registry, progress)?;
-    Ok(Retrained::Judged { data, version, decision: Box::new(decision), weak_added })
+    Ok(Retrained::Judged { data, version, decision: Box::new(decision), weak_added, warm_from })
 }

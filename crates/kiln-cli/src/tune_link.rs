@@ -29,7 +29,7 @@ impl TuneLink {
                 }
             }
             interrupt.store(true, Ordering::SeqCst);
-            eprintln!("train: tune is gone; stopping after this step with a checkpoint");
+            tracing::warn!("tune is gone; stopping after this step with a checkpoint");
         });
         Some(Arc::new(Self { verdicts: Mutex::new(verdicts) }))
     }

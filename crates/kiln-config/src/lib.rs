@@ -60,7 +60,7 @@ pub use monitor::{FailOn, MonitorArgs, MonitorConfig, WindowKind};
 pub use predict::{PredictArgs, PredictConfig, Shard};
 pub use profile::{ProfileArgs, ProfileConfig};
 pub use registry::{RegistryArgs, RegistryConfig};
-pub use retrain::{NewLabelPolicy, RetrainArgs, RetrainConfig};
+pub use retrain::{NewLabelPolicy, RetrainArgs, RetrainConfig, RetrainInit};
 pub use score::{ScoreOp, ScoreRule};
 pub use serve::{ApiToken, LogText, SIGNING_KEY, Scope, ServeArgs, ServeConfig, TEXT_CHARS_PER_TOKEN};
 pub use tokenize::{LongSentences, TokenTypeIds, TokenizeArgs, TokenizeConfig, UnknownLabelPolicy};
@@ -99,12 +99,26 @@ fn check_precision(section: &str, precision: Precision, quantize: Quantize) -> R
     Ok(())
 }
 
+/// How every stage writes its log lines (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For a person at a terminal: `LEVEL message key=value`, with progress bars.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, stage, message, fields, target), no progress
+    /// bars: what Filebeat, Vector or Promtail ship to ELK or Loki as it is.
+    Json,
+}
+
 /// The whole pipeline's settings: one section per stage.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// A label per text or a tag per word; every stage follows it (`--task`).
     pub task: Task,
+    /// Log lines for a person (`text`) or a log shipper (`json`); every stage and `serve` (`--log-format`).
+    pub log_format: LogFormat,
     pub ingest: IngestConfig,
     pub clean: CleanConfig,
     pub label: LabelConfig,
@@ -529,7 +543,7 @@ mod flag_tests {
             let keys: BTreeSet<String> = section.defaults.keys().cloned().collect();
             assert_eq!(flags, keys, "[{}]", section.name);
         }
-        // The one top-level key is every stage's global flag.
+        // The top-level keys are every stage's global flags.
         let top_level: BTreeSet<String> = match serde_json::to_value(crate::PipelineConfig::default()) {
             Ok(serde_json::Value::Object(map)) => {
                 map.into_iter().filter(|(_, v)| !v.is_object()).map(|(k, _)| k).collect()
@@ -537,7 +551,7 @@ mod flag_tests {
             other => panic!("the pipeline config is a table: {other:?}"),
         };
         // `kiln_stage::CommonArgs` has its flag (a test there).
-        assert_eq!(top_level, BTreeSet::from(["task".to_owned()]));
+        assert_eq!(top_level, BTreeSet::from(["log_format".to_owned(), "task".to_owned()]));
     }
 
     #[test]

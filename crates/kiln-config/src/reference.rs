@@ -62,9 +62,9 @@ pub fn sections() -> Vec<Section> {
     ]
 }
 
-/// Every key of a config file, spelled `section.key` (and the top-level `task`).
+/// Every key of a config file, spelled `section.key` (and the top-level `task` and `log_format`).
 pub fn keys() -> Vec<String> {
-    let mut keys = vec!["task".to_owned()];
+    let mut keys = vec!["task".to_owned(), "log_format".to_owned()];
     for section in sections() {
         keys.extend(section.flags.get_arguments().map(|arg| format!("{}.{}", section.name, arg.get_id())));
     }
@@ -80,7 +80,10 @@ pub fn markdown() -> String {
          Each key of a config file, by section, with the flag that overrides it (of every stage that reads \
          the section), its environment variable where it has one, and its default. The top-level key \
          `task` (`--task`, env `KILN_TASK`; default `sequence_classification`, or `token_classification`) \
-         says whether kiln labels texts or tags words; every stage follows it.\n",
+         says whether kiln labels texts or tags words; every stage follows it. The top-level key `log_format` \
+         (`--log-format`, env `KILN_LOG_FORMAT`; default `text`, or `json`) says how every stage and `serve` \
+         write their log lines: `json` writes one object per line (`timestamp`, `level`, `stage`, `message`, \
+         `fields`, `target`) and no progress bars.\n",
     );
     for section in sections() {
         page.push_str(&format!("\n## `[{}]`\n\n| key | flag | default | what |\n|---|---|---|---|\n", section.name));

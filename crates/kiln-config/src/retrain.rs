@@ -20,6 +20,28 @@ pub enum NewLabelPolicy {
     Add,
 }
 
+/// Where `retrain`'s challenger starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RetrainInit {
+    /// The pre-trained encoder and a new head, on all the old data plus the feedback: `train`'s run again.
+    #[default]
+    Pretrained,
+    /// The production model's weights, head included, on the feedback plus a
+    /// `replay_share` of the old training rows, its top `warm_trainable_layers`
+    /// for `warm_epochs`: a recovery in a fraction of the time.
+    Production,
+}
+
+impl std::fmt::Display for RetrainInit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pretrained => "pretrained",
+            Self::Production => "production",
+        })
+    }
+}
+
 /// `[retrain]`: the next training set (the current one plus the predictions
 /// that got feedback) and the pipeline run on it into `output_dir`, then the
 /// result registered as a candidate and judged by `[gate]`.
@@ -44,6 +66,20 @@ pub struct RetrainConfig {
     pub weak_weight: f64,
     /// The most served texts labelled so (the latest ones).
     pub weak_max_rows: usize,
+    /// `pretrained` trains the challenger as `train` does; `production` warm-starts
+    /// it from the production model in `[registry]` (a recovery in a fraction of the time).
+    pub init: RetrainInit,
+    /// A warm start's share of the old training rows, taken from each class
+    /// alike (at least one row of each), so the classes the feedback lacks are not forgotten.
+    pub replay_share: f64,
+    /// A warm start's epochs over the feedback and the replayed rows (in place of `train.epochs`).
+    pub warm_epochs: usize,
+    /// A warm start's peak learning rate (in place of `train.learning_rate`):
+    /// higher than a full fine-tune's, as only the top layers and the head train.
+    pub warm_learning_rate: f64,
+    /// A warm start trains only the top N encoder layers, the pooler and the
+    /// head (`train.trainable_layers`); 0 trains every layer.
+    pub warm_trainable_layers: usize,
 }
 
 impl Default for RetrainConfig {
@@ -58,6 +94,11 @@ impl Default for RetrainConfig {
             weak_labels: false,
             weak_weight: 0.5,
             weak_max_rows: 10_000,
+            init: RetrainInit::Pretrained,
+            replay_share: 0.25,
+            warm_epochs: 3,
+            warm_learning_rate: 3e-4,
+            warm_trainable_layers: 2,
         }
     }
 }
@@ -76,7 +117,30 @@ impl RetrainConfig {
                 format!("must be in (0, 1] (a weak label counts at most as a gold one), got {}", self.weak_weight),
             ));
         }
+        if !(self.replay_share > 0.0 && self.replay_share <= 1.0) {
+            return Err(ConfigError::invalid(
+                "retrain.replay_share",
+                format!("must be in (0, 1] (1 replays every old row), got {}", self.replay_share),
+            ));
+        }
+        if self.warm_epochs == 0 {
+            return Err(ConfigError::invalid("retrain.warm_epochs", "must be at least 1"));
+        }
+        if !(self.warm_learning_rate.is_finite() && self.warm_learning_rate > 0.0) {
+            return Err(ConfigError::invalid(
+                "retrain.warm_learning_rate",
+                format!("must be positive, got {}", self.warm_learning_rate),
+            ));
+        }
         Ok(())
+    }
+
+    /// The share of the old training rows the challenger trains on: all of them from pre-trained weights.
+    pub fn replayed_share(&self) -> f64 {
+        match self.init {
+            RetrainInit::Pretrained => 1.0,
+            RetrainInit::Production => self.replay_share,
+        }
     }
 
     /// Fills the settings left to `[serve]` and `[ingest]`.
@@ -119,10 +183,25 @@ pub struct RetrainArgs {
     /// The most served texts labelled so, the latest [default: 10000].
     #[arg(long, value_name = "N")]
     pub weak_max_rows: Option<usize>,
+    /// Start the challenger from pretrained weights or warm from the production model [default: pretrained].
+    #[arg(long, value_enum)]
+    pub init: Option<RetrainInit>,
+    /// A warm start's share of the old training rows, per class [default: 0.25].
+    #[arg(long, value_name = "FRACTION")]
+    pub replay_share: Option<f64>,
+    /// A warm start's epochs, in place of train.epochs [default: 3].
+    #[arg(long, value_name = "N")]
+    pub warm_epochs: Option<usize>,
+    /// A warm start's peak learning rate, in place of train.learning_rate [default: 0.0003].
+    #[arg(long, value_name = "LR")]
+    pub warm_learning_rate: Option<f64>,
+    /// A warm start trains only the top N encoder layers, pooler and head; 0 = all [default: 2].
+    #[arg(long, value_name = "N")]
+    pub warm_trainable_layers: Option<usize>,
 }
 
 impl RetrainArgs {
     pub fn apply(self, config: &mut RetrainConfig) {
-        apply_overrides!(self, config, [output_dir, holdout_share, min_feedback, new_labels, weak_labels, weak_weight, weak_max_rows], optional [log_dir, base_dir]);
+        apply_overrides!(self, config, [output_dir, holdout_share, min_feedback, new_labels, weak_labels, weak_weight, weak_max_rows, init, replay_share, warm_epochs, warm_learning_rate, warm_trainable_layers], optional [log_dir, base_dir]);
     }
 }

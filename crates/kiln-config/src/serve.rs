@@ -95,6 +95,9 @@ pub struct ServeConfig {
     pub signing_key_file: Option<PathBuf>,
     /// Most entities in one feedback (422 above).
     pub max_feedback_entities: usize,
+    /// A log line per HTTP request (method, route, status, milliseconds,
+    /// request id) at level info, so `--quiet` leaves it out.
+    pub access_log: bool,
     /// Append every prediction (and feedback) as JSON lines under `log_dir`.
     pub log_predictions: bool,
     pub log_dir: PathBuf,
@@ -155,6 +158,7 @@ impl Default for ServeConfig {
             shutdown_timeout_ms: 30_000,
             signing_key_file: None,
             max_feedback_entities: 256,
+            access_log: true,
             log_predictions: true,
             log_dir: "artifacts/serve/log".into(),
             log_text: LogText::Full,
@@ -454,6 +458,9 @@ pub struct ServeArgs {
     /// Most entities in one feedback, 422 above [default: 256].
     #[arg(long, value_name = "N", env = "KILN_MAX_FEEDBACK_ENTITIES")]
     pub max_feedback_entities: Option<usize>,
+    /// A log line per HTTP request: method, route, status, milliseconds, request id [default: true].
+    #[arg(long, value_name = "BOOL", env = "KILN_ACCESS_LOG")]
+    pub access_log: Option<bool>,
     /// Append each prediction and feedback to JSON lines under --log-dir [default: true].
     #[arg(long, value_name = "BOOL", env = "KILN_LOG_PREDICTIONS")]
     pub log_predictions: Option<bool>,
@@ -516,6 +523,7 @@ impl ServeArgs {
                 max_connections,
                 shutdown_timeout_ms,
                 max_feedback_entities,
+                access_log,
                 log_predictions,
                 log_dir,
                 log_text,

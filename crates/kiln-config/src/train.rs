@@ -61,6 +61,11 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Stop after this many optimizer steps (0: run all epochs).
     pub max_steps: usize,
+    /// Train only the top N encoder layers (with the pooler and the head); the
+    /// embeddings and the layers below keep the weights they were loaded with.
+    /// Faster steps, for a start from a model that knows the domain (a warm
+    /// `retrain`). 0: every layer trains.
+    pub trainable_layers: usize,
     /// Train on this seeded, stratified share of the training split (the
     /// validation split stays whole); `tune` trials use it for a cheaper search.
     pub data_fraction: f64,
@@ -110,6 +115,7 @@ impl Default for TrainConfig {
             seed: 42,
             epochs: 3,
             max_steps: 0,
+            trainable_layers: 0,
             data_fraction: 1.0,
             batch_size: 32,
             gradient_accumulation: 1,
@@ -270,6 +276,9 @@ pub struct TrainArgs {
     /// Continue from the checkpoint in --run-dir [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub resume: Option<bool>,
+    /// Train only the top N encoder layers, the embeddings and lower layers frozen; 0 = all [default: 0].
+    #[arg(long, value_name = "N")]
+    pub trainable_layers: Option<usize>,
 }
 
 impl TrainArgs {
@@ -278,7 +287,7 @@ impl TrainArgs {
             [input_dir, model_dir, output_dir, run_dir, device, threads, precision, seed, epochs, max_steps, data_fraction, batch_size,
              gradient_accumulation, learning_rate, warmup_ratio, weight_decay, adam_epsilon, max_grad_norm,
              class_weights, loss, focal_gamma, eval_every_steps, checkpoint_every_steps, log_every_steps,
-             eval_batch_size, metric, patience, resume],
+             eval_batch_size, metric, patience, resume, trainable_layers],
             optional []);
     }
 }

@@ -17,6 +17,7 @@ pub mod prediction_log;
 pub mod profile;
 pub mod progress;
 pub mod quantize;
+pub mod sample;
 pub mod scores;
 pub mod secret;
 pub mod split;

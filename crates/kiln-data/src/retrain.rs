@@ -15,6 +15,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use kiln_config::{CleanConfig, NewLabelPolicy, RetrainConfig};
 use kiln_core::prediction_log::{ServedCounts, ServedText, TaggedPrediction};
+use kiln_core::sample::stratified_keep;
 use kiln_core::secret::{Key, keyed_hash};
 use kiln_core::{FileHash, Manifest, Split, StagedOutput};
 use kiln_text::clean::Cleaner;
@@ -31,6 +32,8 @@ pub const HOLDOUT: &str = "feedback_holdout.parquet";
 pub const MANIFEST: &str = "retrain_data.json";
 /// How the ids of served texts added for `label` begin (`served-<request id>-<index>`).
 pub const SERVED_PREFIX: &str = "served-";
+/// Seeds which old rows a warm start replays: the same rows on every rerun.
+const REPLAY_SEED: u64 = 0x6b69_6c6e;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FeedbackData {
@@ -48,6 +51,10 @@ pub struct FeedbackData {
     pub held_out: usize,
     /// Rows per split of the base version.
     pub base_rows: BTreeMap<String, usize>,
+    /// A warm start (`retrain.init = "production"`): the old training rows
+    /// replayed beside the feedback, `retrain.replay_share` of each class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<usize>,
     /// `retrain.weak_labels`: the served texts without feedback, counted apart.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub served: Option<ServedData>,
@@ -148,6 +155,12 @@ pub fn build(
         inputs.push(FileHash::of(&path)?);
         report.base_rows.insert(split.name().to_owned(), table.len());
         splits.push((split, table));
+    }
+    if config.replayed_share() < 1.0 {
+        let train = &mut splits[0].1;
+        let keep = stratified_keep(&train.labels, config.replayed_share(), REPLAY_SEED);
+        train.retain(&keep);
+        report.replayed = Some(train.len());
     }
     // A weak config's training labels are the functions' list, not what the raw split says.
     let known: HashSet<&str> = match weak {
@@ -257,8 +270,20 @@ pub fn build_tagged(
         report.base_rows.insert(split.name().to_owned(), table.len());
         splits.push((split, table));
     }
-    let known: HashSet<&str> =
-        splits[0].1.tags.iter().flatten().filter_map(|tag| kiln_core::entities::entity_type(tag)).collect();
+    let known: HashSet<String> = splits[0]
+        .1
+        .tags
+        .iter()
+        .flatten()
+        .filter_map(|tag| kiln_core::entities::entity_type(tag))
+        .map(str::to_owned)
+        .collect();
+    if config.replayed_share() < 1.0 {
+        let train = &mut splits[0].1;
+        let keep = stratified_keep(&rarest_types(&train.tags), config.replayed_share(), REPLAY_SEED);
+        train.retain(&keep);
+        report.replayed = Some(train.len());
+    }
     let evaluation: HashSet<String> =
         splits[1..].iter().flat_map(|(_, table)| table.tokens.iter().map(|words| words.join(" "))).collect();
     let (mut added, mut holdout) = (TaggedTable::default(), TaggedTable::default());
@@ -292,7 +317,7 @@ pub fn build_tagged(
             continue;
         }
         let new: HashSet<&str> =
-            row.entities.iter().map(|e| e.entity_group.as_str()).filter(|k| !known.contains(k)).collect();
+            row.entities.iter().map(|e| e.entity_group.as_str()).filter(|k| !known.contains(*k)).collect();
         if !new.is_empty() {
             for kind in &new {
                 *report.new_labels.entry((*kind).to_owned()).or_default() += 1;
@@ -339,6 +364,23 @@ pub fn build_tagged(
     manifest.inputs = inputs;
     staged.commit_manifest(MANIFEST, manifest)?;
     Ok(report)
+}
+
+/// Each sentence's rarest entity type (`None`: no entity), a tagger's replay
+/// strata: every type stays among the replayed sentences, however rare.
+fn rarest_types(tags: &[Vec<String>]) -> Vec<Option<&str>> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for kind in tags.iter().flatten().filter_map(|tag| kiln_core::entities::entity_type(tag)) {
+        *counts.entry(kind).or_default() += 1;
+    }
+    tags.iter()
+        .map(|sentence| {
+            sentence
+                .iter()
+                .filter_map(|tag| kiln_core::entities::entity_type(tag))
+                .min_by_key(|kind| (counts[kind], *kind))
+        })
+        .collect()
 }
 
 /// Why a text from the log cannot join training.
@@ -532,6 +574,55 @@ mod tests {
         let strict = RetrainConfig { new_labels: NewLabelPolicy::Error, ..config };
         let error = build_tagged(&feedback, &base, &strict, &[7; 32]).expect_err("a new type");
         assert!(error.to_string().contains("'product' (1 texts)"), "{error}");
+    }
+
+    /// A warm start replays the same share of each class of the old rows
+    /// (at least one of each), the same rows on every rerun; the feedback all joins.
+    #[test]
+    fn a_warm_start_replays_a_share_of_each_class() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().join("raw");
+        let mut staged = StagedOutput::new(&base).expect("staged");
+        let rows: Vec<(String, &str)> = (0..8)
+            .map(|i| (format!("common text {i}"), "common"))
+            .chain((0..2).map(|i| (format!("rare text {i}"), "rare")))
+            .collect();
+        let rows: Vec<(&str, &str)> = rows.iter().map(|(t, l)| (t.as_str(), *l)).collect();
+        for (split, t) in
+            Split::ALL.into_iter().zip([table(&rows), table(&[("held", "common")]), table(&[("test", "rare")])])
+        {
+            t.write(&mut staged, &split.file_name()).expect("write");
+        }
+        staged.commit("done.json", &Manifest::new("test", &(), &())).expect("commit");
+        let feedback =
+            [FeedbackRow { request_id: "r1".into(), index: 0, text: Some("new words".into()), label: "rare".into() }];
+        let config = RetrainConfig {
+            output_dir: dir.path().join("out"),
+            holdout_share: 0.0,
+            init: kiln_config::RetrainInit::Production,
+            replay_share: 0.25,
+            ..RetrainConfig::default()
+        };
+        let data = build(&feedback, &base, &CleanConfig::default(), &config, &[7; 32], None).expect("builds");
+        assert_eq!(data.replayed, Some(3), "2 of 8 common rows and 1 of 2 rare ones");
+        let train = TextTable::read(&Split::Train.path_in(&config.output_dir.join(RAW)), "retrain").expect("train");
+        assert_eq!(train.labels.iter().filter(|l| *l == "common").count(), 2);
+        assert_eq!(train.labels.iter().filter(|l| *l == "rare").count(), 2, "one replayed, the feedback");
+        assert_eq!(train.texts.last().map(String::as_str), Some("new words"));
+        let again = build(&feedback, &base, &CleanConfig::default(), &config, &[7; 32], None).expect("builds");
+        let rerun = TextTable::read(&Split::Train.path_in(&config.output_dir.join(RAW)), "retrain").expect("train");
+        assert_eq!((again.replayed, rerun.ids), (Some(3), train.ids), "the same rows each time");
+
+        let cold = RetrainConfig { init: kiln_config::RetrainInit::Pretrained, ..config };
+        let all = build(&feedback, &base, &CleanConfig::default(), &cold, &[7; 32], None).expect("builds");
+        assert_eq!(all.replayed, None, "a start from pre-trained weights trains on every old row");
+    }
+
+    #[test]
+    fn a_sentence_is_replayed_for_its_rarest_entity_type() {
+        let tags = |text: &str| -> Vec<String> { text.split(' ').map(String::from).collect() };
+        let sentences = [tags("B-person O"), tags("B-person O B-product"), tags("O O"), tags("B-location")];
+        assert_eq!(rarest_types(&sentences), [Some("person"), Some("product"), None, Some("location")]);
     }
 
     #[test]

@@ -429,14 +429,27 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not take that method")
 }
 
-/// Counts every request by route and status, and times it.
+/// Counts every request by route and status, times it and, with
+/// `serve.access_log`, logs it (a server error as a warning).
 async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    state.metrics.request_seconds.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());
-    state.metrics.requests.with_label_values(&[route.as_str(), response.status().as_str()]).inc();
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status();
+    state.metrics.request_seconds.with_label_values(&[route.as_str()]).observe(seconds);
+    state.metrics.requests.with_label_values(&[route.as_str(), status.as_str()]).inc();
+    if state.config.access_log {
+        let request_id = response.headers().get(api::REQUEST_ID).and_then(|id| id.to_str().ok()).unwrap_or("");
+        let milliseconds = (seconds * 1e5).round() / 100.0;
+        if status.is_server_error() {
+            tracing::warn!(target: "kiln_serve::access", method = %method, route, status = status.as_u16(), milliseconds, request_id, "request");
+        } else {
+            tracing::info!(target: "kiln_serve::access", method = %method, route, status = status.as_u16(), milliseconds, request_id, "request");
+        }
+    }
     response
 }
 

@@ -15,8 +15,10 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 use clap::Args;
-use kiln_config::{ConfigError, PipelineConfig};
+use kiln_config::{ConfigError, LogFormat, PipelineConfig};
 use kiln_core::{Bug, Progress};
+
+pub mod logging;
 
 /// Every stage allocates millions of small strings across threads; mimalloc does
 /// that markedly faster than glibc's malloc. Every kiln binary runs through
@@ -76,6 +78,9 @@ pub struct CommonArgs {
     /// A label per text or a tag per word (config key `task`) [default: sequence_classification].
     #[arg(long, value_enum, env = "KILN_TASK", global = true)]
     pub task: Option<kiln_core::Task>,
+    /// Log lines for a person (text) or one JSON object per line (json) (config key `log_format`) [default: text].
+    #[arg(long, value_enum, env = "KILN_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
     /// Print the resolved settings as TOML and exit without running.
     #[arg(long, global = true)]
     pub print_config: bool,
@@ -90,8 +95,9 @@ impl CommonArgs {
         PipelineConfig::load(self.config.as_deref())
     }
 
-    pub fn progress(&self) -> Progress {
-        Progress::new(self.quiet)
+    /// Progress bars, unless quiet or the log is JSON (a bar is no JSON line).
+    pub fn progress(&self, format: LogFormat) -> Progress {
+        Progress::new(self.quiet || format == LogFormat::Json)
     }
 }
 
@@ -121,12 +127,16 @@ pub fn run_stage_uncaught(
     apply: impl FnOnce(&mut PipelineConfig),
     work: impl FnOnce(&PipelineConfig, Progress) -> Result<Outcome>,
 ) -> ExitCode {
-    init_logging(common.quiet);
     std::panic::set_hook(Box::new(remember_panic));
-    let result = common.load_config().map_err(anyhow::Error::from).and_then(|mut config| {
+    let loaded = common.load_config();
+    // The flag or env first; a config that does not load cannot say.
+    let format = common.log_format.or(loaded.as_ref().ok().map(|config| config.log_format)).unwrap_or_default();
+    logging::init(name, common.quiet, format);
+    let result = loaded.map_err(anyhow::Error::from).and_then(|mut config| {
         if let Some(task) = common.task {
             config.task = task;
         }
+        config.log_format = format;
         apply(&mut config);
         if common.print_config {
             print_config(&config);
@@ -137,9 +147,9 @@ pub fn run_stage_uncaught(
             return Ok(Outcome::Done);
         }
         check_task(name, config.task)?;
-        work(&config, common.progress())
+        work(&config, common.progress(format))
     });
-    exit_with(name, result)
+    exit_with(name, format, result)
 }
 
 /// The stages that handle token classification so far; the others refuse it
@@ -193,7 +203,7 @@ pub fn catch_panics<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
 
 /// Turns a stage's outcome into an exit code, printing the error chain once.
 /// A broken pipe (output piped into `head`) is not an error.
-fn exit_with(stage: &str, result: Result<Outcome>) -> ExitCode {
+fn exit_with(stage: &str, format: LogFormat, result: Result<Outcome>) -> ExitCode {
     let error = match result {
         Ok(outcome) => return ExitCode::from(outcome.exit_code()),
         Err(error) => error,
@@ -204,27 +214,22 @@ fn exit_with(stage: &str, result: Result<Outcome>) -> ExitCode {
     if broken_pipe {
         return ExitCode::from(exit::DONE);
     }
-    eprintln!("{stage}: error: {error:#}");
-    if error.chain().any(|cause| cause.is::<Bug>()) {
-        eprintln!("{stage}: this is a bug in kiln; please report it with the command you ran");
-        ExitCode::from(exit::BUG)
-    } else {
-        ExitCode::from(exit::INPUT)
+    let bug = error.chain().any(|cause| cause.is::<Bug>());
+    let code = if bug { exit::BUG } else { exit::INPUT };
+    match format {
+        LogFormat::Text => {
+            eprintln!("{stage}: error: {error:#}");
+            if bug {
+                eprintln!("{stage}: this is a bug in kiln; please report it with the command you ran");
+            }
+        }
+        // Printed, not logged: `RUST_LOG=off` must not hide why a stage failed.
+        LogFormat::Json => {
+            let fields = serde_json::json!({ "exit_code": code, "bug": bug });
+            eprintln!("{}", logging::json_line(stage, "error", &format!("{error:#}"), fields));
+        }
     }
-}
-
-/// Logs to stderr; `RUST_LOG` refines the level (default: info, or warn with --quiet).
-fn init_logging(quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .try_init();
+    ExitCode::from(code)
 }
 
 /// Prints the settings a stage would run with (for `--print-config`), secrets left out.
@@ -247,6 +252,7 @@ mod tests {
     #[test]
     fn each_ending_has_its_exit_code() {
         let input = anyhow::anyhow!("data/raw/train.parquet: row 3: empty text");
+        let exit_with = |stage, result| exit_with(stage, LogFormat::Text, result);
         assert_eq!(exit_with("t", Err(input)), ExitCode::from(1));
         let bug = anyhow::Error::new(Bug::new("label id out of range")).context("scoring");
         assert_eq!(exit_with("t", Err(bug)), ExitCode::from(2));
@@ -265,13 +271,15 @@ mod tests {
         assert_eq!(Outcome::from(()), Outcome::Done);
     }
 
-    /// The config's one top-level key (`task`) is every stage's global flag.
+    /// The config's top-level keys (`task`, `log_format`) are every stage's global flags.
     #[test]
-    fn the_top_level_key_is_a_common_flag() {
+    fn the_top_level_keys_are_common_flags() {
         let flags: Vec<String> = <CommonArgs as Args>::augment_args(clap::Command::new("stage"))
             .get_arguments()
             .map(|arg| arg.get_id().to_string())
             .collect();
-        assert!(flags.iter().any(|flag| flag == "task"), "{flags:?}");
+        for key in ["task", "log_format"] {
+            assert!(flags.iter().any(|flag| flag == key), "{key}: {flags:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use kiln_config::{CleanConfig, LabelConfig, TokenizeConfig, TrainConfig};
 use kiln_core::model_folder::{CONFIG, LABELS, TOKENIZER};
 use kiln_core::output::{read_manifest, sha256_file};
+use kiln_core::sample::stratified_share;
 use kiln_core::{FileHash, LabelMap, ModelFolder, Split};
 use kiln_data::clean;
 use kiln_data::tokenize::MANIFEST as TOKENIZE_MANIFEST;
@@ -105,8 +106,13 @@ pub fn load<T: TrainTask>(config: &TrainConfig) -> Result<TrainInputs<T::Example
     if let Some(tokenize) = &tokenize
         && tokenize.model_dir != config.model_dir
     {
+        // An exported model's tokenizer.json differs in its truncation settings only: compare the vocabularies.
         let tokenizer_of = |dir: &Path| sha256_file(&dir.join(TOKENIZER)).ok();
-        if tokenizer_of(&tokenize.model_dir) != tokenizer_of(&config.model_dir) {
+        let vocabulary_of =
+            |dir: &Path| load_tokenizer(dir, model.max_position_embeddings).ok().map(|t| t.get_vocab(true));
+        if tokenizer_of(&tokenize.model_dir) != tokenizer_of(&config.model_dir)
+            && vocabulary_of(&tokenize.model_dir) != vocabulary_of(&config.model_dir)
+        {
             tracing::warn!(
                 "the data was tokenized with {}'s tokenizer, but the model is {}: make sure they share a vocabulary",
                 tokenize.model_dir.display(),
@@ -144,50 +150,4 @@ fn check_token_ids(config: &TrainConfig, model: &BertConfig, path: &Path, exampl
         }
     }
     Ok(())
-}
-
-/// A seeded share of `examples`, the same share of each stratum (at least one
-/// example of each), in their original order.
-pub fn stratified_share<E>(examples: Vec<E>, fraction: f64, seed: u64, stratum: impl Fn(&E) -> u32) -> Vec<E> {
-    let mut groups: std::collections::BTreeMap<u32, Vec<(u64, usize)>> = std::collections::BTreeMap::new();
-    for (i, example) in examples.iter().enumerate() {
-        groups.entry(stratum(example)).or_default().push((mix(seed ^ mix(i as u64)), i));
-    }
-    let mut keep = vec![false; examples.len()];
-    for members in groups.values_mut() {
-        members.sort_unstable();
-        let count = ((members.len() as f64 * fraction).round() as usize).clamp(1, members.len());
-        for &(_, i) in &members[..count] {
-            keep[i] = true;
-        }
-    }
-    examples.into_iter().zip(keep).filter_map(|(e, k)| k.then_some(e)).collect()
-}
-
-/// splitmix64's finaliser: a well-spread order from a seed and an index.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-#[cfg(test)]
-mod share_tests {
-    use super::stratified_share;
-
-    #[test]
-    fn a_share_keeps_each_class_in_proportion_and_follows_the_seed() {
-        let labels: Vec<u32> = (0..1000).map(|i| if i % 10 == 0 { 1 } else { 0 }).collect();
-        let kept = stratified_share(labels.clone(), 0.2, 7, |&l| l);
-        assert_eq!(kept.len(), 200);
-        assert_eq!(kept.iter().filter(|&&l| l == 1).count(), 20, "10% of the share is the small class, as before");
-        let indexed: Vec<(usize, u32)> = labels.iter().copied().enumerate().collect();
-        let a = stratified_share(indexed.clone(), 0.2, 7, |e| e.1);
-        assert_eq!(a, stratified_share(indexed.clone(), 0.2, 7, |e| e.1), "same seed, same share");
-        assert_ne!(a, stratified_share(indexed.clone(), 0.2, 8, |e| e.1));
-        assert!(a.windows(2).all(|w| w[0].0 < w[1].0), "in the original order");
-        let tiny = stratified_share(vec![(0, 5u32)], 0.01, 1, |e| e.1);
-        assert_eq!(tiny.len(), 1, "every class keeps at least one example");
-    }
 }

@@ -11,7 +11,7 @@ use kiln_config::TrainConfig;
 use kiln_core::metrics::TrainLogRecord as Record;
 use kiln_core::{Bug, Manifest, Progress, StagedOutput, Task};
 use kiln_model::batch::bucketed_batches;
-use kiln_model::bert::load_safetensors;
+use kiln_model::bert::{load_safetensors, load_safetensors_encoder};
 use kiln_model::optim::{AdamWSettings, clip_global_norm};
 use kiln_model::{DeviceSpec, WithHead, device};
 use serde::Serialize;
@@ -246,10 +246,19 @@ impl<'a, T: TrainTask> Session<'a, T> {
                 CheckpointState { config: config.clone(), ..saved }
             }
             None => {
-                load_pretrained(&mut model, &inputs.weights, labels)?;
+                load_pretrained(&mut model, &inputs)?;
                 CheckpointState::new(Position::default(), fingerprint, config.clone())
             }
         };
+        if config.trainable_layers > 0 {
+            model.encoder_mut().freeze_below_top(config.trainable_layers);
+            let layers = inputs.model.num_hidden_layers;
+            tracing::info!(
+                "training the top {} of {layers} encoder layers, the pooler and the head (train.trainable_layers); \
+                 the embeddings and the layers below stay as loaded",
+                config.trainable_layers.min(layers)
+            );
+        }
         let log = MetricsLog::open(&config.run_dir, state.metrics_log_bytes)?;
 
         let lengths: Vec<usize> = inputs.train.iter().map(|e| e.input_ids().len()).collect();
@@ -496,24 +505,32 @@ fn lock_run_dir(run_dir: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// The pre-trained encoder's weights, with a new classification head.
-fn load_pretrained(model: &mut impl WithHead, weights: &Path, labels: usize) -> Result<()> {
-    let report = load_safetensors(model, weights)?;
+/// The starting weights: a pre-trained encoder with a new classification head,
+/// or a fine-tuned model's (a warm start), whose head is kept when it was
+/// trained for the same labels in the same order and is new otherwise.
+fn load_pretrained(model: &mut impl WithHead, inputs: &inputs::TrainInputs<impl Encoded>) -> Result<()> {
+    let (weights, labels) = (&inputs.weights, &inputs.labels);
+    let own_labels = inputs.pretrained.labels().ok();
+    let same_labels = own_labels.as_ref().is_some_and(|own| own.labels() == labels.labels());
+    let report =
+        if same_labels { load_safetensors(model, weights)? } else { load_safetensors_encoder(model, weights)? };
     if let Some(shape) = &report.replaced_head {
-        tracing::warn!(
-            "{} has a classification head for {} labels; the data has {labels}: starting a new head",
-            weights.display(),
-            shape[0]
-        );
+        let why = match &own_labels {
+            Some(own) if own.len() == labels.len() => {
+                format!("was trained for other labels ({})", own.labels().join(", "))
+            }
+            _ => format!("has a classification head for {} labels; the data has {}", shape[0], labels.len()),
+        };
+        tracing::warn!("{} {why}: starting a new head", weights.display());
     }
     let unused =
         if report.unused.is_empty() { String::new() } else { format!("; unused: {}", report.unused.join(", ")) };
-    tracing::info!(
-        "loaded {} tensors from {}; new classification head for {labels} labels ({}){unused}",
-        report.applied,
-        weights.display(),
-        report.initialised.join(", "),
-    );
+    let head = if report.initialised.is_empty() {
+        format!("kept its classification head for the same {} labels", labels.len())
+    } else {
+        format!("new classification head for {} labels ({})", labels.len(), report.initialised.join(", "))
+    };
+    tracing::info!("loaded {} tensors from {}; {head}{unused}", report.applied, weights.display());
     Ok(())
 }
 

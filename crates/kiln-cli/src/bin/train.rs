@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(i32::from(kiln_stage::exit::INTERRUPTED));
         }
-        eprintln!("\ntrain: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
+        tracing::warn!("stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
     });
     kiln_track::stage::run_tracked_stage(
         "train",

@@ -107,7 +107,12 @@ impl Server {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("listening on ").nth(1) {
+                // A JSON log line (`--log-format json`) carries the words in its message.
+                let message = serde_json::from_str::<Value>(&line)
+                    .ok()
+                    .and_then(|json| json["message"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| line.clone());
+                if let Some(address) = message.split("listening on ").nth(1) {
                     let _ = address_tx.send(address.trim().to_owned());
                 }
                 let mut log = sink.lock().expect("log");

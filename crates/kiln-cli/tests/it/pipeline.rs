@@ -923,6 +923,66 @@ fn retrain_learns_from_feedback_and_the_gate_decides() {
     let nothing = retrain(&["--new-labels", "drop", "--min-feedback", "1000"]);
     assert!(nothing.status.success(), "{}", String::from_utf8_lossy(&nothing.stderr));
     assert_eq!(versions().len(), 2);
+
+    warm_start_trains_the_top_layers_of_production(&out, &versions, &retrain);
+}
+
+/// The newest run record of `stage` under `out/runs`.
+fn latest_record(out: &Path, stage: &str) -> kiln_track::RunRecord {
+    kiln_track::list(&out.join("runs"))
+        .expect("run records")
+        .into_iter()
+        .rfind(|r| r.stage == stage)
+        .unwrap_or_else(|| panic!("no {stage} record"))
+}
+
+/// `retrain --init production`, run again in the same output folder: the
+/// challenger starts from the production model (its head kept), replays a
+/// quarter of each class of the old rows beside the feedback, and trains only
+/// its top 2 layers; it is registered and judged as a cold one is.
+fn warm_start_trains_the_top_layers_of_production(
+    out: &Path,
+    versions: &dyn Fn() -> Vec<serde_json::Value>,
+    retrain: &dyn Fn(&[&str]) -> std::process::Output,
+) {
+    use kiln_data::schema::TextTable;
+    let production = std::fs::canonicalize(out.join("registry/production")).expect("the production link");
+    let warm = retrain(&["--new-labels", "drop", "--init", "production"]);
+    assert!(warm.status.success(), "{}", String::from_utf8_lossy(&warm.stderr));
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("retrain/raw/retrain_data.json")).expect("manifest"))
+            .expect("JSON");
+    let report = &data["report"];
+    let base = TextTable::read(&out.join("raw/train.parquet"), "ingest").expect("base train");
+    let replayed = report["replayed"].as_u64().expect("a warm start counts its replayed rows") as usize;
+    let next = TextTable::read(&out.join("retrain/raw/train.parquet"), "retrain").expect("new train");
+    let old: Vec<&String> =
+        next.ids.iter().zip(&next.labels).filter(|(id, _)| !id.starts_with("feedback-")).map(|(_, l)| l).collect();
+    assert_eq!(old.len(), replayed);
+    for label in ["positive", "negative"] {
+        let all = base.labels.iter().filter(|l| *l == label).count();
+        let replay = old.iter().filter(|l| **l == label).count();
+        assert!(replay.abs_diff(all / 4) <= 1, "{label}: {replay} of {all} replayed, a quarter expected");
+    }
+    assert_eq!(next.len() as u64, replayed as u64 + report["added_to_train"].as_u64().expect("added"));
+    let all = versions();
+    assert_eq!(all.len(), 3, "the warm challenger is registered");
+    assert!(all[2]["gate"]["promote"].is_boolean(), "and judged: {}", all[2]);
+
+    // Frozen below the top 2 of MiniLM's 6 layers: embeddings and layer 0 as production's, layer 5 trained.
+    let tensors = |dir: &Path| std::fs::read(dir.join("model.safetensors")).expect("weights");
+    let (before, after) = (tensors(&production), tensors(&out.join("retrain/model")));
+    let (before, after) = (
+        safetensors::SafeTensors::deserialize(&before).expect("safetensors"),
+        safetensors::SafeTensors::deserialize(&after).expect("safetensors"),
+    );
+    let same = |name: &str| {
+        before.tensor(name).expect("in production").data() == after.tensor(name).expect("in the challenger").data()
+    };
+    assert!(same("bert.embeddings.word_embeddings.weight") && same("bert.encoder.layer.0.output.dense.weight"));
+    assert!(!same("bert.encoder.layer.5.output.dense.weight") && !same("classifier.weight"));
+    let record = latest_record(out, "retrain");
+    assert_eq!(record.tags.get("init").map(String::as_str), Some("production"), "{:?}", record.tags);
 }
 
 /// `serve` on the registry's production link with `--watch true`, asked
@@ -1123,4 +1183,104 @@ fn the_tagger_drift_scenario_detects_the_shift_retrains_and_never_fails_a_reques
         if gate["promote"] == serde_json::json!(true) { "promoted" } else { "refused" },
         number("failed_requests"),
     ));
+}
+
+/// The Airflow DAG (deploy/airflow/kiln_loop.py) with the Airflow that
+/// `scripts/setup.sh airflow` installs: `DagBag` imports both DAGs with no
+/// errors, and `airflow dags test` runs `kiln_loop` on the default data
+/// (SQLite metadata database, no services): monitor, decide, a scheduled warm
+/// retraining through the gate, the registry; every task's kiln lines JSON.
+#[test]
+fn the_airflow_dag_imports_and_runs_the_loop_on_the_default_data() {
+    require_setup();
+    require_tool(".venv-airflow/bin/airflow", "airflow");
+    let (dir, mut config) = small_pipeline(300);
+    let (out, config_path) = (dir.path().join("out"), dir.path().join("small.toml"));
+    let path = |p: &Path| toml::Value::String(p.display().to_string());
+    let log_dir = out.join("log");
+    let mut retrain = toml::Table::new();
+    retrain.insert("log_dir".into(), path(&log_dir));
+    retrain.insert("output_dir".into(), path(&out.join("retrain")));
+    retrain.insert("min_feedback".into(), 20.into());
+    retrain.insert("new_labels".into(), "drop".into());
+    config.insert("retrain".into(), retrain.into());
+    let mut monitor = toml::Table::new();
+    monitor.insert("log_dir".into(), path(&log_dir));
+    monitor.insert("output_dir".into(), path(&out.join("monitor")));
+    monitor.insert("model_dir".into(), path(&out.join("registry/production")));
+    config.insert("monitor".into(), monitor.into());
+    let mut gate = toml::Table::new();
+    gate.insert("bootstrap_resamples".into(), 100.into());
+    gate.insert("min_class_support".into(), 5.into());
+    gate.insert("device".into(), "cpu".into());
+    config.insert("gate".into(), gate.into());
+    write_config(&config_path, &config);
+    make_pipeline(&config_path);
+    // Served traffic with feedback: 80 reviews the model never saw.
+    let lines: Vec<String> = data_slice(420)
+        .lines()
+        .skip(301)
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, '\t');
+            let (_, score, text) = (fields.next()?, fields.next()?.parse::<f64>().ok()?, fields.next()?);
+            (score != 0.0).then(|| (text.to_owned(), if score > 0.0 { "positive" } else { "negative" }))
+        })
+        .take(80)
+        .enumerate()
+        .flat_map(|(i, (text, label))| crate::common::logged(i, Some(&text), Some(label), "v1"))
+        .collect();
+    std::fs::create_dir_all(&log_dir).expect("log dir");
+    std::fs::write(log_dir.join("predictions-1-0001.jsonl"), lines.join("\n") + "\n").expect("log");
+
+    let home = dir.path().join("airflow");
+    let airflow = |program: &str| {
+        let mut command = Command::new(repo().join(".venv-airflow/bin").join(program));
+        command
+            .env("AIRFLOW_HOME", &home)
+            .env("AIRFLOW__CORE__DAGS_FOLDER", repo().join("deploy/airflow"))
+            .env("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+            .env("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", format!("sqlite:///{}", home.join("airflow.db").display()))
+            .env("KILN_BIN", bin_dir())
+            .env("KILN_CONFIG", &config_path)
+            .env("KILN_WORKDIR", repo())
+            .env("KILN_TASK_RETRIES", "0")
+            .env("OMP_NUM_THREADS", "1")
+            .env_remove("KILN_LOG_FORMAT")
+            .current_dir(dir.path());
+        command
+    };
+    let imported = airflow("python")
+        .args([
+            "-c",
+            "import json; from airflow.dag_processing.dagbag import DagBag; b = DagBag(); \
+                      print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()}, \
+                      'dags': {d: sorted(t.task_id for t in b.dags[d].tasks) for d in b.dag_ids}}))",
+        ])
+        .output()
+        .expect("Airflow's Python runs");
+    let stdout = String::from_utf8_lossy(&imported.stdout);
+    assert!(imported.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&imported.stderr));
+    let bag: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("the DagBag summary");
+    assert_eq!(bag["errors"], serde_json::json!({}), "import errors");
+    let tasks = serde_json::json!(["decide", "healthy", "monitor", "registry", "retrain"]);
+    assert_eq!((&bag["dags"]["kiln_loop"], &bag["dags"]["kiln_loop_k8s"]), (&tasks, &tasks), "{bag}");
+
+    let migrated = airflow("airflow").args(["db", "migrate"]).output().expect("airflow runs");
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let run = airflow("airflow")
+        .args(["dags", "test", "kiln_loop", "--conf", r#"{"retrain": "always", "init": "production"}"#])
+        .output()
+        .expect("airflow runs");
+    let log = format!("{}\n{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "airflow dags test failed:\n{log}");
+    let registered: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("registry/registry.json")).expect("index"))
+            .expect("JSON");
+    let versions = registered["versions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(versions.len(), 2, "the DAG's retrain registered a challenger:\n{log}");
+    assert!(versions[1]["gate"]["promote"].is_boolean(), "and the gate judged it: {}", versions[1]);
+    let record = latest_record(&out, "retrain");
+    assert_eq!(record.tags.get("init").map(String::as_str), Some("production"), "{:?}", record.tags);
+    // kiln's lines in the task logs are JSON (KILN_LOG_FORMAT=json in the DAG).
+    assert!(log.contains(r#"\"stage\":\"retrain\""#) || log.contains(r#""stage":"retrain""#), "{log}");
 }

@@ -350,6 +350,52 @@ fn serves_an_int8_encoder_and_says_so() {
     assert!(logged.iter().all(|r| r["quantize"] == json!("int8")), "{logged:?}");
 }
 
+/// `--log-format json` (here from the environment, as a container sets it):
+/// every line serve writes is one JSON object with the documented fields, the
+/// request lines with method, route, status, milliseconds and request id.
+#[test]
+fn serve_logs_json_lines_a_request_each() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let model = root.path().join("model");
+    model_folder(&model, &LABELS, 3);
+    let mut server = Server::start(&model, &root.path().join("log"), &[], &[("KILN_LOG_FORMAT", "json")]);
+    let (status, answer) = json_of(server.post("/v1/predict", &json!({"text": "where is my card"})));
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = error_of(server.post("/v1/predict", &json!({"texts": []})));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(server.get("/no/such/page").status(), StatusCode::NOT_FOUND);
+    assert!(server.terminate(), "serve exits 0 after SIGTERM:\n{}", server.log.lock().expect("log"));
+
+    let log = server.log.lock().expect("log").clone();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
+        .collect();
+    for line in &lines {
+        assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')), "{line}");
+        assert!(["info", "warn", "error", "debug"].contains(&line["level"].as_str().unwrap_or("")), "{line}");
+        assert_eq!(line["stage"], json!("serve"), "{line}");
+        assert!(line["message"].is_string() && line["fields"].is_object() && line["target"].is_string(), "{line}");
+    }
+    assert!(lines.iter().any(|l| l["message"].as_str().is_some_and(|m| m.starts_with("listening on http://"))));
+    let requests: Vec<&Value> = lines.iter().filter(|l| l["target"] == json!("kiln_serve::access")).collect();
+    let seen: Vec<(&str, &str, u64)> = requests
+        .iter()
+        .map(|l| {
+            let f = &l["fields"];
+            (f["method"].as_str().unwrap_or(""), f["route"].as_str().unwrap_or(""), f["status"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    for expected in [("POST", "/v1/predict", 200), ("POST", "/v1/predict", 422), ("GET", "unmatched", 404)] {
+        assert!(seen.contains(&expected), "{expected:?} not among {seen:?}");
+    }
+    let predicted =
+        requests.iter().find(|l| l["fields"]["status"] == json!(200) && l["fields"]["route"] == json!("/v1/predict"));
+    let fields = &predicted.expect("the prediction's line")["fields"];
+    assert_eq!(fields["request_id"], answer["request_id"], "the line names the answer's request id");
+    assert!(fields["milliseconds"].as_f64().is_some_and(|ms| ms >= 0.0), "{fields}");
+}
+
 /// The library's probabilities for `texts` from the folder `model`, run as `prepare` sets it up.
 fn library_probabilities(model: &Path, texts: &[&str], prepare: impl FnOnce(&mut Predictor)) -> Vec<Vec<f32>> {
     let mut predictor = Predictor::load(model, &DeviceSpec::Cpu.device()).expect("loads");

@@ -867,3 +867,80 @@ fn an_export_killed_while_swapping_leaves_a_whole_folder() {
         .collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "leftovers of the kill remain: {names:?}");
 }
+
+/// Every stderr line of a stage run with `--log-format json` (or the config
+/// key) as a JSON object: timestamp, level, stage, message, fields, target.
+fn json_lines(stage: &str, stderr: &[u8]) -> Vec<serde_json::Value> {
+    let text = String::from_utf8_lossy(stderr);
+    assert!(!text.trim().is_empty(), "{stage} wrote nothing to stderr");
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{stage}: not a JSON line ({e}): {line}"));
+            assert!(value["timestamp"].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')), "{value}");
+            assert!(["info", "warn", "error", "debug", "trace"].contains(&value["level"].as_str().unwrap_or("")));
+            assert_eq!(value["stage"], serde_json::json!(stage), "{value}");
+            assert!(value["message"].is_string() && value["fields"].is_object() && value["target"].is_string());
+            value
+        })
+        .collect()
+}
+
+/// JSON logs from the flag, the environment and the config key; no progress
+/// bar, no plain line, the final error included (with its exit code).
+#[test]
+fn stages_log_json_lines_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("reviews.csv");
+    std::fs::write(&csv, "text,label\nhello there,a\nbye now,b\nhi again,a\nsee you,b\ngood day,a\nso long,b\n")
+        .expect("csv");
+    let out = dir.path().join("raw");
+    let config = dir.path().join("kiln.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "log_format = \"json\"\n[ingest]\ntrain_file = {:?}\noutput_dir = {:?}\nvalidation_fraction = 0.34\ntest_fraction = 0.34\n",
+            csv.display().to_string(),
+            out.display().to_string()
+        ),
+    )
+    .expect("config");
+    let stage = |name: &str, args: &[&str], env: &[(&str, &str)]| {
+        Command::new(binary(name))
+            .args(args)
+            .current_dir(repo())
+            .env_remove("KILN_CONFIG")
+            .env_remove("KILN_LOG_FORMAT")
+            .env("KILN_RUNS_DIR", scratch_runs_dir())
+            .envs(env.iter().copied())
+            .output()
+            .expect("the stage runs")
+    };
+    let config_arg = config.display().to_string();
+    let ingest = stage("ingest", &["--config", &config_arg], &[]);
+    assert!(ingest.status.success(), "{}", String::from_utf8_lossy(&ingest.stderr));
+    let lines = json_lines("ingest", &ingest.stderr);
+    assert!(lines.iter().any(|l| l["level"] == "info"), "info lines, not only warnings: {lines:?}");
+
+    // The flag wins over the config; an error is the last line, with its exit code.
+    let missing = stage(
+        "clean",
+        &["--log-format", "json", "--input-dir", "/no/such/dir", "--output-dir", &out.display().to_string()],
+        &[],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    let lines = json_lines("clean", &missing.stderr);
+    let last = lines.last().expect("the error line");
+    assert_eq!((last["level"].as_str(), last["fields"]["exit_code"].as_u64()), (Some("error"), Some(1)), "{last}");
+    assert!(last["message"].as_str().is_some_and(|m| m.contains("/no/such/dir")), "{last}");
+
+    // From the environment, before the config could say (it does not load).
+    let broken = stage("train", &["--config", "/no/such/kiln.toml"], &[("KILN_LOG_FORMAT", "json")]);
+    assert_eq!(broken.status.code(), Some(1));
+    let lines = json_lines("train", &broken.stderr);
+    assert!(lines[0]["message"].as_str().is_some_and(|m| m.contains("/no/such/kiln.toml")), "{lines:?}");
+
+    // And text stays the default.
+    let plain = stage("clean", &["--input-dir", "/no/such/dir", "--output-dir", &out.display().to_string()], &[]);
+    assert!(String::from_utf8_lossy(&plain.stderr).starts_with("clean: error: "));
+}

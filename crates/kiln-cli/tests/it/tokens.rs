@@ -445,6 +445,29 @@ fn retrain_learns_from_span_feedback(root: &Path, config: &Path, runs: &Path) {
     assert_eq!(decision.holdout.len(), 2, "the test split and the held-back feedback");
     assert_eq!(decision.rows + decision.rows_without_shared_label, 40 + held as usize);
     assert!(decision.entity_micro_f1.is_some_and(|f1| f1.challenger > 0.8), "{decision:?}");
+
+    // Warm from the production tagger: a quarter of the old sentences, every entity type among them.
+    ok("retrain", config, &["--init", "production"], runs);
+    let data: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("retrain/raw/retrain_data.json")).expect("the data version's manifest"),
+    )
+    .expect("json");
+    let base = kiln_data::schema::TaggedTable::read(&root.join("raw/train.parquet"), "ingest").expect("base train");
+    let replayed = data["report"]["replayed"].as_u64().expect("replayed rows counted") as usize;
+    assert!(replayed > 0 && replayed * 3 < base.len(), "{replayed} of {}", base.len());
+    let train =
+        kiln_data::schema::TaggedTable::read(&root.join("retrain/raw/train.parquet"), "retrain").expect("train");
+    let old: Vec<&Vec<String>> =
+        train.ids.iter().zip(&train.tags).filter(|(id, _)| !id.starts_with("feedback-")).map(|(_, t)| t).collect();
+    assert_eq!(old.len(), replayed);
+    for kind in ["B-person", "B-location"] {
+        assert!(old.iter().any(|tags| tags.iter().any(|t| t == kind)), "{kind} kept among the replayed sentences");
+    }
+    let index = Registry::at(&root.join("registry")).load().expect("index");
+    let warm = index.versions.last().expect("the warm version");
+    assert_eq!(warm.version, 5);
+    let decision = warm.gate.as_ref().expect("judged by the gate");
+    assert!(decision.entity_micro_f1.is_some_and(|f1| f1.challenger > 0.8), "{decision:?}");
 }
 
 /// A stage that does not handle token classification refuses it before

@@ -17,7 +17,7 @@ mod weights;
 
 pub use config::{BERT, BertConfig, DISTILBERT, ROBERTA, XLM_ROBERTA, safetensors_values};
 pub use network::{BertClassifier, BertInput, BertModel, BertOutput, WithHead};
-pub use weights::{LoadReport, load_safetensors, load_safetensors_copy, save_safetensors};
+pub use weights::{LoadReport, load_safetensors, load_safetensors_copy, load_safetensors_encoder, save_safetensors};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -114,6 +114,25 @@ mod tests {
         assert_eq!(report.initialised, ["classifier.bias", "classifier.weight"]);
         let input = batch(vec![1, 5, 9], vec![1; 3], [1, 3], &device);
         assert_eq!(floats(three.bert.forward(input.clone()).pooled), floats(five.bert.forward(input).pooled));
+    }
+
+    /// A head of the right shape whose rows mean other labels is left out on request.
+    #[test]
+    fn a_head_can_be_left_out() {
+        let device = DeviceSpec::Cpu.device();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.safetensors");
+        let saved = BertClassifier::new(&tiny(), 3, &device);
+        save_safetensors(&saved, &path).expect("save");
+        let input = batch(vec![1, 5, 9], vec![1; 3], [1, 3], &device);
+        let mut fresh = BertClassifier::new(&tiny(), 3, &device);
+        let report = load_safetensors_encoder(&mut fresh, &path).expect("encoder loads");
+        assert_eq!(report.initialised, ["classifier.bias", "classifier.weight"]);
+        assert_eq!(floats(saved.bert.forward(input.clone()).pooled), floats(fresh.bert.forward(input.clone()).pooled));
+        assert_ne!(floats(saved.forward(input.clone())), floats(fresh.forward(input.clone())), "its own head kept");
+        let mut whole = BertClassifier::new(&tiny(), 3, &device);
+        assert!(load_safetensors(&mut whole, &path).expect("loads").initialised.is_empty());
+        assert_eq!(floats(saved.forward(input.clone())), floats(whole.forward(input)));
     }
 
     #[test]

@@ -188,6 +188,19 @@ impl BertModel {
         self.precision = precision;
     }
 
+    /// Leaves the embeddings and all but the top `trainable` layers out of
+    /// training (their weights get no gradient); 0 freezes nothing.
+    pub fn freeze_below_top(&mut self, trainable: usize) {
+        if trainable == 0 {
+            return;
+        }
+        self.embeddings = self.embeddings.clone().no_grad();
+        let frozen = self.encoder.layer.len().saturating_sub(trainable);
+        for layer in &mut self.encoder.layer[..frozen] {
+            *layer = layer.clone().no_grad();
+        }
+    }
+
     /// bf16 for inference: the encoder's linear layers get a bf16 copy of
     /// their weights once, instead of a cast in every forward. Gradients do
     /// not flow through the copies.

@@ -80,7 +80,13 @@ const KILN_TO_DISTILBERT: [(&str, &str); 12] = [
 /// `model`. A missing encoder tensor is an error; a missing head keeps its
 /// random initialisation and is reported.
 pub fn load_safetensors(model: &mut impl WithHead, path: &Path) -> Result<LoadReport, ModelError> {
-    load_from_store(model, path, SafetensorsStore::from_file(path))
+    load_from_store(model, path, SafetensorsStore::from_file(path), true)
+}
+
+/// [`load_safetensors`] without the checkpoint's classification head, for a
+/// head whose rows mean other labels: the model keeps its new head.
+pub fn load_safetensors_encoder(model: &mut impl WithHead, path: &Path) -> Result<LoadReport, ModelError> {
+    load_from_store(model, path, SafetensorsStore::from_file(path), false)
 }
 
 /// [`load_safetensors`] from a copy of the file in memory, never a mapping of
@@ -91,11 +97,16 @@ pub fn load_safetensors_copy(model: &mut impl WithHead, path: &Path) -> Result<(
     let bytes = std::fs::read(path)
         .map_err(|error| ModelError::Weights { path: path.display().to_string(), error: error.to_string() })?;
     let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
-    let report = load_from_store(model, path, SafetensorsStore::from_bytes(Some(bytes)))?;
+    let report = load_from_store(model, path, SafetensorsStore::from_bytes(Some(bytes)), true)?;
     Ok((report, sha256))
 }
 
-fn load_from_store(model: &mut impl WithHead, path: &Path, store: SafetensorsStore) -> Result<LoadReport, ModelError> {
+fn load_from_store(
+    model: &mut impl WithHead,
+    path: &Path,
+    store: SafetensorsStore,
+    with_head: bool,
+) -> Result<LoadReport, ModelError> {
     let shown = path.display().to_string();
     let (distilbert, roberta) = (model.encoder().is_distilbert(), model.encoder().is_roberta());
     if roberta && model.uses_pooler() {
@@ -116,7 +127,7 @@ fn load_from_store(model: &mut impl WithHead, path: &Path, store: SafetensorsSto
         .get_tensor("classifier.weight")
         .map_err(|error| ModelError::Weights { path: shown.clone(), error: error.to_string() })?
         .map(|tensor| tensor.shape.to_vec());
-    let replaced_head = checkpoint_head.filter(|shape| shape.as_slice() != head_shape);
+    let replaced_head = checkpoint_head.filter(|shape| !with_head || shape.as_slice() != head_shape);
     if replaced_head.is_some() {
         store = store.with_predicate(|path, _| !path.starts_with("classifier."));
     }

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
                 let stop = tuner.stopper();
                 let _ = ctrlc::set_handler(move || {
                     stop();
-                    eprintln!("\ntune: stopping; the running trial checkpoints and is rerun next time");
+                    tracing::warn!("stopping; the running trial checkpoints and is rerun next time");
                 });
                 let finished = tuner.run(&progress)?;
                 interrupted = finished.interrupted;
