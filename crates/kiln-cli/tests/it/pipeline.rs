@@ -1100,39 +1100,63 @@ fn the_drift_scenario_detects_the_shift_retrains_and_never_fails_a_request() {
         .expect("the scenario runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(work.path().join("demo/drift_demo.json")).expect("drift_demo.json"),
-    )
-    .expect("JSON");
-    let number = |key: &str| summary[key].as_f64().unwrap_or_else(|| panic!("{key} in {summary}"));
-    assert_eq!(number("failed_requests"), 0.0, "no request failed through retraining and the swap: {summary}");
-    let (shift, alert) = (number("shift_at"), number("first_alert_at"));
-    assert!(alert > shift, "the first alert after the shift counts as detection: {summary}");
-    assert_eq!(summary["retrain_exit"], serde_json::json!(0), "{summary}");
-    let gate = &summary["gate"];
-    assert!(gate["promote"].is_boolean() && gate["reasons"].as_array().is_some_and(|r| !r.is_empty()), "{summary}");
-    assert_eq!(summary["promoted"], gate["promote"], "a promotion reaches the running server: {summary}");
-    let plot = std::fs::read_to_string(work.path().join("demo/stream.svg")).expect("stream.svg");
-    assert!(plot.contains("<svg") && plot.contains("stream accuracy"), "the stream's plot has its line");
-    let report = std::fs::read_to_string(work.path().join("demo/report.md")).expect("report.md");
-    assert!(report.contains("](stream.svg)"), "the report shows the stream's plot:\n{report}");
+    let read = |path: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(work.path().join("demo").join(path)).expect(path)).expect("JSON")
+    };
+    // The same stream, once warm from production and once from pre-trained weights.
+    let comparison = read("comparison.json");
+    let mut recovered = Vec::new();
+    for init in ["production", "pretrained"] {
+        let summary = read(&format!("{init}/drift_demo.json"));
+        assert_eq!(comparison["arms"][init], summary, "the comparison holds each run's summary");
+        assert_eq!(summary["init"], serde_json::json!(init));
+        let number = |key: &str| summary[key].as_f64().unwrap_or_else(|| panic!("{key} in {summary}"));
+        assert_eq!(number("failed_requests"), 0.0, "no request failed through retraining and the swap: {summary}");
+        let (shift, alert) = (number("shift_at"), number("first_alert_at"));
+        assert!(alert > shift, "the first alert after the shift counts as detection: {summary}");
+        assert_eq!(summary["retrain_exit"], serde_json::json!(0), "{summary}");
+        let gate = &summary["gate"];
+        assert!(gate["promote"].is_boolean() && gate["reasons"].as_array().is_some_and(|r| !r.is_empty()), "{summary}");
+        assert_eq!(summary["promoted"], gate["promote"], "a promotion reaches the running server: {summary}");
+        assert!(number("retrain_seconds") > 0.0, "{summary}");
+        if gate["promote"] == serde_json::json!(true) {
+            // Recovery runs from the first alert to the promoted model's first answer, retraining included.
+            assert!(number("recovery_seconds") >= number("retrain_seconds") - 1.0, "{summary}");
+            assert!(number("recovery_predictions") > 0.0, "the stream went on meanwhile: {summary}");
+            recovered.push(format!(
+                "{init} {} s / {} predictions",
+                number("recovery_seconds"),
+                number("recovery_predictions")
+            ));
+        } else {
+            assert!(summary["recovery_seconds"].is_null(), "no recovery without a promotion: {summary}");
+            recovered.push(format!("{init} refused by the gate"));
+        }
+        let plot = std::fs::read_to_string(work.path().join(format!("demo/{init}/stream.svg"))).expect("stream.svg");
+        assert!(plot.contains("<svg") && plot.contains("stream accuracy"), "the stream's plot has its line");
+        let report = std::fs::read_to_string(work.path().join(format!("demo/{init}/report.md"))).expect("report.md");
+        assert!(report.contains("](stream.svg)") && report.contains("recovery seconds"), "{report}");
+    }
+    let side_by_side = std::fs::read_to_string(work.path().join("demo/report.md")).expect("report.md");
+    assert!(side_by_side.contains("retrain.init = production") && side_by_side.contains("recovery seconds"));
+    let warm = read("production/drift_demo.json");
     kiln_testing::figure(&format!(
         "drift scenario (default data): detection delay {} predictions, {} false alerts before the shift, \
-         accuracy {} before / {} after the shift / {} after retraining, gate {}, {} failed requests",
-        number("detection_delay_predictions"),
-        number("false_alerts_before_shift"),
-        summary["accuracy_before_shift"],
-        summary["accuracy_after_shift"],
-        summary["accuracy_after_retraining"],
-        if gate["promote"] == serde_json::json!(true) { "promoted" } else { "refused" },
-        number("failed_requests"),
+         accuracy {} before / {} after the shift / {} after warm retraining; recovery: {}",
+        warm["detection_delay_predictions"],
+        warm["false_alerts_before_shift"],
+        warm["accuracy_before_shift"],
+        warm["accuracy_after_shift"],
+        warm["accuracy_after_retraining"],
+        recovered.join(", "),
     ));
 }
 
 /// The loop for a tagger (`scripts/demo/drift_demo_ner.py --dataset default`,
 /// what `make drift-demo-ner` does on WNUT-17): a first tagger that hardly saw
 /// products, served; a stream that shifts to sentences naming them, with span
-/// feedback; monitor on a schedule, retrain on its alert, the gate, the swap.
+/// feedback; monitor on a schedule, retrain (warm, from the production
+/// tagger) on its alert, the gate, the swap.
 #[test]
 fn the_tagger_drift_scenario_detects_the_shift_retrains_and_never_fails_a_request() {
     require_setup();
@@ -1140,7 +1164,7 @@ fn the_tagger_drift_scenario_detects_the_shift_retrains_and_never_fails_a_reques
     let script = format!(
         "source scripts/python_env.sh && python scripts/demo/drift_demo_ner.py --dataset default --bin '{}' \
          --work '{}' --early-examples 300 --late-examples 5 --epochs 1 --max-steps 60 --before 400 --after 1600 \
-         --monitor-every 200 --min-feedback 100",
+         --monitor-every 200 --min-feedback 100 --init production",
         bin_dir().display(),
         work.path().join("demo").display()
     );
@@ -1155,7 +1179,7 @@ fn the_tagger_drift_scenario_detects_the_shift_retrains_and_never_fails_a_reques
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(work.path().join("demo/drift_demo.json")).expect("drift_demo.json"),
+        &std::fs::read_to_string(work.path().join("demo/production/drift_demo.json")).expect("drift_demo.json"),
     )
     .expect("JSON");
     let number = |key: &str| summary[key].as_f64().unwrap_or_else(|| panic!("{key} in {summary}"));
@@ -1165,16 +1189,18 @@ fn the_tagger_drift_scenario_detects_the_shift_retrains_and_never_fails_a_reques
     assert!(alert > shift, "the first alert after the shift counts as detection: {summary}");
     assert!(number("entity_f1_after_shift") < number("entity_f1_before_shift") - 0.1, "the shift hurts: {summary}");
     assert_eq!(summary["retrain_exit"], serde_json::json!(0), "{summary}");
+    assert_eq!(summary["init"], serde_json::json!("production"), "a tagger's warm start through the loop");
     let gate = &summary["gate"];
     assert!(gate["entity_micro_f1"]["challenger"].is_number(), "a tagger's gate: {summary}");
     assert_eq!(summary["promoted"], gate["promote"], "a promotion reaches the running server: {summary}");
-    let monitor = std::fs::read_to_string(work.path().join("demo/monitor/report.md")).expect("monitor report");
+    let monitor =
+        std::fs::read_to_string(work.path().join("demo/production/monitor/report.md")).expect("monitor report");
     assert!(monitor.contains("## Entities by window"), "{monitor}");
-    let plot = std::fs::read_to_string(work.path().join("demo/stream.svg")).expect("stream.svg");
+    let plot = std::fs::read_to_string(work.path().join("demo/production/stream.svg")).expect("stream.svg");
     assert!(plot.contains("entity micro-F1"), "the stream's plot has its line");
     kiln_testing::figure(&format!(
         "tagger drift scenario (generated data): detection delay {} predictions, {} false alerts before the shift, \
-         entity F1 {} before / {} after the shift / {} after retraining, gate {}, {} failed requests",
+         entity F1 {} before / {} after the shift / {} after warm retraining, gate {}, {} failed requests",
         number("detection_delay_predictions"),
         number("false_alerts_before_shift"),
         summary["entity_f1_before_shift"],
