@@ -21,6 +21,7 @@ fn binary(stage: &str) -> PathBuf {
         "eval" => env!("CARGO_BIN_EXE_eval"),
         "predict" => env!("CARGO_BIN_EXE_predict"),
         "export" => env!("CARGO_BIN_EXE_export"),
+        "retrain" => env!("CARGO_BIN_EXE_retrain"),
         // kiln-data's and kiln-track's binaries, beside these (their own
         // integration tests make cargo build them).
         "ingest" | "clean" | "tokenize" | "runs" => {
@@ -943,4 +944,31 @@ fn stages_log_json_lines_when_asked() {
     // And text stays the default.
     let plain = stage("clean", &["--input-dir", "/no/such/dir", "--output-dir", &out.display().to_string()], &[]);
     assert!(String::from_utf8_lossy(&plain.stderr).starts_with("clean: error: "));
+}
+
+/// A warm start needs a production model: without one, `retrain --init
+/// production` says so, naming the key, before it builds any data.
+#[test]
+fn a_warm_start_without_a_production_model_stops_before_building_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("retrain");
+    let config = dir.path().join("kiln.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[registry]\ndir = {:?}\n[retrain]\noutput_dir = {:?}\nlog_dir = {:?}\n",
+            dir.path().join("registry").display().to_string(),
+            out.display().to_string(),
+            dir.path().join("log").display().to_string()
+        ),
+    )
+    .expect("config");
+    let config = config.display().to_string();
+    fails_cleanly(
+        "retrain",
+        &["--config", &config, "--init", "production"],
+        &out,
+        &["retrain.init = \"production\" starts from the production model", "has none"],
+    );
+    assert!(!out.exists(), "no data version was started");
 }
