@@ -156,11 +156,9 @@ pub fn build(
         report.base_rows.insert(split.name().to_owned(), table.len());
         splits.push((split, table));
     }
-    if config.replayed_share() < 1.0 {
-        let train = &mut splits[0].1;
-        let keep = stratified_keep(&train.labels, config.replayed_share(), REPLAY_SEED);
-        train.retain(&keep);
-        report.replayed = Some(train.len());
+    if let Some(keep) = replayed_rows(config, &splits[0].1.labels) {
+        splits[0].1.retain(&keep);
+        report.replayed = Some(splits[0].1.len());
     }
     // A weak config's training labels are the functions' list, not what the raw split says.
     let known: HashSet<&str> = match weak {
@@ -278,11 +276,9 @@ pub fn build_tagged(
         .filter_map(|tag| kiln_core::entities::entity_type(tag))
         .map(str::to_owned)
         .collect();
-    if config.replayed_share() < 1.0 {
-        let train = &mut splits[0].1;
-        let keep = stratified_keep(&rarest_types(&train.tags), config.replayed_share(), REPLAY_SEED);
-        train.retain(&keep);
-        report.replayed = Some(train.len());
+    if let Some(keep) = replayed_rows(config, &rarest_types(&splits[0].1.tags)) {
+        splits[0].1.retain(&keep);
+        report.replayed = Some(splits[0].1.len());
     }
     let evaluation: HashSet<String> =
         splits[1..].iter().flat_map(|(_, table)| table.tokens.iter().map(|words| words.join(" "))).collect();
@@ -364,6 +360,12 @@ pub fn build_tagged(
     manifest.inputs = inputs;
     staged.commit_manifest(MANIFEST, manifest)?;
     Ok(report)
+}
+
+/// A warm start's old training rows to keep (`retrain.replay_share` of each
+/// stratum, by row); `None` when every old row trains (a start from pre-trained weights).
+fn replayed_rows<K: Ord>(config: &RetrainConfig, strata: &[K]) -> Option<Vec<bool>> {
+    (config.replayed_share() < 1.0).then(|| stratified_keep(strata, config.replayed_share(), REPLAY_SEED))
 }
 
 /// Each sentence's rarest entity type (`None`: no entity), a tagger's replay

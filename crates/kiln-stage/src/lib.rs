@@ -226,7 +226,7 @@ fn exit_with(stage: &str, format: LogFormat, result: Result<Outcome>) -> ExitCod
         // Printed, not logged: `RUST_LOG=off` must not hide why a stage failed.
         LogFormat::Json => {
             let fields = serde_json::json!({ "exit_code": code, "bug": bug });
-            eprintln!("{}", logging::json_line(stage, "error", &format!("{error:#}"), fields));
+            eprintln!("{}", logging::json_line(stage, "error", &format!("{error:#}"), fields, "kiln_stage"));
         }
     }
     ExitCode::from(code)

@@ -43,25 +43,17 @@ where
     N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(&self, _: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let mut timestamp = String::new();
-        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
         let mut fields = Fields::default();
         event.record(&mut fields);
         let metadata = event.metadata();
-        let line = serde_json::json!({
-            "timestamp": timestamp,
-            "level": metadata.level().as_str().to_ascii_lowercase(),
-            "stage": self.stage,
-            "message": fields.message,
-            "fields": fields.others,
-            "target": metadata.target(),
-        });
+        let level = metadata.level().as_str().to_ascii_lowercase();
+        let line = json_line(&self.stage, &level, &fields.message, fields.others.into(), metadata.target());
         writeln!(writer, "{line}")
     }
 }
 
-/// A line that is not an event (the final error of a stage) in the same shape.
-pub fn json_line(stage: &str, level: &str, message: &str, fields: Value) -> String {
+/// One log line as JSON: an event's, or a line that is no event (a stage's final error, target `kiln_stage`).
+pub fn json_line(stage: &str, level: &str, message: &str, fields: Value, target: &str) -> String {
     let mut timestamp = String::new();
     let _ = SystemTime.format_time(&mut Writer::new(&mut timestamp));
     serde_json::json!({
@@ -70,7 +62,7 @@ pub fn json_line(stage: &str, level: &str, message: &str, fields: Value) -> Stri
         "stage": stage,
         "message": message,
         "fields": fields,
-        "target": "kiln_stage",
+        "target": target,
     })
     .to_string()
 }

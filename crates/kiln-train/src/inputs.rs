@@ -79,7 +79,8 @@ pub fn load<T: TrainTask>(config: &TrainConfig) -> Result<TrainInputs<T::Example
     let weights = pretrained.weights().context(
         "training needs pre-trained weights (run `make setup`, or point --model-dir at a Hugging Face model folder)",
     )?;
-    let vocabulary = load_tokenizer(&config.model_dir, model.max_position_embeddings)?.get_vocab_size(true);
+    let tokenizer = load_tokenizer(&config.model_dir, model.max_position_embeddings)?;
+    let vocabulary = tokenizer.get_vocab_size(true);
     if vocabulary > model.vocab_size {
         bail!(
             "{}'s tokenizer has {vocabulary} tokens but the model's embedding table only {} (config.json \
@@ -108,10 +109,9 @@ pub fn load<T: TrainTask>(config: &TrainConfig) -> Result<TrainInputs<T::Example
     {
         // An exported model's tokenizer.json differs in its truncation settings only: compare the vocabularies.
         let tokenizer_of = |dir: &Path| sha256_file(&dir.join(TOKENIZER)).ok();
-        let vocabulary_of =
-            |dir: &Path| load_tokenizer(dir, model.max_position_embeddings).ok().map(|t| t.get_vocab(true));
         if tokenizer_of(&tokenize.model_dir) != tokenizer_of(&config.model_dir)
-            && vocabulary_of(&tokenize.model_dir) != vocabulary_of(&config.model_dir)
+            && load_tokenizer(&tokenize.model_dir, model.max_position_embeddings).ok().map(|t| t.get_vocab(true))
+                != Some(tokenizer.get_vocab(true))
         {
             tracing::warn!(
                 "the data was tokenized with {}'s tokenizer, but the model is {}: make sure they share a vocabulary",
