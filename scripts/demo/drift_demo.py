@@ -231,7 +231,9 @@ def run_loop(bin_dir, quiet, work, args, make_stream, before, after, probe):
     alerts, `retrain` in the background (it does nothing until there is
     `--min-feedback` feedback), until a retrained model is registered or
     `args.after` predictions; then waits for the new model to answer (sending
-    `probe`) and streams `args.before` more. Returns the stream, monitor's
+    `probe`) and streams `args.after_retraining` more, drawn by
+    `after(n, rng)` from an RNG seeded the same in every arm: each arm's
+    model answers the same requests after its swap, however soon it came. Returns the stream, monitor's
     statuses, where the shift and the first alert came, retrain's exit code
     and the first model's version."""
     port = free_port()
@@ -293,7 +295,7 @@ def run_loop(bin_dir, quiet, work, args, make_stream, before, after, probe):
             if answer and answer["model_version"] != first_version:
                 break
             time.sleep(0.5)
-        stream.send(after(args.before), "retrained")
+        stream.send(after(args.after_retraining, random.Random(args.seed + 2)), "retrained")
     finally:
         serve.terminate()
         serve.wait(timeout=30)
@@ -312,6 +314,8 @@ def add_loop_arguments(parser, **defaults):
     parser.add_argument("--before", type=int, help="stream predictions before the shift")
     parser.add_argument("--after", type=int, help="most stream predictions after the shift")
     parser.add_argument("--late-share", type=float, help="share of the late kind after the shift")
+    parser.add_argument("--after-retraining", type=int, default=2000,
+                        help="predictions after the swap, the same requests in every arm")
     parser.add_argument("--feedback-share", type=float, default=0.4)
     parser.add_argument("--monitor-every", type=int, default=200, help="predictions per monitoring window and run")
     parser.add_argument("--min-feedback", type=int, help="retrain does nothing with less feedback")
@@ -472,14 +476,15 @@ def main():
     def loop(arm, quiet):
         rng = random.Random(args.seed + 1)  # the same stream in every arm
 
-        def mixed(n):
+        def mixed(n, draw=rng):
             n_late = int(n * args.late_share)
-            return pd.concat([even(late, n_late), even(early, n - n_late)]).sample(frac=1.0, random_state=rng.randrange(10**6))
+            rows = pd.concat([even(late, n_late, draw), even(early, n - n_late, draw)])
+            return rows.sample(frac=1.0, random_state=draw.randrange(10**6))
 
-        def even(pool, n):
+        def even(pool, n, draw=rng):
             """n rows, each intent as likely as the next: the mix the first model was trained on."""
-            per_intent = pool.groupby("category", group_keys=False).sample(n=n, replace=True, random_state=rng.randrange(10**6))
-            return per_intent.sample(n=n, random_state=rng.randrange(10**6))
+            per_intent = pool.groupby("category", group_keys=False).sample(n=n, replace=True, random_state=draw.randrange(10**6))
+            return per_intent.sample(n=n, random_state=draw.randrange(10**6))
 
         return run_loop(bin_dir, quiet, arm, args, lambda url: Stream(url, args.feedback_share, args.seed),
                         lambda n: even(early, n), mixed, "where is my card")

@@ -222,14 +222,15 @@ def main():
     def loop(arm, quiet):
         rng = random.Random(args.seed + 1)  # the same stream in every arm
 
-        def mixed(n, late_share):
+        def mixed(n, late_share, draw=rng):
             n_late = int(n * late_share)
-            rows = rng.choices(late, k=n_late) + rng.choices(early, k=n - n_late)
-            rng.shuffle(rows)
+            rows = draw.choices(late, k=n_late) + draw.choices(early, k=n - n_late)
+            draw.shuffle(rows)
             return rows
 
         return run_loop(bin_dir, quiet, arm, args, lambda url: Stream(url, args.feedback_share, args.seed),
-                        lambda n: mixed(n, 0.0), lambda n: mixed(n, args.late_share), "Ada Lovelace visited Paris")
+                        lambda n: mixed(n, 0.0), lambda n, draw=rng: mixed(n, args.late_share, draw),
+                        "Ada Lovelace visited Paris")
 
     def outputs(arm, run, first_model_s):
         return write_outputs(arm, run, args, "entity micro-F1", "entity_f1", f1_of,

@@ -209,7 +209,7 @@ pub fn run(config: &PipelineConfig, progress: &Progress, control: &Control) -> R
         }
     }
     kiln_data::tokenize::run(&stages.tokenize, progress)?;
-    judge(root, &stages, data, weak_added, warm.map(|w| w.version), progress, control)
+    judge(config, &stages, data, weak_added, warm.map(|w| w.version), progress, control)
 }
 
 /// A tagger's retraining: the texts whose entities came back as feedback
@@ -256,7 +256,7 @@ fn run_tagged(
     let stages = stages_under(config, &settings.output_dir, settings, warm.as_ref());
     kiln_data::clean::run_tagged(&stages.clean, progress)?;
     kiln_data::tokenize::run_tagged(&stages.tokenize, progress)?;
-    judge(&settings.output_dir, &stages, data, None, warm.map(|w| w.version), progress, control)
+    judge(config, &stages, data, None, warm.map(|w| w.version), progress, control)
 }
 
 fn log_warm_start(warm: Option<&WarmStart>, data: &FeedbackData, settings: &RetrainConfig) {
@@ -275,9 +275,9 @@ fn log_warm_start(warm: Option<&WarmStart>, data: &FeedbackData, settings: &Retr
 }
 
 /// Profile, train, eval, export, register and gate the new data version
-/// (cleaned and tokenized already) under `stages`.
+/// (cleaned and tokenized already) under `stages`, `pipeline`'s folders moved.
 fn judge(
-    root: &Path,
+    pipeline: &PipelineConfig,
     stages: &PipelineConfig,
     data: FeedbackData,
     weak_added: Option<usize>,
@@ -305,8 +305,20 @@ fn judge(
     gate.candidate = Some(version);
     gate.holdout = vec![Split::Test.path_in(&stages.clean.output_dir)];
     if data.held_out > 0 {
-        gate.holdout.push(root.join(RAW).join(HOLDOUT));
+        // The feedback held out, beside the new version's raw splits.
+        gate.holdout.push(stages.clean.input_dir.join(HOLDOUT));
     }
-    let decision = kiln_infer::gate::run(&gate, &stages.registry, progress)?;
+    // The test split, the holdout's first part, was scored already: by the
+    // challenger in this run's eval, and by production in the pipeline's own
+    // eval when this pipeline trained it (the gate checks the weights' hashes).
+    let known: Vec<_> = [&stages.eval.output_dir, &pipeline.eval.output_dir]
+        .into_iter()
+        .filter_map(|dir| {
+            kiln_infer::gate::KnownPredictions::from_eval(dir)
+                .inspect_err(|error| tracing::debug!("no predictions to reuse in {}: {error:#}", dir.display()))
+                .ok()
+        })
+        .collect();
+    let decision = kiln_infer::gate::run_with(&gate, &stages.registry, progress, &known)?;
     Ok(Retrained::Judged { data, version, decision: Box::new(decision), weak_added, warm_from })
 }

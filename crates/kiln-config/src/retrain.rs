@@ -98,7 +98,7 @@ impl Default for RetrainConfig {
             replay_share: 0.25,
             warm_epochs: 3,
             warm_learning_rate: 3e-4,
-            warm_trainable_layers: 2,
+            warm_trainable_layers: 3,
         }
     }
 }
@@ -195,7 +195,7 @@ pub struct RetrainArgs {
     /// A warm start's peak learning rate, in place of train.learning_rate [default: 0.0003].
     #[arg(long, value_name = "LR")]
     pub warm_learning_rate: Option<f64>,
-    /// A warm start trains only the top N encoder layers, pooler and head; 0 = all [default: 2].
+    /// A warm start trains only the top N encoder layers, pooler and head; 0 = all [default: 3].
     #[arg(long, value_name = "N")]
     pub warm_trainable_layers: Option<usize>,
 }

@@ -66,6 +66,12 @@ pub struct TrainConfig {
     /// Faster steps, for a start from a model that knows the domain (a warm
     /// `retrain`). 0: every layer trains.
     pub trainable_layers: usize,
+    /// With `trainable_layers`, the frozen part's output for every training
+    /// and validation text is computed once and kept in memory up to this many
+    /// MiB, so each step runs only the layers that train; beyond it, the
+    /// frozen part runs at every step. 0: never kept. Either way the frozen
+    /// part runs without dropout, as a fixed feature extractor.
+    pub frozen_cache_mib: usize,
     /// Train on this seeded, stratified share of the training split (the
     /// validation split stays whole); `tune` trials use it for a cheaper search.
     pub data_fraction: f64,
@@ -116,6 +122,7 @@ impl Default for TrainConfig {
             epochs: 3,
             max_steps: 0,
             trainable_layers: 0,
+            frozen_cache_mib: 2048,
             data_fraction: 1.0,
             batch_size: 32,
             gradient_accumulation: 1,
@@ -279,6 +286,9 @@ pub struct TrainArgs {
     /// Train only the top N encoder layers, the embeddings and lower layers frozen; 0 = all [default: 0].
     #[arg(long, value_name = "N")]
     pub trainable_layers: Option<usize>,
+    /// With --trainable-layers, keep the frozen layers' outputs in memory up to this many MiB; 0 = never [default: 2048].
+    #[arg(long, value_name = "MIB")]
+    pub frozen_cache_mib: Option<usize>,
 }
 
 impl TrainArgs {
@@ -287,7 +297,7 @@ impl TrainArgs {
             [input_dir, model_dir, output_dir, run_dir, device, threads, precision, seed, epochs, max_steps, data_fraction, batch_size,
              gradient_accumulation, learning_rate, warmup_ratio, weight_decay, adam_epsilon, max_grad_norm,
              class_weights, loss, focal_gamma, eval_every_steps, checkpoint_every_steps, log_every_steps,
-             eval_batch_size, metric, patience, resume, trainable_layers],
+             eval_batch_size, metric, patience, resume, trainable_layers, frozen_cache_mib],
             optional []);
     }
 }

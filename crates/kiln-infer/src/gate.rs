@@ -5,6 +5,7 @@
 //! McNemar's exact test and a paired bootstrap interval of the difference are
 //! reported beside the decision, which goes to the registry record.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result, bail};
@@ -22,6 +23,25 @@ use kiln_track::registry::{Registry, Stage};
 pub const DECISION: &str = "decision.json";
 pub const REPORT: &str = kiln_core::stages::REPORT;
 pub use kiln_core::stages::GATE_DONE as MANIFEST;
+
+/// A classifier's predicted labels the caller already has, by text, and the
+/// hash of the weights that made them. `retrain`'s `eval` scored the test
+/// split, the first part of the gate's holdout, with the challenger's
+/// weights, and the pipeline's own `eval` with production's when this
+/// pipeline trained it. Used only for a model with those weights; every other
+/// text is scored.
+pub struct KnownPredictions {
+    pub weights_sha256: String,
+    pub by_text: HashMap<String, String>,
+}
+
+impl KnownPredictions {
+    /// From an `eval` output folder.
+    pub fn from_eval(dir: &std::path::Path) -> Result<Self> {
+        let (weights_sha256, by_text) = crate::eval::predicted_by_text(dir)?;
+        Ok(Self { weights_sha256, by_text })
+    }
+}
 
 /// Which of the two models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,9 +306,45 @@ fn predict(predictor: &Predictor, texts: &[String], batch_size: usize) -> Result
     Ok(rows.iter().map(|p| predictor.labels.labels()[argmax(p)].clone()).collect())
 }
 
+/// Predicted label names for `texts`, taken from `known` where it has the text.
+fn predict_unknown(
+    predictor: &Predictor,
+    which: &str,
+    texts: &[String],
+    known: Option<&HashMap<String, String>>,
+    config: &GateConfig,
+) -> Result<Vec<String>> {
+    let Some(known) = known else { return predict(predictor, texts, config.batch_size) };
+    let unknown: Vec<String> = texts.iter().filter(|t| !known.contains_key(*t)).cloned().collect();
+    let mut scored = predict(predictor, &unknown, config.batch_size)?.into_iter();
+    tracing::info!(
+        "the {which}'s predictions for {} of the {} holdout rows come from eval (the same weights, the same texts)",
+        texts.len() - unknown.len(),
+        texts.len()
+    );
+    texts
+        .iter()
+        .map(|text| match known.get(text) {
+            Some(label) => Ok(label.clone()),
+            None => scored.next().context("fewer predictions than unknown texts. This is a bug."),
+        })
+        .collect()
+}
+
 /// Compares the candidate with production on the holdout, records the
 /// decision in the registry and, when it passes and `promote` is on, promotes it.
 pub fn run(config: &GateConfig, registry_config: &RegistryConfig, progress: &Progress) -> Result<GateDecision> {
+    run_with(config, registry_config, progress, &[])
+}
+
+/// [`run`], taking each model's predictions from the `known` ones made by
+/// its weights, for the texts they have.
+pub fn run_with(
+    config: &GateConfig,
+    registry_config: &RegistryConfig,
+    progress: &Progress,
+    known: &[KnownPredictions],
+) -> Result<GateDecision> {
     config.validate()?;
     let registry = Registry::at(&config.registry_dir(registry_config));
     let index = registry.load()?;
@@ -309,8 +365,13 @@ pub fn run(config: &GateConfig, registry_config: &RegistryConfig, progress: &Pro
         champion.as_ref().map(|c| Predictor::load(&registry.version_dir(c.version), &spec.device())).transpose()?;
 
     let models = Models { challenger: &challenger_model, champion: champion_model.as_ref() };
+    let made_by = |weights: &str| known.iter().find(|k| k.weights_sha256 == weights).map(|k| &k.by_text);
+    let known = Known {
+        challenger: made_by(&challenger.weights_sha256),
+        champion: champion.as_ref().and_then(|c| made_by(&c.weights_sha256)),
+    };
     let mut decision = match challenger_model.task() {
-        Task::SequenceClassification => judge_texts(config, models, progress)?,
+        Task::SequenceClassification => judge_texts(config, models, known, progress)?,
         Task::TokenClassification => judge_sentences(config, models, progress)?,
     };
     decision.champion = champion.as_ref().map(|c| c.version);
@@ -323,6 +384,13 @@ pub fn run(config: &GateConfig, registry_config: &RegistryConfig, progress: &Pro
     }
     write(config, &decision)?;
     Ok(decision)
+}
+
+/// What each model predicted before the gate ran ([`KnownPredictions`]).
+#[derive(Clone, Copy)]
+struct Known<'a> {
+    challenger: Option<&'a HashMap<String, String>>,
+    champion: Option<&'a HashMap<String, String>>,
 }
 
 /// The two models the gate compares.
@@ -344,7 +412,7 @@ fn holdout_files(config: &GateConfig, rows: usize) -> Result<Vec<FileHash>> {
 }
 
 /// Classifiers on labelled texts.
-fn judge_texts(config: &GateConfig, models: Models, progress: &Progress) -> Result<GateDecision> {
+fn judge_texts(config: &GateConfig, models: Models, known: Known, progress: &Progress) -> Result<GateDecision> {
     let Models { challenger: challenger_model, champion: champion_model } = models;
     let mut texts = Vec::new();
     let mut truth_names = Vec::new();
@@ -355,9 +423,10 @@ fn judge_texts(config: &GateConfig, models: Models, progress: &Progress) -> Resu
     }
     let holdout = holdout_files(config, texts.len())?;
     let bar = progress.steps(2, "predicting the holdout with both models");
-    let challenger_names = predict(challenger_model, &texts, config.batch_size)?;
+    let challenger_names = predict_unknown(challenger_model, "challenger", &texts, known.challenger, config)?;
     bar.inc(1);
-    let champion_names = champion_model.map(|m| predict(m, &texts, config.batch_size)).transpose()?;
+    let champion_names =
+        champion_model.map(|m| predict_unknown(m, "champion", &texts, known.champion, config)).transpose()?;
     bar.finish_and_clear();
 
     // Rows whose true label both models know; a new class cannot be compared.

@@ -48,7 +48,7 @@ pub fn collate(examples: &[&Example], pad_id: u32, device: &Device) -> (BertInpu
 
 /// Rows of token ids (and token types, when the model takes them), padded to
 /// the longest with `pad_id` and masked.
-fn padded_input<'a>(
+pub fn padded_input<'a>(
     rows: impl Iterator<Item = (&'a [u32], Option<&'a [u8]>)> + Clone,
     count: usize,
     pad_id: u32,
@@ -68,7 +68,7 @@ fn padded_input<'a>(
         mask.extend(std::iter::repeat_n(1i64, row_ids.len()).chain(std::iter::repeat_n(0, pad)));
     }
     let ints = |values: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(values, [count, width]), device);
-    BertInput { input_ids: ints(ids), token_type_ids: ints(types), attention_mask: ints(mask) }
+    BertInput::new(ints(ids), ints(types), ints(mask))
 }
 
 /// Tagged windows padded to the longest of them, without their labels (what

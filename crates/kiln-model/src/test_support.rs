@@ -27,7 +27,7 @@ pub fn tiny() -> BertConfig {
 /// A batch of `ids` with the given attention `mask`, all token types 0.
 pub fn batch(ids: Vec<i64>, mask: Vec<i64>, shape: [usize; 2], device: &Device) -> BertInput {
     let ints = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, shape), device);
-    BertInput { input_ids: ints(ids), token_type_ids: ints(vec![0; shape[0] * shape[1]]), attention_mask: ints(mask) }
+    BertInput::new(ints(ids), ints(vec![0; shape[0] * shape[1]]), ints(mask))
 }
 
 pub fn floats<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {

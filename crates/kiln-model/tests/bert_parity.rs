@@ -55,11 +55,11 @@ fn read_fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
 impl Fixture {
     /// The fixture's padded batch on `device`.
     fn input(&self, device: &burn::tensor::Device) -> BertInput {
-        BertInput {
-            input_ids: ints(&self.input_ids, self.shape, device),
-            token_type_ids: ints(&self.token_type_ids, self.shape, device),
-            attention_mask: ints(&self.attention_mask, self.shape, device),
-        }
+        BertInput::new(
+            ints(&self.input_ids, self.shape, device),
+            ints(&self.token_type_ids, self.shape, device),
+            ints(&self.attention_mask, self.shape, device),
+        )
     }
 }
 
@@ -235,11 +235,11 @@ fn padding_does_not_change_real_tokens() {
     let row = &fixture.attention_mask[seq..2 * seq];
     let real = row.iter().filter(|&&m| m == 1).count();
     assert!(real < seq, "the fixture row must carry padding");
-    let alone = BertInput {
-        input_ids: ints(&fixture.input_ids[seq..seq + real], [1, real], &device),
-        token_type_ids: ints(&fixture.token_type_ids[seq..seq + real], [1, real], &device),
-        attention_mask: ints(&row[..real], [1, real], &device),
-    };
+    let alone = BertInput::new(
+        ints(&fixture.input_ids[seq..seq + real], [1, real], &device),
+        ints(&fixture.token_type_ids[seq..seq + real], [1, real], &device),
+        ints(&row[..real], [1, real], &device),
+    );
     let alone = floats(model.bert.forward(alone).last_hidden_state);
     let hidden = fixture.hidden_size;
     let padded = &fixture.last_hidden_state[seq * hidden..(seq + real) * hidden];
@@ -328,11 +328,11 @@ fn distilbert_matches_transformers_and_round_trips_its_key_names() {
     assert!(report.initialised.is_empty() && report.unused.is_empty(), "{report:?}");
 
     let shape = fixture.shape;
-    let input = BertInput {
-        input_ids: ints(&fixture.input_ids, shape, &device),
-        token_type_ids: ints(&vec![0; shape[0] * shape[1]], shape, &device),
-        attention_mask: ints(&fixture.attention_mask, shape, &device),
-    };
+    let input = BertInput::new(
+        ints(&fixture.input_ids, shape, &device),
+        ints(&vec![0; shape[0] * shape[1]], shape, &device),
+        ints(&fixture.attention_mask, shape, &device),
+    );
     let hidden = floats(model.bert.forward(input.clone()).last_hidden_state);
     // Only real tokens are compared: what sits at padded positions is unspecified.
     let real: Vec<(f32, f32)> = hidden
@@ -412,11 +412,11 @@ fn token_classifiers_match_transformers_and_torch_losses() {
         let report = load_safetensors(&mut model, &dir.path().join("model.safetensors")).expect("loads");
         assert!(report.initialised.is_empty(), "{name}: {report:?}");
         assert!(report.unused.iter().all(|k| k.ends_with("position_ids")), "{name}: {report:?}");
-        let input = BertInput {
-            input_ids: ints(&model_fixture.input_ids, shape, &device),
-            token_type_ids: ints(&vec![0; shape[0] * shape[1]], shape, &device),
-            attention_mask: ints(&model_fixture.attention_mask, shape, &device),
-        };
+        let input = BertInput::new(
+            ints(&model_fixture.input_ids, shape, &device),
+            ints(&vec![0; shape[0] * shape[1]], shape, &device),
+            ints(&model_fixture.attention_mask, shape, &device),
+        );
         let logits = model.forward(input.clone());
         // Padded positions are compared too: transformers computes them the same way.
         let diff = max_abs_diff(&floats(logits.clone()), &model_fixture.logits);

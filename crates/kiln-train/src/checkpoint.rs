@@ -223,6 +223,8 @@ const MAY_CHANGE_ON_RESUME: &[&str] = &[
     "log_every_steps",
     "eval_batch_size",
     "output_dir",
+    // Where the frozen part's output comes from, not what it is.
+    "frozen_cache_mib",
 ];
 
 /// Refuses to resume with a different model, data or training arithmetic.

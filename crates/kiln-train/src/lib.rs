@@ -8,6 +8,7 @@
 //! is written as a Hugging Face-style folder ([`model_folder`]).
 
 pub mod checkpoint;
+pub mod frozen;
 pub mod inputs;
 mod metrics_log;
 pub mod model_folder;

@@ -19,6 +19,7 @@ use kiln_model::{BertClassifier, BertConfig, BertTokenClassifier, WithHead};
 use kiln_text::align::sentence_words;
 
 use crate::ValidationMetrics;
+use crate::frozen::FrozenPart;
 
 /// Padding id in batches; its value is irrelevant (masked), BERT's [PAD] is 0.
 pub(crate) const PAD_ID: u32 = 0;
@@ -27,6 +28,7 @@ pub(crate) const PAD_ID: u32 = 0;
 pub trait Encoded: Send + Sync {
     fn id(&self) -> &str;
     fn input_ids(&self) -> &[u32];
+    fn token_type_ids(&self) -> Option<&[u8]>;
 }
 
 impl Encoded for Example {
@@ -37,6 +39,10 @@ impl Encoded for Example {
     fn input_ids(&self) -> &[u32] {
         &self.input_ids
     }
+
+    fn token_type_ids(&self) -> Option<&[u8]> {
+        self.token_type_ids.as_deref()
+    }
 }
 
 impl Encoded for TaggedExample {
@@ -46,6 +52,10 @@ impl Encoded for TaggedExample {
 
     fn input_ids(&self) -> &[u32] {
         &self.input_ids
+    }
+
+    fn token_type_ids(&self) -> Option<&[u8]> {
+        self.token_type_ids.as_deref()
     }
 }
 
@@ -58,10 +68,12 @@ pub trait TrainTask {
     fn new_model(config: &BertConfig, labels: usize, device: &Device) -> Self::Model;
     /// The Hugging Face class the trained folder is saved as.
     fn architecture(config: &BertConfig) -> &'static str;
-    /// The mean loss of a batch.
+    /// The mean loss of a batch; `frozen_hidden`, the frozen part's output
+    /// for these rows when layers are frozen ([`FrozenPart`]).
     fn loss(
         model: &Self::Model,
         rows: &[&Self::Example],
+        frozen_hidden: Option<Tensor<3>>,
         device: &Device,
         class_weights: Option<&[f32]>,
         config: &TrainConfig,
@@ -70,6 +82,7 @@ pub trait TrainTask {
     fn validate(
         model: &Self::Model,
         examples: &[Self::Example],
+        frozen: Option<&FrozenPart>,
         batch_size: usize,
         device: &Device,
         labels: &LabelMap,
@@ -135,11 +148,13 @@ impl TrainTask for Sequence {
     fn loss(
         model: &BertClassifier,
         rows: &[&Example],
+        frozen_hidden: Option<Tensor<3>>,
         device: &Device,
         class_weights: Option<&[f32]>,
         config: &TrainConfig,
     ) -> Tensor<1> {
-        let (input, targets) = collate(rows, PAD_ID, device);
+        let (mut input, targets) = collate(rows, PAD_ID, device);
+        input.frozen_hidden = frozen_hidden;
         // Weak labels: the loss against each row's distribution (a gold row in
         // the same batch, as `retrain` mixes them, is its one-hot), each row
         // scaled by its weight.
@@ -175,11 +190,12 @@ impl TrainTask for Sequence {
     fn validate(
         model: &BertClassifier,
         examples: &[Example],
+        frozen: Option<&FrozenPart>,
         batch_size: usize,
         device: &Device,
         labels: &LabelMap,
     ) -> ValidationMetrics {
-        evaluate(model, examples, batch_size, device, labels.len())
+        evaluate_with(model, examples, frozen, batch_size, device, labels.len())
     }
 
     fn class_weights(mode: ClassWeights, train: &[Example], classes: usize) -> Option<Vec<f32>> {
@@ -214,11 +230,13 @@ impl TrainTask for Tokens {
     fn loss(
         model: &BertTokenClassifier,
         rows: &[&TaggedExample],
+        frozen_hidden: Option<Tensor<3>>,
         device: &Device,
         class_weights: Option<&[f32]>,
         config: &TrainConfig,
     ) -> Tensor<1> {
-        let (input, labels) = collate_tagged(rows, PAD_ID, device);
+        let (mut input, labels) = collate_tagged(rows, PAD_ID, device);
+        input.frozen_hidden = frozen_hidden;
         token_loss(model.forward(input), labels, class_weights, focal_gamma(config))
     }
 
@@ -227,6 +245,7 @@ impl TrainTask for Tokens {
     fn validate(
         model: &BertTokenClassifier,
         examples: &[TaggedExample],
+        frozen: Option<&FrozenPart>,
         batch_size: usize,
         device: &Device,
         labels: &LabelMap,
@@ -236,7 +255,8 @@ impl TrainTask for Tokens {
         let (mut loss_sum, mut batches) = (0.0, 0usize);
         for chunk in length_sorted_batches(&lengths, batch_size) {
             let rows: Vec<&TaggedExample> = chunk.iter().map(|&i| &examples[i]).collect();
-            let (input, targets) = collate_tagged(&rows, PAD_ID, device);
+            let (mut input, targets) = collate_tagged(&rows, PAD_ID, device);
+            input.frozen_hidden = frozen.and_then(|f| f.validation_batch(&chunk, device));
             let logits = model.forward(input);
             let [_, width, _] = logits.dims();
             loss_sum += f64::from(token_loss(logits.clone(), targets, None, 0.0).into_scalar::<f32>());
@@ -284,12 +304,25 @@ pub fn evaluate(
     device: &Device,
     classes: usize,
 ) -> ValidationMetrics {
+    evaluate_with(model, examples, None, batch_size, device, classes)
+}
+
+/// [`evaluate`], with the frozen part's output taken from `frozen` where kept.
+fn evaluate_with(
+    model: &BertClassifier,
+    examples: &[Example],
+    frozen: Option<&FrozenPart>,
+    batch_size: usize,
+    device: &Device,
+    classes: usize,
+) -> ValidationMetrics {
     let lengths: Vec<usize> = examples.iter().map(Example::len).collect();
     let mut confusion = Confusion::new(classes);
     let mut loss_sum = 0.0;
     for chunk in length_sorted_batches(&lengths, batch_size) {
         let rows: Vec<&Example> = chunk.iter().map(|&i| &examples[i]).collect();
-        let (input, targets) = collate(&rows, PAD_ID, device);
+        let (mut input, targets) = collate(&rows, PAD_ID, device);
+        input.frozen_hidden = frozen.and_then(|f| f.validation_batch(&chunk, device));
         let (loss, logits) = model.loss(input, targets);
         loss_sum += f64::from(loss.into_scalar::<f32>()) * rows.len() as f64;
         let predicted = logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().unwrap_or_default();

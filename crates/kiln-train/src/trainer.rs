@@ -17,6 +17,7 @@ use kiln_model::{DeviceSpec, WithHead, device};
 use serde::Serialize;
 
 use crate::checkpoint::{Best, Checkpoint, CheckpointState, Fingerprint, Position, check_resumable};
+use crate::frozen::FrozenPart;
 use crate::metrics_log::MetricsLog;
 use crate::schedule::LinearSchedule;
 use crate::task::{Encoded, Sequence, Tokens, TrainTask};
@@ -175,6 +176,8 @@ struct Session<'a, T: TrainTask> {
     total_steps: usize,
     schedule: LinearSchedule,
     class_weights: Option<Vec<f32>>,
+    /// With `train.trainable_layers`: the frozen part, and its output where kept.
+    frozen: Option<FrozenPart>,
     stopped_early: bool,
     window: Window,
     train_time: Duration,
@@ -259,6 +262,14 @@ impl<'a, T: TrainTask> Session<'a, T> {
                 config.trainable_layers.min(layers)
             );
         }
+        let frozen = FrozenPart::new(
+            model.valid().encoder().clone(),
+            &plain,
+            &inputs.train,
+            &inputs.validation,
+            config.frozen_cache_mib,
+            config.eval_batch_size,
+        );
         let log = MetricsLog::open(&config.run_dir, state.metrics_log_bytes)?;
 
         let lengths: Vec<usize> = inputs.train.iter().map(|e| e.input_ids().len()).collect();
@@ -299,6 +310,7 @@ impl<'a, T: TrainTask> Session<'a, T> {
             total_steps,
             schedule,
             class_weights,
+            frozen,
             stopped_early,
             window: Window::default(),
             train_time: Duration::ZERO,
@@ -320,7 +332,8 @@ impl<'a, T: TrainTask> Session<'a, T> {
         let model = self.model.as_ref().ok_or_else(|| Bug::new("the model was not given back"))?;
         for batch in group {
             let rows: Vec<&T::Example> = batch.iter().map(|&i| &self.inputs.train[i]).collect();
-            let loss = T::loss(model, &rows, &self.device, self.class_weights.as_deref(), config);
+            let frozen_hidden = self.frozen.as_ref().map(|f| f.train_batch(batch, &rows, &self.device));
+            let loss = T::loss(model, &rows, frozen_hidden, &self.device, self.class_weights.as_deref(), config);
             // Each batch's mean loss counts by its share of the group: the
             // accumulated gradient is that of one big batch.
             let loss = loss.mul_scalar(rows.len() as f64 / group_rows as f64);
@@ -381,8 +394,14 @@ impl<'a, T: TrainTask> Session<'a, T> {
         let config = self.config;
         let step = self.state.position.step;
         let model = self.model()?.valid();
-        let metrics =
-            T::validate(&model, &self.inputs.validation, config.eval_batch_size, &self.plain, &self.inputs.labels);
+        let metrics = T::validate(
+            &model,
+            &self.inputs.validation,
+            self.frozen.as_ref(),
+            config.eval_batch_size,
+            &self.plain,
+            &self.inputs.labels,
+        );
         let value = metrics.get(config.metric);
         let improved = self.state.best.as_ref().is_none_or(|best| config.metric.is_better(value, best.value));
         if improved {

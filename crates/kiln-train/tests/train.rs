@@ -245,6 +245,40 @@ fn same_seed_same_metrics_and_resume_matches_an_uninterrupted_run() {
     assert_eq!(evals(&whole), evals(&parts), "validation and epoch records match too");
 }
 
+/// `trainable_layers`: the embeddings and the layers below keep their loaded
+/// weights, and keeping the frozen part's output in memory trains the same
+/// model as computing it at every step (`frozen_cache_mib = 0`).
+#[test]
+fn frozen_layers_keep_their_weights_and_keeping_their_output_trains_the_same_model() {
+    let fixture = Fixture::new();
+    let kept = TrainConfig { trainable_layers: 1, epochs: 3, ..fixture.config("kept") };
+    let computed = TrainConfig {
+        frozen_cache_mib: 0,
+        output_dir: fixture.path("computed/model"),
+        run_dir: fixture.path("computed/run"),
+        ..kept.clone()
+    };
+    let (kept_summary, computed_summary) = (train(&kept), train(&computed));
+    let pretrained = weights(&TrainConfig { output_dir: fixture.path("pretrained"), ..kept.clone() });
+    let (kept, computed) = (weights(&kept), weights(&computed));
+    for name in ["bert.embeddings.word_embeddings.weight", "bert.encoder.layer.0.output.dense.weight"] {
+        assert!(kept[name] == pretrained[name] && computed[name] == pretrained[name], "{name} is frozen");
+    }
+    for name in ["bert.encoder.layer.1.output.dense.weight", "classifier.weight"] {
+        assert!(kept[name] != pretrained[name], "{name} trains");
+    }
+    let floats = |bytes: &[u8]| -> Vec<f32> {
+        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    };
+    for (name, values) in &kept {
+        let (a, b) = (floats(values), floats(&computed[name]));
+        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "{name}: kept and computed frozen output trained weights {diff} apart");
+    }
+    let (a, b) = (kept_summary.best.metrics, computed_summary.best.metrics);
+    assert!((a.loss - b.loss).abs() < 1e-4 && a.accuracy == b.accuracy, "{a:?} against {b:?}");
+}
+
 /// A referee that answers each validation in turn, and remembers what it heard.
 #[derive(Debug)]
 struct Scripted {

@@ -61,10 +61,17 @@ fn gate(root: &Path, holdout: &Path) -> Output {
         .expect("gate runs")
 }
 
-#[test]
-fn a_worse_challenger_is_refused_and_a_better_one_promoted() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let (first, second) = (root.path().join("export-1"), root.path().join("export-2"));
+/// A registry under `root` with v1 (production) and v2 (a candidate), two
+/// random models that answer [`texts`] differently somewhere.
+struct TwoModels {
+    texts: Vec<String>,
+    by_first: Vec<String>,
+    by_second: Vec<String>,
+    registry: Registry,
+}
+
+fn two_models(root: &Path) -> TwoModels {
+    let (first, second) = (root.join("export-1"), root.join("export-2"));
     kiln_testing::classifier_folder(&first, &LABELS, 1).expect("v1");
     let texts = texts();
     let by_first = predictions(&first, &texts);
@@ -77,10 +84,17 @@ fn a_worse_challenger_is_refused_and_a_better_one_promoted() {
             (by_second != by_first).then_some(by_second)
         })
         .expect("a random model that disagrees with v1");
-    let disagreements = by_first.iter().zip(&by_second).filter(|(a, b)| a != b).count();
-    let registry = Registry::at(&root.path().join("registry"));
+    let registry = Registry::at(&root.join("registry"));
     registry.add(&first, true).expect("v1, production");
     registry.add(&second, true).expect("v2, a candidate");
+    TwoModels { texts, by_first, by_second, registry }
+}
+
+#[test]
+fn a_worse_challenger_is_refused_and_a_better_one_promoted() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let TwoModels { texts, by_first, by_second, registry } = two_models(root.path());
+    let disagreements = by_first.iter().zip(&by_second).filter(|(a, b)| a != b).count();
 
     // Labelled as v1 sees them: v2 (the challenger) is worse, refused, left a candidate.
     let against_challenger = holdout(&root.path().join("holdout"), "v1_truth.parquet", &texts, by_first);
@@ -112,4 +126,48 @@ fn a_worse_challenger_is_refused_and_a_better_one_promoted() {
     let runs = kiln_track::list(&root.path().join("runs")).expect("run records");
     assert_eq!(runs.iter().filter(|r| r.stage == "gate").count(), 2);
     assert!(runs.iter().any(|r| r.tags.get("decision").is_some_and(|d| d == "refuse")));
+}
+
+/// Predictions made before the gate ran (`retrain`'s eval scored the test
+/// split with the challenger's weights) stand in for scoring, for the texts
+/// they have, and only for the model whose weights made them.
+#[test]
+fn known_predictions_stand_in_only_for_the_weights_that_made_them() {
+    use kiln_infer::gate::{KnownPredictions, run_with};
+    let root = tempfile::tempdir().expect("tempdir");
+    let TwoModels { texts, by_first, by_second, registry } = two_models(root.path());
+    let v2_weights = registry.load().expect("index").get(2).expect("v2").weights_sha256.clone();
+    // Labelled as v1 sees them: scored for real, v2 is wrong wherever it disagrees.
+    let truth = holdout(&root.path().join("holdout"), "v1_truth.parquet", &texts, by_first.clone());
+    let config = kiln_config::GateConfig {
+        holdout: vec![truth],
+        registry_dir: Some(root.path().join("registry")),
+        device: "cpu".into(),
+        threads: 1,
+        bootstrap_resamples: 50,
+        min_class_support: 5,
+        promote: false,
+        output_dir: root.path().join("gate"),
+        ..kiln_config::GateConfig::default()
+    };
+    let judge = |known: &[KnownPredictions]| {
+        run_with(&config, &kiln_config::RegistryConfig::default(), &kiln_core::Progress::hidden(), known)
+            .expect("the gate decides")
+    };
+    let scored = judge(&[]);
+    let wrong = by_first.iter().zip(&by_second).filter(|(a, b)| a != b).count();
+    assert_eq!((scored.only_champion_right, scored.only_challenger_right), (wrong, 0));
+
+    // "v2 predicted v1's labels" for half the rows where it did not: those
+    // are taken as known (right), the others are still scored (wrong).
+    let disagree: Vec<usize> = (0..texts.len()).filter(|&i| by_first[i] != by_second[i]).collect();
+    let half: std::collections::HashMap<String, String> =
+        disagree[..disagree.len().div_ceil(2)].iter().map(|&i| (texts[i].clone(), by_first[i].clone())).collect();
+    let known = KnownPredictions { weights_sha256: v2_weights, by_text: half.clone() };
+    let taken = judge(&[known]);
+    assert_eq!((taken.only_champion_right, taken.rows), (wrong - half.len(), 90));
+    // Made by other weights: not used.
+    let other = KnownPredictions { weights_sha256: "0".repeat(64), by_text: half };
+    let ignored = judge(&[other]);
+    assert_eq!((ignored.only_champion_right, ignored.challenger_value), (wrong, scored.challenger_value));
 }

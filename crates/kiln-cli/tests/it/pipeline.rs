@@ -939,7 +939,7 @@ fn latest_record(out: &Path, stage: &str) -> kiln_track::RunRecord {
 /// `retrain --init production`, run again in the same output folder: the
 /// challenger starts from the production model (its head kept), replays a
 /// quarter of each class of the old rows beside the feedback, and trains only
-/// its top 2 layers; it is registered and judged as a cold one is.
+/// its top 3 layers; it is registered and judged as a cold one is.
 fn warm_start_trains_the_top_layers_of_production(
     out: &Path,
     versions: &dyn Fn() -> Vec<serde_json::Value>,
@@ -969,7 +969,7 @@ fn warm_start_trains_the_top_layers_of_production(
     assert_eq!(all.len(), 3, "the warm challenger is registered");
     assert!(all[2]["gate"]["promote"].is_boolean(), "and judged: {}", all[2]);
 
-    // Frozen below the top 2 of MiniLM's 6 layers: embeddings and layer 0 as production's, layer 5 trained.
+    // Frozen below the top 3 of MiniLM's 6 layers: embeddings and layer 0 as production's, layer 5 trained.
     let tensors = |dir: &Path| std::fs::read(dir.join("model.safetensors")).expect("weights");
     let (before, after) = (tensors(&production), tensors(&out.join("retrain/model")));
     let (before, after) = (
@@ -1085,7 +1085,7 @@ fn the_drift_scenario_detects_the_shift_retrains_and_never_fails_a_request() {
     let work = tempfile::tempdir().expect("tempdir");
     let script = format!(
         "source scripts/python_env.sh && python scripts/demo/drift_demo.py --dataset default --bin '{}' --work '{}' \
-         --early-examples 30 --late-examples 3 --epochs 1 --max-steps 40 --before 400 --after 1600 \
+         --early-examples 30 --late-examples 3 --epochs 1 --max-steps 40 --before 400 --after 1600 --after-retraining 400 \
          --monitor-every 200 --min-feedback 150 --late-share 0.8",
         bin_dir().display(),
         work.path().join("demo").display()
@@ -1163,7 +1163,7 @@ fn the_tagger_drift_scenario_detects_the_shift_retrains_and_never_fails_a_reques
     let work = tempfile::tempdir().expect("tempdir");
     let script = format!(
         "source scripts/python_env.sh && python scripts/demo/drift_demo_ner.py --dataset default --bin '{}' \
-         --work '{}' --early-examples 300 --late-examples 5 --epochs 1 --max-steps 60 --before 400 --after 1600 \
+         --work '{}' --early-examples 300 --late-examples 5 --epochs 1 --max-steps 60 --before 400 --after 1600 --after-retraining 400 \
          --monitor-every 200 --min-feedback 100 --init production",
         bin_dir().display(),
         work.path().join("demo").display()

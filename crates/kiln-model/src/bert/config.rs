@@ -286,6 +286,7 @@ impl BertConfig {
             encoder: BertEncoder { layer: (0..self.num_hidden_layers).map(layer).collect() },
             pooler: BertPooler { dense: linear(self.hidden_size, self.hidden_size), relu: self.is_distilbert() },
             precision: Precision::Fp32,
+            frozen_layers: None,
         }
     }
 }

@@ -68,6 +68,29 @@ mod tests {
         assert_eq!(model.forward(input).dims(), [3, 5]);
     }
 
+    /// Training's shortcut for frozen layers: the encoder started from the
+    /// frozen part's output (`frozen_hidden`) gives what the whole encoder
+    /// gives, and the inference copy training computes that output with
+    /// (`valid()`) still knows which layers are frozen.
+    #[test]
+    fn starting_above_the_frozen_layers_gives_the_whole_encoders_output() {
+        let device = DeviceSpec::Cpu.device();
+        let mut model = BertClassifier::new(&tiny(), 3, &device.clone().autodiff());
+        let probe = batch(vec![1, 2], vec![1, 1], [1, 2], &device.clone().autodiff());
+        assert!(model.bert.encode_frozen(probe).is_none(), "nothing frozen");
+        model.bert.freeze_below_top(1);
+        let model = burn::module::Module::valid(&model);
+        assert_eq!(model.bert.frozen_layers, Some(1), "of tiny's 2 layers");
+        let ids = vec![5, 6, 7, 8, 9, 10, 11, 0, 0];
+        let input = batch(ids, vec![1, 1, 1, 1, 1, 1, 1, 0, 0], [3, 3], &device);
+        let whole = floats(model.forward(input.clone()));
+        let mut started = input.clone();
+        started.frozen_hidden = model.bert.encode_frozen(input);
+        let above = floats(model.forward(started));
+        let diff = whole.iter().zip(&above).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-6, "largest difference {diff}: {whole:?} against {above:?}");
+    }
+
     /// What `save_safetensors` writes, `load_safetensors` reads back exactly,
     /// under Hugging Face's key names.
     #[test]

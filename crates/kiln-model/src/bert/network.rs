@@ -154,6 +154,10 @@ pub struct BertModel {
     /// a stage asks for bf16 ([`BertModel::set_precision`]).
     #[module(skip)]
     pub precision: Precision,
+    /// How many encoder layers [`BertModel::freeze_below_top`] froze (with
+    /// the embeddings below them); `None` when nothing is frozen.
+    #[module(skip)]
+    pub frozen_layers: Option<usize>,
 }
 
 /// One batch of token ids, padded to a common length; `attention_mask` is 1 for
@@ -163,6 +167,17 @@ pub struct BertInput {
     pub input_ids: Tensor<2, Int>,
     pub token_type_ids: Tensor<2, Int>,
     pub attention_mask: Tensor<2, Int>,
+    /// The hidden state after the frozen embeddings and layers
+    /// ([`BertModel::encode_frozen`]), `[batch, seq, hidden]`, when the caller
+    /// has it: those weights never change in training, so it is computed once
+    /// per example instead of at every step, and the encoder starts above them.
+    pub frozen_hidden: Option<Tensor<3>>,
+}
+
+impl BertInput {
+    pub fn new(input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>, attention_mask: Tensor<2, Int>) -> Self {
+        Self { input_ids, token_type_ids, attention_mask, frozen_hidden: None }
+    }
 }
 
 pub struct BertOutput {
@@ -199,6 +214,7 @@ impl BertModel {
         for layer in &mut self.encoder.layer[..frozen] {
             *layer = layer.clone().no_grad();
         }
+        self.frozen_layers = Some(frozen);
     }
 
     /// bf16 for inference: the encoder's linear layers get a bf16 copy of
@@ -232,15 +248,37 @@ impl BertModel {
 
     /// The last hidden state alone, `[batch, seq, hidden]`: a token head has
     /// no use for the pooler, so it is not run.
+    /// With `input.frozen_hidden`, the frozen part is not run again.
     pub fn encode(&self, input: BertInput) -> Tensor<3> {
-        let [batch, seq] = input.input_ids.dims();
-        // Hugging Face's extended mask: (1 - mask) * f32::MIN, added to every score.
-        let mask_bias = (input.attention_mask.float().neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq]);
-        let mut hidden = self.embeddings.forward(input.input_ids, input.token_type_ids);
-        for layer in &self.encoder.layer {
+        let mask_bias = Self::mask_bias(&input.attention_mask);
+        let (mut hidden, first) = match input.frozen_hidden {
+            Some(hidden) => (hidden, self.frozen_layers.unwrap_or(0)),
+            None => (self.embeddings.forward(input.input_ids, input.token_type_ids), 0),
+        };
+        for layer in &self.encoder.layer[first..] {
             hidden = layer.forward(hidden, mask_bias.clone(), self.precision);
         }
         hidden
+    }
+
+    /// The hidden state after the frozen embeddings and layers
+    /// ([`BertModel::freeze_below_top`]), what `BertInput::frozen_hidden`
+    /// takes; `None` when nothing is frozen. Run it on a model in inference
+    /// mode: frozen layers are a fixed feature extractor, without dropout.
+    pub fn encode_frozen(&self, input: BertInput) -> Option<Tensor<3>> {
+        let frozen = self.frozen_layers?;
+        let mask_bias = Self::mask_bias(&input.attention_mask);
+        let mut hidden = self.embeddings.forward(input.input_ids, input.token_type_ids);
+        for layer in &self.encoder.layer[..frozen] {
+            hidden = layer.forward(hidden, mask_bias.clone(), self.precision);
+        }
+        Some(hidden)
+    }
+
+    /// Hugging Face's extended mask: (1 - mask) * f32::MIN, added to every score.
+    fn mask_bias(attention_mask: &Tensor<2, Int>) -> Tensor<4> {
+        let [batch, seq] = attention_mask.dims();
+        (attention_mask.clone().float().neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq])
     }
 
     /// DistilBERT's head ReLUs where BERT's pooler tanhs.
