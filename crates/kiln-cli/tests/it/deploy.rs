@@ -161,6 +161,7 @@ fn the_kubernetes_manifests_render_and_pass_the_schemas() {
     let config = repo.join("deploy/k8s/base/kiln.toml");
     let loaded = kiln_config::PipelineConfig::load(Some(&config)).expect("the ConfigMap is a valid kiln config");
     assert_eq!(loaded.serve.model_dir, loaded.registry.dir.join("production"), "serve follows the registry");
+    assert_eq!(loaded.retrain.init, kiln_config::RetrainInit::Production, "the cluster retrains warm");
 
     let shards = &yaml_documents(&jobs[0])[0]["spec"];
     assert_eq!(shards["completionMode"], "Indexed");
