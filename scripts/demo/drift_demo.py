@@ -233,9 +233,9 @@ def run_loop(bin_dir, quiet, work, args, make_stream, before, after, probe):
     `args.after` predictions; then waits for the new model to answer (sending
     `probe`) and streams `args.after_retraining` more, drawn by
     `after(n, rng)` from an RNG seeded the same in every arm: each arm's
-    model answers the same requests after its swap, however soon it came. Returns the stream, monitor's
-    statuses, where the shift and the first alert came, retrain's exit code
-    and the first model's version."""
+    model answers the same requests after its swap, however soon it came.
+    Returns the stream, monitor's statuses, where the shift and the first
+    alert came, retrain's exit code and the first model's version."""
     port = free_port()
     serve = subprocess.Popen([str(bin_dir / "serve"), *quiet, "--port", str(port), "--watch", "true",
                               "--watch-interval-ms", "500", "--threads", "1", "--feedback-rate-limit", "0"],
@@ -410,8 +410,9 @@ def recovery(results, run):
 def compare_inits(args, root, bin_dir, sections_for, loop, outputs, title):
     """The first model once (`root/base`), then per `--init` a copy of it, the
     same stream (`loop(arm, quiet)` reseeds it), the loop with `retrain.init`
-    so, and the arm's outputs (`outputs(arm, run, first_model_s)` returns its
-    summary); then `root/comparison.json` and `root/report.md` side by side."""
+    so, and the arm's outputs (`outputs(arm, run, extra)` returns its summary,
+    `extra` joining it: the first model's seconds and the arm's init); then
+    `root/comparison.json` and `root/report.md` side by side."""
     base = root / "base"
     write_toml(base / "drift.toml", sections_for(base))
     first_model_s = first_model(bin_dir, ["--config", str(base / "drift.toml"), "--quiet"])
@@ -426,7 +427,7 @@ def compare_inits(args, root, bin_dir, sections_for, loop, outputs, title):
         write_toml(arm / "drift.toml", sections)
         print(f"retrain.init = {init}: streaming", flush=True)
         run = loop(arm, ["--config", str(arm / "drift.toml"), "--quiet"])
-        summaries[init] = outputs(arm, run, first_model_s)
+        summaries[init] = outputs(arm, run, {"first_model_seconds": round(first_model_s), "init": init})
     keys = [k for k in next(iter(summaries.values())) if k.endswith("_after_retraining")]
     rows = ["shift_at", "first_alert_at", "detection_delay_predictions", "recovery_seconds", "recovery_predictions",
             "retrain_seconds", *keys, "failed_requests", "promoted"]
@@ -489,13 +490,12 @@ def main():
         return run_loop(bin_dir, quiet, arm, args, lambda url: Stream(url, args.feedback_share, args.seed),
                         lambda n: even(early, n), mixed, "where is my card")
 
-    def outputs(arm, run, first_model_s):
+    def outputs(arm, run, extra):
         return write_outputs(arm, run, args, "accuracy", "accuracy", accuracy,
                              ("promote", "metric", "champion_value", "challenger_value", "difference", "difference_low",
                               "difference_high", "mcnemar_p", "only_champion_right", "only_challenger_right", "rows",
                               "reasons"),
-                             {"first_model_seconds": round(first_model_s), "late_intents": late_intents,
-                              "init": arm.name}, "Drift scenario")
+                             {**extra, "late_intents": late_intents}, "Drift scenario")
 
     compare_inits(args, root, bin_dir, lambda work: config_sections(work, args, args.pretrained), loop, outputs,
                   "Drift scenario")

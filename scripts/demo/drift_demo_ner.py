@@ -232,13 +232,11 @@ def main():
                         lambda n: mixed(n, 0.0), lambda n, draw=rng: mixed(n, args.late_share, draw),
                         "Ada Lovelace visited Paris")
 
-    def outputs(arm, run, first_model_s):
+    def outputs(arm, run, extra):
         return write_outputs(arm, run, args, "entity micro-F1", "entity_f1", f1_of,
                              ("promote", "metric", "champion_value", "challenger_value", "entity_micro_f1",
                               "difference", "difference_low", "difference_high", "rows", "reasons"),
-                             {"first_model_seconds": round(first_model_s), "late_types": late_types,
-                              "init": arm.name},
-                             "Drift scenario for a tagger", score=micro_f1)
+                             {**extra, "late_types": late_types}, "Drift scenario for a tagger", score=micro_f1)
 
     compare_inits(args, root, bin_dir, sections_for, loop, outputs, "Drift scenario for a tagger")
 

@@ -248,22 +248,6 @@ fn preview(labels: &[String]) -> String {
 }
 
 /// The cleaned texts of a split, by id (empty when unavailable).
-/// A classifier's predicted label per text, as an `eval` run in `dir`
-/// wrote them (`predictions.parquet`), with the hash of the weights that
-/// made them (`metrics.json`): what the gate reuses instead of scoring the
-/// same texts with the same model again.
-pub fn predicted_by_text(dir: &Path) -> Result<(String, HashMap<String, String>)> {
-    let metrics = EvalMetrics::load(&dir.join(METRICS))?;
-    let weights = metrics.model.first().with_context(|| format!("{}: no model files", dir.join(METRICS).display()))?;
-    let path = dir.join(PREDICTIONS);
-    let table = kiln_data::parquet::read_parquet(&path, "eval")?;
-    let texts = schema::strings(&table, schema::TEXT, &path)?;
-    let predicted = schema::strings(&table, schema::PREDICTED, &path)?;
-    // A row without its text (the cleaned split was not found) cannot be matched.
-    let by_text = texts.into_iter().zip(predicted).filter(|(text, _)| !text.is_empty()).collect();
-    Ok((weights.sha256.clone(), by_text))
-}
-
 fn texts_by_id(processed: &Path, split: Split) -> HashMap<String, String> {
     let table = cleaned_split(processed, "texts", |dir| schema::read_split(dir, split));
     table.map(|t| t.ids.into_iter().zip(t.texts).collect()).unwrap_or_default()

@@ -36,10 +36,19 @@ pub struct KnownPredictions {
 }
 
 impl KnownPredictions {
-    /// From an `eval` output folder.
+    /// What an `eval` run in `dir` wrote: its predicted label per text
+    /// (`predictions.parquet`) and the weights it scored (`metrics.json`).
     pub fn from_eval(dir: &std::path::Path) -> Result<Self> {
-        let (weights_sha256, by_text) = crate::eval::predicted_by_text(dir)?;
-        Ok(Self { weights_sha256, by_text })
+        let metrics_path = dir.join(crate::eval::METRICS);
+        let metrics = kiln_core::EvalMetrics::load(&metrics_path)?;
+        let weights = metrics.model.first().with_context(|| format!("{}: no model files", metrics_path.display()))?;
+        let path = dir.join(crate::eval::PREDICTIONS);
+        let table = kiln_data::parquet::read_parquet(&path, "eval")?;
+        let texts = kiln_data::schema::strings(&table, kiln_data::schema::TEXT, &path)?;
+        let predicted = kiln_data::schema::strings(&table, kiln_data::schema::PREDICTED, &path)?;
+        // A row without its text (the cleaned split was not found) cannot be matched.
+        let by_text = texts.into_iter().zip(predicted).filter(|(text, _)| !text.is_empty()).collect();
+        Ok(Self { weights_sha256: weights.sha256.clone(), by_text })
     }
 }
 

@@ -65,7 +65,8 @@ impl FrozenPart {
         let mut kept = vec![Vec::new(); examples.len()];
         for chunk in length_sorted_batches(&lengths, batch_size) {
             let rows: Vec<&E> = chunk.iter().map(|&i| &examples[i]).collect();
-            let padded = self.compute(&rows);
+            let padded = self.compute(&rows).into_data().convert::<f32>();
+            let padded = padded.as_slice::<f32>().expect("converted to f32 just before. This is a bug.");
             let longest = rows.iter().map(|e| e.input_ids().len()).max().unwrap_or(0);
             for (row, &index) in chunk.iter().enumerate() {
                 let start = row * longest * self.width;
@@ -75,13 +76,11 @@ impl FrozenPart {
         kept
     }
 
-    /// `[rows, longest, width]`, row-major, as the frozen part makes it.
-    fn compute<E: Encoded>(&self, rows: &[&E]) -> Vec<f32> {
+    /// `[rows, longest, width]` as the frozen part makes it, on `plain`.
+    fn compute<E: Encoded>(&self, rows: &[&E]) -> Tensor<3> {
         let input =
             padded_input(rows.iter().map(|e| (e.input_ids(), e.token_type_ids())), rows.len(), PAD_ID, &self.plain);
-        let hidden =
-            self.encoder.encode_frozen(input).expect("a FrozenPart is only made for a frozen encoder. This is a bug.");
-        hidden.into_data().convert::<f32>().try_into_vec::<f32>().expect("converted to f32 just before. This is a bug.")
+        self.encoder.encode_frozen(input).expect("a FrozenPart is only made for a frozen encoder. This is a bug.")
     }
 
     /// The frozen part's output for a training batch (`indices` into the
@@ -89,11 +88,7 @@ impl FrozenPart {
     pub(crate) fn train_batch<E: Encoded>(&self, indices: &[usize], rows: &[&E], device: &Device) -> Tensor<3> {
         match &self.train {
             Some(kept) => self.padded(indices.iter().map(|&i| kept[i].as_slice()), device),
-            None => {
-                let longest = rows.iter().map(|e| e.input_ids().len()).max().unwrap_or(0);
-                let data = TensorData::new(self.compute(rows), [rows.len(), longest, self.width]);
-                Tensor::from_data(data, device)
-            }
+            None => self.compute(rows).to_device(device),
         }
     }
 

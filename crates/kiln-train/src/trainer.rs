@@ -253,6 +253,7 @@ impl<'a, T: TrainTask> Session<'a, T> {
                 CheckpointState::new(Position::default(), fingerprint, config.clone())
             }
         };
+        let mut frozen = None;
         if config.trainable_layers > 0 {
             model.encoder_mut().freeze_below_top(config.trainable_layers);
             let layers = inputs.model.num_hidden_layers;
@@ -261,15 +262,15 @@ impl<'a, T: TrainTask> Session<'a, T> {
                  the embeddings and the layers below stay as loaded",
                 config.trainable_layers.min(layers)
             );
+            frozen = FrozenPart::new(
+                model.valid().encoder().clone(),
+                &plain,
+                &inputs.train,
+                &inputs.validation,
+                config.frozen_cache_mib,
+                config.eval_batch_size,
+            );
         }
-        let frozen = FrozenPart::new(
-            model.valid().encoder().clone(),
-            &plain,
-            &inputs.train,
-            &inputs.validation,
-            config.frozen_cache_mib,
-            config.eval_batch_size,
-        );
         let log = MetricsLog::open(&config.run_dir, state.metrics_log_bytes)?;
 
         let lengths: Vec<usize> = inputs.train.iter().map(|e| e.input_ids().len()).collect();

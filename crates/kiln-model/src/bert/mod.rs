@@ -55,7 +55,7 @@ mod tests {
 
     use super::*;
     use crate::DeviceSpec;
-    use crate::test_support::{batch, floats, tiny};
+    use crate::test_support::{batch, floats, max_abs_diff, tiny};
 
     #[test]
     fn shapes_follow_the_config() {
@@ -87,7 +87,7 @@ mod tests {
         let mut started = input.clone();
         started.frozen_hidden = model.bert.encode_frozen(input);
         let above = floats(model.forward(started));
-        let diff = whole.iter().zip(&above).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let diff = max_abs_diff(&whole, &above);
         assert!(diff < 1e-6, "largest difference {diff}: {whole:?} against {above:?}");
     }
 

@@ -1,6 +1,8 @@
 //! The network: embeddings, post-norm encoder layers, pooler and the
 //! classification head, shaped like Hugging Face's so checkpoints load by name.
 
+use std::ops::Range;
+
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear, LinearConfig};
@@ -250,15 +252,11 @@ impl BertModel {
     /// no use for the pooler, so it is not run.
     /// With `input.frozen_hidden`, the frozen part is not run again.
     pub fn encode(&self, input: BertInput) -> Tensor<3> {
-        let mask_bias = Self::mask_bias(&input.attention_mask);
-        let (mut hidden, first) = match input.frozen_hidden {
-            Some(hidden) => (hidden, self.frozen_layers.unwrap_or(0)),
-            None => (self.embeddings.forward(input.input_ids, input.token_type_ids), 0),
-        };
-        for layer in &self.encoder.layer[first..] {
-            hidden = layer.forward(hidden, mask_bias.clone(), self.precision);
+        let layers = self.encoder.layer.len();
+        match input.frozen_hidden {
+            Some(hidden) => self.run_layers(hidden, &input.attention_mask, self.frozen_layers.unwrap_or(0)..layers),
+            None => self.embed_and_run(input, layers),
         }
-        hidden
     }
 
     /// The hidden state after the frozen embeddings and layers
@@ -267,18 +265,24 @@ impl BertModel {
     /// mode: frozen layers are a fixed feature extractor, without dropout.
     pub fn encode_frozen(&self, input: BertInput) -> Option<Tensor<3>> {
         let frozen = self.frozen_layers?;
-        let mask_bias = Self::mask_bias(&input.attention_mask);
-        let mut hidden = self.embeddings.forward(input.input_ids, input.token_type_ids);
-        for layer in &self.encoder.layer[..frozen] {
-            hidden = layer.forward(hidden, mask_bias.clone(), self.precision);
-        }
-        Some(hidden)
+        Some(self.embed_and_run(input, frozen))
     }
 
-    /// Hugging Face's extended mask: (1 - mask) * f32::MIN, added to every score.
-    fn mask_bias(attention_mask: &Tensor<2, Int>) -> Tensor<4> {
+    /// The embeddings, then the first `layers` encoder layers.
+    fn embed_and_run(&self, input: BertInput, layers: usize) -> Tensor<3> {
+        let hidden = self.embeddings.forward(input.input_ids, input.token_type_ids);
+        self.run_layers(hidden, &input.attention_mask, 0..layers)
+    }
+
+    /// The encoder layers `layers` over `hidden`, with Hugging Face's extended
+    /// mask: (1 - mask) * f32::MIN, added to every score.
+    fn run_layers(&self, mut hidden: Tensor<3>, attention_mask: &Tensor<2, Int>, layers: Range<usize>) -> Tensor<3> {
         let [batch, seq] = attention_mask.dims();
-        (attention_mask.clone().float().neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq])
+        let mask_bias = (attention_mask.clone().float().neg() + 1.0).mul_scalar(f32::MIN).reshape([batch, 1, 1, seq]);
+        for layer in &self.encoder.layer[layers] {
+            hidden = layer.forward(hidden, mask_bias.clone(), self.precision);
+        }
+        hidden
     }
 
     /// DistilBERT's head ReLUs where BERT's pooler tanhs.
