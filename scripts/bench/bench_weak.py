@@ -9,8 +9,10 @@ the fifth split into validation and test).
    rate and seed), each fitted on the four videos: accuracy on the four
    videos' gold labels and on the test split, over the rows some function covers.
 2. End models, scored by accuracy on the test split: kiln `train` (MiniLM) on
-   kiln's probabilistic labels; the same on the four videos' gold labels (the
-   upper bound); the tutorial's end model (bag of 1- to 5-grams and logistic
+   kiln's probabilistic labels, trained towards what the config's
+   `train.weak_targets` says (each row's most probable label or its whole
+   distribution) and towards the other; the same on the four videos' gold
+   labels (the upper bound); the tutorial's end model (bag of 1- to 5-grams and logistic
    regression, scikit-learn) on the same weak labels. The test split has 208
    comments (one is 0.5 points), so each MiniLM is trained with several seeds
    and the mean is compared.
@@ -86,6 +88,12 @@ def covered_accuracy(probabilities: np.ndarray, L: np.ndarray, gold: np.ndarray)
     return float((probabilities.argmax(axis=1)[covered] == gold[covered]).mean())
 
 
+def covered_probability(probabilities: np.ndarray, L: np.ndarray, gold: np.ndarray) -> float:
+    """The mean probability of the gold label over the covered rows: how right the distributions are."""
+    covered = (L != -1).any(axis=1)
+    return float(probabilities[covered, gold[covered]].mean())
+
+
 def label_models(bin_dir: Path, work: Path, runs: Path, epochs: int, seed: int) -> list:
     from snorkel.labeling.model import LabelModel, MajorityLabelVoter
 
@@ -98,8 +106,8 @@ def label_models(bin_dir: Path, work: Path, runs: Path, epochs: int, seed: int) 
               "--gold-split", "test", runs=runs)
         seconds = time.perf_counter() - started
         figures = report(labelled)
-        rows.append((f"kiln {model}", figures["accuracy_on_split_labels"], figures["gold_accuracy"], seconds,
-                     figures["matrix_reused"]))
+        rows.append((f"kiln {model}", figures["accuracy_on_split_labels"], figures["probability_on_split_labels"],
+                     figures["gold_accuracy"], seconds, figures["matrix_reused"]))
     # The test split's matrix (the same functions on the test rows), for snorkel's predictions.
     stage(bin_dir, "label", "--input-dir", str(interim), "--output-dir", str(on_test), "--split", "test",
           "--gold-split", "validation", "--model", "majority", runs=runs)
@@ -113,38 +121,54 @@ def label_models(bin_dir: Path, work: Path, runs: Path, epochs: int, seed: int) 
     snorkel = LabelModel(cardinality=len(LABELS), verbose=False)
     snorkel.fit(L_train, n_epochs=epochs, lr=0.01, seed=seed, log_freq=epochs, progress_bar=False)
     seconds = time.perf_counter() - started
-    rows.append(("snorkel 0.10 LabelModel", covered_accuracy(snorkel.predict_proba(L_train), L_train, gold_train),
+    probabilities = snorkel.predict_proba(L_train)
+    rows.append(("snorkel 0.10 LabelModel", covered_accuracy(probabilities, L_train, gold_train),
+                 covered_probability(probabilities, L_train, gold_train),
                  covered_accuracy(snorkel.predict_proba(L_test), L_test, gold_test), seconds, None))
     voter = MajorityLabelVoter(cardinality=len(LABELS))
-    rows.append(("snorkel 0.10 MajorityLabelVoter", covered_accuracy(voter.predict_proba(L_train), L_train, gold_train),
+    probabilities = voter.predict_proba(L_train)
+    rows.append(("snorkel 0.10 MajorityLabelVoter", covered_accuracy(probabilities, L_train, gold_train),
+                 covered_probability(probabilities, L_train, gold_train),
                  covered_accuracy(voter.predict_proba(L_test), L_test, gold_test), None, None))
     return rows
 
 
-def end_models(bin_dir: Path, work: Path, runs: Path, seeds: list) -> list:
+def end_models(bin_dir: Path, work: Path, runs: Path, seeds: list, weak_targets: str) -> list:
+    """MiniLM on the weak labels, trained towards the config's `train.weak_targets` and
+    towards the other choice, then on gold; then the tutorial's logistic regression."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
+    other = "distribution" if weak_targets == "most_probable" else "most_probable"
+    towards = {"most_probable": "their most probable label", "distribution": "their distribution"}
+    arms = [(f"kiln train (MiniLM) on kiln's weak labels, towards {towards[weak_targets]} (config)", "weak",
+             weak_targets),
+            (f"kiln train (MiniLM) on kiln's weak labels, towards {towards[other]}", "weak", other),
+            ("kiln train (MiniLM) on the four videos' gold labels", "gold", weak_targets)]
+    # The weak labels as the config makes them (its label model: section 1's
+    # runs leave the last model's labels behind).
+    weak_labelled = work / "weak-labelled"
+    stage(bin_dir, "label", "--input-dir", str(work / "interim"), "--output-dir", str(weak_labelled), runs=runs)
+    sources = {"weak": weak_labelled, "gold": work / "interim"}
+    for tag, source in sources.items():
+        stage(bin_dir, "tokenize", "--input-dir", str(source), "--output-dir", str(work / f"processed-{tag}"), runs=runs)
     rows = []
-    for name, source in (("kiln train (MiniLM) on kiln's weak labels", work / "labelled"),
-                         ("kiln train (MiniLM) on the four videos' gold labels", work / "interim")):
-        tag = "weak" if "weak" in name else "gold"
-        processed = work / f"processed-{tag}"
-        stage(bin_dir, "tokenize", "--input-dir", str(source), "--output-dir", str(processed), runs=runs)
+    for name, tag, targets in arms:
         accuracies, seconds, examples = [], 0.0, 0
         for seed in seeds:
-            model, run, eval_dir = (work / f"{what}-{tag}-{seed}" for what in ("model", "train", "eval"))
+            model, run, eval_dir = (work / f"{what}-{tag}-{targets}-{seed}" for what in ("model", "train", "eval"))
             started = time.perf_counter()
-            stage(bin_dir, "train", "--input-dir", str(processed), "--output-dir", str(model), "--run-dir",
-                  str(run), "--seed", str(seed), runs=runs)
+            stage(bin_dir, "train", "--input-dir", str(work / f"processed-{tag}"), "--output-dir", str(model),
+                  "--run-dir", str(run), "--seed", str(seed), "--weak-targets", targets, runs=runs)
             seconds += time.perf_counter() - started
-            stage(bin_dir, "eval", "--model-dir", str(model), "--input-dir", str(processed), "--output-dir",
-                  str(eval_dir), "--train-metrics", str(run / "metrics.jsonl"), runs=runs)
+            stage(bin_dir, "eval", "--model-dir", str(model), "--input-dir", str(work / f"processed-{tag}"),
+                  "--output-dir", str(eval_dir), "--train-metrics", str(run / "metrics.jsonl"), runs=runs)
             metrics = json.loads((eval_dir / "metrics.json").read_text())
             accuracies.append(metrics["accuracy"])
             examples = metrics["examples"]
+            shutil.rmtree(model)
         rows.append((name, accuracies, examples, seconds / len(seeds)))
-    weak = pq.read_table(work / "labelled" / "train.parquet").to_pandas()
+    weak = pq.read_table(weak_labelled / "train.parquet").to_pandas()
     gold = pq.read_table(work / "interim" / "train.parquet").to_pandas()
     test = pq.read_table(work / "interim" / "test.parquet").to_pandas()
     for name, train in (("logistic regression, 1-5-grams (tutorial) on kiln's weak labels", weak),
@@ -234,7 +258,7 @@ def main() -> None:
     parser.add_argument("--bin", default=str(ROOT / "target/release"), help="folder of kiln's binaries")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the apply benchmark")
     parser.add_argument("--skip-end-models", action="store_true", help="only the label models and apply speed")
-    parser.add_argument("--seeds", default="42,7,1", help="training seeds of each MiniLM end model")
+    parser.add_argument("--seeds", default="42,7,1,2,3", help="training seeds of each MiniLM end model")
     parser.add_argument("--snorkel-apply", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -246,7 +270,8 @@ def main() -> None:
         sys.exit(f"bench-weak needs the YouTube Spam Collection at {source} (see {CONFIG})")
     import tomllib
 
-    label = tomllib.loads((ROOT / CONFIG).read_text())["label"]
+    config = tomllib.loads((ROOT / CONFIG).read_text())
+    label = config["label"]
     bin_dir = Path(args.bin).resolve()
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-weak-"))
     runs = work / "runs"
@@ -254,23 +279,25 @@ def main() -> None:
     stage(bin_dir, "ingest", "--output-dir", str(work / "raw"), runs=runs)
     stage(bin_dir, "clean", "--input-dir", str(work / "raw"), "--output-dir", str(work / "interim"), runs=runs)
 
-    print("\n1. Label models on one label matrix (accuracy over covered rows; time: kiln's whole `label` run, "
-          "snorkel's fit)")
-    print(f"  {'label model':34} {'four videos':>12} {'test split':>11} {'time s':>7}")
-    for name, on_train, on_test, seconds, reused in label_models(bin_dir, work, runs, label["epochs"], label["seed"]):
+    print("\n1. Label models on one label matrix (accuracy over covered rows, and the mean probability of the gold "
+          "label there;\n   time: kiln's whole `label` run, snorkel's fit)")
+    print(f"  {'label model':34} {'four videos':>12} {'(probability)':>14} {'test split':>11} {'time s':>7}")
+    for name, on_train, probability, on_test, seconds, reused in label_models(bin_dir, work, runs, label["epochs"],
+                                                                               label["seed"]):
         shown = "-" if seconds is None else f"{seconds:.2f}"
         note = " (matrix reused)" if reused else ""
-        print(f"  {name:34} {on_train:12.4f} {on_test:11.4f} {shown:>7}{note}")
+        print(f"  {name:34} {on_train:12.4f} {probability:14.4f} {on_test:11.4f} {shown:>7}{note}")
 
     if not args.skip_end_models:
         seeds = [int(seed) for seed in args.seeds.split(",")]
         print(f"\n2. End models on the test split (MiniLM: mean over seeds {args.seeds}, then each)")
-        print(f"  {'end model':66} {'accuracy':>9} {'rows':>5} {'time s':>7}  each seed")
-        results = end_models(bin_dir, work, runs, seeds)
+        print(f"  {'end model':86} {'accuracy':>9} {'rows':>5} {'time s':>7}  each seed")
+        weak_targets = config["train"].get("weak_targets", "distribution")
+        results = end_models(bin_dir, work, runs, seeds, weak_targets)
         for name, accuracies, rows, seconds in results:
             each = " ".join(f"{a:.4f}" for a in accuracies) if len(accuracies) > 1 else ""
-            print(f"  {name:66} {np.mean(accuracies):9.4f} {rows:5d} {seconds:7.1f}  {each}")
-        weak, gold, regression = (float(np.mean(r[1])) for r in results[:3])
+            print(f"  {name:86} {np.mean(accuracies):9.4f} {rows:5d} {seconds:7.1f}  {each}")
+        weak, gold, regression = (float(np.mean(results[i][1])) for i in (0, 2, 3))
         print(f"  weak - gold: {100 * (weak - gold):+.1f} points; weak - logistic regression: "
               f"{100 * (weak - regression):+.1f} points")
 

@@ -65,7 +65,7 @@ pub use score::{ScoreOp, ScoreRule};
 pub use serve::{ApiToken, LogText, SIGNING_KEY, Scope, ServeArgs, ServeConfig, TEXT_CHARS_PER_TOKEN};
 pub use tokenize::{LongSentences, TokenTypeIds, TokenizeArgs, TokenizeConfig, UnknownLabelPolicy};
 pub use track::{TrackArgs, TrackConfig};
-pub use train::{ClassWeights, TrainArgs, TrainConfig, TrainLoss};
+pub use train::{ClassWeights, TrainArgs, TrainConfig, TrainLoss, WeakTargets};
 
 pub use tune::{ParamSpec, PrunerKind, SamplerKind, TuneArgs, TuneConfig, parse_space_entry};
 

@@ -30,6 +30,21 @@ pub enum TrainLoss {
     Focal,
 }
 
+/// What a weakly labelled row (one with `label_probs`, from `label`) trains towards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum WeakTargets {
+    /// The cross-entropy against the row's whole distribution (noise-aware):
+    /// a row the label model is unsure of pulls the model towards unsure.
+    #[default]
+    Distribution,
+    /// The cross-entropy against the row's most probable label (its `label`),
+    /// as Snorkel's tutorial trains its end model: the label model's doubt
+    /// is not learned (nor a tie's: the first label in sorted order wins).
+    MostProbable,
+}
+
 /// `[train]`: fine-tune a pre-trained encoder with a classification head.
 ///
 /// The defaults follow Hugging Face `Trainer` fine-tuning (AdamW, lr 5e-5, decay
@@ -92,6 +107,9 @@ pub struct TrainConfig {
     pub loss: TrainLoss,
     /// Focal loss' focusing exponent (0 is cross-entropy).
     pub focal_gamma: f64,
+    /// Weak labels: train towards each row's label distribution or its most
+    /// probable label. Validation and test rows are gold either way.
+    pub weak_targets: WeakTargets,
     /// Also validate every N optimizer steps (0: only at the end of each epoch).
     pub eval_every_steps: usize,
     /// Also checkpoint every N optimizer steps (0: only at the end of each epoch).
@@ -134,6 +152,7 @@ impl Default for TrainConfig {
             class_weights: ClassWeights::None,
             loss: TrainLoss::CrossEntropy,
             focal_gamma: 2.0,
+            weak_targets: WeakTargets::Distribution,
             eval_every_steps: 0,
             checkpoint_every_steps: 0,
             log_every_steps: 10,
@@ -262,6 +281,10 @@ pub struct TrainArgs {
     /// Focal loss' focusing exponent [default: 2.0].
     #[arg(long, value_name = "GAMMA")]
     pub focal_gamma: Option<f64>,
+    /// Weak labels (label_probs): train towards each row's distribution or its most probable label
+    /// [default: distribution].
+    #[arg(long, value_enum)]
+    pub weak_targets: Option<WeakTargets>,
     /// Also validate every N steps, 0 = once per epoch [default: 0].
     #[arg(long, value_name = "N")]
     pub eval_every_steps: Option<usize>,
@@ -296,7 +319,7 @@ impl TrainArgs {
         apply_overrides!(self, config,
             [input_dir, model_dir, output_dir, run_dir, device, threads, precision, seed, epochs, max_steps, data_fraction, batch_size,
              gradient_accumulation, learning_rate, warmup_ratio, weight_decay, adam_epsilon, max_grad_norm,
-             class_weights, loss, focal_gamma, eval_every_steps, checkpoint_every_steps, log_every_steps,
+             class_weights, loss, focal_gamma, weak_targets, eval_every_steps, checkpoint_every_steps, log_every_steps,
              eval_batch_size, metric, patience, resume, trainable_layers, frozen_cache_mib],
             optional []);
     }

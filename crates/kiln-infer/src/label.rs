@@ -83,10 +83,17 @@ pub struct LabelReport {
     /// The label model, fitted on the labelled split, on the gold split: how
     /// often its most probable label is the gold one, on the rows some function covers.
     pub gold_accuracy: Option<f64>,
+    /// On the same rows, the mean probability the label model gives the gold
+    /// label: how right the distributions are, as `train.weak_targets =
+    /// "distribution"` learns them. Far under `gold_accuracy`, the label
+    /// model ranks better than it is calibrated, and `most_probable` fits better.
+    pub gold_probability: Option<f64>,
     pub gold_coverage: Option<f64>,
     /// Where the labelled split has labels of its own (a benchmark's hidden
-    /// gold): how often the weak label of a covered row is that label.
+    /// gold): how often the weak label of a covered row is that label, and
+    /// the mean probability its distribution gives that label.
     pub accuracy_on_split_labels: Option<f64>,
+    pub probability_on_split_labels: Option<f64>,
     /// Whether the label matrix of the last run was reused (same functions, same data).
     pub matrix_reused: bool,
     /// What the matrix depends on: it is reused only while this is the same.
@@ -150,11 +157,15 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
 
     let to_label = |row: usize| !given[row];
     let scored: Vec<usize> = (0..table.len()).filter(|&r| to_label(r) && covered[r]).collect();
-    let accuracy_on_split_labels = (!scored.is_empty() && scored.iter().all(|&r| labels.contains(&table.labels[r])))
-        .then(|| {
-            let right = scored.iter().filter(|&&r| labels[argmax(&probabilities[r])] == table.labels[r]);
-            right.count() as f64 / scored.len() as f64
-        });
+    let split_gold: Option<Vec<usize>> = (!scored.is_empty())
+        .then(|| scored.iter().map(|&r| labels.iter().position(|l| *l == table.labels[r])).collect())
+        .flatten();
+    let (accuracy_on_split_labels, probability_on_split_labels) = split_gold
+        .map(|gold| {
+            let scored: Vec<&[f64]> = scored.iter().map(|&r| probabilities[r].as_slice()).collect();
+            (accuracy(&scored, &gold), mean_probability(&scored, &gold))
+        })
+        .unzip();
     // The matrix names rows by id: its table is made before the rows are filtered.
     let matrix_table = matrix_batch(&matrix, &table.ids, &functions, &labels)?;
 
@@ -219,8 +230,10 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
         gold_split: config.gold_split,
         gold_rows: gold.as_ref().map_or(0, |g| g.rows),
         gold_accuracy: gold.as_ref().and_then(|g| g.accuracy),
+        gold_probability: gold.as_ref().and_then(|g| g.probability),
         gold_coverage: gold.as_ref().map(|g| g.coverage),
         accuracy_on_split_labels,
+        probability_on_split_labels,
         matrix_reused,
         matrix_key: key,
         seconds_applying,
@@ -280,6 +293,7 @@ struct Gold {
     rows: usize,
     coverage: f64,
     accuracy: Option<f64>,
+    probability: Option<f64>,
 }
 
 /// Each function's accuracy on the gold split, and the label model's.
@@ -312,13 +326,26 @@ fn gold_analysis(
     let matrix = kiln_label::apply(functions, &table.texts, labels.len())?;
     let covered: Vec<usize> = (0..matrix.rows()).filter(|&row| matrix.covered(row)).collect();
     let probabilities = model.predict_proba(&matrix);
-    let right = covered.iter().filter(|&&row| argmax(&probabilities[row]) == gold[row]).count();
+    let scored: Vec<&[f64]> = covered.iter().map(|&row| probabilities[row].as_slice()).collect();
+    let scored_gold: Vec<usize> = covered.iter().map(|&row| gold[row]).collect();
     Ok(Gold {
         functions: analyse(&matrix, Some(&gold)),
         rows: table.len(),
         coverage: covered.len() as f64 / table.len().max(1) as f64,
-        accuracy: (!covered.is_empty()).then(|| right as f64 / covered.len() as f64),
+        accuracy: (!covered.is_empty()).then(|| accuracy(&scored, &scored_gold)),
+        probability: (!covered.is_empty()).then(|| mean_probability(&scored, &scored_gold)),
     })
+}
+
+/// How often the most probable label is `gold`'s.
+fn accuracy(probabilities: &[&[f64]], gold: &[usize]) -> f64 {
+    let right = probabilities.iter().zip(gold).filter(|(p, g)| argmax(p) == **g).count();
+    right as f64 / probabilities.len().max(1) as f64
+}
+
+/// The mean probability given to `gold`'s label.
+fn mean_probability(probabilities: &[&[f64]], gold: &[usize]) -> f64 {
+    probabilities.iter().zip(gold).map(|(p, &g)| p[g]).sum::<f64>() / probabilities.len().max(1) as f64
 }
 
 /// A label model fitted on the labelled split, which can label other rows too.
@@ -502,21 +529,25 @@ fn markdown(report: &LabelReport) -> String {
     );
     let labels: Vec<String> = report.weak_labels.iter().map(|(l, n)| format!("{l} {n}")).collect();
     let _ = writeln!(page, "Weak labels written: {}.\n", labels.join(", "));
-    if let (Some(split), Some(accuracy), Some(coverage)) =
-        (report.gold_split, report.gold_accuracy, report.gold_coverage)
+    if let (Some(split), Some(accuracy), Some(probability), Some(coverage)) =
+        (report.gold_split, report.gold_accuracy, report.gold_probability, report.gold_coverage)
     {
         let _ = writeln!(
             page,
-            "On the {split} split's gold labels, the label model is right on {} of the {} of rows some function covers.\n",
+            "On the {split} split's gold labels, the label model is right on {} of the {} of rows some function \
+             covers, and gives the gold label a mean probability of {}.\n",
             percent(accuracy),
-            percent(coverage)
+            percent(coverage),
+            percent(probability)
         );
     }
-    if let Some(accuracy) = report.accuracy_on_split_labels {
+    if let (Some(accuracy), Some(probability)) = (report.accuracy_on_split_labels, report.probability_on_split_labels) {
         let _ = writeln!(
             page,
-            "The split's own labels agree with the weak label on {} of covered rows.\n",
-            percent(accuracy)
+            "The split's own labels agree with the weak label on {} of covered rows; the mean probability of \
+             their label is {}.\n",
+            percent(accuracy),
+            percent(probability)
         );
     }
     let _ = writeln!(page, "![Labelling functions]({FUNCTIONS_SVG})\n");

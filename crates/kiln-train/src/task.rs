@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use kiln_config::{ClassWeights, TrainConfig, TrainLoss};
+use kiln_config::{ClassWeights, TrainConfig, TrainLoss, WeakTargets};
 use kiln_core::entities::{Mode, score};
 use kiln_core::scores::Confusion;
 use kiln_core::{Example, LabelMap, TaggedExample};
@@ -156,15 +156,16 @@ impl TrainTask for Sequence {
         let (mut input, targets) = collate(rows, PAD_ID, device);
         input.frozen_hidden = frozen_hidden;
         // Weak labels: the loss against each row's distribution (a gold row in
-        // the same batch, as `retrain` mixes them, is its one-hot), each row
-        // scaled by its weight.
-        if rows.iter().any(|row| row.label_probs.is_some() || row.weight.is_some()) {
+        // the same batch, as `retrain` mixes them, is its one-hot; with
+        // `most_probable`, every row is), each row scaled by its weight.
+        let distributions = config.weak_targets == WeakTargets::Distribution;
+        if rows.iter().any(|row| (distributions && row.label_probs.is_some()) || row.weight.is_some()) {
             let logits = model.forward(input);
             let [_, classes] = logits.dims();
             let rows: Vec<_> = rows
                 .iter()
                 .map(|row| SoftTarget {
-                    probs: row.label_probs.as_deref(),
+                    probs: row.label_probs.as_deref().filter(|_| distributions),
                     label: row.label_id,
                     weight: row.weight.unwrap_or(1.0),
                 })
@@ -367,5 +368,31 @@ mod tests {
         let expected = [4.0 / 9.0, 4.0 / 3.0, 0.0];
         assert!(weights.iter().zip(expected).all(|(w, e)| (f64::from(*w) - e).abs() < 1e-6), "{weights:?}");
         assert_eq!(class_weights(ClassWeights::None, &train, 3), None);
+    }
+
+    /// `most_probable` trains weak rows on their `label`, the plain
+    /// cross-entropy; `distribution` on the whole distribution.
+    #[test]
+    fn weak_targets_pick_the_distribution_or_the_most_probable_label() {
+        let device = kiln_model::DeviceSpec::Cpu.device();
+        let bert =
+            BertConfig { hidden_dropout_prob: 0.0, attention_probs_dropout_prob: 0.0, ..kiln_testing::tiny_bert(8, 2) };
+        let model = BertClassifier::new(&bert, 2, &device);
+        let gold: Vec<Example> = [1, 0, 1].into_iter().map(example).collect();
+        let weak: Vec<Example> = gold
+            .iter()
+            .zip([[0.4, 0.6], [0.55, 0.45], [0.1, 0.9]])
+            .map(|(row, probs)| Example { label_probs: Some(probs.to_vec()), ..row.clone() })
+            .collect();
+        let loss = |rows: &[Example], weak_targets| {
+            let config = TrainConfig { weak_targets, ..TrainConfig::default() };
+            let rows: Vec<&Example> = rows.iter().collect();
+            Sequence::loss(&model, &rows, None, &device, None, &config).into_scalar::<f32>()
+        };
+        let hard = loss(&gold, WeakTargets::Distribution);
+        let most_probable = loss(&weak, WeakTargets::MostProbable);
+        let distribution = loss(&weak, WeakTargets::Distribution);
+        assert!((most_probable - hard).abs() < 1e-6, "{most_probable} vs {hard}");
+        assert!((distribution - hard).abs() > 1e-3, "{distribution} vs {hard}");
     }
 }

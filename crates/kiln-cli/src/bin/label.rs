@@ -68,8 +68,14 @@ fn record(run: &mut Run, report: &LabelReport) {
     if let Some(accuracy) = report.accuracy_on_split_labels {
         run.metric("accuracy_on_split_labels", accuracy, 0);
     }
+    if let Some(probability) = report.probability_on_split_labels {
+        run.metric("probability_on_split_labels", probability, 0);
+    }
     if let (Some(split), Some(accuracy)) = (report.gold_split, report.gold_accuracy) {
         run.metric(&format!("{split}_label_model_accuracy"), accuracy, 0);
+    }
+    if let (Some(split), Some(probability)) = (report.gold_split, report.gold_probability) {
+        run.metric(&format!("{split}_label_model_probability"), probability, 0);
     }
     for function in &report.functions {
         let name = &function.name;

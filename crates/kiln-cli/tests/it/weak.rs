@@ -5,6 +5,7 @@
 //! feedback and served texts the functions label; and the bad inputs
 //! `label` must refuse, naming the function and key, writing nothing.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
@@ -225,6 +226,16 @@ fn weak_labels_run_from_rules_to_a_trained_model() {
         assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4 && p.len() == 2);
         assert_eq!(label, ["ham", "spam"][usize::from(p[1] > p[0])], "the label is the most probable: {p:?}");
     }
+    // The report's mean probability of the split's own labels is the written distributions'.
+    let interim = schema::read_split(Path::new(&weak.path("interim")), Split::Train).expect("interim");
+    let own: HashMap<&String, &String> = interim.ids.iter().zip(&interim.labels).collect();
+    let ids = schema::strings(&train, schema::ID, Path::new("train")).expect("ids");
+    let mean = ids.iter().zip(&probs).map(|(id, p)| f64::from(p[usize::from(own[id].as_str() == "spam")])).sum::<f64>()
+        / ids.len() as f64;
+    let probability = figures["probability_on_split_labels"].as_f64().expect("probability");
+    assert!((probability - mean).abs() < 1e-5, "{probability} vs {mean}");
+    let gold_probability = figures["gold_probability"].as_f64().expect("on the gold split");
+    assert!(gold_probability > 0.5 && gold_probability <= 1.0, "{gold_probability}");
     let validation = read_parquet(&Split::Validation.path_in(&labelled), "label").expect("validation");
     assert!(validation.column_by_name(schema::LABEL_PROBS).is_none(), "gold splits pass through");
     let matrix = read_parquet(&labelled.join("label_matrix.parquet"), "label").expect("matrix");
