@@ -84,9 +84,9 @@ pub struct LabelReport {
     /// often its most probable label is the gold one, on the rows some function covers.
     pub gold_accuracy: Option<f64>,
     /// On the same rows, the mean probability the label model gives the gold
-    /// label: how right the distributions are, as `train.weak_targets =
-    /// "distribution"` learns them. Far under `gold_accuracy`, the label
-    /// model ranks better than it is calibrated, and `most_probable` fits better.
+    /// label: how right the distributions are, which `train.weak_targets =
+    /// "distribution"` learns. Far under `gold_accuracy`: the label model is
+    /// less sure than it is right.
     pub gold_probability: Option<f64>,
     pub gold_coverage: Option<f64>,
     /// Where the labelled split has labels of its own (a benchmark's hidden
