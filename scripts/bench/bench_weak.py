@@ -270,9 +270,12 @@ def main() -> None:
         sys.exit(f"bench-weak needs the YouTube Spam Collection at {source} (see {CONFIG})")
     import tomllib
 
-    config = tomllib.loads((ROOT / CONFIG).read_text())
-    label = config["label"]
     bin_dir = Path(args.bin).resolve()
+    # The config as the stages resolve it, defaults filled in.
+    printed = subprocess.run([str(bin_dir / "train"), "--config", CONFIG, "--print-config"], cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+    config = tomllib.loads(printed.stdout)
+    label = config["label"]
     work = Path(tempfile.mkdtemp(prefix="kiln-bench-weak-"))
     runs = work / "runs"
     print(f"bench-weak on {cpu()}; work folder {work}")
@@ -292,7 +295,7 @@ def main() -> None:
         seeds = [int(seed) for seed in args.seeds.split(",")]
         print(f"\n2. End models on the test split (MiniLM: mean over seeds {args.seeds}, then each)")
         print(f"  {'end model':86} {'accuracy':>9} {'rows':>5} {'time s':>7}  each seed")
-        weak_targets = config["train"].get("weak_targets", "distribution")
+        weak_targets = config["train"]["weak_targets"]
         results = end_models(bin_dir, work, runs, seeds, weak_targets)
         for name, accuracies, rows, seconds in results:
             each = " ".join(f"{a:.4f}" for a in accuracies) if len(accuracies) > 1 else ""

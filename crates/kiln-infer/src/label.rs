@@ -157,15 +157,10 @@ pub fn run(config: &LabelConfig, progress: &Progress) -> Result<LabelReport> {
 
     let to_label = |row: usize| !given[row];
     let scored: Vec<usize> = (0..table.len()).filter(|&r| to_label(r) && covered[r]).collect();
-    let split_gold: Option<Vec<usize>> = (!scored.is_empty())
-        .then(|| scored.iter().map(|&r| labels.iter().position(|l| *l == table.labels[r])).collect())
-        .flatten();
-    let (accuracy_on_split_labels, probability_on_split_labels) = split_gold
-        .map(|gold| {
-            let scored: Vec<&[f64]> = scored.iter().map(|&r| probabilities[r].as_slice()).collect();
-            (accuracy(&scored, &gold), mean_probability(&scored, &gold))
-        })
-        .unzip();
+    let split_gold: Option<Vec<usize>> =
+        scored.iter().map(|&r| labels.iter().position(|l| *l == table.labels[r])).collect();
+    let (accuracy_on_split_labels, probability_on_split_labels) =
+        split_gold.and_then(|gold| agreement(&probabilities, &scored, &gold)).unzip();
     // The matrix names rows by id: its table is made before the rows are filtered.
     let matrix_table = matrix_batch(&matrix, &table.ids, &functions, &labels)?;
 
@@ -326,26 +321,27 @@ fn gold_analysis(
     let matrix = kiln_label::apply(functions, &table.texts, labels.len())?;
     let covered: Vec<usize> = (0..matrix.rows()).filter(|&row| matrix.covered(row)).collect();
     let probabilities = model.predict_proba(&matrix);
-    let scored: Vec<&[f64]> = covered.iter().map(|&row| probabilities[row].as_slice()).collect();
-    let scored_gold: Vec<usize> = covered.iter().map(|&row| gold[row]).collect();
+    let covered_gold: Vec<usize> = covered.iter().map(|&row| gold[row]).collect();
+    let (accuracy, probability) = agreement(&probabilities, &covered, &covered_gold).unzip();
     Ok(Gold {
         functions: analyse(&matrix, Some(&gold)),
         rows: table.len(),
         coverage: covered.len() as f64 / table.len().max(1) as f64,
-        accuracy: (!covered.is_empty()).then(|| accuracy(&scored, &scored_gold)),
-        probability: (!covered.is_empty()).then(|| mean_probability(&scored, &scored_gold)),
+        accuracy,
+        probability,
     })
 }
 
-/// How often the most probable label is `gold`'s.
-fn accuracy(probabilities: &[&[f64]], gold: &[usize]) -> f64 {
-    let right = probabilities.iter().zip(gold).filter(|(p, g)| argmax(p) == **g).count();
-    right as f64 / probabilities.len().max(1) as f64
-}
-
-/// The mean probability given to `gold`'s label.
-fn mean_probability(probabilities: &[&[f64]], gold: &[usize]) -> f64 {
-    probabilities.iter().zip(gold).map(|(p, &g)| p[g]).sum::<f64>() / probabilities.len().max(1) as f64
+/// Over `rows` of `probabilities`, `gold` being their labels: how often the
+/// most probable label is the gold one, and the mean probability the gold
+/// label gets. `None` without rows.
+fn agreement(probabilities: &[Vec<f64>], rows: &[usize], gold: &[usize]) -> Option<(f64, f64)> {
+    if rows.is_empty() {
+        return None;
+    }
+    let right = rows.iter().zip(gold).filter(|&(&row, &label)| argmax(&probabilities[row]) == label).count();
+    let mass: f64 = rows.iter().zip(gold).map(|(&row, &label)| probabilities[row][label]).sum();
+    Some((right as f64 / rows.len() as f64, mass / rows.len() as f64))
 }
 
 /// A label model fitted on the labelled split, which can label other rows too.

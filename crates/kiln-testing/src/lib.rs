@@ -137,3 +137,9 @@ pub fn skipped(test: &str, why: &str) {
     eprintln!("SKIPPED {test}: {why}");
     append_to("KILN_TEST_SKIPS", &format!("{test}: {why}"));
 }
+
+/// The largest absolute difference between two equally long sequences.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}

@@ -271,8 +271,7 @@ fn frozen_layers_keep_their_weights_and_keeping_their_output_trains_the_same_mod
         bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
     };
     for (name, values) in &kept {
-        let (a, b) = (floats(values), floats(&computed[name]));
-        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let diff = kiln_testing::max_abs_diff(&floats(values), &floats(&computed[name]));
         assert!(diff < 1e-4, "{name}: kept and computed frozen output trained weights {diff} apart");
     }
     let (a, b) = (kept_summary.best.metrics, computed_summary.best.metrics);
